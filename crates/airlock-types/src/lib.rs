@@ -1,0 +1,26 @@
+//! Airlock's shared vocabulary.
+//!
+//! This crate holds the types every boundary speaks: identifiers
+//! ([`TenantId`], [`RunId`], [`RequestId`]), policy outcomes ([`Outcome`],
+//! [`Decision`], [`Reason`]), the [`Secret`] wrapper, typed audit events
+//! ([`AuditEvent`]) and the [`EventSink`] trait through which every crate
+//! reports what it decided.
+//!
+//! It does no I/O and has no knowledge of files, sockets or databases. It
+//! trusts nothing and guarantees only that its types cannot print a secret by
+//! accident: [`Secret`] renders as `[REDACTED]` in `Debug` and `Display` and is
+//! zeroized on drop. It does *not* guarantee that a caller never copies the
+//! exposed value elsewhere.
+#![forbid(unsafe_code)]
+
+mod decision;
+mod event;
+mod ids;
+mod secret;
+mod sink;
+
+pub use decision::{Decision, Outcome, Reason};
+pub use event::{Actor, ActorKind, AuditEvent, EventResult, Timestamp};
+pub use ids::{IdError, RequestId, RunId, TenantId};
+pub use secret::Secret;
+pub use sink::{EventSink, MemorySink, NullSink, SinkError};

@@ -1,0 +1,57 @@
+//! Command-line surface. Each subcommand's arguments live in its own module
+//! under `cmd/`.
+
+use crate::cmd;
+use crate::ctx::{Ctx, GlobalArgs};
+use clap::{Parser, Subcommand};
+
+/// Airlock: a zero-trust security runtime for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory, default config, audit signing key and database.
+    Init(cmd::init::InitArgs),
+    /// Check or describe the configuration.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCmd),
+    /// Verify, read, export and prove the audit log.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCmd),
+    /// Run a command inside the sandbox, with network only through the egress proxy.
+    Run(cmd::run::RunArgs),
+    /// Run the egress proxy on its own.
+    Proxy(cmd::proxy::ProxyArgs),
+    /// Inspect egress policy decisions without a network.
+    Policy(cmd::policy::PolicyArgs),
+    /// Find secrets and personal data in files or stdin, and redact them.
+    Scan(cmd::scan::ScanArgs),
+    /// Print version and build information.
+    Version(cmd::version::VersionArgs),
+}
+
+pub fn parse() -> Cli {
+    // clap exits with 2 on usage errors, which matches our convention.
+    Cli::parse()
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let ctx = Ctx::resolve(cli.global)?;
+    match cli.command {
+        Command::Init(a) => cmd::init::run(&ctx, a),
+        Command::Config(c) => cmd::config::run(&ctx, c),
+        Command::Audit(c) => cmd::audit::run(&ctx, c),
+        Command::Run(a) => cmd::run::run(&ctx, a),
+        Command::Proxy(a) => cmd::proxy::run(&ctx, a),
+        Command::Policy(a) => cmd::policy::run(&ctx, a),
+        Command::Scan(a) => cmd::scan::run(&ctx, a),
+        Command::Version(a) => cmd::version::run(&ctx, a),
+    }
+}

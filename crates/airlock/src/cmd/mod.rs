@@ -1,0 +1,10 @@
+//! One module per subcommand.
+
+pub mod audit;
+pub mod config;
+pub mod init;
+pub mod policy;
+pub mod proxy;
+pub mod run;
+pub mod scan;
+pub mod version;

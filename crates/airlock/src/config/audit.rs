@@ -1,0 +1,48 @@
+//! `[audit]`: checkpoint cadence of the audit log.
+
+use super::{ConfigError, SourceFile};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use std::time::Duration;
+
+/// Raw `[audit]` section.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Write a signed checkpoint after this many records (default 1000).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 1_000_000))]
+    pub checkpoint_every: Option<Spanned<u64>>,
+    /// Write a signed checkpoint at least this often, in seconds, while records arrive (default 10).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 86_400))]
+    pub checkpoint_interval_secs: Option<Spanned<u64>>,
+}
+
+/// Validated audit settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+}
+
+pub fn validate(raw: &RawAudit, src: &SourceFile) -> Result<AuditSettings, ConfigError> {
+    let every = in_range(src, "audit.checkpoint_every", raw.checkpoint_every.as_ref(), 1, 1_000_000, 1000)?;
+    let secs = in_range(src, "audit.checkpoint_interval_secs", raw.checkpoint_interval_secs.as_ref(), 1, 86_400, 10)?;
+    Ok(AuditSettings { checkpoint_every: every, checkpoint_interval: Duration::from_secs(secs) })
+}
+
+/// Check an optional integer against a range, defaulting when absent.
+pub fn in_range(
+    src: &SourceFile,
+    field: &str,
+    v: Option<&Spanned<u64>>,
+    min: u64,
+    max: u64,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
+        Some(s) => Err(src.error(s.span(), field, format!("must be between {min} and {max}, got {}", s.get_ref()))),
+    }
+}
