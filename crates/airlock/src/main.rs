@@ -4,6 +4,7 @@
 //! to exit codes: 0 ok, 1 a check failed, 2 usage or configuration error.
 #![forbid(unsafe_code)]
 
+mod auditing;
 mod cli;
 mod cmd;
 mod config;
