@@ -1,0 +1,404 @@
+//! Host, authority and URL parsing, following the WHATWG URL standard's host
+//! parser for the special schemes `http` and `https`.
+//!
+//! Untrusted text becomes a typed [`Host`] here, once: every IPv4 spelling
+//! (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`, `127.0.0.1.`), percent-encoded
+//! and full-width forms, IPv6 literals, and Unicode names (UTS-46 processed to
+//! lowercase ASCII) all come out in one canonical form that the address guard
+//! and the rule matcher judge.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The schemes the egress proxy carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// 80 or 443.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    /// Parse a scheme name, case-insensitively.
+    pub fn parse(s: &str) -> Option<Scheme> {
+        if s.eq_ignore_ascii_case("http") {
+            Some(Scheme::Http)
+        } else if s.eq_ignore_ascii_case("https") {
+            Some(Scheme::Https)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed, canonical host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A domain name: ASCII, lowercase, UTS-46 processed (non-ASCII labels as
+    /// `xn--` Punycode), no trailing dot.
+    Domain(String),
+    /// An IP address literal, in any spelling the URL standard accepts.
+    Ip(IpAddr),
+}
+
+impl Host {
+    /// The IP address, when the host is a literal.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Ip(ip) => Some(*ip),
+            Host::Domain(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    /// Domains as they are, IPv4 dotted, IPv6 in brackets (URL form).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Domain(d) => f.write_str(d),
+            Host::Ip(IpAddr::V4(a)) => write!(f, "{a}"),
+            Host::Ip(IpAddr::V6(a)) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// Why a host, authority or URL was refused. Messages never echo userinfo.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// The host is empty.
+    #[error("empty host")]
+    Empty,
+    /// Percent-decoding produced bytes that are not UTF-8.
+    #[error("host is not UTF-8 after percent-decoding")]
+    NotUtf8,
+    /// UTS-46 (IDNA) processing failed, or a forbidden code point is present.
+    #[error("host {0:?} is not a valid domain name (IDNA)")]
+    Idna(String),
+    /// The host ends in a number but is not a valid IPv4 address.
+    #[error("host {0:?} looks like an IPv4 address but is not a valid one")]
+    InvalidIpv4(String),
+    /// A bracketed IPv6 literal is malformed (zone identifiers are refused).
+    #[error("host {0:?} is not a valid IPv6 literal")]
+    InvalidIpv6(String),
+    /// A character or label shape no DNS name may have.
+    #[error("host {0:?} is not a valid DNS name")]
+    InvalidName(String),
+    /// The port is not a number in 1..=65535.
+    #[error("port {0:?} is not a number between 1 and 65535")]
+    InvalidPort(String),
+    /// A `host:port` authority is malformed.
+    #[error("authority {0:?} is not host:port")]
+    InvalidAuthority(String),
+    /// The URL's scheme is neither `http` nor `https`.
+    #[error("scheme {0:?} is not http or https")]
+    UnsupportedScheme(String),
+    /// The URL is not absolute (`scheme://host/...`).
+    #[error("URL is not absolute (scheme://host/...)")]
+    NotAbsolute,
+}
+
+/// A parsed absolute `http`/`https` URL. Userinfo is dropped and never kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The canonical host.
+    pub host: Host,
+    /// The port (the scheme's default when none was written).
+    pub port: u16,
+    /// The path as written (backslashes turned into slashes), `/` when empty.
+    pub path: String,
+    /// The query without `?`, when present.
+    pub query: Option<String>,
+}
+
+/// Parse a host as the WHATWG URL standard's host parser does for special
+/// schemes, then canonicalize it: IPv6 in brackets, percent-decoding, UTS-46
+/// (`AsciiDenyList::URL`), the IPv4 parser for anything ending in a number, a
+/// single trailing dot removed, and DNS shape checks (labels of letters,
+/// digits, `-`, `_`; at most 63 bytes each and 253 in total).
+pub fn parse_host(input: &str) -> Result<Host, HostError> {
+    if input.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if let Some(rest) = input.strip_prefix('[') {
+        let inner = rest
+            .strip_suffix(']')
+            .ok_or_else(|| HostError::InvalidIpv6(input.to_owned()))?;
+        return parse_ipv6(inner)
+            .map(|a| Host::Ip(IpAddr::V6(a)))
+            .ok_or_else(|| HostError::InvalidIpv6(input.to_owned()));
+    }
+    let decoded = percent_decode(input.as_bytes());
+    let decoded = String::from_utf8(decoded).map_err(|_| HostError::NotUtf8)?;
+    let ascii = idna::domain_to_ascii_cow(decoded.as_bytes(), idna::AsciiDenyList::URL)
+        .map_err(|_| HostError::Idna(input.to_owned()))?;
+    let ascii = ascii.to_ascii_lowercase();
+    if ascii.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if ends_in_number(&ascii) {
+        return parse_ipv4(&ascii)
+            .map(|a| Host::Ip(IpAddr::V4(a)))
+            .ok_or(HostError::InvalidIpv4(ascii));
+    }
+    let name = ascii.strip_suffix('.').unwrap_or(&ascii);
+    check_dns_shape(name).map_err(|()| HostError::InvalidName(ascii.clone()))?;
+    Ok(Host::Domain(name.to_owned()))
+}
+
+/// Parse a CONNECT target or `Host` header: `host`, `host:port`, `[v6]` or
+/// `[v6]:port`. `default_port` applies when no port is written.
+pub fn parse_authority(input: &str, default_port: u16) -> Result<(Host, u16), HostError> {
+    if input.contains(['@', '/', '\\', '?', '#'])
+        || input
+            .chars()
+            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+    {
+        return Err(HostError::InvalidAuthority(input.to_owned()));
+    }
+    let (host, port) =
+        split_host_port(input).ok_or_else(|| HostError::InvalidAuthority(input.to_owned()))?;
+    let port = match port {
+        None => default_port,
+        Some(p) => parse_port(p)?,
+    };
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(HostError::InvalidAuthority(input.to_owned()));
+    }
+    Ok((parse_host(host)?, port))
+}
+
+/// Parse an absolute `http`/`https` URL the way a WHATWG-conforming client
+/// would: surrounding C0 controls and spaces trimmed, tabs and newlines
+/// removed, any run of `/` or `\` after the scheme accepted, the last `@`
+/// ending the userinfo, and the host ending at the first `/`, `\`, `?` or `#`.
+pub fn parse_url(input: &str) -> Result<Url, HostError> {
+    let trimmed = input.trim_matches(|c: char| c <= ' ');
+    let cleaned: String = trimmed
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let (scheme, rest) = cleaned.split_once(':').ok_or(HostError::NotAbsolute)?;
+    if scheme.is_empty()
+        || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return Err(HostError::NotAbsolute);
+    }
+    let scheme = Scheme::parse(scheme)
+        .ok_or_else(|| HostError::UnsupportedScheme(scheme.to_ascii_lowercase()))?;
+    let rest = rest.trim_start_matches(['/', '\\']);
+    let auth_end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(auth_end);
+    let hostport = match authority.rfind('@') {
+        Some(i) => &authority[i + 1..],
+        None => authority,
+    };
+    if hostport.is_empty() {
+        return Err(HostError::Empty);
+    }
+    let (host, port) = split_host_port(hostport)
+        .ok_or_else(|| HostError::InvalidAuthority(hostport.to_owned()))?;
+    let port = match port {
+        None | Some("") => scheme.default_port(),
+        Some(p) => parse_port(p)?,
+    };
+    let host = parse_host(host)?;
+    let tail = tail.split('#').next().unwrap_or("");
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (tail, None),
+    };
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path.replace('\\', "/")
+    };
+    Ok(Url {
+        scheme,
+        host,
+        port,
+        path,
+        query,
+    })
+}
+
+/// Split `host[:port]` / `[v6][:port]`. The port part is returned as written.
+fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
+    if s.starts_with('[') {
+        let close = s.find(']')?;
+        let (host, rest) = s.split_at(close + 1);
+        return match rest {
+            "" => Some((host, None)),
+            r => Some((host, Some(r.strip_prefix(':')?))),
+        };
+    }
+    match s.split_once(':') {
+        Some((h, p)) => Some((h, Some(p))),
+        None => Some((s, None)),
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, HostError> {
+    if p.is_empty() || p.len() > 10 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HostError::InvalidPort(p.to_owned()));
+    }
+    match p.parse::<u32>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        _ => Err(HostError::InvalidPort(p.to_owned())),
+    }
+}
+
+/// Percent-decode bytes; malformed escapes stay as written (URL standard).
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                input.get(i + 1).and_then(|b| hex_val(*b)),
+                input.get(i + 2).and_then(|b| hex_val(*b)),
+            )
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+pub(crate) fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The URL standard's "ends in a number" checker.
+fn ends_in_number(s: &str) -> bool {
+    let mut parts: Vec<&str> = s.split('.').collect();
+    if parts.last() == Some(&"") {
+        if parts.len() == 1 {
+            return false;
+        }
+        parts.pop();
+    }
+    let Some(last) = parts.last() else {
+        return false;
+    };
+    if !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    parse_ipv4_number(last).is_some()
+}
+
+/// One IPv4 part: decimal, `0x` hex or leading-zero octal. `None` on failure;
+/// values are capped at 2^32 (anything larger is as invalid as 2^32).
+fn parse_ipv4_number(part: &str) -> Option<u64> {
+    if part.is_empty() {
+        return None;
+    }
+    let (digits, radix) =
+        if let Some(h) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (h, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
+    if digits.is_empty() {
+        return Some(0);
+    }
+    let mut v: u64 = 0;
+    for c in digits.chars() {
+        let d = c.to_digit(radix)?;
+        v = (v * u64::from(radix) + u64::from(d)).min(1 << 32);
+    }
+    Some(v)
+}
+
+/// The URL standard's IPv4 parser.
+fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let mut parts: Vec<&str> = s.split('.').collect();
+    if parts.last() == Some(&"") && parts.len() > 1 {
+        parts.pop();
+    }
+    if parts.len() > 4 {
+        return None;
+    }
+    let nums: Vec<u64> = parts
+        .iter()
+        .map(|p| parse_ipv4_number(p))
+        .collect::<Option<_>>()?;
+    let (last, init) = nums.split_last()?;
+    if init.iter().any(|n| *n > 255) {
+        return None;
+    }
+    if *last >= 256u64.pow(5 - nums.len() as u32) {
+        return None;
+    }
+    let mut v = *last;
+    for (i, n) in init.iter().enumerate() {
+        v += n * 256u64.pow(3 - i as u32);
+    }
+    u32::try_from(v).ok().map(Ipv4Addr::from)
+}
+
+/// IPv6 literal without brackets. Zone identifiers are refused, as the URL
+/// standard does: a zone names a local interface, never a public host.
+fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
+    if s.contains('%') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// DNS shape: 1–63 byte labels of `[a-z0-9_-]`, at most 253 bytes.
+fn check_dns_shape(name: &str) -> Result<(), ()> {
+    if name.is_empty() || name.len() > 253 {
+        return Err(());
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(());
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(());
+        }
+    }
+    Ok(())
+}

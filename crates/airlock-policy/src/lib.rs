@@ -1,0 +1,77 @@
+//! Airlock's egress policy: the pure decision of whether an agent's HTTP
+//! request or CONNECT may leave the box.
+//!
+//! **Boundary.** Every request the egress proxy sees is judged here from
+//! facts only: method, scheme, canonical host, port, path, the addresses the
+//! proxy resolved, and the run. [`EgressPolicy::decide`] and
+//! [`EgressPolicy::decide_connect`] are pure and infallible; this crate does
+//! no I/O, no DNS and opens no sockets.
+//!
+//! **Parsing.** Untrusted text becomes a [`Host`] through [`parse_host`],
+//! [`parse_authority`] and [`parse_url`], which follow the WHATWG URL host
+//! parser: every IPv4 spelling (decimal, octal, hex, shortened, trailing dot,
+//! percent-encoded, full-width), IPv6 literals (zone identifiers refused) and
+//! UTS-46 processing of names (Punycode `xn--` labels are validated).
+//!
+//! **Decision order.** (1) the host: a label mixing scripts beyond the UTS-39
+//! highly restrictive combinations ⇒ `mixed_script_host`; a name whose
+//! skeleton equals that of a host named in the policy, or a label written in
+//! Cyrillic/Greek/Armenian letters that all look Latin under an ASCII TLD ⇒
+//! `confusable_host`. (2) the method must be an HTTP token. (3) the SSRF
+//! guard: no address ⇒ `unresolvable_host`; **every** address must be
+//! globally reachable unicast (see [`classify_addr`]; IPv6 forms embedding an
+//! IPv4 address are judged by it), unless an `allow_private` CIDR opts it in;
+//! `localhost` names are loopback whatever DNS says. (4) rules: the strictest
+//! matching outcome wins (`Outcome` is ordered Allow < Ask < Deny); `ask`
+//! yields `Decision::ask(approval_required)`, which callers must treat as a
+//! denial until approvals exist. (5) no rule: `read_public` allows GET, HEAD
+//! and OPTIONS (`public_read`) and denies every other method
+//! (`default_deny`); `deny_all` denies (`deny_all`). (6) an allowed write
+//! (any method but GET/HEAD/OPTIONS) over plain HTTP ⇒ `write_requires_https`.
+//!
+//! **Paths.** A path is judged in two views (dot segments resolved; and fully
+//! percent-decoded with dot segments resolved). Deny/ask rules match if
+//! either view matches, allow rules only if both do.
+//!
+//! **Tunnel or intercept.** A blind tunnel hides method and path, so
+//! [`EgressPolicy::decide_connect`] returns [`ConnectDecision::Tunnel`] only
+//! when inspection is not forced, a rule allows every method and path of the
+//! host over HTTPS, and no deny or ask rule names the host; it refuses the
+//! CONNECT outright when a rule denies (or asks for) everything on the host,
+//! or in `deny_all` mode when no allow/ask rule names the host; otherwise it
+//! returns [`ConnectDecision::Intercept`]. In `read_public` a host without
+//! such a rule is therefore intercepted, so writes can be refused.
+//!
+//! **Trusts.** The caller's facts: that `addrs` is exactly the set of
+//! addresses it may dial (resolve, check, connect to the checked address —
+//! no second lookup) and that `scheme` reflects the real transport.
+//!
+//! **Does not guarantee.** Anything about the bytes inside a blind tunnel
+//! (including plain HTTP carried in a CONNECT); rule ports (rules match
+//! scheme, host, method and path, not port); that an upstream interprets a
+//! path the same way as either view; confusable detection beyond the
+//! built-in map (see the `idn` module notes: Cyrillic, Greek, Armenian and
+//! Latin-extension look-alikes, `0/o`, `1/l`, `rn/m`, diacritics).
+#![forbid(unsafe_code)]
+
+mod addr;
+mod host;
+mod idn;
+mod path;
+mod policy;
+mod spec;
+
+pub use host::{Host, HostError, Scheme, Url, parse_authority, parse_host, parse_url};
+pub use policy::{ConnectDecision, EgressPolicy, EgressRequest};
+pub use spec::{Mode, PolicyError, PolicySpec, RuleSpec};
+
+use airlock_types::Reason;
+use std::net::IpAddr;
+
+/// Why an address may never be reached by default (`loopback_address`,
+/// `private_address`, `link_local_address`, `reserved_address`), or `None`
+/// for a globally reachable unicast address. Ignores `allow_private`; use
+/// [`EgressPolicy::check_addr`] for the policy's view.
+pub fn classify_addr(addr: IpAddr) -> Option<Reason> {
+    addr::classify(addr)
+}

@@ -1,0 +1,517 @@
+//! The compiled policy and its decisions.
+
+use crate::addr;
+use crate::host::{Host, Scheme, parse_host};
+use crate::idn;
+use crate::path::{Glob, PathViews};
+use crate::spec::{Mode, PolicyError, PolicySpec, RuleSpec};
+use airlock_types::{Decision, Outcome, Reason, RunId};
+use std::net::IpAddr;
+
+/// The facts of one HTTP request (plain HTTP, or a request seen inside an
+/// intercepted TLS connection).
+#[derive(Debug, Clone, Copy)]
+pub struct EgressRequest<'a> {
+    /// The method exactly as sent.
+    pub method: &'a str,
+    /// `http` for plain requests, `https` inside TLS.
+    pub scheme: Scheme,
+    /// The parsed host.
+    pub host: &'a Host,
+    /// The destination port.
+    pub port: u16,
+    /// The request path; a query or fragment after it is ignored.
+    pub path: &'a str,
+    /// Every address the proxy resolved for the host and may dial (for an IP
+    /// literal: the literal). Empty means the name did not resolve.
+    pub addrs: &'a [IpAddr],
+    /// The run the request belongs to, when known.
+    pub run: Option<&'a RunId>,
+}
+
+/// What to do with a CONNECT, decided before any handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectDecision {
+    /// Refuse the CONNECT (the decision's outcome is `Deny` or `Ask`).
+    Deny(Decision),
+    /// Relay bytes blindly: the policy allows every request this tunnel could
+    /// carry, so nothing inside needs to be seen.
+    Tunnel(Decision),
+    /// Terminate TLS and judge each request inside with
+    /// [`EgressPolicy::decide`].
+    Intercept,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPat {
+    Any,
+    Exact(Host),
+    /// `*.suffix`: stored as the suffix without the leading dot.
+    Suffix(String),
+}
+
+impl HostPat {
+    fn matches(&self, host: &Host) -> bool {
+        match (self, host) {
+            (HostPat::Any, _) => true,
+            (HostPat::Exact(h), host) => h == host,
+            (HostPat::Suffix(s), Host::Domain(d)) => {
+                d.len() > s.len() + 1
+                    && d.ends_with(s.as_str())
+                    && d.as_bytes()[d.len() - s.len() - 1] == b'.'
+            }
+            (HostPat::Suffix(_), Host::Ip(_)) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    hosts: Vec<HostPat>,
+    /// Empty: both schemes.
+    schemes: Vec<Scheme>,
+    /// `None`: every method. Uppercase.
+    methods: Option<Vec<String>>,
+    /// `None`: every path.
+    paths: Option<Vec<Glob>>,
+    action: Outcome,
+}
+
+impl Rule {
+    fn applies_to(&self, scheme: Scheme, host: &Host) -> bool {
+        (self.schemes.is_empty() || self.schemes.contains(&scheme))
+            && self.hosts.iter().any(|h| h.matches(host))
+    }
+
+    fn method_matches(&self, method: &str) -> bool {
+        match &self.methods {
+            None => true,
+            Some(ms) => ms.iter().any(|m| m.eq_ignore_ascii_case(method)),
+        }
+    }
+
+    /// Fail closed on ambiguity: restrictive rules match either view, allow
+    /// rules need both.
+    fn path_matches(&self, views: &PathViews) -> bool {
+        let Some(globs) = &self.paths else {
+            return true;
+        };
+        let m = |p: &str| globs.iter().any(|g| g.matches(p));
+        if self.action == Outcome::Allow {
+            m(&views.raw) && m(&views.decoded)
+        } else {
+            m(&views.raw) || m(&views.decoded)
+        }
+    }
+
+    /// Covers every method and every path.
+    fn is_total(&self) -> bool {
+        self.methods.is_none()
+            && self
+                .paths
+                .as_ref()
+                .is_none_or(|g| g.iter().any(Glob::matches_all))
+    }
+}
+
+/// A named host for the look-alike check: its ASCII form, whether it is a
+/// `*.suffix`, and its skeleton.
+#[derive(Debug, Clone)]
+struct Named {
+    ascii: String,
+    suffix: bool,
+    skeleton: String,
+}
+
+/// A compiled egress policy: immutable, cheap to share (`Send + Sync`).
+#[derive(Debug, Clone)]
+pub struct EgressPolicy {
+    mode: Mode,
+    rules: Vec<Rule>,
+    allow_private: Vec<(IpAddr, u8)>,
+    inspect_all: bool,
+    named: Vec<Named>,
+}
+
+/// Methods that only read. Everything else, including unknown methods, is a
+/// write.
+fn is_read(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS")
+}
+
+/// RFC 9110 token characters.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn in_cidr(addr: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            len == 0
+                || (u32::from(a) >> (32 - u32::from(len)))
+                    == (u32::from(n) >> (32 - u32::from(len)))
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            len == 0
+                || (u128::from(a) >> (128 - u32::from(len)))
+                    == (u128::from(n) >> (128 - u32::from(len)))
+        }
+        _ => false,
+    }
+}
+
+/// `localhost` and names under it are loopback by definition (RFC 6761),
+/// whatever a resolver answers.
+fn is_localhost_name(d: &str) -> bool {
+    d == "localhost" || d.ends_with(".localhost")
+}
+
+impl Default for EgressPolicy {
+    fn default() -> Self {
+        EgressPolicy::read_public()
+    }
+}
+
+impl EgressPolicy {
+    /// The default policy: public reads allowed, writes denied, no rules.
+    pub fn read_public() -> Self {
+        EgressPolicy::compile(PolicySpec::default())
+            .expect("invariant: the empty read_public spec compiles")
+    }
+
+    /// Nothing allowed.
+    pub fn deny_all() -> Self {
+        EgressPolicy::compile(PolicySpec {
+            mode: Mode::DenyAll,
+            ..PolicySpec::default()
+        })
+        .expect("invariant: the empty deny_all spec compiles")
+    }
+
+    /// Validate and compile a spec.
+    pub fn compile(spec: PolicySpec) -> Result<Self, PolicyError> {
+        let mut rules = Vec::with_capacity(spec.rules.len());
+        let mut named = Vec::new();
+        for (ri, r) in spec.rules.iter().enumerate() {
+            rules.push(compile_rule(ri, r, &mut named)?);
+        }
+        for (index, (net, len)) in spec.allow_private.iter().enumerate() {
+            let max = if net.is_ipv4() { 32 } else { 128 };
+            if *len > max {
+                return Err(PolicyError::InvalidCidr {
+                    index,
+                    message: format!("prefix length {len} exceeds {max}"),
+                });
+            }
+            if !in_cidr(*net, *net, *len) || masked(*net, *len) != *net {
+                return Err(PolicyError::InvalidCidr {
+                    index,
+                    message: format!(
+                        "{net}/{len} has host bits set (did you mean {}/{len}?)",
+                        masked(*net, *len)
+                    ),
+                });
+            }
+        }
+        Ok(EgressPolicy {
+            mode: spec.mode,
+            rules,
+            allow_private: spec.allow_private,
+            inspect_all: spec.inspect_all,
+            named,
+        })
+    }
+
+    /// The mode that applies when no rule matches.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Judge a full request. Order: the host itself (IDN), the method token,
+    /// the addresses (SSRF guard), then the rules (strictest matching outcome
+    /// wins) or, when none matches, the mode; finally an allowed write over
+    /// plain HTTP becomes `write_requires_https`.
+    pub fn decide(&self, req: &EgressRequest<'_>) -> Decision {
+        if let Err(r) = self.check_host(req.host) {
+            return Decision::deny(r);
+        }
+        if !is_token(req.method) {
+            return Decision::deny(Reason::MalformedRequest);
+        }
+        if let Err(r) = self.check_addrs(req.host, req.addrs) {
+            return Decision::deny(r);
+        }
+        let views = PathViews::new(req.path);
+        let strictest = self
+            .rules
+            .iter()
+            .filter(|r| {
+                r.applies_to(req.scheme, req.host)
+                    && r.method_matches(req.method)
+                    && r.path_matches(&views)
+            })
+            .map(|r| r.action)
+            .max();
+        let read = is_read(req.method);
+        let d = match strictest {
+            Some(Outcome::Deny) => Decision::deny(Reason::RuleDeny),
+            Some(Outcome::Ask) => Decision::ask(Reason::ApprovalRequired),
+            Some(Outcome::Allow) => Decision::allow(Reason::RuleAllow),
+            None => match self.mode {
+                Mode::ReadPublic if read => Decision::allow(Reason::PublicRead),
+                Mode::ReadPublic => Decision::deny(Reason::DefaultDeny),
+                Mode::DenyAll => Decision::deny(Reason::DenyAll),
+            },
+        };
+        if d.is_allow() && !read && req.scheme == Scheme::Http {
+            return Decision::deny(Reason::WriteRequiresHttps);
+        }
+        d
+    }
+
+    /// Judge a CONNECT to `host:port` before any handshake. The host and
+    /// every address are checked as in [`decide`](Self::decide). Then:
+    /// a rule denying (or asking for) every method and path of the host
+    /// refuses it; a blind tunnel is chosen only when inspection is not
+    /// forced, a rule allows every method and path of the host over HTTPS,
+    /// and no deny or ask rule could apply to any request inside; in
+    /// `deny_all` mode a host no allow or ask rule names is refused;
+    /// everything else is intercepted so each request can be judged.
+    pub fn decide_connect(&self, host: &Host, port: u16, addrs: &[IpAddr]) -> ConnectDecision {
+        let _ = port;
+        if let Err(r) = self.check_host(host) {
+            return ConnectDecision::Deny(Decision::deny(r));
+        }
+        if let Err(r) = self.check_addrs(host, addrs) {
+            return ConnectDecision::Deny(Decision::deny(r));
+        }
+        let applicable: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.applies_to(Scheme::Https, host))
+            .collect();
+        let total_max = applicable
+            .iter()
+            .filter(|r| r.is_total())
+            .map(|r| r.action)
+            .max();
+        let any_restrictive = applicable.iter().any(|r| r.action != Outcome::Allow);
+        match total_max {
+            Some(Outcome::Deny) => return ConnectDecision::Deny(Decision::deny(Reason::RuleDeny)),
+            Some(Outcome::Ask) => {
+                return ConnectDecision::Deny(Decision::ask(Reason::ApprovalRequired));
+            }
+            Some(Outcome::Allow) if !any_restrictive && !self.inspect_all => {
+                return ConnectDecision::Tunnel(Decision::allow(Reason::RuleAllow));
+            }
+            _ => {}
+        }
+        if self.mode == Mode::DenyAll && !applicable.iter().any(|r| r.action != Outcome::Deny) {
+            return ConnectDecision::Deny(Decision::deny(Reason::DenyAll));
+        }
+        ConnectDecision::Intercept
+    }
+
+    /// The address guard alone, for the connector to call on the exact
+    /// address it is about to dial. `allow_private` CIDRs are honoured (an
+    /// IPv4-mapped IPv6 address also matches IPv4 CIDRs).
+    pub fn check_addr(&self, addr: IpAddr) -> Result<(), Reason> {
+        let mapped = match addr {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        let opted_in = self.allow_private.iter().any(|(net, len)| {
+            in_cidr(addr, *net, *len) || mapped.is_some_and(|m| in_cidr(m, *net, *len))
+        });
+        if opted_in {
+            return Ok(());
+        }
+        match addr::classify(addr) {
+            None => Ok(()),
+            Some(r) => Err(r),
+        }
+    }
+
+    /// Host-level checks that need no DNS: mixed-script labels and
+    /// look-alikes of hosts named in the policy.
+    pub fn check_host(&self, host: &Host) -> Result<(), Reason> {
+        let Host::Domain(d) = host else { return Ok(()) };
+        let Some(unicode) = idn::to_unicode(d) else {
+            return Err(Reason::InvalidHost);
+        };
+        if idn::has_mixed_script_label(&unicode) {
+            return Err(Reason::MixedScriptHost);
+        }
+        let skel = idn::skeleton(&unicode);
+        for n in &self.named {
+            let is_same = if n.suffix {
+                d == &n.ascii || (d.len() > n.ascii.len() && d.ends_with(&format!(".{}", n.ascii)))
+            } else {
+                d == &n.ascii
+            };
+            if is_same {
+                continue;
+            }
+            let looks_same =
+                skel == n.skeleton || (n.suffix && skel.ends_with(&format!(".{}", n.skeleton)));
+            if looks_same {
+                return Err(Reason::ConfusableHost);
+            }
+        }
+        if idn::is_whole_script_lookalike(&unicode) {
+            return Err(Reason::ConfusableHost);
+        }
+        Ok(())
+    }
+
+    /// Every address must pass; none means the host did not resolve. An IP
+    /// literal is judged as itself; `localhost` names as loopback.
+    fn check_addrs(&self, host: &Host, addrs: &[IpAddr]) -> Result<(), Reason> {
+        match host {
+            Host::Ip(ip) => self.check_addr(*ip)?,
+            Host::Domain(d) if is_localhost_name(d) => {
+                if addrs.is_empty() {
+                    return Err(Reason::LoopbackAddress);
+                }
+                if let Some(a) = addrs.iter().find(|a| !a.is_loopback()) {
+                    // A resolver answering non-loopback for localhost is lying.
+                    let _ = a;
+                    return Err(Reason::LoopbackAddress);
+                }
+            }
+            Host::Domain(_) if addrs.is_empty() => return Err(Reason::UnresolvableHost),
+            Host::Domain(_) => {}
+        }
+        for a in addrs {
+            self.check_addr(*a)?;
+        }
+        Ok(())
+    }
+}
+
+fn masked(net: IpAddr, len: u8) -> IpAddr {
+    match net {
+        IpAddr::V4(a) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+fn compile_rule(ri: usize, r: &RuleSpec, named: &mut Vec<Named>) -> Result<Rule, PolicyError> {
+    if r.hosts.is_empty() {
+        return Err(PolicyError::EmptyHosts { rule: ri });
+    }
+    let mut hosts = Vec::with_capacity(r.hosts.len());
+    for (index, pat) in r.hosts.iter().enumerate() {
+        let bad = |message: String| PolicyError::InvalidHostPattern {
+            rule: ri,
+            index,
+            pattern: pat.clone(),
+            message,
+        };
+        if pat == "*" {
+            hosts.push(HostPat::Any);
+            continue;
+        }
+        let (suffix, text) = match pat.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, pat.as_str()),
+        };
+        if text.contains('*') {
+            return Err(bad(
+                "`*` is only allowed as a leading `*.` label or alone".into()
+            ));
+        }
+        if text.contains(['/', '?', '#', '@']) || text.contains("://") {
+            return Err(bad("write a host name, not a URL".into()));
+        }
+        let host = parse_host(text).map_err(|e| bad(e.to_string()))?;
+        match (suffix, host) {
+            (true, Host::Ip(_)) => {
+                return Err(bad("`*.` needs a domain suffix, not an IP address".into()));
+            }
+            (true, Host::Domain(d)) => {
+                if !d.contains('.') {
+                    return Err(bad(
+                        "`*.` needs a suffix with at least two labels (e.g. `*.example.com`)"
+                            .into(),
+                    ));
+                }
+                push_named(named, &d, true);
+                hosts.push(HostPat::Suffix(d));
+            }
+            (false, Host::Domain(d)) => {
+                push_named(named, &d, false);
+                hosts.push(HostPat::Exact(Host::Domain(d)));
+            }
+            (false, h @ Host::Ip(_)) => hosts.push(HostPat::Exact(h)),
+        }
+    }
+    let methods = if r.methods.is_empty() || r.methods.iter().any(|m| m == "*") {
+        None
+    } else {
+        let mut ms = Vec::with_capacity(r.methods.len());
+        for (index, m) in r.methods.iter().enumerate() {
+            if !is_token(m) {
+                return Err(PolicyError::InvalidMethod {
+                    rule: ri,
+                    index,
+                    method: m.clone(),
+                });
+            }
+            ms.push(m.to_ascii_uppercase());
+        }
+        Some(ms)
+    };
+    let paths = if r.paths.is_empty() {
+        None
+    } else {
+        let mut gs = Vec::with_capacity(r.paths.len());
+        for (index, p) in r.paths.iter().enumerate() {
+            gs.push(
+                Glob::compile(p).map_err(|message| PolicyError::InvalidPathPattern {
+                    rule: ri,
+                    index,
+                    pattern: p.clone(),
+                    message,
+                })?,
+            );
+        }
+        Some(gs)
+    };
+    let mut schemes = r.schemes.clone();
+    schemes.sort();
+    schemes.dedup();
+    Ok(Rule {
+        hosts,
+        schemes,
+        methods,
+        paths,
+        action: r.action,
+    })
+}
+
+fn push_named(named: &mut Vec<Named>, ascii: &str, suffix: bool) {
+    let unicode = idn::to_unicode(ascii).unwrap_or_else(|| ascii.to_owned());
+    named.push(Named {
+        ascii: ascii.to_owned(),
+        suffix,
+        skeleton: idn::skeleton(&unicode),
+    });
+}
