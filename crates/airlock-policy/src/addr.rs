@@ -177,3 +177,124 @@ fn classify_v6(a: Ipv6Addr) -> Option<Reason> {
         None => Some(Reason::ReservedAddress),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Reason::*;
+
+    fn c(s: &str) -> Option<Reason> {
+        classify(s.parse().expect("test address"))
+    }
+
+    #[test]
+    fn ipv4_special_purpose_registry() {
+        let cases: &[(&str, Option<Reason>)] = &[
+            ("0.0.0.0", Some(ReservedAddress)),
+            ("0.255.255.255", Some(ReservedAddress)),
+            ("10.0.0.1", Some(PrivateAddress)),
+            ("10.255.255.255", Some(PrivateAddress)),
+            ("11.0.0.0", None),
+            ("100.63.255.255", None),
+            ("100.64.0.0", Some(PrivateAddress)),
+            ("100.100.100.200", Some(PrivateAddress)),
+            ("100.127.255.255", Some(PrivateAddress)),
+            ("100.128.0.0", None),
+            ("126.255.255.255", None),
+            ("127.0.0.1", Some(LoopbackAddress)),
+            ("127.255.255.254", Some(LoopbackAddress)),
+            ("128.0.0.0", None),
+            ("169.253.255.255", None),
+            ("169.254.0.0", Some(LinkLocalAddress)),
+            ("169.254.169.254", Some(LinkLocalAddress)),
+            ("169.254.170.2", Some(LinkLocalAddress)),
+            ("169.255.0.0", None),
+            ("172.15.255.255", None),
+            ("172.16.0.0", Some(PrivateAddress)),
+            ("172.31.255.255", Some(PrivateAddress)),
+            ("172.32.0.0", None),
+            ("192.0.0.0", Some(ReservedAddress)),
+            ("192.0.0.8", Some(ReservedAddress)),
+            ("192.0.0.170", Some(ReservedAddress)),
+            ("192.0.0.192", Some(ReservedAddress)),
+            ("192.0.1.0", None),
+            ("192.0.2.1", Some(ReservedAddress)),
+            ("192.88.99.1", Some(ReservedAddress)),
+            ("192.167.255.255", None),
+            ("192.168.0.1", Some(PrivateAddress)),
+            ("192.169.0.0", None),
+            ("198.17.255.255", None),
+            ("198.18.0.0", Some(ReservedAddress)),
+            ("198.19.255.255", Some(ReservedAddress)),
+            ("198.20.0.0", None),
+            ("198.51.100.7", Some(ReservedAddress)),
+            ("203.0.113.255", Some(ReservedAddress)),
+            ("223.255.255.255", None),
+            ("224.0.0.1", Some(ReservedAddress)),
+            ("239.255.255.250", Some(ReservedAddress)),
+            ("240.0.0.1", Some(ReservedAddress)),
+            ("255.255.255.255", Some(ReservedAddress)),
+            ("1.1.1.1", None),
+            ("8.8.8.8", None),
+            ("93.184.215.14", None),
+        ];
+        for (a, want) in cases {
+            assert_eq!(c(a), *want, "{a}");
+        }
+    }
+
+    #[test]
+    fn ipv6_special_purpose_registry_and_embeddings() {
+        let cases: &[(&str, Option<Reason>)] = &[
+            ("::", Some(ReservedAddress)),
+            ("::1", Some(LoopbackAddress)),
+            ("::ffff:127.0.0.1", Some(LoopbackAddress)),
+            ("::ffff:10.0.0.1", Some(PrivateAddress)),
+            ("::ffff:169.254.169.254", Some(LinkLocalAddress)),
+            ("::ffff:8.8.8.8", None),
+            ("::ffff:0:127.0.0.1", Some(LoopbackAddress)),
+            ("::127.0.0.1", Some(LoopbackAddress)),
+            ("::8.8.8.8", Some(ReservedAddress)),
+            ("64:ff9b::127.0.0.1", Some(LoopbackAddress)),
+            ("64:ff9b::a9fe:a9fe", Some(LinkLocalAddress)),
+            ("64:ff9b::8.8.8.8", None),
+            ("64:ff9b:1::8.8.8.8", Some(ReservedAddress)),
+            ("64:ff9b:1::10.0.0.1", Some(PrivateAddress)),
+            ("100::1", Some(ReservedAddress)),
+            ("2001::1", Some(ReservedAddress)), // Teredo: client ~0.0.0.1 = 255.255.255.254
+            (
+                "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+                Some(ReservedAddress),
+            ), // RFC 4380 example: client 192.0.2.45
+            ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", None), // client 8.8.8.8
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                Some(LoopbackAddress),
+            ), // client 127.0.0.1
+            ("2001:0:0a00:0001::", Some(PrivateAddress)), // server 10.0.0.1
+            ("2001:2::1", Some(ReservedAddress)),
+            ("2001:10::1", Some(ReservedAddress)),
+            ("2001:db8::1", Some(ReservedAddress)),
+            ("2002:7f00:1::", Some(LoopbackAddress)),
+            ("2002:a9fe:a9fe::1", Some(LinkLocalAddress)),
+            ("2002:0808:0808::1", None),
+            ("2606:4700:4700::1111", None),
+            ("2a00:1450:4001:81c::200e", None),
+            ("3fff::1", Some(ReservedAddress)),
+            ("4000::1", Some(ReservedAddress)),
+            ("5f00::1", Some(ReservedAddress)),
+            ("fc00::1", Some(PrivateAddress)),
+            ("fd12:3456::1", Some(PrivateAddress)),
+            ("fd00:ec2::254", Some(LinkLocalAddress)),
+            ("fd20:ce::254", Some(LinkLocalAddress)),
+            ("fe80::1", Some(LinkLocalAddress)),
+            ("febf::1", Some(LinkLocalAddress)),
+            ("fec0::1", Some(PrivateAddress)),
+            ("ff02::1", Some(ReservedAddress)),
+            ("ff0e::1", Some(ReservedAddress)),
+        ];
+        for (a, want) in cases {
+            assert_eq!(c(a), *want, "{a}");
+        }
+    }
+}

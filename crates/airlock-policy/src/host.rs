@@ -402,3 +402,239 @@ fn check_dns_shape(name: &str) -> Result<(), ()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Host {
+        Host::Ip(s.parse().expect("test ip"))
+    }
+    fn dom(s: &str) -> Host {
+        Host::Domain(s.into())
+    }
+
+    #[test]
+    fn every_ipv4_spelling_of_loopback_is_the_same_host() {
+        for s in [
+            "127.0.0.1",
+            "2130706433",
+            "0x7f000001",
+            "0X7F000001",
+            "017700000001",
+            "0177.0.0.1",
+            "0x7f.0.0.1",
+            "0x7f.1",
+            "127.1",
+            "127.0.1",
+            "127.0.0.1.",
+            "127.000.000.001",
+            "0177.0000.0000.0001",
+            "%31%32%37.0.0.1",
+            "１２７.０.０.１",
+            "127。0。0。1",
+            "0x7F.0X00.0x0.01",
+            "127.0.0.0x1",
+        ] {
+            assert_eq!(parse_host(s), Ok(ip("127.0.0.1")), "{s}");
+        }
+        assert_eq!(parse_host("0"), Ok(ip("0.0.0.0")));
+        assert_eq!(parse_host("0x"), Ok(ip("0.0.0.0")));
+        assert_eq!(parse_host("4294967295"), Ok(ip("255.255.255.255")));
+        assert_eq!(parse_host("169.254.43518"), Ok(ip("169.254.169.254")));
+        assert_eq!(parse_host("0xa9fea9fe"), Ok(ip("169.254.169.254")));
+        assert_eq!(parse_host("0251.0376.0251.0376"), Ok(ip("169.254.169.254")));
+        assert_eq!(parse_host("10.1"), Ok(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn invalid_ipv4_is_an_error_not_a_name() {
+        for s in [
+            "4294967296",
+            "127.0.0.256",
+            "256.0.0.1",
+            "1.2.3.4.5",
+            "0x100000000",
+            "08.0.0.1",
+            "127.0.0.09",
+            "example.123",
+            "99999999999999999999999",
+            "127..0.1",
+            "0x7f.0x100.0.1",
+        ] {
+            assert!(
+                matches!(parse_host(s), Err(HostError::InvalidIpv4(_))),
+                "{s}: {:?}",
+                parse_host(s)
+            );
+        }
+        // A last label that is not a number makes it a name.
+        assert_eq!(parse_host("127.0.0.1.nip.io"), Ok(dom("127.0.0.1.nip.io")));
+        assert_eq!(parse_host("0x7f.example"), Ok(dom("0x7f.example")));
+    }
+
+    #[test]
+    fn ipv6_forms() {
+        assert_eq!(parse_host("[::1]"), Ok(ip("::1")));
+        assert_eq!(parse_host("[0:0:0:0:0:0:0:1]"), Ok(ip("::1")));
+        assert_eq!(parse_host("[::ffff:127.0.0.1]"), Ok(ip("::ffff:7f00:1")));
+        assert_eq!(parse_host("[::FFFF:7F00:1]"), Ok(ip("::ffff:7f00:1")));
+        assert_eq!(
+            parse_host("[64:ff9b::a9fe:a9fe]"),
+            Ok(ip("64:ff9b::169.254.169.254"))
+        );
+        for s in [
+            "[fe80::1%25eth0]",
+            "[fe80::1%eth0]",
+            "[::1",
+            "::1",
+            "[1::2::3]",
+            "[:::1]",
+            "[::1]x",
+            "[12345::]",
+            "[::1.2.3]",
+        ] {
+            assert!(parse_host(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn names_are_canonical() {
+        assert_eq!(parse_host("Example.COM."), Ok(dom("example.com")));
+        assert_eq!(parse_host("ex%61mple.com"), Ok(dom("example.com")));
+        assert_eq!(parse_host("ＥＸＡＭＰＬＥ.com"), Ok(dom("example.com")));
+        assert_eq!(parse_host("münchen.de"), Ok(dom("xn--mnchen-3ya.de")));
+        assert_eq!(
+            parse_host("xn--mnchen-3ya.de"),
+            Ok(dom("xn--mnchen-3ya.de"))
+        );
+        assert_eq!(
+            parse_host("XN--MNCHEN-3YA.DE"),
+            Ok(dom("xn--mnchen-3ya.de"))
+        );
+        assert_eq!(
+            parse_host("ex\u{00AD}ample.com"),
+            Ok(dom("example.com")),
+            "soft hyphen is ignored by UTS-46"
+        );
+        assert_eq!(
+            parse_host("_dmarc.example.com"),
+            Ok(dom("_dmarc.example.com"))
+        );
+        for s in [
+            "",
+            "a..b",
+            "exa mple.com",
+            "a%00b",
+            "a<b",
+            "a|b.com",
+            "xn--zz.com",
+            "xn--.com",
+            "%ff.com",
+            "a.com..",
+            &"a".repeat(64),
+            "a.b*c",
+            "a\\b",
+            "a%2fb",
+        ] {
+            assert!(parse_host(s).is_err(), "{s:?}: {:?}", parse_host(s));
+        }
+    }
+
+    #[test]
+    fn authorities() {
+        assert_eq!(
+            parse_authority("example.com:443", 80),
+            Ok((dom("example.com"), 443))
+        );
+        assert_eq!(
+            parse_authority("example.com", 443),
+            Ok((dom("example.com"), 443))
+        );
+        assert_eq!(parse_authority("[::1]:8443", 443), Ok((ip("::1"), 8443)));
+        assert_eq!(parse_authority("0x7f.1:22", 443), Ok((ip("127.0.0.1"), 22)));
+        for s in [
+            "example.com:",
+            "example.com:0",
+            "example.com:65536",
+            "example.com:+1",
+            "::1:443",
+            "[::1]443",
+            "a@b:1",
+            "a:1:2",
+            ":443",
+            "example.com:443/",
+            "exa mple.com:1",
+        ] {
+            assert!(parse_authority(s, 443).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn urls_parse_like_a_browser() {
+        let u = parse_url("HTTPS://user:pw@Example.com:8443/a/b?x=1#f").expect("valid");
+        assert_eq!(
+            u,
+            Url {
+                scheme: Scheme::Https,
+                host: dom("example.com"),
+                port: 8443,
+                path: "/a/b".into(),
+                query: Some("x=1".into())
+            }
+        );
+        assert_eq!(
+            parse_url("http://evil.com@127.0.0.1/").expect("valid").host,
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            parse_url("http://a@b@127.1:80/").expect("valid").host,
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            parse_url("http://127.0.0.1#@evil.com/")
+                .expect("valid")
+                .host,
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            parse_url("http://127.0.0.1?@evil.com/")
+                .expect("valid")
+                .host,
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            parse_url("http:\\\\127.0.0.1\\x").expect("valid").path,
+            "/x"
+        );
+        assert_eq!(
+            parse_url("http:/127.0.0.1").expect("valid").host,
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            parse_url(" \thttp://exa\nmple.com \n").expect("valid").host,
+            dom("example.com")
+        );
+        assert_eq!(parse_url("http://example.com").expect("valid").path, "/");
+        assert_eq!(parse_url("http://example.com:").expect("valid").port, 80);
+        assert_eq!(
+            parse_url("https://[::1]:1/").expect("valid").host,
+            ip("::1")
+        );
+        assert!(matches!(
+            parse_url("ftp://example.com/"),
+            Err(HostError::UnsupportedScheme(_))
+        ));
+        assert!(matches!(
+            parse_url("gopher://127.0.0.1/"),
+            Err(HostError::UnsupportedScheme(_))
+        ));
+        assert!(parse_url("example.com/").is_err());
+        assert!(parse_url("http:///").is_err());
+        assert!(parse_url("http://example.com:99999/").is_err());
+        let err = parse_url("http://user:hunter2@exa mple.com/")
+            .expect_err("invalid")
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -515,3 +515,461 @@ fn push_named(named: &mut Vec<Named>, ascii: &str, suffix: bool) {
         skeleton: idn::skeleton(&unicode),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::parse_host;
+
+    const PUBLIC: &[IpAddr] = &[IpAddr::V4(std::net::Ipv4Addr::new(93, 184, 215, 14))];
+
+    fn rule(hosts: &[&str], methods: &[&str], paths: &[&str], action: Outcome) -> RuleSpec {
+        RuleSpec {
+            hosts: hosts.iter().map(|s| (*s).into()).collect(),
+            schemes: vec![],
+            methods: methods.iter().map(|s| (*s).into()).collect(),
+            paths: paths.iter().map(|s| (*s).into()).collect(),
+            action,
+        }
+    }
+
+    fn policy(mode: Mode, rules: Vec<RuleSpec>) -> EgressPolicy {
+        EgressPolicy::compile(PolicySpec {
+            mode,
+            rules,
+            ..PolicySpec::default()
+        })
+        .expect("valid test policy")
+    }
+
+    fn decide(
+        p: &EgressPolicy,
+        method: &str,
+        scheme: Scheme,
+        host: &str,
+        path: &str,
+        addrs: &[IpAddr],
+    ) -> Decision {
+        let host = parse_host(host).expect("test host");
+        p.decide(&EgressRequest {
+            method,
+            scheme,
+            host: &host,
+            port: scheme.default_port(),
+            path,
+            addrs,
+            run: None,
+        })
+    }
+
+    #[test]
+    fn read_public_reads_anywhere_public_writes_only_by_rule() {
+        let p = EgressPolicy::read_public();
+        for m in ["GET", "HEAD", "OPTIONS"] {
+            assert_eq!(
+                decide(&p, m, Scheme::Https, "example.com", "/", PUBLIC),
+                Decision::allow(Reason::PublicRead)
+            );
+            assert_eq!(
+                decide(&p, m, Scheme::Http, "example.com", "/", PUBLIC),
+                Decision::allow(Reason::PublicRead)
+            );
+        }
+        for m in [
+            "POST", "PUT", "PATCH", "DELETE", "TRACE", "PROPFIND", "get", "Get",
+        ] {
+            assert_eq!(
+                decide(&p, m, Scheme::Https, "example.com", "/", PUBLIC),
+                Decision::deny(Reason::DefaultDeny),
+                "{m}"
+            );
+        }
+        assert_eq!(
+            decide(&p, "GE T", Scheme::Https, "example.com", "/", PUBLIC),
+            Decision::deny(Reason::MalformedRequest)
+        );
+        assert_eq!(
+            decide(&p, "", Scheme::Https, "example.com", "/", PUBLIC),
+            Decision::deny(Reason::MalformedRequest)
+        );
+    }
+
+    #[test]
+    fn deny_all_allows_only_rules() {
+        let p = policy(
+            Mode::DenyAll,
+            vec![rule(&["api.example.com"], &["GET"], &[], Outcome::Allow)],
+        );
+        assert_eq!(
+            decide(&p, "GET", Scheme::Https, "api.example.com", "/", PUBLIC),
+            Decision::allow(Reason::RuleAllow)
+        );
+        assert_eq!(
+            decide(&p, "HEAD", Scheme::Https, "api.example.com", "/", PUBLIC),
+            Decision::deny(Reason::DenyAll)
+        );
+        assert_eq!(
+            decide(&p, "GET", Scheme::Https, "example.com", "/", PUBLIC),
+            Decision::deny(Reason::DenyAll)
+        );
+        assert_eq!(EgressPolicy::deny_all().mode(), Mode::DenyAll);
+    }
+
+    #[test]
+    fn strictest_matching_outcome_wins_and_writes_need_https() {
+        let p = policy(
+            Mode::ReadPublic,
+            vec![
+                rule(&["*.example.com"], &["*"], &["/**"], Outcome::Allow),
+                rule(&["api.example.com"], &["DELETE"], &[], Outcome::Deny),
+                rule(
+                    &["api.example.com"],
+                    &["POST"],
+                    &["/admin/**"],
+                    Outcome::Ask,
+                ),
+                rule(&["ro.example.com"], &["GET"], &[], Outcome::Deny),
+            ],
+        );
+        let d = |m: &str, s: Scheme, h: &str, path: &str| decide(&p, m, s, h, path, PUBLIC);
+        assert_eq!(
+            d("POST", Scheme::Https, "api.example.com", "/x"),
+            Decision::allow(Reason::RuleAllow)
+        );
+        assert_eq!(
+            d("POST", Scheme::Http, "api.example.com", "/x"),
+            Decision::deny(Reason::WriteRequiresHttps)
+        );
+        assert_eq!(
+            d("delete", Scheme::Https, "api.example.com", "/x"),
+            Decision::deny(Reason::RuleDeny)
+        );
+        assert_eq!(
+            d("POST", Scheme::Https, "api.example.com", "/admin"),
+            Decision::ask(Reason::ApprovalRequired)
+        );
+        assert_eq!(
+            d("POST", Scheme::Https, "api.example.com", "/x/../admin/u"),
+            Decision::ask(Reason::ApprovalRequired)
+        );
+        assert_eq!(
+            d("POST", Scheme::Https, "api.example.com", "/x/..%2Fadmin/u"),
+            Decision::ask(Reason::ApprovalRequired)
+        );
+        assert_eq!(
+            d("POST", Scheme::Https, "api.example.com", "/%61dmin/u"),
+            Decision::ask(Reason::ApprovalRequired)
+        );
+        assert_eq!(
+            d("GET", Scheme::Https, "ro.example.com", "/"),
+            Decision::deny(Reason::RuleDeny)
+        );
+        // `*.example.com` does not cover the apex.
+        assert_eq!(
+            d("POST", Scheme::Https, "example.com", "/"),
+            Decision::deny(Reason::DefaultDeny)
+        );
+        assert_eq!(
+            d("POST", Scheme::Https, "notexample.com", "/"),
+            Decision::deny(Reason::DefaultDeny)
+        );
+    }
+
+    #[test]
+    fn allow_rules_need_both_path_views() {
+        let p = policy(
+            Mode::DenyAll,
+            vec![rule(
+                &["api.example.com"],
+                &["POST"],
+                &["/repos/mine/**"],
+                Outcome::Allow,
+            )],
+        );
+        let d = |path: &str| decide(&p, "POST", Scheme::Https, "api.example.com", path, PUBLIC);
+        assert_eq!(
+            d("/repos/mine/issues?x=/repos/other"),
+            Decision::allow(Reason::RuleAllow)
+        );
+        assert_eq!(d("/repos/mine/../other"), Decision::deny(Reason::DenyAll));
+        assert_eq!(d("/repos/mine/..%2fother"), Decision::deny(Reason::DenyAll));
+        assert_eq!(
+            d("/repos/mine/%2e%2e/other"),
+            Decision::deny(Reason::DenyAll)
+        );
+        assert_eq!(
+            d("/repos/other#/repos/mine/"),
+            Decision::deny(Reason::DenyAll)
+        );
+    }
+
+    #[test]
+    fn every_address_must_pass() {
+        let p = EgressPolicy::read_public();
+        let addrs: Vec<IpAddr> = vec![PUBLIC[0], "10.0.0.1".parse().expect("ip")];
+        assert_eq!(
+            decide(&p, "GET", Scheme::Https, "example.com", "/", &addrs),
+            Decision::deny(Reason::PrivateAddress)
+        );
+        assert_eq!(
+            decide(&p, "GET", Scheme::Https, "example.com", "/", &[]),
+            Decision::deny(Reason::UnresolvableHost)
+        );
+        assert_eq!(
+            decide(&p, "GET", Scheme::Https, "localhost", "/", PUBLIC),
+            Decision::deny(Reason::LoopbackAddress)
+        );
+        assert_eq!(
+            decide(&p, "GET", Scheme::Https, "a.localhost", "/", &[]),
+            Decision::deny(Reason::LoopbackAddress)
+        );
+        // An IP literal is judged as itself, whatever the caller passes.
+        assert_eq!(
+            decide(&p, "GET", Scheme::Https, "0x7f.1", "/", PUBLIC),
+            Decision::deny(Reason::LoopbackAddress)
+        );
+        assert_eq!(
+            decide(&p, "GET", Scheme::Https, "8.8.8.8", "/", &[]),
+            Decision::allow(Reason::PublicRead)
+        );
+    }
+
+    #[test]
+    fn allow_private_opts_in_exact_ranges() {
+        let p = EgressPolicy::compile(PolicySpec {
+            allow_private: vec![
+                ("127.0.0.0".parse().expect("ip"), 8),
+                ("fd00::".parse().expect("ip"), 64),
+            ],
+            ..PolicySpec::default()
+        })
+        .expect("valid");
+        assert_eq!(p.check_addr("127.0.0.2".parse().expect("ip")), Ok(()));
+        assert_eq!(
+            p.check_addr("::ffff:127.0.0.2".parse().expect("ip")),
+            Ok(())
+        );
+        assert_eq!(p.check_addr("fd00::5".parse().expect("ip")), Ok(()));
+        assert_eq!(
+            p.check_addr("fd00:0:0:1::5".parse().expect("ip")),
+            Err(Reason::PrivateAddress)
+        );
+        assert_eq!(
+            p.check_addr("::1".parse().expect("ip")),
+            Err(Reason::LoopbackAddress)
+        );
+        assert_eq!(
+            p.check_addr("169.254.169.254".parse().expect("ip")),
+            Err(Reason::LinkLocalAddress)
+        );
+        let bad = PolicySpec {
+            allow_private: vec![("10.0.0.1".parse().expect("ip"), 8)],
+            ..PolicySpec::default()
+        };
+        assert!(matches!(
+            EgressPolicy::compile(bad),
+            Err(PolicyError::InvalidCidr { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn idn_mixed_script_and_confusables() {
+        let p = policy(
+            Mode::ReadPublic,
+            vec![rule(
+                &["apple.com", "*.github.com", "paypal.com"],
+                &["POST"],
+                &[],
+                Outcome::Allow,
+            )],
+        );
+        let d = |h: &str| decide(&p, "GET", Scheme::Https, h, "/", PUBLIC);
+        assert_eq!(
+            d("аpple.com"),
+            Decision::deny(Reason::MixedScriptHost),
+            "Cyrillic а + Latin"
+        );
+        assert_eq!(
+            d("xn--pple-43d.com"),
+            Decision::deny(Reason::MixedScriptHost),
+            "same, as Punycode"
+        );
+        assert_eq!(
+            d("аррӏе.com"),
+            Decision::deny(Reason::ConfusableHost),
+            "whole-script Cyrillic"
+        );
+        assert_eq!(
+            d("xn--80ak6aa92e.com"),
+            Decision::deny(Reason::ConfusableHost)
+        );
+        assert_eq!(d("äpple.com"), Decision::deny(Reason::ConfusableHost));
+        assert_eq!(d("app1e.com"), Decision::deny(Reason::ConfusableHost));
+        assert_eq!(d("paypa1.com"), Decision::deny(Reason::ConfusableHost));
+        assert_eq!(d("api.gíthub.com"), Decision::deny(Reason::ConfusableHost));
+        assert_eq!(d("gıthub.com"), Decision::deny(Reason::ConfusableHost));
+        assert_eq!(d("api.github.com"), Decision::allow(Reason::PublicRead));
+        assert_eq!(d("apple.com"), Decision::allow(Reason::PublicRead));
+        assert_eq!(d("github.com"), Decision::allow(Reason::PublicRead));
+        // Legitimate IDNs.
+        for h in [
+            "münchen.de",
+            "пример.рф",
+            "例え.jp",
+            "日本語テキスト.jp",
+            "ドメイン名例.jp",
+            "中文.tw",
+            "한국어.kr",
+            "ελληνικά.gr",
+            "bücher.example",
+            "xn--mnchen-3ya.de",
+            "テストabc.jp",
+        ] {
+            assert_eq!(d(h), Decision::allow(Reason::PublicRead), "{h}");
+        }
+        for h in [
+            "pаypal.com",
+            "gооgle.com",
+            "ѕcript.com",
+            "abcдеф.com",
+            "exαmple.com",
+            "テストпример.com",
+        ] {
+            assert_eq!(d(h), Decision::deny(Reason::MixedScriptHost), "{h}");
+        }
+    }
+
+    fn connect(p: &EgressPolicy, host: &str) -> ConnectDecision {
+        p.decide_connect(&parse_host(host).expect("test host"), 443, PUBLIC)
+    }
+
+    #[test]
+    fn tunnel_only_when_nothing_inside_could_be_refused() {
+        let p = policy(
+            Mode::ReadPublic,
+            vec![
+                rule(&["open.example.com"], &[], &[], Outcome::Allow),
+                rule(&["glob.example.com"], &["*"], &["/**"], Outcome::Allow),
+                rule(&["mixed.example.com"], &[], &[], Outcome::Allow),
+                rule(&["mixed.example.com"], &["DELETE"], &[], Outcome::Deny),
+                rule(
+                    &["part.example.com"],
+                    &["POST"],
+                    &["/v1/**"],
+                    Outcome::Allow,
+                ),
+                rule(&["blocked.example.com"], &[], &[], Outcome::Deny),
+                rule(&["held.example.com"], &[], &[], Outcome::Ask),
+            ],
+        );
+        let tunnel = ConnectDecision::Tunnel(Decision::allow(Reason::RuleAllow));
+        assert_eq!(connect(&p, "open.example.com"), tunnel);
+        assert_eq!(connect(&p, "glob.example.com"), tunnel);
+        assert_eq!(connect(&p, "mixed.example.com"), ConnectDecision::Intercept);
+        assert_eq!(connect(&p, "part.example.com"), ConnectDecision::Intercept);
+        assert_eq!(
+            connect(&p, "other.example.com"),
+            ConnectDecision::Intercept,
+            "read_public must see writes"
+        );
+        assert_eq!(
+            connect(&p, "blocked.example.com"),
+            ConnectDecision::Deny(Decision::deny(Reason::RuleDeny))
+        );
+        assert_eq!(
+            connect(&p, "held.example.com"),
+            ConnectDecision::Deny(Decision::ask(Reason::ApprovalRequired))
+        );
+        assert_eq!(
+            p.decide_connect(
+                &parse_host("open.example.com").expect("host"),
+                443,
+                &["10.1.1.1".parse().expect("ip")]
+            ),
+            ConnectDecision::Deny(Decision::deny(Reason::PrivateAddress))
+        );
+        assert_eq!(
+            connect(&p, "0рen.example.com"),
+            ConnectDecision::Deny(Decision::deny(Reason::MixedScriptHost))
+        );
+
+        let inspect = EgressPolicy::compile(PolicySpec {
+            inspect_all: true,
+            rules: vec![rule(&["open.example.com"], &[], &[], Outcome::Allow)],
+            ..PolicySpec::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            connect(&inspect, "open.example.com"),
+            ConnectDecision::Intercept
+        );
+
+        let https_only = policy(
+            Mode::DenyAll,
+            vec![RuleSpec {
+                schemes: vec![Scheme::Http],
+                ..rule(&["a.example.com"], &[], &[], Outcome::Allow)
+            }],
+        );
+        assert_eq!(
+            connect(&https_only, "a.example.com"),
+            ConnectDecision::Deny(Decision::deny(Reason::DenyAll))
+        );
+        let d = policy(
+            Mode::DenyAll,
+            vec![rule(&["a.example.com"], &["GET"], &[], Outcome::Allow)],
+        );
+        assert_eq!(connect(&d, "a.example.com"), ConnectDecision::Intercept);
+        assert_eq!(
+            connect(&d, "b.example.com"),
+            ConnectDecision::Deny(Decision::deny(Reason::DenyAll))
+        );
+    }
+
+    #[test]
+    fn bad_specs_name_the_item() {
+        let bad = |r: RuleSpec| {
+            EgressPolicy::compile(PolicySpec {
+                rules: vec![r],
+                ..PolicySpec::default()
+            })
+            .expect_err("invalid")
+        };
+        assert!(matches!(
+            bad(rule(&[], &[], &[], Outcome::Allow)),
+            PolicyError::EmptyHosts { rule: 0 }
+        ));
+        for h in [
+            "*.com*",
+            "a.*.com",
+            "http://a.com",
+            "a..com",
+            "*.1.2.3.4",
+            "*.com",
+            "a.com/x",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    bad(rule(&["ok.com", h], &[], &[], Outcome::Allow)),
+                    PolicyError::InvalidHostPattern { index: 1, .. }
+                ),
+                "{h}"
+            );
+        }
+        assert!(matches!(
+            bad(rule(&["a.com"], &["GET", "P O"], &[], Outcome::Allow)),
+            PolicyError::InvalidMethod { index: 1, .. }
+        ));
+        assert!(matches!(
+            bad(rule(&["a.com"], &[], &["/ok", "nope"], Outcome::Allow)),
+            PolicyError::InvalidPathPattern { index: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn policy_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<EgressPolicy>();
+    }
+}
