@@ -144,6 +144,10 @@ reasons! {
     RunEnded => "run_ended",
     /// A run exceeded its time limit.
     RunTimeout => "run_timeout",
+
+    // --- credentials (continued) ------------------------------------------
+    /// A credential handle was sent in a header other than the one its secret is bound to.
+    CredentialHeaderMismatch => "credential_header_mismatch",
 }
 
 impl fmt::Display for Reason {
