@@ -7,6 +7,7 @@
 //! lowercase ASCII) all come out in one canonical form that the address guard
 //! and the rule matcher judge.
 
+use airlock_types::Reason;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -118,6 +119,26 @@ pub enum HostError {
     /// The URL is not absolute (`scheme://host/...`).
     #[error("URL is not absolute (scheme://host/...)")]
     NotAbsolute,
+}
+
+impl HostError {
+    /// The reason code a decision carries when a request's host or URL
+    /// cannot be parsed: `invalid_host` for the host and authority,
+    /// `malformed_request` for the port, scheme or URL shape.
+    pub fn reason(&self) -> Reason {
+        match self {
+            HostError::Empty
+            | HostError::NotUtf8
+            | HostError::Idna(_)
+            | HostError::InvalidIpv4(_)
+            | HostError::InvalidIpv6(_)
+            | HostError::InvalidName(_)
+            | HostError::InvalidAuthority(_) => Reason::InvalidHost,
+            HostError::InvalidPort(_)
+            | HostError::UnsupportedScheme(_)
+            | HostError::NotAbsolute => Reason::MalformedRequest,
+        }
+    }
 }
 
 /// A parsed absolute `http`/`https` URL. Userinfo is dropped and never kept.
