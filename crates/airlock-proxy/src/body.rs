@@ -1,0 +1,140 @@
+//! Body plumbing: bodies are streamed frame by frame, never buffered, and a
+//! peer that stops sending mid-body is cut off after a timeout.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// Any error travelling in a body.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every response and forwarded request.
+pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// A small body held in memory (our own responses).
+pub(crate) fn full(b: impl Into<Bytes>) -> ProxyBody {
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub(crate) fn empty() -> ProxyBody {
+    full(Bytes::new())
+}
+
+/// The peer paused longer than allowed between two frames of a body.
+#[derive(Debug, thiserror::Error)]
+#[error("body read timed out after {0:?}")]
+pub(crate) struct BodyTimeout(Duration);
+
+pin_project_lite::pin_project! {
+    /// A body that fails when the next frame takes longer than `limit`.
+    pub(crate) struct TimeoutBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: Sleep,
+        limit: Duration,
+    }
+}
+
+impl<B> TimeoutBody<B> {
+    pub(crate) fn new(inner: B, limit: Duration) -> Self {
+        TimeoutBody {
+            inner,
+            sleep: tokio::time::sleep(limit),
+            limit,
+        }
+    }
+}
+
+impl<B> Body for TimeoutBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let limit = *this.limit;
+                this.sleep.as_mut().reset(Instant::now() + limit);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(*this.limit))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body that runs `on_end` once it has been read to the end (used to
+    /// give an HTTP/1.1 upstream connection back to the pool only when its
+    /// response is complete).
+    pub(crate) struct OnEnd<B, F: FnOnce()> {
+        #[pin]
+        inner: B,
+        on_end: Option<F>,
+    }
+}
+
+impl<B, F: FnOnce()> OnEnd<B, F> {
+    pub(crate) fn new(inner: B, on_end: F) -> Self {
+        OnEnd {
+            inner,
+            on_end: Some(on_end),
+        }
+    }
+}
+
+impl<B, F> Body for OnEnd<B, F>
+where
+    B: Body<Data = Bytes, Error = BoxError>,
+    F: FnOnce(),
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let res = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) = res
+            && let Some(f) = this.on_end.take()
+        {
+            f();
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

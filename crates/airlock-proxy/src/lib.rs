@@ -1,0 +1,65 @@
+//! Airlock's egress proxy: the only way out of the sandbox.
+//!
+//! **Boundary.** Every connection an agent makes to the network arrives
+//! here, as an absolute-form HTTP/1.1 request or a `CONNECT`. Each is decided
+//! by [`airlock_policy::EgressPolicy`] *before* anything reaches the
+//! upstream: for `CONNECT`, before any TLS handshake (`decide_connect`: deny
+//! with 403, tunnel blindly, or intercept); for every request, plain or
+//! inside an intercepted tunnel, with `decide`. Names are resolved here
+//! (hickory), **every** returned address is judged, and the connection goes
+//! to exactly a judged address — resolve, validate and connect as one step,
+//! never a second lookup. Inside an intercepted tunnel, requests may only
+//! address the tunnel's host and port and reuse the addresses judged at
+//! `CONNECT` time. Denials are `403` with `X-Airlock-Reason: <code>` and a
+//! small JSON body. Every decision is sent to the [`EventSink`](airlock_types::EventSink); if the sink
+//! refuses, the request is denied with `audit_unavailable`.
+//!
+//! **Interception.** An ECDSA P-256 CA is generated at start and held only
+//! in memory ([`Proxy::ca_cert_pem`] exports its certificate, never its
+//! key). Leaves are minted per host (one shared leaf key, so minting is one
+//! signature), cached, and served with the full chain; ALPN offers h2 and
+//! http/1.1 to both the client and the upstream. Upstream certificates are
+//! verified against the web PKI roots plus an optional extra CA; failure is
+//! `502` with `upstream_tls_failed`.
+//!
+//! **Limits.** Request head size and header count (431), request-target
+//! length (414), concurrent connections (503), header-read, body-read,
+//! idle, connect, TLS-handshake and upstream-response timeouts. Bodies are
+//! streamed frame by frame, never buffered.
+//!
+//! **Trusts.** The policy it is given, the sink, the system's (or the
+//! configured) DNS servers to answer honestly *at the moment of the lookup*
+//! (a later rebinding cannot redirect a connection already judged), and the
+//! web PKI roots.
+//!
+//! **Does not guarantee.** Anything about bytes inside a blind tunnel (the
+//! policy chooses a tunnel only when every request to the host is allowed);
+//! that a WebSocket's messages are inspected (the upgrade request is judged,
+//! the frames are relayed); HTTP/3 or plain TCP protocols other than HTTP;
+//! that connections already accepted stop when `serve`'s shutdown future
+//! resolves (they finish on their own tasks, bounded by the timeouts).
+#![forbid(unsafe_code)]
+
+mod body;
+mod ca;
+mod config;
+mod error;
+mod glue;
+mod idle;
+mod pool;
+mod resolve;
+mod respond;
+mod server;
+mod upstream;
+
+pub use config::{Limits, ProxyConfig, ResolverSettings, Timeouts};
+pub use error::ProxyError;
+pub use respond::REASON_HEADER;
+pub use server::Proxy;
+
+/// Check that `pem` holds at least one usable CA certificate, as
+/// [`ProxyConfig::upstream_extra_ca_pem`] requires. Lets a configuration
+/// loader fail at load time with a location.
+pub fn check_extra_ca(pem: &[u8]) -> Result<(), ProxyError> {
+    upstream::client_tls(Some(pem)).map(|_| ())
+}

@@ -1,0 +1,945 @@
+//! The listener, the per-connection HTTP/1.1 server, and the three paths a
+//! request can take: absolute-form forwarding, a blind CONNECT tunnel, or an
+//! intercepted CONNECT tunnel whose inner requests are each decided.
+
+use crate::body::{OnEnd, ProxyBody, TimeoutBody, empty};
+use crate::ca::CertAuthority;
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::glue::{self, ConnectPlan};
+use crate::idle::{SpliceEnd, splice};
+use crate::pool::{Pool, PoolKey, Sender};
+use crate::resolve::Resolver;
+use crate::respond;
+use crate::upstream::{self, DialError};
+use airlock_policy::{Host, Scheme};
+use airlock_types::{
+    Actor, ActorKind, AuditEvent, Decision, EventResult, EventSink, Reason, RequestId, RunId,
+    TenantId,
+};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// The egress proxy. Cheap to clone: clones share the CA, the leaf cache, the
+/// resolver, the connection pool and the connection limit.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: ProxyConfig,
+    policy: Arc<airlock_policy::EgressPolicy>,
+    sink: Arc<dyn EventSink>,
+    run: Option<RunId>,
+    actor: Actor,
+    tenant: TenantId,
+    ca: CertAuthority,
+    resolver: Resolver,
+    tls_client: Arc<rustls::ClientConfig>,
+    tls_client_h1: Arc<rustls::ClientConfig>,
+    pool: Pool,
+    conns: Arc<Semaphore>,
+    boot: u64,
+    counter: AtomicU64,
+}
+
+/// What an intercepted tunnel was allowed to reach: inner requests may only
+/// go there, over the addresses checked when the tunnel was opened.
+#[derive(Debug, Clone)]
+struct TunnelTarget {
+    host: Host,
+    port: u16,
+    addrs: Vec<IpAddr>,
+}
+
+impl Proxy {
+    /// Build a proxy: generates the in-memory interception CA, the upstream
+    /// TLS configuration and the resolver.
+    pub fn new(
+        cfg: ProxyConfig,
+        policy: Arc<airlock_policy::EgressPolicy>,
+        sink: Arc<dyn EventSink>,
+        run: Option<RunId>,
+    ) -> Result<Self, ProxyError> {
+        let ca = CertAuthority::generate()?;
+        let tls_client = upstream::client_tls(cfg.upstream_extra_ca_pem.as_deref())?;
+        let mut h1_only = (*tls_client).clone();
+        h1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let resolver = Resolver::new(&cfg.resolver)?;
+        let actor = Actor::new(
+            ActorKind::Agent,
+            run.as_ref().map_or("proxy", |r| r.as_str()),
+        );
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let conns = Arc::new(Semaphore::new(cfg.limits.max_connections.max(1)));
+        Ok(Proxy {
+            inner: Arc::new(Inner {
+                cfg,
+                policy,
+                sink,
+                run,
+                actor,
+                tenant: TenantId::default_tenant(),
+                ca,
+                resolver,
+                tls_client,
+                tls_client_h1: Arc::new(h1_only),
+                pool: Pool::default(),
+                conns,
+                boot,
+                counter: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The interception CA certificate (PEM), for the sandbox trust bundle.
+    /// The CA's private key never leaves this process's memory.
+    pub fn ca_cert_pem(&self) -> String {
+        self.inner.ca.cert_pem().to_owned()
+    }
+
+    /// Mint a fresh (uncached) leaf certificate for `host`. For benchmarks.
+    #[doc(hidden)]
+    pub fn mint_leaf_for_bench(&self, host: &str) -> Result<(), ProxyError> {
+        self.inner.ca.mint(host).map(|_| ())
+    }
+
+    /// Serve connections accepted on `listener` until `shutdown` resolves.
+    /// May be called for several listeners at once (they share limits). When
+    /// `shutdown` resolves, no new connections are accepted; connections
+    /// already accepted run to completion on their own tasks.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ProxyError> {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let inner = self.inner.clone();
+                        tokio::spawn(async move { inner.connection(stream, peer).await });
+                    }
+                    Err(e) => {
+                        // Out of descriptors or a connection reset before
+                        // accept: transient. Back off briefly, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "proxy-connection"
+            | "keep-alive"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Remove hop-by-hop headers, including any named in `Connection`.
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            h.remove(&name);
+        }
+    }
+    let names: Vec<HeaderName> = h.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+    for name in names {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            h.remove(&name);
+        }
+    }
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// `scheme://host[:port]/path`: no userinfo, no query, no fragment.
+fn resource(scheme: Scheme, host: &Host, port: u16, path: &str) -> String {
+    if port == scheme.default_port() {
+        format!("{scheme}://{host}{path}")
+    } else {
+        format!("{scheme}://{host}:{port}{path}")
+    }
+}
+
+fn authority_string(scheme: Scheme, host: &Host, port: u16) -> String {
+    if port == scheme.default_port() {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+impl Inner {
+    fn request_id(&self) -> RequestId {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        RequestId::new(format!("{:x}-{n:x}", self.boot))
+            .expect("invariant: hex digits and '-' form a valid id")
+    }
+
+    fn event(
+        &self,
+        action: &str,
+        resource: &str,
+        reason: Reason,
+        result: EventResult,
+        rid: &RequestId,
+    ) -> AuditEvent {
+        let mut ev = AuditEvent::new(
+            self.tenant.clone(),
+            self.actor.clone(),
+            action,
+            resource,
+            reason,
+            result,
+        )
+        .with_request(rid.clone());
+        if let Some(r) = &self.run {
+            ev = ev.with_run(r.clone());
+        }
+        ev
+    }
+
+    /// Record a decision. If the sink refuses, the decision becomes a denial
+    /// with `audit_unavailable`: nothing passes unrecorded.
+    fn record_decision(
+        &self,
+        action: &str,
+        resource: &str,
+        d: Decision,
+        rid: &RequestId,
+        detail: Option<(&str, String)>,
+    ) -> Decision {
+        let mut ev = self
+            .event(action, resource, d.reason, EventResult::Success, rid)
+            .with_decision(d);
+        if let Some((k, v)) = detail {
+            ev = ev.with_detail(k, v);
+        }
+        match self.sink.emit(ev) {
+            Ok(()) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "audit sink refused an egress decision; denying");
+                Decision::deny(Reason::AuditUnavailable)
+            }
+        }
+    }
+
+    /// Record a failure that is not a policy decision (malformed input, a
+    /// limit, an upstream failure). Best effort: the action is refused anyway.
+    fn record_failure(
+        &self,
+        action: &str,
+        resource: &str,
+        reason: Reason,
+        rid: &RequestId,
+        detail: String,
+    ) {
+        let ev = self
+            .event(action, resource, reason, EventResult::Failure, rid)
+            .with_detail("detail", detail);
+        if let Err(e) = self.sink.emit(ev) {
+            tracing::error!(error = %e, "audit sink refused a failure record");
+        }
+    }
+
+    fn h1_server(&self) -> hyper::server::conn::http1::Builder {
+        let l = &self.cfg.limits;
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(self.cfg.timeouts.header_read)
+            .max_buf_size(l.max_header_bytes.saturating_add(1024).max(8192))
+            .max_header_size(l.max_header_bytes)
+            .max_headers(l.max_headers)
+            .keep_alive(true);
+        b
+    }
+
+    async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+        let Ok(_permit) = self.conns.clone().try_acquire_owned() else {
+            let rid = self.request_id();
+            self.record_failure(
+                "egress.connection",
+                &format!("client {peer}"),
+                Reason::LimitExceeded,
+                &rid,
+                "too many concurrent connections".into(),
+            );
+            let _ = tokio::time::timeout(
+                self.cfg.timeouts.header_read,
+                stream.write_all(&respond::raw_overloaded()),
+            )
+            .await;
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let this = self.clone();
+        let svc = service_fn(move |req| {
+            let this = this.clone();
+            async move { Ok::<_, Infallible>(this.handle(req).await) }
+        });
+        if let Err(e) = self
+            .h1_server()
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades()
+            .await
+        {
+            self.connection_error(&e, &format!("client {peer}"));
+        }
+    }
+
+    /// Audit a client connection that ended in a protocol error.
+    fn connection_error(&self, e: &hyper::Error, who: &str) {
+        let (reason, what) = if e.is_parse_too_large() {
+            (Reason::LimitExceeded, "request head too large")
+        } else if e.is_timeout() {
+            (Reason::LimitExceeded, "request head not received in time")
+        } else if e.is_parse() || e.is_parse_status() {
+            (Reason::MalformedRequest, "malformed request")
+        } else if e.is_incomplete_message() {
+            (Reason::MalformedRequest, "connection closed mid-request")
+        } else {
+            return; // the client went away; nothing was asked
+        };
+        let rid = self.request_id();
+        self.record_failure("egress.connection", who, reason, &rid, what.into());
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+        let rid = self.request_id();
+        let target = req.uri().to_string();
+        if target.len() > self.cfg.limits.max_request_line {
+            self.record_failure(
+                "egress.request",
+                "<request target too long>",
+                Reason::LimitExceeded,
+                &rid,
+                format!("request target of {} bytes", target.len()),
+            );
+            return respond::error(StatusCode::URI_TOO_LONG, Reason::LimitExceeded);
+        }
+        if req.method() == Method::CONNECT {
+            return self.connect(req, rid).await;
+        }
+        let Some(scheme_str) = req.uri().scheme_str() else {
+            self.record_failure(
+                "egress.request",
+                "<origin-form request>",
+                Reason::MalformedRequest,
+                &rid,
+                "request target is not an absolute URL".into(),
+            );
+            return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
+        };
+        let Some(scheme) = Scheme::parse(scheme_str) else {
+            self.record_failure(
+                "egress.request",
+                "<unsupported scheme>",
+                Reason::MalformedRequest,
+                &rid,
+                "scheme is not http or https".into(),
+            );
+            return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
+        };
+        let url = match airlock_policy::parse_url(&target) {
+            Ok(u) => u,
+            Err(e) => {
+                self.record_failure(
+                    "egress.request",
+                    "<invalid URL>",
+                    Reason::InvalidHost,
+                    &rid,
+                    e.to_string(),
+                );
+                let d = self.record_decision(
+                    "egress.request",
+                    "<invalid URL>",
+                    Decision::deny(Reason::InvalidHost),
+                    &rid,
+                    None,
+                );
+                return respond::denied(d);
+            }
+        };
+        debug_assert_eq!(url.scheme, scheme);
+        let addrs = match &url.host {
+            Host::Ip(ip) => Some(vec![*ip]),
+            Host::Domain(name) => self.resolver.resolve(name).await,
+        };
+        self.forward(req, url, addrs, rid, None).await
+    }
+
+    /// Decide one request (absolute-form, or inside an intercepted tunnel)
+    /// and, if allowed, forward it to exactly a checked address.
+    async fn forward(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        url: airlock_policy::Url,
+        addrs: Option<Vec<IpAddr>>,
+        rid: RequestId,
+        tunnel: Option<&TunnelTarget>,
+    ) -> Response<ProxyBody> {
+        let res = resource(url.scheme, &url.host, url.port, &url.path);
+        let decision = glue::decide_request(
+            &self.policy,
+            req.method(),
+            &url,
+            addrs.as_deref(),
+            self.run.as_ref(),
+        );
+        let detail = tunnel.map(|_| ("via", "intercepted_tunnel".to_owned()));
+        let decision = self.record_decision("egress.request", &res, decision, &rid, detail);
+        if !decision.is_allow() {
+            drain(req.into_body()).await;
+            return respond::denied(decision);
+        }
+        let Some(addrs) = addrs else {
+            // The policy allowed a name we could not resolve: it must not
+            // (unresolvable ⇒ deny), so refuse rather than guess.
+            let d = Decision::deny(Reason::UnresolvableHost);
+            return respond::denied(d);
+        };
+        let sockets: Vec<SocketAddr> = addrs
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, url.port))
+            .collect();
+        let https = url.scheme == Scheme::Https;
+        let tls_name = match &url.host {
+            Host::Domain(d) => d.clone(),
+            Host::Ip(ip) => ip.to_string(),
+        };
+        let key = PoolKey {
+            https,
+            host: tls_name.clone(),
+            port: url.port,
+        };
+        let authority = authority_string(url.scheme, &url.host, url.port);
+        let mut path_and_query = url.path.clone();
+        if let Some(q) = &url.query {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        let upgrade = is_upgrade(&req);
+        let (mut parts, body) = req.into_parts();
+        let client_upgrade = if upgrade {
+            let mut tmp = Request::from_parts(parts, ());
+            let on = hyper::upgrade::on(&mut tmp);
+            parts = tmp.into_parts().0;
+            Some(on)
+        } else {
+            None
+        };
+        strip_hop_by_hop(&mut parts.headers, upgrade);
+        let body: ProxyBody = TimeoutBody::new(body, self.cfg.timeouts.body_read).boxed();
+
+        // Reuse a pooled connection to a checked address, or dial one.
+        let pooled = if upgrade {
+            None
+        } else {
+            self.pool.checkout(&key, &sockets)
+        };
+        let (addr, mut sender) = match pooled {
+            Some(p) => p,
+            None => match self.open(&sockets, https, &tls_name, upgrade).await {
+                Ok(p) => p,
+                Err(e) => return self.upstream_failed(&res, &rid, e),
+            },
+        };
+        if let Sender::H1(s) = &mut sender
+            && s.ready().await.is_err()
+        {
+            match self.open(&sockets, https, &tls_name, upgrade).await {
+                Ok((_, fresh)) => sender = fresh,
+                Err(e) => return self.upstream_failed(&res, &rid, e),
+            }
+        }
+
+        let h2 = matches!(sender, Sender::H2(_));
+        if h2 {
+            parts.headers.remove(header::HOST);
+            parts.version = Version::HTTP_2;
+            parts.uri = match Uri::builder()
+                .scheme(url.scheme.as_str())
+                .authority(authority.as_str())
+                .path_and_query(path_and_query.as_str())
+                .build()
+            {
+                Ok(u) => u,
+                Err(_) => return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest),
+            };
+        } else {
+            parts.version = Version::HTTP_11;
+            let Ok(host_value) = HeaderValue::from_str(&authority) else {
+                return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
+            };
+            parts.headers.insert(header::HOST, host_value);
+            parts.uri = match path_and_query.parse() {
+                Ok(u) => u,
+                Err(_) => return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest),
+            };
+        }
+        let up_req = Request::from_parts(parts, body);
+        let timeout = self.cfg.timeouts.upstream_response;
+        let sent = match &mut sender {
+            Sender::H1(s) => tokio::time::timeout(timeout, s.send_request(up_req)).await,
+            Sender::H2(s) => tokio::time::timeout(timeout, s.send_request(up_req)).await,
+        };
+        let mut resp = match sent {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                return self.upstream_failed(
+                    &res,
+                    &rid,
+                    DialError::Unreachable(format!("upstream exchange failed: {e}")),
+                );
+            }
+            Err(_) => {
+                self.record_failure(
+                    "egress.upstream",
+                    &res,
+                    Reason::UpstreamUnreachable,
+                    &rid,
+                    format!("no response head within {timeout:?}"),
+                );
+                return respond::error(StatusCode::GATEWAY_TIMEOUT, Reason::UpstreamUnreachable);
+            }
+        };
+
+        if let Some(client_upgrade) = client_upgrade
+            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let idle = self.cfg.timeouts.idle;
+            tokio::spawn(async move {
+                if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
+                    let _ = splice(TokioIo::new(c), TokioIo::new(u), idle).await;
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, empty());
+        }
+
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        let body = TimeoutBody::new(body, self.cfg.timeouts.body_read);
+        let body: ProxyBody = match sender {
+            Sender::H1(s) if !upgrade => {
+                let me = self.clone();
+                OnEnd::new(body, move || me.pool.checkin(key, addr, Sender::H1(s))).boxed()
+            }
+            _ => body.boxed(),
+        };
+        Response::from_parts(parts, body)
+    }
+
+    fn upstream_failed(&self, res: &str, rid: &RequestId, e: DialError) -> Response<ProxyBody> {
+        let (reason, detail) = match e {
+            DialError::Unreachable(d) => (Reason::UpstreamUnreachable, d),
+            DialError::Tls(d) => (Reason::UpstreamTlsFailed, d),
+        };
+        self.record_failure("egress.upstream", res, reason, rid, detail);
+        respond::error(StatusCode::BAD_GATEWAY, reason)
+    }
+
+    /// Dial a checked address, add TLS when `https`, and handshake HTTP.
+    async fn open(
+        &self,
+        sockets: &[SocketAddr],
+        https: bool,
+        tls_name: &str,
+        upgrade: bool,
+    ) -> Result<(SocketAddr, Sender), DialError> {
+        let t = &self.cfg.timeouts;
+        let (tcp, addr) = upstream::dial(sockets, t.connect).await?;
+        if !https {
+            return Ok((addr, handshake(tcp, false, upgrade).await?));
+        }
+        let cfg = if upgrade {
+            &self.tls_client_h1
+        } else {
+            &self.tls_client
+        };
+        let tls = upstream::tls(cfg, tcp, tls_name, t.connect).await?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok((addr, handshake(tls, h2, upgrade).await?))
+    }
+
+    async fn connect(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        rid: RequestId,
+    ) -> Response<ProxyBody> {
+        let raw = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default();
+        let (host, port) = match airlock_policy::parse_authority(&raw, 0) {
+            Ok((h, p)) if p != 0 => (h, p),
+            Ok(_) | Err(_) => {
+                let d = self.record_decision(
+                    "egress.connect",
+                    "<invalid CONNECT target>",
+                    Decision::deny(Reason::InvalidHost),
+                    &rid,
+                    Some(("detail", "CONNECT target is not host:port".into())),
+                );
+                return respond::denied(d);
+            }
+        };
+        let res = format!("{}:{port}", host);
+        let addrs = match &host {
+            Host::Ip(ip) => Some(vec![*ip]),
+            Host::Domain(name) => self.resolver.resolve(name).await,
+        };
+        let plan = glue::decide_connect(
+            &self.policy,
+            &host,
+            port,
+            addrs.as_deref(),
+            self.cfg.intercept_all,
+        );
+        let (decision, mode) = match plan {
+            ConnectPlan::Deny(d) => (d, "deny"),
+            ConnectPlan::Tunnel(d) => (d, "tunnel"),
+            ConnectPlan::Intercept(d) => (d, "intercept"),
+        };
+        let decision = self.record_decision(
+            "egress.connect",
+            &res,
+            decision,
+            &rid,
+            Some(("mode", mode.into())),
+        );
+        let (true, Some(addrs)) = (decision.is_allow(), addrs) else {
+            return respond::denied(if decision.is_allow() {
+                Decision::deny(Reason::UnresolvableHost)
+            } else {
+                decision
+            });
+        };
+        match plan {
+            ConnectPlan::Deny(_) => respond::denied(decision),
+            ConnectPlan::Tunnel(_) => self.tunnel(req, &res, &addrs, port, rid).await,
+            ConnectPlan::Intercept(_) => {
+                let target = TunnelTarget { host, port, addrs };
+                let this = self.clone();
+                tokio::spawn(async move {
+                    match hyper::upgrade::on(req).await {
+                        Ok(up) => this.intercept(TokioIo::new(up), target, res, rid).await,
+                        Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                    }
+                });
+                Response::new(empty())
+            }
+        }
+    }
+
+    /// A blind tunnel: dial the checked address first, answer 200 only then.
+    async fn tunnel(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        res: &str,
+        addrs: &[IpAddr],
+        port: u16,
+        rid: RequestId,
+    ) -> Response<ProxyBody> {
+        let sockets: Vec<SocketAddr> = addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        let tcp = match upstream::dial(&sockets, self.cfg.timeouts.connect).await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => return self.upstream_failed(res, &rid, e),
+        };
+        let idle = self.cfg.timeouts.idle;
+        let this = self.clone();
+        let res = res.to_owned();
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(up) => match splice(TokioIo::new(up), tcp, idle).await {
+                    SpliceEnd::Idle => {
+                        this.record_failure(
+                            "egress.connect",
+                            &res,
+                            Reason::LimitExceeded,
+                            &rid,
+                            "tunnel idle timeout".into(),
+                        );
+                    }
+                    SpliceEnd::Done(up, down) => tracing::debug!(%res, up, down, "tunnel closed"),
+                    SpliceEnd::Error(e) => {
+                        tracing::debug!(%res, error = %e, "tunnel ended with an error")
+                    }
+                },
+                Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            }
+        });
+        Response::new(empty())
+    }
+
+    /// Terminate the client's TLS with a leaf for the CONNECT host, then
+    /// serve HTTP/2 or HTTP/1.1 inside, deciding every request.
+    async fn intercept<I>(self: Arc<Self>, io: I, target: TunnelTarget, res: String, rid: RequestId)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let host_name = match &target.host {
+            Host::Domain(d) => d.clone(),
+            Host::Ip(ip) => ip.to_string(),
+        };
+        let t = &self.cfg.timeouts;
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+        let start = match tokio::time::timeout(t.tls_handshake, acceptor).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return self.record_failure(
+                    "egress.tls",
+                    &res,
+                    Reason::MalformedRequest,
+                    &rid,
+                    format!("client TLS: {e}"),
+                );
+            }
+            Err(_) => {
+                return self.record_failure(
+                    "egress.tls",
+                    &res,
+                    Reason::LimitExceeded,
+                    &rid,
+                    "client TLS handshake timed out".into(),
+                );
+            }
+        };
+        // The SNI, when sent, must name the host the tunnel was allowed for.
+        if let Some(sni) = start.client_hello().server_name()
+            && !sni.trim_end_matches('.').eq_ignore_ascii_case(&host_name)
+        {
+            let d = Decision::deny(Reason::RuleDeny);
+            self.record_decision(
+                "egress.tls",
+                &res,
+                d,
+                &rid,
+                Some(("detail", "SNI does not match the CONNECT host".into())),
+            );
+            return;
+        }
+        let cfg = match self.ca.server_config(&host_name) {
+            Ok(c) => c,
+            Err(e) => {
+                return self.record_failure(
+                    "egress.tls",
+                    &res,
+                    Reason::CheckFailed,
+                    &rid,
+                    e.to_string(),
+                );
+            }
+        };
+        let tls = match tokio::time::timeout(t.tls_handshake, start.into_stream(cfg)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return self.record_failure(
+                    "egress.tls",
+                    &res,
+                    Reason::MalformedRequest,
+                    &rid,
+                    format!("client TLS: {e}"),
+                );
+            }
+            Err(_) => {
+                return self.record_failure(
+                    "egress.tls",
+                    &res,
+                    Reason::LimitExceeded,
+                    &rid,
+                    "client TLS handshake timed out".into(),
+                );
+            }
+        };
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let target = Arc::new(target);
+        let this = self.clone();
+        let svc = service_fn(move |req| {
+            let this = this.clone();
+            let target = target.clone();
+            async move { Ok::<_, Infallible>(this.inner_request(req, &target).await) }
+        });
+        let io = TokioIo::new(tls);
+        let result = if h2 {
+            let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            b.timer(TokioTimer::new()).max_header_list_size(
+                u32::try_from(self.cfg.limits.max_header_bytes).unwrap_or(u32::MAX),
+            );
+            b.serve_connection(io, svc).await
+        } else {
+            self.h1_server()
+                .serve_connection(io, svc)
+                .with_upgrades()
+                .await
+        };
+        if let Err(e) = result {
+            self.connection_error(&e, &res);
+        }
+    }
+
+    /// One request inside an intercepted tunnel. It may only address the
+    /// tunnel's host and port; its addresses are the ones checked at CONNECT.
+    async fn inner_request(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        target: &TunnelTarget,
+    ) -> Response<ProxyBody> {
+        let rid = self.request_id();
+        let named = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            });
+        if let Some(named) = named {
+            match airlock_policy::parse_authority(&named, target.port) {
+                Ok((h, p)) if h == target.host && p == target.port => {}
+                _ => {
+                    let res = resource(Scheme::Https, &target.host, target.port, "");
+                    let d = self.record_decision(
+                        "egress.request",
+                        &res,
+                        Decision::deny(Reason::RuleDeny),
+                        &rid,
+                        Some(("detail", "Host does not match the CONNECT target".into())),
+                    );
+                    return respond::denied(d);
+                }
+            }
+        }
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let text = format!(
+            "https://{}{}",
+            authority_string(Scheme::Https, &target.host, target.port),
+            pq
+        );
+        let url = match airlock_policy::parse_url(&text) {
+            Ok(u) => u,
+            Err(e) => {
+                self.record_failure(
+                    "egress.request",
+                    "<invalid URL>",
+                    Reason::MalformedRequest,
+                    &rid,
+                    e.to_string(),
+                );
+                return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
+            }
+        };
+        let addrs = Some(target.addrs.clone());
+        self.forward(req, url, addrs, rid, Some(target)).await
+    }
+}
+
+/// Read and discard a small request body before answering a denial, so an
+/// HTTP/2 client sees our 403 rather than a stream reset. Bounded in bytes and
+/// time: a large upload is simply cut off.
+async fn drain(mut body: Incoming) {
+    const MAX: usize = 64 * 1024;
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(d) = frame.data_ref() {
+                seen += d.len();
+                if seen > MAX {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Handshake HTTP/1.1 or HTTP/2 over an upstream connection and drive it on
+/// its own task.
+async fn handshake<I>(io: I, h2: bool, upgrade: bool) -> Result<Sender, DialError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    if h2 {
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(|e| DialError::Unreachable(format!("HTTP/2 handshake: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Sender::H2(sender))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| DialError::Unreachable(format!("HTTP/1.1 handshake: {e}")))?;
+        tokio::spawn(async move {
+            let _ = if upgrade {
+                conn.with_upgrades().await
+            } else {
+                conn.await
+            };
+        });
+        Ok(Sender::H1(sender))
+    }
+}
