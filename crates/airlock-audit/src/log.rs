@@ -1,0 +1,415 @@
+//! The writer: one thread owns the store and appends in group commits.
+//!
+//! Producers encode their event (canonically) on their own thread and put the
+//! bytes in a bounded queue. The writer thread takes everything queued, hashes
+//! it into the chain and the Merkle frontier, and stores the whole batch in
+//! one transaction, which is one fsync. Only then does it advance the
+//! "durable" counter and wake the producers waiting in [`AuditLog::append`].
+//! Many concurrent producers therefore share one fsync, and no producer is
+//! told "done" before its record is on disk.
+
+use crate::checkpoint::{Checkpoint, Signer};
+use crate::error::AuditError;
+use crate::files::read_checkpoint_file;
+use crate::merkle::{Frontier, Hash, chain_hash, leaf_hash};
+use crate::{canonical, recover};
+use airlock_store::{AuditStore, CheckpointRow, NewRecord};
+use airlock_types::{AuditEvent, EventSink, SinkError, TenantId, Timestamp};
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How a log is opened.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Whose log this is (every stored row carries it).
+    pub tenant: TenantId,
+    /// Write a checkpoint after this many new records.
+    pub checkpoint_every: u64,
+    /// Write a checkpoint at least this often while records arrive.
+    pub checkpoint_interval: Duration,
+    /// Most events waiting for the writer; beyond it `emit` says `Overloaded`
+    /// and `append` waits.
+    pub queue_capacity: usize,
+    /// The plain-text checkpoint file (appended to, one line per checkpoint).
+    pub checkpoint_file: PathBuf,
+}
+
+impl LogOptions {
+    /// Defaults: a checkpoint every 1000 records or 10 s, a 64k-event queue.
+    pub fn new(tenant: TenantId, checkpoint_file: PathBuf) -> Self {
+        LogOptions {
+            tenant,
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+            queue_capacity: 65_536,
+            checkpoint_file,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pending: Vec<Vec<u8>>,
+    /// Tickets handed out (events accepted).
+    enqueued: u64,
+    /// Tickets durable on disk.
+    durable: u64,
+    closing: bool,
+    failed: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// The writer waits here for work.
+    work: Condvar,
+    /// Producers wait here for durability.
+    done: Condvar,
+    /// Producers wait here for queue space.
+    space: Condvar,
+    capacity: usize,
+}
+
+enum Refused {
+    Closed,
+    Overloaded,
+    Failed(String),
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is plain counters and a queue; a panic elsewhere while
+        // holding the lock cannot leave it half-updated in a harmful way.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue one encoded record; returns its ticket. With `wait`, blocks while
+    /// the queue is full instead of refusing.
+    fn enqueue(&self, body: Vec<u8>, wait: bool) -> Result<u64, Refused> {
+        let mut st = self.lock();
+        loop {
+            if let Some(f) = &st.failed {
+                return Err(Refused::Failed(f.clone()));
+            }
+            if st.closing {
+                return Err(Refused::Closed);
+            }
+            if st.pending.len() < self.capacity {
+                break;
+            }
+            if !wait {
+                return Err(Refused::Overloaded);
+            }
+            st = self.space.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.pending.push(body);
+        let ticket = st.enqueued;
+        st.enqueued += 1;
+        drop(st);
+        self.work.notify_one();
+        Ok(ticket)
+    }
+
+    fn wait_durable(&self, ticket: u64) -> Result<(), AuditError> {
+        let mut st = self.lock();
+        loop {
+            if st.durable > ticket {
+                return Ok(());
+            }
+            if let Some(f) = &st.failed {
+                return Err(AuditError::WriterFailed(f.clone()));
+            }
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// An open audit log with its writer thread. Dropping it closes it (without
+/// reporting errors; call [`AuditLog::close`] to see them).
+#[derive(Debug)]
+pub struct AuditLog {
+    shared: Arc<Shared>,
+    base: u64,
+    thread: Option<JoinHandle<Result<(), AuditError>>>,
+}
+
+impl AuditLog {
+    /// Open the log stored in `store`, check that it agrees with its
+    /// checkpoints (refusing to append to a damaged log), and start the writer.
+    pub fn open(
+        mut store: Box<dyn AuditStore>,
+        signer: Signer,
+        opts: LogOptions,
+    ) -> Result<AuditLog, AuditError> {
+        let file_cps = read_checkpoint_file(&opts.checkpoint_file)?;
+        let head = recover::recover(store.as_mut(), &opts.tenant, &file_cps)?;
+        let existed = opts.checkpoint_file.exists();
+        let cp_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&opts.checkpoint_file)
+            .map_err(|source| AuditError::CheckpointFileWrite {
+                path: opts.checkpoint_file.clone(),
+                source,
+            })?;
+        if !existed {
+            sync_parent(&opts.checkpoint_file)?;
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            space: Condvar::new(),
+            capacity: opts.queue_capacity.max(1),
+        });
+        let base = head.count;
+        let writer = Writer {
+            store,
+            signer,
+            tenant: opts.tenant,
+            count: head.count,
+            chain: head.chain,
+            frontier: head.frontier,
+            next_seq: head.next_seq,
+            checkpointed: head.checkpointed,
+            last_checkpoint: Instant::now(),
+            every: opts.checkpoint_every.max(1),
+            interval: opts.checkpoint_interval,
+            cp_path: opts.checkpoint_file,
+            cp_file,
+        };
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("airlock-audit-writer".into())
+            .spawn(move || writer.run(&sh))
+            .map_err(AuditError::Spawn)?;
+        Ok(AuditLog {
+            shared,
+            base,
+            thread: Some(thread),
+        })
+    }
+
+    /// Append one event and return its index once it is durable on disk.
+    /// Waits while the queue is full.
+    pub fn append(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let body = canonical::encode(event).map_err(AuditError::Encode)?;
+        let ticket = self.shared.enqueue(body, true).map_err(|r| match r {
+            Refused::Closed => AuditError::Closed,
+            Refused::Overloaded => AuditError::Closed, // not returned when waiting
+            Refused::Failed(f) => AuditError::WriterFailed(f),
+        })?;
+        self.shared.wait_durable(ticket)?;
+        Ok(self.base + ticket)
+    }
+
+    /// A sink for library crates: `emit` queues without waiting for the disk
+    /// and refuses (`Overloaded`, `Closed`, `Failed`) rather than drop.
+    pub fn sink(&self) -> Arc<dyn EventSink> {
+        Arc::new(LogSink {
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Stop accepting events, write everything queued, write a final
+    /// checkpoint, and stop the writer.
+    pub fn close(mut self) -> Result<(), AuditError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), AuditError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        self.shared.lock().closing = true;
+        self.shared.work.notify_one();
+        self.shared.space.notify_all();
+        match thread.join() {
+            Ok(r) => r,
+            Err(_) => Err(AuditError::WriterFailed("writer thread panicked".into())),
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+#[derive(Debug)]
+struct LogSink {
+    shared: Arc<Shared>,
+}
+
+impl EventSink for LogSink {
+    fn emit(&self, event: AuditEvent) -> Result<(), SinkError> {
+        let body = canonical::encode(&event)
+            .map_err(|e| SinkError::Failed(format!("cannot encode event: {e}")))?;
+        match self.shared.enqueue(body, false) {
+            Ok(_) => Ok(()),
+            Err(Refused::Closed) => Err(SinkError::Closed),
+            Err(Refused::Overloaded) => Err(SinkError::Overloaded),
+            Err(Refused::Failed(f)) => Err(SinkError::Failed(f)),
+        }
+    }
+}
+
+struct Writer {
+    store: Box<dyn AuditStore>,
+    signer: Signer,
+    tenant: TenantId,
+    count: u64,
+    chain: Hash,
+    frontier: Frontier,
+    next_seq: u64,
+    checkpointed: u64,
+    last_checkpoint: Instant,
+    every: u64,
+    interval: Duration,
+    cp_path: PathBuf,
+    cp_file: File,
+}
+
+impl Writer {
+    fn run(mut self, shared: &Shared) -> Result<(), AuditError> {
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let closing = {
+                let mut st = shared.lock();
+                loop {
+                    if !st.pending.is_empty() || st.closing {
+                        break;
+                    }
+                    if self.count > self.checkpointed {
+                        let deadline = self.last_checkpoint + self.interval;
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        st = shared
+                            .work
+                            .wait_timeout(st, deadline - now)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    } else {
+                        st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                    }
+                }
+                std::mem::swap(&mut st.pending, &mut batch);
+                st.closing
+            };
+            shared.space.notify_all();
+            if !batch.is_empty() {
+                let n = batch.len() as u64;
+                let res = self.commit(&batch);
+                batch.clear();
+                let mut st = shared.lock();
+                match res {
+                    Ok(()) => st.durable += n,
+                    Err(e) => {
+                        st.failed = Some(e.to_string());
+                        drop(st);
+                        shared.done.notify_all();
+                        return Err(e);
+                    }
+                }
+                drop(st);
+                shared.done.notify_all();
+            }
+            let pending = self.count - self.checkpointed;
+            let due = pending > 0
+                && (closing
+                    || pending >= self.every
+                    || self.last_checkpoint.elapsed() >= self.interval);
+            if due && let Err(e) = self.checkpoint() {
+                shared.lock().failed = Some(e.to_string());
+                shared.done.notify_all();
+                return Err(e);
+            }
+            if closing {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hash and store one batch in one transaction. The in-memory head only
+    /// moves once the batch is durable.
+    fn commit(&mut self, bodies: &[Vec<u8>]) -> Result<(), AuditError> {
+        let mut chain = self.chain;
+        let mut leaves = Vec::with_capacity(bodies.len());
+        let mut rows = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.iter().enumerate() {
+            let leaf = leaf_hash(body);
+            chain = chain_hash(&chain, &leaf);
+            leaves.push(leaf);
+            rows.push(NewRecord {
+                index: self.count + i as u64,
+                body,
+                chain,
+            });
+        }
+        self.store.append_records(&self.tenant, &rows)?;
+        for leaf in leaves {
+            self.frontier.push(leaf);
+        }
+        self.chain = chain;
+        self.count += bodies.len() as u64;
+        Ok(())
+    }
+
+    /// Sign a checkpoint over everything stored so far; append it to the
+    /// checkpoint file (fsynced) first, then to the database.
+    fn checkpoint(&mut self) -> Result<(), AuditError> {
+        let mut cp = Checkpoint {
+            v: 1,
+            tenant: self.tenant.clone(),
+            seq: self.next_seq,
+            size: self.count,
+            root: self.frontier.root(),
+            chain: self.chain,
+            time: Timestamp::now().as_micros(),
+            sig: Vec::new(),
+        };
+        self.signer.sign(&mut cp);
+        let mut line = cp.to_line();
+        line.push('\n');
+        self.cp_file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.cp_file.sync_data())
+            .map_err(|source| AuditError::CheckpointFileWrite {
+                path: self.cp_path.clone(),
+                source,
+            })?;
+        self.store.append_checkpoint(
+            &self.tenant,
+            &CheckpointRow {
+                seq: cp.seq,
+                tree_size: cp.size,
+                body: cp.to_line(),
+            },
+        )?;
+        self.next_seq += 1;
+        self.checkpointed = self.count;
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+}
+
+/// Make a newly created file's directory entry durable.
+fn sync_parent(path: &std::path::Path) -> Result<(), AuditError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| AuditError::CheckpointFileWrite {
+            path: path.to_owned(),
+            source,
+        })
+}

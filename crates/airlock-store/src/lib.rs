@@ -1,0 +1,171 @@
+//! Airlock's storage boundary.
+//!
+//! This crate owns the database: opening it, migrating its schema, and the
+//! queries the rest of Airlock needs. Today that is SQLite (bundled, WAL
+//! journal, `synchronous=FULL`, so a committed transaction is on disk when
+//! `commit` returns). The API is the [`AuditStore`] trait, and every query
+//! takes the [`TenantId`] it concerns, so a PostgreSQL backend can follow
+//! without touching callers. Migrations are versioned per backend in a
+//! `schema_migrations` table.
+//!
+//! It trusts its callers (the audit writer) to hand it well-formed records and
+//! trusts the SQLite library. It does NOT guarantee that the file it reads was
+//! not edited behind its back: an attacker with file access can drop the
+//! append-only triggers and rewrite rows. Detecting that is the audit crate's
+//! job (hash chain, Merkle tree, signed checkpoints); this crate only makes
+//! honest mistakes fail loudly and opens the file read-only when asked.
+#![forbid(unsafe_code)]
+
+mod secrets;
+mod sqlite;
+
+pub use secrets::{DataKeyRow, MasterRow, SecretRow, SecretStore};
+pub use sqlite::SqliteStore;
+
+use airlock_types::TenantId;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+/// A storage operation failed. Each variant names the operation and where.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened.
+    #[error("{}: cannot open database: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// The file is not a usable Airlock database (corrupt, truncated, wrong file).
+    #[error("{}: not a usable Airlock database: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    /// A pragma (journal mode, synchronous, ...) could not be set.
+    #[error("{}: cannot configure database ({what}): {source}", path.display())]
+    Configure {
+        path: PathBuf,
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    /// A schema migration failed.
+    #[error("{}: migration {version} ({name}) failed: {source}", path.display())]
+    Migrate {
+        path: PathBuf,
+        version: u32,
+        name: &'static str,
+        source: rusqlite::Error,
+    },
+    /// The schema is older or newer than this build knows.
+    #[error("{}: database schema is at version {found}, this build expects {expected}{hint}", path.display())]
+    SchemaVersion {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+        hint: &'static str,
+    },
+    /// Appending audit records failed; nothing of the batch was stored.
+    #[error("{}: cannot append audit records: {source}", path.display())]
+    AppendRecords {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// Appending a checkpoint failed.
+    #[error("{}: cannot append audit checkpoint: {source}", path.display())]
+    AppendCheckpoint {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// A read query failed.
+    #[error("{}: cannot read {what}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    /// A stored value has the wrong shape (negative index, wrong hash length).
+    #[error("{}: {what} at index {index} is malformed: {detail}", path.display())]
+    Malformed {
+        path: PathBuf,
+        what: &'static str,
+        index: i64,
+        detail: String,
+    },
+    /// A write was attempted on a store opened read-only.
+    #[error("{}: store is open read-only", path.display())]
+    ReadOnly { path: PathBuf },
+    /// Writing a vault record (master record, data key, secret) failed.
+    #[error("{}: cannot write {what}: {source}", path.display())]
+    WriteVault {
+        path: PathBuf,
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    /// A vault record changed between read and write (a concurrent change).
+    #[error("{}: {what} changed concurrently; nothing was written, retry", path.display())]
+    VaultConflict { path: PathBuf, what: &'static str },
+}
+
+/// One audit record to append. `index` must be the next index of the tenant's log.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    /// Position in the tenant's log (0-based, contiguous).
+    pub index: u64,
+    /// The canonical encoding of the event (opaque to the store).
+    pub body: &'a [u8],
+    /// The chain hash ending at this record.
+    pub chain: [u8; 32],
+}
+
+/// One stored audit record, borrowed from the database row.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// Position in the tenant's log.
+    pub index: u64,
+    /// The canonical encoding of the event.
+    pub body: &'a [u8],
+    /// The stored chain hash (not yet verified).
+    pub chain: &'a [u8],
+}
+
+/// One stored checkpoint: its sequence number, the tree size it covers and its
+/// signed body (opaque to the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// 0-based sequence number of the checkpoint in the tenant's log.
+    pub seq: u64,
+    /// Number of records it covers.
+    pub tree_size: u64,
+    /// The signed checkpoint as text.
+    pub body: String,
+}
+
+/// The audit log's storage. Appends are durable when they return `Ok`.
+///
+/// Implementations must make each call atomic: either the whole batch is
+/// stored or none of it.
+pub trait AuditStore: Send + std::fmt::Debug {
+    /// Append a batch of records in one durable transaction.
+    fn append_records(
+        &mut self,
+        tenant: &TenantId,
+        records: &[NewRecord<'_>],
+    ) -> Result<(), StoreError>;
+    /// Append one checkpoint durably.
+    fn append_checkpoint(
+        &mut self,
+        tenant: &TenantId,
+        cp: &CheckpointRow,
+    ) -> Result<(), StoreError>;
+    /// Number of records in the tenant's log (the highest index plus one, or 0).
+    fn record_count(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+    /// Visit the tenant's records with `index >= from` in index order until
+    /// `visit` breaks.
+    fn for_each_record(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        visit: &mut dyn FnMut(RecordRef<'_>) -> ControlFlow<()>,
+    ) -> Result<(), StoreError>;
+    /// All of the tenant's checkpoints, in sequence order.
+    fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<CheckpointRow>, StoreError>;
+    /// Names of append-only guards (triggers) that are expected but missing.
+    fn missing_guards(&self) -> Result<Vec<String>, StoreError>;
+}
