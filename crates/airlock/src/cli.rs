@@ -33,6 +33,12 @@ pub enum Command {
     Policy(cmd::policy::PolicyArgs),
     /// Find secrets and personal data in files or stdin, and redact them.
     Scan(cmd::scan::ScanArgs),
+    /// Store, list and remove vault secrets (values never on the command line).
+    #[command(subcommand)]
+    Secret(cmd::secret::SecretCmd),
+    /// Manage the vault's master key.
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCmd),
     /// Print version and build information.
     Version(cmd::version::VersionArgs),
 }
@@ -52,6 +58,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Proxy(a) => cmd::proxy::run(&ctx, a),
         Command::Policy(a) => cmd::policy::run(&ctx, a),
         Command::Scan(a) => cmd::scan::run(&ctx, a),
+        Command::Secret(c) => cmd::secret::run(&ctx, c),
+        Command::Keys(c) => cmd::keys::run(&ctx, c),
         Command::Version(a) => cmd::version::run(&ctx, a),
     }
 }

@@ -28,6 +28,7 @@ pub fn check(ctx: &Ctx, _cfg: &Config) -> Vec<Problem> {
         }),
     }
     key_file(&ctx.audit_key_path(), "audit signing key", &mut problems);
+    problems.extend(crate::cmd::keys::production_problems(ctx));
     problems
 }
 

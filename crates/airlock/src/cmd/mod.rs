@@ -3,8 +3,10 @@
 pub mod audit;
 pub mod config;
 pub mod init;
+pub mod keys;
 pub mod policy;
 pub mod proxy;
 pub mod run;
 pub mod scan;
+pub mod secret;
 pub mod version;

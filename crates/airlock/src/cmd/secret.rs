@@ -1,0 +1,245 @@
+//! `airlock secret set|list|rm|reencrypt`: the vault's secrets and bindings.
+//!
+//! A value is read from stdin (or a prompt on the terminal, without echo),
+//! never from the command line, where `ps` and shell history would see it.
+//! Every change is audited by name; no value ever reaches output or the log.
+
+use crate::auditing;
+use crate::cmd::init::operator;
+use crate::cmd::keys;
+use crate::ctx::{Ctx, EXIT_OK};
+use airlock_types::{AuditEvent, EventResult, Reason, Secret};
+use airlock_vault::{Binding, SecretInfo, list_secrets, remove_secret};
+use anyhow::Context as _;
+use std::io::{IsTerminal as _, Read as _};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretCmd {
+    /// Store a secret (value from stdin or a terminal prompt) and bind it to hosts.
+    Set(SetArgs),
+    /// List secrets: names and bindings only, never values.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret.
+    Rm {
+        /// The secret's name.
+        name: String,
+    },
+    /// Replace the data key and re-encrypt every secret under the new one.
+    Reencrypt,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// The secret's name (1-64 characters of [A-Za-z0-9_.-]).
+    pub name: String,
+    /// Hosts the secret may be sent to (comma-separated; `*.example.com`; `host:port`, default port 443).
+    #[arg(
+        long = "host",
+        required = true,
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub hosts: Vec<String>,
+    /// The request header the proxy injects it into.
+    #[arg(long, default_value = airlock_vault::DEFAULT_HEADER)]
+    pub header: String,
+    /// The header value; `{}` stands for the secret.
+    #[arg(long, default_value = airlock_vault::DEFAULT_FORMAT)]
+    pub format: String,
+    /// Allowed methods (comma-separated) [default: any].
+    #[arg(long, value_delimiter = ',', value_name = "METHOD")]
+    pub methods: Vec<String>,
+    /// Allowed paths, exact or a prefix ending in `*` (comma-separated) [default: any].
+    #[arg(long, value_delimiter = ',', value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Environment variable `airlock run` sets to the handle [default: the name, when it is a valid variable name].
+    #[arg(long, value_name = "VAR")]
+    pub env: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
+    let cfg = ctx.load_checked_config()?;
+    ctx.require_initialized()?;
+    let tenant = auditing::tenant();
+    match cmd {
+        SecretCmd::Set(a) => {
+            airlock_vault::validate_name(&a.name)?;
+            let binding = Binding::new(
+                &a.name,
+                a.hosts,
+                Some(a.header),
+                Some(a.format),
+                a.methods,
+                a.paths,
+                a.env,
+            )?;
+            let value = read_value(&a.name)?;
+            airlock_vault::validate_value(value.expose())?;
+            let auditor = auditing::open(ctx, &cfg)?;
+            if let Some(path) = keys::ensure_master_key(ctx)? {
+                eprintln!("created vault master key {} (mode 0600)", path.display());
+            }
+            let mut vault = keys::open_vault(ctx)?;
+            let out = vault.set(&tenant, &a.name, &value, &binding)?;
+            drop(value);
+            let ev = AuditEvent::new(
+                tenant,
+                operator(),
+                "vault.secret_set",
+                a.name.clone(),
+                Reason::Recorded,
+                EventResult::Success,
+            )
+            .with_detail("version", out.version)
+            .with_detail("replaced", out.replaced)
+            .with_detail("binding", binding_json(&binding));
+            auditor.record(ev)?;
+            auditor.close()?;
+            let verb = if out.replaced { "updated" } else { "stored" };
+            println!(
+                "{verb} secret {} (version {}) for {}",
+                a.name,
+                out.version,
+                binding.hosts.join(", ")
+            );
+            Ok(EXIT_OK)
+        }
+        SecretCmd::List { json } => {
+            let store = airlock_store::SqliteStore::open_read_only(&ctx.db_path())?;
+            let list = list_secrets(&store, &tenant)?;
+            print_list(&list, json);
+            Ok(EXIT_OK)
+        }
+        SecretCmd::Rm { name } => {
+            airlock_vault::validate_name(&name)?;
+            let auditor = auditing::open(ctx, &cfg)?;
+            let mut store = airlock_store::SqliteStore::open(&ctx.db_path())?;
+            if !remove_secret(&mut store, &tenant, &name)? {
+                auditor.close()?;
+                anyhow::bail!("no secret named {name}");
+            }
+            let ev = AuditEvent::new(
+                tenant,
+                operator(),
+                "vault.secret_rm",
+                name.clone(),
+                Reason::Recorded,
+                EventResult::Success,
+            );
+            auditor.record(ev)?;
+            auditor.close()?;
+            println!("removed secret {name}");
+            Ok(EXIT_OK)
+        }
+        SecretCmd::Reencrypt => {
+            let auditor = auditing::open(ctx, &cfg)?;
+            let mut vault = keys::open_vault(ctx)?;
+            let n = vault.reencrypt(&tenant)?;
+            let ev = AuditEvent::new(
+                tenant.clone(),
+                operator(),
+                "vault.secret_reencrypt",
+                tenant.as_str().to_owned(),
+                Reason::Recorded,
+                EventResult::Success,
+            )
+            .with_detail("secrets", n);
+            auditor.record(ev)?;
+            auditor.close()?;
+            println!("replaced the data key of tenant {tenant}; re-encrypted {n} secret(s)");
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// The value: a hidden prompt on a terminal, otherwise all of stdin minus one
+/// trailing newline. Bounded, and read into a buffer that never reallocates
+/// (so no stray copy is left behind unzeroized).
+fn read_value(name: &str) -> anyhow::Result<Secret<String>> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return keys::prompt_hidden(&format!("Value for {name}: "));
+    }
+    let cap = airlock_vault::MAX_VALUE_LEN + 2;
+    let mut value = Secret::new(String::with_capacity(cap + 1));
+    stdin
+        .lock()
+        .take(u64::try_from(cap + 1).unwrap_or(u64::MAX))
+        .read_to_string(value.expose_mut())
+        .context("stdin: cannot read the secret value (it must be UTF-8)")?;
+    if value.expose().len() > cap {
+        anyhow::bail!("stdin: the secret value is longer than 16 KiB");
+    }
+    let v = value.expose_mut();
+    if v.ends_with('\n') {
+        v.pop();
+        if v.ends_with('\r') {
+            v.pop();
+        }
+    }
+    if v.is_empty() {
+        anyhow::bail!(
+            "stdin: no secret value given (pipe it in, e.g. `printf %s \"$TOKEN\" | airlock secret set {name} ...`)"
+        );
+    }
+    Ok(value)
+}
+
+fn binding_json(b: &Binding) -> serde_json::Value {
+    serde_json::json!({
+        "hosts": b.hosts,
+        "header": b.header,
+        "format": b.format,
+        "methods": b.methods,
+        "paths": b.paths,
+        "env": b.env,
+    })
+}
+
+fn print_list(list: &[SecretInfo], json: bool) {
+    if json {
+        let v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|s| {
+                let mut o = binding_json(&s.binding);
+                o["name"] = s.name.clone().into();
+                o["version"] = s.version.into();
+                o["updated_at_us"] = s.updated_at.as_micros().into();
+                o
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return;
+    }
+    if list.is_empty() {
+        println!("no secrets");
+        return;
+    }
+    println!(
+        "{:<24} {:>3}  {:<16} {:<14} {:<32} BINDING",
+        "NAME", "VER", "ENV", "HEADER", "HOSTS"
+    );
+    for s in list {
+        let b = &s.binding;
+        let mut extra = vec![format!("format {:?}", b.format)];
+        if !b.methods.is_empty() {
+            extra.push(format!("methods {}", b.methods.join(",")));
+        }
+        if !b.paths.is_empty() {
+            extra.push(format!("paths {}", b.paths.join(",")));
+        }
+        println!(
+            "{:<24} {:>3}  {:<16} {:<14} {:<32} {}",
+            s.name,
+            s.version,
+            b.env.as_deref().unwrap_or("-"),
+            b.header,
+            b.hosts.join(","),
+            extra.join("; ")
+        );
+    }
+}

@@ -1,0 +1,573 @@
+//! End-to-end tests of the vault through the real `airlock` binary in a
+//! temporary data directory: `secret set|list|rm|reencrypt`, `keys
+//! init|rotate`, the audit trail they leave, what is (not) on disk, and the
+//! errors a user sees for a wrong key, a tampered row and bad input.
+
+use base64::Engine as _;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const VALUE: &str = "ghp_CliT3stValue9f8e7d6c5b4a3210ZYXWvuts";
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run `airlock --data-dir DIR ARGS` with `stdin` piped in and `env` set.
+fn airlock_with(dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("AIRLOCK_ENV")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env_remove("AIRLOCK_PASSPHRASE")
+        .env_remove("AIRLOCK_NEW_MASTER_KEY")
+        .env_remove("AIRLOCK_NEW_PASSPHRASE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run airlock");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    let o = Out {
+        code: out.status.code().expect("exit code, not a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        !o.stderr.contains("panicked"),
+        "airlock panicked: {}",
+        o.stderr
+    );
+    assert!(
+        !o.stdout.contains(VALUE) && !o.stderr.contains(VALUE),
+        "the secret value was printed"
+    );
+    o
+}
+
+fn airlock(dir: &Path, args: &[&str]) -> Out {
+    airlock_with(dir, args, "", &[])
+}
+
+fn ok(o: Out) -> Out {
+    assert_eq!(o.code, 0, "stdout: {}\nstderr: {}", o.stdout, o.stderr);
+    o
+}
+
+fn initialized() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    ok(airlock(&dir, &["init"]));
+    (tmp, dir)
+}
+
+fn set_github(dir: &Path, env: &[(&str, &str)]) -> Out {
+    airlock_with(
+        dir,
+        &[
+            "secret",
+            "set",
+            "GITHUB_TOKEN",
+            "--host",
+            "api.github.com,*.github.test",
+        ],
+        &format!("{VALUE}\n"),
+        env,
+    )
+}
+
+fn audit_actions(dir: &Path) -> Vec<(String, String)> {
+    let o = ok(airlock(dir, &["audit", "tail", "-n", "100", "--json"]));
+    o.stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).expect("audit tail prints JSON lines");
+            let ev = if v.get("event").is_some() {
+                &v["event"]
+            } else {
+                &v
+            };
+            (
+                ev["action"].as_str().unwrap_or_default().to_owned(),
+                ev["resource"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("readdir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            all_files(&p, out)
+        } else {
+            out.push(p)
+        }
+    }
+}
+
+/// `strings` over every file of the data dir (and a raw byte search, which
+/// also catches values shorter than `strings` reports).
+fn assert_value_nowhere_on_disk(dir: &Path) {
+    let mut files = Vec::new();
+    all_files(dir, &mut files);
+    assert!(files.iter().any(|f| f.ends_with("airlock.db")), "{files:?}");
+    for f in &files {
+        let out = Command::new("strings")
+            .args(["-a", "-n", "6"])
+            .arg(f)
+            .output()
+            .expect("run strings (binutils)");
+        assert!(out.status.success(), "strings {}", f.display());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains(VALUE),
+            "strings finds the value in {}",
+            f.display()
+        );
+        assert!(
+            !text.contains(&VALUE[..16]),
+            "strings finds part of the value in {}",
+            f.display()
+        );
+        let bytes = std::fs::read(f).expect("read");
+        assert!(
+            !bytes.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()),
+            "{} holds the value",
+            f.display()
+        );
+        let b64 = base64::engine::general_purpose::STANDARD.encode(VALUE);
+        assert!(
+            !bytes.windows(b64.len()).any(|w| w == b64.as_bytes()),
+            "{} holds the value in base64",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn set_list_rm_are_audited_by_name_and_never_show_the_value() {
+    let (_tmp, dir) = initialized();
+    let o = ok(set_github(&dir, &[]));
+    assert_eq!(
+        o.stdout,
+        "stored secret GITHUB_TOKEN (version 1) for api.github.com, *.github.test\n"
+    );
+    assert!(
+        o.stderr.contains("created vault master key"),
+        "{}",
+        o.stderr
+    );
+    let key = dir.join("keys/master.key");
+    assert_eq!(
+        std::fs::metadata(&key)
+            .expect("key file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    let o = ok(airlock_with(
+        &dir,
+        &[
+            "secret",
+            "set",
+            "NPM",
+            "--host",
+            "registry.npmjs.org",
+            "--methods",
+            "get,head",
+            "--paths",
+            "/@acme/*",
+            "--env",
+            "NPM_TOKEN",
+        ],
+        "npm_value_123456",
+        &[],
+    ));
+    assert_eq!(
+        o.stdout,
+        "stored secret NPM (version 1) for registry.npmjs.org\n"
+    );
+    let o = ok(set_github(&dir, &[]));
+    assert_eq!(
+        o.stdout,
+        "updated secret GITHUB_TOKEN (version 2) for api.github.com, *.github.test\n"
+    );
+
+    let o = ok(airlock(&dir, &["secret", "list", "--json"]));
+    let mut v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    for item in v.as_array_mut().expect("array") {
+        assert!(item["updated_at_us"].as_i64().expect("time") > 0);
+        item.as_object_mut()
+            .expect("object")
+            .remove("updated_at_us");
+    }
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"name": "GITHUB_TOKEN", "version": 2, "hosts": ["api.github.com", "*.github.test"], "header": "Authorization",
+             "format": "Bearer {}", "methods": [], "paths": [], "env": "GITHUB_TOKEN"},
+            {"name": "NPM", "version": 1, "hosts": ["registry.npmjs.org"], "header": "Authorization",
+             "format": "Bearer {}", "methods": ["GET", "HEAD"], "paths": ["/@acme/*"], "env": "NPM_TOKEN"},
+        ])
+    );
+    let o = ok(airlock(&dir, &["secret", "list"]));
+    assert!(o.stdout.starts_with("NAME"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("GITHUB_TOKEN") && o.stdout.contains("registry.npmjs.org"),
+        "{}",
+        o.stdout
+    );
+
+    assert_eq!(
+        ok(airlock(&dir, &["secret", "rm", "NPM"])).stdout,
+        "removed secret NPM\n"
+    );
+    let o = airlock(&dir, &["secret", "rm", "NPM"]);
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (2, "airlock: error: no secret named NPM\n")
+    );
+
+    let actions = audit_actions(&dir);
+    let vault: Vec<(&str, &str)> = actions
+        .iter()
+        .filter(|(a, _)| a.starts_with("vault."))
+        .map(|(a, r)| (a.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        vault,
+        vec![
+            ("vault.secret_set", "GITHUB_TOKEN"),
+            ("vault.secret_set", "NPM"),
+            ("vault.secret_set", "GITHUB_TOKEN"),
+            ("vault.secret_rm", "NPM"),
+        ]
+    );
+    let export = ok(airlock(&dir, &["audit", "export"]));
+    assert!(!export.stdout.contains(VALUE) && !export.stdout.contains("npm_value_123456"));
+    ok(airlock(&dir, &["audit", "verify"]));
+    assert_value_nowhere_on_disk(&dir);
+}
+
+#[test]
+fn values_are_never_taken_from_argv_and_bad_input_is_a_one_line_error() {
+    let (_tmp, dir) = initialized();
+    let o = airlock(
+        &dir,
+        &["secret", "set", "X", "--host", "h.test", "--value", "oops"],
+    );
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stderr.contains("unexpected argument '--value'"),
+        "{}",
+        o.stderr
+    );
+    let o = airlock(&dir, &["secret", "set", "X", "--host", "h.test"]);
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stderr
+            .starts_with("airlock: error: stdin: no secret value given"),
+        "{}",
+        o.stderr
+    );
+
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["secret", "set", "X", "--host", "a b"],
+            "v",
+            "airlock: error: invalid binding: hosts: \"a b\": not a valid host name",
+        ),
+        (
+            &["secret", "set", "../x", "--host", "h.test"],
+            "v",
+            "airlock: error: invalid secret name \"../x\"",
+        ),
+        (
+            &[
+                "secret", "set", "X", "--host", "h.test", "--format", "Bearer",
+            ],
+            "v",
+            "airlock: error: invalid binding: format: must contain `{}` exactly once",
+        ),
+        (
+            &["secret", "set", "X", "--host", "h.test"],
+            "a\r\nX-Injected: 1",
+            "airlock: error: invalid secret value: the value contains control characters",
+        ),
+    ];
+    for (args, stdin, want) in cases {
+        let o = airlock_with(&dir, args, stdin, &[]);
+        assert_eq!(o.code, 2, "{args:?}");
+        assert!(o.stderr.starts_with(want), "{args:?}: {}", o.stderr);
+        assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    }
+    let huge = "x".repeat(20_000);
+    let o = airlock_with(
+        &dir,
+        &["secret", "set", "X", "--host", "h.test"],
+        &huge,
+        &[],
+    );
+    assert_eq!(
+        o.stderr,
+        "airlock: error: stdin: the secret value is longer than 16 KiB\n"
+    );
+    assert_eq!(
+        ok(airlock(&dir, &["secret", "list"])).stdout,
+        "no secrets\n"
+    );
+}
+
+#[test]
+fn wrong_master_key_is_a_clear_error() {
+    let (_tmp, dir) = initialized();
+    ok(set_github(&dir, &[]));
+    let other = base64::engine::general_purpose::STANDARD.encode(
+        [0x5au8; 31]
+            .iter()
+            .chain(&[1u8])
+            .copied()
+            .collect::<Vec<u8>>(),
+    );
+    let o = airlock_with(
+        &dir,
+        &["secret", "reencrypt"],
+        "",
+        &[("AIRLOCK_MASTER_KEY", &other)],
+    );
+    assert_eq!(o.code, 2);
+    assert_eq!(
+        o.stderr,
+        "airlock: error: master key does not match this vault (AIRLOCK_MASTER_KEY): wrong key or passphrase, or a vault created with another master key\n"
+    );
+    let o = airlock_with(
+        &dir,
+        &["secret", "reencrypt"],
+        "",
+        &[("AIRLOCK_MASTER_KEY", "not-a-key")],
+    );
+    assert!(
+        o.stderr
+            .starts_with("airlock: error: AIRLOCK_MASTER_KEY: malformed master key"),
+        "{}",
+        o.stderr
+    );
+    // Listing needs no key at all.
+    ok(airlock_with(
+        &dir,
+        &["secret", "list"],
+        "",
+        &[("AIRLOCK_MASTER_KEY", &other)],
+    ));
+}
+
+#[test]
+fn a_tampered_row_is_a_decryption_error_and_the_vault_is_left_alone() {
+    let (_tmp, dir) = initialized();
+    ok(set_github(&dir, &[]));
+    let c = rusqlite::Connection::open(dir.join("airlock.db")).expect("attacker connection");
+    let mut sealed: Vec<u8> = c
+        .query_row(
+            "SELECT sealed FROM vault_secrets WHERE name = 'GITHUB_TOKEN'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("read");
+    sealed[17] ^= 0x80;
+    c.execute("UPDATE vault_secrets SET sealed = ?1", [&sealed])
+        .expect("tamper");
+    drop(c);
+    let o = airlock(&dir, &["secret", "reencrypt"]);
+    assert_eq!(
+        o.stderr,
+        "airlock: error: secret GITHUB_TOKEN of tenant default cannot be decrypted: its ciphertext, binding or version was altered, or the row is corrupt\n"
+    );
+    let c = rusqlite::Connection::open(dir.join("airlock.db")).expect("connection");
+    let (now, kv): (Vec<u8>, i64) = c
+        .query_row(
+            "SELECT sealed, key_version FROM vault_secrets WHERE name = 'GITHUB_TOKEN'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("read");
+    assert_eq!(
+        (now, kv),
+        (sealed, 1),
+        "a failed re-encryption must not change the vault"
+    );
+}
+
+#[test]
+fn rotation_and_reencryption_keep_secrets_readable() {
+    let (_tmp, dir) = initialized();
+    ok(set_github(&dir, &[]));
+    let key_path = dir.join("keys/master.key");
+    let old_key = std::fs::read_to_string(&key_path).expect("key");
+
+    let o = ok(airlock(&dir, &["secret", "reencrypt"]));
+    assert_eq!(
+        o.stdout,
+        "replaced the data key of tenant default; re-encrypted 1 secret(s)\n"
+    );
+
+    let o = ok(airlock(&dir, &["keys", "rotate"]));
+    assert!(
+        o.stdout.starts_with("rotated the master key (key file "),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("re-wrapped 1 data key(s)"),
+        "{}",
+        o.stdout
+    );
+    let new_key = std::fs::read_to_string(&key_path).expect("key");
+    assert_ne!(old_key, new_key);
+    assert_eq!(
+        std::fs::metadata(&key_path)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(!dir.join("keys/master.key.new").exists());
+
+    // The new key decrypts everything (reencrypt opens every secret); the old one opens nothing.
+    ok(airlock(&dir, &["secret", "reencrypt"]));
+    let o = airlock_with(
+        &dir,
+        &["secret", "reencrypt"],
+        "",
+        &[("AIRLOCK_MASTER_KEY", old_key.trim())],
+    );
+    assert!(
+        o.stderr
+            .starts_with("airlock: error: master key does not match this vault"),
+        "{}",
+        o.stderr
+    );
+
+    // To a raw key held in the environment.
+    let env_key =
+        base64::engine::general_purpose::STANDARD.encode(*b"0123456789abcdef0123456789ABCDEF");
+    let o = ok(airlock_with(
+        &dir,
+        &["keys", "rotate", "--to", "env"],
+        "",
+        &[("AIRLOCK_NEW_MASTER_KEY", &env_key)],
+    ));
+    assert!(
+        o.stdout.contains("note: removed the retired key file"),
+        "{}",
+        o.stdout
+    );
+    assert!(!key_path.exists());
+    ok(airlock_with(
+        &dir,
+        &["secret", "reencrypt"],
+        "",
+        &[("AIRLOCK_MASTER_KEY", &env_key)],
+    ));
+    let o = airlock(&dir, &["secret", "reencrypt"]);
+    assert!(o.stderr.contains("no vault master key"), "{}", o.stderr);
+
+    let actions = audit_actions(&dir);
+    let n = |a: &str| actions.iter().filter(|(x, _)| x == a).count();
+    assert_eq!(
+        (n("vault.secret_reencrypt"), n("vault.keys_rotate")),
+        (3, 2)
+    );
+    assert_value_nowhere_on_disk(&dir);
+}
+
+#[test]
+fn passphrase_vault_wrong_passphrase_is_a_clear_error() {
+    let (_tmp, dir) = initialized();
+    let pass = [("AIRLOCK_PASSPHRASE", "correct horse battery staple")];
+    ok(set_github(&dir, &pass));
+    assert!(
+        !dir.join("keys/master.key").exists(),
+        "a passphrase vault needs no key file"
+    );
+    let o = airlock_with(
+        &dir,
+        &["secret", "reencrypt"],
+        "",
+        &[("AIRLOCK_PASSPHRASE", "correct horse battery stable")],
+    );
+    assert!(o.stderr.starts_with("airlock: error: master key does not match this vault (passphrase from AIRLOCK_PASSPHRASE)"), "{}", o.stderr);
+    ok(airlock_with(&dir, &["secret", "reencrypt"], "", &pass));
+    assert_value_nowhere_on_disk(&dir);
+}
+
+#[test]
+fn production_refuses_weak_missing_or_exposed_master_keys() {
+    let (_tmp, dir) = initialized();
+    let prod = ("AIRLOCK_ENV", "production");
+    let o = airlock_with(&dir, &["secret", "list"], "", &[prod]);
+    assert!(
+        o.stderr.contains("vault master key") && o.stderr.contains("is missing"),
+        "{}",
+        o.stderr
+    );
+
+    ok(airlock(&dir, &["keys", "init"]));
+    ok(airlock_with(&dir, &["secret", "list"], "", &[prod]));
+    let key = dir.join("keys/master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let o = airlock_with(&dir, &["secret", "list"], "", &[prod]);
+    assert!(
+        o.stderr.contains("is readable by other users (mode 644)"),
+        "{}",
+        o.stderr
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    let o = airlock_with(
+        &dir,
+        &["secret", "list"],
+        "",
+        &[
+            prod,
+            ("AIRLOCK_MASTER_KEY", airlock_vault::EXAMPLE_MASTER_KEY),
+        ],
+    );
+    assert!(
+        o.stderr
+            .contains("AIRLOCK_MASTER_KEY is a weak or example key"),
+        "{}",
+        o.stderr
+    );
+    let o = airlock_with(
+        &dir,
+        &["secret", "list"],
+        "",
+        &[prod, ("AIRLOCK_PASSPHRASE", "short")],
+    );
+    assert!(
+        o.stderr
+            .contains("AIRLOCK_PASSPHRASE is shorter than 12 characters"),
+        "{}",
+        o.stderr
+    );
+}
