@@ -88,6 +88,7 @@ impl fmt::Display for Host {
 
 /// Why a host, authority or URL was refused. Messages never echo userinfo.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HostError {
     /// The host is empty.
     #[error("empty host")]

@@ -86,6 +86,7 @@ impl RuleSpec {
 /// 0-based positions in [`PolicySpec::rules`] and in the rule's list, so a
 /// configuration loader can point at the offending item.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     /// A rule has no host patterns.
     #[error("rule {rule}: hosts must not be empty")]

@@ -12,7 +12,7 @@ mod sandbox;
 mod source;
 
 pub use audit::AuditSettings;
-pub use policy::PolicySettings;
+pub use policy::{PolicySettings, load_file as load_policy_file};
 pub use proxy::ProxySettings;
 pub use sandbox::SandboxSettings;
 pub use source::{ConfigError, SourceFile};

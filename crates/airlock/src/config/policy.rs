@@ -1,18 +1,382 @@
-//! `[policy]` section. (Stub: filled in by the policy work.)
+//! `[policy]` section (and standalone `--policy FILE`s, whose top level has
+//! the same fields): what the agent's traffic may reach.
+//!
+//! Phase one parses [`RawPolicy`] with spans; phase two turns it into an
+//! `airlock_policy::PolicySpec` and compiles it, so every mistake — a bad
+//! host pattern, method, path glob or CIDR — is reported at its
+//! `file:line:col`.
 
 use super::{ConfigError, SourceFile};
+use airlock_policy::{EgressPolicy, Mode, PolicyError, PolicySpec, RuleSpec, Scheme};
+use airlock_types::Outcome;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_spanned::Spanned;
+use std::net::IpAddr;
+use std::path::Path;
 
-/// Raw `[policy]` section.
+/// Built-in behaviour when no rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMode {
+    /// GET, HEAD and OPTIONS to any public host; other methods only where a rule allows.
+    ReadPublic,
+    /// Only what a rule allows.
+    DenyAll,
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAction {
+    /// Let the request through.
+    Allow,
+    /// Hold the request for approval (until approvals exist: denied with `approval_required`).
+    Ask,
+    /// Refuse the request.
+    Deny,
+}
+
+/// A URL scheme a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawScheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+/// Raw `[policy]` section (also the top level of a `--policy` file).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawPolicy {}
+pub struct RawPolicy {
+    /// What applies when no rule matches: `read_public` (default) or `deny_all`.
+    #[schemars(with = "Option<RawMode>")]
+    pub mode: Option<Spanned<RawMode>>,
+    /// Intercept (TLS-terminate) every HTTPS connection, even where a blind tunnel would enforce the policy.
+    pub inspect_all: Option<bool>,
+    /// Address ranges exempt from the private/reserved address guard, as CIDRs
+    /// (`"10.1.2.0/24"`, `"fd12::/64"`) or single addresses. Use for internal services and tests.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allow_private: Option<Vec<Spanned<String>>>,
+    /// Rules; the strictest matching outcome wins, whatever their order.
+    pub rules: Option<Vec<RawRule>>,
+}
 
-/// Validated `[policy]` settings.
+/// One `[[policy.rules]]` entry.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Hosts: exact names (`api.example.com`, Unicode allowed), IP literals, `*.suffix`
+    /// (any name strictly below the suffix), or `*` (any host).
+    #[schemars(with = "Vec<String>")]
+    pub hosts: Spanned<Vec<Spanned<String>>>,
+    /// Schemes the rule applies to (`http`, `https`); absent means both.
+    pub schemes: Option<Vec<RawScheme>>,
+    /// HTTP methods (case-insensitive); absent or `"*"` means every method.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub methods: Option<Vec<Spanned<String>>>,
+    /// Path globs starting with `/`: `*` matches within a segment, `**` across segments
+    /// (`/api/**` also matches `/api`); absent means every path. The query is never matched.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub paths: Option<Vec<Spanned<String>>>,
+    /// `allow`, `deny` or `ask`.
+    #[schemars(with = "RawAction")]
+    pub action: Spanned<RawAction>,
+}
+
+/// Validated policy settings.
 #[derive(Debug, Clone, Default)]
-pub struct PolicySettings {}
+pub struct PolicySettings {
+    /// True when the source set any policy field (otherwise the built-in
+    /// `read_public` applies and a `--policy` file may take over).
+    pub configured: bool,
+    /// The spec as written, validated (for embedders that describe the policy).
+    #[allow(dead_code)]
+    pub spec: PolicySpec,
+    /// The compiled policy.
+    pub policy: EgressPolicy,
+}
 
-pub fn validate(_raw: &RawPolicy, _src: &SourceFile) -> Result<PolicySettings, ConfigError> {
-    Ok(PolicySettings {})
+/// Validate the `[policy]` section of the main configuration.
+pub fn validate(raw: &RawPolicy, src: &SourceFile) -> Result<PolicySettings, ConfigError> {
+    validate_at(raw, src, "policy.")
+}
+
+/// Read, parse and validate a standalone policy file (`--policy FILE`).
+pub fn load_file(path: &Path) -> Result<PolicySettings, ConfigError> {
+    let src = SourceFile::read(path)?;
+    parse_file(&src)
+}
+
+/// Parse and validate standalone policy text.
+pub fn parse_file(src: &SourceFile) -> Result<PolicySettings, ConfigError> {
+    let raw: RawPolicy = src.deserialize()?;
+    let mut settings = validate_at(&raw, src, "")?;
+    settings.configured = true;
+    Ok(settings)
+}
+
+fn validate_at(
+    raw: &RawPolicy,
+    src: &SourceFile,
+    prefix: &str,
+) -> Result<PolicySettings, ConfigError> {
+    let configured = raw.mode.is_some()
+        || raw.inspect_all.is_some()
+        || raw.allow_private.is_some()
+        || raw.rules.is_some();
+    let mode = match raw.mode.as_ref().map(|m| *m.get_ref()) {
+        None | Some(RawMode::ReadPublic) => Mode::ReadPublic,
+        Some(RawMode::DenyAll) => Mode::DenyAll,
+    };
+    let mut allow_private = Vec::new();
+    for (i, c) in raw.allow_private.iter().flatten().enumerate() {
+        let cidr = parse_cidr(c.get_ref())
+            .map_err(|m| src.error(c.span(), &format!("{prefix}allow_private[{i}]"), m))?;
+        allow_private.push(cidr);
+    }
+    let rules: Vec<RuleSpec> = raw.rules.iter().flatten().map(to_rule_spec).collect();
+    let spec = PolicySpec {
+        mode,
+        rules,
+        allow_private,
+        inspect_all: raw.inspect_all.unwrap_or(false),
+    };
+    let policy = EgressPolicy::compile(spec.clone()).map_err(|e| locate(&e, raw, src, prefix))?;
+    Ok(PolicySettings {
+        configured,
+        spec,
+        policy,
+    })
+}
+
+fn to_rule_spec(r: &RawRule) -> RuleSpec {
+    let strings = |v: &Option<Vec<Spanned<String>>>| {
+        v.iter()
+            .flatten()
+            .map(|s| s.get_ref().clone())
+            .collect::<Vec<_>>()
+    };
+    RuleSpec {
+        hosts: r
+            .hosts
+            .get_ref()
+            .iter()
+            .map(|s| s.get_ref().clone())
+            .collect(),
+        schemes: r
+            .schemes
+            .iter()
+            .flatten()
+            .map(|s| match s {
+                RawScheme::Http => Scheme::Http,
+                RawScheme::Https => Scheme::Https,
+            })
+            .collect(),
+        methods: strings(&r.methods),
+        paths: strings(&r.paths),
+        action: match r.action.get_ref() {
+            RawAction::Allow => Outcome::Allow,
+            RawAction::Ask => Outcome::Ask,
+            RawAction::Deny => Outcome::Deny,
+        },
+    }
+}
+
+/// `addr/len` or a bare address (a single host).
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = a
+        .trim_matches(['[', ']'])
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => return Err(format!("{s:?}: prefix length must be 0..={max}")),
+        },
+    };
+    Ok((addr, len))
+}
+
+/// Point a compile error at the item it is about.
+fn locate(e: &PolicyError, raw: &RawPolicy, src: &SourceFile, prefix: &str) -> ConfigError {
+    let rule = |i: usize| raw.rules.as_ref().and_then(|r| r.get(i));
+    let item =
+        |v: Option<&Vec<Spanned<String>>>, j: usize| v.and_then(|v| v.get(j)).map(|s| s.span());
+    let (span, field, message) = match e {
+        PolicyError::EmptyHosts { rule: i } => (
+            rule(*i).map(|r| r.hosts.span()),
+            format!("{prefix}rules[{i}].hosts"),
+            "must name at least one host".to_owned(),
+        ),
+        PolicyError::InvalidHostPattern {
+            rule: i,
+            index,
+            message,
+            ..
+        } => (
+            item(rule(*i).map(|r| r.hosts.get_ref()), *index),
+            format!("{prefix}rules[{i}].hosts[{index}]"),
+            format!("{}: {message}", quoted(raw, *i, *index)),
+        ),
+        PolicyError::InvalidMethod {
+            rule: i,
+            index,
+            method,
+        } => (
+            item(rule(*i).and_then(|r| r.methods.as_ref()), *index),
+            format!("{prefix}rules[{i}].methods[{index}]"),
+            format!("{method:?} is not an HTTP method token"),
+        ),
+        PolicyError::InvalidPathPattern {
+            rule: i,
+            index,
+            pattern,
+            message,
+        } => (
+            item(rule(*i).and_then(|r| r.paths.as_ref()), *index),
+            format!("{prefix}rules[{i}].paths[{index}]"),
+            format!("{pattern:?} {message}"),
+        ),
+        PolicyError::InvalidCidr { index, message } => (
+            item(raw.allow_private.as_ref(), *index),
+            format!("{prefix}allow_private[{index}]"),
+            message.clone(),
+        ),
+        other => (
+            None,
+            prefix.trim_end_matches('.').to_owned(),
+            other.to_string(),
+        ),
+    };
+    src.error(span.unwrap_or(0..0), &field, message)
+}
+
+fn quoted(raw: &RawPolicy, rule: usize, index: usize) -> String {
+    raw.rules
+        .as_ref()
+        .and_then(|r| r.get(rule))
+        .and_then(|r| r.hosts.get_ref().get(index))
+        .map(|s| format!("{:?}", s.get_ref()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<PolicySettings, ConfigError> {
+        parse_file(&SourceFile::new("p.toml", text.to_owned()))
+    }
+
+    #[test]
+    fn full_policy_file_parses() {
+        let s = file(
+            "mode = \"deny_all\"\ninspect_all = true\nallow_private = [\"127.0.0.0/8\", \"::1\"]\n\n\
+             [[rules]]\nhosts = [\"api.example.com\", \"*.example.org\"]\nschemes = [\"https\"]\n\
+             methods = [\"GET\", \"post\"]\npaths = [\"/v1/**\"]\naction = \"allow\"\n",
+        )
+        .expect("valid");
+        assert!(s.configured);
+        assert_eq!(s.spec.mode, Mode::DenyAll);
+        assert!(s.spec.inspect_all);
+        assert_eq!(
+            s.spec.allow_private,
+            vec![
+                ("127.0.0.0".parse().expect("ip"), 8),
+                ("::1".parse().expect("ip"), 128)
+            ]
+        );
+        assert_eq!(
+            s.spec.rules,
+            vec![RuleSpec {
+                hosts: vec!["api.example.com".into(), "*.example.org".into()],
+                schemes: vec![Scheme::Https],
+                methods: vec!["GET".into(), "post".into()],
+                paths: vec!["/v1/**".into()],
+                action: Outcome::Allow,
+            }]
+        );
+    }
+
+    #[test]
+    fn errors_point_at_the_item() {
+        let cases = [
+            (
+                "[[rules]]\nhosts = [\"ok.com\", \"a..b\"]\naction = \"allow\"\n",
+                "p.toml:2:19: rules[0].hosts[1]: \"a..b\": ",
+            ),
+            (
+                "[[rules]]\nhosts = [\"ok.com\"]\nmethods = [\"GE T\"]\naction = \"allow\"\n",
+                "p.toml:3:12: rules[0].methods[0]: \"GE T\" is not",
+            ),
+            (
+                "[[rules]]\nhosts = [\"ok.com\"]\npaths = [\"api\"]\naction = \"deny\"\n",
+                "p.toml:3:10: rules[0].paths[0]: \"api\" must start",
+            ),
+            (
+                "allow_private = [\"10.0.0.1/8\"]\n",
+                "p.toml:1:18: allow_private[0]: 10.0.0.1/8 has host bits set",
+            ),
+            (
+                "allow_private = [\"10.0.0.0/33\"]\n",
+                "p.toml:1:18: allow_private[0]: \"10.0.0.0/33\": prefix length",
+            ),
+            (
+                "[[rules]]\nhosts = []\naction = \"deny\"\n",
+                "p.toml:2:9: rules[0].hosts: must name at least one host",
+            ),
+            (
+                "[[rules]]\nhosts = [\"a.com\"]\naction = \"alow\"\n",
+                "p.toml:3:10: rules.action: unknown variant `alow`",
+            ),
+            (
+                "mode = \"open\"\n",
+                "p.toml:1:8: mode: unknown variant `open`",
+            ),
+            (
+                "[[rules]]\nhosts = [\"a.com\"]\naction = \"deny\"\nport = 1\n",
+                "p.toml:4:1: rules.port: unknown field",
+            ),
+            (
+                "[[rules]]\nhosts = [\"*.com*\"]\naction = \"deny\"\n",
+                "p.toml:2:10: rules[0].hosts[0]: \"*.com*\": ",
+            ),
+        ];
+        for (text, want) in cases {
+            let msg = file(text).expect_err(text).to_string();
+            assert!(
+                msg.starts_with(want),
+                "{text:?}\n got: {msg}\nwant: {want}…"
+            );
+            assert!(!msg.contains('\n'), "one line: {msg}");
+        }
+    }
+
+    #[test]
+    fn config_section_errors_carry_the_policy_prefix() {
+        let src = SourceFile::new(
+            "airlock.toml",
+            "[policy]\nallow_private = [\"nope\"]\n".to_owned(),
+        );
+        let msg = super::super::parse(&src).expect_err("invalid").to_string();
+        assert_eq!(
+            msg,
+            "airlock.toml:2:18: policy.allow_private[0]: \"nope\" is not an IP address or CIDR"
+        );
+    }
+
+    #[test]
+    fn absent_section_is_not_configured() {
+        let src = SourceFile::new("airlock.toml", "[audit]\ncheckpoint_every = 5\n".to_owned());
+        assert!(!super::super::parse(&src).expect("valid").policy.configured);
+    }
 }
