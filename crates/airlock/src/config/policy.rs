@@ -312,7 +312,7 @@ mod tests {
         let cases = [
             (
                 "[[rules]]\nhosts = [\"ok.com\", \"a..b\"]\naction = \"allow\"\n",
-                "p.toml:2:19: rules[0].hosts[1]: \"a..b\": ",
+                "p.toml:2:20: rules[0].hosts[1]: \"a..b\": ",
             ),
             (
                 "[[rules]]\nhosts = [\"ok.com\"]\nmethods = [\"GE T\"]\naction = \"allow\"\n",
