@@ -525,10 +525,11 @@ fn build_env(input: &PlanInput, facts: &HostFacts) -> Result<BTreeMap<String, St
     ] {
         set(k, &proxy);
     }
-    // The proxy is the only listener on the sandbox's loopback; nothing else
-    // local is reachable, so there is nothing to exempt except the loopback names.
+    // Empty on purpose: every destination, loopback included, goes to the
+    // proxy, which decides (and audits). Direct connections could only reach
+    // the sandbox's own loopback, where Landlock allows only the proxy port.
     for k in ["NO_PROXY", "no_proxy"] {
-        set(k, "localhost,127.0.0.1,::1");
+        set(k, "");
     }
     for k in [
         "SSL_CERT_FILE",

@@ -14,6 +14,11 @@ mod production;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The sandbox re-executes this binary as its single-threaded init: that
+    // must happen before clap, any runtime or any thread starts.
+    if let Some(code) = airlock_sandbox::init_entry() {
+        return code;
+    }
     let cli = cli::parse();
     match cli::dispatch(cli) {
         Ok(code) => ExitCode::from(code),

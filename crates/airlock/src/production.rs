@@ -18,7 +18,11 @@ pub fn check(ctx: &Ctx, _cfg: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     match std::fs::metadata(&ctx.data_dir) {
         Ok(m) if m.permissions().mode() & 0o077 != 0 => problems.push(Problem {
-            what: format!("data directory {} is accessible to other users (mode {:o})", ctx.data_dir.display(), m.permissions().mode() & 0o777),
+            what: format!(
+                "data directory {} is accessible to other users (mode {:o})",
+                ctx.data_dir.display(),
+                m.permissions().mode() & 0o777
+            ),
             fix: format!("chmod 700 {}", ctx.data_dir.display()),
         }),
         Ok(_) => {}
@@ -35,7 +39,11 @@ pub fn check(ctx: &Ctx, _cfg: &Config) -> Vec<Problem> {
 fn key_file(path: &Path, what: &str, problems: &mut Vec<Problem>) {
     match std::fs::metadata(path) {
         Ok(m) if m.permissions().mode() & 0o077 != 0 => problems.push(Problem {
-            what: format!("{what} {} is readable by other users (mode {:o})", path.display(), m.permissions().mode() & 0o777),
+            what: format!(
+                "{what} {} is readable by other users (mode {:o})",
+                path.display(),
+                m.permissions().mode() & 0o777
+            ),
             fix: format!("chmod 600 {}", path.display()),
         }),
         Ok(_) => {}
@@ -52,6 +60,17 @@ pub fn enforce(ctx: &Ctx, cfg: &Config) -> anyhow::Result<()> {
     if problems.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = problems.iter().map(|p| format!("{} (fix: {})", p.what, p.fix)).collect();
+    let list: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{} (fix: {})", p.what, p.fix))
+        .collect();
     anyhow::bail!("production mode refuses to start: {}", list.join("; "))
+}
+
+/// `airlock run --dangerously-allow-weaker-sandbox` is for development only:
+/// production mode refuses it outright.
+pub fn refuse_weaker_sandbox() -> anyhow::Result<()> {
+    anyhow::bail!(
+        "production mode refuses to start: --dangerously-allow-weaker-sandbox would run without Landlock or cgroups (fix: remove the flag, or fix the missing control)"
+    )
 }

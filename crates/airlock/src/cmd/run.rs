@@ -1,10 +1,510 @@
-//! `airlock run`. (Stub: filled in by its issue's work.)
+//! `airlock run -- CMD`: run a command in the sandbox with network only
+//! through the embedded egress proxy.
+//!
+//! Order: load config (production rules) → open the audit log → resolve the
+//! inputs (workspace, policy, environment) → start the proxy (its CA goes
+//! into the sandbox's trust bundle) → build the plan (`--explain` stops here)
+//! → preflight → start the sandbox → attest → serve the proxy on the listener
+//! the init bound inside the sandbox, pump output, enforce timeouts, forward
+//! signals → record the end. Any refusal is audited and exits 2.
 
-use crate::ctx::Ctx;
+use crate::auditing::{self, Auditor};
+use crate::config::ProxySettings;
+use crate::ctx::{Ctx, EXIT_OK};
+use airlock_proxy::Proxy;
+use airlock_sandbox::{HostFacts, PlanInput, SandboxPlan, Signal, Timeouts};
+use airlock_types::{Actor, ActorKind, AuditEvent, EventResult, Reason, RunId};
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Exit status when a timeout ended the run (as timeout(1) does).
+const EXIT_TIMEOUT: u8 = 124;
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Egress policy file (replaces the configuration's `[policy]`; default policy: read_public).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Directory mounted read-write at /workspace [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Pass an environment variable to the command: NAME (its value here) or NAME=VALUE. Repeatable.
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+    /// End the run after this long (`90s`, `10m`, `2h`, or seconds).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// End the run after this long without output [default: sandbox.idle_timeout_secs, 30m].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Print the sandbox plan and exit without running anything.
+    #[arg(long)]
+    pub explain: bool,
+    /// With --explain: print the plan as JSON.
+    #[arg(long, requires = "explain")]
+    pub json: bool,
+    /// DEVELOPMENT ONLY: run even when Landlock or cgroups are unavailable (recorded in the attestation). Refused in production mode.
+    #[arg(long)]
+    pub dangerously_allow_weaker_sandbox: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
 
-pub fn run(_ctx: &Ctx, _args: RunArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`airlock run` is not built yet")
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (use e.g. 90s, 10m, 2h)"))?;
+    if n == 0 {
+        return Err("must be greater than zero".into());
+    }
+    Ok(Duration::from_secs(n.saturating_mul(mult)))
+}
+
+fn event(
+    run: &RunId,
+    action: &str,
+    resource: impl Into<String>,
+    reason: Reason,
+    result: EventResult,
+) -> AuditEvent {
+    AuditEvent::new(
+        auditing::tenant(),
+        Actor::new(ActorKind::Operator, "cli"),
+        action,
+        resource,
+        reason,
+        result,
+    )
+    .with_run(run.clone())
+}
+
+/// Audit a refusal and turn it into the command's error (exit 2).
+fn refuse(auditor: &Auditor, run: &RunId, control: &str, msg: String) -> anyhow::Error {
+    let ev = event(
+        run,
+        "sandbox.refused",
+        control,
+        Reason::SandboxControlFailed,
+        EventResult::Failure,
+    )
+    .with_detail("control", control)
+    .with_detail("error", msg.clone());
+    if let Err(e) = auditor.record(ev) {
+        return e.context(msg);
+    }
+    anyhow::anyhow!("refusing to run: {msg}")
+}
+
+fn new_run_id() -> RunId {
+    let micros = airlock_types::Timestamp::now().as_micros();
+    RunId::new(format!("run-{micros}-{}", std::process::id()))
+        .expect("invariant: digits and dashes form a valid id")
+}
+
+fn resolve_workspace(arg: Option<&Path>) -> Result<PathBuf, String> {
+    let raw = match arg {
+        Some(p) => p.to_owned(),
+        None => std::env::current_dir()
+            .map_err(|e| format!("workspace: cannot read the current directory: {e}"))?,
+    };
+    let canon = std::fs::canonicalize(&raw).map_err(|e| {
+        format!(
+            "workspace {}: {e} (pass an existing directory with --workspace)",
+            raw.display()
+        )
+    })?;
+    if !canon.is_dir() {
+        return Err(format!(
+            "workspace {}: not a directory (pass a directory with --workspace)",
+            raw.display()
+        ));
+    }
+    Ok(canon)
+}
+
+fn resolve_env(args: &[String], passthrough: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for name in passthrough {
+        if let Ok(v) = std::env::var(name) {
+            out.push((name.clone(), v));
+        }
+    }
+    for a in args {
+        match a.split_once('=') {
+            Some((k, v)) => out.push((k.to_owned(), v.to_owned())),
+            None => match std::env::var(a) {
+                Ok(v) => out.push((a.clone(), v)),
+                Err(_) => {
+                    return Err(format!(
+                        "--env {a}: not set in this environment (use --env {a}=VALUE)"
+                    ));
+                }
+            },
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
+    let cfg = ctx.load_checked_config()?;
+    if ctx.production && args.dangerously_allow_weaker_sandbox {
+        crate::production::refuse_weaker_sandbox()?;
+    }
+    let auditor = auditing::open(ctx, &cfg)?;
+    let run_id = new_run_id();
+    let sb = &cfg.sandbox;
+
+    let workspace = resolve_workspace(args.workspace.as_deref())
+        .map_err(|m| refuse(&auditor, &run_id, "workspace", m))?;
+    if let Some(p) = &args.policy
+        && !p.is_file()
+    {
+        let msg = format!(
+            "policy file {}: does not exist (check the path given to --policy)",
+            p.display()
+        );
+        return Err(refuse(&auditor, &run_id, "policy", msg));
+    }
+    let policy = ProxySettings::policy(&cfg.policy, args.policy.as_deref())
+        .map_err(|e| refuse(&auditor, &run_id, "policy", e.to_string()))?;
+    let extra_env = resolve_env(&args.env, &sb.env_passthrough)
+        .map_err(|m| refuse(&auditor, &run_id, "environment", m))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let proxy = Proxy::new(
+        cfg.proxy.proxy.clone(),
+        Arc::new(policy),
+        auditor.sink(),
+        Some(run_id.clone()),
+    )
+    .context("cannot start the egress proxy")?;
+
+    let input = PlanInput {
+        run_id: run_id.to_string(),
+        argv: args.command.clone(),
+        workspace,
+        extra_env,
+        extra_ro: sb.read_only.clone(),
+        extra_rw: sb.read_write.clone(),
+        min_landlock_abi: sb.min_landlock_abi,
+        proxy_port: sb.proxy_port,
+        proxy_ca_pem: proxy.ca_cert_pem(),
+        cgroup: airlock_sandbox::CgroupLimits {
+            memory_bytes: sb.memory_bytes,
+            pids_max: sb.pids_max,
+            cpu_percent: sb.cpu_percent,
+        },
+        timeouts: Timeouts {
+            wall_secs: args.timeout.or(sb.timeout).map_or(0, |d| d.as_secs()),
+            idle_secs: args
+                .idle_timeout
+                .or(sb.idle_timeout)
+                .map_or(0, |d| d.as_secs()),
+        },
+        max_file_bytes: sb.max_file_bytes,
+        max_open_files: sb.max_open_files,
+        tmpfs_bytes: sb.tmpfs_bytes,
+        allow_weaker: args.dangerously_allow_weaker_sandbox,
+    };
+    let plan = SandboxPlan::build(&input, &HostFacts::probe()).map_err(|e| {
+        let control = if matches!(e, airlock_sandbox::PlanError::NoCommand) {
+            "command"
+        } else {
+            "plan"
+        };
+        refuse(&auditor, &run_id, control, e.to_string())
+    })?;
+    if args.explain {
+        if args.json {
+            println!("{}", plan.to_json_pretty());
+        } else {
+            print!("{plan}");
+        }
+        drop(rt);
+        auditor.close()?;
+        return Ok(EXIT_OK);
+    }
+
+    let pre = airlock_sandbox::preflight(&plan)
+        .map_err(|e| refuse(&auditor, &run_id, e.control(), e.to_string()))?;
+    let exe = PathBuf::from("/proc/self/exe");
+    let mut running = airlock_sandbox::start(&plan, &exe, &pre)
+        .map_err(|e| refuse(&auditor, &run_id, e.control(), e.to_string()))?;
+    let attestation =
+        serde_json::to_value(running.attestation()).context("cannot encode the attestation")?;
+    let attest_event = event(
+        &run_id,
+        "sandbox.attestation",
+        &plan.argv[0],
+        Reason::Recorded,
+        EventResult::Success,
+    );
+    let attest_event = match attestation {
+        serde_json::Value::Object(map) => AuditEvent {
+            details: map,
+            ..attest_event
+        },
+        _ => attest_event,
+    };
+    // Only the program name and argument count: arguments may carry secrets.
+    let start_event = event(
+        &run_id,
+        "run.start",
+        &plan.argv[0],
+        Reason::RunStarted,
+        EventResult::Success,
+    )
+    .with_detail("argc", plan.argv.len())
+    .with_detail("workspace", plan.workspace.display().to_string());
+    if let Err(e) = auditor
+        .record(attest_event)
+        .and_then(|_| auditor.record(start_event))
+    {
+        running.kill();
+        let _ = running.wait();
+        return Err(e.context("refusing to run: the audit log cannot record the run"));
+    }
+
+    let listener = running
+        .take_listener()
+        .context("invariant: the sandbox passes its proxy listener")?;
+    let stdout = running.take_stdout();
+    let stderr = running.take_stderr();
+    let pid = running.pid();
+    let started = Instant::now();
+    let (outcome, ended_by) = rt.block_on(supervise(SuperviseParts {
+        proxy: &proxy,
+        listener,
+        stdout,
+        stderr,
+        running,
+        pid,
+        wall: (plan.timeouts.wall_secs > 0).then(|| Duration::from_secs(plan.timeouts.wall_secs)),
+        idle: (plan.timeouts.idle_secs > 0).then(|| Duration::from_secs(plan.timeouts.idle_secs)),
+    }))?;
+    drop(rt);
+
+    let (reason, result) = match ended_by {
+        EndedBy::Exit => (Reason::RunEnded, EventResult::Success),
+        EndedBy::WallTimeout | EndedBy::IdleTimeout => (Reason::RunTimeout, EventResult::Failure),
+    };
+    let mut end = event(&run_id, "run.end", &plan.argv[0], reason, result)
+        .with_detail("exit_status", outcome.exit_code)
+        .with_detail("duration_ms", outcome.duration_ms)
+        .with_detail("ended_by", ended_by.as_str())
+        .with_detail("max_rss_kib", outcome.max_rss_kib)
+        .with_detail("cpu_ms", outcome.cpu_ms);
+    if let Some(m) = outcome.peaks.memory_bytes {
+        end = end.with_detail("memory_peak_bytes", m);
+    }
+    if let Some(p) = outcome.peaks.pids {
+        end = end.with_detail("pids_peak", p);
+    }
+    auditor.record(end)?;
+    auditor.close()?;
+    match ended_by {
+        EndedBy::Exit => Ok(outcome.exit_code),
+        EndedBy::WallTimeout => {
+            eprintln!(
+                "airlock: run {run_id} ended: timeout after {}s",
+                started.elapsed().as_secs()
+            );
+            Ok(EXIT_TIMEOUT)
+        }
+        EndedBy::IdleTimeout => {
+            eprintln!(
+                "airlock: run {run_id} ended: no output for {}s",
+                plan.timeouts.idle_secs
+            );
+            Ok(EXIT_TIMEOUT)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndedBy {
+    Exit,
+    WallTimeout,
+    IdleTimeout,
+}
+
+impl EndedBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            EndedBy::Exit => "exit",
+            EndedBy::WallTimeout => "timeout",
+            EndedBy::IdleTimeout => "idle_timeout",
+        }
+    }
+}
+
+struct SuperviseParts<'a> {
+    proxy: &'a Proxy,
+    listener: std::net::TcpListener,
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+    running: airlock_sandbox::Running,
+    pid: u32,
+    wall: Option<Duration>,
+    idle: Option<Duration>,
+}
+
+/// Copy one output stream of the agent to ours, noting when output last came.
+async fn pump<R, W>(mut from: R, mut to: W, last: Arc<AtomicU64>, origin: Instant)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                last.store(
+                    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn supervise(
+    p: SuperviseParts<'_>,
+) -> anyhow::Result<(airlock_sandbox::RunOutcome, EndedBy)> {
+    let origin = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    p.listener
+        .set_nonblocking(true)
+        .context("cannot configure the proxy listener")?;
+    let listener =
+        tokio::net::TcpListener::from_std(p.listener).context("cannot adopt the proxy listener")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = p.proxy.serve(listener, async {
+        let _ = stop_rx.await;
+    });
+    let mut pumps = Vec::new();
+    if let Some(out) = p.stdout {
+        let out = tokio::process::ChildStdout::from_std(out)
+            .context("cannot adopt the command's stdout")?;
+        pumps.push(tokio::spawn(pump(
+            out,
+            tokio::io::stdout(),
+            last.clone(),
+            origin,
+        )));
+    }
+    if let Some(err) = p.stderr {
+        let err = tokio::process::ChildStderr::from_std(err)
+            .context("cannot adopt the command's stderr")?;
+        pumps.push(tokio::spawn(pump(
+            err,
+            tokio::io::stderr(),
+            last.clone(),
+            origin,
+        )));
+    }
+    let running = p.running;
+    let mut wait = tokio::task::spawn_blocking(move || running.wait());
+    let mut sigs = Vec::new();
+    for (kind, sig) in [
+        (tokio::signal::unix::SignalKind::interrupt(), Signal::SIGINT),
+        (
+            tokio::signal::unix::SignalKind::terminate(),
+            Signal::SIGTERM,
+        ),
+        (tokio::signal::unix::SignalKind::hangup(), Signal::SIGHUP),
+        (tokio::signal::unix::SignalKind::quit(), Signal::SIGQUIT),
+    ] {
+        let s = tokio::signal::unix::signal(kind).context("cannot install signal handlers")?;
+        sigs.push((s, sig));
+    }
+    let (sig_tx, mut sig_rx) = tokio::sync::mpsc::channel::<Signal>(8);
+    for (mut s, sig) in sigs {
+        let tx = sig_tx.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                if tx.send(sig).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let wall = async {
+        match p.wall {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(wall);
+    tokio::pin!(serve);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut ended_by = EndedBy::Exit;
+    let mut serving = true;
+    let outcome = loop {
+        tokio::select! {
+            r = &mut wait => break r.context("the sandbox waiter failed")??,
+            () = &mut wall, if ended_by == EndedBy::Exit => {
+                ended_by = EndedBy::WallTimeout;
+                airlock_sandbox::signal(p.pid, Signal::SIGKILL);
+            }
+            _ = tick.tick(), if ended_by == EndedBy::Exit && p.idle.is_some() => {
+                let idle = p.idle.unwrap_or(Duration::MAX);
+                let quiet = origin.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+                if quiet >= idle {
+                    ended_by = EndedBy::IdleTimeout;
+                    airlock_sandbox::signal(p.pid, Signal::SIGKILL);
+                }
+            }
+            Some(sig) = sig_rx.recv() => airlock_sandbox::signal(p.pid, sig),
+            r = &mut serve, if serving => {
+                serving = false;
+                if let Err(e) = r {
+                    eprintln!("airlock: egress proxy stopped: {e}; the sandbox has no network now");
+                }
+            }
+        }
+    };
+    let _ = stop_tx.send(());
+    if serving {
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut serve).await;
+    }
+    for pump in pumps {
+        let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+    }
+    Ok((outcome, ended_by))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
 }
