@@ -234,6 +234,18 @@ fn ciphertext_moved_to_another_name_or_tenant_or_binding_edited_is_refused() {
         Err(VaultError::Decrypt { .. })
     ));
 
+    // Moving a row to another tenant (which has its own data key).
+    let acme = TenantId::new("acme").expect("id");
+    v.set(&acme, "Z", &secret("value-z"), &b).expect("set acme");
+    v.set(&tenant(), "M", &secret("value-m"), &b)
+        .expect("set m");
+    env.sql("UPDATE vault_secrets SET tenant = 'acme' WHERE tenant = 'default' AND name = 'M'");
+    assert!(matches!(v.get(&acme, "M"), Err(VaultError::Decrypt { .. })));
+    assert_eq!(
+        v.get(&acme, "Z").expect("z still fine").0.expose(),
+        "value-z"
+    );
+
     // Rolling the version number forward.
     let mut v2 = Vault::unlock(env.store(), &env.key_file_existing()).expect("unlock");
     v2.set(&tenant(), "C", &secret("value-c"), &b)

@@ -50,6 +50,9 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> anyhow::Result<u8> {
     }
 
     init_audit(ctx, &mut created)?;
+    if let Some(key) = crate::cmd::keys::ensure_master_key(ctx)? {
+        created.push(key.display().to_string());
+    }
 
     let mut index = None;
     if !created.is_empty() {
