@@ -187,16 +187,17 @@ pub fn spawn_agent(plan: &SandboxPlan) -> Result<Child, ApplyError> {
         command: String::new(),
         error: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
     })?;
-    Command::new(cmd)
+    let mut command = Command::new(cmd);
+    command
         .args(args)
         .env_clear()
         .envs(&plan.env)
-        .current_dir(&plan.cwd)
-        .spawn()
-        .map_err(|error| ApplyError::Exec {
-            command: cmd.clone(),
-            error,
-        })
+        .current_dir(&plan.cwd);
+    sys::unblock_signals_on_exec(&mut command);
+    command.spawn().map_err(|error| ApplyError::Exec {
+        command: cmd.clone(),
+        error,
+    })
 }
 
 fn host(p: &Path) -> PathBuf {
@@ -519,7 +520,11 @@ fn landlock(plan: &SandboxPlan, att: &mut InitAttestation) -> Result<(), ApplyEr
     }
     att.landlock = LandlockReport {
         kernel_abi: kabi,
-        status: format!("{:?}", status.ruleset).to_lowercase(),
+        status: match status.ruleset {
+            RulesetStatus::FullyEnforced => "fully_enforced".to_owned(),
+            RulesetStatus::PartiallyEnforced => "partially_enforced".to_owned(),
+            RulesetStatus::NotEnforced => "not_enforced".to_owned(),
+        },
         fs_rules: lp.fs.len(),
         connect_tcp: if net {
             lp.connect_tcp.clone()

@@ -131,6 +131,25 @@ pub fn keep_fd_across_exec(cmd: &mut Command, fd: RawFd) {
     }
 }
 
+/// Start the child of `cmd` with an empty signal mask (the init blocks the
+/// signals it forwards; the agent must not inherit that).
+pub fn unblock_signals_on_exec(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and calls only
+    // sigemptyset and pthread_sigmask, which are async-signal-safe, on a
+    // sigset_t on the child's own stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            let r = libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            if r != 0 {
+                return Err(io::Error::from_raw_os_error(r));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Take ownership of an fd inherited from the supervisor or received over
 /// SCM_RIGHTS, after checking that it is open.
 pub fn own_fd(fd: RawFd) -> io::Result<OwnedFd> {
