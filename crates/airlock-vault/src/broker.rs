@@ -4,7 +4,9 @@
 use crate::VaultError;
 use crate::binding::Binding;
 use crate::handle::{self, find_handle_spans, find_handles};
-use airlock_types::{Reason, RunId, Secret, Timestamp};
+use airlock_types::{
+    Actor, ActorKind, AuditEvent, Decision, EventResult, Reason, RunId, Secret, TenantId, Timestamp,
+};
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -108,6 +110,35 @@ pub struct Denial {
 }
 
 impl Denial {
+    /// The audit record of a refused credential use: action
+    /// `credential.denied`, the real destination (no query) as resource, the
+    /// reason code, and the secret's name. Never the handle or a value.
+    pub fn audit_event(&self, tenant: TenantId, run: RunId, dest: &Destination<'_>) -> AuditEvent {
+        let path = dest.path.split(['?', '#']).next().unwrap_or("");
+        let resource = format!(
+            "{}://{}:{}{}",
+            dest.scheme.to_ascii_lowercase(),
+            dest.host,
+            dest.port,
+            path
+        );
+        let mut ev = AuditEvent::new(
+            tenant,
+            Actor::new(ActorKind::Agent, run.as_str()),
+            "credential.denied",
+            resource,
+            self.reason,
+            EventResult::Denied,
+        )
+        .with_decision(Decision::deny(self.reason))
+        .with_run(run)
+        .with_detail("method", dest.method);
+        if let Some(s) = &self.secret {
+            ev = ev.with_detail("secret", s.as_str());
+        }
+        ev
+    }
+
     fn new(reason: Reason, secret: Option<&str>) -> Denial {
         Denial {
             reason,
@@ -218,6 +249,25 @@ impl Broker {
             st.live.insert(k, l);
         }
         Ok(minted)
+    }
+
+    /// [`Broker::start_run`], returning a guard that ends the run (revoking
+    /// its handles) when dropped — on every path out of `airlock run`,
+    /// including errors and panics.
+    pub fn start_run_guarded(
+        self: &Arc<Self>,
+        run: &RunId,
+        grants: Vec<Grant>,
+        limits: RunLimits,
+    ) -> Result<(RunGuard, Vec<MintedHandle>), VaultError> {
+        let minted = self.start_run(run, grants, limits)?;
+        Ok((
+            RunGuard {
+                broker: Arc::clone(self),
+                run: run.clone(),
+            },
+            minted,
+        ))
     }
 
     /// Revoke every handle of `run`; any later use is `credential_revoked`.
@@ -429,5 +479,25 @@ fn percent_encode_into(s: &str, out: &mut String) {
             out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
             out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
         }
+    }
+}
+
+/// Ends its run (revoking every handle) when dropped.
+#[derive(Debug)]
+pub struct RunGuard {
+    broker: Arc<Broker>,
+    run: RunId,
+}
+
+impl RunGuard {
+    /// The run.
+    pub fn run(&self) -> &RunId {
+        &self.run
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.broker.end_run(&self.run);
     }
 }

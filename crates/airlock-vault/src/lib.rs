@@ -37,7 +37,8 @@ pub use binding::{
     Binding, DEFAULT_FORMAT, DEFAULT_HEADER, MAX_VALUE_LEN, validate_name, validate_value,
 };
 pub use broker::{
-    Broker, Denial, Destination, Grant, KnownSecret, MAX_INSPECTED_LEN, MintedHandle, RunLimits,
+    Broker, Denial, Destination, Grant, KnownSecret, MAX_INSPECTED_LEN, MintedHandle, RunGuard,
+    RunLimits,
 };
 pub use crypto::KEY_LEN;
 pub use handle::{

@@ -743,3 +743,74 @@ fn vault_grant_feeds_the_broker() {
         .expect("redeem");
     assert_eq!(got.expose(), &format!("Bearer {VALUE}"));
 }
+
+#[test]
+fn run_guard_revokes_on_drop_and_denials_audit_without_secrets() {
+    let broker = std::sync::Arc::new(Broker::new());
+    let run = RunId::new("r-guard").expect("id");
+    let grant = Grant::new("GITHUB_TOKEN", binding(&["api.github.com"]), secret(VALUE));
+    let (guard, minted) = broker
+        .start_run_guarded(&run, vec![grant], RunLimits::default())
+        .expect("start");
+    let h = minted[0].handle.expose().clone();
+    let d = dest("api.github.com", "GET", "/");
+    broker.redeem(&h, &d).expect("live while the guard lives");
+    let evil = dest("evil.test", "POST", "/collect?x=1");
+    let denial = broker
+        .inject_header("Authorization", &format!("Bearer {h}"), &evil)
+        .expect_err("must fail");
+    let ev = denial.audit_event(tenant(), run.clone(), &evil);
+    assert_eq!(
+        (ev.action.as_str(), ev.resource.as_str()),
+        ("credential.denied", "https://evil.test:443/collect")
+    );
+    assert_eq!(
+        (ev.reason, ev.result, ev.run_id.as_ref()),
+        (
+            Reason::CredentialHostMismatch,
+            airlock_types::EventResult::Denied,
+            Some(&run)
+        )
+    );
+    assert_eq!(
+        ev.details.get("secret"),
+        Some(&serde_json::json!("GITHUB_TOKEN"))
+    );
+    let json = serde_json::to_string(&ev).expect("json");
+    assert!(!json.contains(VALUE) && !json.contains(&h), "{json}");
+    drop(guard);
+    assert_eq!(
+        broker.redeem(&h, &d).expect_err("must fail"),
+        Reason::CredentialRevoked
+    );
+}
+
+#[test]
+fn concurrent_redeems_never_exceed_max_uses() {
+    let broker = std::sync::Arc::new(Broker::new());
+    let h = one_grant(
+        &broker,
+        "r-par",
+        binding(&["api.github.com"]),
+        RunLimits {
+            ttl: None,
+            max_uses: Some(1000),
+        },
+    );
+    let ok = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..500 {
+                    if broker
+                        .redeem(&h, &dest("api.github.com", "GET", "/"))
+                        .is_ok()
+                    {
+                        ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(ok.into_inner(), 1000);
+}

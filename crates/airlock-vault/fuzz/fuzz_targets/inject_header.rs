@@ -18,10 +18,22 @@ fn broker() -> &'static (Broker, String) {
     static B: OnceLock<(Broker, String)> = OnceLock::new();
     B.get_or_init(|| {
         let b = Broker::new();
-        let binding = Binding::new("T", vec!["api.github.com".into()], None, None, vec![], vec!["/repos/*".into()], None)
-            .expect("binding");
+        let binding = Binding::new(
+            "T",
+            vec!["api.github.com".into()],
+            None,
+            None,
+            vec![],
+            vec!["/repos/*".into()],
+            None,
+        )
+        .expect("binding");
         let minted = b
-            .start_run(&RunId::new("fuzz").expect("id"), vec![Grant::new("T", binding, Secret::new(REAL.into()))], RunLimits::default())
+            .start_run(
+                &RunId::new("fuzz").expect("id"),
+                vec![Grant::new("T", binding, Secret::new(REAL.into()))],
+                RunLimits::default(),
+            )
             .expect("start");
         let h = minted[0].handle.expose().clone();
         (b, h)
@@ -36,14 +48,29 @@ fuzz_target!(|data: &[u8]| {
     for h in find_handles(&value) {
         assert!(h.starts_with("alh_") && value.contains(h));
     }
-    let evil = Destination { scheme: "https", host: "evil.test", port: 443, method: "GET", path: "/repos/x" };
+    let evil = Destination {
+        scheme: "https",
+        host: "evil.test",
+        port: 443,
+        method: "GET",
+        path: "/repos/x",
+    };
     if let Ok(Some(v)) = b.inject_header(name, &value, &evil) {
-        panic!("a handle was redeemed for an unbound host: {}", v.expose().len());
+        panic!(
+            "a handle was redeemed for an unbound host: {}",
+            v.expose().len()
+        );
     }
     if let Ok(Some(_)) = b.inject_query(&value, &evil) {
         panic!("a query handle was redeemed for an unbound host");
     }
-    let good = Destination { scheme: "https", host: "api.github.com", port: 443, method: "GET", path: "/repos/x" };
+    let good = Destination {
+        scheme: "https",
+        host: "api.github.com",
+        port: 443,
+        method: "GET",
+        path: "/repos/x",
+    };
     let _ = b.inject_header(name, &value, &good);
     let _ = b.inject_query(&value, &good);
 });
