@@ -583,3 +583,71 @@ fn production_refuses_weak_missing_or_exposed_master_keys() {
         o.stderr
     );
 }
+
+/// On a terminal the value is prompted for with echo off: drive the real
+/// binary through a pseudo-terminal (Python's `pty`) and check that what was
+/// typed never comes back on the screen.
+#[test]
+fn terminal_prompt_does_not_echo_the_value() {
+    let (_tmp, dir) = initialized();
+    let script = r#"
+import os, pty, select, sys, time
+exe, data = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(exe, [exe, "--data-dir", data, "secret", "set", "TTY_SECRET", "--host", "h.test"])
+out = b""
+def pump(until, secs):
+    global out
+    end = time.time() + secs
+    while (until is None or until not in out) and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out += chunk
+pump(b"Value for TTY_SECRET: ", 30)
+os.write(fd, b"tty-typed-value-0123456789\n")
+pump(None, 30)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf-8", "replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_airlock"))
+        .arg(&dir)
+        .env_remove("AIRLOCK_ENV")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env_remove("AIRLOCK_PASSPHRASE")
+        .output()
+        .expect("run python3");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "screen: {screen}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(screen.starts_with("Value for TTY_SECRET: "), "{screen}");
+    assert!(
+        screen.contains("stored secret TTY_SECRET (version 1) for h.test"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("tty-typed-value"),
+        "the typed value was echoed: {screen}"
+    );
+    assert_eq!(
+        ok(airlock(&dir, &["secret", "list", "--json"]))
+            .stdout
+            .matches("TTY_SECRET")
+            .count(),
+        2
+    );
+}
