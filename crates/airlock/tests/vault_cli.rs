@@ -584,18 +584,16 @@ fn production_refuses_weak_missing_or_exposed_master_keys() {
     );
 }
 
-/// On a terminal the value is prompted for with echo off: drive the real
-/// binary through a pseudo-terminal (Python's `pty`) and check that what was
-/// typed never comes back on the screen.
-#[test]
-fn terminal_prompt_does_not_echo_the_value() {
-    let (_tmp, dir) = initialized();
+/// Run `airlock --data-dir DIR ARGS` in a pseudo-terminal (Python's `pty`):
+/// wait for `prompt`, type `typed` and Enter, and return the exit code and
+/// everything the terminal showed.
+fn airlock_in_pty(dir: &Path, args: &[&str], prompt: &str, typed: &str) -> (i32, String) {
     let script = r#"
 import os, pty, select, sys, time
-exe, data = sys.argv[1], sys.argv[2]
+exe, data, prompt, typed = sys.argv[1:5]
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(exe, [exe, "--data-dir", data, "secret", "set", "TTY_SECRET", "--host", "h.test"])
+    os.execv(exe, [exe, "--data-dir", data] + sys.argv[5:])
 out = b""
 def pump(until, secs):
     global out
@@ -610,9 +608,9 @@ def pump(until, secs):
             if not chunk:
                 return
             out += chunk
-pump(b"Value for TTY_SECRET: ", 30)
-os.write(fd, b"tty-typed-value-0123456789\n")
-pump(None, 30)
+pump(prompt.encode(), 30)
+os.write(fd, typed.encode() + b"\n")
+pump(None, 60)
 _, status = os.waitpid(pid, 0)
 sys.stdout.write(out.decode("utf-8", "replace"))
 sys.exit(os.waitstatus_to_exitcode(status))
@@ -621,33 +619,100 @@ sys.exit(os.waitstatus_to_exitcode(status))
         .arg("-c")
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_airlock"))
-        .arg(&dir)
+        .arg(dir)
+        .args([prompt, typed])
+        .args(args)
         .env_remove("AIRLOCK_ENV")
         .env_remove("AIRLOCK_CONFIG")
         .env_remove("AIRLOCK_MASTER_KEY")
         .env_remove("AIRLOCK_PASSPHRASE")
         .output()
         .expect("run python3");
-    let screen = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "screen: {screen}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!screen.contains("panicked"), "{screen}");
+    (out.status.code().unwrap_or(-1), screen)
+}
+
+/// On a terminal the value is prompted for with echo off: what was typed
+/// never comes back on the screen.
+#[test]
+fn terminal_prompt_does_not_echo_the_value() {
+    let (_tmp, dir) = initialized();
+    let typed = "tty-typed-value-0123456789";
+    let (code, screen) = airlock_in_pty(
+        &dir,
+        &["secret", "set", "TTY_SECRET", "--host", "h.test"],
+        "Value for TTY_SECRET: ",
+        typed,
     );
+    assert_eq!(code, 0, "{screen}");
     assert!(screen.starts_with("Value for TTY_SECRET: "), "{screen}");
     assert!(
         screen.contains("stored secret TTY_SECRET (version 1) for h.test"),
         "{screen}"
     );
     assert!(
-        !screen.contains("tty-typed-value"),
+        !screen.contains(typed),
         "the typed value was echoed: {screen}"
     );
-    assert_eq!(
-        ok(airlock(&dir, &["secret", "list", "--json"]))
-            .stdout
-            .matches("TTY_SECRET")
-            .count(),
-        2
+    let listed = ok(airlock(&dir, &["secret", "list", "--json"])).stdout;
+    assert_eq!(listed.matches("TTY_SECRET").count(), 2, "{listed}");
+}
+
+/// A passphrase vault without AIRLOCK_PASSPHRASE asks on the terminal, without
+/// echo; a wrong answer is a clear error and changes nothing.
+#[test]
+fn passphrase_is_prompted_on_the_terminal_without_echo() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let pass = "terminal passphrase 42";
+    ok(airlock_with(
+        &dir,
+        &["init"],
+        "",
+        &[("AIRLOCK_PASSPHRASE", pass)],
+    ));
+    ok(set_github(&dir, &[("AIRLOCK_PASSPHRASE", pass)]));
+
+    let (code, screen) = airlock_in_pty(&dir, &["secret", "reencrypt"], "Vault passphrase: ", pass);
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("re-encrypted 1 secret(s)"), "{screen}");
+    assert!(
+        !screen.contains(pass),
+        "the passphrase was echoed: {screen}"
+    );
+
+    let (code, screen) = airlock_in_pty(
+        &dir,
+        &["secret", "reencrypt"],
+        "Vault passphrase: ",
+        "not it",
+    );
+    assert_eq!(code, 2, "{screen}");
+    assert!(
+        screen.contains(
+            "airlock: error: master key does not match this vault (passphrase from terminal prompt)"
+        ),
+        "{screen}"
+    );
+    // Without a terminal (a new session, so no controlling terminal even when
+    // the tests run from one) or the variable, the error says what to do.
+    let out = Command::new("setsid")
+        .arg("--wait")
+        .arg(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["secret", "reencrypt"])
+        .env_remove("AIRLOCK_PASSPHRASE")
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env_remove("AIRLOCK_ENV")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setsid (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("set AIRLOCK_PASSPHRASE or run on a terminal"),
+        "{stderr}"
     );
 }
