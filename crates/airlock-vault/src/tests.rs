@@ -814,3 +814,20 @@ fn concurrent_redeems_never_exceed_max_uses() {
     });
     assert_eq!(ok.into_inner(), 1000);
 }
+
+#[test]
+fn grants_for_a_run_fail_on_the_first_missing_name() {
+    let env = Env::new();
+    let mut v = Vault::unlock(env.store(), &env.key_file()).expect("unlock");
+    v.set(&tenant(), "A", &secret("value-a"), &binding(&["h.test"]))
+        .expect("set");
+    v.set(&tenant(), "B", &secret("value-b"), &binding(&["h.test"]))
+        .expect("set");
+    let g = v.grants(&tenant(), &["B", "A"]).expect("grants");
+    assert_eq!(
+        g.iter().map(Grant::name).collect::<Vec<_>>(),
+        vec!["B", "A"]
+    );
+    let err = v.grants(&tenant(), &["A", "NOPE"]).expect_err("must fail");
+    assert_eq!(err.to_string(), "no secret named NOPE in tenant default");
+}

@@ -325,6 +325,13 @@ impl<S: SecretStore> Vault<S> {
         Ok(Grant::new(name, binding, value))
     }
 
+    /// Grants for the secrets a run may use, in the order given. Fails on
+    /// the first name that is missing or does not decrypt, naming it, so a
+    /// run never starts with fewer credentials than its policy grants.
+    pub fn grants(&mut self, tenant: &TenantId, names: &[&str]) -> Result<Vec<Grant>, VaultError> {
+        names.iter().map(|n| self.grant(tenant, n)).collect()
+    }
+
     /// Re-wrap every tenant's data key under a new master key from `new`,
     /// in one transaction. Secrets are not re-encrypted. Returns how many
     /// data keys were re-wrapped.

@@ -423,6 +423,14 @@ fn rotation_and_reencryption_keep_secrets_readable() {
     let key_path = dir.join("keys/master.key");
     let old_key = std::fs::read_to_string(&key_path).expect("key");
 
+    let o = ok(airlock(&dir, &["keys", "status"]));
+    assert_eq!(
+        o.stdout,
+        format!(
+            "vault lock: raw key\nkey source: key file {}\n",
+            key_path.display()
+        )
+    );
     let o = ok(airlock(&dir, &["secret", "reencrypt"]));
     assert_eq!(
         o.stdout,
@@ -673,6 +681,11 @@ fn passphrase_is_prompted_on_the_terminal_without_echo() {
         &[("AIRLOCK_PASSPHRASE", pass)],
     ));
     ok(set_github(&dir, &[("AIRLOCK_PASSPHRASE", pass)]));
+    let st = ok(airlock(&dir, &["keys", "status", "--json"])).stdout;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&st).expect("json"),
+        serde_json::json!({"lock": "passphrase", "kdf": "argon2id m=65536KiB t=3 p=1", "source": "terminal prompt"})
+    );
 
     let (code, screen) = airlock_in_pty(&dir, &["secret", "reencrypt"], "Vault passphrase: ", pass);
     assert_eq!(code, 0, "{screen}");

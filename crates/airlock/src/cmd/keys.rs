@@ -31,6 +31,12 @@ const MIN_PRODUCTION_PASSPHRASE: usize = 12;
 pub enum KeysCmd {
     /// Create the vault's master key file (<data-dir>/keys/master.key, mode 0600) unless the vault already has a key.
     Init,
+    /// Show how the vault is locked and which key source would be used (no key material).
+    Status {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-wrap every data key under a new master key (secrets are not re-encrypted).
     Rotate {
         /// Where the new master key lives [default: the same kind as now].
@@ -189,6 +195,7 @@ pub fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         KeysCmd::Rotate { to } => rotate(ctx, &cfg, to),
+        KeysCmd::Status { json } => status(ctx, json),
     }
 }
 
@@ -297,6 +304,43 @@ fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow
     );
     for n in notes {
         println!("note: {n}");
+    }
+    Ok(EXIT_OK)
+}
+
+fn status(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
+    ctx.require_initialized()?;
+    let store = SqliteStore::open_read_only(&ctx.db_path())?;
+    let (lock, kdf) = match lock_state(&store)? {
+        Lock::New => ("none (no secret stored yet)", None),
+        Lock::RawKey => ("raw key", None),
+        Lock::Passphrase(p) => (
+            "passphrase",
+            Some(format!("argon2id m={}KiB t={} p={}", p.m_kib, p.t, p.p)),
+        ),
+    };
+    let source = if env_secret(ENV_MASTER_KEY).is_some() {
+        ENV_MASTER_KEY.to_owned()
+    } else if kdf.is_some() || (lock.starts_with("none") && env_secret(ENV_PASSPHRASE).is_some()) {
+        if env_secret(ENV_PASSPHRASE).is_some() {
+            ENV_PASSPHRASE.to_owned()
+        } else {
+            "terminal prompt".to_owned()
+        }
+    } else {
+        format!("key file {}", master_key_path(ctx).display())
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "lock": lock, "kdf": kdf, "source": source })
+        );
+    } else {
+        println!("vault lock: {lock}");
+        if let Some(k) = kdf {
+            println!("kdf: {k}");
+        }
+        println!("key source: {source}");
     }
     Ok(EXIT_OK)
 }
