@@ -8,9 +8,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read configuration: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file}:{line}:{col}: {field}: {message}")]
-    Invalid { file: String, line: usize, col: usize, field: String, message: String },
+    Invalid {
+        file: String,
+        line: usize,
+        col: usize,
+        field: String,
+        message: String,
+    },
 }
 
 /// The text of a configuration file and the name to report it by.
@@ -22,21 +31,22 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: String) -> Self {
-        SourceFile { name: name.into(), text }
+        SourceFile {
+            name: name.into(),
+            text,
+        }
     }
 
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(SourceFile::new(path.display().to_string(), text))
     }
 
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    pub fn text(&self) -> &str {
-        &self.text
     }
 
     /// Phase one: parse into raw types. Syntax errors, unknown fields and
@@ -50,13 +60,22 @@ impl SourceFile {
     }
 
     /// A located error for `field` at byte range `span`.
-    pub fn error(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> ConfigError {
+    pub fn error(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, col) = self.line_col(span.start);
         ConfigError::Invalid {
             file: self.name.clone(),
             line,
             col,
-            field: if field.is_empty() { "(top level)".into() } else { field.to_owned() },
+            field: if field.is_empty() {
+                "(top level)".into()
+            } else {
+                field.to_owned()
+            },
             message: message.into(),
         }
     }
@@ -67,7 +86,11 @@ impl SourceFile {
         let before = self.text.get(..offset).unwrap_or("");
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let col = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+        let col = before
+            .get(line_start..)
+            .map(|s| s.chars().count())
+            .unwrap_or(0)
+            + 1;
         (line, col)
     }
 
@@ -77,22 +100,39 @@ impl SourceFile {
         let offset = offset.min(self.text.len());
         let before = self.text.get(..offset).unwrap_or("");
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let line_end = self.text[line_start..].find('\n').map(|i| line_start + i).unwrap_or(self.text.len());
+        let line_end = self.text[line_start..]
+            .find('\n')
+            .map(|i| line_start + i)
+            .unwrap_or(self.text.len());
         let line = self.text[line_start..line_end].trim();
         let header_of = |l: &str| -> Option<String> {
             let l = l.trim();
-            let inner = l.strip_prefix("[[").and_then(|r| r.split("]]").next())
+            let inner = l
+                .strip_prefix("[[")
+                .and_then(|r| r.split("]]").next())
                 .or_else(|| l.strip_prefix('[').and_then(|r| r.split(']').next()))?;
             Some(inner.trim().to_owned())
         };
         if let Some(h) = header_of(line) {
             return h;
         }
-        let key = line.split('=').next().unwrap_or("").trim().trim_matches('"').to_owned();
+        let key = line
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"')
+            .to_owned();
         let table = self.text[..line_start]
             .lines()
             .rev()
-            .find_map(|l| if l.trim_start().starts_with('[') { header_of(l) } else { None })
+            .find_map(|l| {
+                if l.trim_start().starts_with('[') {
+                    header_of(l)
+                } else {
+                    None
+                }
+            })
             .unwrap_or_default();
         match (table.is_empty(), key.is_empty()) {
             (true, _) => key,
