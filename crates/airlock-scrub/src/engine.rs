@@ -1,0 +1,492 @@
+//! The detection engine: anchors (keywords, `@`, digit runs, `:`) select
+//! small windows; each rule's bounded regex runs only inside its windows;
+//! validators confirm; known secrets are found by one Aho-Corasick pass.
+//!
+//! `detect(hay, from)` reports every raw regex match that *starts* at or
+//! after `from`, using bytes before `from` only as look-behind context. The
+//! stream scrubber relies on three properties, which the property tests
+//! check: every match is at most `max_len` bytes; a match depends only on
+//! bytes within `hold` of it; and the result for the part of a buffer that
+//! is far enough from its end does not change when more bytes arrive.
+
+use crate::Category;
+use crate::checks;
+use crate::rules::{Anchor, Rule};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex_automata::Input;
+
+/// Digit runs longer than this are treated as matching every digit rule's
+/// filter, so that a run's filter result never depends on how much of a
+/// very long run a stream has seen.
+const LONG_RUN: usize = 256;
+/// Extra bytes held back and kept as context beyond the longest rule.
+const MARGIN: usize = 2 * LONG_RUN + 128;
+
+/// What a finding is labelled with.
+#[derive(Debug, Clone)]
+pub(crate) struct Label {
+    pub rule: String,
+    pub kind: String,
+    pub category: Category,
+}
+
+/// A raw match. `valid` is false when a validator rejected it; rejected
+/// matches still matter to the stream scrubber's cut (they advance a regex
+/// search just like accepted ones).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Raw {
+    pub full: (usize, usize),
+    pub span: (usize, usize),
+    /// Index into `labels`; lower is higher priority.
+    pub label: u32,
+    pub valid: bool,
+}
+
+/// A merged, accepted finding (internal form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub start: usize,
+    pub end: usize,
+    pub label: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct Engine {
+    rules: Vec<Rule>,
+    /// Known secrets first, then `rules` in order.
+    pub labels: Vec<Label>,
+    known_count: usize,
+    /// All keywords, ASCII case-insensitive, leftmost-longest.
+    kw_ac: Option<AhoCorasick>,
+    /// Per keyword: the rules of that keyword *and* of every keyword that is
+    /// a prefix of it (the search reports only the longest keyword at each
+    /// start position).
+    kw_rules: Vec<Vec<u32>>,
+    max_kw: usize,
+    known_ac: Option<AhoCorasick>,
+    known_label: Vec<u32>,
+    at_rules: Vec<u32>,
+    colon_rules: Vec<u32>,
+    digit_rules: Vec<u32>,
+    max_rule_len: usize,
+    /// Bytes a stream must hold back before it can emit.
+    pub hold: usize,
+    /// Bytes of already-emitted input a stream keeps as look-behind context.
+    pub context: usize,
+}
+
+const DIGIT: u8 = 1;
+const SEP: u8 = 2;
+const AT: u8 = 3;
+const COLON: u8 = 4;
+
+/// Byte classes for the anchor pass.
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = b'0';
+    while i <= b'9' {
+        t[i as usize] = DIGIT;
+        i += 1;
+    }
+    let seps = b" -.()/+";
+    let mut j = 0;
+    while j < seps.len() {
+        t[seps[j] as usize] = SEP;
+        j += 1;
+    }
+    t[b'@' as usize] = AT;
+    t[b':' as usize] = COLON;
+    t
+}
+static CLASS: [u8; 256] = classes();
+
+impl Engine {
+    pub(crate) fn new(
+        rules: Vec<Rule>,
+        known: Vec<(String, Vec<Vec<u8>>)>,
+    ) -> Result<Engine, crate::ScrubError> {
+        let mut labels = Vec::new();
+        let mut known_patterns: Vec<Vec<u8>> = Vec::new();
+        let mut known_label = Vec::new();
+        let mut max_known_len = 0;
+        for (i, (name, encs)) in known.iter().enumerate() {
+            labels.push(Label {
+                rule: "known_secret".into(),
+                kind: name.clone(),
+                category: Category::Secret,
+            });
+            for e in encs {
+                max_known_len = max_known_len.max(e.len());
+                known_patterns.push(e.clone());
+                known_label.push(i as u32);
+            }
+        }
+        let known_count = labels.len();
+        let mut words: Vec<String> = Vec::new();
+        let mut direct: Vec<Vec<u32>> = Vec::new();
+        let (mut at_rules, mut colon_rules, mut digit_rules) = (vec![], vec![], vec![]);
+        let mut max_rule_len = 0;
+        for (ri, rule) in rules.iter().enumerate() {
+            let li = (known_count + ri) as u32;
+            labels.push(Label {
+                rule: rule.id.clone(),
+                kind: rule.kind.clone(),
+                category: rule.category,
+            });
+            max_rule_len = max_rule_len.max(rule.max_len);
+            match &rule.anchor {
+                Anchor::Keywords(kws) => {
+                    for k in kws {
+                        let k = k.to_ascii_lowercase();
+                        match words.iter().position(|x| *x == k) {
+                            Some(p) => {
+                                if !direct[p].contains(&li) {
+                                    direct[p].push(li)
+                                }
+                            }
+                            None => {
+                                words.push(k);
+                                direct.push(vec![li]);
+                            }
+                        }
+                    }
+                }
+                Anchor::At => at_rules.push(li),
+                Anchor::Colon => colon_rules.push(li),
+                Anchor::Digits { .. } => digit_rules.push(li),
+            }
+        }
+        let kw_rules: Vec<Vec<u32>> = words
+            .iter()
+            .map(|w| {
+                let mut v: Vec<u32> = Vec::new();
+                for (o, rs) in words.iter().zip(&direct) {
+                    if w.starts_with(o.as_str()) {
+                        v.extend(rs);
+                    }
+                }
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect();
+        let max_kw = words.iter().map(String::len).max().unwrap_or(0);
+        let kw_ac = if words.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .build(&words)
+                    .map_err(|e| crate::ScrubError::Automaton {
+                        what: "keyword",
+                        message: e.to_string(),
+                    })?,
+            )
+        };
+        let known_ac = if known_patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::Standard)
+                    .build(&known_patterns)
+                    .map_err(|e| crate::ScrubError::Automaton {
+                        what: "known-secret",
+                        message: e.to_string(),
+                    })?,
+            )
+        };
+        let longest = max_rule_len.max(max_known_len);
+        let hold = longest + max_kw + MARGIN;
+        Ok(Engine {
+            rules,
+            labels,
+            known_count,
+            kw_ac,
+            kw_rules,
+            max_kw,
+            known_ac,
+            known_label,
+            at_rules,
+            colon_rules,
+            digit_rules,
+            max_rule_len,
+            hold,
+            context: hold + MARGIN,
+        })
+    }
+
+    pub(crate) fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    fn rule(&self, label: u32) -> &Rule {
+        &self.rules[label as usize - self.known_count]
+    }
+
+    /// Every raw match starting at or after `from`.
+    pub(crate) fn detect(&self, hay: &[u8], from: usize) -> Vec<Raw> {
+        let len = hay.len();
+        let mut out = Vec::new();
+        if from >= len {
+            return out;
+        }
+        let back = self.max_rule_len + self.max_kw + 1;
+        let kstart = from.saturating_sub(back);
+        // One open window per rule; a new window that overlaps the rule's
+        // open one extends it (anchors arrive in nearly ascending order), so
+        // dense anchors cost O(1) each.
+        let mut wins: Vec<(u32, usize, usize)> = Vec::new();
+        let mut open: Vec<u32> = vec![u32::MAX; self.labels.len()];
+        let push = |label: u32,
+                    a: usize,
+                    b: usize,
+                    wins: &mut Vec<(u32, usize, usize)>,
+                    open: &mut Vec<u32>| {
+            let m = self.rule(label).max_len;
+            let s = a.saturating_sub(m);
+            let e = b.saturating_add(m).min(len);
+            if e <= from {
+                return;
+            }
+            let slot = &mut open[label as usize];
+            if let Some(w) = wins.get_mut(*slot as usize)
+                && s <= w.2
+                && w.1 <= e
+            {
+                w.1 = w.1.min(s);
+                w.2 = w.2.max(e);
+                return;
+            }
+            *slot = wins.len() as u32;
+            wins.push((label, s, e));
+        };
+
+        if let Some(ac) = &self.kw_ac {
+            // Leftmost-longest, restarting one byte after each hit's start:
+            // every start position of every keyword is seen (shorter
+            // keywords at the same start are covered by `kw_rules`).
+            let mut pos = kstart;
+            while pos < len {
+                let Some(m) = ac.find(aho_corasick::Input::new(hay).range(pos..len)) else {
+                    break;
+                };
+                for &li in &self.kw_rules[m.pattern().as_usize()] {
+                    push(li, m.start(), m.end(), &mut wins, &mut open);
+                }
+                pos = m.start() + 1;
+            }
+        }
+        if !(self.at_rules.is_empty() && self.colon_rules.is_empty() && self.digit_rules.is_empty())
+        {
+            self.scan_classes(hay, kstart, from, &mut |li, a, b| {
+                push(li, a, b, &mut wins, &mut open)
+            });
+        }
+
+        // Merge windows per rule and search each merged window once.
+        wins.sort_unstable();
+        let mut k = 0;
+        while k < wins.len() {
+            let (li, s, mut e) = wins[k];
+            let mut j = k + 1;
+            while j < wins.len() && wins[j].0 == li && wins[j].1 <= e {
+                e = e.max(wins[j].2);
+                j += 1;
+            }
+            k = j;
+            let s = s.max(from);
+            if s < e {
+                self.search(hay, li, s, e, &mut out);
+            }
+        }
+
+        if let Some(ac) = &self.known_ac {
+            let input = aho_corasick::Input::new(hay).range(from..len);
+            for m in ac.find_overlapping_iter(input) {
+                out.push(Raw {
+                    full: (m.start(), m.end()),
+                    span: (m.start(), m.end()),
+                    label: self.known_label[m.pattern().as_usize()],
+                    valid: true,
+                });
+            }
+        }
+        out
+    }
+
+    /// One pass over the bytes for the non-keyword anchors: `@`, `:` next
+    /// to a hex digit, and runs of digits and separators.
+    fn scan_classes(
+        &self,
+        hay: &[u8],
+        kstart: usize,
+        from: usize,
+        push: &mut dyn FnMut(u32, usize, usize),
+    ) {
+        let _ = from;
+        let len = hay.len();
+        let dstart = kstart.saturating_sub(2 * LONG_RUN);
+        let mut i = dstart;
+        while i < len {
+            // Skip 32 bytes at a time while none is a digit, ':' or '@'
+            // (this comparison vectorises; most text is letters and spaces).
+            if i + 32 <= len
+                && !hay[i..i + 32]
+                    .iter()
+                    .any(|&b| b.wrapping_sub(b'0') <= 10 || b == b'@')
+            {
+                i += 32;
+                continue;
+            }
+            match CLASS[usize::from(hay[i])] {
+                AT => {
+                    if i >= kstart {
+                        for &li in &self.at_rules {
+                            push(li, i, i + 1);
+                        }
+                    }
+                    i += 1;
+                }
+                COLON => {
+                    let hexish = |j: usize| {
+                        hay.get(j)
+                            .is_some_and(|b| b.is_ascii_hexdigit() || *b == b':')
+                    };
+                    if i >= kstart && ((i > 0 && hexish(i - 1)) || hexish(i + 1)) {
+                        for &li in &self.colon_rules {
+                            push(li, i, i + 1);
+                        }
+                    }
+                    i += 1;
+                }
+                DIGIT => {
+                    // A run: up to 4 separators before the first digit (for a
+                    // leading `+` or `(`), then digits and separators.
+                    let mut start = i;
+                    while start > dstart
+                        && i - start < 4
+                        && CLASS[usize::from(hay[start - 1])] == SEP
+                    {
+                        start -= 1;
+                    }
+                    let (mut digits, mut plus, mut dash, mut dot) = (0usize, false, false, false);
+                    for &b in &hay[start..i] {
+                        plus |= b == b'+';
+                        dash |= b == b'-';
+                        dot |= b == b'.';
+                    }
+                    while i < len {
+                        match CLASS[usize::from(hay[i])] {
+                            DIGIT => digits += 1,
+                            SEP => match hay[i] {
+                                b'+' => plus = true,
+                                b'-' => dash = true,
+                                b'.' => dot = true,
+                                _ => {}
+                            },
+                            _ => break,
+                        }
+                        i += 1;
+                    }
+                    let long = i - start > LONG_RUN || (start == dstart && dstart > 0);
+                    for &li in &self.digit_rules {
+                        if let Anchor::Digits {
+                            min_digits,
+                            run_needs,
+                        } = self.rule(li).anchor
+                        {
+                            let needs_ok = match run_needs {
+                                None => true,
+                                Some(b'+') => plus,
+                                Some(b'-') => dash,
+                                Some(b'.') => dot,
+                                Some(b) => hay[start..i].contains(&b),
+                            };
+                            if long || (digits >= min_digits && needs_ok) {
+                                push(li, start, i);
+                            }
+                        }
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+    }
+
+    fn search(&self, hay: &[u8], li: u32, s: usize, e: usize, out: &mut Vec<Raw>) {
+        let rule = self.rule(li);
+        let input = Input::new(hay).range(s..e);
+        let mut accept = |full: (usize, usize), span: (usize, usize)| {
+            let value = &hay[span.0..span.1];
+            let valid = rule.check.passes(value)
+                && rule
+                    .min_entropy
+                    .is_none_or(|min| checks::entropy(value) >= min);
+            out.push(Raw {
+                full,
+                span,
+                label: li,
+                valid,
+            });
+        };
+        match rule.secret_group {
+            Some(g) => {
+                for caps in rule.regex.captures_iter(input) {
+                    let Some(full) = caps.get_match() else {
+                        continue;
+                    };
+                    let span = caps.get_group(g).unwrap_or(full.span());
+                    accept((full.start(), full.end()), (span.start, span.end));
+                }
+            }
+            None => {
+                for m in rule.regex.find_iter(input) {
+                    accept((m.start(), m.end()), (m.start(), m.end()));
+                }
+            }
+        }
+    }
+
+    /// Merge accepted matches into non-overlapping hits; overlapping matches
+    /// become one hit covering their union, labelled by the highest-priority
+    /// member (known secrets, then secret rules in file order, then PII).
+    pub(crate) fn merge(raws: &[Raw], below: usize) -> Vec<Hit> {
+        let mut v: Vec<Hit> = raws
+            .iter()
+            .filter(|r| r.valid && r.span.0 < r.span.1 && r.span.1 <= below)
+            .map(|r| Hit {
+                start: r.span.0,
+                end: r.span.1,
+                label: r.label,
+            })
+            .collect();
+        v.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.label));
+        let mut out: Vec<Hit> = Vec::with_capacity(v.len());
+        for h in v {
+            match out.last_mut() {
+                Some(last) if h.start < last.end => {
+                    last.end = last.end.max(h.end);
+                    last.label = last.label.min(h.label);
+                }
+                _ => out.push(h),
+            }
+        }
+        out
+    }
+
+    /// The largest cut point `<= c0` that no raw match straddles.
+    pub(crate) fn cut(raws: &mut [Raw], c0: usize) -> usize {
+        raws.sort_unstable_by_key(|r| std::cmp::Reverse(r.full.1));
+        let mut c = c0;
+        for r in raws.iter() {
+            if r.full.0 < c && c < r.full.1 {
+                c = r.full.0;
+            }
+        }
+        c
+    }
+}

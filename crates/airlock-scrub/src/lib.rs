@@ -1,0 +1,76 @@
+//! Airlock's scrubbing boundary: every byte leaving an agent, a tool, an
+//! upstream response or the audit trail can pass through one [`Scrubber`]
+//! that finds credentials and personal data and masks them.
+//!
+//! **What it enforces.** Findings come from three sources: ≈ 250 credential
+//! formats kept as data (`rules/secrets.toml`, one entry per provider
+//! format with its documentation source, checksums verified where the format
+//! has one), structural secrets (private-key blocks, JWTs, URLs and
+//! connection strings with passwords, secret-named assignments with
+//! entropy), PII (`rules/pii.toml`: email, phones, SSN, payment cards, IBAN,
+//! IPv4/IPv6, dates of birth and street addresses by context) and *known
+//! secrets* registered at run time, matched in plain, base64 (both
+//! alphabets, every alignment), hex, percent-encoded and JSON-escaped form.
+//! Every rule has a bounded maximum match length, checked when rules load;
+//! that bound is what lets [`StreamScrubber`] emit exactly what whole-input
+//! redaction would, while holding back only that many bytes.
+//!
+//! **What it trusts.** Nothing about its input: any bytes (invalid UTF-8,
+//! NUL, megabytes without a newline) are scanned in time linear in their
+//! length and never cause a panic. It trusts its own rule files (validated
+//! at load and by tests) and any [`NerHook`] the caller installs (whose
+//! spans are clamped, not believed).
+//!
+//! **What it does not guarantee.** Detection is pattern-based: a secret in
+//! an unknown format, split by the writer into pieces, or encoded in a way
+//! not listed above (compressed, encrypted, reversed) passes through unless
+//! it was registered *and* appears in one of the listed encodings. Base64
+//! matches of a known secret leave up to two boundary characters (≤ 12 bits)
+//! unmasked. NER output is not covered by the streaming guarantee. The
+//! library does no I/O and holds reversible mappings in memory only.
+//!
+//! ```
+//! use airlock_scrub::{Scrubber, Category};
+//! use airlock_types::Secret;
+//!
+//! let s = Scrubber::builder()
+//!     .known_secret("vault_db_password", &Secret::new("hunter2-but-longer".to_string()))
+//!     .build()?;
+//! let r = s.redact("mail bob@example.org, password hunter2-but-longer");
+//! assert_eq!(r.text, "mail [EMAIL_1], password [SECRET:vault_db_password]");
+//! assert_eq!(r.stats.pii, 1);
+//! # Ok::<(), airlock_scrub::ScrubError>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod checks;
+mod engine;
+mod error;
+mod known;
+mod mask;
+mod ner;
+mod rules;
+mod scrubber;
+mod stream;
+
+pub use error::ScrubError;
+pub use mask::{Mask, Stats};
+pub use ner::{NerHook, NerKind, NerSpan};
+pub use rules::RuleInfo;
+pub use scrubber::{
+    Category, Finding, Redacted, RedactedBytes, Scrubber, ScrubberBuilder, Session,
+};
+pub use stream::StreamScrubber;
+
+/// Format helpers, public so tests and benchmarks can generate
+/// format-valid synthetic tokens instead of committing real-looking ones.
+pub mod testing {
+    pub use crate::checks::{base62_checksum, crc32, iban_ok, luhn_ok};
+
+    /// A GitHub/npm-style token (`prefix_` + 30 chars + CRC32 checksum) whose
+    /// random part is `random` (must be 30 base62 characters).
+    pub fn github_style_token(prefix: &str, random: &str) -> String {
+        let sum = base62_checksum(crc32(random.as_bytes()));
+        format!("{prefix}_{random}{}", String::from_utf8_lossy(&sum))
+    }
+}

@@ -1,0 +1,181 @@
+//! Masking: what replaces a finding, numbering that is stable within a run,
+//! the reversible mapping used by `unmask`, and statistics.
+
+use crate::Category;
+use airlock_types::Secret;
+use aws_lc_rs::hmac;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// How one category of findings is masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mask {
+    /// A typed placeholder: `[SECRET:github_pat]`, `[EMAIL_1]`.
+    #[default]
+    Placeholder,
+    /// Remove the value entirely.
+    Drop,
+    /// A keyed hash (HMAC-SHA256, first 8 bytes as hex): `[EMAIL:3f9a…]`.
+    /// Equal values give equal tags under the same key, so records can be
+    /// correlated without revealing the value.
+    Hash,
+}
+
+/// Counts of what was masked, per type and per category. Never values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Secrets masked.
+    pub secrets: u64,
+    /// Personal data masked.
+    pub pii: u64,
+    /// Count per type (`github_pat`, `EMAIL`, …).
+    pub by_type: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// Total findings masked.
+    pub fn total(&self) -> u64 {
+        self.secrets + self.pii
+    }
+
+    pub(crate) fn add(&mut self, category: Category, kind: &str) {
+        match category {
+            Category::Secret => self.secrets += 1,
+            Category::Pii => self.pii += 1,
+        }
+        *self.by_type.entry(kind.to_string()).or_insert(0) += 1;
+    }
+
+    /// Add another set of counts to this one.
+    pub fn merge(&mut self, other: &Stats) {
+        self.secrets += other.secrets;
+        self.pii += other.pii;
+        for (k, v) in &other.by_type {
+            *self.by_type.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+}
+
+/// Per-run masking state: numbering (and, when reversible, the mapping).
+pub(crate) struct Masker {
+    secrets: Mask,
+    pii: Mask,
+    key: hmac::Key,
+    reversible: bool,
+    /// (kind, keyed digest of value) -> number
+    numbers: HashMap<(String, [u8; 32]), u64>,
+    counters: HashMap<String, u64>,
+    /// placeholder -> value (reversible mode only)
+    mapping: HashMap<String, Secret<Vec<u8>>>,
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker")
+            .field("secrets", &self.secrets)
+            .field("pii", &self.pii)
+            .field("reversible", &self.reversible)
+            .field("mapped", &self.mapping.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Masker {
+    pub(crate) fn new(secrets: Mask, pii: Mask, key: hmac::Key, reversible: bool) -> Masker {
+        Masker {
+            secrets,
+            pii,
+            key,
+            reversible,
+            numbers: HashMap::new(),
+            counters: HashMap::new(),
+            mapping: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    fn digest(&self, kind: &str, value: &[u8]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(kind.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(value);
+        let tag = ctx.sign();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&tag.as_ref()[..32]);
+        out
+    }
+
+    fn number(&mut self, kind: &str, digest: [u8; 32]) -> u64 {
+        if let Some(n) = self.numbers.get(&(kind.to_string(), digest)) {
+            return *n;
+        }
+        let c = self.counters.entry(kind.to_string()).or_insert(0);
+        *c += 1;
+        let n = *c;
+        self.numbers.insert((kind.to_string(), digest), n);
+        n
+    }
+
+    /// The replacement for one finding; appends it to `out`.
+    pub(crate) fn mask(&mut self, category: Category, kind: &str, value: &[u8], out: &mut Vec<u8>) {
+        self.stats.add(category, kind);
+        let mode = match category {
+            Category::Secret => self.secrets,
+            Category::Pii => self.pii,
+        };
+        let placeholder = match (mode, category) {
+            (Mask::Drop, _) => return,
+            (Mask::Hash, c) => {
+                let d = self.digest(kind, value);
+                let hexed: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+                match c {
+                    Category::Secret => format!("[SECRET:{kind}:{hexed}]"),
+                    Category::Pii => format!("[{kind}:{hexed}]"),
+                }
+            }
+            (Mask::Placeholder, Category::Secret) if !self.reversible => format!("[SECRET:{kind}]"),
+            (Mask::Placeholder, c) => {
+                let d = self.digest(kind, value);
+                let n = self.number(kind, d);
+                match c {
+                    Category::Secret => format!("[SECRET:{kind}_{n}]"),
+                    Category::Pii => format!("[{kind}_{n}]"),
+                }
+            }
+        };
+        if self.reversible && mode == Mask::Placeholder && !self.mapping.contains_key(&placeholder)
+        {
+            self.mapping
+                .insert(placeholder.clone(), Secret::new(value.to_vec()));
+        }
+        out.extend_from_slice(placeholder.as_bytes());
+    }
+
+    /// Replace every placeholder this masker produced with its value.
+    pub(crate) fn unmask(&self, text: &[u8]) -> Vec<u8> {
+        if self.mapping.is_empty() {
+            return text.to_vec();
+        }
+        let keys: Vec<&String> = self.mapping.keys().collect();
+        let Ok(ac) = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&keys)
+        else {
+            return text.to_vec();
+        };
+        let mut out = Vec::with_capacity(text.len());
+        let mut last = 0;
+        for m in ac.find_iter(text) {
+            out.extend_from_slice(&text[last..m.start()]);
+            match self.mapping.get(keys[m.pattern().as_usize()]) {
+                Some(v) => out.extend_from_slice(v.expose()),
+                None => out.extend_from_slice(&text[m.start()..m.end()]),
+            }
+            last = m.end();
+        }
+        out.extend_from_slice(&text[last..]);
+        out
+    }
+}
