@@ -62,6 +62,9 @@ pub enum AuditError {
     /// The log has been closed.
     #[error("audit log is closed")]
     Closed,
+    /// The queue is full; the event was not accepted.
+    #[error("audit queue is full; event not accepted")]
+    Overloaded,
     /// The writer failed earlier and accepts nothing more (fail closed).
     #[error("audit writer stopped after an error: {0}")]
     WriterFailed(String),

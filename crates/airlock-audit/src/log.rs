@@ -200,11 +200,33 @@ impl AuditLog {
         let body = canonical::encode(event).map_err(AuditError::Encode)?;
         let ticket = self.shared.enqueue(body, true).map_err(|r| match r {
             Refused::Closed => AuditError::Closed,
-            Refused::Overloaded => AuditError::Closed, // not returned when waiting
+            Refused::Overloaded => AuditError::Overloaded, // not returned when waiting
             Refused::Failed(f) => AuditError::WriterFailed(f),
         })?;
         self.shared.wait_durable(ticket)?;
         Ok(self.base + ticket)
+    }
+
+    /// Queue one event without waiting for the disk and return the index it
+    /// will have; refuses with `Overloaded` when the queue is full. Pair with
+    /// [`AuditLog::wait_durable`] to pipeline many events per fsync.
+    pub fn submit(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let body = canonical::encode(event).map_err(AuditError::Encode)?;
+        let ticket = self.shared.enqueue(body, false).map_err(|r| match r {
+            Refused::Closed => AuditError::Closed,
+            Refused::Overloaded => AuditError::Overloaded,
+            Refused::Failed(f) => AuditError::WriterFailed(f),
+        })?;
+        Ok(self.base + ticket)
+    }
+
+    /// Wait until the record at `index` (from [`AuditLog::submit`] or the
+    /// sink) is durable on disk.
+    pub fn wait_durable(&self, index: u64) -> Result<(), AuditError> {
+        match index.checked_sub(self.base) {
+            Some(ticket) => self.shared.wait_durable(ticket),
+            None => Ok(()), // written before this log was opened
+        }
     }
 
     /// A sink for library crates: `emit` queues without waiting for the disk
