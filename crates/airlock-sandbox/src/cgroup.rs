@@ -76,7 +76,7 @@ pub enum CgroupError {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("cannot write {value:?} to {}: {error}", path.display())]
+    #[error("cannot write {value:?} to {}: {error} (on cgroup v2, run airlock in a cgroup of its own, e.g. `systemd-run --user --scope -p Delegate=yes airlock run ...`)", path.display())]
     Write {
         path: PathBuf,
         value: String,
@@ -220,6 +220,39 @@ pub fn detect_host() -> Result<Layout, CgroupError> {
     detect(&mountinfo, &self_cgroup, controllers.as_deref())
 }
 
+/// Enable `value` (`+memory +pids ...`) for the children of `parent`.
+///
+/// cgroup v2 refuses this (`EBUSY`) while `parent` itself holds processes
+/// ("no internal processes"). When the only process there is the supervisor
+/// (a delegated scope, e.g. `systemd-run --user --scope -p Delegate=yes`),
+/// the supervisor moves itself into a leaf `airlock-supervisor-<pid>` first
+/// and tries again; it stays there (the scope removes it at its end).
+fn enable_v2_controllers(parent: &Path, value: &str) -> Result<(), CgroupError> {
+    let control = parent.join("cgroup.subtree_control");
+    let busy = match write(&control, value) {
+        Ok(()) => return Ok(()),
+        Err(CgroupError::Write { error, .. }) if error.raw_os_error() == Some(libc::EBUSY) => error,
+        Err(e) => return Err(e),
+    };
+    let me = std::process::id().to_string();
+    let procs = read(&parent.join("cgroup.procs"))?;
+    if procs.lines().any(|p| p.trim() != me) {
+        return Err(CgroupError::Write {
+            path: control,
+            value: value.to_owned(),
+            error: busy,
+        });
+    }
+    let leaf = parent.join(format!("airlock-supervisor-{me}"));
+    if let Err(error) = std::fs::create_dir(&leaf)
+        && error.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(CgroupError::Create { path: leaf, error });
+    }
+    write(&leaf.join("cgroup.procs"), &me)?;
+    write(&control, value)
+}
+
 /// What the supervisor applied, for the attestation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupReport {
@@ -280,7 +313,7 @@ impl Cgroup {
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>()
                     .join(" ");
-                write(&parent.join("cgroup.subtree_control"), &value)?;
+                enable_v2_controllers(parent, &value)?;
             }
         }
         let mut cg = Cgroup {
