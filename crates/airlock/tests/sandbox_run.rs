@@ -432,3 +432,38 @@ fn production_mode_refuses_the_weaker_sandbox_flag() {
     assert_eq!(out.code(), 2, "{out:?}");
     assert!(out.stderr.contains("production mode refuses"), "{out:?}");
 }
+
+#[test]
+fn killing_airlock_kills_the_whole_sandbox() {
+    // If the supervisor dies (and with it the proxy listener), nothing it
+    // started may live on: stage 1 and pid 1 die with their parent, and the
+    // PID namespace dies with pid 1.
+    let env = Env::new();
+    let marker = format!("{}.{}", 40 + std::process::id() % 50, std::process::id());
+    let mut cmd = env.command(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("sleep {marker} & echo ready; wait"),
+    ]);
+    cmd.stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let alive = || {
+        std::fs::read_dir("/proc")
+            .expect("proc")
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .any(|c| String::from_utf8_lossy(&c).contains(&marker))
+    };
+    assert!(alive(), "test setup: the sleep is not running");
+    child.kill().expect("kill airlock");
+    let _ = child.wait();
+    let start = Instant::now();
+    while alive() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(), "a sandboxed process outlived airlock");
+}
