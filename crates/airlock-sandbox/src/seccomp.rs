@@ -132,6 +132,20 @@ pub const RULES: &[Rule] = &[
         "write another process's memory"
     ),
     rule!(
+        "pidfd_getfd",
+        SYS_pidfd_getfd,
+        Args::Any,
+        Eperm,
+        "steal another process's file descriptors"
+    ),
+    rule!(
+        "process_madvise",
+        SYS_process_madvise,
+        Args::Any,
+        Eperm,
+        "act on another process's memory"
+    ),
+    rule!(
         "kcmp",
         SYS_kcmp,
         Args::Any,

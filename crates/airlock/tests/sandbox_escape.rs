@@ -769,3 +769,13 @@ fn hostname_cannot_be_changed() {
     let out = env.attempt("", "check(libc.sethostname(b'evil', 4))");
     assert_blocked(&out, &["EPERM"]);
 }
+
+#[test]
+fn pidfd_getfd_cannot_steal_descriptors() {
+    let env = Env::new();
+    let out = env.attempt(
+        "",
+        "pfd = check(libc.syscall(434, 1, 0))  # pidfd_open(pid 1)\ncheck(libc.syscall(438, pfd, 3, 0))  # pidfd_getfd",
+    );
+    assert_blocked(&out, &["EPERM"]);
+}
