@@ -29,7 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// The egress proxy. Cheap to clone: clones share the CA, the leaf cache, the
@@ -121,6 +121,17 @@ impl Proxy {
         self.inner.ca.mint(host).map(|_| ())
     }
 
+    /// Serve one already-established client connection (any byte stream).
+    /// Used by the fuzz targets; `serve` is the normal entry point.
+    #[doc(hidden)]
+    pub async fn serve_io<S>(&self, io: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.inner.clone().connection(io, peer).await;
+    }
+
     /// Serve connections accepted on `listener` until `shutdown` resolves.
     /// May be called for several listeners at once (they share limits). When
     /// `shutdown` resolves, no new connections are accepted; connections
@@ -137,6 +148,7 @@ impl Proxy {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let inner = self.inner.clone();
+                        let _ = stream.set_nodelay(true);
                         tokio::spawn(async move { inner.connection(stream, peer).await });
                     }
                     Err(e) => {
@@ -307,7 +319,10 @@ impl Inner {
         b
     }
 
-    async fn connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+    async fn connection<S>(self: Arc<Self>, mut stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let Ok(_permit) = self.conns.clone().try_acquire_owned() else {
             let rid = self.request_id();
             self.record_failure(
@@ -324,7 +339,6 @@ impl Inner {
             .await;
             return;
         };
-        let _ = stream.set_nodelay(true);
         let this = self.clone();
         let svc = service_fn(move |req| {
             let this = this.clone();
