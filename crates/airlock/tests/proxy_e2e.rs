@@ -1,0 +1,247 @@
+//! `airlock proxy` end to end: the real binary, a real audit log, real `curl`
+//! and Python `requests`, local upstreams on 127.0.0.x, names resolved by the
+//! proxy through the testkit DNS responder (configured as `[proxy]
+//! nameservers`).
+
+use airlock_testkit::{
+    DnsAnswer, DnsResponder, ProcessGuard, TestCa, Upstream, spawn_and_read_line,
+};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn lo(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+}
+
+fn airlock(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    c.arg("--data-dir")
+        .arg(dir)
+        .env_remove("AIRLOCK_ENV")
+        .env_remove("AIRLOCK_CONFIG");
+    c
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    proxy: Option<ProcessGuard>,
+    addr: String,
+    proxy_ca: PathBuf,
+}
+
+fn start(config: &str, policy: &str) -> Env {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let out = airlock(&data).arg("init").output().expect("init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = tmp.path().join("airlock.toml");
+    std::fs::write(&cfg, config).expect("config");
+    let pol = tmp.path().join("policy.toml");
+    std::fs::write(&pol, policy).expect("policy");
+    let proxy_ca = tmp.path().join("proxy-ca.pem");
+    let mut cmd = airlock(&data);
+    cmd.arg("--config")
+        .arg(&cfg)
+        .args(["proxy", "--listen", "127.0.0.1:0", "--policy"])
+        .arg(&pol)
+        .arg("--ca-cert-out")
+        .arg(&proxy_ca);
+    let (guard, line) = spawn_and_read_line(cmd, "listening on", Duration::from_secs(30));
+    let addr = line.rsplit(' ').next().expect("address").to_owned();
+    Env {
+        _tmp: tmp,
+        data,
+        proxy: Some(guard),
+        addr,
+        proxy_ca,
+    }
+}
+
+impl Env {
+    fn curl(&self, args: &[&str]) -> (u16, String, String) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--noproxy",
+                "",
+                "--max-time",
+                "20",
+                "-x",
+                &format!("http://{}", self.addr),
+                "-D",
+                "-",
+            ])
+            .args(["-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl");
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        let (rest, code) = s.rsplit_once('\n').unwrap_or(("", &s));
+        (
+            code.trim().parse().unwrap_or(0),
+            rest.to_ascii_lowercase(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// Stop the proxy (SIGTERM) and return the audit log as JSON lines.
+    fn stop_and_read_audit(&mut self) -> Vec<serde_json::Value> {
+        if let Some(mut g) = self.proxy.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(g.child.id().to_string())
+                .status();
+            let _ = g.child.wait();
+        }
+        let out = airlock(&self.data)
+            .args(["audit", "tail", "-n", "1000", "--json"])
+            .output()
+            .expect("tail");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["event"].clone())
+            .collect()
+    }
+}
+
+#[test]
+fn proxy_binary_forwards_intercepts_denies_and_audits() {
+    let dns = DnsResponder::start();
+    let ca = TestCa::new();
+    let plain = Upstream::http(lo(21));
+    let secure = Upstream::https(lo(22), &ca, &["secure.test"]);
+    dns.set("plain.test", DnsAnswer::Fixed(vec![lo(21)]));
+    dns.set("secure.test", DnsAnswer::Fixed(vec![lo(22)]));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let up_ca = ca.write_pem(tmp.path(), "up-ca.pem");
+    let config = format!(
+        "[proxy]\nnameservers = [\"{}\"]\nupstream_ca_file = {:?}\nheader_read_timeout_secs = 2\n",
+        dns.addr(),
+        up_ca.display().to_string()
+    );
+    let mut env = start(
+        &config,
+        "mode = \"read_public\"\nallow_private = [\"127.0.0.0/8\"]\n",
+    );
+    let cacert = env.proxy_ca.display().to_string();
+
+    let (code, out, err) = env.curl(&[&format!(
+        "http://plain.test:{}/hello?secret=1",
+        plain.port()
+    )]);
+    assert_eq!(code, 200, "{err}");
+    assert!(out.contains("\"path\":\"/hello\""), "{out}");
+
+    let (code, out, err) = env.curl(&[
+        "--http2",
+        "--cacert",
+        &cacert,
+        &format!("https://secure.test:{}/h2", secure.port()),
+    ]);
+    assert_eq!(code, 200, "{err}");
+    assert!(
+        out.contains("http/2 200") && out.contains("\"version\":\"http/2.0\""),
+        "{out}"
+    );
+
+    let (code, out, _) = env.curl(&[
+        "--cacert",
+        &cacert,
+        "-X",
+        "DELETE",
+        &format!("https://secure.test:{}/x", secure.port()),
+    ]);
+    assert_eq!(code, 403);
+    assert!(out.contains("x-airlock-reason: default_deny"), "{out}");
+
+    // The default policy denies loopback unless allow_private opts in; here a
+    // link-local metadata address is refused regardless.
+    let (code, out, _) = env.curl(&["http://169.254.169.254/latest/meta-data/"]);
+    assert_eq!(code, 403);
+    assert!(
+        out.contains("x-airlock-reason: link_local_address"),
+        "{out}"
+    );
+
+    // Python requests, intercepted HTTPS trusting the exported CA.
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            "import sys,requests;s=requests.Session();s.trust_env=False;p=sys.argv[1];r=s.get(sys.argv[2],proxies={'https':p},verify=sys.argv[3],timeout=20);print(r.status_code,r.json()['scheme'])",
+            &format!("http://{}", env.addr),
+            &format!("https://secure.test:{}/py", secure.port()),
+            &cacert,
+        ])
+        .output()
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        "200 https",
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+
+    let events = env.stop_and_read_audit();
+    let actions: Vec<String> = events
+        .iter()
+        .filter_map(|e| e["action"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        actions.contains(&"proxy.start".to_owned()) && actions.contains(&"proxy.stop".to_owned()),
+        "{actions:?}"
+    );
+    let text = serde_json::to_string(&events).expect("json");
+    assert!(
+        text.contains("link_local_address")
+            && text.contains("default_deny")
+            && text.contains("egress.connect"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret=1"),
+        "queries never reach the audit log"
+    );
+}
+
+#[test]
+fn bad_proxy_config_fails_at_load_with_a_location() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    assert!(
+        airlock(&data)
+            .arg("init")
+            .output()
+            .expect("init")
+            .status
+            .success()
+    );
+    let cfg = tmp.path().join("airlock.toml");
+    std::fs::write(&cfg, "[proxy]\nmax_connections = 0\n").expect("write");
+    let out = airlock(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["proxy", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "airlock.toml:2:19: proxy.max_connections: must be between 1 and 1000000, got 0"
+        ),
+        "{err}"
+    );
+}
