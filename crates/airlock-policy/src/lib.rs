@@ -46,7 +46,11 @@
 //! addresses it may dial (resolve, check, connect to the checked address —
 //! no second lookup) and that `scheme` reflects the real transport.
 //!
-//! **Does not guarantee.** Anything about the bytes inside a blind tunnel
+//! **Does not guarantee.** That a rule naming a host also covers other
+//! names or literals reaching the same server: rules match the canonical
+//! host as requested (a name rule does not cover the name's IP address;
+//! an IPv4 rule does cover its IPv4-mapped IPv6 spelling). Anything about
+//! the bytes inside a blind tunnel
 //! (including plain HTTP carried in a CONNECT); rule ports (rules match
 //! scheme, host, method and path, not port); that an upstream interprets a
 //! path the same way as either view; confusable detection beyond the

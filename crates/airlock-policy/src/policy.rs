@@ -54,6 +54,7 @@ impl HostPat {
     fn matches(&self, host: &Host) -> bool {
         match (self, host) {
             (HostPat::Any, _) => true,
+            (HostPat::Exact(Host::Ip(a)), Host::Ip(b)) => canonical_ip(*a) == canonical_ip(*b),
             (HostPat::Exact(h), host) => h == host,
             (HostPat::Suffix(s), Host::Domain(d)) => {
                 d.len() > s.len() + 1
@@ -160,6 +161,16 @@ fn in_cidr(addr: IpAddr, net: IpAddr, len: u8) -> bool {
                     == (u128::from(n) >> (128 - u32::from(len)))
         }
         _ => false,
+    }
+}
+
+/// An IPv4-mapped IPv6 address is the IPv4 address it reaches, so a rule
+/// naming `192.0.2.1` also covers `[::ffff:192.0.2.1]` (else a deny rule on
+/// an address could be dodged by spelling it as IPv6).
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
     }
 }
 
