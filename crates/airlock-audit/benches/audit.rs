@@ -399,7 +399,6 @@ fn main() {
         a.secs,
         a.runs
     );
-    let mut all: Vec<(&str, Vec<Run>)> = Vec::new();
     if a.cases.iter().any(|c| c == "verify" || c == "scan")
         && !a.cases.iter().any(|c| c == "audit-32p")
     {
@@ -408,9 +407,12 @@ fn main() {
             "verify reads the log audit-32p wrote; run that case first"
         );
     }
-    for name in a.cases.iter().map(String::as_str) {
-        let mut runs = Vec::new();
-        for i in 0..a.runs {
+    // Round-robin: run i of every case before run i+1 of any, so a shared
+    // disk's good and bad minutes fall on all cases alike.
+    let mut all: Vec<(&str, Vec<Run>)> = a.cases.iter().map(|c| (c.as_str(), Vec::new())).collect();
+    for i in 0..a.runs {
+        for (name, runs) in all.iter_mut() {
+            let name: &str = name;
             let r = match name {
                 "fdatasync" => raw_fdatasync(&a.dir, a.secs),
                 "sqlite" => sqlite_per_txn(&a.dir, a.secs),
@@ -427,7 +429,7 @@ fn main() {
                 }
             };
             println!(
-                "{name:<10} run {i}: {:>9} ops in {:>6.2} s = {:>10.0}/s  p50 {:>7.0} us  p99 {:>7.0} us",
+                "{name:<16} run {i}: {:>9} ops in {:>6.2} s = {:>10.0}/s  p50 {:>7.0} us  p99 {:>7.0} us",
                 r.ops,
                 r.secs,
                 r.rate(),
@@ -436,8 +438,8 @@ fn main() {
             );
             runs.push(r);
         }
-        all.push((name, runs));
     }
+    all.retain(|(_, runs)| !runs.is_empty());
     println!("\n| case | median rate (/s) | min–max | p50 ack (µs) | p99 ack (µs) |");
     println!("|---|---:|---:|---:|---:|");
     for (name, runs) in &all {
