@@ -43,10 +43,17 @@ impl Ctx {
         let production = match std::env::var("AIRLOCK_ENV") {
             Ok(v) if v == "production" => true,
             Ok(v) if v.is_empty() || v == "development" => false,
-            Ok(v) => anyhow::bail!("AIRLOCK_ENV: unknown value {v:?} (expected \"production\" or \"development\")"),
+            Ok(v) => anyhow::bail!(
+                "AIRLOCK_ENV: unknown value {v:?} (expected \"production\" or \"development\")"
+            ),
             Err(_) => false,
         };
-        Ok(Ctx { data_dir, config_path, config_explicit, production })
+        Ok(Ctx {
+            data_dir,
+            config_path,
+            config_explicit,
+            production,
+        })
     }
 
     /// Load and validate the configuration. A missing file at the default
@@ -102,8 +109,8 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return Ok(Path::new(&x).join("airlock"));
     }
-    let home = std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .context("cannot find a data directory: set --data-dir, AIRLOCK_DATA_DIR, XDG_DATA_HOME or HOME")?;
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context(
+        "cannot find a data directory: set --data-dir, AIRLOCK_DATA_DIR, XDG_DATA_HOME or HOME",
+    )?;
     Ok(Path::new(&home).join(".local/share/airlock"))
 }

@@ -32,12 +32,23 @@ struct Pkg {
 
 fn workspace() -> Vec<Pkg> {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
     v["packages"]
         .as_array()
         .expect("packages array")
@@ -49,7 +60,12 @@ fn workspace() -> Vec<Pkg> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|d| (d["name"].as_str().unwrap_or_default().to_owned(), d["kind"].as_str().map(str::to_owned)))
+                .map(|d| {
+                    (
+                        d["name"].as_str().unwrap_or_default().to_owned(),
+                        d["kind"].as_str().map(str::to_owned),
+                    )
+                })
                 .collect(),
         })
         .collect()
@@ -58,7 +74,11 @@ fn workspace() -> Vec<Pkg> {
 #[test]
 fn every_workspace_crate_has_a_layer() {
     for p in workspace() {
-        assert!(layer(&p.name).is_some(), "crate {} is not in the layering table of tests/layering.rs", p.name);
+        assert!(
+            layer(&p.name).is_some(),
+            "crate {} is not in the layering table of tests/layering.rs",
+            p.name
+        );
     }
 }
 
@@ -74,7 +94,10 @@ fn dependencies_only_point_down() {
             let theirs = layer(dep).unwrap_or(u8::MAX);
             if dep == "airlock-testkit" {
                 if kind.as_deref() != Some("dev") {
-                    violations.push(format!("{} depends on airlock-testkit outside [dev-dependencies]", p.name));
+                    violations.push(format!(
+                        "{} depends on airlock-testkit outside [dev-dependencies]",
+                        p.name
+                    ));
                 }
                 continue;
             }
@@ -87,11 +110,17 @@ fn dependencies_only_point_down() {
             }
         }
     }
-    assert!(violations.is_empty(), "layering violations:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "layering violations:\n{}",
+        violations.join("\n")
+    );
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -109,12 +138,24 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn unsafe_is_fenced_in_the_sandbox_crate() {
     let mut offenders = BTreeMap::new();
     for p in workspace() {
-        let dir = p.manifest.parent().expect("manifest has a parent").to_owned();
+        let dir = p
+            .manifest
+            .parent()
+            .expect("manifest has a parent")
+            .to_owned();
         let lib = dir.join("src/lib.rs");
         if lib.exists() && p.name != "airlock-sandbox" {
             let text = std::fs::read_to_string(&lib).expect("lib.rs readable");
-            assert!(text.starts_with("//!"), "{}: lib.rs must open with a //! crate doc", p.name);
-            assert!(text.contains("#![forbid(unsafe_code)]"), "{}: lib.rs must #![forbid(unsafe_code)]", p.name);
+            assert!(
+                text.starts_with("//!"),
+                "{}: lib.rs must open with a //! crate doc",
+                p.name
+            );
+            assert!(
+                text.contains("#![forbid(unsafe_code)]"),
+                "{}: lib.rs must #![forbid(unsafe_code)]",
+                p.name
+            );
         }
         if p.name == "airlock-sandbox" {
             continue;
@@ -124,11 +165,18 @@ fn unsafe_is_fenced_in_the_sandbox_crate() {
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap_or_default();
             // Spelled in pieces so this file does not match itself.
-            let needles = [concat!("allow(", "unsafe_code)"), concat!("unsafe", " {"), concat!("unsafe", " fn")];
+            let needles = [
+                concat!("allow(", "unsafe_code)"),
+                concat!("unsafe", " {"),
+                concat!("unsafe", " fn"),
+            ];
             if needles.iter().any(|n| text.contains(n)) {
                 offenders.insert(f.display().to_string(), p.name.clone());
             }
         }
     }
-    assert!(offenders.is_empty(), "unsafe outside airlock-sandbox: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "unsafe outside airlock-sandbox: {offenders:?}"
+    );
 }

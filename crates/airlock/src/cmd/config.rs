@@ -27,7 +27,11 @@ pub fn run(ctx: &Ctx, cmd: ConfigCmd) -> anyhow::Result<u8> {
                 });
                 println!("{v}");
             } else {
-                let mode = if ctx.production { " (production rules applied)" } else { "" };
+                let mode = if ctx.production {
+                    " (production rules applied)"
+                } else {
+                    ""
+                };
                 println!("{}: ok{mode}", cfg.origin);
             }
             Ok(EXIT_OK)

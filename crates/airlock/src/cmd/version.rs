@@ -20,7 +20,11 @@ pub fn run(_ctx: &Ctx, args: VersionArgs) -> anyhow::Result<u8> {
         });
         println!("{v}");
     } else {
-        println!("airlock {version} ({}-{})", std::env::consts::ARCH, std::env::consts::OS);
+        println!(
+            "airlock {version} ({}-{})",
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        );
     }
     Ok(EXIT_OK)
 }

@@ -107,27 +107,44 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_col_and_field() {
-        let err = parse_str("[audit]\ncheckpoint_every = 10\ncheckpiont_interval_secs = 5\n").unwrap_err();
+        let err = parse_str("[audit]\ncheckpoint_every = 10\ncheckpiont_interval_secs = 5\n")
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("test.toml:3:1: audit.checkpiont_interval_secs: unknown field"), "{msg}");
+        assert!(
+            msg.starts_with("test.toml:3:1: audit.checkpiont_interval_secs: unknown field"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn unknown_section_is_rejected() {
         let msg = parse_str("[audti]\n").unwrap_err().to_string();
-        assert!(msg.starts_with("test.toml:1:2: audti: unknown field"), "{msg}");
+        assert!(
+            msg.starts_with("test.toml:1:2: audti: unknown field"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn wrong_type_names_the_field() {
-        let msg = parse_str("[audit]\ncheckpoint_every = \"lots\"\n").unwrap_err().to_string();
-        assert!(msg.starts_with("test.toml:2:20: audit.checkpoint_every: invalid type"), "{msg}");
+        let msg = parse_str("[audit]\ncheckpoint_every = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("test.toml:2:20: audit.checkpoint_every: invalid type"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn out_of_range_value_is_a_validation_error_with_location() {
-        let msg = parse_str("[audit]\n\ncheckpoint_every = 0\n").unwrap_err().to_string();
-        assert_eq!(msg, "test.toml:3:20: audit.checkpoint_every: must be between 1 and 1000000, got 0");
+        let msg = parse_str("[audit]\n\ncheckpoint_every = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "test.toml:3:20: audit.checkpoint_every: must be between 1 and 1000000, got 0"
+        );
     }
 
     #[test]
