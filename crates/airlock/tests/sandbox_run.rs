@@ -466,4 +466,16 @@ fn killing_airlock_kills_the_whole_sandbox() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!alive(), "a sandboxed process outlived airlock");
+    // A killed supervisor cannot remove its (now empty) cgroups: do it here.
+    let att = env
+        .audited("sandbox.attestation", 5)
+        .pop()
+        .expect("attestation");
+    for dir in att["details"]["cgroup"]["dirs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let _ = std::fs::remove_dir(dir.as_str().unwrap_or_default());
+    }
 }
