@@ -163,6 +163,9 @@ pub(crate) fn skeleton(unicode: &str) -> String {
 /// letters that look Latin (`аррӏе`), under an ASCII top-level label: a
 /// whole-script look-alike of a Latin name.
 pub(crate) fn is_whole_script_lookalike(unicode: &str) -> bool {
+    if unicode.is_ascii() {
+        return false;
+    }
     let tld_ascii = unicode.rsplit('.').next().is_some_and(|t| t.is_ascii());
     if !tld_ascii {
         return false;

@@ -356,20 +356,19 @@ impl EgressPolicy {
         if idn::has_mixed_script_label(&unicode) {
             return Err(Reason::MixedScriptHost);
         }
-        let skel = idn::skeleton(&unicode);
-        for n in &self.named {
-            let is_same = if n.suffix {
-                d == &n.ascii || (d.len() > n.ascii.len() && d.ends_with(&format!(".{}", n.ascii)))
-            } else {
-                d == &n.ascii
+        if !self.named.is_empty() {
+            let skel = idn::skeleton(&unicode);
+            let below = |name: &str, suffix: &str| {
+                name.len() > suffix.len() + 1
+                    && name.ends_with(suffix)
+                    && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
             };
-            if is_same {
-                continue;
-            }
-            let looks_same =
-                skel == n.skeleton || (n.suffix && skel.ends_with(&format!(".{}", n.skeleton)));
-            if looks_same {
-                return Err(Reason::ConfusableHost);
+            for n in &self.named {
+                let is_same = d == &n.ascii || (n.suffix && below(d, &n.ascii));
+                let looks_same = skel == n.skeleton || (n.suffix && below(&skel, &n.skeleton));
+                if looks_same && !is_same {
+                    return Err(Reason::ConfusableHost);
+                }
             }
         }
         if idn::is_whole_script_lookalike(&unicode) {
