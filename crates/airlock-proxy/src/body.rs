@@ -88,22 +88,45 @@ where
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A body that runs `on_end` once it has been read to the end (used to
-    /// give an HTTP/1.1 upstream connection back to the pool only when its
-    /// response is complete).
-    pub(crate) struct OnEnd<B, F: FnOnce()> {
-        #[pin]
-        inner: B,
-        on_end: Option<F>,
+/// Runs its closure on drop, but only once the body it guards was complete.
+struct EndGuard<F: FnOnce()> {
+    on_end: Option<F>,
+    complete: bool,
+}
+
+impl<F: FnOnce()> Drop for EndGuard<F> {
+    fn drop(&mut self) {
+        if self.complete
+            && let Some(f) = self.on_end.take()
+        {
+            f();
+        }
     }
 }
 
-impl<B, F: FnOnce()> OnEnd<B, F> {
+pin_project_lite::pin_project! {
+    /// A body that runs `on_end` once it has been read to the end (used to
+    /// give an HTTP/1.1 upstream connection back to the pool only when its
+    /// response is complete). The server may stop polling as soon as the
+    /// body reports its end, so completion is noted either way and the
+    /// closure runs when the body is dropped; an incomplete body never
+    /// returns its connection.
+    pub(crate) struct OnEnd<B, F: FnOnce()> {
+        #[pin]
+        inner: B,
+        guard: EndGuard<F>,
+    }
+}
+
+impl<B: Body, F: FnOnce()> OnEnd<B, F> {
     pub(crate) fn new(inner: B, on_end: F) -> Self {
+        let complete = inner.is_end_stream();
         OnEnd {
             inner,
-            on_end: Some(on_end),
+            guard: EndGuard {
+                on_end: Some(on_end),
+                complete,
+            },
         }
     }
 }
@@ -120,12 +143,13 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let res = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) = res
-            && let Some(f) = this.on_end.take()
-        {
-            f();
+        let mut this = self.project();
+        let res = this.inner.as_mut().poll_frame(cx);
+        match &res {
+            Poll::Ready(None) => this.guard.complete = true,
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.guard.complete = true,
+            Poll::Ready(Some(Err(_))) => this.guard.complete = false,
+            _ => {}
         }
         res
     }

@@ -189,6 +189,30 @@ fn plain_http_get_is_forwarded_to_the_resolved_address_and_audited() {
 }
 
 #[test]
+fn upstream_connections_are_reused_across_requests() {
+    let dns = DnsResponder::start();
+    let up = Upstream::http(lo(13));
+    dns.set("api.test", DnsAnswer::Fixed(vec![lo(13)]));
+    let p = start(
+        spec(Mode::ReadPublic, vec![], true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    let urls: Vec<String> = (0..10)
+        .map(|i| format!("http://api.test:{}/n{i}", up.port()))
+        .collect();
+    let args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let r = curl(&p, &args);
+    assert_eq!(r.status, 200, "{}", r.stderr);
+    assert_eq!(up.hits(), 10);
+    assert_eq!(
+        up.connections(),
+        1,
+        "one pooled upstream connection served all ten requests"
+    );
+}
+
+#[test]
 fn write_over_plain_http_is_denied_with_a_readable_reason() {
     let dns = DnsResponder::start();
     let up = Upstream::http(lo(3));

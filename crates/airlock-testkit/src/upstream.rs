@@ -32,6 +32,7 @@ pub enum UpstreamKind {
 pub struct Upstream {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    conns: Arc<AtomicUsize>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -58,6 +59,8 @@ impl Upstream {
 
     fn start(ip: IpAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
         let hits = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let cn = conns.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let h = hits.clone();
@@ -74,6 +77,7 @@ impl Upstream {
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 let accept = async move {
                     while let Ok((tcp, _)) = listener.accept().await {
+                        cn.fetch_add(1, Ordering::SeqCst);
                         let h = h.clone();
                         let tls = tls.clone();
                         tokio::spawn(async move {
@@ -112,6 +116,7 @@ impl Upstream {
         Upstream {
             addr,
             hits,
+            conns,
             _stop: stop_tx,
         }
     }
@@ -124,6 +129,11 @@ impl Upstream {
     /// Its port.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
     }
 
     /// How many requests it has received.
