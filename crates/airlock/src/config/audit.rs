@@ -26,9 +26,26 @@ pub struct AuditSettings {
 }
 
 pub fn validate(raw: &RawAudit, src: &SourceFile) -> Result<AuditSettings, ConfigError> {
-    let every = in_range(src, "audit.checkpoint_every", raw.checkpoint_every.as_ref(), 1, 1_000_000, 1000)?;
-    let secs = in_range(src, "audit.checkpoint_interval_secs", raw.checkpoint_interval_secs.as_ref(), 1, 86_400, 10)?;
-    Ok(AuditSettings { checkpoint_every: every, checkpoint_interval: Duration::from_secs(secs) })
+    let every = in_range(
+        src,
+        "audit.checkpoint_every",
+        raw.checkpoint_every.as_ref(),
+        1,
+        1_000_000,
+        1000,
+    )?;
+    let secs = in_range(
+        src,
+        "audit.checkpoint_interval_secs",
+        raw.checkpoint_interval_secs.as_ref(),
+        1,
+        86_400,
+        10,
+    )?;
+    Ok(AuditSettings {
+        checkpoint_every: every,
+        checkpoint_interval: Duration::from_secs(secs),
+    })
 }
 
 /// Check an optional integer against a range, defaulting when absent.
@@ -43,6 +60,10 @@ pub fn in_range(
     match v {
         None => Ok(default),
         Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
-        Some(s) => Err(src.error(s.span(), field, format!("must be between {min} and {max}, got {}", s.get_ref()))),
+        Some(s) => Err(src.error(
+            s.span(),
+            field,
+            format!("must be between {min} and {max}, got {}", s.get_ref()),
+        )),
     }
 }
