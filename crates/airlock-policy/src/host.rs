@@ -206,7 +206,7 @@ pub fn parse_authority(input: &str, default_port: u16) -> Result<(Host, u16), Ho
         split_host_port(input).ok_or_else(|| HostError::InvalidAuthority(input.to_owned()))?;
     let port = match port {
         None => default_port,
-        Some(p) => parse_port(p)?,
+        Some(p) => parse_port_from(p, 1)?,
     };
     if host.contains(':') && !host.starts_with('[') {
         return Err(HostError::InvalidAuthority(input.to_owned()));
@@ -249,7 +249,7 @@ pub fn parse_url(input: &str) -> Result<Url, HostError> {
         .ok_or_else(|| HostError::InvalidAuthority(hostport.to_owned()))?;
     let port = match port {
         None | Some("") => scheme.default_port(),
-        Some(p) => parse_port(p)?,
+        Some(p) => parse_port_from(p, 0)?,
     };
     let host = parse_host(host)?;
     let tail = tail.split('#').next().unwrap_or("");
@@ -287,12 +287,15 @@ fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
     }
 }
 
-fn parse_port(p: &str) -> Result<u16, HostError> {
+/// A decimal port in `min..=65535`. URLs accept port 0 as the URL standard
+/// does (nothing listens there; the address guard still judges the host);
+/// CONNECT targets need a real port.
+fn parse_port_from(p: &str, min: u32) -> Result<u16, HostError> {
     if p.is_empty() || p.len() > 10 || !p.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HostError::InvalidPort(p.to_owned()));
     }
     match p.parse::<u32>() {
-        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        Ok(n) if (min..=65535).contains(&n) => Ok(n as u16),
         _ => Err(HostError::InvalidPort(p.to_owned())),
     }
 }
@@ -654,6 +657,11 @@ mod tests {
         assert!(parse_url("example.com/").is_err());
         assert!(parse_url("http:///").is_err());
         assert!(parse_url("http://example.com:99999/").is_err());
+        assert_eq!(parse_url("http://127.0.0.1:0/").expect("valid").port, 0);
+        assert_eq!(
+            parse_url("http://127.0.0.1:00080/").expect("valid").port,
+            80
+        );
         let err = parse_url("http://user:hunter2@exa mple.com/")
             .expect_err("invalid")
             .to_string();
