@@ -78,6 +78,7 @@ pub(crate) struct Rule {
     pub max_len: usize,
     pub check: Check,
     pub min_entropy: Option<f64>,
+    pub pattern: String,
 }
 
 /// Public description of a loaded rule (for listing and documentation).
@@ -95,6 +96,8 @@ pub struct RuleInfo {
     pub source: String,
     /// Longest possible match in bytes.
     pub max_len: usize,
+    /// The compiled pattern (bytes, Unicode off).
+    pub pattern: String,
 }
 
 impl Rule {
@@ -106,6 +109,7 @@ impl Rule {
             provider: self.provider.clone(),
             source: self.source.clone(),
             max_len: self.max_len,
+            pattern: self.pattern.clone(),
         }
     }
 }
@@ -216,6 +220,7 @@ pub(crate) fn load(file: &str, text: &str, category: Category) -> Result<Vec<Rul
             Some(other) => return Err(bad(format!("unknown anchor {other:?}"))),
         };
         let (regex, max, min) = compile(&pattern).map_err(&bad)?;
+        let pattern_text = pattern.clone();
         let max_len = match max {
             Some(m) if m <= MAX_RULE_LEN => m,
             Some(m) => {
@@ -258,6 +263,7 @@ pub(crate) fn load(file: &str, text: &str, category: Category) -> Result<Vec<Rul
             max_len,
             check,
             min_entropy: spec.entropy,
+            pattern: pattern_text,
         });
     }
     Ok(out)
