@@ -12,14 +12,23 @@ use libfuzzer_sys::fuzz_target;
 
 fn check_canonical(h: &Host) {
     let printed = h.to_string();
-    assert_eq!(parse_host(&printed).as_ref(), Ok(h), "not canonical: {printed:?}");
+    assert_eq!(
+        parse_host(&printed).as_ref(),
+        Ok(h),
+        "not canonical: {printed:?}"
+    );
     if let Host::Domain(d) = h {
-        assert!(d.is_ascii() && !d.ends_with('.') && !d.contains("..") && d == &d.to_ascii_lowercase(), "{d:?}");
+        assert!(
+            d.is_ascii() && !d.ends_with('.') && !d.contains("..") && d == &d.to_ascii_lowercase(),
+            "{d:?}"
+        );
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(h) = parse_host(s) {
         check_canonical(&h);
     }
