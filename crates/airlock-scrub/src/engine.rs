@@ -373,11 +373,11 @@ impl Engine {
                     {
                         start -= 1;
                     }
-                    let (mut digits, mut plus, mut dash, mut dot) = (0usize, false, false, false);
+                    let (mut digits, mut plus, mut dash, mut dots) = (0usize, false, false, 0usize);
                     for &b in &hay[start..i] {
                         plus |= b == b'+';
                         dash |= b == b'-';
-                        dot |= b == b'.';
+                        dots += usize::from(b == b'.');
                     }
                     while i < len {
                         match CLASS[usize::from(hay[i])] {
@@ -385,7 +385,7 @@ impl Engine {
                             SEP => match hay[i] {
                                 b'+' => plus = true,
                                 b'-' => dash = true,
-                                b'.' => dot = true,
+                                b'.' => dots += 1,
                                 _ => {}
                             },
                             _ => break,
@@ -403,7 +403,8 @@ impl Engine {
                                 None => true,
                                 Some(b'+') => plus,
                                 Some(b'-') => dash,
-                                Some(b'.') => dot,
+                                // A dotted quad needs three dots.
+                                Some(b'.') => dots >= 3,
                                 Some(b) => hay[start..i].contains(&b),
                             };
                             if long || (digits >= min_digits && needs_ok) {

@@ -2,8 +2,8 @@
 //! upstream response or the audit trail can pass through one [`Scrubber`]
 //! that finds credentials and personal data and masks them.
 //!
-//! **What it enforces.** Findings come from three sources: ≈ 250 credential
-//! formats kept as data (`rules/secrets.toml`, one entry per provider
+//! **What it enforces.** Findings come from four sources: credential
+//! formats kept as data (`rules/secrets.toml`, 270+ rules, one entry per provider
 //! format with its documentation source, checksums verified where the format
 //! has one), structural secrets (private-key blocks, JWTs, URLs and
 //! connection strings with passwords, secret-named assignments with
