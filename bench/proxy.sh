@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Egress proxy benchmark, side by side in one run (see /work/shared/BENCH.md).
+#
+#   plain HTTP forward (absolute-form) at c1 and c32, wrk, 1 KiB from nginx:
+#     direct, HAProxy (reverse, zero-logic floor), Airlock (policy + durable
+#     audit on), Squid, tinyproxy, mitmproxy — one worker each
+#   intercepted HTTPS (CONNECT + TLS termination), one reused tunnel and a new
+#     tunnel per request: Airlock vs mitmproxy (Python http.client client)
+#   first-time leaf mint: `cargo run --release --example bench_mint`
+#
+# Proxies run pinned to core 1, load generator and origin to core 0.
+# Needs: apt-get install -y nginx haproxy squid tinyproxy wrk; pip install mitmproxy==11.0.2
+# Usage: bench/proxy.sh [SECS_PER_RUN (default 5)] [RUNS (default 3)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+secs=${1:-5}
+runs=${2:-3}
+work=$(mktemp -d /tmp/airlock-bench-proxy.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  rm -rf "$work"
+}
+trap cleanup EXIT
+P0="taskset -c 0"
+P1="taskset -c 1"
+
+if [ -z "${SKIP_BUILD:-}" ]; then  # SKIP_BUILD=1: use the binaries already in target/release
+  cargo build -q --release -p airlock
+  cargo build -q --release -p airlock-proxy --example bench_mint
+fi
+bin="$root/target/release/airlock"
+
+# --- origin: nginx, 1 KiB, HTTP on 18080 and HTTPS on 18443 (test CA) -------
+mkdir -p "$work/www" "$work/nginx"
+head -c 1024 /dev/zero | tr '\0' 'a' > "$work/www/1k"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$work/leaf.key" -out "$work/leaf.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$work/ext"
+openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+  -extfile "$work/ext" -out "$work/leaf.pem" 2>/dev/null
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx/pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:18080;
+    listen 127.0.0.1:18443 ssl;
+    ssl_certificate $work/leaf.pem;
+    ssl_certificate_key $work/leaf.key;
+    root $work/www;
+  }
+}
+CONF
+$P0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" & pids+=($!)
+
+# --- HAProxy: reverse proxy to nginx, the zero-logic floor ------------------
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend f
+  bind 127.0.0.1:18081
+  default_backend b
+backend b
+  server s 127.0.0.1:18080
+CONF
+$P1 haproxy -f "$work/haproxy.cfg" & pids+=($!)
+
+# --- Airlock: read_public + allow_private for the loopback origin, real audit
+"$bin" --data-dir "$work/al" init >/dev/null
+printf 'mode = "read_public"\nallow_private = ["127.0.0.0/8", "::1"]\n' > "$work/policy.toml"
+printf '[proxy]\nupstream_ca_file = "%s"\nintercept_all = true\nmax_connections = 100000\n' "$work/ca.pem" > "$work/airlock.toml"
+$P1 "$bin" --data-dir "$work/al" --config "$work/airlock.toml" proxy --workers 1 \
+  --listen 127.0.0.1:18090 --policy "$work/policy.toml" --ca-cert-out "$work/airlock-ca.pem" > "$work/airlock.out" & pids+=($!)
+
+# --- Squid (1 worker), tinyproxy, mitmproxy ---------------------------------
+mkdir -p "$work/squid"
+cat > "$work/squid.conf" <<CONF
+http_port 127.0.0.1:18091
+workers 1
+http_access allow all
+cache deny all
+access_log none
+cache_log $work/squid/cache.log
+pid_filename $work/squid/pid
+coredump_dir $work/squid
+CONF
+$P1 squid -N -f "$work/squid.conf" & pids+=($!)
+cat > "$work/tinyproxy.conf" <<CONF
+Port 18092
+Listen 127.0.0.1
+MaxClients 1000
+LogLevel Critical
+PidFile "$work/tinyproxy.pid"
+CONF
+$P1 tinyproxy -d -c "$work/tinyproxy.conf" >/dev/null 2>&1 & pids+=($!)
+mkdir -p "$work/mitm"
+$P1 mitmdump -q --listen-host 127.0.0.1 -p 18093 --set confdir="$work/mitm" \
+  --set ssl_verify_upstream_trusted_ca="$work/ca.pem" >/dev/null 2>&1 & pids+=($!)
+sleep 4
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+wrk_run() { # name conns url proxy(or empty)
+  local name=$1 c=$2 url=$3 proxy=$4 out rps=() p99=()
+  for _ in $(seq "$runs"); do
+    if [ -z "$proxy" ]; then
+      out=$($P0 wrk -t1 -c"$c" -d"${secs}s" --latency "$url")
+    else
+      out=$(TARGET_URL="$url" $P0 wrk -t1 -c"$c" -d"${secs}s" --latency -s bench/proxy/absolute.lua "http://$proxy/")
+    fi
+    rps+=("$(echo "$out" | awk '/Requests\/sec/ {print $2}')")
+    p99+=("$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')")
+  done
+  printf '%-12s c%-3s rps median %8.0f  (runs: %s)  p99 ms median %s\n' "$name" "$c" \
+    "$(printf '%s\n' "${rps[@]}" | median)" "${rps[*]}" "$(printf '%s\n' "${p99[@]}" | median)"
+}
+
+echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cpus; ${secs}s x ${runs} runs; shared machine"
+url=http://127.0.0.1:18080/1k
+$P0 wrk -t1 -c32 -d2s "$url" >/dev/null  # warm-up
+for c in 1 32; do
+  wrk_run direct "$c" "$url" ""
+  wrk_run haproxy "$c" http://127.0.0.1:18081/1k ""
+  wrk_run airlock "$c" "$url" 127.0.0.1:18090
+  wrk_run squid "$c" "$url" 127.0.0.1:18091
+  wrk_run tinyproxy "$c" "$url" 127.0.0.1:18092
+  wrk_run mitmproxy "$c" "$url" 127.0.0.1:18093
+done
+
+echo "# intercepted HTTPS (client: one Python thread)"
+for mode in reuse new; do
+  for p in airlock:18090:"$work/airlock-ca.pem" mitmproxy:18093:"$work/mitm/mitmproxy-ca-cert.pem"; do
+    IFS=: read -r name port ca <<<"$p"
+    printf '%-10s %-6s ' "$name" "$mode"
+    $P0 python3 bench/proxy/tls_client.py "127.0.0.1:$port" https://127.0.0.1:18443/1k "$ca" "$secs" "$mode"
+  done
+done
+printf '%-17s ' "direct new-TLS"
+$P0 python3 - "$work/ca.pem" "$secs" <<'PY'
+import ssl, sys, time, http.client
+ctx = ssl.create_default_context(cafile=sys.argv[1]); secs = float(sys.argv[2]); n = 0
+end = time.monotonic() + secs
+while time.monotonic() < end:
+    c = http.client.HTTPSConnection("127.0.0.1", 18443, context=ctx); c.request("GET", "/1k"); c.getresponse().read(); c.close(); n += 1
+print(f"{n / secs:.0f} req/s (new TCP + TLS per request, no proxy)")
+PY
+
+echo "# first-time leaf mint"
+if [ -x "$root/target/release/examples/bench_mint" ]; then $P1 "$root/target/release/examples/bench_mint"; else echo "(bench_mint not built)"; fi
