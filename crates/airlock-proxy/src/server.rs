@@ -642,8 +642,14 @@ impl Inner {
             .authority()
             .map(|a| a.as_str().to_owned())
             .unwrap_or_default();
-        let (host, port) = match airlock_policy::parse_authority(&raw, 0) {
-            Ok((h, p)) if p != 0 => (h, p),
+        let parsed = match raw.strip_suffix(":0") {
+            Some(h) => airlock_policy::parse_authority(h, 0).map(|(h, _)| (h, 0)),
+            None => airlock_policy::parse_authority(&raw, 0),
+        };
+        let (host, port) = match parsed {
+            // A CONNECT target must name its port; an explicit port 0 is
+            // judged like any other (the host decides), then fails to dial.
+            Ok((h, p)) if p != 0 || raw.ends_with(":0") => (h, p),
             Ok(_) | Err(_) => {
                 let d = self.record_decision(
                     "egress.connect",
