@@ -171,15 +171,24 @@ pub struct Decision {
 impl Decision {
     /// An allow decision.
     pub fn allow(reason: Reason) -> Self {
-        Decision { outcome: Outcome::Allow, reason }
+        Decision {
+            outcome: Outcome::Allow,
+            reason,
+        }
     }
     /// A deny decision.
     pub fn deny(reason: Reason) -> Self {
-        Decision { outcome: Outcome::Deny, reason }
+        Decision {
+            outcome: Outcome::Deny,
+            reason,
+        }
     }
     /// An ask (approval required) decision.
     pub fn ask(reason: Reason) -> Self {
-        Decision { outcome: Outcome::Ask, reason }
+        Decision {
+            outcome: Outcome::Ask,
+            reason,
+        }
     }
     /// True when the outcome is `Allow`.
     pub fn is_allow(&self) -> bool {
@@ -187,7 +196,11 @@ impl Decision {
     }
     /// The stricter of two decisions; on a tie, `self` is kept.
     pub fn stricter(self, other: Decision) -> Decision {
-        if other.outcome > self.outcome { other } else { self }
+        if other.outcome > self.outcome {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -198,10 +211,13 @@ mod tests {
     #[test]
     fn strictest_wins_is_max() {
         assert_eq!(
-            [Outcome::Allow, Outcome::Deny, Outcome::Ask].into_iter().max(),
+            [Outcome::Allow, Outcome::Deny, Outcome::Ask]
+                .into_iter()
+                .max(),
             Some(Outcome::Deny)
         );
-        let d = Decision::allow(Reason::RuleAllow).stricter(Decision::ask(Reason::ApprovalRequired));
+        let d =
+            Decision::allow(Reason::RuleAllow).stricter(Decision::ask(Reason::ApprovalRequired));
         assert_eq!(d, Decision::ask(Reason::ApprovalRequired));
     }
 
@@ -211,7 +227,10 @@ mod tests {
         for r in Reason::ALL {
             let code = r.code();
             assert!(seen.insert(code), "duplicate code {code}");
-            assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{code}");
+            assert!(
+                code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{code}"
+            );
             assert_eq!(Reason::from_code(code), Some(*r));
             let json = serde_json::to_string(r).expect("invariant: serializable");
             assert_eq!(json, format!("\"{code}\""));

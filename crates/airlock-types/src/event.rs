@@ -12,7 +12,9 @@ pub struct Timestamp(pub i64);
 impl Timestamp {
     /// The current time. (Reading the clock is the one exception to "no I/O".)
     pub fn now() -> Self {
-        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Timestamp(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
     }
     /// Microseconds since the epoch.
@@ -48,7 +50,10 @@ pub struct Actor {
 impl Actor {
     /// Build an actor.
     pub fn new(kind: ActorKind, id: impl Into<String>) -> Self {
-        Actor { kind, id: id.into() }
+        Actor {
+            kind,
+            id: id.into(),
+        }
     }
     /// Airlock itself.
     pub fn system() -> Self {
@@ -127,7 +132,11 @@ impl AuditEvent {
     pub fn with_decision(mut self, d: Decision) -> Self {
         self.decision = Some(d.outcome);
         self.reason = d.reason;
-        self.result = if d.is_allow() { EventResult::Success } else { EventResult::Denied };
+        self.result = if d.is_allow() {
+            EventResult::Success
+        } else {
+            EventResult::Denied
+        };
         self
     }
 
