@@ -27,6 +27,9 @@ pub enum ProxyError {
     /// The DNS resolver could not be set up.
     #[error("setting up the DNS resolver: {0}")]
     Resolver(String),
+    /// The response scrubber for a run's credentials could not be built.
+    #[error("building the response scrubber for the run's credentials: {0}")]
+    Scrubber(#[source] airlock_scrub::ScrubError),
     /// Accepting a connection failed in a way that stops the listener.
     #[error("accepting connections: {0}")]
     Accept(#[source] io::Error),

@@ -43,6 +43,7 @@
 mod body;
 mod ca;
 mod config;
+mod creds;
 mod error;
 mod glue;
 mod idle;

@@ -31,6 +31,19 @@ pub(crate) fn message(reason: Reason) -> &'static str {
         Reason::ConfusableHost => "the host name is confusable with a host named in the policy",
         Reason::UpstreamUnreachable => "the upstream could not be reached",
         Reason::UpstreamTlsFailed => "the upstream's TLS certificate failed verification",
+        Reason::CredentialHostMismatch => {
+            "a credential handle was sent to a host it is not bound to"
+        }
+        Reason::CredentialMethodMismatch => "a credential handle is not bound to this method",
+        Reason::CredentialPathMismatch => "a credential handle is not bound to this path",
+        Reason::CredentialHeaderMismatch => {
+            "a credential handle was sent in a header it is not bound to"
+        }
+        Reason::CredentialExpired => "a credential handle has expired",
+        Reason::CredentialRevoked => "a credential handle was revoked (its run ended)",
+        Reason::CredentialUnknown => "a credential handle is not known to this run",
+        Reason::CredentialUsesExhausted => "a credential handle has no uses left",
+        Reason::CredentialInsecureTransport => "credential handles are only redeemed over https",
         _ => "the request was refused",
     }
 }

@@ -5,6 +5,7 @@
 use crate::body::{OnEnd, ProxyBody, TimeoutBody, empty};
 use crate::ca::CertAuthority;
 use crate::config::ProxyConfig;
+use crate::creds::Credentials;
 use crate::error::ProxyError;
 use crate::glue::{self, ConnectPlan};
 use crate::idle::{SpliceEnd, splice};
@@ -17,6 +18,7 @@ use airlock_types::{
     Actor, ActorKind, AuditEvent, Decision, EventResult, EventSink, Reason, RequestId, RunId,
     TenantId,
 };
+use airlock_vault::{Broker, Destination};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -55,6 +57,7 @@ struct Inner {
     conns: Arc<Semaphore>,
     boot: u64,
     counter: AtomicU64,
+    creds: Option<Credentials>,
 }
 
 /// What an intercepted tunnel was allowed to reach: inner requests may only
@@ -74,6 +77,34 @@ impl Proxy {
         policy: Arc<airlock_policy::EgressPolicy>,
         sink: Arc<dyn EventSink>,
         run: Option<RunId>,
+    ) -> Result<Self, ProxyError> {
+        Proxy::build(cfg, policy, sink, run, None)
+    }
+
+    /// A proxy for a run that holds credential handles minted by `broker`:
+    /// on every request, handles in headers and the query are redeemed
+    /// against the real destination and replaced by the real values (or the
+    /// request is denied and audited as `credential.denied`); responses pass
+    /// through a scrubber that knows the run's real values. Set
+    /// [`ProxyConfig::intercept_all`] too, so that no handle can leave in a
+    /// blind tunnel.
+    pub fn with_credentials(
+        cfg: ProxyConfig,
+        policy: Arc<airlock_policy::EgressPolicy>,
+        sink: Arc<dyn EventSink>,
+        run: RunId,
+        broker: Arc<Broker>,
+    ) -> Result<Self, ProxyError> {
+        let creds = Credentials::new(broker, run.clone()).map_err(ProxyError::Scrubber)?;
+        Proxy::build(cfg, policy, sink, Some(run), Some(creds))
+    }
+
+    fn build(
+        cfg: ProxyConfig,
+        policy: Arc<airlock_policy::EgressPolicy>,
+        sink: Arc<dyn EventSink>,
+        run: Option<RunId>,
+        creds: Option<Credentials>,
     ) -> Result<Self, ProxyError> {
         let ca = CertAuthority::generate()?;
         let tls_client = upstream::client_tls(cfg.upstream_extra_ca_pem.as_deref())?;
@@ -105,6 +136,7 @@ impl Proxy {
                 conns,
                 boot,
                 counter: AtomicU64::new(0),
+                creds,
             }),
         })
     }
@@ -488,6 +520,7 @@ impl Inner {
             path_and_query.push_str(q);
         }
         let upgrade = is_upgrade(&req);
+        let is_head = req.method() == Method::HEAD;
         let (mut parts, body) = req.into_parts();
         let client_upgrade = if upgrade {
             let mut tmp = Request::from_parts(parts, ());
@@ -498,6 +531,35 @@ impl Inner {
             None
         };
         strip_hop_by_hop(&mut parts.headers, upgrade);
+        if let Some(creds) = &self.creds {
+            let dest = Destination {
+                scheme: url.scheme.as_str(),
+                host: &tls_name,
+                port: url.port,
+                method: parts.method.as_str(),
+                path: &url.path,
+            };
+            match creds.inject(&mut parts.headers, &url.path, url.query.as_deref(), &dest) {
+                Ok(Some(q)) => {
+                    path_and_query = format!("{}?{}", url.path, q.expose());
+                }
+                Ok(None) => {}
+                Err(denial) => {
+                    let ev = denial
+                        .audit_event(self.tenant.clone(), creds.run.clone(), &dest)
+                        .with_request(rid.clone());
+                    let d = match self.sink.emit(ev) {
+                        Ok(()) => Decision::deny(denial.reason),
+                        Err(e) => {
+                            tracing::error!(error = %e, "audit sink refused a credential denial");
+                            Decision::deny(Reason::AuditUnavailable)
+                        }
+                    };
+                    drain(body).await;
+                    return respond::denied(d);
+                }
+            }
+        }
         let body: ProxyBody = TimeoutBody::new(body, self.cfg.timeouts.body_read).boxed();
 
         // Reuse a pooled connection to a checked address, or dial one.
@@ -596,6 +658,10 @@ impl Inner {
                 OnEnd::new(body, move || me.pool.checkin(key, addr, Sender::H1(s))).boxed()
             }
             _ => body.boxed(),
+        };
+        let body = match &self.creds {
+            Some(creds) => creds.scrub_response(&mut parts.headers, body, is_head),
+            None => body,
         };
         Response::from_parts(parts, body)
     }

@@ -35,6 +35,9 @@ pub struct RunArgs {
     /// Pass an environment variable to the command: NAME (its value here) or NAME=VALUE. Repeatable.
     #[arg(long = "env", value_name = "NAME[=VALUE]")]
     pub env: Vec<String>,
+    /// Grant the run this vault secret (repeatable): the command gets an `alh_…` handle in the secret's `--env` variable, and the proxy swaps in the real value only for the hosts the secret is bound to.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
     /// End the run after this long (`90s`, `10m`, `2h`, or seconds).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -179,21 +182,63 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     }
     let policy = ProxySettings::policy(&cfg.policy, args.policy.as_deref())
         .map_err(|e| refuse(&auditor, &run_id, "policy", e.to_string()))?;
-    let extra_env = resolve_env(&args.env, &sb.env_passthrough)
+    let mut extra_env = resolve_env(&args.env, &sb.env_passthrough)
         .map_err(|m| refuse(&auditor, &run_id, "environment", m))?;
+    // Credentials: the run holds handles, never values. The guard revokes
+    // every handle when `run` returns, on every path.
+    let creds = grant_secrets(ctx, &args.secrets, &run_id)
+        .map_err(|e| refuse(&auditor, &run_id, "secrets", format!("{e:#}")))?;
+    let mut granted_names = Vec::new();
+    if let Some((_, _, minted)) = &creds {
+        for m in minted {
+            granted_names.push(m.name.clone());
+            if let Some(var) = &m.env {
+                extra_env.retain(|(k, _)| k != var);
+                extra_env.push((var.clone(), m.handle.expose().clone()));
+            }
+        }
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let proxy = Proxy::new(
-        cfg.proxy.proxy.clone(),
-        Arc::new(policy),
-        auditor.sink(),
-        Some(run_id.clone()),
-    )
-    .context("cannot start the egress proxy")?;
+    let policy = Arc::new(policy);
+    let (proxy, out_scrubber) = match &creds {
+        None => (
+            Proxy::new(
+                cfg.proxy.proxy.clone(),
+                policy,
+                auditor.sink(),
+                Some(run_id.clone()),
+            )
+            .context("cannot start the egress proxy")?,
+            None,
+        ),
+        Some((broker, _, _)) => {
+            // A handle in a blind tunnel would go out unchecked: with
+            // credentials, every allowed CONNECT is intercepted.
+            let mut pcfg = cfg.proxy.proxy.clone();
+            pcfg.intercept_all = true;
+            let proxy = Proxy::with_credentials(
+                pcfg,
+                policy,
+                auditor.sink(),
+                run_id.clone(),
+                broker.clone(),
+            )
+            .context("cannot start the egress proxy")?;
+            let mut b = airlock_scrub::Scrubber::builder().only(airlock_scrub::Category::Secret);
+            for k in broker.run_secrets(&run_id) {
+                b = b.known_secret(&k.name, &k.value);
+            }
+            let scrubber = b
+                .build()
+                .context("cannot build the output scrubber for the run's secrets")?;
+            (proxy, Some(scrubber))
+        }
+    };
 
     let input = PlanInput {
         run_id: run_id.to_string(),
@@ -271,7 +316,8 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         EventResult::Success,
     )
     .with_detail("argc", plan.argv.len())
-    .with_detail("workspace", plan.workspace.display().to_string());
+    .with_detail("workspace", plan.workspace.display().to_string())
+    .with_detail("secrets", granted_names);
     if let Err(e) = auditor
         .record(attest_event)
         .and_then(|_| auditor.record(start_event))
@@ -293,12 +339,15 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         listener,
         stdout,
         stderr,
+        scrubber: out_scrubber,
         running,
         pid,
         wall: (plan.timeouts.wall_secs > 0).then(|| Duration::from_secs(plan.timeouts.wall_secs)),
         idle: (plan.timeouts.idle_secs > 0).then(|| Duration::from_secs(plan.timeouts.idle_secs)),
     }))?;
     drop(rt);
+    // The run is over: revoke its handles before recording the end.
+    drop(creds);
 
     let (reason, result) = match ended_by {
         EndedBy::Exit => (Reason::RunEnded, EventResult::Success),
@@ -359,33 +408,138 @@ struct SuperviseParts<'a> {
     listener: std::net::TcpListener,
     stdout: Option<std::process::ChildStdout>,
     stderr: Option<std::process::ChildStderr>,
+    scrubber: Option<airlock_scrub::Scrubber>,
     running: airlock_sandbox::Running,
     pid: u32,
     wall: Option<Duration>,
     idle: Option<Duration>,
 }
 
-/// Copy one output stream of the agent to ours, noting when output last came.
-async fn pump<R, W>(mut from: R, mut to: W, last: Arc<AtomicU64>, origin: Instant)
-where
+/// How long output may sit in the scrubber's hold-back before it is flushed
+/// (by ending the scrub stream and starting a new one). A match split across
+/// such a pause is not seen; see `grant_secrets`.
+const SCRUB_FLUSH_AFTER: Duration = Duration::from_millis(150);
+
+/// Copy one output stream of the agent to ours, noting when output last
+/// came; through `scrubber` when the run holds secrets. A scrubber failure
+/// stops the copy (fail closed).
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    last: Arc<AtomicU64>,
+    origin: Instant,
+    scrubber: Option<airlock_scrub::Scrubber>,
+) where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut stream = scrubber.as_ref().map(|s| s.stream());
+    let mut pending = false;
     loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                last.store(
-                    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
-                if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
-                    break;
+        let read = if pending {
+            tokio::time::timeout(SCRUB_FLUSH_AFTER, from.read(&mut buf))
+                .await
+                .ok()
+        } else {
+            Some(from.read(&mut buf).await)
+        };
+        let n = match read {
+            // Quiet: flush what the scrubber holds back.
+            None => {
+                pending = false;
+                let (Some(s), Some(sc)) = (stream.take(), scrubber.as_ref()) else {
+                    continue;
+                };
+                stream = Some(sc.stream());
+                match s.finish() {
+                    Ok((out, _)) => {
+                        if to.write_all(&out).await.is_err() || to.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
                 }
+                continue;
             }
+            Some(Ok(0)) | Some(Err(_)) => break,
+            Some(Ok(n)) => n,
+        };
+        last.store(
+            u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let out = match stream.as_mut() {
+            None => buf[..n].to_vec(),
+            Some(s) => match s.push(&buf[..n]) {
+                Ok(out) => {
+                    pending = true;
+                    out
+                }
+                Err(_) => return,
+            },
+        };
+        if to.write_all(&out).await.is_err() || to.flush().await.is_err() {
+            return;
         }
     }
+    if let Some(s) = stream
+        && let Ok((out, _)) = s.finish()
+    {
+        let _ = to.write_all(&out).await;
+        let _ = to.flush().await;
+    }
+}
+
+/// A run's credentials: the broker, the guard that revokes the handles when
+/// dropped, and the handles.
+type Creds = (
+    Arc<airlock_vault::Broker>,
+    airlock_vault::RunGuard,
+    Vec<airlock_vault::MintedHandle>,
+);
+
+/// Grant the run the secrets named with `--secret`: each must exist in the
+/// vault and have an environment variable to carry its handle. Returns the
+/// broker, the guard that revokes the handles when dropped, and the handles.
+///
+/// Rule: a run gets exactly the secrets named on its command line, nothing
+/// by default; the agent sees only handles. The agent's stdout and stderr
+/// then pass through a scrubber with the real values and the built-in
+/// credential rules (no PII). Output is flushed after a pause of
+/// `SCRUB_FLUSH_AFTER`, so a match that the agent splits across such a pause
+/// is not masked — the agent never receives real values (the proxy scrubs
+/// responses), so this is defence in depth only.
+fn grant_secrets(ctx: &Ctx, names: &[String], run: &RunId) -> anyhow::Result<Option<Creds>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    ctx.require_initialized()?;
+    let mut unique: Vec<&str> = Vec::new();
+    for n in names {
+        airlock_vault::validate_name(n)?;
+        if !unique.contains(&n.as_str()) {
+            unique.push(n);
+        }
+    }
+    let mut vault = crate::cmd::keys::open_vault(ctx)?;
+    let grants = vault
+        .grants(&auditing::tenant(), &unique)
+        .context("--secret: cannot grant the run its secrets (see `airlock secret list`)")?;
+    for g in &grants {
+        if g.binding().env.is_none() {
+            anyhow::bail!(
+                "--secret {}: the secret has no environment variable for its handle (set one with `airlock secret set {} --env VAR ...`)",
+                g.name(),
+                g.name()
+            );
+        }
+    }
+    let broker = Arc::new(airlock_vault::Broker::new());
+    let (guard, minted) = broker
+        .start_run_guarded(run, grants, airlock_vault::RunLimits::default())
+        .context("cannot mint credential handles")?;
+    Ok(Some((broker, guard, minted)))
 }
 
 async fn supervise(
@@ -411,6 +565,7 @@ async fn supervise(
             tokio::io::stdout(),
             last.clone(),
             origin,
+            p.scrubber.clone(),
         )));
     }
     if let Some(err) = p.stderr {
@@ -421,6 +576,7 @@ async fn supervise(
             tokio::io::stderr(),
             last.clone(),
             origin,
+            p.scrubber.clone(),
         )));
     }
     let running = p.running;

@@ -1,0 +1,252 @@
+//! Credential injection and reverse scrubbing, active when the proxy serves a
+//! run that holds credential handles.
+//!
+//! Request side: every header value, the query string and the path are
+//! searched for handles (`alh_…`). A handle in a header or the query is
+//! redeemed by the [`Broker`] against the *real* destination (the URL the
+//! proxy decided on and the address it pinned), and the real value swapped
+//! in; any refusal denies the whole request. A handle in the path is never
+//! swapped (no binding injects there) but is still checked, so a handle sent
+//! to a host it is not bound to is refused wherever it sits. Request bodies
+//! are streamed and NOT searched: a handle in a body reaches the upstream as
+//! the handle itself, which is worthless outside this broker.
+//!
+//! Response side: `Accept-Encoding` is removed from requests so responses
+//! come back uncompressed, and every response header and body passes through
+//! a scrubber holding the run's real values (plus the built-in credential
+//! rules), so a value an upstream echoes reaches the agent as
+//! `[SECRET:name]`. Bodies stay streamed: only the scrubber's hold-back is
+//! buffered. A scrubber failure ends the body with an error (fail closed).
+
+use crate::body::{BoxError, ProxyBody};
+use airlock_scrub::{Category, ScrubError, Scrubber, StreamScrubber};
+use airlock_types::{RunId, Secret};
+use airlock_vault::{Broker, Denial, Destination, HANDLE_PREFIX, find_handles};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The run's credentials as the proxy uses them.
+#[derive(Debug)]
+pub(crate) struct Credentials {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) run: RunId,
+    scrubber: Scrubber,
+}
+
+fn contains_prefix(bytes: &[u8]) -> bool {
+    bytes
+        .windows(HANDLE_PREFIX.len())
+        .any(|w| w == HANDLE_PREFIX.as_bytes())
+}
+
+fn denial(reason: airlock_types::Reason) -> Denial {
+    Denial {
+        reason,
+        secret: None,
+    }
+}
+
+impl Credentials {
+    /// Build the scrubber from the run's real values. Fails if the run holds
+    /// a value the scrubber cannot register (it would then pass unscrubbed).
+    pub(crate) fn new(broker: Arc<Broker>, run: RunId) -> Result<Credentials, ScrubError> {
+        let mut b = Scrubber::builder().only(Category::Secret);
+        for k in broker.run_secrets(&run) {
+            b = b.known_secret(&k.name, &k.value);
+        }
+        Ok(Credentials {
+            broker,
+            run,
+            scrubber: b.build()?,
+        })
+    }
+
+    /// Swap handles in `headers` and the query for real values. Returns the
+    /// new query (only when it changed), or the denial.
+    pub(crate) fn inject(
+        &self,
+        headers: &mut HeaderMap,
+        path: &str,
+        query: Option<&str>,
+        dest: &Destination<'_>,
+    ) -> Result<Option<Secret<String>>, Denial> {
+        // Responses must come back in a form the scrubber can read.
+        headers.remove(header::ACCEPT_ENCODING);
+        for h in find_handles(path) {
+            self.broker.redeem(h, dest).map_err(|reason| Denial {
+                reason,
+                secret: None,
+            })?;
+        }
+        let new_query = match query {
+            Some(q) => self.broker.inject_query(q, dest)?,
+            None => None,
+        };
+        if headers.values().any(|v| contains_prefix(v.as_bytes())) {
+            let old = std::mem::take(headers);
+            let mut current: Option<HeaderName> = None;
+            for (name, value) in old {
+                if let Some(n) = name {
+                    current = Some(n);
+                }
+                let Some(name) = current.clone() else {
+                    continue; // invariant: the first entry always has a name
+                };
+                let replaced = if contains_prefix(value.as_bytes()) {
+                    let text = value
+                        .to_str()
+                        .map_err(|_| denial(airlock_types::Reason::MalformedRequest))?;
+                    match self.broker.inject_header(name.as_str(), text, dest)? {
+                        Some(real) => {
+                            let mut v = HeaderValue::from_str(real.expose())
+                                .map_err(|_| denial(airlock_types::Reason::CheckFailed))?;
+                            v.set_sensitive(true);
+                            v
+                        }
+                        None => value,
+                    }
+                } else {
+                    value
+                };
+                headers.append(name, replaced);
+            }
+        }
+        Ok(new_query)
+    }
+
+    /// Scrub response headers in place and wrap the body.
+    pub(crate) fn scrub_response(
+        &self,
+        headers: &mut HeaderMap,
+        body: ProxyBody,
+        keep_length: bool,
+    ) -> ProxyBody {
+        let names: Vec<HeaderName> = headers.keys().cloned().collect();
+        for name in names {
+            let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+            let mut changed = false;
+            let mut out = Vec::with_capacity(values.len());
+            for v in values {
+                let r = self.scrubber.redact_bytes(v.as_bytes());
+                if r.bytes != v.as_bytes() {
+                    changed = true;
+                    // Masks are printable ASCII; if not, drop the value.
+                    if let Ok(nv) = HeaderValue::from_bytes(&r.bytes) {
+                        out.push(nv);
+                    }
+                } else {
+                    out.push(v);
+                }
+            }
+            if changed {
+                headers.remove(&name);
+                for v in out {
+                    headers.append(name.clone(), v);
+                }
+            }
+        }
+        if !keep_length {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        ScrubBody {
+            inner: body,
+            stream: Some(self.scrubber.stream()),
+            trailers: None,
+        }
+        .boxed()
+    }
+}
+
+/// A response body passed through a [`StreamScrubber`].
+struct ScrubBody {
+    inner: ProxyBody,
+    /// `None` once finished (or failed).
+    stream: Option<StreamScrubber>,
+    /// Trailers waiting until the scrubbed tail has been sent.
+    trailers: Option<HeaderMap>,
+}
+
+impl ScrubBody {
+    fn finish(&mut self) -> Result<Option<Bytes>, BoxError> {
+        match self.stream.take() {
+            Some(s) => {
+                let (out, _) = s.finish()?;
+                Ok((!out.is_empty()).then(|| Bytes::from(out)))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl Body for ScrubBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.stream.is_none() {
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    this.stream = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => None,
+                Poll::Ready(Some(Ok(f))) => Some(f),
+            };
+            let Some(frame) = frame else {
+                return match this.finish() {
+                    Ok(Some(b)) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                    Ok(None) => Poll::Ready(None),
+                    Err(e) => Poll::Ready(Some(Err(e))),
+                };
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    let Some(s) = this.stream.as_mut() else {
+                        continue;
+                    };
+                    match s.push(&data) {
+                        Ok(out) if out.is_empty() => continue,
+                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                        Err(e) => {
+                            this.stream = None;
+                            return Poll::Ready(Some(Err(Box::new(e))));
+                        }
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        this.trailers = Some(t);
+                    }
+                    return match this.finish() {
+                        Ok(Some(b)) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                        Ok(None) => {
+                            Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
+                        }
+                        Err(e) => Poll::Ready(Some(Err(e))),
+                    };
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stream.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
