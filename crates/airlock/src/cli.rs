@@ -39,6 +39,8 @@ pub enum Command {
     /// Manage the vault's master key.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCmd),
+    /// Show every layer working, offline: a local upstream, a secret, an agent run, the audit trail.
+    Demo(cmd::demo::DemoArgs),
     /// Print version and build information.
     Version(cmd::version::VersionArgs),
 }
@@ -60,6 +62,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Scan(a) => cmd::scan::run(&ctx, a),
         Command::Secret(c) => cmd::secret::run(&ctx, c),
         Command::Keys(c) => cmd::keys::run(&ctx, c),
+        Command::Demo(a) => cmd::demo::run(&ctx, a),
         Command::Version(a) => cmd::version::run(&ctx, a),
     }
 }
