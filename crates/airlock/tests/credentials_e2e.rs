@@ -301,3 +301,88 @@ fn curl_with_a_handle_reaches_the_bound_host_with_the_real_token_only() {
         "the stale handle reached the upstream"
     );
 }
+
+/// Python `requests` and Node's own `https` client use the handle exactly as
+/// they would use the real token; the upstream receives the real token.
+/// (Node 20's `fetch` ignores `HTTPS_PROXY`; its `https` module through a
+/// CONNECT tunnel is what a Node tool behind a proxy uses.)
+#[test]
+fn python_requests_and_node_https_work_with_handles_unmodified() {
+    let f = Fixture::new();
+    let py_url = f.url("api.github.test", "/python");
+    let py = format!(
+        "import os, requests\n\
+         r = requests.get('{py_url}', headers={{'Authorization': 'Bearer ' + os.environ['GITHUB_TOKEN']}}, timeout=10)\n\
+         print('python', r.status_code, r.text.strip())\n"
+    );
+    let js = format!(
+        "const http = require('http'), https = require('https');\n\
+         const p = new URL(process.env.HTTPS_PROXY);\n\
+         http.request({{host: p.hostname, port: p.port, method: 'CONNECT', path: 'api.github.test:{port}'}})\n\
+           .on('connect', (res, socket) => {{\n\
+             https.get({{host: 'api.github.test', port: {port}, path: '/node', socket, agent: false,\n\
+                        headers: {{Authorization: 'Bearer ' + process.env.GITHUB_TOKEN}}}}, r => {{\n\
+               let b = ''; r.on('data', d => b += d); r.on('end', () => {{ console.log('node', r.statusCode, b.trim()); process.exit(0); }});\n\
+             }}).on('error', e => {{ console.log('node ERR', e.message); process.exit(3); }});\n\
+           }}).on('error', e => {{ console.log('node ERR', e.message); process.exit(3); }}).end();\n",
+        port = f.port
+    );
+    std::fs::write(f.env.ws.join("client.py"), py).expect("py");
+    std::fs::write(f.env.ws.join("client.js"), js).expect("js");
+    let out = f.run(
+        true,
+        "python3 /workspace/client.py && node /workspace/client.js",
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("python 200 {\"ok\": true, \"path\": \"/python\"}"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("node 200 {\"ok\": true, \"path\": \"/node\"}"),
+        "{out:?}"
+    );
+    let got = f.received();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    for r in &got {
+        assert_eq!(r["auth"], format!("Bearer {REAL}"), "{got:#?}");
+    }
+}
+
+/// A handle over plain HTTP, in the query string to the wrong host, or in
+/// the URL path to the wrong host is refused before anything is sent; in the
+/// query string to the bound host it is replaced by the real value.
+#[test]
+fn handles_outside_headers_and_over_plain_http_are_checked() {
+    let f = Fixture::new();
+    let plain = format!("http://api.github.test:{}/plain", f.port);
+    let q_good = f.url("api.github.test", "/q?token=$GITHUB_TOKEN&x=1");
+    let q_bad = f.url("other.test", "/q?token=$GITHUB_TOKEN");
+    let p_bad = f.url("other.test", "/p/$GITHUB_TOKEN");
+    let script = format!(
+        "curl -sS --max-time 10 -o /dev/null -w 'plain %{{http_code}} %header{{x-airlock-reason}}\\n' -H \"Authorization: Bearer $GITHUB_TOKEN\" \"{plain}\"\n\
+         curl -sS --max-time 10 -o /dev/null -w 'qgood %{{http_code}}\\n' \"{q_good}\"\n\
+         curl -sS --max-time 10 -o /dev/null -w 'qbad %{{http_code}} %header{{x-airlock-reason}}\\n' \"{q_bad}\"\n\
+         curl -sS --max-time 10 -o /dev/null -w 'pbad %{{http_code}} %header{{x-airlock-reason}}\\n' \"{p_bad}\"\n"
+    );
+    let out = f.run(true, &script);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "plain 403 credential_insecure_transport",
+            "qgood 200",
+            "qbad 403 credential_host_mismatch",
+            "pbad 403 credential_host_mismatch",
+        ],
+        "{out:?}"
+    );
+    let got = f.received();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["path"], format!("/q?token={}&x=1", REAL), "{got:#?}");
+    assert_eq!(f.env.audited("credential.denied", 300).len(), 3);
+    f.audit_has_no_value();
+}
