@@ -13,7 +13,8 @@ use crate::Category;
 use crate::checks;
 use crate::rules::{Anchor, Rule};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex_automata::Input;
+use regex_automata::util::syntax;
+use regex_automata::{Input, PatternSet, meta};
 
 /// Digit runs longer than this are treated as matching every digit rule's
 /// filter, so that a run's filter result never depends on how much of a
@@ -69,10 +70,56 @@ pub(crate) struct Engine {
     colon_rules: Vec<u32>,
     digit_rules: Vec<u32>,
     max_rule_len: usize,
+    /// Multi-pattern regexes over groups of rules that share an anchor
+    /// class, used as an exact gate (see `detect`).
+    gates: Vec<Gate>,
+    /// Per label: `(gate, pattern index in that gate)`, or `NO_GATE`.
+    gate_of: Vec<(u32, u32)>,
     /// Bytes a stream must hold back before it can emit.
     pub hold: usize,
     /// Bytes of already-emitted input a stream keeps as look-behind context.
     pub context: usize,
+}
+
+/// A multi-pattern regex over the rules of one anchor group, with
+/// `MatchKind::All`: one overlapping pass over a region reports every rule
+/// whose pattern matches anywhere in it.
+#[derive(Debug)]
+struct Gate {
+    regex: meta::Regex,
+}
+
+impl Gate {
+    /// `None` when the combined automaton is too big or fails to build:
+    /// the rules are then searched one by one, as without a gate.
+    fn build(patterns: &[&str]) -> Option<Gate> {
+        meta::Regex::builder()
+            // Same syntax and empty-match settings as each rule's own regex
+            // (`rules::compile`), so "matches in a span" means the same.
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .configure(
+                meta::Config::new()
+                    .utf8_empty(false)
+                    .match_kind(regex_automata::MatchKind::All),
+            )
+            .build_many(patterns)
+            .ok()
+            .map(|regex| Gate { regex })
+    }
+}
+
+/// Rules per gate: bounds the size of each gate's automaton (a gate that
+/// fails to build is simply not used; gating never changes results).
+const GATE_RULES: usize = 24;
+const NO_GATE: (u32, u32) = (u32::MAX, u32::MAX);
+
+fn group_of(anchor: &Anchor) -> usize {
+    match anchor {
+        Anchor::Keywords(_) => 0,
+        Anchor::At => 1,
+        Anchor::Colon => 2,
+        Anchor::Digits { .. } => 3,
+    }
 }
 
 const DIGIT: u8 = 1;
@@ -199,6 +246,33 @@ impl Engine {
                     })?,
             )
         };
+        // Digit rules share windows (every digit run wakes all of them) and
+        // most of their windows hold no match, so one pass per region
+        // deciding which rules can match there replaces most per-rule
+        // searches. (`@` and `:` have one rule each; keyword rules gated this
+        // way ran slower: the all-matches automaton over many unrelated
+        // patterns thrashes the lazy DFA's cache.)
+        let mut gate_of = vec![NO_GATE; labels.len()];
+        let mut gates: Vec<Gate> = Vec::new();
+        for g in [3] {
+            let members: Vec<usize> = (0..rules.len())
+                .filter(|&ri| group_of(&rules[ri].anchor) == g)
+                .collect();
+            for chunk in members.chunks(GATE_RULES) {
+                if chunk.len() < 2 {
+                    continue;
+                }
+                let patterns: Vec<&str> =
+                    chunk.iter().map(|&ri| rules[ri].pattern.as_str()).collect();
+                let Some(gate) = Gate::build(&patterns) else {
+                    continue;
+                };
+                for (pi, &ri) in chunk.iter().enumerate() {
+                    gate_of[known_count + ri] = (gates.len() as u32, pi as u32);
+                }
+                gates.push(gate);
+            }
+        }
         let longest = max_rule_len.max(max_known_len);
         let hold = longest + max_kw + MARGIN;
         Ok(Engine {
@@ -214,6 +288,8 @@ impl Engine {
             colon_rules,
             digit_rules,
             max_rule_len,
+            gates,
+            gate_of,
             hold,
             context: hold + MARGIN,
         })
@@ -287,8 +363,10 @@ impl Engine {
             });
         }
 
-        // Merge windows per rule and search each merged window once.
+        // Merge windows per rule into components: each rule's regex runs
+        // once over each of its components.
         wins.sort_unstable();
+        let mut comps: Vec<(u32, usize, usize)> = Vec::with_capacity(wins.len());
         let mut k = 0;
         while k < wins.len() {
             let (li, s, mut e) = wins[k];
@@ -300,6 +378,50 @@ impl Engine {
             k = j;
             let s = s.max(from);
             if s < e {
+                comps.push((li, s, e));
+            }
+        }
+        // Gate: for a gated group, take the union of its rules' components
+        // and ask the group's multi-pattern regex, once per union region,
+        // which rules match anywhere in it. A rule that matches nowhere in
+        // a region matches nowhere in any of its components inside it (a
+        // match inside a sub-span is a match inside the span; look-around
+        // sees the whole haystack either way), so skipping it is exact.
+        let mut skip = vec![false; comps.len()];
+        if !self.gates.is_empty() {
+            // (gate, start, end, component index), grouped by gate.
+            let mut members: Vec<(u32, usize, usize, usize)> = comps
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let (gi, _) = self.gate_of[c.0 as usize];
+                    (gi != NO_GATE.0).then_some((gi, c.1, c.2, i))
+                })
+                .collect();
+            members.sort_unstable();
+            let mut set: Option<PatternSet> = None;
+            let mut a = 0;
+            while a < members.len() {
+                let (gi, s, mut e, _) = members[a];
+                let mut b = a + 1;
+                while b < members.len() && members[b].0 == gi && members[b].1 <= e {
+                    e = e.max(members[b].2);
+                    b += 1;
+                }
+                let gate = &self.gates[gi as usize];
+                let set = set.get_or_insert_with(|| PatternSet::new(GATE_RULES));
+                set.clear();
+                gate.regex
+                    .which_overlapping_matches(&Input::new(hay).range(s..e), set);
+                for &(_, _, _, i) in &members[a..b] {
+                    let (_, pi) = self.gate_of[comps[i].0 as usize];
+                    skip[i] = !set.contains(regex_automata::PatternID::new_unchecked(pi as usize));
+                }
+                a = b;
+            }
+        }
+        for (&(li, s, e), skip) in comps.iter().zip(skip) {
+            if !skip {
                 self.search(hay, li, s, e, &mut out);
             }
         }
