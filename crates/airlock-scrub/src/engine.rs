@@ -57,7 +57,8 @@ pub(crate) struct Engine {
     /// Known secrets first, then `rules` in order.
     pub labels: Vec<Label>,
     known_count: usize,
-    /// All keywords, ASCII case-insensitive, leftmost-longest.
+    /// All keywords, ASCII case-insensitive, standard semantics (searched
+    /// with overlapping iteration).
     kw_ac: Option<AhoCorasick>,
     /// Per keyword: the rules of that keyword *and* of every keyword that is
     /// a prefix of it (the search reports only the longest keyword at each
@@ -147,6 +148,30 @@ const fn classes() -> [u8; 256] {
 }
 static CLASS: [u8; 256] = classes();
 
+/// A digit, ':' (the byte after '9') or '@'.
+fn is_anchor_byte(b: u8) -> bool {
+    b.wrapping_sub(b'0') <= 10 || b == b'@'
+}
+
+/// The first position `>= i` holding a digit, ':' or '@', or `hay.len()`.
+/// Skips 32 bytes at a time while none matches (this comparison
+/// vectorises; most text is letters and spaces), then finds the byte.
+fn next_anchor_byte(hay: &[u8], mut i: usize) -> usize {
+    while let Some(block) = hay.get(i..i + 32) {
+        if block.iter().any(|&b| is_anchor_byte(b)) {
+            break;
+        }
+        i += 32;
+    }
+    match hay
+        .get(i..)
+        .and_then(|rest| rest.iter().position(|&b| is_anchor_byte(b)))
+    {
+        Some(p) => i + p,
+        None => hay.len(),
+    }
+}
+
 impl Engine {
     pub(crate) fn new(
         rules: Vec<Rule>,
@@ -224,7 +249,7 @@ impl Engine {
             Some(
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::LeftmostLongest)
+                    .match_kind(MatchKind::Standard)
                     .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                     .build(&words)
                     .map_err(|e| crate::ScrubError::Automaton {
@@ -342,18 +367,19 @@ impl Engine {
         };
 
         if let Some(ac) = &self.kw_ac {
-            // Leftmost-longest, restarting one byte after each hit's start:
-            // every start position of every keyword is seen (shorter
+            // One overlapping pass reports every occurrence of every keyword;
+            // at each start position only the longest keyword counts (shorter
             // keywords at the same start are covered by `kw_rules`).
-            let mut pos = kstart;
-            while pos < len {
-                let Some(m) = ac.find(aho_corasick::Input::new(hay).range(pos..len)) else {
-                    break;
-                };
-                for &li in &self.kw_rules[m.pattern().as_usize()] {
-                    push(li, m.start(), m.end(), &mut wins, &mut open);
+            let mut hits: Vec<(usize, std::cmp::Reverse<usize>, u32)> = ac
+                .find_overlapping_iter(aho_corasick::Input::new(hay).range(kstart..len))
+                .map(|m| (m.start(), std::cmp::Reverse(m.end()), m.pattern().as_u32()))
+                .collect();
+            hits.sort_unstable();
+            hits.dedup_by_key(|h| h.0);
+            for (start, std::cmp::Reverse(end), p) in hits {
+                for &li in &self.kw_rules[p as usize] {
+                    push(li, start, end, &mut wins, &mut open);
                 }
-                pos = m.start() + 1;
             }
         }
         if !(self.at_rules.is_empty() && self.colon_rules.is_empty() && self.digit_rules.is_empty())
@@ -454,15 +480,11 @@ impl Engine {
         let dstart = kstart.saturating_sub(2 * LONG_RUN);
         let mut i = dstart;
         while i < len {
-            // Skip 32 bytes at a time while none is a digit, ':' or '@'
-            // (this comparison vectorises; most text is letters and spaces).
-            if i + 32 <= len
-                && !hay[i..i + 32]
-                    .iter()
-                    .any(|&b| b.wrapping_sub(b'0') <= 10 || b == b'@')
-            {
-                i += 32;
-                continue;
+            // Only digits, ':' and '@' start anything here (separators only
+            // matter just before a digit, handled below).
+            i = next_anchor_byte(hay, i);
+            if i >= len {
+                break;
             }
             match CLASS[usize::from(hay[i])] {
                 AT => {
