@@ -10,6 +10,7 @@ set -euo pipefail
 # Third-party scanners write their reports here, never to /dev/null: Gitleaks replaces
 # its report file, and as root that deleted the host's /dev/null.
 WORK_REPORTS=$(mktemp -d /tmp/airlock-scan-reports.XXXXXX)
+trap 'rm -rf "$WORK_REPORTS"' EXIT
 cd "$(dirname "$0")/.."
 MB="${1:-32}"
 OUT="${AIRLOCK_SCAN_BENCH_DIR:-${TMPDIR:-/tmp}/airlock-scan-bench}"
