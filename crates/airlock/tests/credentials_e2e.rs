@@ -28,6 +28,7 @@ import http.server, ssl, json, sys
 log = open(sys.argv[4], 'a')
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
+    disable_nagle_algorithm = True
     def do_GET(self): self.go()
     def do_POST(self): self.go()
     def go(self):
@@ -385,4 +386,62 @@ fn handles_outside_headers_and_over_plain_http_are_checked() {
     assert_eq!(got[0]["path"], format!("/q?token={}&x=1", REAL), "{got:#?}");
     assert_eq!(f.env.audited("credential.denied", 300).len(), 3);
     f.audit_has_no_value();
+}
+
+/// Measurement, not a check (`bench/credentials.sh` runs it in release):
+/// per-request time through the intercepted path with a handle to inject vs
+/// the same path and run without one, interleaved in rounds; plus a run
+/// without `--secret` (intercepted, no response scrubbing).
+#[test]
+#[ignore = "benchmark; run via bench/credentials.sh"]
+fn bench_injection_overhead() {
+    const N: usize = 200;
+    const ROUNDS: usize = 5;
+    let f = Fixture::new();
+    let url = f.url("api.github.test", "/bench");
+    let script = format!(
+        "set --; i=0; while [ $i -lt {N} ]; do set -- \"$@\" -o /dev/null '{url}'; i=$((i+1)); done\n\
+         r=0; while [ $r -lt {ROUNDS} ]; do\n\
+           curl -s -w 'with %{{time_total}}\\n' -H \"Authorization: Bearer $GITHUB_TOKEN\" \"$@\"\n\
+           curl -s -w 'without %{{time_total}}\\n' -H 'Authorization: Bearer static-not-a-handle' \"$@\"\n\
+           r=$((r+1)); done\n"
+    );
+    let with_secret = f.run(true, &script);
+    assert_eq!(with_secret.code(), 0, "{with_secret:?}");
+    let inspect = f.env.dir.path().join("inspect.toml");
+    let policy = std::fs::read_to_string(&f.policy).expect("policy");
+    std::fs::write(&inspect, format!("inspect_all = true\n{policy}")).expect("policy");
+    let args = [
+        "run",
+        "--timeout",
+        "120s",
+        "--policy",
+        inspect.to_str().expect("utf-8"),
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ];
+    let no_secret = run_bounded(f.env.command(&args));
+    assert_eq!(no_secret.code(), 0, "{no_secret:?}");
+    let median = |out: &Out, key: &str| {
+        let mut v: Vec<f64> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .collect();
+        assert_eq!(v.len(), N * ROUNDS, "{key}");
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2] * 1e6, v[v.len() * 9 / 10] * 1e6)
+    };
+    let (a50, a90) = median(&with_secret, "with ");
+    let (b50, b90) = median(&with_secret, "without ");
+    let (c50, c90) = median(&no_secret, "without ");
+    println!(
+        "per request, {N}x{ROUNDS} keep-alive requests through the intercepted path (µs, p50 / p90):"
+    );
+    println!("  --secret run, handle injected:      {a50:.0} / {a90:.0}");
+    println!("  --secret run, no handle:            {b50:.0} / {b90:.0}");
+    println!("  run without --secret (intercepted): {c50:.0} / {c90:.0}");
+    println!("  injection overhead (p50): {:.0} µs", a50 - b50);
 }
