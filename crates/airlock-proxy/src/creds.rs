@@ -250,3 +250,59 @@ impl Body for ScrubBody {
         SizeHint::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::full;
+
+    fn frames(parts: &[&'static [u8]]) -> ProxyBody {
+        let stream = futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok::<_, BoxError>(Frame::data(Bytes::from_static(p))))
+                .collect::<Vec<_>>(),
+        );
+        http_body_util::StreamBody::new(stream).boxed()
+    }
+
+    #[tokio::test]
+    async fn a_value_split_across_frames_is_scrubbed_in_body_and_headers() {
+        let broker = Arc::new(Broker::new());
+        let run = RunId::new("run-test").expect("id");
+        let binding = airlock_vault::Binding::new(
+            "TOK",
+            vec!["api.example.com".into()],
+            None,
+            None,
+            vec![],
+            vec![],
+            None,
+        )
+        .expect("binding");
+        let grant = airlock_vault::Grant::new(
+            "TOK",
+            binding,
+            Secret::new("split-value-0123456789abcdef".to_owned()),
+        );
+        broker
+            .start_run(&run, vec![grant], airlock_vault::RunLimits::default())
+            .expect("start");
+        let creds = Credentials::new(broker, run).expect("creds");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-echo",
+            HeaderValue::from_static("Bearer split-value-0123456789abcdef"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("44"));
+        let body = frames(&[b"you sent: split-val", b"ue-0123456", b"789abcdef!"]);
+        let out = creds.scrub_response(&mut headers, body, false);
+        let bytes = out.collect().await.expect("body").to_bytes();
+        assert_eq!(&bytes[..], b"you sent: [SECRET:TOK]!");
+        assert_eq!(headers["x-echo"], "Bearer [SECRET:TOK]");
+        assert!(headers.get(header::CONTENT_LENGTH).is_none());
+        // An empty body stays empty.
+        let out = creds.scrub_response(&mut HeaderMap::new(), full(Bytes::new()), true);
+        assert!(out.collect().await.expect("body").to_bytes().is_empty());
+    }
+}

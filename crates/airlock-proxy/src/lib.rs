@@ -22,6 +22,16 @@
 //! verified against the web PKI roots plus an optional extra CA; failure is
 //! `502` with `upstream_tls_failed`.
 //!
+//! **Credentials.** A proxy built with [`Proxy::with_credentials`] serves a
+//! run that holds vault handles (`alh_…`): handles in request headers and
+//! the query are redeemed by the broker against the real destination and
+//! replaced by the real value; a handle to another host, over plain HTTP, in
+//! the path to another host, revoked or unknown denies the request
+//! (`credential_*`, audited as `credential.denied`). Response headers and
+//! bodies stream through a scrubber that knows the run's real values.
+//! Request bodies are not searched for handles, and upgraded (WebSocket)
+//! streams and trailers are not scrubbed.
+//!
 //! **Limits.** Request head size and header count (431), request-target
 //! length (414), concurrent connections (503), header-read, body-read,
 //! idle, connect, TLS-handshake and upstream-response timeouts. Bodies are

@@ -214,6 +214,7 @@ fn curl_with_a_handle_reaches_the_bound_host_with_the_real_token_only() {
     let echo = f.url("api.github.test", "/echo");
     let script = format!(
         "echo \"handle=$GITHUB_TOKEN\"\n\
+         echo 'leak sk_live_EXAMPLEEXAMPLEEXAMPLE1234'\n\
          curl -sS --max-time 10 -H \"Authorization: Bearer $GITHUB_TOKEN\" '{good}'\n\
          curl -sS --max-time 10 -o /dev/null -D - -H \"Authorization: Bearer $GITHUB_TOKEN\" '{bad}' | tr -d '\\r' | grep -i -E '^(HTTP|x-airlock-reason)'\n\
          curl -sS --max-time 10 -D - -H \"Authorization: Bearer $GITHUB_TOKEN\" '{echo}' | tr -d '\\r'\n"
@@ -228,6 +229,12 @@ fn curl_with_a_handle_reaches_the_bound_host_with_the_real_token_only() {
         .find_map(|l| l.strip_prefix("handle="))
         .expect("handle line");
     assert!(handle.starts_with("alh_") && handle.len() == 44, "{out:?}");
+
+    // The agent's own output passes through the scrubber (built-in credential rules).
+    assert!(
+        out.stdout.contains("leak [SECRET:stripe_secret_key]\n"),
+        "{out:?}"
+    );
 
     // The bound host received the real token; the other host received nothing.
     let got = f.received();
