@@ -452,3 +452,32 @@ fn bench_injection_overhead() {
     println!("  run without --secret (intercepted): {c50:.0} / {c90:.0}");
     println!("  injection overhead (p50): {:.0} µs", a50 - b50);
 }
+
+/// Bad input: an unknown `--secret` is a one-line refusal (exit 2), audited,
+/// and nothing runs.
+#[test]
+fn an_unknown_secret_is_refused_before_anything_runs() {
+    let env = Env::new();
+    let marker = env.ws.join("ran");
+    let out = env.airlock(&[
+        "run",
+        "--secret",
+        "NOPE",
+        "--",
+        "/bin/sh",
+        "-c",
+        "touch /workspace/ran",
+    ]);
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(
+        out.stderr.contains("refusing to run")
+            && out.stderr.contains("--secret")
+            && out.stderr.contains("no secret named NOPE"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
+    assert!(!marker.exists(), "the command ran");
+    let refused = env.audited("sandbox.refused", 20);
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["details"]["control"], "secrets", "{refused:#?}");
+}
