@@ -367,18 +367,15 @@ impl Engine {
         };
 
         if let Some(ac) = &self.kw_ac {
-            // One overlapping pass reports every occurrence of every keyword;
-            // at each start position only the longest keyword counts (shorter
-            // keywords at the same start are covered by `kw_rules`).
-            let mut hits: Vec<(usize, std::cmp::Reverse<usize>, u32)> = ac
-                .find_overlapping_iter(aho_corasick::Input::new(hay).range(kstart..len))
-                .map(|m| (m.start(), std::cmp::Reverse(m.end()), m.pattern().as_u32()))
-                .collect();
-            hits.sort_unstable();
-            hits.dedup_by_key(|h| h.0);
-            for (start, std::cmp::Reverse(end), p) in hits {
-                for &li in &self.kw_rules[p as usize] {
-                    push(li, start, end, &mut wins, &mut open);
+            // One overlapping pass reports every occurrence of every keyword.
+            // Where several keywords start at one position, the shorter ones'
+            // windows lie inside the longest one's window for the same rule
+            // (`kw_rules` of the longest covers the shorter keywords' rules),
+            // so pushing them all gives the same merged windows as pushing
+            // only the longest.
+            for m in ac.find_overlapping_iter(aho_corasick::Input::new(hay).range(kstart..len)) {
+                for &li in &self.kw_rules[m.pattern().as_usize()] {
+                    push(li, m.start(), m.end(), &mut wins, &mut open);
                 }
             }
         }
