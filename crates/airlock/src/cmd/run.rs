@@ -2,9 +2,11 @@
 //! through the embedded egress proxy.
 //!
 //! Order: load config (production rules) → open the audit log → resolve the
-//! inputs (workspace, policy, environment) → start the proxy (its CA goes
-//! into the sandbox's trust bundle) → build the plan (`--explain` stops here)
-//! → preflight → start the sandbox → attest → serve the proxy on the listener
+//! inputs (workspace, policy, environment) → grant the `--secret`s (handles
+//! into the environment; a guard revokes them when the run returns) → start
+//! the proxy (its CA goes into the sandbox's trust bundle; with credentials
+//! it gets the broker and intercepts every CONNECT) → build the plan
+//! (`--explain` stops here) → preflight → start the sandbox → attest → serve the proxy on the listener
 //! the init bound inside the sandbox, pump output, enforce timeouts, forward
 //! signals → record the end. Any refusal is audited and exits 2.
 
