@@ -1,5 +1,6 @@
 //! `[audit]`: checkpoint cadence of the audit log.
 
+use super::source::in_range;
 use super::{ConfigError, SourceFile};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -46,24 +47,4 @@ pub fn validate(raw: &RawAudit, src: &SourceFile) -> Result<AuditSettings, Confi
         checkpoint_every: every,
         checkpoint_interval: Duration::from_secs(secs),
     })
-}
-
-/// Check an optional integer against a range, defaulting when absent.
-pub fn in_range(
-    src: &SourceFile,
-    field: &str,
-    v: Option<&Spanned<u64>>,
-    min: u64,
-    max: u64,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
-        Some(s) => Err(src.error(
-            s.span(),
-            field,
-            format!("must be between {min} and {max}, got {}", s.get_ref()),
-        )),
-    }
 }

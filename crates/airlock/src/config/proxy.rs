@@ -1,7 +1,7 @@
 //! `[proxy]` section: the egress proxy's limits, timeouts, extra upstream CA,
 //! DNS servers and interception switch.
 
-use super::audit::in_range;
+use super::source::in_range;
 use super::{ConfigError, SourceFile};
 use airlock_proxy::{Limits, ProxyConfig, ResolverSettings, Timeouts};
 use schemars::JsonSchema;

@@ -1,6 +1,7 @@
 //! `[sandbox]` section: what `airlock run` grants beyond its defaults, and
 //! its limits.
 
+use super::source::in_range;
 use super::{ConfigError, SourceFile};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -96,26 +97,6 @@ fn paths(
         out.push(p);
     }
     Ok(out)
-}
-
-/// Check an optional integer against a range, defaulting when absent.
-fn in_range(
-    src: &SourceFile,
-    field: &str,
-    v: Option<&Spanned<u64>>,
-    min: u64,
-    max: u64,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
-        Some(s) => Err(src.error(
-            s.span(),
-            field,
-            format!("must be between {min} and {max}, got {}", s.get_ref()),
-        )),
-    }
 }
 
 fn secs(v: u64) -> Option<Duration> {

@@ -1,6 +1,7 @@
 //! A configuration source with line/column lookup for error messages.
 
 use serde::de::DeserializeOwned;
+use serde_spanned::Spanned;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -139,5 +140,25 @@ impl SourceFile {
             (false, true) => table,
             (false, false) => format!("{table}.{key}"),
         }
+    }
+}
+
+/// Check an optional integer against a range, defaulting when absent.
+pub fn in_range(
+    src: &SourceFile,
+    field: &str,
+    v: Option<&Spanned<u64>>,
+    min: u64,
+    max: u64,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
+        Some(s) => Err(src.error(
+            s.span(),
+            field,
+            format!("must be between {min} and {max}, got {}", s.get_ref()),
+        )),
     }
 }
