@@ -462,11 +462,20 @@ impl Inner {
             }
         };
         debug_assert_eq!(url.scheme, scheme);
-        let addrs = match &url.host {
-            Host::Ip(ip) => Some(vec![*ip]),
-            Host::Domain(name) => self.resolver.resolve(name).await,
-        };
+        let addrs = self.lookup(&url.host).await;
         self.forward(req, url, addrs, rid, None).await
+    }
+
+    /// The addresses of `host`: an IP literal is itself; a name is resolved,
+    /// unless the policy already refuses the name itself (mixed scripts,
+    /// look-alikes), in which case no DNS query leaves for it and the
+    /// decision names the host's reason.
+    async fn lookup(&self, host: &Host) -> Option<Vec<IpAddr>> {
+        match host {
+            Host::Ip(ip) => Some(vec![*ip]),
+            Host::Domain(_) if self.policy.check_host(host).is_err() => None,
+            Host::Domain(name) => self.resolver.resolve(name).await,
+        }
     }
 
     /// Decide one request (absolute-form, or inside an intercepted tunnel)
@@ -728,10 +737,7 @@ impl Inner {
             }
         };
         let res = format!("{}:{port}", host);
-        let addrs = match &host {
-            Host::Ip(ip) => Some(vec![*ip]),
-            Host::Domain(name) => self.resolver.resolve(name).await,
-        };
+        let addrs = self.lookup(&host).await;
         let plan = glue::decide_connect(
             &self.policy,
             &host,

@@ -325,6 +325,29 @@ fn dns_rebinding_cannot_redirect_a_judged_connection() {
 }
 
 #[test]
+fn a_look_alike_name_is_refused_without_a_dns_query() {
+    // "pаypal.test" with a Cyrillic "а": refused for the name itself, so no
+    // lookup for it may leave the proxy (it would tell a resolver the agent tried).
+    let dns = DnsResponder::start();
+    dns.set("xn--pypal-4ve.test", DnsAnswer::Fixed(vec![lo(2)]));
+    let p = start(
+        spec(Mode::ReadPublic, vec![], true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    let r = curl(&p, &["http://xn--pypal-4ve.test/"]);
+    assert_eq!(r.status, 403);
+    assert_eq!(json(&r.body)["reason"], "mixed_script_host");
+    let r = curl(&p, &["-p", "https://xn--pypal-4ve.test/"]);
+    assert!(r.stderr.contains("403"), "{}", r.stderr);
+    assert_eq!(
+        last(&p.events(), "egress.connect").reason.code(),
+        "mixed_script_host"
+    );
+    assert_eq!(dns.queries("xn--pypal-4ve.test"), 0);
+}
+
+#[test]
 fn unresolvable_names_are_denied() {
     let dns = DnsResponder::start();
     let p = start(
