@@ -5,8 +5,16 @@
 #     direct, HAProxy (reverse, zero-logic floor), Airlock (policy + durable
 #     audit on), Squid, tinyproxy, mitmproxy — one worker each
 #   intercepted HTTPS (CONNECT + TLS termination), one reused tunnel and a new
-#     tunnel per request: Airlock vs mitmproxy (Python http.client client)
+#     tunnel per request: Airlock vs mitmproxy, and the direct new-TLS rate to
+#     the same nginx, all with one client (`examples/tls_load.rs`: hyper +
+#     rustls, one thread; the Python client it replaces topped out ≈2k req/s)
 #   first-time leaf mint: `cargo run --release --example bench_mint`
+#
+# Every run must answer 200 with the 1 KiB body: wrk rows fail the script
+# when more than 1 % of responses are not 2xx or errored, tls_load fails by
+# itself below 99 % of 200s. (The first version of this script created its
+# work dir with mktemp's 0700 mode, so nginx's www-data worker answered 403 to
+# every request and every row measured error pages.)
 #
 # Proxies run pinned to core 1, load generator and origin to core 0.
 # Needs: apt-get install -y nginx haproxy squid tinyproxy wrk; pip install mitmproxy==11.0.2
@@ -24,13 +32,15 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+chmod 755 "$work"  # nginx's worker (www-data) must be able to read $work/www
 P0="taskset -c 0"
 P1="taskset -c 1"
 
 if [ -z "${SKIP_BUILD:-}" ]; then  # SKIP_BUILD=1: use the binaries already in target/release
   cargo build -q --release -p airlock
-  cargo build -q --release -p airlock-proxy --example bench_mint
+  cargo build -q --release -p airlock-proxy --example bench_mint --example tls_load
 fi
+tls_load="$root/target/release/examples/tls_load"
 bin="$root/target/release/airlock"
 
 # --- origin: nginx, 1 KiB, HTTP on 18080 and HTTPS on 18443 (test CA) -------
@@ -100,7 +110,7 @@ cache_log $work/squid/cache.log
 pid_filename $work/squid/pid
 coredump_dir $work/squid
 CONF
-$P1 squid -N -f "$work/squid.conf" & pids+=($!)
+$P1 squid -N -f "$work/squid.conf" >"$work/squid.out" 2>&1 & pids+=($!)
 cat > "$work/tinyproxy.conf" <<CONF
 Port 18092
 Listen 127.0.0.1
@@ -114,6 +124,26 @@ $P1 mitmdump -q --listen-host 127.0.0.1 -p 18093 --set confdir="$work/mitm" \
   --set ssl_verify_upstream_trusted_ca="$work/ca.pem" >/dev/null 2>&1 & pids+=($!)
 sleep 4
 
+# Fail loudly when a wrk run measured errors instead of 1 KiB answers: any
+# non-2xx, connect/write errors or timeouts above 1 %, or fewer than 1024
+# bytes read per request. (wrk counts a server closing the connection after
+# each response, as tinyproxy does, as a read error: those are not counted,
+# the byte check covers them.)
+check_wrk() { # label output
+  local verdict
+  verdict=$(echo "$2" | awk '
+    /requests in/ { total = $1; b = $(NF-1); sub(/,$/, "", b); n = b + 0
+      if (b ~ /KB$/) n *= 1024; else if (b ~ /MB$/) n *= 1048576; else if (b ~ /GB$/) n *= 1073741824
+      bytes = n }
+    /Non-2xx or 3xx/ { bad += $NF }
+    /Socket errors/ { gsub(",", ""); bad += $4 + $8 + $10 }
+    END { if (total == 0 || bad * 100 > total || bytes < total * 1024) print "bad " bad " of " total " requests, " bytes " bytes read"; else print "ok" }')
+  if [ "$verdict" != ok ]; then
+    echo "FAIL $1: $verdict:" >&2
+    echo "$2" >&2
+    exit 1
+  fi
+}
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 wrk_run() { # name conns url proxy(or empty)
   local name=$1 c=$2 url=$3 proxy=$4 out rps=() p99=()
@@ -123,6 +153,7 @@ wrk_run() { # name conns url proxy(or empty)
     else
       out=$(TARGET_URL="$url" $P0 wrk -t1 -c"$c" -d"${secs}s" --latency -s bench/proxy/absolute.lua "http://$proxy/")
     fi
+    check_wrk "$name c$c" "$out"
     rps+=("$(echo "$out" | awk '/Requests\/sec/ {print $2}')")
     p99+=("$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')")
   done
@@ -142,23 +173,23 @@ for c in 1 32; do
   wrk_run mitmproxy "$c" "$url" 127.0.0.1:18093
 done
 
-echo "# intercepted HTTPS (client: one Python thread)"
-for mode in reuse new; do
-  for p in airlock:18090:"$work/airlock-ca.pem" mitmproxy:18093:"$work/mitm/mitmproxy-ca-cert.pem"; do
-    IFS=: read -r name port ca <<<"$p"
-    printf '%-10s %-6s ' "$name" "$mode"
-    $P0 python3 bench/proxy/tls_client.py "127.0.0.1:$port" https://127.0.0.1:18443/1k "$ca" "$secs" "$mode"
+echo "# intercepted HTTPS: GET 1 KiB over TLS 1.3, HTTP/1.1, one client connection (tls_load)"
+tls_run() { # label args...
+  local label=$1 out rps=()
+  shift
+  for _ in $(seq "$runs"); do
+    out=$($P0 "$tls_load" --url https://127.0.0.1:18443/1k --secs "$secs" "$@") || { echo "FAIL $label" >&2; exit 1; }
+    rps+=("$(echo "$out" | awk '{print $1}')")
+    last=$out
   done
+  printf '%-22s rps median %6.0f  (runs: %s)  last: %s\n' "$label" "$(printf '%s\n' "${rps[@]}" | median)" "${rps[*]}" "$last"
+}
+for mode in reuse new; do
+  tls_run "airlock $mode" --proxy 127.0.0.1:18090 --ca "$work/airlock-ca.pem" --mode "$mode"
+  tls_run "mitmproxy $mode" --proxy 127.0.0.1:18093 --ca "$work/mitm/mitmproxy-ca-cert.pem" --mode "$mode"
 done
-printf '%-17s ' "direct new-TLS"
-$P0 python3 - "$work/ca.pem" "$secs" <<'PY'
-import ssl, sys, time, http.client
-ctx = ssl.create_default_context(cafile=sys.argv[1]); secs = float(sys.argv[2]); n = 0
-end = time.monotonic() + secs
-while time.monotonic() < end:
-    c = http.client.HTTPSConnection("127.0.0.1", 18443, context=ctx); c.request("GET", "/1k"); c.getresponse().read(); c.close(); n += 1
-print(f"{n / secs:.0f} req/s (new TCP + TLS per request, no proxy)")
-PY
+tls_run "direct new-TLS" --ca "$work/ca.pem" --mode new
+tls_run "direct reuse" --ca "$work/ca.pem" --mode reuse
 
 echo "# first-time leaf mint"
 if [ -x "$root/target/release/examples/bench_mint" ]; then $P1 "$root/target/release/examples/bench_mint"; else echo "(bench_mint not built)"; fi
