@@ -577,7 +577,7 @@ impl Engine {
         };
         match rule.secret_group {
             Some(g) => {
-                for caps in rule.regex.captures_iter(input) {
+                for caps in rule.regex().captures_iter(input) {
                     let Some(full) = caps.get_match() else {
                         continue;
                     };
@@ -586,7 +586,7 @@ impl Engine {
                 }
             }
             None => {
-                for m in rule.regex.find_iter(input) {
+                for m in rule.regex().find_iter(input) {
                     accept((m.start(), m.end()), (m.start(), m.end()));
                 }
             }

@@ -11,6 +11,7 @@ use crate::error::ScrubError;
 use regex_automata::meta;
 use regex_automata::util::syntax;
 use serde::Deserialize;
+use std::sync::OnceLock;
 
 pub(crate) const BUILTIN_SECRETS: &str = include_str!("../rules/secrets.toml");
 pub(crate) const BUILTIN_PII: &str = include_str!("../rules/pii.toml");
@@ -62,7 +63,9 @@ pub(crate) enum Anchor {
     Colon,
 }
 
-/// A compiled, validated rule.
+/// A validated rule. Its regex is compiled on first use ([`Rule::regex`]):
+/// a run pays only for the rules whose anchors occur in its input, which is
+/// most of a short CLI run's time otherwise (≈ 290 regexes).
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub id: String,
@@ -71,7 +74,8 @@ pub(crate) struct Rule {
     pub source: String,
     pub category: Category,
     pub anchor: Anchor,
-    pub regex: meta::Regex,
+    /// Compiled on first use; see [`Rule::regex`].
+    compiled: OnceLock<meta::Regex>,
     /// Capture group index of `secret`, when the rule has one.
     pub secret_group: Option<usize>,
     /// Longest possible match in bytes.
@@ -101,6 +105,18 @@ pub struct RuleInfo {
 }
 
 impl Rule {
+    /// The rule's regex, compiled on first call. Every pattern was parsed
+    /// and bounded at load; built-in patterns are compiled by
+    /// `builtin_rules_compile` in the tests, and patterns from other rule
+    /// files are compiled at load (`load(.., eager = true)`), so the build
+    /// here cannot fail.
+    pub(crate) fn regex(&self) -> &meta::Regex {
+        self.compiled.get_or_init(|| {
+            build_regex(&self.pattern)
+                .expect("invariant: every rule pattern compiled in tests or at load")
+        })
+    }
+
     pub(crate) fn info(&self) -> RuleInfo {
         RuleInfo {
             id: self.id.clone(),
@@ -115,8 +131,43 @@ impl Rule {
 }
 
 /// Compile a pattern the way every rule is compiled: bytes, Unicode off,
-/// no UTF-8 requirement. Returns the regex and its maximum match length.
-pub(crate) fn compile(pattern: &str) -> Result<(meta::Regex, Option<usize>, usize), String> {
+/// no UTF-8 requirement.
+fn build_regex(pattern: &str) -> Result<meta::Regex, String> {
+    meta::Regex::builder()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(meta::Config::new().utf8_empty(false))
+        .build(pattern)
+        .map_err(|e| format!("regex does not compile: {e}"))
+}
+
+/// The index of the capture group named `secret` (numbered as the compiled
+/// regex numbers its groups: group 0 is the whole match).
+fn secret_index(hir: &regex_syntax::hir::Hir) -> Option<usize> {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Capture(c) if c.name.as_deref() == Some("secret") => usize::try_from(c.index).ok(),
+        HirKind::Capture(c) => secret_index(&c.sub),
+        HirKind::Repetition(r) => secret_index(&r.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().find_map(secret_index),
+        _ => None,
+    }
+}
+
+/// What parsing a pattern tells about it.
+pub(crate) struct Parsed {
+    /// The compiled regex, when compiled eagerly.
+    regex: Option<meta::Regex>,
+    /// Longest possible match, `None` when unbounded.
+    max: Option<usize>,
+    /// Shortest possible match.
+    min: usize,
+    /// Index of the `secret` capture group.
+    secret_group: Option<usize>,
+}
+
+/// Parse a pattern the way every rule is compiled. With `eager`, also
+/// compile it (else it is compiled on first use).
+pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -130,12 +181,18 @@ pub(crate) fn compile(pattern: &str) -> Result<(meta::Regex, Option<usize>, usiz
         })?;
     let max = hir.properties().maximum_len();
     let min = hir.properties().minimum_len().unwrap_or(0);
-    let re = meta::Regex::builder()
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
-        .configure(meta::Config::new().utf8_empty(false))
-        .build(pattern)
-        .map_err(|e| format!("regex does not compile: {e}"))?;
-    Ok((re, max, min))
+    let group = secret_index(&hir);
+    let re = if eager {
+        Some(build_regex(pattern)?)
+    } else {
+        None
+    };
+    Ok(Parsed {
+        regex: re,
+        max,
+        min,
+        secret_group: group,
+    })
 }
 
 fn context_pattern(names: &[String], secret: &str) -> String {
@@ -147,8 +204,15 @@ fn context_pattern(names: &[String], secret: &str) -> String {
     )
 }
 
-/// Parse and compile a rule file. `file` names it in errors.
-pub(crate) fn load(file: &str, text: &str, category: Category) -> Result<Vec<Rule>, ScrubError> {
+/// Parse and validate a rule file. `file` names it in errors. With `eager`,
+/// every regex is also compiled now (for rule files not covered by this
+/// crate's tests); otherwise on first use.
+pub(crate) fn load(
+    file: &str,
+    text: &str,
+    category: Category,
+    eager: bool,
+) -> Result<Vec<Rule>, ScrubError> {
     let parsed: RuleFile = toml::from_str(text).map_err(|e| ScrubError::RuleFile {
         file: file.to_string(),
         message: e.message().to_string(),
@@ -219,7 +283,12 @@ pub(crate) fn load(file: &str, text: &str, category: Category) -> Result<Vec<Rul
             }
             Some(other) => return Err(bad(format!("unknown anchor {other:?}"))),
         };
-        let (regex, max, min) = compile(&pattern).map_err(&bad)?;
+        let Parsed {
+            regex,
+            max,
+            min,
+            secret_group,
+        } = compile(&pattern, eager).map_err(&bad)?;
         let pattern_text = pattern.clone();
         let max_len = match max {
             Some(m) if m <= MAX_RULE_LEN => m,
@@ -237,9 +306,6 @@ pub(crate) fn load(file: &str, text: &str, category: Category) -> Result<Vec<Rul
         if min == 0 {
             return Err(bad("pattern can match the empty string".into()));
         }
-        let secret_group = regex
-            .group_info()
-            .to_index(regex_automata::PatternID::ZERO, "secret");
         let check = match spec.check.as_deref() {
             None => Check::None,
             Some(name) => {
@@ -258,7 +324,7 @@ pub(crate) fn load(file: &str, text: &str, category: Category) -> Result<Vec<Rul
             source: spec.source,
             category,
             anchor,
-            regex,
+            compiled: regex.map(OnceLock::from).unwrap_or_default(),
             secret_group,
             max_len,
             check,
@@ -275,10 +341,36 @@ mod tests {
 
     #[test]
     fn builtin_rule_files_load() {
-        let s = load("secrets.toml", BUILTIN_SECRETS, Category::Secret).expect("secrets load");
-        let p = load("pii.toml", BUILTIN_PII, Category::Pii).expect("pii load");
+        let s =
+            load("secrets.toml", BUILTIN_SECRETS, Category::Secret, false).expect("secrets load");
+        let p = load("pii.toml", BUILTIN_PII, Category::Pii, false).expect("pii load");
         assert!(s.len() >= 150, "only {} secret rules", s.len());
         assert!(p.len() >= 10);
+    }
+
+    /// Built-in rules are loaded lazily (`eager = false`): this test is what
+    /// makes [`Rule::regex`]'s invariant hold for them. Each regex compiles,
+    /// and the `secret` group index found in the parsed pattern is the one
+    /// the compiled regex uses.
+    #[test]
+    fn builtin_rules_compile() {
+        for (file, text, cat) in [
+            ("secrets.toml", BUILTIN_SECRETS, Category::Secret),
+            ("pii.toml", BUILTIN_PII, Category::Pii),
+        ] {
+            let eager = load(file, text, cat, true).expect("eager load");
+            let lazy = load(file, text, cat, false).expect("lazy load");
+            for (e, l) in eager.iter().zip(&lazy) {
+                let from_regex = e
+                    .regex()
+                    .group_info()
+                    .to_index(regex_automata::PatternID::ZERO, "secret");
+                assert_eq!(l.secret_group, from_regex, "rule {}", l.id);
+                assert_eq!(l.max_len, e.max_len, "rule {}", l.id);
+                build_regex(&l.pattern).unwrap_or_else(|m| panic!("rule {}: {m}", l.id));
+            }
+            assert_eq!(eager.len(), lazy.len());
+        }
     }
 
     #[test]
@@ -292,7 +384,7 @@ source = "x"
 keywords = ["abc"]
 regex = 'abc[a-z]+'
 "#;
-        let err = load("t.toml", text, Category::Secret).expect_err("must reject");
+        let err = load("t.toml", text, Category::Secret, true).expect_err("must reject");
         assert_eq!(
             err.to_string(),
             "t.toml: rule bad: pattern has no maximum match length (unbounded repetition)"
@@ -302,13 +394,13 @@ regex = 'abc[a-z]+'
     #[test]
     fn invalid_regex_and_unknown_fields_are_located() {
         let text = "[[rule]]\nid = \"x\"\ntype = \"x\"\nprovider = \"x\"\nsource = \"x\"\nkeywords = [\"abc\"]\nregex = 'abc('\n";
-        let err = load("t.toml", text, Category::Secret).expect_err("must reject");
+        let err = load("t.toml", text, Category::Secret, true).expect_err("must reject");
         assert!(
             err.to_string().starts_with("t.toml: rule x: invalid regex"),
             "{err}"
         );
         let text = "[[rule]]\nid = \"x\"\nkind = \"x\"\n";
-        let err = load("t.toml", text, Category::Secret).expect_err("must reject");
+        let err = load("t.toml", text, Category::Secret, true).expect_err("must reject");
         assert!(err.to_string().starts_with("t.toml: "), "{err}");
     }
 }

@@ -260,15 +260,21 @@ impl ScrubberBuilder {
                 "secrets.toml",
                 rules::BUILTIN_SECRETS,
                 Category::Secret,
+                false,
             )?);
         }
         for (file, text, cat) in &self.extra {
             if (*cat == Category::Secret && self.secrets) || (*cat == Category::Pii && self.pii) {
-                all.extend(rules::load(file, text, *cat)?);
+                all.extend(rules::load(file, text, *cat, true)?);
             }
         }
         if self.pii {
-            all.extend(rules::load("pii.toml", rules::BUILTIN_PII, Category::Pii)?);
+            all.extend(rules::load(
+                "pii.toml",
+                rules::BUILTIN_PII,
+                Category::Pii,
+                false,
+            )?);
         }
         let mut ids = std::collections::HashSet::new();
         for r in &all {
