@@ -7,6 +7,13 @@
 //! "durable" counter and wake the producers waiting in [`AuditLog::append`].
 //! Many concurrent producers therefore share one fsync, and no producer is
 //! told "done" before its record is on disk.
+//!
+//! Records queued through the sink (whose producers do not wait for the
+//! disk) are gathered for at most `LINGER` (2 ms) before the commit, or until
+//! `FLUSH_AT` are queued, so a steady stream of single events costs one
+//! transaction per few milliseconds rather than one per event. As soon as
+//! any producer waits for durability ([`AuditLog::append`],
+//! [`AuditLog::wait_durable`]) or the log closes, the writer commits at once.
 
 use crate::checkpoint::{Checkpoint, Signer};
 use crate::error::AuditError;
@@ -51,9 +58,17 @@ impl LogOptions {
     }
 }
 
+/// Longest a queued record waits for company before the writer commits it,
+/// when nobody is waiting for it to be durable.
+const LINGER: Duration = Duration::from_millis(2);
+/// Commit without lingering once this many records are queued.
+const FLUSH_AT: usize = 512;
+
 #[derive(Debug, Default)]
 struct State {
     pending: Vec<Vec<u8>>,
+    /// Producers blocked in `wait_durable`: the writer must not linger.
+    waiters: usize,
     /// Tickets handed out (events accepted).
     enqueued: u64,
     /// Tickets durable on disk.
@@ -109,22 +124,37 @@ impl Shared {
         st.pending.push(body);
         let ticket = st.enqueued;
         st.enqueued += 1;
+        // Wake the writer for the first record of a batch (it then lingers),
+        // when a batch is full, or when someone waits for the disk; records
+        // in between join the batch without a wake-up each.
+        let full = st.pending.len() >= FLUSH_AT.min(self.capacity);
+        let wake = st.pending.len() == 1 || full || st.waiters > 0;
         drop(st);
-        self.work.notify_one();
+        if wake {
+            self.work.notify_one();
+        }
         Ok(ticket)
     }
 
     fn wait_durable(&self, ticket: u64) -> Result<(), AuditError> {
         let mut st = self.lock();
-        loop {
+        if st.durable > ticket {
+            return Ok(());
+        }
+        // A waiter cuts the writer's linger short.
+        st.waiters += 1;
+        self.work.notify_one();
+        let result = loop {
             if st.durable > ticket {
-                return Ok(());
+                break Ok(());
             }
             if let Some(f) = &st.failed {
-                return Err(AuditError::WriterFailed(f.clone()));
+                break Err(AuditError::WriterFailed(f.clone()));
             }
             st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
+        };
+        st.waiters -= 1;
+        result
     }
 }
 
@@ -322,6 +352,23 @@ impl Writer {
                         st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
                     }
                 }
+                // Linger for more records unless someone waits for these.
+                let linger_until = Instant::now() + LINGER;
+                while !st.closing
+                    && !st.pending.is_empty()
+                    && st.waiters == 0
+                    && st.pending.len() < FLUSH_AT.min(shared.capacity)
+                {
+                    let now = Instant::now();
+                    if now >= linger_until {
+                        break;
+                    }
+                    st = shared
+                        .work
+                        .wait_timeout(st, linger_until - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
                 std::mem::swap(&mut st.pending, &mut batch);
                 st.closing
             };
@@ -434,4 +481,123 @@ fn sync_parent(path: &std::path::Path) -> Result<(), AuditError> {
             path: path.to_owned(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_store::{RecordRef, SqliteStore, StoreError};
+    use airlock_types::{Actor, EventResult, Reason};
+    use std::ops::ControlFlow;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A real SQLite store that counts its transactions.
+    #[derive(Debug)]
+    struct Counting {
+        inner: SqliteStore,
+        commits: Arc<AtomicUsize>,
+    }
+
+    impl AuditStore for Counting {
+        fn append_records(
+            &mut self,
+            t: &TenantId,
+            r: &[NewRecord<'_>],
+        ) -> Result<(), airlock_store::StoreError> {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            self.inner.append_records(t, r)
+        }
+        fn append_checkpoint(
+            &mut self,
+            t: &TenantId,
+            cp: &CheckpointRow,
+        ) -> Result<(), StoreError> {
+            self.inner.append_checkpoint(t, cp)
+        }
+        fn record_count(&self, t: &TenantId) -> Result<u64, StoreError> {
+            self.inner.record_count(t)
+        }
+        fn for_each_record(
+            &self,
+            t: &TenantId,
+            from: u64,
+            v: &mut dyn FnMut(RecordRef<'_>) -> ControlFlow<()>,
+        ) -> Result<(), StoreError> {
+            self.inner.for_each_record(t, from, v)
+        }
+        fn checkpoints(&self, t: &TenantId) -> Result<Vec<CheckpointRow>, StoreError> {
+            self.inner.checkpoints(t)
+        }
+        fn missing_guards(&self) -> Result<Vec<String>, StoreError> {
+            self.inner.missing_guards()
+        }
+    }
+
+    fn event(i: usize) -> AuditEvent {
+        AuditEvent::new(
+            TenantId::default_tenant(),
+            Actor::system(),
+            "test.event",
+            format!("r{i}"),
+            Reason::Recorded,
+            EventResult::Success,
+        )
+    }
+
+    fn open(dir: &std::path::Path, commits: Arc<AtomicUsize>) -> AuditLog {
+        let store = Counting {
+            inner: SqliteStore::open(&dir.join("a.db")).expect("store"),
+            commits,
+        };
+        let signer = Signer::from_pkcs8(&Signer::generate_pkcs8().expect("keygen")).expect("key");
+        let opts = LogOptions::new(TenantId::default_tenant(), dir.join("cps"));
+        AuditLog::open(Box::new(store), signer, opts).expect("open")
+    }
+
+    /// A paced stream of sink events (one every ~100 µs, as a busy proxy
+    /// sends them) shares transactions instead of paying one each, and is
+    /// durable by itself, without anyone waiting.
+    #[test]
+    fn sink_events_share_transactions_and_commit_without_a_waiter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let commits = Arc::new(AtomicUsize::new(0));
+        let log = open(dir.path(), commits.clone());
+        let sink = log.sink();
+        let n = 100;
+        let start = Instant::now();
+        for i in 0..n {
+            sink.emit(event(i)).expect("emit");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while log.shared.lock().durable < n as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "sink events never became durable"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let elapsed = start.elapsed();
+        let txns = commits.load(Ordering::SeqCst);
+        let bound = usize::try_from(elapsed.as_millis() / LINGER.as_millis()).unwrap_or(n) + 2;
+        assert!(
+            txns <= bound.min(n / 4),
+            "{txns} transactions for {n} events in {elapsed:?}"
+        );
+        log.close().expect("close");
+    }
+
+    /// A producer that waits for the disk gets its own commit: `append`
+    /// returns each time, with each event in its own transaction.
+    #[test]
+    fn append_commits_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let commits = Arc::new(AtomicUsize::new(0));
+        let log = open(dir.path(), commits.clone());
+        for i in 0..20 {
+            assert_eq!(log.append(&event(i)).expect("append"), i as u64);
+            assert_eq!(commits.load(Ordering::SeqCst), i + 1);
+        }
+        log.close().expect("close");
+    }
 }
