@@ -61,7 +61,8 @@ impl Pool {
     ) -> Option<(SocketAddr, Sender)> {
         let mut map = self.idle.lock().ok()?;
         let list = map.get_mut(key)?;
-        list.retain(|i| i.sender.usable() && i.since.elapsed() < IDLE_MAX);
+        let now = Instant::now();
+        list.retain(|i| i.sender.usable() && now.saturating_duration_since(i.since) < IDLE_MAX);
         let pos = list.iter().rposition(|i| allowed.contains(&i.addr))?;
         match &list[pos].sender {
             // An HTTP/2 connection multiplexes: share it, keep it pooled.

@@ -499,14 +499,13 @@ impl Inner {
         let detail = tunnel.map(|_| ("via", "intercepted_tunnel".to_owned()));
         let decision = self.record_decision("egress.request", &res, decision, &rid, detail);
         if !decision.is_allow() {
-            drain(req.into_body()).await;
-            return respond::denied(decision);
+            return refuse_with_body(req.into_body(), respond::denied(decision));
         }
         let Some(addrs) = addrs else {
             // The policy allowed a name we could not resolve: it must not
             // (unresolvable ⇒ deny), so refuse rather than guess.
             let d = Decision::deny(Reason::UnresolvableHost);
-            return respond::denied(d);
+            return refuse_with_body(req.into_body(), respond::denied(d));
         };
         let sockets: Vec<SocketAddr> = addrs
             .iter()
@@ -564,8 +563,7 @@ impl Inner {
                             Decision::deny(Reason::AuditUnavailable)
                         }
                     };
-                    drain(body).await;
-                    return respond::denied(d);
+                    return refuse_with_body(body, respond::denied(d));
                 }
             }
         }
@@ -958,7 +956,7 @@ impl Inner {
                         &rid,
                         Some(("detail", "Host does not match the CONNECT target".into())),
                     );
-                    return respond::denied(d);
+                    return refuse_with_body(req.into_body(), respond::denied(d));
                 }
             }
         }
@@ -978,7 +976,8 @@ impl Inner {
                     &rid,
                     e.to_string(),
                 );
-                return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
+                let resp = respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
+                return refuse_with_body(req.into_body(), resp);
             }
         };
         let addrs = Some(target.addrs.clone());
@@ -986,10 +985,28 @@ impl Inner {
     }
 }
 
-/// Read and discard a small request body before answering a denial, so an
-/// HTTP/2 client sees our 403 rather than a stream reset. Bounded in bytes and
-/// time: a large upload is simply cut off.
-async fn drain(mut body: Incoming) {
+/// Answer `resp` (a refusal) to a request whose body may still be arriving.
+/// The body is read and discarded on its own task (bounded in bytes and
+/// time) and released only once the response has gone out. Releasing it
+/// earlier made HTTP/2 reset the stream (CANCEL) in place of the answer; now
+/// the client reads the 403 first and, for a large upload, then gets a
+/// NO_ERROR reset telling it to stop sending. HTTP/1.1 keeps the connection
+/// when the body was small enough to read to its end.
+fn refuse_with_body(body: Incoming, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut body = body;
+        drain(&mut body).await;
+        // Until the response body is dropped (sent or abandoned), bounded.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), sent_rx).await;
+        drop(body);
+    });
+    resp.map(|b| OnEnd::new(b, move || drop(sent_tx)).boxed())
+}
+
+/// Read and discard up to 64 KiB of a refused request's body, for at most
+/// 500 ms: a large upload is simply cut off.
+async fn drain(body: &mut Incoming) {
     const MAX: usize = 64 * 1024;
     let mut seen = 0usize;
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {

@@ -455,6 +455,43 @@ fn intercepted_https_decides_each_request_over_http1_and_http2() {
     assert_eq!(up.hits(), 2);
 }
 
+/// Regression: inside an intercepted HTTP/2 tunnel, a denied request whose
+/// body was still arriving (a large upload) was answered only after its body
+/// had been dropped, so the client saw a stream reset (CANCEL) instead of the
+/// 403 it can read and adapt to. Both denial paths: a request naming another
+/// host than the tunnel's, and a write the policy refuses.
+#[test]
+fn http2_denial_of_a_large_upload_is_a_readable_403() {
+    let (dns, _ca, up, d, _up_ca, cfg) = https_setup(25);
+    let p = start(spec(Mode::ReadPublic, vec![], true), cfg, &dns);
+    let url = format!("https://secure.test:{}/upload", up.port());
+    let cacert = ca_arg(&p.ca_path);
+    let body = d.path().join("body");
+    std::fs::write(&body, vec![b'x'; 4 * 1024 * 1024]).expect("body");
+    let data = format!("@{}", body.display());
+    for (host, reason) in [
+        (Some("Host: other.test"), "rule_deny"),
+        (None, "default_deny"),
+    ] {
+        let mut args = vec!["--http2", "--cacert", &cacert, "--data-binary", &data];
+        if let Some(h) = host {
+            args.extend(["-H", h]);
+        }
+        args.push(&url);
+        let r = curl(&p, &args);
+        assert_eq!(r.status, 403, "{reason}: {}", r.stderr);
+        assert!(r.headers.contains("http/2 403"), "{}", r.headers);
+        assert!(
+            r.headers.contains(&format!("x-airlock-reason: {reason}")),
+            "{}",
+            r.headers
+        );
+        assert_eq!(json(&r.body)["reason"], reason);
+        assert_eq!(last(&p.events(), "egress.request").reason.code(), reason);
+    }
+    assert_eq!(up.hits(), 0);
+}
+
 #[test]
 fn fully_allowed_host_is_tunnelled_blind_and_denied_host_refused_before_handshake() {
     let (dns, _ca, up, _d, up_ca, cfg) = https_setup(6);
