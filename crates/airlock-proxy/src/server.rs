@@ -29,7 +29,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -58,6 +58,33 @@ struct Inner {
     boot: u64,
     counter: AtomicU64,
     creds: Option<Credentials>,
+    /// Set once by [`Proxy::drain`]: every connection finishes what it is
+    /// doing and closes.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Client connections and intercepted tunnels still being served.
+    active: AtomicUsize,
+    /// Woken when `active` drops to zero.
+    idle: tokio::sync::Notify,
+}
+
+/// Counts one served connection while alive.
+struct Active(Arc<Inner>);
+
+impl Active {
+    fn new(inner: &Arc<Inner>) -> Active {
+        inner.active.fetch_add(1, Ordering::SeqCst);
+        Active(inner.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // notify_one keeps a permit, so a drain that starts waiting
+            // just after this still sees it.
+            self.0.idle.notify_one();
+        }
+    }
 }
 
 /// What an intercepted tunnel was allowed to reach: inner requests may only
@@ -137,6 +164,9 @@ impl Proxy {
                 boot,
                 counter: AtomicU64::new(0),
                 creds,
+                stop: tokio::sync::watch::Sender::new(false),
+                active: AtomicUsize::new(0),
+                idle: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -155,6 +185,31 @@ impl Proxy {
         self.inner.ca.server_config(host).map(|_| ())
     }
 
+    /// Graceful drain, after [`Proxy::serve`] has returned: every client
+    /// connection and intercepted tunnel finishes the request it is serving
+    /// and closes (idle keep-alive connections at once; HTTP/2 sends
+    /// GOAWAY). Waits until none is left or `grace` has passed, and returns
+    /// how many were still open then (they are cut off when the runtime
+    /// stops). Blind tunnels and upgraded (WebSocket) streams carry no
+    /// request boundaries: they are not waited for.
+    pub async fn drain(&self, grace: std::time::Duration) -> usize {
+        let inner = &self.inner;
+        inner.stop.send_replace(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let open = inner.active.load(Ordering::SeqCst);
+            if open == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, inner.idle.notified())
+                .await
+                .is_err()
+            {
+                return inner.active.load(Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Serve one already-established client connection (any byte stream).
     /// Used by the fuzz targets; `serve` is the normal entry point.
     #[doc(hidden)]
@@ -169,7 +224,8 @@ impl Proxy {
     /// Serve connections accepted on `listener` until `shutdown` resolves.
     /// May be called for several listeners at once (they share limits). When
     /// `shutdown` resolves, no new connections are accepted; connections
-    /// already accepted run to completion on their own tasks.
+    /// already accepted run to completion on their own tasks (call
+    /// [`Proxy::drain`] to close them gracefully).
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -373,17 +429,26 @@ impl Inner {
             .await;
             return;
         };
+        let _active = Active::new(&self);
         let this = self.clone();
         let svc = service_fn(move |req| {
             let this = this.clone();
             async move { Ok::<_, Infallible>(this.handle(req).await) }
         });
-        if let Err(e) = self
+        let conn = self
             .h1_server()
             .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades()
-            .await
-        {
+            .with_upgrades();
+        tokio::pin!(conn);
+        let mut stop = self.stop.subscribe();
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            () = stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
             self.connection_error(&e, &format!("client {peer}"));
         }
     }
@@ -909,17 +974,32 @@ impl Inner {
             async move { Ok::<_, Infallible>(this.inner_request(req, &target).await) }
         });
         let io = TokioIo::new(tls);
+        let _active = Active::new(&self);
+        let mut stop = self.stop.subscribe();
         let result = if h2 {
             let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             b.timer(TokioTimer::new()).max_header_list_size(
                 u32::try_from(self.cfg.limits.max_header_bytes).unwrap_or(u32::MAX),
             );
-            b.serve_connection(io, svc).await
+            let conn = b.serve_connection(io, svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         } else {
-            self.h1_server()
-                .serve_connection(io, svc)
-                .with_upgrades()
-                .await
+            let conn = self.h1_server().serve_connection(io, svc).with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         };
         if let Err(e) = result {
             self.connection_error(&e, &res);
@@ -983,6 +1063,12 @@ impl Inner {
         let addrs = Some(target.addrs.clone());
         self.forward(req, url, addrs, rid, Some(target)).await
     }
+}
+
+/// Resolves once [`Proxy::drain`] has begun (or the proxy is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    // The borrow guard is dropped here, not held across the caller's awaits.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
 /// Answer `resp` (a refusal) to a request whose body may still be arriving.

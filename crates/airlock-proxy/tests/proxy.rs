@@ -815,3 +815,95 @@ fn connections_over_the_limit_get_503() {
     assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
     assert!(resp.contains("x-airlock-reason: limit_exceeded"));
 }
+
+/// What `airlock proxy` does on SIGTERM/SIGINT: `serve` stops accepting,
+/// then `drain` lets the request in flight finish (its client gets the whole
+/// answer), closes an idle connection at once instead of waiting for it, and
+/// returns when nothing is left.
+#[test]
+fn drain_finishes_the_request_in_flight_and_closes_idle_connections() {
+    // An upstream that answers 600 ms after it has read a request head.
+    let up = std::net::TcpListener::bind((lo(26), 0)).expect("bind upstream");
+    let up_addr = up.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in up.incoming().take(4) {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(600));
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow");
+            });
+        }
+    });
+    let dns = DnsResponder::start();
+    let policy = EgressPolicy::compile(spec(Mode::ReadPublic, vec![], true)).expect("policy");
+    let cfg = ProxyConfig {
+        resolver: ResolverSettings::NameServers(vec![dns.addr()]),
+        ..ProxyConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let sink = Arc::new(MemorySink::new());
+    let proxy = rt
+        .block_on(async { Proxy::new(cfg, Arc::new(policy), sink.clone(), None) })
+        .expect("proxy");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let p = proxy.clone();
+    let served = rt.spawn(async move {
+        p.serve(listener, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+
+    let in_flight = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET http://{up_addr}/slow HTTP/1.1\r\nHost: {up_addr}\r\n\r\n"
+        )
+        .expect("send");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    let mut idle = TcpStream::connect(addr).expect("idle connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    std::thread::sleep(Duration::from_millis(200)); // the request is upstream now
+
+    let _ = stop_tx.send(());
+    rt.block_on(served).expect("join").expect("serve");
+    let t = Instant::now();
+    let left = rt.block_on(proxy.drain(Duration::from_secs(8)));
+    let took = t.elapsed();
+    assert_eq!(left, 0, "connections still open after the drain");
+    assert!(took < Duration::from_secs(4), "drain took {took:?}");
+    let answer = in_flight.join().expect("client");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("slow"),
+        "{answer:?}"
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(idle.read(&mut buf).expect("idle read"), 0, "idle closed");
+    assert!(TcpStream::connect(addr).is_err(), "no longer accepting");
+    let req = last(&sink.events(), "egress.request");
+    assert_eq!(req.resource, format!("http://{up_addr}/slow"));
+    assert_eq!(req.reason.code(), "public_read");
+}

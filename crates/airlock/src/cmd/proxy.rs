@@ -3,7 +3,9 @@
 //! Loads the configuration (and `--policy FILE` if given; otherwise the
 //! `[policy]` section, which defaults to `read_public`), opens the audit log,
 //! binds the listener, prints `airlock proxy listening on ADDR` on stdout, and
-//! serves until SIGINT or SIGTERM.
+//! serves until SIGINT or SIGTERM. Then it stops accepting, lets requests in
+//! flight finish for up to [`DRAIN_GRACE`] (idle connections close at once),
+//! records `proxy.stop` with how many connections had to be cut, and exits.
 
 use crate::auditing;
 use crate::config::ProxySettings;
@@ -15,6 +17,10 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a stopping proxy waits for requests in flight.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct ProxyArgs {
@@ -84,14 +90,18 @@ pub fn run(ctx: &Ctx, args: ProxyArgs) -> anyhow::Result<u8> {
     }
     rt.block_on(proxy.serve(listener, shutdown_signal()))
         .context("egress proxy failed")?;
-    auditor.record(AuditEvent::new(
-        auditing::tenant(),
-        Actor::new(ActorKind::System, "airlock"),
-        "proxy.stop",
-        addr.to_string(),
-        Reason::Recorded,
-        EventResult::Success,
-    ))?;
+    let cut = rt.block_on(proxy.drain(DRAIN_GRACE));
+    auditor.record(
+        AuditEvent::new(
+            auditing::tenant(),
+            Actor::new(ActorKind::System, "airlock"),
+            "proxy.stop",
+            addr.to_string(),
+            Reason::Recorded,
+            EventResult::Success,
+        )
+        .with_detail("connections_cut", cut),
+    )?;
     drop(rt);
     auditor.close()?;
     Ok(EXIT_OK)
