@@ -47,7 +47,9 @@
 //! that a WebSocket's messages are inspected (the upgrade request is judged,
 //! the frames are relayed); HTTP/3 or plain TCP protocols other than HTTP;
 //! that connections already accepted stop when `serve`'s shutdown future
-//! resolves (they finish on their own tasks, bounded by the timeouts).
+//! resolves: [`Proxy::drain`] then closes them gracefully within a grace
+//! period, except blind tunnels and upgraded streams, which end with the
+//! runtime.
 #![forbid(unsafe_code)]
 
 mod body;
