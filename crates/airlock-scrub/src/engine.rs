@@ -69,7 +69,13 @@ pub(crate) struct Engine {
     known_label: Vec<u32>,
     at_rules: Vec<u32>,
     colon_rules: Vec<u32>,
-    digit_rules: Vec<u32>,
+    /// Digit-anchored rules with their run filters, in rule order.
+    digit_rules: Vec<DigitRule>,
+    /// The smallest `min_digits` of `digit_rules`: shorter runs wake none.
+    digit_min: usize,
+    /// Per label: the longest match of its rule (0 for known secrets), kept
+    /// apart from `rules` so the window pass touches one small array.
+    label_max: Vec<usize>,
     max_rule_len: usize,
     /// Multi-pattern regexes over groups of rules that share an anchor
     /// class, used as an exact gate (see `detect`).
@@ -123,6 +129,14 @@ fn group_of(anchor: &Anchor) -> usize {
     }
 }
 
+/// A digit-anchored rule's run filter (copied out of its `Anchor`).
+#[derive(Debug, Clone, Copy)]
+struct DigitRule {
+    label: u32,
+    min_digits: usize,
+    run_needs: Option<u8>,
+}
+
 const DIGIT: u8 = 1;
 const SEP: u8 = 2;
 const AT: u8 = 3;
@@ -170,6 +184,34 @@ fn next_anchor_byte(hay: &[u8], mut i: usize) -> usize {
         Some(p) => i + p,
         None => hay.len(),
     }
+}
+
+/// `wins` in `(label, start, end)` order, as `sort_unstable` would give,
+/// in linear time: a counting sort on the label (labels are small dense
+/// integers), then each label's run sorted by `(start, end)` only if it is
+/// not already (windows mostly arrive in ascending order).
+fn group_by_label(wins: &[(u32, usize, usize)], labels: usize) -> Vec<(u32, usize, usize)> {
+    let mut at = vec![0usize; labels + 1];
+    for w in wins {
+        at[w.0 as usize + 1] += 1;
+    }
+    for l in 1..at.len() {
+        at[l] += at[l - 1];
+    }
+    let bounds = at.clone();
+    let mut out = vec![(0u32, 0usize, 0usize); wins.len()];
+    for w in wins {
+        let slot = &mut at[w.0 as usize];
+        out[*slot] = *w;
+        *slot += 1;
+    }
+    for l in 0..labels {
+        let run = &mut out[bounds[l]..bounds[l + 1]];
+        if !run.is_sorted() {
+            run.sort_unstable();
+        }
+    }
+    out
 }
 
 impl Engine {
@@ -225,7 +267,14 @@ impl Engine {
                 }
                 Anchor::At => at_rules.push(li),
                 Anchor::Colon => colon_rules.push(li),
-                Anchor::Digits { .. } => digit_rules.push(li),
+                Anchor::Digits {
+                    min_digits,
+                    run_needs,
+                } => digit_rules.push(DigitRule {
+                    label: li,
+                    min_digits: *min_digits,
+                    run_needs: *run_needs,
+                }),
             }
         }
         let kw_rules: Vec<Vec<u32>> = words
@@ -298,6 +347,13 @@ impl Engine {
                 gates.push(gate);
             }
         }
+        let digit_min = digit_rules
+            .iter()
+            .map(|d| d.min_digits)
+            .min()
+            .unwrap_or(usize::MAX);
+        let mut label_max = vec![0usize; known_count];
+        label_max.extend(rules.iter().map(|r| r.max_len));
         let longest = max_rule_len.max(max_known_len);
         let hold = longest + max_kw + MARGIN;
         Ok(Engine {
@@ -312,6 +368,8 @@ impl Engine {
             at_rules,
             colon_rules,
             digit_rules,
+            digit_min,
+            label_max,
             max_rule_len,
             gates,
             gate_of,
@@ -347,7 +405,7 @@ impl Engine {
                     b: usize,
                     wins: &mut Vec<(u32, usize, usize)>,
                     open: &mut Vec<u32>| {
-            let m = self.rule(label).max_len;
+            let m = self.label_max[label as usize];
             let s = a.saturating_sub(m);
             let e = b.saturating_add(m).min(len);
             if e <= from {
@@ -388,7 +446,7 @@ impl Engine {
 
         // Merge windows per rule into components: each rule's regex runs
         // once over each of its components.
-        wins.sort_unstable();
+        let wins = group_by_label(&wins, self.labels.len());
         let mut comps: Vec<(u32, usize, usize)> = Vec::with_capacity(wins.len());
         let mut k = 0;
         while k < wins.len() {
@@ -534,23 +592,21 @@ impl Engine {
                         i += 1;
                     }
                     let long = i - start > LONG_RUN || (start == dstart && dstart > 0);
-                    for &li in &self.digit_rules {
-                        if let Anchor::Digits {
-                            min_digits,
-                            run_needs,
-                        } = self.rule(li).anchor
-                        {
-                            let needs_ok = match run_needs {
-                                None => true,
-                                Some(b'+') => plus,
-                                Some(b'-') => dash,
-                                // A dotted quad needs three dots.
-                                Some(b'.') => dots >= 3,
-                                Some(b) => hay[start..i].contains(&b),
-                            };
-                            if long || (digits >= min_digits && needs_ok) {
-                                push(li, start, i);
-                            }
+                    if !long && digits < self.digit_min {
+                        // Wakes no rule (the loop below would push nothing).
+                        continue;
+                    }
+                    for d in &self.digit_rules {
+                        let needs_ok = match d.run_needs {
+                            None => true,
+                            Some(b'+') => plus,
+                            Some(b'-') => dash,
+                            // A dotted quad needs three dots.
+                            Some(b'.') => dots >= 3,
+                            Some(b) => hay[start..i].contains(&b),
+                        };
+                        if long || (digits >= d.min_digits && needs_ok) {
+                            push(d.label, start, i);
                         }
                     }
                 }
@@ -559,6 +615,7 @@ impl Engine {
         }
     }
 
+    #[inline]
     fn search(&self, hay: &[u8], li: u32, s: usize, e: usize, out: &mut Vec<Raw>) {
         let rule = self.rule(li);
         let input = Input::new(hay).range(s..e);

@@ -43,7 +43,12 @@ impl Stats {
             Category::Secret => self.secrets += 1,
             Category::Pii => self.pii += 1,
         }
-        *self.by_type.entry(kind.to_string()).or_insert(0) += 1;
+        match self.by_type.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_type.insert(kind.to_string(), 1);
+            }
+        }
     }
 
     /// Add another set of counts to this one.
@@ -56,15 +61,61 @@ impl Stats {
     }
 }
 
+/// The numbers of one kind: 1, 2, … in order of first appearance.
+#[derive(Default)]
+struct Numbering {
+    by_digest: HashMap<Digest, u64, BuildDigestHasher>,
+}
+
+impl Numbering {
+    /// The value's number: the one it got before, else the next one.
+    fn number(&mut self, digest: [u8; 32]) -> u64 {
+        let next = self.by_digest.len() as u64 + 1;
+        *self.by_digest.entry(Digest(digest)).or_insert(next)
+    }
+}
+
+/// A keyed digest (HMAC-SHA256) of a value. Its bytes are already uniform
+/// under a secret key, so the map hashes it by its first 8 bytes instead of
+/// running SipHash over all 32 (equality still compares all 32).
+#[derive(PartialEq, Eq)]
+struct Digest([u8; 32]);
+
+impl std::hash::Hash for Digest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+type BuildDigestHasher = std::hash::BuildHasherDefault<DigestHasher>;
+
 /// Per-run masking state: numbering (and, when reversible, the mapping).
 pub(crate) struct Masker {
     secrets: Mask,
     pii: Mask,
     key: hmac::Key,
     reversible: bool,
-    /// (kind, keyed digest of value) -> number
-    numbers: HashMap<(String, [u8; 32]), u64>,
-    counters: HashMap<String, u64>,
+    /// Per kind: numbers given so far, by keyed digest of the value.
+    numbers: HashMap<String, Numbering>,
     /// placeholder -> value (reversible mode only)
     mapping: HashMap<String, Secret<Vec<u8>>>,
     pub stats: Stats,
@@ -90,7 +141,6 @@ impl Masker {
             key,
             reversible,
             numbers: HashMap::new(),
-            counters: HashMap::new(),
             mapping: HashMap::new(),
             stats: Stats::default(),
         }
@@ -108,13 +158,12 @@ impl Masker {
     }
 
     fn number(&mut self, kind: &str, digest: [u8; 32]) -> u64 {
-        if let Some(n) = self.numbers.get(&(kind.to_string(), digest)) {
-            return *n;
+        if let Some(k) = self.numbers.get_mut(kind) {
+            return k.number(digest);
         }
-        let c = self.counters.entry(kind.to_string()).or_insert(0);
-        *c += 1;
-        let n = *c;
-        self.numbers.insert((kind.to_string(), digest), n);
+        let mut k = Numbering::default();
+        let n = k.number(digest);
+        self.numbers.insert(kind.to_string(), k);
         n
     }
 

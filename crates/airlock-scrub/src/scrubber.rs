@@ -10,6 +10,7 @@ use crate::rules::{self, RuleInfo};
 use crate::stream::StreamScrubber;
 use airlock_types::Secret;
 use aws_lc_rs::{hmac, rand};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What kind of data a finding is.
@@ -99,17 +100,17 @@ impl Inner {
         masker: &mut Masker,
         out: &mut Vec<u8>,
     ) {
-        let mut all: Vec<(usize, usize, Category, String)> = hits
+        let mut all: Vec<(usize, usize, Category, Cow<'_, str>)> = hits
             .iter()
             .filter(|h| h.start >= from && h.end <= to)
             .map(|h| {
                 let l = &self.engine.labels[h.label as usize];
-                (h.start, h.end, l.category, l.kind.clone())
+                (h.start, h.end, l.category, Cow::Borrowed(l.kind.as_str()))
             })
             .collect();
         if !self.ner.is_empty() {
             for (s, e, kind) in ner_spans(&self.ner, &hay[from..to]) {
-                all.push((from + s, from + e, Category::Pii, kind));
+                all.push((from + s, from + e, Category::Pii, Cow::Owned(kind)));
             }
             all.sort_by_key(|x| (x.0, std::cmp::Reverse(x.1)));
         }
