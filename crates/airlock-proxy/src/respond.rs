@@ -108,6 +108,18 @@ pub(crate) fn raw_overloaded() -> Vec<u8> {
     .into_bytes()
 }
 
+/// Raw bytes of a 403 for a decision made before HTTP parsing (a request
+/// line the HTTP layer cannot parse, judged on its own). Closes the connection.
+pub(crate) fn raw_denied(d: Decision) -> Vec<u8> {
+    let body = json_body("denied", Some(d.outcome), d.reason);
+    format!(
+        "HTTP/1.1 403 Forbidden\r\n{REASON_HEADER}: {}\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        d.reason.code(),
+        body.len()
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

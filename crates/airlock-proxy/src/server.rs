@@ -2,7 +2,7 @@
 //! request can take: absolute-form forwarding, a blind CONNECT tunnel, or an
 //! intercepted CONNECT tunnel whose inner requests are each decided.
 
-use crate::body::{OnEnd, ProxyBody, TimeoutBody, empty};
+use crate::body::{OnEnd, Prefixed, ProxyBody, TimeoutBody, empty};
 use crate::ca::CertAuthority;
 use crate::config::ProxyConfig;
 use crate::creds::Credentials;
@@ -30,7 +30,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -430,6 +430,10 @@ impl Inner {
             return;
         };
         let _active = Active::new(&self);
+        let stream = match self.first_line(stream, peer).await {
+            Some(s) => s,
+            None => return,
+        };
         let this = self.clone();
         let svc = service_fn(move |req| {
             let this = this.clone();
@@ -450,6 +454,76 @@ impl Inner {
         };
         if let Err(e) = result {
             self.connection_error(&e, &format!("client {peer}"));
+        }
+    }
+
+    /// Read a new connection up to the end of its first request line (within
+    /// the request-line limit and the header-read timeout) and hand it on
+    /// with those bytes replayed. The HTTP layer refuses to parse a request
+    /// target whose host is percent-encoded (`http://%31%32%37.0.0.1/`), which
+    /// would make it a `malformed_request`; such a target is rewritten here to
+    /// its WHATWG-normalized URL, so the request is judged on the host it
+    /// really names, or, when even the decoded host is invalid, denied with
+    /// `invalid_host` and closed. `None`: the connection is done.
+    async fn first_line<S>(&self, mut stream: S, peer: SocketAddr) -> Option<Prefixed<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let limit = self.cfg.limits.max_request_line.saturating_add(64);
+        let mut buf = Vec::with_capacity(2048);
+        let mut stop = self.stop.subscribe();
+        let read = tokio::time::timeout(self.cfg.timeouts.header_read, async {
+            let mut chunk = [0u8; 2048];
+            while !buf.contains(&b'\n') && buf.len() <= limit {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        // A drain closes a connection that has not sent its request yet.
+        let read = tokio::select! {
+            r = read => r,
+            () = stopped(&mut stop) => return None,
+        };
+        match read {
+            Ok(Ok(())) if !buf.is_empty() => {}
+            Ok(_) => return None, // closed or failed before sending anything
+            Err(_) => {
+                let rid = self.request_id();
+                let who = format!("client {peer}");
+                let what = "request head not received in time".into();
+                self.record_failure("egress.connection", &who, Reason::LimitExceeded, &rid, what);
+                return None;
+            }
+        }
+        match rewrite_encoded_host(&mut buf) {
+            Ok(()) => Some(Prefixed::new(buf, stream)),
+            Err(e) => {
+                let rid = self.request_id();
+                self.record_failure(
+                    "egress.request",
+                    "<invalid URL>",
+                    Reason::InvalidHost,
+                    &rid,
+                    e.to_string(),
+                );
+                let d = self.record_decision(
+                    "egress.request",
+                    "<invalid URL>",
+                    Decision::deny(Reason::InvalidHost),
+                    &rid,
+                    None,
+                );
+                let _ = tokio::time::timeout(
+                    self.cfg.timeouts.header_read,
+                    stream.write_all(&respond::raw_denied(d)),
+                )
+                .await;
+                None
+            }
         }
     }
 
@@ -1063,6 +1137,55 @@ impl Inner {
         let addrs = Some(target.addrs.clone());
         self.forward(req, url, addrs, rid, Some(target)).await
     }
+}
+
+/// When the first request line in `buf` has an absolute-form target whose
+/// host is percent-encoded, replace the target by its normalized URL (same
+/// scheme, decoded and canonical host, port, path and query; no userinfo or
+/// fragment). Any other line is left alone for the HTTP layer to judge. An
+/// error: the host is not valid even once decoded.
+fn rewrite_encoded_host(buf: &mut Vec<u8>) -> Result<(), airlock_policy::HostError> {
+    let Some(nl) = buf.iter().position(|b| *b == b'\n') else {
+        return Ok(());
+    };
+    let end = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let line = &buf[..end];
+    let mut parts = line.splitn(3, |b| *b == b' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Ok(());
+    };
+    let Ok(target) = std::str::from_utf8(target) else {
+        return Ok(());
+    };
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return Ok(());
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Ok(());
+    }
+    let authority = &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if !host_port.contains('%') {
+        return Ok(());
+    }
+    let url = airlock_policy::parse_url(target)?;
+    let mut line = Vec::with_capacity(end + 16);
+    line.extend_from_slice(method);
+    line.push(b' ');
+    line.extend_from_slice(resource(url.scheme, &url.host, url.port, &url.path).as_bytes());
+    if let Some(q) = &url.query {
+        line.push(b'?');
+        line.extend_from_slice(q.as_bytes());
+    }
+    line.push(b' ');
+    line.extend_from_slice(version);
+    buf.splice(..end, line);
+    Ok(())
 }
 
 /// Resolves once [`Proxy::drain`] has begun (or the proxy is gone).

@@ -907,3 +907,73 @@ fn drain_finishes_the_request_in_flight_and_closes_idle_connections() {
     assert_eq!(req.resource, format!("http://{up_addr}/slow"));
     assert_eq!(req.reason.code(), "public_read");
 }
+
+/// Regression: the HTTP layer cannot parse a percent-encoded host
+/// (`http://%31%32%37.0.0.1/`), so such requests were refused as
+/// `malformed_request`. They are judged on the host they decode to: refused
+/// with that host's own reason, forwarded to it when allowed, and
+/// `invalid_host` when even the decoded host is not valid.
+#[test]
+fn percent_encoded_host_is_judged_on_the_host_it_names() {
+    let dns = DnsResponder::start();
+    let up = Upstream::http(lo(27));
+    let port = up.port();
+    let head =
+        |target: &str| format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let encoded = format!("http://%31%32%37.0.0.%32%37:{port}/x?q=1");
+
+    let strict = start(
+        spec(Mode::ReadPublic, vec![], false),
+        ProxyConfig::default(),
+        &dns,
+    );
+    let resp = exchange(strict.addr, &head(&encoded));
+    assert!(resp.starts_with("http/1.1 403"), "{resp}");
+    assert!(
+        resp.contains("x-airlock-reason: loopback_address"),
+        "{resp}"
+    );
+    let ev = last(&strict.events(), "egress.request");
+    assert_eq!(
+        (ev.resource.as_str(), ev.reason.code()),
+        (
+            format!("http://127.0.0.27:{port}/x").as_str(),
+            "loopback_address"
+        )
+    );
+
+    let resp = exchange(strict.addr, &head("http://exa%00mple.com/"));
+    assert!(resp.starts_with("http/1.1 403"), "{resp}");
+    assert!(resp.contains("x-airlock-reason: invalid_host"), "{resp}");
+    assert_eq!(
+        last(&strict.events(), "egress.request").reason.code(),
+        "invalid_host"
+    );
+    assert_eq!(up.hits(), 0);
+
+    let open = start(
+        spec(Mode::ReadPublic, vec![], true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    let resp = exchange(open.addr, &head(&encoded));
+    assert!(resp.starts_with("http/1.1 200"), "{resp}");
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v = json(body);
+    assert_eq!(
+        (v["path"].as_str(), v["query"].as_str()),
+        (Some("/x"), Some("q=1"))
+    );
+    assert_eq!(up.hits(), 1);
+}
+
+/// Send raw bytes to the proxy and read its whole answer (lowercased).
+fn exchange(addr: SocketAddr, head: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect proxy");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(head.as_bytes()).expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).to_ascii_lowercase()
+}
