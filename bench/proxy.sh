@@ -190,6 +190,11 @@ for mode in reuse new; do
 done
 tls_run "direct new-TLS" --ca "$work/ca.pem" --mode new
 tls_run "direct reuse" --ca "$work/ca.pem" --mode reuse
+# Throughput rather than one connection's latency: 8 tunnels at once.
+tls_run "airlock reuse c8" --proxy 127.0.0.1:18090 --ca "$work/airlock-ca.pem" --mode reuse --conns 8
+tls_run "mitmproxy reuse c8" --proxy 127.0.0.1:18093 --ca "$work/mitm/mitmproxy-ca-cert.pem" --mode reuse --conns 8
+tls_run "airlock new c8" --proxy 127.0.0.1:18090 --ca "$work/airlock-ca.pem" --mode new --conns 8
+tls_run "direct new-TLS c8" --ca "$work/ca.pem" --mode new --conns 8
 
 echo "# first-time leaf mint"
 if [ -x "$root/target/release/examples/bench_mint" ]; then $P1 "$root/target/release/examples/bench_mint"; else echo "(bench_mint not built)"; fi
