@@ -28,7 +28,14 @@ work=$(mktemp -d /tmp/airlock-bench-proxy.XXXXXX)
 pids=()
 cleanup() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  sleep 0.5
+  # Wait (bounded) for every server to exit before removing its files.
+  for _ in $(seq 50); do
+    alive=0
+    for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -103,6 +110,7 @@ mkdir -p "$work/squid"
 cat > "$work/squid.conf" <<CONF
 http_port 127.0.0.1:18091
 workers 1
+shutdown_lifetime 0 seconds
 http_access allow all
 cache deny all
 access_log none
