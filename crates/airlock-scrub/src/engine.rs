@@ -479,7 +479,12 @@ impl Engine {
                     (gi != NO_GATE.0).then_some((gi, c.1, c.2, i))
                 })
                 .collect();
-            members.sort_unstable();
+            // `comps` is grouped by label, each label's components in start
+            // order, so within one gate `members` is a few sorted runs, which
+            // the stable sort merges in near-linear time. Union regions are
+            // the connected pieces of the gate's components, whatever the
+            // order of ties.
+            members.sort_by_key(|m| (m.0, m.1, m.2));
             let mut set: Option<PatternSet> = None;
             let mut a = 0;
             while a < members.len() {
