@@ -40,7 +40,10 @@ pub struct ScanArgs {
     pub redact: bool,
 }
 
-const CHUNK: usize = 256 * 1024;
+/// Read size for the redacting stream. Each stream step rescans about
+/// `2 × hold_back` (≈ 35 KB with the built-in rules) of look-behind, so
+/// 1 MiB keeps that overhead near 3 % (it was ≈ 13 % at 256 KiB).
+const CHUNK: usize = 1024 * 1024;
 
 pub fn run(_ctx: &Ctx, args: ScanArgs) -> anyhow::Result<u8> {
     let mut builder = Scrubber::builder();
