@@ -6,12 +6,14 @@
 //! ```text
 //! tls_load --url https://127.0.0.1:18443/1k --ca ORIGIN_OR_PROXY_CA.pem
 //!          [--proxy 127.0.0.1:18090] [--mode reuse|new] [--conns N] [--secs S]
+//!          [--tls12]
 //! ```
 //!
 //! `reuse`: each of N connections opens one tunnel (CONNECT + TLS) and sends
 //! requests on it back to back. `new`: every request pays a new TCP
 //! connection, `CONNECT` and TLS handshake. Without `--proxy`, the same
 //! client talks TLS to the origin directly (the "direct new TLS" row).
+//! `--tls12` limits the client to TLS 1.2 (default: TLS 1.3 and 1.2).
 //!
 //! Every response must be `200` with the full body; the run fails (exit 1)
 //! when fewer than 99 % of the requests were, so a misconfigured benchmark
@@ -29,6 +31,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+static TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
 
 #[derive(Clone)]
 struct Target {
@@ -86,7 +90,11 @@ fn main() -> Result<(), Error> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
-    .with_safe_default_protocol_versions()?
+    .with_protocol_versions(if args.iter().any(|a| a == "--tls12") {
+        TLS12_ONLY
+    } else {
+        rustls::DEFAULT_VERSIONS
+    })?
     .with_root_certificates(roots)
     .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
