@@ -9,6 +9,10 @@
 //!   submit → seen durable);
 //! * `verify`:    `airlock_audit::verify` over everything written.
 //!
+//! Opt-in CPU cases (`--cases encode`): `encode` is `canonical::encode` of a
+//! proxy-like `egress.request` event in a loop (one thread, no I/O; reported
+//! also as ns per event).
+//!
 //! Usage: cargo bench -p airlock-audit --bench audit -- [--dir DIR] [--secs N] [--runs N]
 //! Prints one line per run and a median summary; `bench/audit.sh` wraps it.
 
@@ -200,6 +204,57 @@ fn event(i: u64) -> AuditEvent {
     .with_run(RunId::new("run-4f2a9c").expect("id"))
     .with_detail("method", "GET")
     .with_detail("status", 200)
+}
+
+/// What the proxy records for a decided request: actor, run and request
+/// ids, the URL, the decision and a details map.
+fn egress_event() -> AuditEvent {
+    let mut e = AuditEvent::new(
+        TenantId::default_tenant(),
+        Actor::new(ActorKind::Agent, "run-4f2a9c"),
+        "egress.request",
+        "https://api.github.com/repos/acme/widgets/issues/1234?state=open",
+        Reason::RuleAllow,
+        EventResult::Success,
+    )
+    .with_decision(airlock_types::Decision::allow(Reason::RuleAllow))
+    .with_run(RunId::new("run-4f2a9c").expect("id"))
+    .with_request(airlock_types::RequestId::new("req-000000000001a2b3").expect("id"))
+    .with_detail("method", "GET")
+    .with_detail("host", "api.github.com")
+    .with_detail(
+        "addresses",
+        serde_json::json!(["140.82.121.6", "2606:50c0:8000::154"]),
+    )
+    .with_detail("port", 443)
+    .with_detail("bytes_up", 512)
+    .with_detail("bytes_down", 18_734)
+    .with_detail("status", 200);
+    e.time = airlock_types::Timestamp(1_795_000_000_123_456);
+    e
+}
+
+/// `canonical::encode` alone, `secs` worth of it, one thread.
+fn encode_rate(secs: f64) -> Run {
+    let e = egress_event();
+    let batch = 10_000u64;
+    let start = Instant::now();
+    let mut ops = 0u64;
+    let mut bytes = 0usize;
+    while start.elapsed().as_secs_f64() < secs {
+        for _ in 0..batch {
+            let body = airlock_audit::canonical::encode(std::hint::black_box(&e)).expect("encode");
+            bytes += body.len();
+        }
+        ops += batch;
+    }
+    std::hint::black_box(bytes);
+    Run {
+        ops,
+        secs: start.elapsed().as_secs_f64(),
+        p50_us: 0.0,
+        p99_us: 0.0,
+    }
 }
 
 fn open_log(d: &Path, key: &airlock_types::Secret<Vec<u8>>) -> AuditLog {
@@ -422,6 +477,7 @@ fn main() {
                 "fdatasync-append" => raw_fdatasync_append(&a.dir, a.secs),
                 "scan" => scan_rate(&a.dir.join("audit-32p")),
                 "hash" => hash_rate(),
+                "encode" => encode_rate(a.secs),
                 "verify" => verify_rate(&a.dir.join("audit-32p"), &key),
                 other => {
                     eprintln!("unknown case {other}");
@@ -436,6 +492,9 @@ fn main() {
                 r.p50_us,
                 r.p99_us
             );
+            if name == "encode" {
+                println!("{name:<16} run {i}: {:.1} ns/event", 1e9 / r.rate());
+            }
             runs.push(r);
         }
     }
