@@ -186,6 +186,27 @@ fn next_anchor_byte(hay: &[u8], mut i: usize) -> usize {
     }
 }
 
+/// Whether `w` holds a run of hex digits, ':' and '.' that contains "::" or
+/// at least `n` ':' (the `min_colons` precondition).
+pub(crate) fn has_colon_run(w: &[u8], n: usize) -> bool {
+    let (mut colons, mut prev_colon) = (0usize, false);
+    for &b in w {
+        if b == b':' {
+            colons += 1;
+            if prev_colon || colons >= n {
+                return true;
+            }
+            prev_colon = true;
+        } else {
+            prev_colon = false;
+            if !(b.is_ascii_hexdigit() || b == b'.') {
+                colons = 0;
+            }
+        }
+    }
+    false
+}
+
 /// `wins` in `(label, start, end)` order, as `sort_unstable` would give,
 /// in linear time: a counting sort on the label (labels are small dense
 /// integers), then each label's run sorted by `(start, end)` only if it is
@@ -507,9 +528,17 @@ impl Engine {
             }
         }
         for (&(li, s, e), skip) in comps.iter().zip(skip) {
-            if !skip {
-                self.search(hay, li, s, e, &mut out);
+            if skip {
+                continue;
             }
+            // A declared precondition that the window fails rules out every
+            // match inside it (a match lies inside its window).
+            if let Some(n) = self.rule(li).min_colons
+                && !has_colon_run(&hay[s..e], n)
+            {
+                continue;
+            }
+            self.search(hay, li, s, e, &mut out);
         }
 
         if let Some(ac) = &self.known_ac {
@@ -692,5 +721,65 @@ impl Engine {
             }
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{BUILTIN_PII, load};
+    use proptest::prelude::*;
+
+    fn pii_rule(id: &str) -> Rule {
+        load("pii.toml", BUILTIN_PII, Category::Pii, false)
+            .expect("pii rules load")
+            .into_iter()
+            .find(|r| r.id == id)
+            .expect("rule exists")
+    }
+
+    /// Hex digits, colons, dots and a few separators, in runs that look
+    /// like addresses, timestamps and MACs.
+    fn colon_soup() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            "[0-9a-fA-F]{1,5}",
+            Just(":".to_string()),
+            Just("::".to_string()),
+            "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+            Just("ffff".to_string()),
+            "[ .\\-\\n/gxz_\\[\\]]",
+        ];
+        prop::collection::vec(piece, 0..40).prop_map(|v| v.concat().into_bytes())
+    }
+
+    #[test]
+    fn colon_run_examples() {
+        assert!(has_colon_run(b"fe80::1", 6));
+        assert!(has_colon_run(b"x 1:2:3:4:5:6:1.2.3.4 y", 6));
+        assert!(!has_colon_run(b"12:34:56 ab:cd:ef 01:02:03", 6));
+        assert!(!has_colon_run(b"1:2:3: :4:5:6", 6));
+        assert!(!has_colon_run(b": :", 6));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// The ipv6 rule's declared `min_colons` holds for its regex: every
+        /// match satisfies the precondition, so skipping windows that fail
+        /// it never loses a match.
+        #[test]
+        fn ipv6_min_colons_is_implied_by_its_regex(hay in colon_soup()) {
+            let rule = pii_rule("ipv6");
+            let n = rule.min_colons.expect("ipv6 declares min_colons");
+            let mut any = false;
+            for m in rule.regex().find_iter(Input::new(&hay)) {
+                any = true;
+                prop_assert!(has_colon_run(&hay[m.start()..m.end()], n),
+                    "match {:?} fails the precondition", String::from_utf8_lossy(&hay[m.range()]));
+            }
+            if !has_colon_run(&hay, n) {
+                prop_assert!(!any);
+            }
+        }
     }
 }

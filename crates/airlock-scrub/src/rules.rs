@@ -45,6 +45,7 @@ struct RuleSpec {
     anchor: Option<String>,
     min_digits: Option<usize>,
     run_needs: Option<String>,
+    min_colons: Option<usize>,
 }
 
 /// Where a rule's regex is tried.
@@ -83,6 +84,10 @@ pub(crate) struct Rule {
     pub check: Check,
     pub min_entropy: Option<f64>,
     pub pattern: String,
+    /// Declared precondition (`min_colons`): every match lies within one
+    /// run of hex digits, ':' and '.' that holds "::" or at least this many
+    /// ':'. Windows without such a run are skipped without a search.
+    pub min_colons: Option<usize>,
 }
 
 /// Public description of a loaded rule (for listing and documentation).
@@ -317,6 +322,9 @@ pub(crate) fn load(
         {
             return Err(bad("entropy must be within 0..=8 bits per byte".into()));
         }
+        if spec.min_colons == Some(0) {
+            return Err(bad("min_colons must be at least 1".into()));
+        }
         out.push(Rule {
             id: spec.id,
             kind: spec.kind,
@@ -330,6 +338,7 @@ pub(crate) fn load(
             check,
             min_entropy: spec.entropy,
             pattern: pattern_text,
+            min_colons: spec.min_colons,
         });
     }
     Ok(out)
