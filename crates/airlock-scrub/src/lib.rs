@@ -50,6 +50,7 @@ mod known;
 mod mask;
 mod ner;
 mod rules;
+mod scan;
 mod scrubber;
 mod stream;
 

@@ -8,6 +8,7 @@
 use crate::Category;
 use crate::checks::Check;
 use crate::error::ScrubError;
+use crate::scan::Scanner;
 use regex_automata::meta;
 use regex_automata::util::syntax;
 use serde::Deserialize;
@@ -46,6 +47,7 @@ struct RuleSpec {
     min_digits: Option<usize>,
     run_needs: Option<String>,
     min_colons: Option<usize>,
+    scanner: Option<String>,
 }
 
 /// Where a rule's regex is tried.
@@ -88,6 +90,9 @@ pub(crate) struct Rule {
     /// run of hex digits, ':' and '.' that holds "::" or at least this many
     /// ':'. Windows without such a run are skipped without a search.
     pub min_colons: Option<usize>,
+    /// A hand-written matcher used instead of the regex; only allowed when
+    /// the pattern is the one it implements.
+    pub scanner: Option<Scanner>,
 }
 
 /// Public description of a loaded rule (for listing and documentation).
@@ -325,6 +330,19 @@ pub(crate) fn load(
         if spec.min_colons == Some(0) {
             return Err(bad("min_colons must be at least 1".into()));
         }
+        let scanner = match spec.scanner.as_deref() {
+            None => None,
+            Some(name) => {
+                let sc =
+                    Scanner::parse(name).ok_or_else(|| bad(format!("unknown scanner {name:?}")))?;
+                if sc.pattern() != pattern_text {
+                    return Err(bad(format!(
+                        "scanner {name:?} implements only its own pattern, not this regex"
+                    )));
+                }
+                Some(sc)
+            }
+        };
         out.push(Rule {
             id: spec.id,
             kind: spec.kind,
@@ -339,6 +357,7 @@ pub(crate) fn load(
             min_entropy: spec.entropy,
             pattern: pattern_text,
             min_colons: spec.min_colons,
+            scanner,
         });
     }
     Ok(out)
@@ -397,6 +416,56 @@ regex = 'abc[a-z]+'
         assert_eq!(
             err.to_string(),
             "t.toml: rule bad: pattern has no maximum match length (unbounded repetition)"
+        );
+    }
+
+    /// A scanner replaces the regex only for the pattern it implements; a
+    /// rule file cannot attach it to another regex. `min_colons = 0` (which
+    /// would skip every window) is refused.
+    #[test]
+    fn scanner_and_min_colons_are_checked() {
+        let rule = |extra: &str, regex: &str| {
+            format!(
+                "[[rule]]\nid = \"x\"\ntype = \"x\"\nprovider = \"x\"\nsource = \"x\"\nanchor = \"digits\"\n{extra}\nregex = '''{regex}'''\n"
+            )
+        };
+        let err = load(
+            "t.toml",
+            &rule("scanner = \"ipv4\"", r"\d{1,3}\.\d{1,3}"),
+            Category::Pii,
+            true,
+        )
+        .expect_err("must reject");
+        assert_eq!(
+            err.to_string(),
+            "t.toml: rule x: scanner \"ipv4\" implements only its own pattern, not this regex"
+        );
+        let err = load(
+            "t.toml",
+            &rule("scanner = \"ipv9\"", r"\d{1,3}"),
+            Category::Pii,
+            true,
+        )
+        .expect_err("must reject");
+        assert_eq!(err.to_string(), "t.toml: rule x: unknown scanner \"ipv9\"");
+        let ok = load(
+            "t.toml",
+            &rule("scanner = \"ipv4\"", crate::scan::IPV4_PATTERN),
+            Category::Pii,
+            true,
+        )
+        .expect("own pattern loads");
+        assert_eq!(ok[0].scanner, Some(Scanner::Ipv4));
+        let err = load(
+            "t.toml",
+            &rule("min_colons = 0", r"\d{1,3}"),
+            Category::Pii,
+            true,
+        )
+        .expect_err("must reject");
+        assert_eq!(
+            err.to_string(),
+            "t.toml: rule x: min_colons must be at least 1"
         );
     }
 
