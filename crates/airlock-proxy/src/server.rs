@@ -379,6 +379,15 @@ impl Inner {
         }
     }
 
+    /// Record a URL whose host cannot be parsed, both as a failure (with the
+    /// parser's detail) and as the deny decision the client is answered with.
+    fn deny_invalid_url(&self, rid: &RequestId, detail: String) -> Decision {
+        let resource = "<invalid URL>";
+        self.record_failure("egress.request", resource, Reason::InvalidHost, rid, detail);
+        let d = Decision::deny(Reason::InvalidHost);
+        self.record_decision("egress.request", resource, d, rid, None)
+    }
+
     /// Record a failure that is not a policy decision (malformed input, a
     /// limit, an upstream failure). Best effort: the action is refused anyway.
     fn record_failure(
@@ -503,20 +512,7 @@ impl Inner {
             Ok(()) => Some(Prefixed::new(buf, stream)),
             Err(e) => {
                 let rid = self.request_id();
-                self.record_failure(
-                    "egress.request",
-                    "<invalid URL>",
-                    Reason::InvalidHost,
-                    &rid,
-                    e.to_string(),
-                );
-                let d = self.record_decision(
-                    "egress.request",
-                    "<invalid URL>",
-                    Decision::deny(Reason::InvalidHost),
-                    &rid,
-                    None,
-                );
+                let d = self.deny_invalid_url(&rid, e.to_string());
                 let _ = tokio::time::timeout(
                     self.cfg.timeouts.header_read,
                     stream.write_all(&respond::raw_denied(d)),
@@ -583,20 +579,7 @@ impl Inner {
         let url = match airlock_policy::parse_url(&target) {
             Ok(u) => u,
             Err(e) => {
-                self.record_failure(
-                    "egress.request",
-                    "<invalid URL>",
-                    Reason::InvalidHost,
-                    &rid,
-                    e.to_string(),
-                );
-                let d = self.record_decision(
-                    "egress.request",
-                    "<invalid URL>",
-                    Decision::deny(Reason::InvalidHost),
-                    &rid,
-                    None,
-                );
+                let d = self.deny_invalid_url(&rid, e.to_string());
                 return respond::denied(d);
             }
         };
