@@ -388,6 +388,19 @@ impl Inner {
         self.record_decision("egress.request", resource, d, rid, None)
     }
 
+    /// Record a failed step of the client-side TLS handshake: the client's
+    /// TLS error, or `None` when the step did not finish in time.
+    fn client_tls_failed(&self, res: &str, rid: &RequestId, error: Option<std::io::Error>) {
+        let (reason, detail) = match error {
+            Some(e) => (Reason::MalformedRequest, format!("client TLS: {e}")),
+            None => (
+                Reason::LimitExceeded,
+                "client TLS handshake timed out".into(),
+            ),
+        };
+        self.record_failure("egress.tls", res, reason, rid, detail);
+    }
+
     /// Record a failure that is not a policy decision (malformed input, a
     /// limit, an upstream failure). Best effort: the action is refused anyway.
     fn record_failure(
@@ -956,24 +969,7 @@ impl Inner {
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let start = match tokio::time::timeout(t.tls_handshake, acceptor).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return self.record_failure(
-                    "egress.tls",
-                    &res,
-                    Reason::MalformedRequest,
-                    &rid,
-                    format!("client TLS: {e}"),
-                );
-            }
-            Err(_) => {
-                return self.record_failure(
-                    "egress.tls",
-                    &res,
-                    Reason::LimitExceeded,
-                    &rid,
-                    "client TLS handshake timed out".into(),
-                );
-            }
+            failed => return self.client_tls_failed(&res, &rid, failed.ok().and_then(Result::err)),
         };
         // The SNI, when sent, must name the host the tunnel was allowed for.
         if let Some(sni) = start.client_hello().server_name()
@@ -1003,24 +999,7 @@ impl Inner {
         };
         let tls = match tokio::time::timeout(t.tls_handshake, start.into_stream(cfg)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return self.record_failure(
-                    "egress.tls",
-                    &res,
-                    Reason::MalformedRequest,
-                    &rid,
-                    format!("client TLS: {e}"),
-                );
-            }
-            Err(_) => {
-                return self.record_failure(
-                    "egress.tls",
-                    &res,
-                    Reason::LimitExceeded,
-                    &rid,
-                    "client TLS handshake timed out".into(),
-                );
-            }
+            failed => return self.client_tls_failed(&res, &rid, failed.ok().and_then(Result::err)),
         };
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let target = Arc::new(target);
