@@ -455,6 +455,71 @@ fn intercepted_https_decides_each_request_over_http1_and_http2() {
     assert_eq!(up.hits(), 2);
 }
 
+/// Bad TLS from the client inside an intercepted tunnel (bytes that are not a
+/// ClientHello, or no handshake at all) ends that connection with an audit
+/// record and leaves other clients served.
+#[test]
+fn bad_client_tls_in_a_tunnel_is_audited_and_hurts_no_one_else() {
+    let (dns, _ca, up, _d, _up_ca, mut cfg) = https_setup(13);
+    cfg.timeouts.tls_handshake = Duration::from_secs(1);
+    let p = start(spec(Mode::ReadPublic, vec![], true), cfg, &dns);
+    let open_tunnel = || {
+        let mut s = TcpStream::connect(p.addr).expect("connect");
+        let head = format!(
+            "CONNECT secure.test:{0} HTTP/1.1\r\nHost: secure.test:{0}\r\n\r\n",
+            up.port()
+        );
+        s.write_all(head.as_bytes()).expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).expect("read");
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        s
+    };
+    // Not TLS at all: the proxy ends the connection (maybe after an alert).
+    let mut garbage = open_tunnel();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: secure.test\r\n\r\n")
+        .expect("write");
+    let mut rest = Vec::new();
+    let _ = garbage.read_to_end(&mut rest);
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("HTTP/1.1 200"),
+        "no upstream answer leaks through a failed handshake"
+    );
+    // No handshake at all: cut after the configured handshake timeout.
+    let mut silent = open_tunnel();
+    let started = std::time::Instant::now();
+    let _ = silent.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Others are still served through the same proxy.
+    let url = format!("https://secure.test:{}/ok", up.port());
+    let r = curl(&p, &["--cacert", &ca_arg(&p.ca_path), &url]);
+    assert_eq!(r.status, 200, "{}", r.stderr);
+    let tls: Vec<(String, String)> = p
+        .events()
+        .iter()
+        .filter(|e| e.action == "egress.tls")
+        .map(|e| {
+            let detail = e.details.get("detail").and_then(|d| d.as_str());
+            (e.reason.code().to_owned(), detail.unwrap_or("").to_owned())
+        })
+        .collect();
+    assert!(
+        tls.iter()
+            .any(|(r, d)| r == "malformed_request" && d.starts_with("client TLS: ")),
+        "{tls:?}"
+    );
+    assert!(
+        tls.iter()
+            .any(|(r, d)| r == "limit_exceeded" && d == "client TLS handshake timed out"),
+        "{tls:?}"
+    );
+    assert_eq!(up.hits(), 1, "only the good request reached the upstream");
+}
+
 /// Regression: inside an intercepted HTTP/2 tunnel, a denied request whose
 /// body was still arriving (a large upload) was answered only after its body
 /// had been dropped, so the client saw a stream reset (CANCEL) instead of the
