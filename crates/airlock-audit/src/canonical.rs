@@ -104,8 +104,8 @@ fn write_opt(s: Option<&str>, out: &mut Vec<u8>) {
     }
 }
 
-/// A `Value` as [`write_value`] writes it, without allocating per object or
-/// per integer.
+/// A `Value` in canonical form (members sorted by key bytes), without
+/// allocating per object or per integer.
 fn write_json(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
@@ -164,7 +164,7 @@ fn write_member(i: usize, k: &str, v: &Value, out: &mut Vec<u8>) {
 }
 
 /// Integers in plain decimal; floats through serde_json's own `Display`
-/// (what `write_value` uses), so the two agree by construction.
+/// (what the original `Value` path printed), so the two agree by construction.
 fn write_number(n: &Number, out: &mut Vec<u8>) {
     if let Some(u) = n.as_u64() {
         write_u64(u, out);
@@ -208,46 +208,10 @@ pub fn is_canonical(body: &[u8]) -> bool {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => {
             let mut out = Vec::with_capacity(body.len());
-            write_value(&v, &mut out);
+            write_json(&v, &mut out);
             out == body
         }
         Err(_) => false,
-    }
-}
-
-fn write_value(v: &Value, out: &mut Vec<u8>) {
-    match v {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
-        Value::String(s) => write_str(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(item, out);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(k, out);
-                out.push(b':');
-                if let Some(v) = map.get(k.as_str()) {
-                    write_value(v, out);
-                }
-            }
-            out.push(b'}');
-        }
     }
 }
 
@@ -293,6 +257,43 @@ mod tests {
         Timestamp,
     };
     use proptest::prelude::*;
+
+    /// The original writer: a `Value` with object keys sorted per object.
+    fn write_value(v: &Value, out: &mut Vec<u8>) {
+        match v {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::String(s) => write_str(s, out),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_value(item, out);
+                }
+                out.push(b']');
+            }
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(k, out);
+                    out.push(b':');
+                    if let Some(v) = map.get(k.as_str()) {
+                        write_value(v, out);
+                    }
+                }
+                out.push(b'}');
+            }
+        }
+    }
 
     /// The original encoder, kept as the reference the direct one must match
     /// byte for byte: serialise through a `Value` tree, then write it sorted.
