@@ -11,10 +11,11 @@
 
 use crate::Category;
 use crate::checks;
+use crate::keywords::Keywords;
 use crate::rules::{Anchor, Rule};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_automata::util::syntax;
-use regex_automata::{Input, PatternSet, meta};
+use regex_automata::{Anchored, Input, PatternSet, meta};
 
 /// Digit runs longer than this are treated as matching every digit rule's
 /// filter, so that a run's filter result never depends on how much of a
@@ -57,13 +58,17 @@ pub(crate) struct Engine {
     /// Known secrets first, then `rules` in order.
     pub labels: Vec<Label>,
     known_count: usize,
-    /// All keywords, ASCII case-insensitive, standard semantics (searched
-    /// with overlapping iteration).
-    kw_ac: Option<AhoCorasick>,
-    /// Per keyword: the rules of that keyword *and* of every keyword that is
-    /// a prefix of it (the search reports only the longest keyword at each
-    /// start position).
+    /// All keywords, ASCII case-insensitive: every occurrence is reported.
+    kw: Option<Keywords>,
+    /// Per keyword: the window-searched rules of that keyword *and* of
+    /// every keyword that is a prefix of it (pushing the shorter keywords'
+    /// rules with the longer span only widens windows that the shorter
+    /// keyword's own occurrence opens anyway).
     kw_rules: Vec<Vec<u32>>,
+    /// Per keyword: the rules whose every match starts with one of their
+    /// keywords (`Rule::starts_with_keyword`), tried anchored at each
+    /// occurrence of this keyword.
+    kw_anchored: Vec<Vec<u32>>,
     max_kw: usize,
     known_ac: Option<AhoCorasick>,
     known_label: Vec<u32>,
@@ -259,6 +264,7 @@ impl Engine {
         let known_count = labels.len();
         let mut words: Vec<String> = Vec::new();
         let mut direct: Vec<Vec<u32>> = Vec::new();
+        let mut anchored: Vec<Vec<u32>> = Vec::new();
         let (mut at_rules, mut colon_rules, mut digit_rules) = (vec![], vec![], vec![]);
         let mut max_rule_len = 0;
         for (ri, rule) in rules.iter().enumerate() {
@@ -271,18 +277,27 @@ impl Engine {
             max_rule_len = max_rule_len.max(rule.max_len);
             match &rule.anchor {
                 Anchor::Keywords(kws) => {
+                    // A rule with a scanner keeps its windows (a scanner
+                    // searches a range, it does not try one position).
+                    let at_start = rule.starts_with_keyword && rule.scanner.is_none();
                     for k in kws {
                         let k = k.to_ascii_lowercase();
-                        match words.iter().position(|x| *x == k) {
-                            Some(p) => {
-                                if !direct[p].contains(&li) {
-                                    direct[p].push(li)
-                                }
-                            }
+                        let p = match words.iter().position(|x| *x == k) {
+                            Some(p) => p,
                             None => {
                                 words.push(k);
-                                direct.push(vec![li]);
+                                direct.push(Vec::new());
+                                anchored.push(Vec::new());
+                                words.len() - 1
                             }
+                        };
+                        let list = if at_start {
+                            &mut anchored[p]
+                        } else {
+                            &mut direct[p]
+                        };
+                        if !list.contains(&li) {
+                            list.push(li);
                         }
                     }
                 }
@@ -313,19 +328,14 @@ impl Engine {
             })
             .collect();
         let max_kw = words.iter().map(String::len).max().unwrap_or(0);
-        let kw_ac = if words.is_empty() {
+        let kw = if words.is_empty() {
             None
         } else {
             Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                    .build(&words)
-                    .map_err(|e| crate::ScrubError::Automaton {
-                        what: "keyword",
-                        message: e.to_string(),
-                    })?,
+                Keywords::new(&words).ok_or_else(|| crate::ScrubError::Automaton {
+                    what: "keyword",
+                    message: "a keyword is shorter than 3 bytes".into(),
+                })?,
             )
         };
         let known_ac = if known_patterns.is_empty() {
@@ -383,8 +393,9 @@ impl Engine {
             rules,
             labels,
             known_count,
-            kw_ac,
+            kw,
             kw_rules,
+            kw_anchored: anchored,
             max_kw,
             known_ac,
             known_label,
@@ -447,18 +458,27 @@ impl Engine {
             wins.push((label, s, e));
         };
 
-        if let Some(ac) = &self.kw_ac {
-            // One overlapping pass reports every occurrence of every keyword.
-            // Where several keywords start at one position, the shorter ones'
-            // windows lie inside the longest one's window for the same rule
-            // (`kw_rules` of the longest covers the shorter keywords' rules),
-            // so pushing them all gives the same merged windows as pushing
-            // only the longest.
-            for m in ac.find_overlapping_iter(aho_corasick::Input::new(hay).range(kstart..len)) {
-                for &li in &self.kw_rules[m.pattern().as_usize()] {
-                    push(li, m.start(), m.end(), &mut wins, &mut open);
+        if let Some(kw) = &self.kw {
+            // Every occurrence of every keyword, in start order. Rules that
+            // start with a keyword are tried right there; since every match
+            // of such a rule starts at an occurrence, trying occurrences left
+            // to right and skipping those inside the last match gives what a
+            // leftmost-first search over windows around them gives. The rest
+            // get windows.
+            let mut next = vec![0usize; self.labels.len()];
+            kw.for_each(hay, kstart, &mut |k, a, b| {
+                for &li in &self.kw_rules[k] {
+                    push(li, a, b, &mut wins, &mut open);
                 }
-            }
+                if a >= from {
+                    for &li in &self.kw_anchored[k] {
+                        let n = &mut next[li as usize];
+                        if a >= *n {
+                            *n = self.search_at(hay, li, a, &mut out).unwrap_or(a + 1);
+                        }
+                    }
+                }
+            });
         }
         if !(self.at_rules.is_empty() && self.colon_rules.is_empty() && self.digit_rules.is_empty())
         {
@@ -651,22 +671,55 @@ impl Engine {
         }
     }
 
+    /// The match of rule `li` that starts at `p`, if any (pushed to `out`);
+    /// returns its end. What a leftmost-first search that reaches `p`
+    /// reports when a match starts there.
+    fn search_at(&self, hay: &[u8], li: u32, p: usize, out: &mut Vec<Raw>) -> Option<usize> {
+        let rule = self.rule(li);
+        let re = rule.regex();
+        let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
+        let m = re.search(&input)?;
+        let full = (m.start(), m.end());
+        let span = match rule.secret_group {
+            Some(g) => {
+                let mut caps = re.create_captures();
+                re.search_captures(&input, &mut caps);
+                caps.get_group(g).map_or(full, |s| (s.start, s.end))
+            }
+            None => full,
+        };
+        self.accept(rule, li, hay, full, span, out);
+        Some(full.1)
+    }
+
+    fn accept(
+        &self,
+        rule: &Rule,
+        li: u32,
+        hay: &[u8],
+        full: (usize, usize),
+        span: (usize, usize),
+        out: &mut Vec<Raw>,
+    ) {
+        let value = &hay[span.0..span.1];
+        let valid = rule.check.passes(value)
+            && rule
+                .min_entropy
+                .is_none_or(|min| checks::entropy(value) >= min);
+        out.push(Raw {
+            full,
+            span,
+            label: li,
+            valid,
+        });
+    }
+
     #[inline]
     fn search(&self, hay: &[u8], li: u32, s: usize, e: usize, out: &mut Vec<Raw>) {
         let rule = self.rule(li);
         let input = Input::new(hay).range(s..e);
         let mut accept = |full: (usize, usize), span: (usize, usize)| {
-            let value = &hay[span.0..span.1];
-            let valid = rule.check.passes(value)
-                && rule
-                    .min_entropy
-                    .is_none_or(|min| checks::entropy(value) >= min);
-            out.push(Raw {
-                full,
-                span,
-                label: li,
-                valid,
-            });
+            self.accept(rule, li, hay, full, span, out)
         };
         if let Some(sc) = rule.scanner {
             sc.find_iter(hay, s, e, &mut accept);
@@ -733,8 +786,116 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{BUILTIN_PII, load};
+    use crate::rules::{BUILTIN_PII, BUILTIN_SECRETS, load};
     use proptest::prelude::*;
+    use std::sync::LazyLock;
+
+    /// The built-in rules; with `anchoring` false every keyword rule is
+    /// searched in windows (the reference for the anchored path).
+    fn builtin_engine(anchoring: bool) -> Engine {
+        let mut rules =
+            load("secrets.toml", BUILTIN_SECRETS, Category::Secret, false).expect("secrets load");
+        rules.extend(load("pii.toml", BUILTIN_PII, Category::Pii, false).expect("pii load"));
+        if !anchoring {
+            for r in &mut rules {
+                r.starts_with_keyword = false;
+            }
+        }
+        Engine::new(rules, vec![]).expect("engine")
+    }
+
+    static ANCHORED: LazyLock<Engine> = LazyLock::new(|| builtin_engine(true));
+    static WINDOWED: LazyLock<Engine> = LazyLock::new(|| builtin_engine(false));
+
+    /// A raw match as a sortable tuple: full span, secret span, label, valid.
+    type Key = ((usize, usize), (usize, usize), u32, bool);
+
+    fn sorted(v: Vec<Raw>) -> Vec<Key> {
+        let mut v: Vec<Key> = v
+            .into_iter()
+            .map(|r| (r.full, r.span, r.label, r.valid))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Text made of built-in keywords in random case, assignment
+    /// operators, quotes and runs of token characters: matches, near
+    /// misses, keywords inside matches and overlapping candidates.
+    fn keyword_soup() -> impl Strategy<Value = Vec<u8>> {
+        let words: Vec<String> = ANCHORED
+            .rules
+            .iter()
+            .filter_map(|r| match &r.anchor {
+                Anchor::Keywords(k) => Some(k.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        // Strings generated from the keyword rules' own patterns (look-around
+        // assertions dropped, long rules left out), so that real matches of
+        // every shape occur, including those whose keyword is not at the start.
+        let samples: Vec<proptest::strategy::BoxedStrategy<Vec<u8>>> = ANCHORED
+            .rules
+            .iter()
+            .filter(|r| matches!(r.anchor, Anchor::Keywords(_)) && r.max_len <= 300)
+            .filter_map(|r| {
+                let p = r.pattern.replace("\\b", "");
+                proptest::string::bytes_regex(&p).ok().map(|s| s.boxed())
+            })
+            .collect();
+        assert!(
+            samples.len() > 150,
+            "only {} sample generators",
+            samples.len()
+        );
+        let piece = prop_oneof![
+            3 => proptest::strategy::Union::new(samples),
+            4 => (prop::sample::select(words), any::<u64>()).prop_map(|(w, bits)| {
+                w.bytes()
+                    .enumerate()
+                    .map(|(i, b)| if bits >> (i % 64) & 1 == 1 { b.to_ascii_uppercase() } else { b })
+                    .collect::<Vec<u8>>()
+            }),
+            3 => "[A-Za-z0-9_/+=.-]{1,90}".prop_map(String::into_bytes),
+            2 => prop::sample::select(vec![" = ", "=", ": ", "\"", "'", " ", "\n", "_", "-", ".", "://", "@", ":"])
+                .prop_map(|s| s.as_bytes().to_vec()),
+        ];
+        prop::collection::vec(piece, 0..30).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        /// Trying keyword-led rules anchored at each keyword finds exactly
+        /// the raw matches (spans, labels, validity) that searching windows
+        /// around the keywords finds, from any start offset.
+        #[test]
+        fn anchored_keyword_rules_match_window_search(hay in keyword_soup(), from in 0usize..400) {
+            let from = from.min(hay.len());
+            prop_assert_eq!(sorted(ANCHORED.detect(&hay, from)), sorted(WINDOWED.detect(&hay, from)));
+        }
+    }
+
+    #[test]
+    fn most_keyword_rules_start_with_a_keyword() {
+        let keyword_rules = ANCHORED
+            .rules
+            .iter()
+            .filter(|r| matches!(r.anchor, Anchor::Keywords(_)));
+        let (n, anchored) = keyword_rules.fold((0, 0), |(n, a), r| {
+            (n + 1, a + usize::from(r.starts_with_keyword))
+        });
+        // Context rules by construction, prefix-literal rules by extraction.
+        assert!(
+            anchored * 10 >= n * 8,
+            "{anchored} of {n} keyword rules anchored"
+        );
+        let id = |id: &str| ANCHORED.rules.iter().find(|r| r.id == id).expect("rule");
+        assert!(id("generic_secret_assignment").starts_with_keyword);
+        assert!(id("airtable_pat").starts_with_keyword);
+        assert!(id("aws_access_key_id").starts_with_keyword);
+    }
 
     fn pii_rule(id: &str) -> Rule {
         load("pii.toml", BUILTIN_PII, Category::Pii, false)

@@ -46,6 +46,7 @@
 mod checks;
 mod engine;
 mod error;
+mod keywords;
 mod known;
 mod mask;
 mod ner;

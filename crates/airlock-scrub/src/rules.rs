@@ -93,6 +93,14 @@ pub(crate) struct Rule {
     /// A hand-written matcher used instead of the regex; only allowed when
     /// the pattern is the one it implements.
     pub scanner: Option<Scanner>,
+    /// Every match starts with one of the rule's keywords (ASCII
+    /// case-insensitively): the engine then tries the regex anchored at each
+    /// keyword occurrence instead of searching windows around it. Derived
+    /// at load from the pattern's literal prefixes (the extraction regex
+    /// uses for its own prefilters, which must never miss a match), or true
+    /// by construction for `context` rules, whose pattern opens with the
+    /// names.
+    pub starts_with_keyword: bool,
 }
 
 /// Public description of a loaded rule (for listing and documentation).
@@ -173,6 +181,8 @@ pub(crate) struct Parsed {
     min: usize,
     /// Index of the `secret` capture group.
     secret_group: Option<usize>,
+    /// Literals one of which begins every match, `None` when unknown.
+    prefixes: Option<Vec<Vec<u8>>>,
 }
 
 /// Parse a pattern the way every rule is compiled. With `eager`, also
@@ -192,6 +202,11 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
     let max = hir.properties().maximum_len();
     let min = hir.properties().minimum_len().unwrap_or(0);
     let group = secret_index(&hir);
+    let prefixes = regex_syntax::hir::literal::Extractor::new()
+        .kind(regex_syntax::hir::literal::ExtractKind::Prefix)
+        .extract(&hir)
+        .literals()
+        .map(|ls| ls.iter().map(|l| l.as_bytes().to_vec()).collect());
     let re = if eager {
         Some(build_regex(pattern)?)
     } else {
@@ -202,6 +217,7 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
         max,
         min,
         secret_group: group,
+        prefixes,
     })
 }
 
@@ -258,6 +274,7 @@ pub(crate) fn load(
             return Err(bad("provider and source are required".into()));
         }
         let mut keywords: Vec<String> = spec.keywords.clone();
+        let from_context = spec.regex.is_none();
         let pattern = match (&spec.regex, &spec.context, &spec.secret) {
             (Some(r), c, None) if c.is_empty() => r.clone(),
             (None, c, Some(s)) if !c.is_empty() => {
@@ -298,7 +315,26 @@ pub(crate) fn load(
             max,
             min,
             secret_group,
+            prefixes,
         } = compile(&pattern, eager).map_err(&bad)?;
+        let starts_with_keyword = match &anchor {
+            Anchor::Keywords(kws) => {
+                // A context pattern opens with `(?i:name|…)` and its names
+                // are keywords (an empty name is refused with the keywords:
+                // `keywords.retain` above drops it, so check them all).
+                (from_context && spec.context.iter().all(|c| !c.is_empty()))
+                    || prefixes.as_ref().is_some_and(|ps| {
+                        !ps.is_empty()
+                            && ps.iter().all(|p| {
+                                kws.iter().any(|k| {
+                                    p.len() >= k.len()
+                                        && p[..k.len()].eq_ignore_ascii_case(k.as_bytes())
+                                })
+                            })
+                    })
+            }
+            _ => false,
+        };
         let pattern_text = pattern.clone();
         let max_len = match max {
             Some(m) if m <= MAX_RULE_LEN => m,
@@ -358,6 +394,7 @@ pub(crate) fn load(
             pattern: pattern_text,
             min_colons: spec.min_colons,
             scanner,
+            starts_with_keyword,
         });
     }
     Ok(out)
