@@ -676,6 +676,15 @@ impl Engine {
     /// reports when a match starts there.
     fn search_at(&self, hay: &[u8], li: u32, p: usize, out: &mut Vec<Raw>) -> Option<usize> {
         let rule = self.rule(li);
+        // Necessary conditions first: most keyword occurrences in text
+        // ('pat' in "path", 'token' in prose) fail them in a few bytes.
+        if !crate::head::head_ok(&rule.head, hay, p)
+            || rule
+                .assign_run
+                .is_some_and(|n| !crate::head::assignment_follows(hay, p, n))
+        {
+            return None;
+        }
         let re = rule.regex();
         let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
         let m = re.search(&input)?;
@@ -858,7 +867,7 @@ mod tests {
                     .collect::<Vec<u8>>()
             }),
             3 => "[A-Za-z0-9_/+=.-]{1,90}".prop_map(String::into_bytes),
-            2 => prop::sample::select(vec![" = ", "=", ": ", "\"", "'", " ", "\n", "_", "-", ".", "://", "@", ":"])
+            2 => prop::sample::select(vec![" = ", "=", ": ", "\"", "'", " ", "\n", "_", "-", ".", "://", "@", ":", "?=", " ?= ", ":=", "=>", "]", "\t"])
                 .prop_map(|s| s.as_bytes().to_vec()),
         ];
         prop::collection::vec(piece, 0..30).prop_map(|v| v.concat())

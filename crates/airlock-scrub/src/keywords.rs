@@ -14,8 +14,8 @@
 //! equal ones apart, so every real occurrence passes the bit test: the
 //! filter finds exactly what the automaton found.
 
-/// Bits of the prefix hash: 2^16 bits = 8 KiB per table.
-const HASH_BITS: u32 = 16;
+/// Bits of the prefix hash: 2^17 bits = 16 KiB of table.
+const HASH_BITS: u32 = 17;
 const BUCKETS: usize = 1 << HASH_BITS;
 /// Folds ASCII letters to lower case (and merges some other bytes, which
 /// only costs a comparison).
@@ -47,6 +47,9 @@ fn window(hay: &[u8], i: usize) -> u32 {
 const WORDS: usize = BUCKETS / 64;
 
 /// A hashed-prefix table: which keywords each bucket holds.
+/// Keywords of 4+ bytes are entered under their first four folded bytes;
+/// a three-byte keyword under each of the 128 folded values the byte after
+/// it can take, so one lookup per position serves both.
 #[derive(Debug)]
 struct Table {
     /// `ids[off[h]..off[h + 1]]` are the keywords in bucket `h`.
@@ -83,14 +86,10 @@ impl Table {
 pub(crate) struct Keywords {
     /// Lower-cased keywords; indices are the caller's.
     words: Vec<Vec<u8>>,
-    /// Keywords of 4+ bytes, by their first four folded bytes.
-    long: Table,
-    /// Keywords of exactly 3 bytes, by their folded bytes.
-    short: Table,
-    /// Which buckets are not empty: `long`'s in the first `WORDS` words,
-    /// `short`'s in the next (one array, so the hot loop indexes one base
-    /// with indices the compiler can prove in bounds).
-    bits: Box<[u64; 2 * WORDS]>,
+    table: Table,
+    /// Which buckets are not empty (a fixed-size array, so the hot loop's
+    /// indices are provably in bounds).
+    bits: Box<[u64; WORDS]>,
 }
 
 impl Keywords {
@@ -101,25 +100,31 @@ impl Keywords {
             .iter()
             .map(|w| w.to_ascii_lowercase().into_bytes())
             .collect();
-        let (mut long, mut short) = (Vec::new(), Vec::new());
+        let mut entries = Vec::new();
         for (id, w) in words.iter().enumerate() {
             let id = u32::try_from(id).ok()?;
+            let head = window(w, 0) | FOLD4;
             match w.len() {
                 0..=2 => return None,
-                3 => short.push((hash((window(w, 0) | FOLD4) & LOW3), id)),
-                _ => long.push((hash(window(w, 0) | FOLD4), id)),
+                3 => {
+                    let mut next: Vec<u32> = (0..=255u32).map(|b| b | 0x20).collect();
+                    next.dedup();
+                    for b in next {
+                        entries.push((hash((head & LOW3) | b << 24), id));
+                    }
+                }
+                _ => entries.push((hash(head), id)),
             }
         }
-        let mut bits = Box::new([0u64; 2 * WORDS]);
-        for (base, entries) in [(0, &long), (WORDS, &short)] {
-            for &(h, _) in entries {
-                bits[base + h / 64] |= 1 << (h % 64);
-            }
+        entries.sort_unstable();
+        entries.dedup();
+        let mut bits = Box::new([0u64; WORDS]);
+        for &(h, _) in &entries {
+            bits[h / 64] |= 1 << (h % 64);
         }
         Some(Keywords {
             bits,
-            long: Table::new(&long),
-            short: Table::new(&short),
+            table: Table::new(&entries),
             words,
         })
     }
@@ -134,7 +139,7 @@ impl Keywords {
         found: &mut dyn FnMut(usize, usize, usize),
     ) {
         let len = hay.len();
-        let bits: &[u64; 2 * WORDS] = &self.bits;
+        let bits: &[u64; WORDS] = &self.bits;
         // Positions with four bytes ahead, in blocks of up to 64: one
         // candidate bit each, computed without branches, then the set bits
         // are verified.
@@ -142,12 +147,15 @@ impl Keywords {
         let mut i = from;
         while i < body {
             let n = (body - i).min(64);
+            // Bit 63 receives each position's result and moves down one
+            // place per position (constant shifts only).
             let mut mask = 0u64;
-            for (k, w) in hay[i..i + n + 3].windows(4).enumerate() {
-                let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) | FOLD4;
-                let (h4, h3) = (hash(w), hash(w & LOW3));
-                let hit = (bits[h4 / 64] >> (h4 % 64)) | (bits[WORDS + h3 / 64] >> (h3 % 64));
-                mask |= (hit & 1) << k;
+            for w in hay[i..i + n + 3].windows(4) {
+                let h = hash(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) | FOLD4);
+                mask = mask >> 1 | (bits[h / 64] >> (h % 64)) << 63;
+            }
+            if n < 64 {
+                mask >>= 64 - n;
             }
             while mask != 0 {
                 let p = i + mask.trailing_zeros() as usize;
@@ -164,10 +172,7 @@ impl Keywords {
 
     /// Report the keywords that really occur at `p`.
     fn verify(&self, hay: &[u8], p: usize, found: &mut dyn FnMut(usize, usize, usize)) {
-        let w = window(hay, p) | FOLD4;
-        let long = self.long.bucket(hash(w));
-        let short = self.short.bucket(hash(w & LOW3));
-        for &id in long.iter().chain(short) {
+        for &id in self.table.bucket(hash(window(hay, p) | FOLD4)) {
             let word = &self.words[id as usize];
             if hay
                 .get(p..p + word.len())

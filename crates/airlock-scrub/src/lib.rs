@@ -46,6 +46,7 @@
 mod checks;
 mod engine;
 mod error;
+mod head;
 mod keywords;
 mod known;
 mod mask;

@@ -8,6 +8,7 @@
 use crate::Category;
 use crate::checks::Check;
 use crate::error::ScrubError;
+use crate::head::{self, ByteSet};
 use crate::scan::Scanner;
 use regex_automata::meta;
 use regex_automata::util::syntax;
@@ -101,6 +102,12 @@ pub(crate) struct Rule {
     /// by construction for `context` rules, whose pattern opens with the
     /// names.
     pub starts_with_keyword: bool,
+    /// The bytes a match can hold at its first offsets ([`head::head`]):
+    /// an anchored try that fails them cannot match.
+    pub head: Vec<ByteSet>,
+    /// For a `context` rule whose names are all name bytes: the longest run
+    /// of name bytes that opens a match ([`head::assignment_follows`]).
+    pub assign_run: Option<usize>,
 }
 
 /// Public description of a loaded rule (for listing and documentation).
@@ -183,6 +190,8 @@ pub(crate) struct Parsed {
     secret_group: Option<usize>,
     /// Literals one of which begins every match, `None` when unknown.
     prefixes: Option<Vec<Vec<u8>>>,
+    /// Byte sets of the first offsets of every match.
+    head: Vec<ByteSet>,
 }
 
 /// Parse a pattern the way every rule is compiled. With `eager`, also
@@ -207,6 +216,7 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
         .extract(&hir)
         .literals()
         .map(|ls| ls.iter().map(|l| l.as_bytes().to_vec()).collect());
+    let head = head::head(&hir, head::HEAD_LEN);
     let re = if eager {
         Some(build_regex(pattern)?)
     } else {
@@ -218,6 +228,7 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
         min,
         secret_group: group,
         prefixes,
+        head,
     })
 }
 
@@ -316,7 +327,15 @@ pub(crate) fn load(
             min,
             secret_group,
             prefixes,
+            head,
         } = compile(&pattern, eager).map_err(&bad)?;
+        // The 24 is `context_pattern`'s stretch after the name.
+        let assign_run = (from_context
+            && spec
+                .context
+                .iter()
+                .all(|c| !c.is_empty() && c.bytes().all(head::is_name_byte)))
+        .then(|| spec.context.iter().map(String::len).max().unwrap_or(0) + 24);
         let starts_with_keyword = match &anchor {
             Anchor::Keywords(kws) => {
                 // A context pattern opens with `(?i:name|…)` and its names
@@ -395,6 +414,8 @@ pub(crate) fn load(
             min_colons: spec.min_colons,
             scanner,
             starts_with_keyword,
+            head,
+            assign_run,
         });
     }
     Ok(out)

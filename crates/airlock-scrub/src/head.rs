@@ -1,0 +1,280 @@
+//! Cheap necessary conditions on where a match can start, derived from a
+//! rule's pattern, so the engine can rule out most keyword occurrences
+//! without running a regex there.
+//!
+//! [`head`] gives, for the first few byte offsets of any match, the set of
+//! bytes that can appear at that offset (an over-approximation: a real match
+//! always passes). [`assignment_follows`] is the same idea for the shape
+//! every `context` rule's pattern has after its name.
+
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+/// A set of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    const ALL: ByteSet = ByteSet([u64::MAX; 4]);
+    const NONE: ByteSet = ByteSet([0; 4]);
+
+    fn insert_range(&mut self, lo: u8, hi: u8) {
+        for b in lo..=hi {
+            self.0[usize::from(b / 64)] |= 1 << (b % 64);
+        }
+    }
+
+    fn union(self, o: ByteSet) -> ByteSet {
+        let mut u = self;
+        for (a, b) in u.0.iter_mut().zip(o.0) {
+            *a |= b;
+        }
+        u
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, b: u8) -> bool {
+        self.0[usize::from(b / 64)] >> (b % 64) & 1 != 0
+    }
+}
+
+/// Offsets examined at most.
+pub(crate) const HEAD_LEN: usize = 12;
+
+/// `sets[j]` holds every byte that can be at offset `j` of a match of `h`,
+/// for each `j` below the returned length (every match is at least that
+/// long). Look-around is zero-width and ignored (an over-approximation).
+pub(crate) fn head(h: &Hir, k: usize) -> Vec<ByteSet> {
+    if k == 0 {
+        return Vec::new();
+    }
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => Vec::new(),
+        HirKind::Literal(lit) => lit
+            .0
+            .iter()
+            .take(k)
+            .map(|&b| {
+                let mut s = ByteSet::NONE;
+                s.insert_range(b, b);
+                s
+            })
+            .collect(),
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut s = ByteSet::NONE;
+            for r in c.ranges() {
+                s.insert_range(r.start(), r.end());
+            }
+            vec![s]
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            // One byte per match only when every member is ASCII.
+            let mut s = ByteSet::NONE;
+            for r in c.ranges() {
+                match (u8::try_from(r.start()), u8::try_from(r.end())) {
+                    (Ok(lo), Ok(hi)) if hi < 0x80 => s.insert_range(lo, hi),
+                    _ => return Vec::new(),
+                }
+            }
+            vec![s]
+        }
+        HirKind::Capture(c) => head(&c.sub, k),
+        HirKind::Repetition(r) => {
+            if r.min == 0 {
+                return Vec::new();
+            }
+            match fixed_len(&r.sub) {
+                // Fixed-length copies: the first `min` are all present.
+                Some(len) if len > 0 => {
+                    let one = padded(&r.sub, len, k);
+                    one.iter()
+                        .copied()
+                        .cycle()
+                        .take((len * r.min as usize).min(k))
+                        .collect()
+                }
+                _ => head(&r.sub, k),
+            }
+        }
+        HirKind::Concat(parts) => {
+            let mut out = Vec::new();
+            for p in parts {
+                if out.len() >= k {
+                    break;
+                }
+                match fixed_len(p) {
+                    Some(len) => out.extend(padded(p, len, k - out.len())),
+                    None => {
+                        // A variable-length part: its own head is certain,
+                        // what follows it is at no fixed offset.
+                        out.extend(head(p, k - out.len()));
+                        break;
+                    }
+                }
+            }
+            out.truncate(k);
+            out
+        }
+        HirKind::Alternation(alts) => {
+            let heads: Vec<Vec<ByteSet>> = alts.iter().map(|a| head(a, k)).collect();
+            let n = heads.iter().map(Vec::len).min().unwrap_or(0);
+            (0..n)
+                .map(|j| heads.iter().fold(ByteSet::NONE, |acc, h| acc.union(h[j])))
+                .collect()
+        }
+    }
+}
+
+/// The length of every match of `h`, when it is fixed.
+fn fixed_len(h: &Hir) -> Option<usize> {
+    let p = h.properties();
+    match (p.minimum_len(), p.maximum_len()) {
+        (Some(a), Some(b)) if a == b => Some(a),
+        _ => None,
+    }
+}
+
+/// `head(h)` for a part of fixed length `len`, padded with "any byte" to
+/// `min(len, k)` offsets, so that what follows it keeps its offset.
+fn padded(h: &Hir, len: usize, k: usize) -> Vec<ByteSet> {
+    let mut v = head(h, k.min(len));
+    v.resize(k.min(len), ByteSet::ALL);
+    v
+}
+
+/// Whether `hay[p..]` can open a match by the bytes at its first offsets.
+#[inline]
+pub(crate) fn head_ok(sets: &[ByteSet], hay: &[u8], p: usize) -> bool {
+    sets.iter()
+        .enumerate()
+        .all(|(j, s)| hay.get(p + j).is_some_and(|&b| s.contains(b)))
+}
+
+/// A byte a `context` rule's name stretch may hold (`[A-Za-z0-9_.\-]`).
+pub(crate) fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+}
+
+/// The shape after a `context` rule's name (`rules::context_pattern`):
+/// name bytes, at most 2 of `"'` `]`, at most 4 spaces or tabs, then an
+/// operator starting with `=`, `:` or `?`. When every name consists of name
+/// bytes, a match at `p` starts with one run of name bytes (the name, then
+/// up to 24 more) of at most `max_run` bytes, and since the four byte
+/// classes are disjoint, each stretch is a maximal run: this is a necessary
+/// condition for a match at `p`.
+pub(crate) fn assignment_follows(hay: &[u8], p: usize, max_run: usize) -> bool {
+    let run = |from: usize, limit: usize, class: fn(u8) -> bool| {
+        let mut i = from;
+        while i < hay.len() && class(hay[i]) {
+            i += 1;
+            if i - from > limit {
+                return None;
+            }
+        }
+        Some(i)
+    };
+    let Some(i) = run(p, max_run, is_name_byte) else {
+        return false;
+    };
+    let Some(i) = run(i, 2, |b| matches!(b, b'"' | b'\'' | b']')) else {
+        return false;
+    };
+    let Some(i) = run(i, 4, |b| matches!(b, b' ' | b'\t')) else {
+        return false;
+    };
+    matches!(hay.get(i), Some(b'=' | b':' | b'?'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use regex_automata::{Anchored, Input, meta};
+
+    fn parse(p: &str) -> Hir {
+        regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(p)
+            .expect("pattern")
+    }
+
+    fn shown(sets: &[ByteSet]) -> Vec<String> {
+        sets.iter()
+            .map(|s| {
+                if *s == ByteSet::ALL {
+                    return "*".into();
+                }
+                (0..=255u8)
+                    .filter(|&b| s.contains(b))
+                    .map(char::from)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn examples() {
+        let sets = head(&parse(r"\bpat[A-Za-z0-9]{2}\.x"), HEAD_LEN);
+        let alnum: String = ('0'..='9').chain('A'..='Z').chain('a'..='z').collect();
+        assert_eq!(shown(&sets), ["p", "a", "t", &alnum, &alnum, ".", "x"]);
+        // Variable length stops the fixed offsets; alternation unions.
+        let sets = head(&parse(r"(?:ab|cd)e?f"), HEAD_LEN);
+        assert_eq!(shown(&sets), ["ac", "bd"]);
+        let sets = head(&parse(r"(?i:ok)[0-9]{1,3}"), HEAD_LEN);
+        assert_eq!(shown(&sets), ["Oo", "Kk", "0123456789"]);
+        assert!(head(&parse(r"x?y"), HEAD_LEN).is_empty());
+        assert!(assignment_follows(b"api_key = 'v'", 0, 31));
+        assert!(assignment_follows(b"TOKEN\"]:", 0, 29));
+        assert!(!assignment_follows(b"token test", 0, 29));
+        assert!(!assignment_follows(b"token'''=", 0, 29));
+        assert!(!assignment_follows(b"token     =", 0, 29));
+        assert!(!assignment_follows(b"token", 0, 29));
+    }
+
+    /// Patterns with every kind of node, over a small alphabet.
+    fn pattern() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            "[abc]{1,3}",
+            Just("[a-b]".to_string()),
+            Just("(?i:ab)".to_string()),
+            Just(r"\b".to_string()),
+            Just("^".to_string()),
+            Just(".".to_string()),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 1..4).prop_map(|v| v.concat()),
+                prop::collection::vec(inner.clone(), 1..3)
+                    .prop_map(|v| format!("(?:{})", v.join("|"))),
+                (inner.clone(), 0u32..3, 0u32..3).prop_map(|(p, a, b)| format!(
+                    "(?:{p}){{{},{}}}",
+                    a,
+                    a + b
+                )),
+                inner.prop_map(|p| format!("({p})")),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// Wherever the regex matches (anchored), the head conditions hold.
+        #[test]
+        fn every_match_passes_its_head(pat in pattern(), hay in "[abcAB .]{0,16}") {
+            let re = meta::Regex::builder()
+                .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+                .build(&pat)
+                .expect("compiles");
+            let sets = head(&parse(&pat), HEAD_LEN);
+            let hay = hay.as_bytes();
+            for p in 0..=hay.len() {
+                let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
+                if re.search(&input).is_some() {
+                    prop_assert!(head_ok(&sets, hay, p), "{pat} at {p} in {:?}: {:?}", hay, shown(&sets));
+                }
+            }
+        }
+    }
+}
