@@ -46,6 +46,8 @@ pub(crate) struct RunStats {
     pub plus: bool,
     /// The run holds a '-' or a '/'.
     pub dash_or_slash: bool,
+    /// The most digits in a row in the run.
+    pub longest_group: usize,
 }
 
 impl RunStats {
@@ -57,6 +59,11 @@ impl RunStats {
             digits: run.iter().filter(|b| b.is_ascii_digit()).count(),
             plus: run.contains(&b'+'),
             dash_or_slash: run.iter().any(|&b| b == b'-' || b == b'/'),
+            longest_group: run
+                .split(|b| !b.is_ascii_digit())
+                .map(<[u8]>::len)
+                .max()
+                .unwrap_or(0),
         }
     }
 }
@@ -151,26 +158,61 @@ impl Shape {
     /// anchor pass cuts runs) with stats `st` can hold the secret of a
     /// match. `false` means no match of the pattern has its secret inside
     /// this run.
+    /// The checks on the stats (and for an IBAN, its one byte check) are
+    /// inlined into the anchor pass: most runs stop there.
+    #[inline]
     pub(crate) fn fits(self, hay: &[u8], start: usize, end: usize, st: RunStats) -> bool {
-        if st.digits < self.min_run_digits() {
-            return false;
-        }
+        st.digits >= self.min_run_digits()
+            && match self {
+                // The secret starts with '+'.
+                Shape::PhoneInternational => st.plus,
+                // The secret holds '/' or '-'.
+                Shape::PhoneDe => st.dash_or_slash,
+                // And it ends in `\d{4}`.
+                Shape::UsSsn => st.dash_or_slash && st.longest_group >= 4,
+                // `\d{4}` (nanp, card), `07\d{3}`, `0[12]\d{2,3}`, `020 \d{4}`.
+                Shape::PhoneNanp | Shape::PaymentCard | Shape::PhoneUk => st.longest_group >= 4,
+                Shape::Iban => iban_fits(hay, start),
+                Shape::PhoneFr => true,
+            }
+            && (self == Shape::Iban || self.fits_bytes(hay, start, end))
+    }
+
+    /// The part of [`Shape::fits`] that walks the run's bytes.
+    #[inline(never)]
+    fn fits_bytes(self, hay: &[u8], start: usize, end: usize) -> bool {
         let end = end.min(hay.len());
         match self {
-            // The secret starts with '+'.
-            Shape::PhoneInternational if !st.plus => false,
-            // The secret holds '/' or '-'.
-            Shape::PhoneDe | Shape::UsSsn if !st.dash_or_slash => false,
-            Shape::PhoneInternational => (start..end).any(|i| intl_at(hay, i)),
-            Shape::PhoneNanp => (start..end).any(|i| nanp_at(hay, i)),
-            Shape::PhoneUk => (start..end).any(|i| uk_at(hay, i)),
-            Shape::PhoneFr => (start..end).any(|i| fr_at(hay, i)),
-            Shape::PhoneDe => (start..end).any(|i| de_at(hay, i)),
-            Shape::UsSsn => (start..end).any(|i| ssn_at(hay, i)),
+            // '+' right before a group's first digit.
+            Shape::PhoneInternational => any_group_start(hay, start, end, |i| {
+                i.checked_sub(1).is_some_and(|p| intl_at(hay, p))
+            }),
+            Shape::PhoneNanp => any_group_start(hay, start, end, |i| nanp_at(hay, i)),
+            Shape::PhoneUk => any_group_start(hay, start, end, |i| uk_at(hay, i)),
+            Shape::PhoneFr => any_group_start(hay, start, end, |i| fr_at(hay, i)),
+            Shape::PhoneDe => any_group_start(hay, start, end, |i| de_at(hay, i)),
+            Shape::UsSsn => any_group_start(hay, start, end, |i| ssn_at(hay, i)),
             Shape::PaymentCard => card_fits(hay, start, end),
             Shape::Iban => iban_fits(hay, start),
         }
     }
+}
+
+/// Whether `f` holds at the first digit of some group of digits in
+/// `hay[start..end]` (a digit after a non-digit, or at `start`). Every
+/// position the per-rule checks below accept is one: each starts with a
+/// digit that follows a non-digit (a prefix byte outside `\w`, or a
+/// separator of the secret).
+fn any_group_start(hay: &[u8], start: usize, end: usize, f: impl Fn(usize) -> bool) -> bool {
+    let mut prev_digit = false;
+    for (i, b) in hay.iter().enumerate().take(end).skip(start) {
+        let digit = b.is_ascii_digit();
+        if digit && !prev_digit && f(i) {
+            return true;
+        }
+        prev_digit = digit;
+    }
+    false
 }
 
 /// `+[1-9]` at `i` after `^` or `[^\w+]`.

@@ -178,6 +178,35 @@ const fn classes() -> [u8; 256] {
 }
 static CLASS: [u8; 256] = classes();
 
+/// Per byte, what the anchor pass records while it walks a run: whether
+/// the byte continues a run (`R_DIGIT`, `R_SEP`) and which separators the
+/// run filters ask about. One lookup and no branch per byte.
+const R_DIGIT: u8 = 1;
+const R_SEP: u8 = 2;
+const R_PLUS: u8 = 4;
+const R_DASH: u8 = 8;
+const R_SLASH: u8 = 16;
+const R_DOT: u8 = 32;
+
+const fn run_flags() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match CLASS[i] {
+            DIGIT => R_DIGIT,
+            SEP => R_SEP,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t[b'+' as usize] |= R_PLUS;
+    t[b'-' as usize] |= R_DASH;
+    t[b'/' as usize] |= R_SLASH;
+    t[b'.' as usize] |= R_DOT;
+    t
+}
+static RUN: [u8; 256] = run_flags();
+
 /// A digit, ':' (the byte after '9') or '@'.
 fn is_anchor_byte(b: u8) -> bool {
     b.wrapping_sub(b'0') <= 10 || b == b'@'
@@ -681,33 +710,35 @@ impl Engine {
                     {
                         start -= 1;
                     }
-                    let (mut digits, mut plus, mut dash, mut slash, mut dots) =
-                        (0usize, false, false, false, 0usize);
+                    // Leading separators, then the run proper.
+                    let (mut seen, mut digits, mut dots) = (0u8, 0usize, 0usize);
+                    let (mut group, mut longest_group) = (0usize, 0usize);
                     for &b in &hay[start..i] {
-                        plus |= b == b'+';
-                        dash |= b == b'-';
-                        slash |= b == b'/';
-                        dots += usize::from(b == b'.');
+                        let f = RUN[usize::from(b)];
+                        seen |= f;
+                        dots += usize::from(f & R_DOT != 0);
                     }
-                    while i < len {
-                        match CLASS[usize::from(hay[i])] {
-                            DIGIT => digits += 1,
-                            SEP => match hay[i] {
-                                b'+' => plus = true,
-                                b'-' => dash = true,
-                                b'/' => slash = true,
-                                b'.' => dots += 1,
-                                _ => {}
-                            },
-                            _ => break,
+                    while let Some(&b) = hay.get(i) {
+                        let f = RUN[usize::from(b)];
+                        if f & (R_DIGIT | R_SEP) == 0 {
+                            break;
                         }
+                        seen |= f;
+                        let digit = usize::from(f & R_DIGIT);
+                        digits += digit;
+                        group = (group + 1) * digit;
+                        longest_group = longest_group.max(group);
+                        dots += usize::from(f & R_DOT != 0);
                         i += 1;
                     }
+                    let (plus, dash) = (seen & R_PLUS != 0, seen & R_DASH != 0);
+                    let slash = seen & R_SLASH != 0;
                     let long = i - start > LONG_RUN || (start == dstart && dstart > 0);
                     let st = RunStats {
                         digits,
                         plus,
                         dash_or_slash: dash || slash,
+                        longest_group,
                     };
                     // Runs for the shape skip, short ones included: a match
                     // near a run that wakes a rule may lie in a short run.
