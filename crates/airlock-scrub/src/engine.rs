@@ -11,6 +11,7 @@
 
 use crate::Category;
 use crate::checks;
+use crate::digits::{RunStats, Shape};
 use crate::keywords::Keywords;
 use crate::rules::{Anchor, Rule};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -78,6 +79,13 @@ pub(crate) struct Engine {
     digit_rules: Vec<DigitRule>,
     /// The smallest `min_digits` of `digit_rules`: shorter runs wake none.
     digit_min: usize,
+    /// Per label: the index in `digit_rules` of a rule whose components are
+    /// skipped when they meet no run with its shape, or `NO_SHAPE`.
+    shape_skip_of: Vec<u32>,
+    /// `(index in digit_rules, shape)` of the rules skipped by shape.
+    skip_shapes: Vec<(usize, Shape)>,
+    /// The smallest `min_run_digits` of `skip_shapes`.
+    skip_shape_min: usize,
     /// Per label: the longest match of its rule (0 for known secrets), kept
     /// apart from `rules` so the window pass touches one small array.
     label_max: Vec<usize>,
@@ -134,13 +142,21 @@ fn group_of(anchor: &Anchor) -> usize {
     }
 }
 
-/// A digit-anchored rule's run filter (copied out of its `Anchor`).
+/// A digit-anchored rule's run filter (copied out of its `Anchor`) and
+/// its run shape, if its pattern has one (see `digits`).
 #[derive(Debug, Clone, Copy)]
 struct DigitRule {
     label: u32,
     min_digits: usize,
     run_needs: Option<u8>,
+    shape: Option<Shape>,
+    /// The declared filter is implied by the regex, so windows are pushed
+    /// only for runs that also have the shape (every possible match still
+    /// lies in a window). Otherwise the shape only skips components.
+    shape_filters_windows: bool,
 }
+
+const NO_SHAPE: u32 = u32::MAX;
 
 const DIGIT: u8 = 1;
 const SEP: u8 = 2;
@@ -166,6 +182,35 @@ const fn classes() -> [u8; 256] {
     t
 }
 static CLASS: [u8; 256] = classes();
+
+/// Per byte, what the anchor pass records while it walks a run: whether
+/// the byte continues a run (`R_DIGIT`, `R_SEP`) and which separators the
+/// run filters ask about. One lookup and no branch per byte.
+const R_DIGIT: u8 = 1;
+const R_SEP: u8 = 2;
+const R_PLUS: u8 = 4;
+const R_DASH: u8 = 8;
+const R_SLASH: u8 = 16;
+const R_DOT: u8 = 32;
+
+const fn run_flags() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match CLASS[i] {
+            DIGIT => R_DIGIT,
+            SEP => R_SEP,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t[b'+' as usize] |= R_PLUS;
+    t[b'-' as usize] |= R_DASH;
+    t[b'/' as usize] |= R_SLASH;
+    t[b'.' as usize] |= R_DOT;
+    t
+}
+static RUN: [u8; 256] = run_flags();
 
 /// A digit, ':' (the byte after '9') or '@'.
 fn is_anchor_byte(b: u8) -> bool {
@@ -306,11 +351,24 @@ impl Engine {
                 Anchor::Digits {
                     min_digits,
                     run_needs,
-                } => digit_rules.push(DigitRule {
-                    label: li,
-                    min_digits: *min_digits,
-                    run_needs: *run_needs,
-                }),
+                } => {
+                    let shape = Shape::for_pattern(&rule.pattern);
+                    // Filtering windows is exact only when the declared
+                    // filter is no stricter than the one the regex implies.
+                    let shape_filters_windows = shape.and_then(Shape::implied_filter).is_some_and(
+                        |(implied_min, implied_needs)| {
+                            *min_digits <= implied_min
+                                && (run_needs.is_none() || *run_needs == implied_needs)
+                        },
+                    );
+                    digit_rules.push(DigitRule {
+                        label: li,
+                        min_digits: *min_digits,
+                        run_needs: *run_needs,
+                        shape,
+                        shape_filters_windows,
+                    })
+                }
             }
         }
         let kw_rules: Vec<Vec<u32>> = words
@@ -362,8 +420,14 @@ impl Engine {
         for g in [3] {
             // A rule with a hand-written scanner is cheaper to run than to
             // gate (and leaving it out keeps the gate's automaton smaller).
+            // A rule with a run shape is skipped by it instead (far cheaper
+            // than the all-matches automaton).
             let members: Vec<usize> = (0..rules.len())
-                .filter(|&ri| group_of(&rules[ri].anchor) == g && rules[ri].scanner.is_none())
+                .filter(|&ri| {
+                    group_of(&rules[ri].anchor) == g
+                        && rules[ri].scanner.is_none()
+                        && Shape::for_pattern(&rules[ri].pattern).is_none()
+                })
                 .collect();
             for chunk in members.chunks(GATE_RULES) {
                 if chunk.len() < 2 {
@@ -385,6 +449,21 @@ impl Engine {
             .map(|d| d.min_digits)
             .min()
             .unwrap_or(usize::MAX);
+        let mut shape_skip_of = vec![NO_SHAPE; labels.len()];
+        let mut skip_shapes = Vec::new();
+        for (k, d) in digit_rules.iter().enumerate() {
+            if let Some(shape) = d.shape
+                && !d.shape_filters_windows
+            {
+                shape_skip_of[d.label as usize] = k as u32;
+                skip_shapes.push((k, shape));
+            }
+        }
+        let skip_shape_min = skip_shapes
+            .iter()
+            .map(|(_, s)| s.min_run_digits())
+            .min()
+            .unwrap_or(usize::MAX);
         let mut label_max = vec![0usize; known_count];
         label_max.extend(rules.iter().map(|r| r.max_len));
         let longest = max_rule_len.max(max_known_len);
@@ -403,6 +482,9 @@ impl Engine {
             colon_rules,
             digit_rules,
             digit_min,
+            shape_skip_of,
+            skip_shapes,
+            skip_shape_min,
             label_max,
             max_rule_len,
             gates,
@@ -480,9 +562,12 @@ impl Engine {
                 }
             });
         }
+        // Per digit rule: the runs with its shape, for rules whose
+        // components are skipped by shape (empty for the others).
+        let mut shape_runs: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.digit_rules.len()];
         if !(self.at_rules.is_empty() && self.colon_rules.is_empty() && self.digit_rules.is_empty())
         {
-            self.scan_classes(hay, kstart, from, &mut |li, a, b| {
+            self.scan_classes(hay, kstart, &mut shape_runs, &mut |li, a, b| {
                 push(li, a, b, &mut wins, &mut open)
             });
         }
@@ -511,7 +596,23 @@ impl Engine {
         // a region matches nowhere in any of its components inside it (a
         // match inside a sub-span is a match inside the span; look-around
         // sees the whole haystack either way), so skipping it is exact.
+        // Shape skip: a component that meets no run with its rule's shape
+        // holds no match (every match's secret lies in a run with the
+        // shape, and inside the component). Components of one rule and its
+        // runs both ascend, so one cursor per rule suffices.
         let mut skip = vec![false; comps.len()];
+        let mut cursor = vec![0usize; shape_runs.len()];
+        for (c, skip) in comps.iter().zip(skip.iter_mut()) {
+            let k = self.shape_skip_of[c.0 as usize];
+            let (Some(runs), Some(p)) = (shape_runs.get(k as usize), cursor.get_mut(k as usize))
+            else {
+                continue;
+            };
+            while runs.get(*p).is_some_and(|r| r.1 <= c.1) {
+                *p += 1;
+            }
+            *skip = runs.get(*p).is_none_or(|r| r.0 >= c.2);
+        }
         if !self.gates.is_empty() {
             // (gate, start, end, component index), grouped by gate.
             let mut members: Vec<(u32, usize, usize, usize)> = comps
@@ -579,14 +680,15 @@ impl Engine {
 
     /// One pass over the bytes for the non-keyword anchors: `@`, `:` next
     /// to a hex digit, and runs of digits and separators.
+    /// For rules whose components are skipped by shape, appends to
+    /// `shape_runs[k]` every run that has rule `k`'s shape.
     fn scan_classes(
         &self,
         hay: &[u8],
         kstart: usize,
-        from: usize,
+        shape_runs: &mut [Vec<(usize, usize)>],
         push: &mut dyn FnMut(u32, usize, usize),
     ) {
-        let _ = from;
         let len = hay.len();
         let dstart = kstart.saturating_sub(2 * LONG_RUN);
         let mut i = dstart;
@@ -628,26 +730,47 @@ impl Engine {
                     {
                         start -= 1;
                     }
-                    let (mut digits, mut plus, mut dash, mut dots) = (0usize, false, false, 0usize);
+                    // Leading separators, then the run proper.
+                    let (mut seen, mut digits, mut dots) = (0u8, 0usize, 0usize);
+                    let (mut group, mut longest_group) = (0usize, 0usize);
                     for &b in &hay[start..i] {
-                        plus |= b == b'+';
-                        dash |= b == b'-';
-                        dots += usize::from(b == b'.');
+                        let f = RUN[usize::from(b)];
+                        seen |= f;
+                        dots += usize::from(f & R_DOT != 0);
                     }
-                    while i < len {
-                        match CLASS[usize::from(hay[i])] {
-                            DIGIT => digits += 1,
-                            SEP => match hay[i] {
-                                b'+' => plus = true,
-                                b'-' => dash = true,
-                                b'.' => dots += 1,
-                                _ => {}
-                            },
-                            _ => break,
+                    while let Some(&b) = hay.get(i) {
+                        let f = RUN[usize::from(b)];
+                        if f & (R_DIGIT | R_SEP) == 0 {
+                            break;
                         }
+                        seen |= f;
+                        let digit = usize::from(f & R_DIGIT);
+                        digits += digit;
+                        group = (group + 1) * digit;
+                        longest_group = longest_group.max(group);
+                        dots += usize::from(f & R_DOT != 0);
                         i += 1;
                     }
+                    let (plus, dash) = (seen & R_PLUS != 0, seen & R_DASH != 0);
+                    let slash = seen & R_SLASH != 0;
                     let long = i - start > LONG_RUN || (start == dstart && dstart > 0);
+                    let st = RunStats {
+                        digits,
+                        plus,
+                        dash_or_slash: dash || slash,
+                        longest_group,
+                    };
+                    // Runs for the shape skip, short ones included: a match
+                    // near a run that wakes a rule may lie in a short run.
+                    if long || digits >= self.skip_shape_min {
+                        for &(k, shape) in &self.skip_shapes {
+                            if (long || shape.fits(hay, start, i, st))
+                                && let Some(runs) = shape_runs.get_mut(k)
+                            {
+                                runs.push((start, i));
+                            }
+                        }
+                    }
                     if !long && digits < self.digit_min {
                         // Wakes no rule (the loop below would push nothing).
                         continue;
@@ -661,7 +784,12 @@ impl Engine {
                             Some(b'.') => dots >= 3,
                             Some(b) => hay[start..i].contains(&b),
                         };
-                        if long || (digits >= d.min_digits && needs_ok) {
+                        if long
+                            || (digits >= d.min_digits
+                                && needs_ok
+                                && !(d.shape_filters_windows
+                                    && d.shape.is_some_and(|sh| !sh.fits(hay, start, i, st))))
+                        {
                             push(d.label, start, i);
                         }
                     }
@@ -955,6 +1083,64 @@ mod tests {
             }
             if !has_colon_run(&hay, n) {
                 prop_assert!(!any);
+            }
+        }
+    }
+
+    /// The built-in PII engine, and the same rules with every pattern
+    /// prefixed by the no-op `(?:)`: same regexes, but no run shapes (so
+    /// the declared filters and the gate decide, as before shapes).
+    fn shaped_and_plain() -> &'static (Engine, Engine) {
+        static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
+        ENGINES.get_or_init(build_shaped_and_plain)
+    }
+
+    fn build_shaped_and_plain() -> (Engine, Engine) {
+        // (The ipv4 scanner is tied to its exact pattern: the plain engine
+        // runs the regex, which the scanner equals.)
+        let plain_toml = BUILTIN_PII
+            .replace("regex = '''", "regex = '''(?:)")
+            .replace("scanner = \"ipv4\"\n", "");
+        let shaped = load("pii.toml", BUILTIN_PII, Category::Pii, false).expect("pii rules load");
+        let plain = load("pii.toml", &plain_toml, Category::Pii, false).expect("plain rules load");
+        assert!(
+            plain
+                .iter()
+                .all(|r| crate::digits::Shape::for_pattern(&r.pattern).is_none())
+        );
+        (
+            Engine::new(shaped, vec![]).expect("engine"),
+            Engine::new(plain, vec![]).expect("engine"),
+        )
+    }
+
+    /// A raw match as a comparable tuple: full span, secret span, label, valid.
+    type RawKey = ((usize, usize), (usize, usize), u32, bool);
+
+    fn raws(e: &Engine, hay: &[u8], from: usize) -> Vec<RawKey> {
+        let mut v: Vec<_> = e
+            .detect(hay, from)
+            .into_iter()
+            .map(|r| (r.full, r.span, r.label, r.valid))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        /// Run shapes change no raw match: the engine with them reports
+        /// exactly what the engine without them reports, from any start.
+        #[test]
+        fn shapes_change_no_match(
+            parts in prop::collection::vec(crate::digits::tests::digit_soup(), 1..6),
+            from in 0usize..400,
+        ) {
+            let hay = parts.join(&b" "[..]);
+            let (shaped, plain) = shaped_and_plain();
+            for from in [0, from.min(hay.len())] {
+                prop_assert_eq!(raws(shaped, &hay, from), raws(plain, &hay, from));
             }
         }
     }

@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 mod checks;
+mod digits;
 mod engine;
 mod error;
 mod head;
