@@ -21,6 +21,8 @@ pub(crate) enum Scanner {
     Fenced(&'static Fenced),
     /// The `authorization_bearer` rule, [`BEARER_PATTERN`].
     Bearer,
+    /// The `aws_session_token` rule, [`AWS_SESSION_PATTERN`].
+    AwsSession,
 }
 
 /// The regex the `Ipv4` scanner implements (the built-in `ipv4` rule).
@@ -30,6 +32,11 @@ pub(crate) const IPV4_PATTERN: &str = r"(?:^|[^\w.])(?P<secret>(?:25[0-5]|2[0-4]
 /// `authorization_bearer` rule).
 pub(crate) const BEARER_PATTERN: &str =
     r"(?i:bearer)\s{1,3}(?P<secret>[A-Za-z0-9_\-.~+/]{20,2000}={0,2})";
+
+/// The regex the `AwsSession` scanner implements (the built-in
+/// `aws_session_token` rule).
+pub(crate) const AWS_SESSION_PATTERN: &str =
+    r"(?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdz)[A-Za-z0-9/+]{80,2000}={0,2}";
 
 /// A block shape: the literal `begin`, then a body of `FENCE_MIN` to
 /// `FENCE_MAX` bytes of one class, as few as possible (lazy), then the
@@ -137,6 +144,7 @@ impl Scanner {
             "ipv4" => Some(&[Scanner::Ipv4]),
             "pem" => Some(&PEM),
             "bearer" => Some(&[Scanner::Bearer]),
+            "aws_session" => Some(&[Scanner::AwsSession]),
             _ => None,
         }
     }
@@ -147,6 +155,7 @@ impl Scanner {
             Scanner::Ipv4 => IPV4_PATTERN,
             Scanner::Fenced(f) => f.pattern,
             Scanner::Bearer => BEARER_PATTERN,
+            Scanner::AwsSession => AWS_SESSION_PATTERN,
         }
     }
 
@@ -166,6 +175,7 @@ impl Scanner {
             Scanner::Ipv4 => ipv4_find_iter(hay, s, e, out),
             Scanner::Fenced(f) => fenced_find_iter(f, hay, s, e, out),
             Scanner::Bearer => bearer_find_iter(hay, s, e, out),
+            Scanner::AwsSession => aws_session_find_iter(hay, s, e, out),
         }
     }
 }
@@ -399,6 +409,57 @@ fn bearer_find_iter(
     }
 }
 
+/// The two prefixes of [`AWS_SESSION_PATTERN`] (they start with different
+/// bytes, so at most one is at any position).
+const AWS_SESSION_PREFIXES: [&[u8]; 2] = [b"IQoJb3JpZ2luX2Vj", b"FwoGZXIvYXdz"];
+
+/// The [`AWS_SESSION_PATTERN`] match starting at `at`, within `e`. As for
+/// bearer, no backtracking is needed: `=` is not in the body class, so the
+/// longest body (up to 2000 bytes, at least 80) then up to two `=` is the
+/// preferred match, and no shorter body can succeed where it fails.
+fn aws_session_at(hay: &[u8], at: usize, e: usize) -> Option<(usize, usize)> {
+    let rest = hay.get(at..e)?;
+    let prefix = AWS_SESSION_PREFIXES.iter().find(|p| rest.starts_with(p))?;
+    let b = at + prefix.len();
+    let mut i = b;
+    while i < e && i - b < 2000 && (hay[i].is_ascii_alphanumeric() || matches!(hay[i], b'/' | b'+'))
+    {
+        i += 1;
+    }
+    if i - b < 80 {
+        return None;
+    }
+    let mut eq = 0;
+    while i < e && eq < 2 && hay[i] == b'=' {
+        i += 1;
+        eq += 1;
+    }
+    Some((at, i))
+}
+
+/// The [`AWS_SESSION_PATTERN`] matches in `hay[s..e]` (`e <= hay.len()`):
+/// at each `I` or `F` from left to right, the match there if any,
+/// resuming after it.
+fn aws_session_find_iter(
+    hay: &[u8],
+    s: usize,
+    e: usize,
+    out: &mut dyn FnMut((usize, usize), (usize, usize)),
+) {
+    let mut p = s;
+    while p < e {
+        let Some(at) = memchr::memchr2(b'I', b'F', &hay[p..e]).map(|o| p + o) else {
+            return;
+        };
+        if let Some(full) = aws_session_at(hay, at, e) {
+            out(full, full);
+            p = full.1;
+        } else {
+            p = at + 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,6 +661,9 @@ mod tests {
         let r = secret_rule("authorization_bearer");
         assert_eq!(r.scanner, Some(Scanner::Bearer));
         assert_eq!(r.pattern, BEARER_PATTERN);
+        let r = secret_rule("aws_session_token");
+        assert_eq!(r.scanner, Some(Scanner::AwsSession));
+        assert_eq!(r.pattern, AWS_SESSION_PATTERN);
     }
 
     /// Each shape's parameters are its regex's, read from the parsed
@@ -736,8 +800,43 @@ mod tests {
         prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
     }
 
+    /// Session-token-like text: both prefixes and cut-short ones, body
+    /// runs around 80 and 2000 bytes, `=` padding, bytes outside the class
+    /// (`-`, `_`, `.`, space).
+    fn aws_session_soup() -> impl Strategy<Value = Vec<u8>> {
+        let lit = |b: &'static [u8]| Just(b.to_vec());
+        let piece = prop_oneof![
+            2 => lit(b"IQoJb3JpZ2luX2Vj"),
+            2 => lit(b"FwoGZXIvYXdz"),
+            1 => lit(b"IQoJb3JpZ2lu"),
+            1 => lit(b"Fwo"),
+            4 => prop::collection::vec(
+                prop::sample::select(b"aZ09/+IFQ".to_vec()),
+                0..60
+            ),
+            1 => (1990usize..2010).prop_map(|n| body_of(b"AQoDYXdzEJr//////////", n)),
+            2 => prop::collection::vec(Just(b'='), 1..4),
+            1 => prop::collection::vec(
+                prop::sample::select(b"-_. \n\xff".to_vec()),
+                1..3
+            ),
+        ];
+        prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn aws_session_scanner_equals_regex_on_soup(
+            hay in aws_session_soup(),
+            a in 0usize..2400,
+            b in 0usize..2400,
+        ) {
+            check_rule("aws_session_token", &hay, 0, hay.len())?;
+            let (s, e) = (a.min(b).min(hay.len()), a.max(b).min(hay.len()));
+            check_rule("aws_session_token", &hay, s, e)?;
+        }
 
         /// Each PEM scanner reports exactly its regex's matches, over the
         /// whole input and over an arbitrary range of it.
@@ -792,10 +891,17 @@ mod tests {
             text.push('\n');
         }
         text.push_str("Authorization: Bearer 9f8e7d6c5b4a39281706f5e4d3c2b1a0Zx\n");
+        text.push_str("token=IQoJb3JpZ2luX2Vj");
+        text.push_str(&"EJr7Kd9QmZx3/+Tb".repeat(6));
+        text.push_str("==\n");
         let found = sc.scan(&text);
         let keys = found.iter().filter(|f| f.kind == "private_key").count();
         assert_eq!(keys, FENCED.len(), "{found:?}");
         assert!(found.iter().any(|f| f.kind == "bearer_token"), "{found:?}");
+        assert!(
+            found.iter().any(|f| f.kind == "aws_session_token"),
+            "{found:?}"
+        );
         for r in sc.inner.engine.rules() {
             assert!(
                 r.scanner.is_none() || !r.is_compiled(),
