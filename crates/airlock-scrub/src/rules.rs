@@ -142,6 +142,13 @@ impl Rule {
         })
     }
 
+    /// Whether [`Rule::regex`] has been compiled (for tests that check a
+    /// path never needs it).
+    #[cfg(test)]
+    pub(crate) fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
+
     pub(crate) fn info(&self) -> RuleInfo {
         RuleInfo {
             id: self.id.clone(),
@@ -388,14 +395,17 @@ pub(crate) fn load(
         let scanner = match spec.scanner.as_deref() {
             None => None,
             Some(name) => {
-                let sc =
-                    Scanner::parse(name).ok_or_else(|| bad(format!("unknown scanner {name:?}")))?;
-                if sc.pattern() != pattern_text {
-                    return Err(bad(format!(
-                        "scanner {name:?} implements only its own pattern, not this regex"
-                    )));
-                }
-                Some(sc)
+                let family = Scanner::family(name)
+                    .ok_or_else(|| bad(format!("unknown scanner {name:?}")))?;
+                let sc = family
+                    .iter()
+                    .find(|sc| sc.pattern() == pattern_text)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "scanner {name:?} implements only its own pattern, not this regex"
+                        ))
+                    })?;
+                Some(*sc)
             }
         };
         out.push(Rule {
