@@ -1163,28 +1163,34 @@ async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 /// the client reads the 403 first and, for a large upload, then gets a
 /// NO_ERROR reset telling it to stop sending. HTTP/1.1 keeps the connection
 /// when the body was small enough to read to its end.
+///
+/// "Sent" means the response's last frame was handed to the connection, not
+/// that it was written: an HTTP/2 stream reset at that moment can still
+/// discard it (seen under load as curl's "stream error"). So after the
+/// answer the body is read and discarded a little longer (≤ 1 s, ≤ 16 MiB)
+/// before it is dropped.
 fn refuse_with_body(body: Incoming, resp: Response<ProxyBody>) -> Response<ProxyBody> {
     let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut body = body;
-        drain(&mut body).await;
+        drain(&mut body, 64 * 1024, std::time::Duration::from_millis(500)).await;
         // Until the response body is dropped (sent or abandoned), bounded.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), sent_rx).await;
+        drain(&mut body, 16 << 20, std::time::Duration::from_secs(1)).await;
         drop(body);
     });
     resp.map(|b| OnEnd::new(b, move || drop(sent_tx)).boxed())
 }
 
-/// Read and discard up to 64 KiB of a refused request's body, for at most
-/// 500 ms: a large upload is simply cut off.
-async fn drain(body: &mut Incoming) {
-    const MAX: usize = 64 * 1024;
+/// Read and discard up to `max` bytes of a refused request's body, for at
+/// most `time`: a large upload is simply cut off.
+async fn drain(body: &mut Incoming, max: usize, time: std::time::Duration) {
     let mut seen = 0usize;
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+    let _ = tokio::time::timeout(time, async {
         while let Some(Ok(frame)) = body.frame().await {
             if let Some(d) = frame.data_ref() {
                 seen += d.len();
-                if seen > MAX {
+                if seen > max {
                     break;
                 }
             }
