@@ -618,6 +618,19 @@ mod tests {
     }
 
     /// `sc`'s matches in `hay[s..e]` equal its rule's regex's.
+    /// `check_rule` over the whole input and over the range between `a`
+    /// and `b` (clamped to the input).
+    fn check_rule_whole_and_range(
+        id: &str,
+        hay: &[u8],
+        a: usize,
+        b: usize,
+    ) -> Result<(), TestCaseError> {
+        check_rule(id, hay, 0, hay.len())?;
+        let (s, e) = (a.min(b).min(hay.len()), a.max(b).min(hay.len()));
+        check_rule(id, hay, s, e)
+    }
+
     fn check_rule(id: &str, hay: &[u8], s: usize, e: usize) -> Result<(), TestCaseError> {
         let r = secret_rule(id);
         let sc = r.scanner.expect("rule has a scanner");
@@ -833,9 +846,7 @@ mod tests {
             a in 0usize..2400,
             b in 0usize..2400,
         ) {
-            check_rule("aws_session_token", &hay, 0, hay.len())?;
-            let (s, e) = (a.min(b).min(hay.len()), a.max(b).min(hay.len()));
-            check_rule("aws_session_token", &hay, s, e)?;
+            check_rule_whole_and_range("aws_session_token", &hay, a, b)?;
         }
 
         /// Each PEM scanner reports exactly its regex's matches, over the
@@ -847,9 +858,7 @@ mod tests {
             a in 0usize..1200,
             b in 0usize..1200,
         ) {
-            check_rule(PEM_RULES[k], &hay, 0, hay.len())?;
-            let (s, e) = (a.min(b).min(hay.len()), a.max(b).min(hay.len()));
-            check_rule(PEM_RULES[k], &hay, s, e)?;
+            check_rule_whole_and_range(PEM_RULES[k], &hay, a, b)?;
         }
 
         /// Same soup, but for the shape the soup was made for (so its
@@ -860,9 +869,7 @@ mod tests {
             a in 0usize..1200,
             b in 0usize..1200,
         ) {
-            check_rule(PEM_RULES[k], &hay, 0, hay.len())?;
-            let (s, e) = (a.min(b).min(hay.len()), a.max(b).min(hay.len()));
-            check_rule(PEM_RULES[k], &hay, s, e)?;
+            check_rule_whole_and_range(PEM_RULES[k], &hay, a, b)?;
         }
 
         #[test]
@@ -871,9 +878,7 @@ mod tests {
             a in 0usize..2400,
             b in 0usize..2400,
         ) {
-            check_rule("authorization_bearer", &hay, 0, hay.len())?;
-            let (s, e) = (a.min(b).min(hay.len()), a.max(b).min(hay.len()));
-            check_rule("authorization_bearer", &hay, s, e)?;
+            check_rule_whole_and_range("authorization_bearer", &hay, a, b)?;
         }
     }
 
