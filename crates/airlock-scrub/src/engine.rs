@@ -61,10 +61,9 @@ pub(crate) struct Engine {
     known_count: usize,
     /// All keywords, ASCII case-insensitive: every occurrence is reported.
     kw: Option<Keywords>,
-    /// Per keyword: the window-searched rules of that keyword *and* of
-    /// every keyword that is a prefix of it (pushing the shorter keywords'
-    /// rules with the longer span only widens windows that the shorter
-    /// keyword's own occurrence opens anyway).
+    /// Per keyword: the rules searched in windows around its occurrences
+    /// (every occurrence of every keyword is reported, so a keyword that is
+    /// a prefix of another needs no help from the longer one).
     kw_rules: Vec<Vec<u32>>,
     /// Per keyword: the rules whose every match starts with one of their
     /// keywords (`Rule::starts_with_keyword`), tried anchored at each
@@ -371,20 +370,6 @@ impl Engine {
                 }
             }
         }
-        let kw_rules: Vec<Vec<u32>> = words
-            .iter()
-            .map(|w| {
-                let mut v: Vec<u32> = Vec::new();
-                for (o, rs) in words.iter().zip(&direct) {
-                    if w.starts_with(o.as_str()) {
-                        v.extend(rs);
-                    }
-                }
-                v.sort_unstable();
-                v.dedup();
-                v
-            })
-            .collect();
         let max_kw = words.iter().map(String::len).max().unwrap_or(0);
         let kw = if words.is_empty() {
             None
@@ -473,7 +458,7 @@ impl Engine {
             labels,
             known_count,
             kw,
-            kw_rules,
+            kw_rules: direct,
             kw_anchored: anchored,
             max_kw,
             known_ac,

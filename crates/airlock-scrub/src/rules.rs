@@ -239,10 +239,14 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
     })
 }
 
+/// Name bytes a `context` pattern allows between the name and the quotes
+/// or operator (`head::assignment_follows` relies on the same bound).
+const NAME_STRETCH: usize = 24;
+
 fn context_pattern(names: &[String], secret: &str) -> String {
     let alts: Vec<String> = names.iter().map(|n| regex_syntax::escape(n)).collect();
     format!(
-        r#"(?i:{})[A-Za-z0-9_.\-]{{0,24}}["'\]]{{0,2}}[ \t]{{0,4}}(?:=|:=|:|=>|\?=)[ \t]{{0,4}}["'`]?(?P<secret>(?:{}))(?:[^A-Za-z0-9_\-]|$)"#,
+        r#"(?i:{})[A-Za-z0-9_.\-]{{0,{NAME_STRETCH}}}["'\]]{{0,2}}[ \t]{{0,4}}(?:=|:=|:|=>|\?=)[ \t]{{0,4}}["'`]?(?P<secret>(?:{}))(?:[^A-Za-z0-9_\-]|$)"#,
         alts.join("|"),
         secret
     )
@@ -336,19 +340,19 @@ pub(crate) fn load(
             prefixes,
             head,
         } = compile(&pattern, eager).map_err(&bad)?;
-        // The 24 is `context_pattern`'s stretch after the name.
-        let assign_run = (from_context
+        // A context pattern opens with `(?i:name|…)` and its names are
+        // keywords (`keywords.retain` above drops an empty one, which would
+        // let a match start anywhere, so check them all).
+        let context_names = from_context && spec.context.iter().all(|c| !c.is_empty());
+        let assign_run = (context_names
             && spec
                 .context
                 .iter()
-                .all(|c| !c.is_empty() && c.bytes().all(head::is_name_byte)))
-        .then(|| spec.context.iter().map(String::len).max().unwrap_or(0) + 24);
+                .all(|c| c.bytes().all(head::is_name_byte)))
+        .then(|| spec.context.iter().map(String::len).max().unwrap_or(0) + NAME_STRETCH);
         let starts_with_keyword = match &anchor {
             Anchor::Keywords(kws) => {
-                // A context pattern opens with `(?i:name|…)` and its names
-                // are keywords (an empty name is refused with the keywords:
-                // `keywords.retain` above drops it, so check them all).
-                (from_context && spec.context.iter().all(|c| !c.is_empty()))
+                context_names
                     || prefixes.as_ref().is_some_and(|ps| {
                         !ps.is_empty()
                             && ps.iter().all(|p| {
