@@ -28,22 +28,8 @@ fn hash(x: u32) -> usize {
     (x.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
 }
 
-/// The four bytes at `i` as a little-endian word, zero past the end.
-#[inline]
-fn window(hay: &[u8], i: usize) -> u32 {
-    match hay.get(i..i + 4) {
-        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
-        _ => {
-            let mut w = [0u8; 4];
-            for (k, slot) in w.iter_mut().enumerate() {
-                *slot = hay.get(i + k).copied().unwrap_or(0);
-            }
-            u32::from_le_bytes(w)
-        }
-    }
-}
-
-/// The eight bytes at `i`, folded, zero past the end.
+/// The eight bytes at `i`, folded, zero past the end. Its low four bytes
+/// are the folded four-byte window the table is keyed by.
 #[inline]
 fn window8(hay: &[u8], i: usize) -> u64 {
     let mut w = [0u8; 8];
@@ -121,7 +107,7 @@ impl Keywords {
         let mut entries = Vec::new();
         for (id, w) in words.iter().enumerate() {
             let id = u32::try_from(id).ok()?;
-            let head = window(w, 0) | FOLD4;
+            let head = window8(w, 0) as u32;
             match w.len() {
                 0..=2 => return None,
                 3 => {
@@ -204,7 +190,7 @@ impl Keywords {
     /// Report the keywords that really occur at `p`.
     fn verify(&self, hay: &[u8], p: usize, found: &mut dyn FnMut(usize, usize, usize)) {
         let w8 = window8(hay, p);
-        for &id in self.table.bucket(hash(window(hay, p) | FOLD4)) {
+        for &id in self.table.bucket(hash(w8 as u32)) {
             let (key, mask) = self.head8[id as usize];
             if w8 & mask != key {
                 continue;
