@@ -178,6 +178,19 @@ impl Shape {
             && (self == Shape::Iban || self.fits_bytes(hay, start, end))
     }
 
+    /// A cheap necessary condition of [`Shape::fits`] on the run
+    /// `hay[start..end]`, for the shapes that fit runs of few digits: an
+    /// IBAN's whole check (at the run's start), a '+' for an international
+    /// number.
+    #[inline]
+    pub(crate) fn fits_start(self, hay: &[u8], start: usize, end: usize) -> bool {
+        match self {
+            Shape::Iban => iban_fits(hay, start),
+            Shape::PhoneInternational => hay.get(start..end).is_some_and(|r| r.contains(&b'+')),
+            _ => true,
+        }
+    }
+
     /// The part of [`Shape::fits`] that walks the run's bytes.
     #[inline(never)]
     fn fits_bytes(self, hay: &[u8], start: usize, end: usize) -> bool {
@@ -470,6 +483,7 @@ pub(crate) mod tests {
             "0[1-9]",
             "0[0-9]{1,4} ?[/\\-] ?[0-9]{3,8}",
             "\\+[0-9]{1,3}[ .\\-]?(\\([0-9]{1,4}\\))?[0-9]{1,4}",
+            "\\+[1-9]([ .\\-]?[0-9]){2}",
             "(1[ .\\-])?(\\([2-9][0-9]{2}\\) ?|[2-9][0-9]{2}[ .\\-])[2-9][0-9]{2}[ .\\-][0-9]{4}",
             "0[1-9]([ .][0-9]{2}){1,4}",
             "0(7[0-9]{3} ?[0-9]{6}|[12][0-9]{2,3} [0-9]{3,4} ?[0-9]{3,4}|20 [0-9]{4} [0-9]{4})",

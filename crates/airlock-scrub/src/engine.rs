@@ -85,6 +85,11 @@ pub(crate) struct Engine {
     skip_shapes: Vec<(usize, Shape)>,
     /// The smallest `min_run_digits` of `skip_shapes`.
     skip_shape_min: usize,
+    /// Skip shapes that can fit runs with fewer than `digit_min` digits
+    /// (which wake no rule): `(min_run_digits, shape)`. A run below
+    /// `digit_min` is walked only if one of them passes its cheap
+    /// [`Shape::fits_start`] test.
+    short_shapes: Vec<(usize, Shape)>,
     /// Per label: the longest match of its rule (0 for known secrets), kept
     /// apart from `rules` so the window pass touches one small array.
     label_max: Vec<usize>,
@@ -170,7 +175,8 @@ const fn classes() -> [u8; 256] {
         t[i as usize] = DIGIT;
         i += 1;
     }
-    let seps = b" -.()/+";
+    // The same bytes the block bitmaps call separators.
+    let seps = crate::blocks::SEPARATORS;
     let mut j = 0;
     while j < seps.len() {
         t[seps[j] as usize] = SEP;
@@ -211,30 +217,6 @@ const fn run_flags() -> [u8; 256] {
 }
 static RUN: [u8; 256] = run_flags();
 
-/// A digit, ':' (the byte after '9') or '@'.
-fn is_anchor_byte(b: u8) -> bool {
-    b.wrapping_sub(b'0') <= 10 || b == b'@'
-}
-
-/// The first position `>= i` holding a digit, ':' or '@', or `hay.len()`.
-/// Skips 32 bytes at a time while none matches (this comparison
-/// vectorises; most text is letters and spaces), then finds the byte.
-fn next_anchor_byte(hay: &[u8], mut i: usize) -> usize {
-    while let Some(block) = hay.get(i..i + 32) {
-        if block.iter().any(|&b| is_anchor_byte(b)) {
-            break;
-        }
-        i += 32;
-    }
-    match hay
-        .get(i..)
-        .and_then(|rest| rest.iter().position(|&b| is_anchor_byte(b)))
-    {
-        Some(p) => i + p,
-        None => hay.len(),
-    }
-}
-
 /// Whether `w` holds a run of hex digits, ':' and '.' that contains "::" or
 /// at least `n` ':' (the `min_colons` precondition).
 pub(crate) fn has_colon_run(w: &[u8], n: usize) -> bool {
@@ -254,6 +236,45 @@ pub(crate) fn has_colon_run(w: &[u8], n: usize) -> bool {
         }
     }
     false
+}
+
+/// The maximal run of hex digits, ':' and '.' around a colon, as
+/// [`has_colon_run`] sees it.
+#[derive(Debug, Default, Clone, Copy)]
+struct ColonRun {
+    end: usize,
+    colons: usize,
+    double: bool,
+}
+
+impl ColonRun {
+    fn around(hay: &[u8], i: usize) -> ColonRun {
+        let hexdot = |b: u8| b.is_ascii_hexdigit() || b == b'.' || b == b':';
+        let mut a = i;
+        while a > 0 && hexdot(hay[a - 1]) {
+            a -= 1;
+        }
+        let mut run = ColonRun::default();
+        let mut prev_colon = false;
+        let mut e = a;
+        while let Some(&b) = hay.get(e) {
+            if !hexdot(b) {
+                break;
+            }
+            let colon = b == b':';
+            run.colons += usize::from(colon);
+            run.double |= colon && prev_colon;
+            prev_colon = colon;
+            e += 1;
+        }
+        run.end = e;
+        run
+    }
+
+    /// `has_colon_run(run, n)`.
+    fn meets(self, n: usize) -> bool {
+        self.double || self.colons >= n
+    }
 }
 
 /// `wins` in `(label, start, end)` order, as `sort_unstable` would give,
@@ -449,6 +470,11 @@ impl Engine {
             .map(|(_, s)| s.min_run_digits())
             .min()
             .unwrap_or(usize::MAX);
+        let short_shapes = skip_shapes
+            .iter()
+            .filter(|(_, s)| s.min_run_digits() < digit_min)
+            .map(|&(_, s)| (s.min_run_digits(), s))
+            .collect();
         let mut label_max = vec![0usize; known_count];
         label_max.extend(rules.iter().map(|r| r.max_len));
         let longest = max_rule_len.max(max_known_len);
@@ -470,6 +496,7 @@ impl Engine {
             shape_skip_of,
             skip_shapes,
             skip_shape_min,
+            short_shapes,
             label_max,
             max_rule_len,
             gates,
@@ -676,11 +703,14 @@ impl Engine {
     ) {
         let len = hay.len();
         let dstart = kstart.saturating_sub(2 * LONG_RUN);
+        let mut bits = crate::blocks::Cursor::new(hay);
+        let mut colon_run = ColonRun::default();
+
         let mut i = dstart;
         while i < len {
             // Only digits, ':' and '@' start anything here (separators only
             // matter just before a digit, handled below).
-            i = next_anchor_byte(hay, i);
+            i = bits.next(i, |b| b.digit | b.colon | b.at);
             if i >= len {
                 break;
             }
@@ -699,8 +729,18 @@ impl Engine {
                             .is_some_and(|b| b.is_ascii_hexdigit() || *b == b':')
                     };
                     if i >= kstart && ((i > 0 && hexish(i - 1)) || hexish(i + 1)) {
+                        // A rule with a `min_colons` precondition can only
+                        // match around colons of a run that meets it (every
+                        // match holds such a run, and the colons of that
+                        // run are anchors whose windows cover the match).
+                        // The run is measured once, at its first anchor.
+                        if i >= colon_run.end {
+                            colon_run = ColonRun::around(hay, i);
+                        }
                         for &li in &self.colon_rules {
-                            push(li, i, i + 1);
+                            if self.rule(li).min_colons.is_none_or(|n| colon_run.meets(n)) {
+                                push(li, i, i + 1);
+                            }
                         }
                     }
                     i += 1;
@@ -714,6 +754,25 @@ impl Engine {
                         && CLASS[usize::from(hay[start - 1])] == SEP
                     {
                         start -= 1;
+                    }
+                    // Most runs (a year, a status code, the digits of a hex
+                    // id) have too few digits to wake a rule: their end and
+                    // digit count come from the bitmaps, and unless a shape
+                    // that fits short runs passes its test at the run's
+                    // start, the walk below is skipped.
+                    let end = bits.next(i, |b| !(b.digit | b.sep));
+                    let long = end - start > LONG_RUN || (start == dstart && dstart > 0);
+                    if !long {
+                        let n = bits.count(i, end, |b| b.digit);
+                        if n < self.digit_min
+                            && !self
+                                .short_shapes
+                                .iter()
+                                .any(|&(min, sh)| n >= min && sh.fits_start(hay, start, end))
+                        {
+                            i = end;
+                            continue;
+                        }
                     }
                     // Leading separators, then the run proper.
                     let (mut seen, mut digits, mut dots) = (0u8, 0usize, 0usize);
@@ -1037,6 +1096,9 @@ mod tests {
             "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
             Just("ffff".to_string()),
             "[ .\\-\\n/gxz_\\[\\]]",
+            // Whole addresses, full and with an IPv4 tail (6 and 7 colons).
+            "([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}",
+            "([0-9a-f]{1,4}:){6}[0-9]{1,3}(\\.[0-9]{1,3}){3}",
         ];
         prop::collection::vec(piece, 0..40).prop_map(|v| v.concat().into_bytes())
     }
@@ -1082,16 +1144,20 @@ mod tests {
 
     fn build_shaped_and_plain() -> (Engine, Engine) {
         // (The ipv4 scanner is tied to its exact pattern: the plain engine
-        // runs the regex, which the scanner equals.)
+        // runs the regex, which the scanner equals. Without `min_colons`,
+        // every colon next to a hex digit wakes ipv6 and no window is
+        // skipped.)
         let plain_toml = BUILTIN_PII
             .replace("regex = '''", "regex = '''(?:)")
-            .replace("scanner = \"ipv4\"\n", "");
+            .replace("scanner = \"ipv4\"\n", "")
+            .replace("min_colons = 6\n", "");
         let shaped = load("pii.toml", BUILTIN_PII, Category::Pii, false).expect("pii rules load");
         let plain = load("pii.toml", &plain_toml, Category::Pii, false).expect("plain rules load");
         assert!(
             plain
                 .iter()
-                .all(|r| crate::digits::Shape::for_pattern(&r.pattern).is_none())
+                .all(|r| crate::digits::Shape::for_pattern(&r.pattern).is_none()
+                    && r.min_colons.is_none())
         );
         (
             Engine::new(shaped, vec![]).expect("engine"),
@@ -1121,6 +1187,21 @@ mod tests {
         fn shapes_change_no_match(
             parts in prop::collection::vec(crate::digits::tests::digit_soup(), 1..6),
             from in 0usize..400,
+        ) {
+            let hay = parts.join(&b" "[..]);
+            let (shaped, plain) = shaped_and_plain();
+            for from in [0, from.min(hay.len())] {
+                prop_assert_eq!(raws(shaped, &hay, from), raws(plain, &hay, from));
+            }
+        }
+
+        /// Nor does skipping colons whose run of hex digits, ':' and '.'
+        /// fails ipv6's `min_colons`: same raw matches as waking ipv6 at
+        /// every colon.
+        #[test]
+        fn colon_runs_change_no_match(
+            parts in prop::collection::vec(colon_soup(), 1..4),
+            from in 0usize..200,
         ) {
             let hay = parts.join(&b" "[..]);
             let (shaped, plain) = shaped_and_plain();

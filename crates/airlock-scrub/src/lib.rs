@@ -43,6 +43,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod blocks;
 mod checks;
 mod digits;
 mod engine;
