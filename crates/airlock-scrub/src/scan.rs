@@ -268,6 +268,18 @@ fn ipv4_find_iter(
 ) {
     let mut p = s;
     while p < e {
+        // Past the haystack's start a match starts with a prefix byte
+        // followed by a digit: go straight to the byte before the next
+        // digit.
+        if p > 0 {
+            match hay
+                .get(p + 1..e)
+                .and_then(|r| r.iter().position(u8::is_ascii_digit))
+            {
+                Some(k) => p += k,
+                None => return,
+            }
+        }
         match ipv4_at(hay, p, e) {
             Some((full, span)) => {
                 out(full, span);
