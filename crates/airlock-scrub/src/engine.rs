@@ -85,6 +85,11 @@ pub(crate) struct Engine {
     skip_shapes: Vec<(usize, Shape)>,
     /// The smallest `min_run_digits` of `skip_shapes`.
     skip_shape_min: usize,
+    /// The digit rules' filters as bit sets (bit `k`: `digit_rules[k]`),
+    /// so that a run selects its rules in a few operations instead of a
+    /// loop of data-dependent branches; `None` past 64 digit rules (the
+    /// loop is used then).
+    rule_sets: Option<RuleSets>,
     /// Skip shapes that can fit runs with fewer than `digit_min` digits
     /// (which wake no rule): `(min_run_digits, shape)`. A run below
     /// `digit_min` is walked only if one of them passes its cheap
@@ -236,6 +241,70 @@ pub(crate) fn has_colon_run(w: &[u8], n: usize) -> bool {
         }
     }
     false
+}
+
+/// Which digit rules (bit `k`: rule `k`) a run's counts let through; see
+/// [`RuleSets::select`].
+#[derive(Debug)]
+struct RuleSets {
+    /// `by_digits[n]`: rules with `min_digits <= n` (the last entry stands
+    /// for every larger `n`).
+    by_digits: Vec<u64>,
+    /// Rules whose `run_needs` is '+', '-', '.' (three dots), or another
+    /// byte (checked one by one).
+    plus: u64,
+    dash: u64,
+    dots: u64,
+    other: u64,
+    /// Every rule (a long run wakes them all).
+    all: u64,
+}
+
+impl RuleSets {
+    fn new(rules: &[DigitRule]) -> Option<RuleSets> {
+        if rules.len() > 64 {
+            return None;
+        }
+        let top = rules.iter().map(|d| d.min_digits).max().unwrap_or(0);
+        let mut sets = RuleSets {
+            by_digits: vec![0; top.saturating_add(1).min(4096)],
+            plus: 0,
+            dash: 0,
+            dots: 0,
+            other: 0,
+            all: 0,
+        };
+        for (k, d) in rules.iter().enumerate() {
+            let bit = 1u64 << k;
+            sets.all |= bit;
+            for (n, set) in sets.by_digits.iter_mut().enumerate() {
+                if n >= d.min_digits {
+                    *set |= bit;
+                }
+            }
+            match d.run_needs {
+                None => {}
+                Some(b'+') => sets.plus |= bit,
+                Some(b'-') => sets.dash |= bit,
+                Some(b'.') => sets.dots |= bit,
+                Some(_) => sets.other |= bit,
+            }
+        }
+        // A `min_digits` too large for the table: such rules only wake on
+        // long runs (never worth a bigger table).
+        Some(sets)
+    }
+
+    /// The rules whose digit count and '+', '-', '.' filters the run meets
+    /// (rules needing another byte are included, to be checked).
+    #[inline]
+    fn select(&self, digits: usize, plus: bool, dash: bool, dots: usize) -> u64 {
+        let all = |b: bool| if b { !0u64 } else { 0 };
+        self.by_digits[digits.min(self.by_digits.len() - 1)]
+            & (!self.plus | all(plus))
+            & (!self.dash | all(dash))
+            & (!self.dots | all(dots >= 3))
+    }
 }
 
 /// The maximal run of hex digits, ':' and '.' around a colon, as
@@ -475,6 +544,7 @@ impl Engine {
             .filter(|(_, s)| s.min_run_digits() < digit_min)
             .map(|&(_, s)| (s.min_run_digits(), s))
             .collect();
+        let rule_sets = RuleSets::new(&digit_rules);
         let mut label_max = vec![0usize; known_count];
         label_max.extend(rules.iter().map(|r| r.max_len));
         let longest = max_rule_len.max(max_known_len);
@@ -496,6 +566,7 @@ impl Engine {
             shape_skip_of,
             skip_shapes,
             skip_shape_min,
+            rule_sets,
             short_shapes,
             label_max,
             max_rule_len,
@@ -819,22 +890,45 @@ impl Engine {
                         // Wakes no rule (the loop below would push nothing).
                         continue;
                     }
-                    for d in &self.digit_rules {
-                        let needs_ok = match d.run_needs {
-                            None => true,
-                            Some(b'+') => plus,
-                            Some(b'-') => dash,
-                            // A dotted quad needs three dots.
-                            Some(b'.') => dots >= 3,
-                            Some(b) => hay[start..i].contains(&b),
+                    // The rules this run wakes: those whose filters it
+                    // meets and, where the shape filters windows, whose
+                    // shape it has.
+                    let wakes = |d: &DigitRule| {
+                        long || !(d.shape_filters_windows
+                            && d.shape.is_some_and(|sh| !sh.fits(hay, start, i, st)))
+                    };
+                    if let Some(sets) = &self.rule_sets {
+                        let mut m = if long {
+                            sets.all
+                        } else {
+                            sets.select(digits, plus, dash, dots)
                         };
-                        if long
-                            || (digits >= d.min_digits
-                                && needs_ok
-                                && !(d.shape_filters_windows
-                                    && d.shape.is_some_and(|sh| !sh.fits(hay, start, i, st))))
-                        {
-                            push(d.label, start, i);
+                        while m != 0 {
+                            let k = m.trailing_zeros() as usize;
+                            m &= m - 1;
+                            let Some(d) = self.digit_rules.get(k) else {
+                                break;
+                            };
+                            let other_ok = long
+                                || sets.other & (1 << k) == 0
+                                || d.run_needs.is_some_and(|b| hay[start..i].contains(&b));
+                            if other_ok && wakes(d) {
+                                push(d.label, start, i);
+                            }
+                        }
+                    } else {
+                        for d in &self.digit_rules {
+                            let needs_ok = match d.run_needs {
+                                None => true,
+                                Some(b'+') => plus,
+                                Some(b'-') => dash,
+                                // A dotted quad needs three dots.
+                                Some(b'.') => dots >= 3,
+                                Some(b) => hay[start..i].contains(&b),
+                            };
+                            if long || (digits >= d.min_digits && needs_ok) && wakes(d) {
+                                push(d.label, start, i);
+                            }
                         }
                     }
                 }
@@ -1165,6 +1259,20 @@ mod tests {
         )
     }
 
+    /// The built-in PII engine with its rule bit sets, and the same engine
+    /// testing each digit rule's filters in a loop.
+    fn sets_and_loop() -> &'static (Engine, Engine) {
+        static ENGINES: std::sync::OnceLock<(Engine, Engine)> = std::sync::OnceLock::new();
+        ENGINES.get_or_init(|| {
+            let rules = || load("pii.toml", BUILTIN_PII, Category::Pii, false).expect("pii rules");
+            let with_sets = Engine::new(rules(), vec![]).expect("engine");
+            assert!(with_sets.rule_sets.is_some());
+            let mut with_loop = Engine::new(rules(), vec![]).expect("engine");
+            with_loop.rule_sets = None;
+            (with_sets, with_loop)
+        })
+    }
+
     /// A raw match as a comparable tuple: full span, secret span, label, valid.
     type RawKey = ((usize, usize), (usize, usize), u32, bool);
 
@@ -1192,6 +1300,20 @@ mod tests {
             let (shaped, plain) = shaped_and_plain();
             for from in [0, from.min(hay.len())] {
                 prop_assert_eq!(raws(shaped, &hay, from), raws(plain, &hay, from));
+            }
+        }
+
+        /// Selecting a run's digit rules with bit sets wakes the same rules
+        /// as testing each rule's filters in turn.
+        #[test]
+        fn rule_sets_select_what_the_loop_selects(
+            parts in prop::collection::vec(crate::digits::tests::digit_soup(), 1..6),
+            from in 0usize..400,
+        ) {
+            let hay = parts.join(&b" "[..]);
+            let (with_sets, with_loop) = sets_and_loop();
+            for from in [0, from.min(hay.len())] {
+                prop_assert_eq!(raws(with_sets, &hay, from), raws(with_loop, &hay, from));
             }
         }
 
