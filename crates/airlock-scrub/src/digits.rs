@@ -48,6 +48,9 @@ pub(crate) struct RunStats {
     pub dash_or_slash: bool,
     /// The most digits in a row in the run.
     pub longest_group: usize,
+    /// Some group of digits (a digit after a non-digit, or the run's first)
+    /// starts with '0'.
+    pub zero_led: bool,
 }
 
 impl RunStats {
@@ -64,6 +67,9 @@ impl RunStats {
                 .map(<[u8]>::len)
                 .max()
                 .unwrap_or(0),
+            zero_led: run
+                .split(|b| !b.is_ascii_digit())
+                .any(|g| g.first() == Some(&b'0')),
         }
     }
 }
@@ -167,13 +173,16 @@ impl Shape {
                 // The secret starts with '+'.
                 Shape::PhoneInternational => st.plus,
                 // The secret holds '/' or '-'.
-                Shape::PhoneDe => st.dash_or_slash,
+                // A German, UK or French secret starts with '0' at a group
+                // start.
+                Shape::PhoneDe => st.dash_or_slash && st.zero_led,
                 // And it ends in `\d{4}`.
                 Shape::UsSsn => st.dash_or_slash && st.longest_group >= 4,
                 // `\d{4}` (nanp, card), `07\d{3}`, `0[12]\d{2,3}`, `020 \d{4}`.
-                Shape::PhoneNanp | Shape::PaymentCard | Shape::PhoneUk => st.longest_group >= 4,
+                Shape::PhoneNanp | Shape::PaymentCard => st.longest_group >= 4,
+                Shape::PhoneUk => st.longest_group >= 4 && st.zero_led,
                 Shape::Iban => iban_fits(hay, start),
-                Shape::PhoneFr => true,
+                Shape::PhoneFr => st.zero_led,
             }
             && (self == Shape::Iban || self.fits_bytes(hay, start, end))
     }

@@ -848,6 +848,7 @@ impl Engine {
                     // Leading separators, then the run proper.
                     let (mut seen, mut digits, mut dots) = (0u8, 0usize, 0usize);
                     let (mut group, mut longest_group) = (0usize, 0usize);
+                    let mut zero_led = false;
                     for &b in &hay[start..i] {
                         let f = RUN[usize::from(b)];
                         seen |= f;
@@ -861,6 +862,7 @@ impl Engine {
                         seen |= f;
                         let digit = usize::from(f & R_DIGIT);
                         digits += digit;
+                        zero_led |= (group == 0) & (b == b'0');
                         group = (group + 1) * digit;
                         longest_group = longest_group.max(group);
                         dots += usize::from(f & R_DOT != 0);
@@ -874,6 +876,7 @@ impl Engine {
                         plus,
                         dash_or_slash: dash || slash,
                         longest_group,
+                        zero_led,
                     };
                     // Runs for the shape skip, short ones included: a match
                     // near a run that wakes a rule may lie in a short run.
