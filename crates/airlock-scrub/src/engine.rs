@@ -16,7 +16,7 @@ use crate::keywords::Keywords;
 use crate::rules::{Anchor, Rule};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, PatternSet, meta};
+use regex_automata::{Input, PatternSet, meta};
 
 /// Digit runs longer than this are treated as matching every digit rule's
 /// filter, so that a run's filter result never depends on how much of a
@@ -413,7 +413,7 @@ impl Engine {
                 Anchor::Keywords(kws) => {
                     // A rule with a scanner keeps its windows (a scanner
                     // searches a range, it does not try one position).
-                    let at_start = rule.starts_with_keyword && rule.scanner.is_none();
+                    let at_start = rule.anchored_only();
                     for k in kws {
                         let k = k.to_ascii_lowercase();
                         let p = match words.iter().position(|x| *x == k) {
@@ -954,20 +954,11 @@ impl Engine {
         {
             return None;
         }
-        let re = rule.regex();
-        let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
-        let m = re.search(&input)?;
-        let full = (m.start(), m.end());
-        let span = match rule.secret_group {
-            Some(g) => {
-                let mut caps = re.create_captures();
-                re.search_captures(&input, &mut caps);
-                caps.get_group(g).map_or(full, |s| (s.start, s.end))
-            }
-            None => full,
-        };
-        self.accept(rule, li, hay, full, span, out);
-        Some(full.1)
+        let m = rule
+            .forward()
+            .find_at(hay, p, rule.max_len, rule.secret_group)?;
+        self.accept(rule, li, hay, m.full, m.span, out);
+        Some(m.full.1)
     }
 
     fn accept(
@@ -1152,6 +1143,148 @@ mod tests {
         fn anchored_keyword_rules_match_window_search(hay in keyword_soup(), from in 0usize..400) {
             let from = from.min(hay.len());
             prop_assert_eq!(sorted(ANCHORED.detect(&hay, from)), sorted(WINDOWED.detect(&hay, from)));
+        }
+    }
+
+    /// Per anchored-only built-in rule: its label and its forward matcher
+    /// in each of its three modes (see `forward::tests::variants`).
+    static FORWARDS: LazyLock<Vec<(u32, [crate::forward::Forward; 3])>> = LazyLock::new(|| {
+        let e = &*ANCHORED;
+        (0..e.rules.len())
+            .filter(|&ri| e.rules[ri].anchored_only())
+            .map(|ri| {
+                let li = (e.known_count + ri) as u32;
+                (li, crate::forward::tests::variants(&e.rules[ri].pattern))
+            })
+            .collect()
+    });
+
+    /// Checks that every mode of rule `li`'s forward matcher reports, at
+    /// `p`, what its regex reports for an anchored search of `hay[p..]`.
+    fn forward_agrees(
+        li: u32,
+        fwd: &[crate::forward::Forward; 3],
+        hay: &[u8],
+        p: usize,
+    ) -> Result<(), TestCaseError> {
+        let rule = ANCHORED.rule(li);
+        let want = crate::forward::tests::reference(rule.regex(), hay, p, rule.secret_group);
+        for (mode, f) in fwd.iter().enumerate() {
+            let got = f.find_at(hay, p, rule.max_len, rule.secret_group);
+            prop_assert_eq!(
+                got,
+                want,
+                "rule {} mode {} at {} in {:?}",
+                &rule.id,
+                mode,
+                p,
+                String::from_utf8_lossy(hay)
+            );
+        }
+        Ok(())
+    }
+
+    /// Keyword soup with random bytes spliced in (NUL, high bytes, word
+    /// bytes next to matches for the look-around).
+    fn soup_and_bytes() -> impl Strategy<Value = Vec<u8>> {
+        (
+            keyword_soup(),
+            prop::collection::vec(
+                (
+                    any::<prop::sample::Index>(),
+                    prop::collection::vec(any::<u8>(), 1..6),
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(mut hay, cuts)| {
+                for (at, bytes) in cuts {
+                    let at = at.index(hay.len() + 1);
+                    hay.splice(at..at, bytes);
+                }
+                hay
+            })
+    }
+
+    /// Each anchored-only rule with strings generated from its own pattern
+    /// (look-around dropped), wrapped in soup: matches, near misses and
+    /// truncations of that rule.
+    fn one_rule_soup() -> impl Strategy<Value = (usize, Vec<u8>)> {
+        let gens: Vec<proptest::strategy::BoxedStrategy<(usize, Vec<u8>)>> = FORWARDS
+            .iter()
+            .enumerate()
+            .filter_map(|(k, (li, _))| {
+                // (`$` is dropped from the context rules' tail, whose other
+                // branch then closes the match.)
+                let p = ANCHORED
+                    .rule(*li)
+                    .pattern
+                    .replace("\\b", "")
+                    .replace("|$)", ")");
+                proptest::string::bytes_regex(&p)
+                    .ok()
+                    .map(|s| s.prop_map(move |b| (k, b)).boxed())
+            })
+            .collect();
+        assert_eq!(gens.len(), FORWARDS.len(), "every anchored rule generates");
+        (
+            proptest::strategy::Union::new(gens),
+            prop::collection::vec(any::<u8>(), 0..4),
+            "[A-Za-z0-9_ =\"'-]{0,6}",
+            0usize..8,
+        )
+            .prop_map(|((k, sample), pre, post, cut)| {
+                let mut hay = pre;
+                // Sometimes truncated: a match cut short must not be reported.
+                let keep = if cut == 0 {
+                    sample.len().saturating_sub(3)
+                } else {
+                    sample.len()
+                };
+                hay.extend_from_slice(&sample[..keep]);
+                hay.extend_from_slice(post.as_bytes());
+                (k, hay)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Every anchored-only rule's forward matcher, in each mode, reports
+        /// at every occurrence of the rule's keywords (where the engine asks)
+        /// and at random offsets exactly what its regex reports anchored
+        /// there: whether a match starts, its end and its secret group.
+        #[test]
+        fn forward_matchers_equal_the_regex_on_soup(
+            hay in soup_and_bytes(),
+            extra in prop::collection::vec(any::<prop::sample::Index>(), 4),
+        ) {
+            let lower = hay.to_ascii_lowercase();
+            for (li, fwd) in FORWARDS.iter() {
+                let Anchor::Keywords(kws) = &ANCHORED.rule(*li).anchor else { continue };
+                let mut ps: Vec<usize> = extra.iter().map(|i| i.index(hay.len() + 1)).collect();
+                for k in kws {
+                    let k = k.to_ascii_lowercase();
+                    ps.extend(memchr::memmem::find_iter(&lower, k.as_bytes()));
+                }
+                for p in ps {
+                    forward_agrees(*li, fwd, &hay, p)?;
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// The same, per rule, on text built from that rule's own pattern
+        /// (so every rule meets its own matches), at every offset.
+        #[test]
+        fn forward_matchers_equal_the_regex_on_own_matches((k, hay) in one_rule_soup()) {
+            let (li, fwd) = &FORWARDS[k];
+            for p in 0..=hay.len() {
+                forward_agrees(*li, fwd, &hay, p)?;
+            }
         }
     }
 

@@ -48,6 +48,7 @@ mod checks;
 mod digits;
 mod engine;
 mod error;
+mod forward;
 mod head;
 mod keywords;
 mod known;
@@ -71,6 +72,19 @@ pub use stream::StreamScrubber;
 /// format-valid synthetic tokens instead of committing real-looking ones.
 pub mod testing {
     pub use crate::checks::{base62_checksum, crc32, iban_ok, luhn_ok};
+    pub use crate::rules::builtin_anchored_only;
+
+    /// For the compile-cost benchmark: compile `pattern` as the engine
+    /// compiles a rule it only tries anchored (forward-only matcher).
+    pub fn compile_forward(pattern: &str) -> Result<(), String> {
+        crate::forward::Forward::build(pattern).map(drop)
+    }
+
+    /// For the compile-cost benchmark: compile `pattern` as the engine
+    /// compiles every other rule (a full `meta::Regex`).
+    pub fn compile_regex(pattern: &str) -> Result<(), String> {
+        crate::rules::build_regex(pattern).map(drop)
+    }
 
     /// A GitHub/npm-style token (`prefix_` + 30 chars + CRC32 checksum) whose
     /// random part is `random` (must be 30 base62 characters).

@@ -8,6 +8,7 @@
 use crate::Category;
 use crate::checks::Check;
 use crate::error::ScrubError;
+use crate::forward::Forward;
 use crate::head::{self, ByteSet};
 use crate::scan::Scanner;
 use regex_automata::meta;
@@ -80,6 +81,8 @@ pub(crate) struct Rule {
     pub anchor: Anchor,
     /// Compiled on first use; see [`Rule::regex`].
     compiled: OnceLock<meta::Regex>,
+    /// Compiled on first use; see [`Rule::forward`].
+    forward: OnceLock<Forward>,
     /// Capture group index of `secret`, when the rule has one.
     pub secret_group: Option<usize>,
     /// Longest possible match in bytes.
@@ -149,6 +152,29 @@ impl Rule {
         self.compiled.get().is_some()
     }
 
+    /// Whether the engine only ever tries this rule anchored at a keyword
+    /// occurrence (never searches a range for it): a keyword rule whose
+    /// every match starts with a keyword and that has no scanner (a
+    /// scanner searches a range, it does not try one position). Such a
+    /// rule is matched by [`Rule::forward`], not [`Rule::regex`].
+    pub(crate) fn anchored_only(&self) -> bool {
+        matches!(self.anchor, Anchor::Keywords(_))
+            && self.starts_with_keyword
+            && self.scanner.is_none()
+    }
+
+    /// The rule's forward-only anchored matcher, compiled on first call
+    /// (only [`Rule::anchored_only`] rules use it). Cannot fail for the
+    /// same reason as [`Rule::regex`]: built-in patterns are built by
+    /// `builtin_rules_compile`, others at load (`eager`); it compiles the
+    /// same pattern with the same settings as the regex's forward NFA.
+    pub(crate) fn forward(&self) -> &Forward {
+        self.forward.get_or_init(|| {
+            Forward::build(&self.pattern)
+                .expect("invariant: every rule pattern compiled in tests or at load")
+        })
+    }
+
     pub(crate) fn info(&self) -> RuleInfo {
         RuleInfo {
             id: self.id.clone(),
@@ -164,7 +190,7 @@ impl Rule {
 
 /// Compile a pattern the way every rule is compiled: bytes, Unicode off,
 /// no UTF-8 requirement.
-fn build_regex(pattern: &str) -> Result<meta::Regex, String> {
+pub(crate) fn build_regex(pattern: &str) -> Result<meta::Regex, String> {
     meta::Regex::builder()
         .syntax(syntax::Config::new().unicode(false).utf8(false))
         .configure(meta::Config::new().utf8_empty(false))
@@ -250,6 +276,24 @@ fn context_pattern(names: &[String], secret: &str) -> String {
         alts.join("|"),
         secret
     )
+}
+
+/// For the compile-cost benchmark: each built-in rule's id and whether
+/// the engine matches it with a forward-only anchored matcher
+/// ([`Rule::anchored_only`]) rather than a full regex.
+pub fn builtin_anchored_only() -> Vec<(String, bool)> {
+    [
+        ("secrets.toml", BUILTIN_SECRETS, Category::Secret),
+        ("pii.toml", BUILTIN_PII, Category::Pii),
+    ]
+    .into_iter()
+    .filter_map(|(file, text, cat)| load(file, text, cat, false).ok())
+    .flatten()
+    .map(|r| {
+        let a = r.anchored_only();
+        (r.id, a)
+    })
+    .collect()
 }
 
 /// Parse and validate a rule file. `file` names it in errors. With `eager`,
@@ -412,7 +456,7 @@ pub(crate) fn load(
                 Some(*sc)
             }
         };
-        out.push(Rule {
+        let rule = Rule {
             id: spec.id,
             kind: spec.kind,
             provider: spec.provider,
@@ -420,6 +464,7 @@ pub(crate) fn load(
             category,
             anchor,
             compiled: regex.map(OnceLock::from).unwrap_or_default(),
+            forward: OnceLock::new(),
             secret_group,
             max_len,
             check,
@@ -430,7 +475,12 @@ pub(crate) fn load(
             starts_with_keyword,
             head,
             assign_run,
-        });
+        };
+        if eager && rule.anchored_only() {
+            let fwd = Forward::build(&rule.pattern).map_err(&bad)?;
+            let _ = rule.forward.set(fwd);
+        }
+        out.push(rule);
     }
     Ok(out)
 }
@@ -468,6 +518,14 @@ mod tests {
                 assert_eq!(l.secret_group, from_regex, "rule {}", l.id);
                 assert_eq!(l.max_len, e.max_len, "rule {}", l.id);
                 build_regex(&l.pattern).unwrap_or_else(|m| panic!("rule {}: {m}", l.id));
+                // [`Rule::forward`]'s invariant, for every rule (cheap).
+                Forward::build(&l.pattern).unwrap_or_else(|m| panic!("rule {}: {m}", l.id));
+                assert_eq!(
+                    e.forward.get().is_some(),
+                    l.anchored_only(),
+                    "rule {}: eager load builds the forward matcher of anchored-only rules",
+                    l.id
+                );
             }
             assert_eq!(eager.len(), lazy.len());
         }
