@@ -1422,6 +1422,21 @@ mod tests {
         v
     }
 
+    /// Whether engines `a` and `b` report the same raw matches on `parts`
+    /// joined by spaces, from its start and from `from`.
+    fn same_raws(
+        a: &Engine,
+        b: &Engine,
+        parts: &[Vec<u8>],
+        from: usize,
+    ) -> Result<(), TestCaseError> {
+        let hay = parts.join(&b" "[..]);
+        for from in [0, from.min(hay.len())] {
+            prop_assert_eq!(raws(a, &hay, from), raws(b, &hay, from));
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
 
@@ -1432,25 +1447,8 @@ mod tests {
             parts in prop::collection::vec(crate::digits::tests::digit_soup(), 1..6),
             from in 0usize..400,
         ) {
-            let hay = parts.join(&b" "[..]);
             let (shaped, plain) = shaped_and_plain();
-            for from in [0, from.min(hay.len())] {
-                prop_assert_eq!(raws(shaped, &hay, from), raws(plain, &hay, from));
-            }
-        }
-
-        /// Selecting a run's digit rules with bit sets wakes the same rules
-        /// as testing each rule's filters in turn.
-        #[test]
-        fn rule_sets_select_what_the_loop_selects(
-            parts in prop::collection::vec(crate::digits::tests::digit_soup(), 1..6),
-            from in 0usize..400,
-        ) {
-            let hay = parts.join(&b" "[..]);
-            let (with_sets, with_loop) = sets_and_loop();
-            for from in [0, from.min(hay.len())] {
-                prop_assert_eq!(raws(with_sets, &hay, from), raws(with_loop, &hay, from));
-            }
+            same_raws(shaped, plain, &parts, from)?;
         }
 
         /// Nor does skipping colons whose run of hex digits, ':' and '.'
@@ -1461,11 +1459,19 @@ mod tests {
             parts in prop::collection::vec(colon_soup(), 1..4),
             from in 0usize..200,
         ) {
-            let hay = parts.join(&b" "[..]);
             let (shaped, plain) = shaped_and_plain();
-            for from in [0, from.min(hay.len())] {
-                prop_assert_eq!(raws(shaped, &hay, from), raws(plain, &hay, from));
-            }
+            same_raws(shaped, plain, &parts, from)?;
+        }
+
+        /// Selecting a run's digit rules with bit sets wakes the same rules
+        /// as testing each rule's filters in turn.
+        #[test]
+        fn rule_sets_select_what_the_loop_selects(
+            parts in prop::collection::vec(crate::digits::tests::digit_soup(), 1..6),
+            from in 0usize..400,
+        ) {
+            let (with_sets, with_loop) = sets_and_loop();
+            same_raws(with_sets, with_loop, &parts, from)?;
         }
     }
 }
