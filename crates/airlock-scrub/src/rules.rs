@@ -279,8 +279,9 @@ fn context_pattern(names: &[String], secret: &str) -> String {
 }
 
 /// For the compile-cost benchmark: each built-in rule's id and whether
-/// the engine matches it with a forward-only anchored matcher
-/// ([`Rule::anchored_only`]) rather than a full regex.
+/// the engine matches it with a forward-only anchored matcher (a
+/// keyword rule whose every match starts with a keyword, without a
+/// scanner) rather than a full regex.
 pub fn builtin_anchored_only() -> Vec<(String, bool)> {
     [
         ("secrets.toml", BUILTIN_SECRETS, Category::Secret),
