@@ -854,11 +854,9 @@ impl Engine {
                         seen |= f;
                         dots += usize::from(f & R_DOT != 0);
                     }
-                    while let Some(&b) = hay.get(i) {
+                    // The run's bytes up to the end the bitmaps found.
+                    for &b in hay.get(i..end).unwrap_or_default() {
                         let f = RUN[usize::from(b)];
-                        if f & (R_DIGIT | R_SEP) == 0 {
-                            break;
-                        }
                         seen |= f;
                         let digit = usize::from(f & R_DIGIT);
                         digits += digit;
@@ -866,11 +864,10 @@ impl Engine {
                         group = (group + 1) * digit;
                         longest_group = longest_group.max(group);
                         dots += usize::from(f & R_DOT != 0);
-                        i += 1;
                     }
+                    i = end;
                     let (plus, dash) = (seen & R_PLUS != 0, seen & R_DASH != 0);
                     let slash = seen & R_SLASH != 0;
-                    let long = i - start > LONG_RUN || (start == dstart && dstart > 0);
                     let st = RunStats {
                         digits,
                         plus,
