@@ -44,6 +44,20 @@ pub(crate) fn message(reason: Reason) -> &'static str {
         Reason::CredentialUnknown => "a credential handle is not known to this run",
         Reason::CredentialUsesExhausted => "a credential handle has no uses left",
         Reason::CredentialInsecureTransport => "credential handles are only redeemed over https",
+        Reason::PortNotAllowed => "no policy rule allows this port",
+        Reason::TunnelNotTls => "the tunnel did not carry TLS",
+        Reason::SniMismatch => "the TLS server name differs from the CONNECT host",
+        Reason::UpgradeRefused => "this protocol upgrade is not allowed",
+        Reason::UpgradeMismatch => "the upstream switched to a protocol that was not requested",
+        Reason::AmbiguousPath => {
+            "the request path is ambiguous (dot segments with parameters, encoded separators or double encoding)"
+        }
+        Reason::CredentialWrongLocation => {
+            "a credential handle was placed somewhere its binding does not allow"
+        }
+        Reason::UnscrubbableResponse => {
+            "the upstream's response could not be scrubbed, so it was refused"
+        }
         _ => "the request was refused",
     }
 }

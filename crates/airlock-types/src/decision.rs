@@ -148,6 +148,31 @@ reasons! {
     // --- credentials (continued) ------------------------------------------
     /// A credential handle was sent in a header other than the one its secret is bound to.
     CredentialHeaderMismatch => "credential_header_mismatch",
+
+    // --- hardening (outside review) ----------------------------------------
+    /// A CONNECT named a port no rule covers (the default is 443 only).
+    PortNotAllowed => "port_not_allowed",
+    /// A tunnel's first bytes were not a TLS ClientHello, or the client did
+    /// not speak TLS inside an intercepted tunnel.
+    TunnelNotTls => "tunnel_not_tls",
+    /// A blind tunnel's TLS ClientHello named a server other than the CONNECT host.
+    SniMismatch => "sni_mismatch",
+    /// A protocol upgrade other than an allowed WebSocket was requested
+    /// (h2c, or WebSocket where no rule allows it).
+    UpgradeRefused => "upgrade_refused",
+    /// The upstream switched to a protocol other than the one requested.
+    UpgradeMismatch => "upgrade_mismatch",
+    /// The request path is ambiguous (`..;`, encoded `/` or `\`, double
+    /// encoding), so servers could read it differently from the policy.
+    AmbiguousPath => "ambiguous_path",
+    /// A credential handle was placed somewhere its binding does not name
+    /// (another header, a query parameter, the path).
+    CredentialWrongLocation => "credential_wrong_location",
+    /// A response could not be scrubbed (e.g. compressed although none was
+    /// asked for), so it was refused.
+    UnscrubbableResponse => "unscrubbable_response",
+    /// A credential was injected into a request (recorded, not a refusal).
+    CredentialUsed => "credential_used",
 }
 
 impl fmt::Display for Reason {
