@@ -326,7 +326,7 @@ fn audit_pipelined(
             let (log, stop) = (log.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
-                let mut inflight: std::collections::VecDeque<(u64, Instant)> =
+                let mut inflight: std::collections::VecDeque<(airlock_audit::Ticket, Instant)> =
                     std::collections::VecDeque::new();
                 let mut i = p as u64 * 1_000_000_000;
                 while !stop.load(Ordering::Relaxed) {

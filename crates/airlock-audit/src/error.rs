@@ -50,6 +50,13 @@ pub enum AuditError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The checkpoint file's lock (which orders checkpoints between
+    /// processes) could not be taken or released.
+    #[error("{}: cannot lock checkpoint file: {source}", path.display())]
+    CheckpointFileLock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// An event could not be encoded.
     #[error("cannot encode audit event: {0}")]
     Encode(serde_json::Error),

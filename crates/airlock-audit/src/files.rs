@@ -2,14 +2,22 @@
 
 use crate::checkpoint::{Checkpoint, PublicKey, Signer};
 use crate::error::AuditError;
+use airlock_store::read_limited;
 use airlock_types::Secret;
 use std::path::Path;
 
-/// Load the signing key (PKCS#8 DER) from `path`.
+/// Largest key file read: an Ed25519 PKCS#8 key is 85 bytes, a public key
+/// file 86.
+const MAX_KEY_FILE: usize = 4096;
+
+/// Load the signing key (PKCS#8 DER) from `path` (a regular file of at most
+/// 4 KiB).
 pub fn load_signer(path: &Path) -> Result<Signer, AuditError> {
-    let bytes = Secret::new(std::fs::read(path).map_err(|source| AuditError::KeyRead {
-        path: path.to_owned(),
-        source,
+    let bytes = Secret::new(read_limited(path, MAX_KEY_FILE).map_err(|source| {
+        AuditError::KeyRead {
+            path: path.to_owned(),
+            source,
+        }
     })?);
     Signer::from_pkcs8(&bytes).map_err(|detail| AuditError::KeyInvalid {
         path: path.to_owned(),
@@ -17,12 +25,14 @@ pub fn load_signer(path: &Path) -> Result<Signer, AuditError> {
     })
 }
 
-/// Load a public key file (`airlock-audit-ed25519 <hex>`).
+/// Load a public key file (`airlock-audit-ed25519 <hex>`; a regular file of
+/// at most 4 KiB).
 pub fn load_public_key(path: &Path) -> Result<PublicKey, AuditError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AuditError::PubkeyRead {
+    let bytes = read_limited(path, MAX_KEY_FILE).map_err(|source| AuditError::PubkeyRead {
         path: path.to_owned(),
         source,
     })?;
+    let text = String::from_utf8_lossy(&bytes);
     PublicKey::parse(&text).map_err(|detail| AuditError::PubkeyInvalid {
         path: path.to_owned(),
         detail,
@@ -51,12 +61,22 @@ pub fn read_checkpoint_file(path: &Path) -> Result<Vec<FileCheckpoint>, AuditErr
             });
         }
     };
+    parse_checkpoints(path, &bytes, 0)
+}
+
+/// Parse checkpoint-file bytes whose first line is line `lines_before + 1`
+/// of the file. Every line must be complete (end in a newline).
+pub(crate) fn parse_checkpoints(
+    path: &Path,
+    bytes: &[u8],
+    lines_before: usize,
+) -> Result<Vec<FileCheckpoint>, AuditError> {
     let invalid = |line: usize, detail: String| AuditError::CheckpointFileInvalid {
         path: path.to_owned(),
-        line,
+        line: lines_before + line,
         detail,
     };
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()]
             .iter()
             .filter(|&&b| b == b'\n')
@@ -75,7 +95,7 @@ pub fn read_checkpoint_file(path: &Path) -> Result<Vec<FileCheckpoint>, AuditErr
     for (i, l) in text.lines().enumerate() {
         let checkpoint = Checkpoint::parse(l).map_err(|d| invalid(i + 1, d))?;
         out.push(FileCheckpoint {
-            line: i + 1,
+            line: lines_before + i + 1,
             checkpoint,
         });
     }

@@ -32,11 +32,12 @@ mod log;
 pub mod merkle;
 mod proof;
 mod recover;
+mod shared;
 mod verify;
 
 pub use checkpoint::{Checkpoint, PublicKey, Signer};
 pub use error::AuditError;
 pub use files::{FileCheckpoint, load_public_key, load_signer, read_checkpoint_file};
-pub use log::{AuditLog, LogOptions};
+pub use log::{AuditLog, LogOptions, Ticket};
 pub use proof::{InclusionProof, PROOF_FORMAT, ProofError, latest_checkpoint, prove, verify_proof};
-pub use verify::{Problem, Report, Source, verify};
+pub use verify::{Problem, Report, Source, verify, verify_log};

@@ -14,16 +14,20 @@
 //! transaction per few milliseconds rather than one per event. As soon as
 //! any producer waits for durability ([`AuditLog::append`],
 //! [`AuditLog::wait_durable`]) or the log closes, the writer commits at once.
+//!
+//! Several logs (in one process or several) may be open on one database and
+//! checkpoint file; see [`crate::shared`] for how they take turns. A record's
+//! index is therefore known only once it is stored.
 
 use crate::checkpoint::{Checkpoint, Signer};
 use crate::error::AuditError;
-use crate::files::read_checkpoint_file;
 use crate::merkle::{Frontier, Hash, chain_hash, leaf_hash};
+use crate::shared::CheckpointFile;
 use crate::{canonical, recover};
-use airlock_store::{AuditStore, CheckpointRow, NewRecord};
+use airlock_store::{AuditStore, CheckpointRow, NewRecord, StoreError};
 use airlock_types::{AuditEvent, EventSink, SinkError, TenantId, Timestamp};
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -63,10 +67,21 @@ impl LogOptions {
 const LINGER: Duration = Duration::from_millis(2);
 /// Commit without lingering once this many records are queued.
 const FLUSH_AT: usize = 512;
+/// Most times one batch is retried after other writers appended first
+/// (each retry means another writer made progress).
+const MAX_OVERTAKEN: usize = 10_000;
+
+/// A queued event's place in this log's queue, from [`AuditLog::submit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
 
 #[derive(Debug, Default)]
 struct State {
     pending: Vec<Vec<u8>>,
+    /// Tickets among `pending` whose producer waits to learn the index.
+    want_index: Vec<u64>,
+    /// Stored indexes of those tickets, until their producer takes them.
+    indexes: HashMap<u64, u64>,
     /// Producers blocked in `wait_durable`: the writer must not linger.
     waiters: usize,
     /// Tickets handed out (events accepted).
@@ -103,8 +118,9 @@ impl Shared {
     }
 
     /// Queue one encoded record; returns its ticket. With `wait`, blocks while
-    /// the queue is full instead of refusing.
-    fn enqueue(&self, body: Vec<u8>, wait: bool) -> Result<u64, Refused> {
+    /// the queue is full instead of refusing. With `want_index`, the writer
+    /// keeps the record's index for [`Shared::take_index`].
+    fn enqueue(&self, body: Vec<u8>, wait: bool, want_index: bool) -> Result<u64, Refused> {
         let mut st = self.lock();
         loop {
             if let Some(f) = &st.failed {
@@ -124,6 +140,9 @@ impl Shared {
         st.pending.push(body);
         let ticket = st.enqueued;
         st.enqueued += 1;
+        if want_index {
+            st.want_index.push(ticket);
+        }
         // Wake the writer for the first record of a batch (it then lingers),
         // when a batch is full, or when someone waits for the disk; records
         // in between join the batch without a wake-up each.
@@ -156,6 +175,15 @@ impl Shared {
         st.waiters -= 1;
         result
     }
+
+    /// The index of a durable record queued with `want_index`.
+    fn take_index(&self, ticket: u64) -> Result<u64, AuditError> {
+        self.lock().indexes.remove(&ticket).ok_or_else(|| {
+            AuditError::WriterFailed(format!(
+                "invariant: the index of queued record {ticket} was not kept"
+            ))
+        })
+    }
 }
 
 /// An open audit log with its writer thread. Dropping it closes it (without
@@ -163,32 +191,21 @@ impl Shared {
 #[derive(Debug)]
 pub struct AuditLog {
     shared: Arc<Shared>,
-    base: u64,
     thread: Option<JoinHandle<Result<(), AuditError>>>,
 }
 
 impl AuditLog {
     /// Open the log stored in `store`, check that it agrees with its
-    /// checkpoints (refusing to append to a damaged log), and start the writer.
+    /// checkpoints (refusing to append to a damaged log), and start the
+    /// writer. Other logs may be open on the same database and checkpoint
+    /// file, in this process or others.
     pub fn open(
-        mut store: Box<dyn AuditStore>,
+        store: Box<dyn AuditStore>,
         signer: Signer,
         opts: LogOptions,
     ) -> Result<AuditLog, AuditError> {
-        let file_cps = read_checkpoint_file(&opts.checkpoint_file)?;
-        let head = recover::recover(store.as_mut(), &opts.tenant, &file_cps)?;
-        let existed = opts.checkpoint_file.exists();
-        let cp_file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&opts.checkpoint_file)
-            .map_err(|source| AuditError::CheckpointFileWrite {
-                path: opts.checkpoint_file.clone(),
-                source,
-            })?;
-        if !existed {
-            sync_parent(&opts.checkpoint_file)?;
-        }
+        let mut cp_file = CheckpointFile::open(&opts.checkpoint_file)?;
+        let head = recover::recover(store.as_ref(), &opts.tenant, &mut cp_file)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -196,7 +213,6 @@ impl AuditLog {
             space: Condvar::new(),
             capacity: opts.queue_capacity.max(1),
         });
-        let base = head.count;
         let writer = Writer {
             store,
             signer,
@@ -204,12 +220,10 @@ impl AuditLog {
             count: head.count,
             chain: head.chain,
             frontier: head.frontier,
-            next_seq: head.next_seq,
             checkpointed: head.checkpointed,
             last_checkpoint: Instant::now(),
             every: opts.checkpoint_every.max(1),
             interval: opts.checkpoint_interval,
-            cp_path: opts.checkpoint_file,
             cp_file,
         };
         let sh = shared.clone();
@@ -219,7 +233,6 @@ impl AuditLog {
             .map_err(AuditError::Spawn)?;
         Ok(AuditLog {
             shared,
-            base,
             thread: Some(thread),
         })
     }
@@ -228,35 +241,24 @@ impl AuditLog {
     /// Waits while the queue is full.
     pub fn append(&self, event: &AuditEvent) -> Result<u64, AuditError> {
         let body = canonical::encode(event).map_err(AuditError::Encode)?;
-        let ticket = self.shared.enqueue(body, true).map_err(|r| match r {
-            Refused::Closed => AuditError::Closed,
-            Refused::Overloaded => AuditError::Overloaded, // not returned when waiting
-            Refused::Failed(f) => AuditError::WriterFailed(f),
-        })?;
+        let ticket = self.shared.enqueue(body, true, true).map_err(refused)?;
         self.shared.wait_durable(ticket)?;
-        Ok(self.base + ticket)
+        self.shared.take_index(ticket)
     }
 
-    /// Queue one event without waiting for the disk and return the index it
-    /// will have; refuses with `Overloaded` when the queue is full. Pair with
+    /// Queue one event without waiting for the disk; refuses with
+    /// `Overloaded` when the queue is full. Pair with
     /// [`AuditLog::wait_durable`] to pipeline many events per fsync.
-    pub fn submit(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+    pub fn submit(&self, event: &AuditEvent) -> Result<Ticket, AuditError> {
         let body = canonical::encode(event).map_err(AuditError::Encode)?;
-        let ticket = self.shared.enqueue(body, false).map_err(|r| match r {
-            Refused::Closed => AuditError::Closed,
-            Refused::Overloaded => AuditError::Overloaded,
-            Refused::Failed(f) => AuditError::WriterFailed(f),
-        })?;
-        Ok(self.base + ticket)
+        let ticket = self.shared.enqueue(body, false, false).map_err(refused)?;
+        Ok(Ticket(ticket))
     }
 
-    /// Wait until the record at `index` (from [`AuditLog::submit`] or the
-    /// sink) is durable on disk.
-    pub fn wait_durable(&self, index: u64) -> Result<(), AuditError> {
-        match index.checked_sub(self.base) {
-            Some(ticket) => self.shared.wait_durable(ticket),
-            None => Ok(()), // written before this log was opened
-        }
+    /// Wait until the event behind `ticket` (from [`AuditLog::submit`]) is
+    /// durable on disk.
+    pub fn wait_durable(&self, ticket: Ticket) -> Result<(), AuditError> {
+        self.shared.wait_durable(ticket.0)
     }
 
     /// A sink for library crates: `emit` queues without waiting for the disk
@@ -287,6 +289,14 @@ impl AuditLog {
     }
 }
 
+fn refused(r: Refused) -> AuditError {
+    match r {
+        Refused::Closed => AuditError::Closed,
+        Refused::Overloaded => AuditError::Overloaded,
+        Refused::Failed(f) => AuditError::WriterFailed(f),
+    }
+}
+
 impl Drop for AuditLog {
     fn drop(&mut self) {
         let _ = self.shutdown();
@@ -302,7 +312,7 @@ impl EventSink for LogSink {
     fn emit(&self, event: AuditEvent) -> Result<(), SinkError> {
         let body = canonical::encode(&event)
             .map_err(|e| SinkError::Failed(format!("cannot encode event: {e}")))?;
-        match self.shared.enqueue(body, false) {
+        match self.shared.enqueue(body, false, false) {
             Ok(_) => Ok(()),
             Err(Refused::Closed) => Err(SinkError::Closed),
             Err(Refused::Overloaded) => Err(SinkError::Overloaded),
@@ -315,21 +325,22 @@ struct Writer {
     store: Box<dyn AuditStore>,
     signer: Signer,
     tenant: TenantId,
+    /// The log as far as this writer has read or written it.
     count: u64,
     chain: Hash,
     frontier: Frontier,
-    next_seq: u64,
+    /// Records covered by the latest checkpoint this writer knows of.
     checkpointed: u64,
     last_checkpoint: Instant,
     every: u64,
     interval: Duration,
-    cp_path: PathBuf,
-    cp_file: File,
+    cp_file: CheckpointFile,
 }
 
 impl Writer {
     fn run(mut self, shared: &Shared) -> Result<(), AuditError> {
         let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut want: Vec<u64> = Vec::new();
         loop {
             let closing = {
                 let mut st = shared.lock();
@@ -370,6 +381,7 @@ impl Writer {
                         .0;
                 }
                 std::mem::swap(&mut st.pending, &mut batch);
+                std::mem::swap(&mut st.want_index, &mut want);
                 st.closing
             };
             shared.space.notify_all();
@@ -379,7 +391,15 @@ impl Writer {
                 batch.clear();
                 let mut st = shared.lock();
                 match res {
-                    Ok(()) => st.durable += n,
+                    Ok(first_index) => {
+                        // Batches are taken in ticket order and each is
+                        // durable before the next: this one starts at `durable`.
+                        let first_ticket = st.durable;
+                        for t in want.drain(..) {
+                            st.indexes.insert(t, first_index + (t - first_ticket));
+                        }
+                        st.durable += n;
+                    }
                     Err(e) => {
                         st.failed = Some(e.to_string());
                         drop(st);
@@ -390,7 +410,7 @@ impl Writer {
                 drop(st);
                 shared.done.notify_all();
             }
-            let pending = self.count - self.checkpointed;
+            let pending = self.count.saturating_sub(self.checkpointed);
             let due = pending > 0
                 && (closing
                     || pending >= self.every
@@ -406,38 +426,131 @@ impl Writer {
         }
     }
 
-    /// Hash and store one batch in one transaction. The in-memory head only
-    /// moves once the batch is durable.
-    fn commit(&mut self, bodies: &[Vec<u8>]) -> Result<(), AuditError> {
-        let mut chain = self.chain;
-        let mut leaves = Vec::with_capacity(bodies.len());
-        let mut rows = Vec::with_capacity(bodies.len());
-        for (i, body) in bodies.iter().enumerate() {
-            let leaf = leaf_hash(body);
-            chain = chain_hash(&chain, &leaf);
-            leaves.push(leaf);
-            rows.push(NewRecord {
-                index: self.count + i as u64,
-                body,
-                chain,
-            });
+    /// Hash and store one batch in one transaction; returns the index of its
+    /// first record. The in-memory head only moves once the batch is durable.
+    /// When another writer appended first, read its records and go again.
+    fn commit(&mut self, bodies: &[Vec<u8>]) -> Result<u64, AuditError> {
+        for _ in 0..MAX_OVERTAKEN {
+            let mut chain = self.chain;
+            let mut leaves = Vec::with_capacity(bodies.len());
+            let mut rows = Vec::with_capacity(bodies.len());
+            for (i, body) in bodies.iter().enumerate() {
+                let leaf = leaf_hash(body);
+                chain = chain_hash(&chain, &leaf);
+                leaves.push(leaf);
+                rows.push(NewRecord {
+                    index: self.count + i as u64,
+                    body,
+                    chain,
+                });
+            }
+            match self.store.append_records(&self.tenant, &rows) {
+                Ok(()) => {}
+                Err(StoreError::HeadMoved { found, .. }) if found > self.count => {
+                    self.catch_up()?;
+                    continue;
+                }
+                Err(StoreError::HeadMoved { found, .. }) => {
+                    return Err(AuditError::Damaged {
+                        detail: format!(
+                            "the log holds {found} records but {} were stored before: records were removed",
+                            self.count
+                        ),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let first = self.count;
+            for leaf in leaves {
+                self.frontier.push(leaf);
+            }
+            self.chain = chain;
+            self.count += bodies.len() as u64;
+            return Ok(first);
         }
-        self.store.append_records(&self.tenant, &rows)?;
-        for leaf in leaves {
-            self.frontier.push(leaf);
+        Err(AuditError::WriterFailed(format!(
+            "other writers appended first {MAX_OVERTAKEN} times in a row"
+        )))
+    }
+
+    /// Read the records other writers stored after this writer's head,
+    /// checking that each extends the chain this writer knows.
+    fn catch_up(&mut self) -> Result<(), AuditError> {
+        let Writer {
+            store,
+            tenant,
+            count,
+            chain,
+            frontier,
+            ..
+        } = self;
+        let mut problem = None;
+        store.for_each_record(tenant, *count, &mut |r| {
+            if r.index != *count {
+                problem = Some(format!("record {count} is missing"));
+                return ControlFlow::Break(());
+            }
+            let leaf = leaf_hash(r.body);
+            let next = chain_hash(chain, &leaf);
+            if r.chain != next {
+                problem = Some(format!(
+                    "record {count}: hash does not match its contents (the record was altered)"
+                ));
+                return ControlFlow::Break(());
+            }
+            frontier.push(leaf);
+            *chain = next;
+            *count += 1;
+            ControlFlow::Continue(())
+        })?;
+        match problem {
+            Some(detail) => Err(AuditError::Damaged { detail }),
+            None => Ok(()),
         }
-        self.chain = chain;
-        self.count += bodies.len() as u64;
+    }
+
+    /// Sign a checkpoint over everything stored so far, unless another writer
+    /// already covered it; append it to the checkpoint file (fsynced) first,
+    /// then to the database, both under the checkpoint file's lock.
+    fn checkpoint(&mut self) -> Result<(), AuditError> {
+        self.cp_file.lock()?;
+        let res = self.checkpoint_locked();
+        let unlocked = self.cp_file.unlock();
+        res?;
+        unlocked?;
+        self.last_checkpoint = Instant::now();
         Ok(())
     }
 
-    /// Sign a checkpoint over everything stored so far; append it to the
-    /// checkpoint file (fsynced) first, then to the database.
-    fn checkpoint(&mut self) -> Result<(), AuditError> {
+    fn checkpoint_locked(&mut self) -> Result<(), AuditError> {
+        self.catch_up()?;
+        let file = &mut self.cp_file;
+        file.read_new(&self.tenant)?;
+        let db = self.store.last_checkpoint(&self.tenant)?;
+        let next_seq = file
+            .last_seq
+            .max(db.as_ref().map(|r| r.seq))
+            .map_or(0, |s| s + 1);
+        let covered = file
+            .max_size
+            .max(db.as_ref().map_or(0, |r| r.tree_size));
+        if covered > self.count {
+            return Err(AuditError::Damaged {
+                detail: format!(
+                    "a checkpoint covers {covered} records but only {} are stored",
+                    self.count
+                ),
+            });
+        }
+        if covered == self.count {
+            // Another writer's checkpoint already covers everything stored.
+            self.checkpointed = covered;
+            return Ok(());
+        }
         let mut cp = Checkpoint {
             v: 1,
             tenant: self.tenant.clone(),
-            seq: self.next_seq,
+            seq: next_seq,
             size: self.count,
             root: self.frontier.root(),
             chain: self.chain,
@@ -445,15 +558,7 @@ impl Writer {
             sig: Vec::new(),
         };
         self.signer.sign(&mut cp);
-        let mut line = cp.to_line();
-        line.push('\n');
-        self.cp_file
-            .write_all(line.as_bytes())
-            .and_then(|()| self.cp_file.sync_data())
-            .map_err(|source| AuditError::CheckpointFileWrite {
-                path: self.cp_path.clone(),
-                source,
-            })?;
+        file.append(&cp)?;
         self.store.append_checkpoint(
             &self.tenant,
             &CheckpointRow {
@@ -462,31 +567,15 @@ impl Writer {
                 body: cp.to_line(),
             },
         )?;
-        self.next_seq += 1;
         self.checkpointed = self.count;
-        self.last_checkpoint = Instant::now();
         Ok(())
     }
-}
-
-/// Make a newly created file's directory entry durable.
-fn sync_parent(path: &std::path::Path) -> Result<(), AuditError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| AuditError::CheckpointFileWrite {
-            path: path.to_owned(),
-            source,
-        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airlock_store::{RecordRef, SqliteStore, StoreError};
+    use airlock_store::{RecordRef, SqliteStore};
     use airlock_types::{Actor, EventResult, Reason};
     use std::ops::ControlFlow;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -527,6 +616,12 @@ mod tests {
         }
         fn checkpoints(&self, t: &TenantId) -> Result<Vec<CheckpointRow>, StoreError> {
             self.inner.checkpoints(t)
+        }
+        fn begin_snapshot(&self) -> Result<(), StoreError> {
+            self.inner.begin_snapshot()
+        }
+        fn end_snapshot(&self) -> Result<(), StoreError> {
+            self.inner.end_snapshot()
         }
         fn missing_guards(&self) -> Result<Vec<String>, StoreError> {
             self.inner.missing_guards()

@@ -4,26 +4,31 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::error::AuditError;
-use crate::files::FileCheckpoint;
 use crate::merkle::{Frontier, Hash};
+use crate::shared::CheckpointFile;
 use crate::verify::{Source, Target, scan};
 use airlock_store::AuditStore;
 use airlock_types::TenantId;
 
-/// Where the next append continues.
+/// Where the next append continues (as far as this writer knows: other
+/// writers may append after it).
 pub(crate) struct Head {
     pub count: u64,
     pub chain: Hash,
     pub frontier: Frontier,
-    pub next_seq: u64,
+    /// Records covered by the latest checkpoint.
     pub checkpointed: u64,
 }
 
+/// Check the stored log against its checkpoints, reading the database and the
+/// checkpoint file at one moment (other processes may be appending).
 pub(crate) fn recover(
-    store: &mut dyn AuditStore,
+    store: &dyn AuditStore,
     tenant: &TenantId,
-    file: &[FileCheckpoint],
+    cp_file: &mut CheckpointFile,
 ) -> Result<Head, AuditError> {
+    let (_snapshot, file) = cp_file.snapshot_and_read(store, tenant)?;
+    let file = &file;
     let db_rows = store.checkpoints(tenant)?;
     let mut db_cps = Vec::with_capacity(db_rows.len());
     for row in &db_rows {
@@ -51,7 +56,7 @@ pub(crate) fn recover(
             ),
         });
     }
-    let s = scan(&*store, tenant, &targets)?;
+    let s = scan(store, tenant, &targets)?;
     if let Some(p) = s.bad_record {
         return Err(AuditError::Damaged {
             detail: p.to_string(),
@@ -71,13 +76,11 @@ pub(crate) fn recover(
             detail: format!("checkpoint {} ({}) {what}", t.cp.seq, t.source),
         });
     }
-    let next_seq = targets.iter().map(|t| t.cp.seq + 1).max().unwrap_or(0);
     let checkpointed = targets.iter().map(|t| t.cp.size).max().unwrap_or(0);
     Ok(Head {
         count: s.count,
         chain: s.chain,
         frontier: s.frontier,
-        next_seq,
         checkpointed,
     })
 }

@@ -432,3 +432,18 @@ pub fn verify(
         problems,
     })
 }
+
+/// Verify the tenant's log while other processes may be appending to it:
+/// the database is read in one snapshot, and the checkpoint file at `path`
+/// is read at the moment that snapshot starts (under the checkpoint file's
+/// shared lock), so a checkpoint being written concurrently is seen in both
+/// places or in neither. Same report as [`verify`].
+pub fn verify_log(
+    store: &dyn AuditStore,
+    tenant: &TenantId,
+    key: &PublicKey,
+    path: &std::path::Path,
+) -> Result<Report, AuditError> {
+    let (_snapshot, file) = crate::shared::consistent_read(store, path)?;
+    verify(store, tenant, key, &file)
+}

@@ -440,6 +440,12 @@ impl AuditStore for GatedStore {
     fn checkpoints(&self, t: &TenantId) -> Result<Vec<CheckpointRow>, StoreError> {
         self.inner.checkpoints(t)
     }
+    fn begin_snapshot(&self) -> Result<(), StoreError> {
+        self.inner.begin_snapshot()
+    }
+    fn end_snapshot(&self) -> Result<(), StoreError> {
+        self.inner.end_snapshot()
+    }
     fn missing_guards(&self) -> Result<Vec<String>, StoreError> {
         self.inner.missing_guards()
     }

@@ -16,9 +16,11 @@
 //! honest mistakes fail loudly and opens the file read-only when asked.
 #![forbid(unsafe_code)]
 
+mod limited;
 mod secrets;
 mod sqlite;
 
+pub use limited::read_limited;
 pub use secrets::{DataKeyRow, MasterRow, SecretRow, SecretStore};
 pub use sqlite::SqliteStore;
 
@@ -101,6 +103,22 @@ pub enum StoreError {
     /// A vault record changed between read and write (a concurrent change).
     #[error("{}: {what} changed concurrently; nothing was written, retry", path.display())]
     VaultConflict { path: PathBuf, what: &'static str },
+    /// Another writer appended first: the batch was to start at `expected`
+    /// but the log already holds `found` records. Nothing was written; the
+    /// caller reads the new records and retries after them.
+    #[error("{}: audit log moved on (batch starts at record {expected}, the log holds {found}); nothing was written", path.display())]
+    HeadMoved {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    /// A read snapshot could not be started or ended.
+    #[error("{}: cannot {what} a read snapshot: {source}", path.display())]
+    Snapshot {
+        path: PathBuf,
+        what: &'static str,
+        source: rusqlite::Error,
+    },
 }
 
 /// One audit record to append. `index` must be the next index of the tenant's log.
@@ -140,9 +158,15 @@ pub struct CheckpointRow {
 /// The audit log's storage. Appends are durable when they return `Ok`.
 ///
 /// Implementations must make each call atomic: either the whole batch is
-/// stored or none of it.
+/// stored or none of it. Several writers (threads or processes, each with its
+/// own store) may append to one log: an append is a compare-and-swap on the
+/// log's length, so a writer that missed another's records is told
+/// ([`StoreError::HeadMoved`]) instead of forking or overwriting the chain.
 pub trait AuditStore: Send + std::fmt::Debug {
-    /// Append a batch of records in one durable transaction.
+    /// Append a batch of contiguous records in one durable transaction, only
+    /// if the first one's index is the log's current length (checked inside
+    /// the same write transaction); otherwise [`StoreError::HeadMoved`] and
+    /// nothing is written.
     fn append_records(
         &mut self,
         tenant: &TenantId,
@@ -166,6 +190,16 @@ pub trait AuditStore: Send + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// All of the tenant's checkpoints, in sequence order.
     fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<CheckpointRow>, StoreError>;
+    /// The tenant's checkpoint with the highest sequence number.
+    fn last_checkpoint(&self, tenant: &TenantId) -> Result<Option<CheckpointRow>, StoreError> {
+        Ok(self.checkpoints(tenant)?.pop())
+    }
+    /// Start a read snapshot: until [`AuditStore::end_snapshot`], every read
+    /// through this store sees the database as it was when this returned,
+    /// whatever other writers commit meanwhile. Appends are refused inside.
+    fn begin_snapshot(&self) -> Result<(), StoreError>;
+    /// End the read snapshot (a no-op when none is open).
+    fn end_snapshot(&self) -> Result<(), StoreError>;
     /// Names of append-only guards (triggers) that are expected but missing.
     fn missing_guards(&self) -> Result<Vec<String>, StoreError>;
 }

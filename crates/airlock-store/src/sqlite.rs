@@ -2,7 +2,7 @@
 
 use crate::{AuditStore, CheckpointRow, NewRecord, RecordRef, StoreError};
 use airlock_types::TenantId;
-use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior, params};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,12 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("sqlite/0002_vault.sql"),
     },
 ];
+
+/// How long a connection waits for another connection's write lock before
+/// an operation fails. Several processes share one database (a proxy, runs,
+/// CLI commands); each holds the lock for one short transaction, so waiting
+/// is normal and failing (which stops an audit writer for good) is not.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The append-only triggers the schema creates.
 const GUARDS: &[&str] = &[
@@ -138,7 +144,7 @@ impl SqliteStore {
     /// may have been edited by someone we do not trust.
     fn configure(&self) -> Result<(), StoreError> {
         self.conn
-            .busy_timeout(std::time::Duration::from_secs(5))
+            .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| self.configure_error("busy_timeout", e))?;
         self.conn
             .pragma_update(None, "trusted_schema", "OFF")
@@ -208,6 +214,20 @@ impl SqliteStore {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
+        let expected = latest_version();
+        // The common case, without taking the write lock: up to date.
+        let found = self.schema_version()?;
+        if found == expected {
+            return Ok(());
+        }
+        if found > expected {
+            return Err(StoreError::SchemaVersion {
+                path: self.path.clone(),
+                found,
+                expected,
+                hint: " (written by a newer Airlock)",
+            });
+        }
         let path = self.path.clone();
         let mig_err = |m: &Migration, source| StoreError::Migrate {
             path: path.clone(),
@@ -215,38 +235,81 @@ impl SqliteStore {
             name: m.name,
             source,
         };
-        self.conn
-            .execute_batch(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
-                    backend    TEXT    NOT NULL,
-                    version    INTEGER NOT NULL,
-                    name       TEXT    NOT NULL,
-                    applied_at INTEGER NOT NULL,
-                    PRIMARY KEY (backend, version)
-                 )",
+        // One IMMEDIATE transaction for the whole upgrade: two processes
+        // opening a fresh or old database at once take turns, and the second
+        // finds the schema already current.
+        let conn = &mut self.conn;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| StoreError::Configure {
+                path: path.clone(),
+                what: "schema_migrations",
+                source,
+            })?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                backend    TEXT    NOT NULL,
+                version    INTEGER NOT NULL,
+                name       TEXT    NOT NULL,
+                applied_at INTEGER NOT NULL,
+                PRIMARY KEY (backend, version)
+             )",
+        )
+        .map_err(|source| StoreError::Configure {
+            path: path.clone(),
+            what: "schema_migrations",
+            source,
+        })?;
+        let v: i64 = tx
+            .query_row(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE backend = ?1",
+                [BACKEND],
+                |r| r.get(0),
             )
-            .map_err(|e| self.configure_error("schema_migrations", e))?;
-        let found = self.schema_version()?;
-        let expected = latest_version();
+            .map_err(|source| StoreError::Read {
+                path: path.clone(),
+                what: "schema_migrations",
+                source,
+            })?;
+        let found = u32::try_from(v).map_err(|_| StoreError::Corrupt {
+            path: path.clone(),
+            detail: format!("schema_migrations holds an impossible version {v}"),
+        })?;
         if found > expected {
             return Err(StoreError::SchemaVersion {
-                path,
+                path: path.clone(),
                 found,
                 expected,
                 hint: " (written by a newer Airlock)",
             });
         }
         for m in MIGRATIONS.iter().filter(|m| m.version > found) {
-            let tx = self.conn.transaction().map_err(|e| mig_err(m, e))?;
             tx.execute_batch(m.sql).map_err(|e| mig_err(m, e))?;
             tx.execute(
                 "INSERT INTO schema_migrations (backend, version, name, applied_at) VALUES (?1, ?2, ?3, unixepoch())",
                 params![BACKEND, m.version, m.name],
             )
             .map_err(|e| mig_err(m, e))?;
-            tx.commit().map_err(|e| mig_err(m, e))?;
         }
-        Ok(())
+        tx.commit().map_err(|source| StoreError::Configure {
+            path: path.clone(),
+            what: "schema migration commit",
+            source,
+        })
+    }
+
+    fn checkpoint_row(&self, seq: i64, size: i64, body: String) -> Result<CheckpointRow, StoreError> {
+        let bad = |detail: &str| StoreError::Malformed {
+            path: self.path.clone(),
+            what: "checkpoint",
+            index: seq,
+            detail: detail.into(),
+        };
+        Ok(CheckpointRow {
+            seq: u64::try_from(seq).map_err(|_| bad("negative sequence number"))?,
+            tree_size: u64::try_from(size).map_err(|_| bad("negative tree size"))?,
+            body,
+        })
     }
 
     pub(crate) fn writable(&self) -> Result<(), StoreError> {
@@ -285,12 +348,38 @@ impl AuditStore for SqliteStore {
         records: &[NewRecord<'_>],
     ) -> Result<(), StoreError> {
         self.writable()?;
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
         let path = self.path.clone();
         let err = |source| StoreError::AppendRecords {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        // IMMEDIATE: take the write lock before reading the log's length, so
+        // no other connection (thread or process) can append between the
+        // check and the inserts. Waits up to the busy timeout for the lock.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let count: i64 = tx
+            .prepare_cached("SELECT coalesce(max(idx) + 1, 0) FROM audit_records WHERE tenant = ?1")
+            .and_then(|mut s| s.query_row([tenant.as_str()], |r| r.get(0)))
+            .map_err(err)?;
+        let found = u64::try_from(count).map_err(|_| StoreError::Malformed {
+            path: path.clone(),
+            what: "record",
+            index: count,
+            detail: "negative index".into(),
+        })?;
+        if found != first.index {
+            return Err(StoreError::HeadMoved {
+                path,
+                expected: first.index,
+                found,
+            });
+        }
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -314,11 +403,23 @@ impl AuditStore for SqliteStore {
         self.writable()?;
         let seq = to_i64(&self.path, "checkpoint", cp.seq)?;
         let size = to_i64(&self.path, "checkpoint", cp.tree_size)?;
-        self.conn
-            .prepare_cached("INSERT INTO audit_checkpoints (tenant, seq, tree_size, body) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(params![tenant.as_str(), seq, size, cp.body]))
-            .map_err(|source| StoreError::AppendCheckpoint { path: self.path.clone(), source })?;
-        Ok(())
+        let path = self.path.clone();
+        let err = |source| StoreError::AppendCheckpoint {
+            path: path.clone(),
+            source,
+        };
+        // Its own write transaction (an error inside a read snapshot, rather
+        // than an insert that the snapshot's end would roll back).
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.prepare_cached(
+            "INSERT INTO audit_checkpoints (tenant, seq, tree_size, body) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![tenant.as_str(), seq, size, cp.body]))
+        .map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     fn record_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
@@ -399,21 +500,65 @@ impl AuditStore for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (seq, size, body) = row.map_err(|e| self.read_error("audit checkpoints", e))?;
-            let bad = |detail: &str| StoreError::Malformed {
-                path: self.path.clone(),
-                what: "checkpoint",
-                index: seq,
-                detail: detail.into(),
-            };
-            let seq_u = u64::try_from(seq).map_err(|_| bad("negative sequence number"))?;
-            let tree_size = u64::try_from(size).map_err(|_| bad("negative tree size"))?;
-            out.push(CheckpointRow {
-                seq: seq_u,
-                tree_size,
-                body,
-            });
+            out.push(self.checkpoint_row(seq, size, body)?);
         }
         Ok(out)
+    }
+
+    fn last_checkpoint(&self, tenant: &TenantId) -> Result<Option<CheckpointRow>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, tree_size, body FROM audit_checkpoints WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([tenant.as_str()], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| self.read_error("audit checkpoints", e))?;
+        row.map(|(seq, size, body)| self.checkpoint_row(seq, size, body))
+            .transpose()
+    }
+
+    fn begin_snapshot(&self) -> Result<(), StoreError> {
+        let err = |what, source| StoreError::Snapshot {
+            path: self.path.clone(),
+            what,
+            source,
+        };
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(|e| err("begin", e))?;
+        // A deferred transaction takes its snapshot at its first read.
+        if let Err(e) = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(self.read_error("schema", e));
+        }
+        Ok(())
+    }
+
+    fn end_snapshot(&self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("ROLLBACK")
+            .map_err(|source| StoreError::Snapshot {
+                path: self.path.clone(),
+                what: "end",
+                source,
+            })
     }
 
     fn missing_guards(&self) -> Result<Vec<String>, StoreError> {

@@ -234,13 +234,20 @@ impl KeyFile {
 
     /// Read and parse the key.
     pub fn read(&self) -> Result<Secret<[u8; KEY_LEN]>, VaultError> {
-        let text = Zeroizing::new(std::fs::read_to_string(&self.path).map_err(|source| {
-            VaultError::ReadKeyFile {
-                path: self.path.clone(),
-                source,
-            }
-        })?);
-        parse_master_key(&text, &self.path.display().to_string())
+        // A regular file of at most 4 KiB (the key is 64 hex digits): a path
+        // to `/dev/zero` or a FIFO is refused at once.
+        let read_err = |source| VaultError::ReadKeyFile {
+            path: self.path.clone(),
+            source,
+        };
+        let bytes = Zeroizing::new(airlock_store::read_limited(&self.path, 4096).map_err(read_err)?);
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
+        })?;
+        parse_master_key(text, &self.path.display().to_string())
     }
 
     /// The file's permission bits, to check it is not readable by others.

@@ -91,8 +91,9 @@ fn verify_log(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<u8> {
     let store = open_read_only(ctx)?;
     let key_path = a.pubkey.unwrap_or_else(|| ctx.audit_pubkey_path());
     let key = airlock_audit::load_public_key(&key_path)?;
-    let file = airlock_audit::read_checkpoint_file(&ctx.checkpoint_path())?;
-    let report = airlock_audit::verify(&store, &auditing::tenant(), &key, &file)?;
+    // One consistent view while other processes may be appending.
+    let report =
+        airlock_audit::verify_log(&store, &auditing::tenant(), &key, &ctx.checkpoint_path())?;
     if a.json {
         let mut v = serde_json::to_value(&report).context("cannot serialize the report")?;
         if let Some(o) = v.as_object_mut() {
@@ -134,10 +135,15 @@ fn print_report(r: &Report) {
     }
 }
 
+/// Largest proof file read (a proof is one record and at most 64 hashes).
+const MAX_PROOF_BYTES: usize = 1 << 20;
+
 fn verify_proof(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<u8> {
     let path = a.proof.context("invariant: --proof given")?;
-    let text = std::fs::read_to_string(&path)
+    let bytes = airlock_store::read_limited(&path, MAX_PROOF_BYTES)
         .with_context(|| format!("{}: cannot read proof", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: not an Airlock inclusion proof: not UTF-8", path.display()))?;
     let proof: InclusionProof = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: not an Airlock inclusion proof: {e}", path.display()))?;
     let key_path = a.pubkey.unwrap_or_else(|| ctx.audit_pubkey_path());

@@ -190,7 +190,7 @@ pub fn validate(raw: &RawProxy, src: &SourceFile) -> Result<ProxySettings, Confi
         None => None,
         Some(p) => {
             let path = PathBuf::from(p.get_ref());
-            let pem = std::fs::read(&path).map_err(|e| {
+            let pem = airlock_store::read_limited(&path, super::source::MAX_PEM_BYTES).map_err(|e| {
                 src.error(
                     p.span(),
                     "proxy.upstream_ca_file",

@@ -5,6 +5,12 @@ use serde_spanned::Spanned;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+/// Largest configuration or policy file read (`--config`, `--policy`).
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// Largest PEM bundle a setting names (`proxy.upstream_ca_file`); the whole
+/// Mozilla root store is about 220 KiB.
+pub const MAX_PEM_BYTES: usize = 1 << 20;
+
 /// A configuration error. Displays as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,10 +44,20 @@ impl SourceFile {
         }
     }
 
+    /// Read a configuration or policy file: a regular file of at most
+    /// [`MAX_CONFIG_BYTES`] of UTF-8 (`/dev/zero`, a FIFO or a huge file is
+    /// refused at once, naming the file).
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let err = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
+        };
+        let bytes = airlock_store::read_limited(path, MAX_CONFIG_BYTES).map_err(err)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text ({})", e.utf8_error()),
+            ))
         })?;
         Ok(SourceFile::new(path.display().to_string(), text))
     }
