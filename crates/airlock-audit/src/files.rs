@@ -13,12 +13,13 @@ const MAX_KEY_FILE: usize = 4096;
 /// Load the signing key (PKCS#8 DER) from `path` (a regular file of at most
 /// 4 KiB).
 pub fn load_signer(path: &Path) -> Result<Signer, AuditError> {
-    let bytes = Secret::new(read_limited(path, MAX_KEY_FILE).map_err(|source| {
-        AuditError::KeyRead {
-            path: path.to_owned(),
-            source,
-        }
-    })?);
+    let bytes =
+        Secret::new(
+            read_limited(path, MAX_KEY_FILE).map_err(|source| AuditError::KeyRead {
+                path: path.to_owned(),
+                source,
+            })?,
+        );
     Signer::from_pkcs8(&bytes).map_err(|detail| AuditError::KeyInvalid {
         path: path.to_owned(),
         detail,

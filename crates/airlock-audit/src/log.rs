@@ -531,9 +531,7 @@ impl Writer {
             .last_seq
             .max(db.as_ref().map(|r| r.seq))
             .map_or(0, |s| s + 1);
-        let covered = file
-            .max_size
-            .max(db.as_ref().map_or(0, |r| r.tree_size));
+        let covered = file.max_size.max(db.as_ref().map_or(0, |r| r.tree_size));
         if covered > self.count {
             return Err(AuditError::Damaged {
                 detail: format!(

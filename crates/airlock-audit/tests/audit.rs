@@ -208,7 +208,11 @@ fn several_writers_append_concurrently_and_verify_never_fails_meanwhile() {
                 let store = SqliteStore::open_read_only(&f.db).expect("ro store");
                 let r = airlock_audit::verify_log(&store, &tenant(), &f.public(), &f.cps)
                     .expect("verify runs");
-                assert!(r.ok(), "verification {runs} during appends: {:?}", r.problems);
+                assert!(
+                    r.ok(),
+                    "verification {runs} during appends: {:?}",
+                    r.problems
+                );
                 assert!(r.records >= last, "{} < {last}", r.records);
                 last = r.records;
                 runs += 1;
@@ -763,11 +767,13 @@ fn soak(trials: u32, writers: usize) {
         // mostly while appends and checkpoints are in flight. A verification
         // runs while the others are still writing.
         for (i, (child, _)) in children.iter_mut().enumerate() {
-            std::thread::sleep(Duration::from_millis(5 + rng.next() % (400 / writers as u64)));
+            std::thread::sleep(Duration::from_millis(
+                5 + rng.next() % (400 / writers as u64),
+            ));
             if i == writers / 2 && db.exists() {
                 let store = SqliteStore::open_read_only(&db).expect("ro store");
-                let r = airlock_audit::verify_log(&store, &tenant(), &key, &cps)
-                    .expect("verify runs");
+                let r =
+                    airlock_audit::verify_log(&store, &tenant(), &key, &cps).expect("verify runs");
                 assert!(
                     r.ok(),
                     "trial {trial} (seed {seed}), while writing: {:?}",

@@ -2,7 +2,9 @@
 
 use crate::{AuditStore, CheckpointRow, NewRecord, RecordRef, StoreError};
 use airlock_types::TenantId;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior, params};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior, params,
+};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -298,7 +300,12 @@ impl SqliteStore {
         })
     }
 
-    fn checkpoint_row(&self, seq: i64, size: i64, body: String) -> Result<CheckpointRow, StoreError> {
+    fn checkpoint_row(
+        &self,
+        seq: i64,
+        size: i64,
+        body: String,
+    ) -> Result<CheckpointRow, StoreError> {
         let bad = |detail: &str| StoreError::Malformed {
             path: self.path.clone(),
             what: "checkpoint",

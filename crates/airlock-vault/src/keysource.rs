@@ -240,7 +240,8 @@ impl KeyFile {
             path: self.path.clone(),
             source,
         };
-        let bytes = Zeroizing::new(airlock_store::read_limited(&self.path, 4096).map_err(read_err)?);
+        let bytes =
+            Zeroizing::new(airlock_store::read_limited(&self.path, 4096).map_err(read_err)?);
         let text = std::str::from_utf8(&bytes).map_err(|_| {
             read_err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,

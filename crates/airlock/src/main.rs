@@ -23,8 +23,26 @@ fn main() -> ExitCode {
     match cli::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("airlock: error: {err:#}");
+            eprintln!("airlock: error: {}", one_line(&err));
             ExitCode::from(ctx::EXIT_USAGE)
         }
     }
+}
+
+/// The error and its causes on one line, like `{err:#}`, but without
+/// repeating a cause that the message before it already ends with (typed
+/// errors print their source in their own message).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let c = cause.to_string();
+        if msg.ends_with(&c) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&c);
+    }
+    msg
 }

@@ -142,8 +142,12 @@ fn verify_proof(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<u8> {
     let path = a.proof.context("invariant: --proof given")?;
     let bytes = airlock_store::read_limited(&path, MAX_PROOF_BYTES)
         .with_context(|| format!("{}: cannot read proof", path.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| anyhow::anyhow!("{}: not an Airlock inclusion proof: not UTF-8", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: not an Airlock inclusion proof: not UTF-8",
+            path.display()
+        )
+    })?;
     let proof: InclusionProof = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: not an Airlock inclusion proof: {e}", path.display()))?;
     let key_path = a.pubkey.unwrap_or_else(|| ctx.audit_pubkey_path());

@@ -190,13 +190,14 @@ pub fn validate(raw: &RawProxy, src: &SourceFile) -> Result<ProxySettings, Confi
         None => None,
         Some(p) => {
             let path = PathBuf::from(p.get_ref());
-            let pem = airlock_store::read_limited(&path, super::source::MAX_PEM_BYTES).map_err(|e| {
-                src.error(
-                    p.span(),
-                    "proxy.upstream_ca_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
+            let pem =
+                airlock_store::read_limited(&path, super::source::MAX_PEM_BYTES).map_err(|e| {
+                    src.error(
+                        p.span(),
+                        "proxy.upstream_ca_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
             // Fail at load, with a location, rather than at the first request.
             airlock_proxy::check_extra_ca(&pem)
                 .map_err(|e| src.error(p.span(), "proxy.upstream_ca_file", e.to_string()))?;
