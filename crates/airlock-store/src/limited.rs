@@ -68,9 +68,9 @@ fn fill(mut file: &File, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 fn too_large(limit: usize) -> io::Error {
-    let size = if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+    let size = if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {
         format!("{} MiB", limit >> 20)
-    } else if limit >= 1 << 10 && limit % (1 << 10) == 0 {
+    } else if limit >= 1 << 10 && limit.is_multiple_of(1 << 10) {
         format!("{} KiB", limit >> 10)
     } else {
         format!("{limit} bytes")
