@@ -15,6 +15,16 @@
 //! [`prove`] and [`verify_proof`] give and check RFC 6962 inclusion proofs
 //! offline.
 //!
+//! Several writers — `airlock proxy`, any number of `airlock run`s and CLI
+//! commands, each its own process with its own [`AuditLog`] — may append to
+//! one database and checkpoint file at once: a batch is stored only if it
+//! starts at the log's current length (checked inside the store's write
+//! transaction), an overtaken writer reads and checks the others' records
+//! before retrying, and checkpoints are numbered and written under an `flock`
+//! on the checkpoint file (module `shared`). [`verify_log`] reads the
+//! database and the checkpoint file at one consistent moment, so a
+//! concurrent append never makes verification fail.
+//!
 //! It trusts the signing key to be secret and the clock for checkpoint times.
 //! It does NOT guarantee: that records after the last checkpoint are protected
 //! against an attacker who also rewrites the chain (only the chain covers them

@@ -38,9 +38,11 @@ use std::time::{Duration, Instant};
 pub struct LogOptions {
     /// Whose log this is (every stored row carries it).
     pub tenant: TenantId,
-    /// Write a checkpoint after this many new records.
+    /// Write a checkpoint after this many new records (counting those other
+    /// writers of the same log stored, as far as this writer has seen them).
     pub checkpoint_every: u64,
-    /// Write a checkpoint at least this often while records arrive.
+    /// Write a checkpoint at least this often while this writer appends
+    /// (none when another writer's checkpoint already covers the log).
     pub checkpoint_interval: Duration,
     /// Most events waiting for the writer; beyond it `emit` says `Overloaded`
     /// and `append` waits.

@@ -6,7 +6,13 @@
 //! `commit` returns). The API is the [`AuditStore`] trait, and every query
 //! takes the [`TenantId`] it concerns, so a PostgreSQL backend can follow
 //! without touching callers. Migrations are versioned per backend in a
-//! `schema_migrations` table.
+//! `schema_migrations` table. Several processes may use one database: every
+//! write is its own short `BEGIN IMMEDIATE` transaction, audit appends are a
+//! compare-and-swap on the log's length, and a connection waits up to 30 s
+//! for another's write lock rather than failing.
+//!
+//! It also holds [`read_limited`], the bounded read of a file that
+//! configuration or a flag names, shared by every crate that reads one.
 //!
 //! It trusts its callers (the audit writer) to hand it well-formed records and
 //! trusts the SQLite library. It does NOT guarantee that the file it reads was

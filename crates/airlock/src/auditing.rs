@@ -5,7 +5,9 @@
 //! [`Auditor::sink`] (queues without waiting for the disk, refuses rather
 //! than drops); commands call [`Auditor::record`], which returns only once the
 //! event is on disk, and [`Auditor::close`], which writes the final signed
-//! checkpoint.
+//! checkpoint. Several processes (a proxy, runs, CLI commands) may have the
+//! same data directory's log open at once; `airlock-audit` orders their
+//! appends and checkpoints.
 
 use crate::config::Config;
 use crate::ctx::Ctx;
