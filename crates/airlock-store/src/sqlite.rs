@@ -690,6 +690,86 @@ mod tests {
         );
     }
 
+    /// Two connections (as two processes would have): a batch that does not
+    /// start at the log's current length is refused whole, naming both.
+    #[test]
+    fn append_after_another_writer_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.db");
+        let mut a = SqliteStore::open(&path).expect("a");
+        let mut b = SqliteStore::open(&path).expect("b");
+        a.append_records(&tenant(), &[rec(0, b"a0")]).expect("a0");
+        b.append_records(&tenant(), &[rec(1, b"b1"), rec(2, b"b2")])
+            .expect("b continues after a");
+        let err = a
+            .append_records(&tenant(), &[rec(1, b"stale"), rec(2, b"stale")])
+            .expect_err("a is behind");
+        match err {
+            StoreError::HeadMoved {
+                expected, found, ..
+            } => assert_eq!((expected, found), (1, 3)),
+            other => panic!("{other}"),
+        }
+        // A batch that would leave a gap is refused too.
+        assert!(matches!(
+            a.append_records(&tenant(), &[rec(5, b"gap")]),
+            Err(StoreError::HeadMoved {
+                expected: 5,
+                found: 3,
+                ..
+            })
+        ));
+        assert_eq!(a.record_count(&tenant()).expect("count"), 3);
+        a.append_records(&tenant(), &[rec(3, b"a3")]).expect("a3");
+    }
+
+    /// A read snapshot sees the database as it was when it began, whatever
+    /// another connection commits meanwhile; appending inside one fails.
+    #[test]
+    fn snapshot_is_isolated_from_later_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.db");
+        let mut w = SqliteStore::open(&path).expect("writer");
+        w.append_records(&tenant(), &[rec(0, b"a")]).expect("a");
+        let cp = |seq| CheckpointRow {
+            seq,
+            tree_size: seq + 1,
+            body: format!("cp{seq}"),
+        };
+        w.append_checkpoint(&tenant(), &cp(0)).expect("cp0");
+        let mut r = SqliteStore::open(&path).expect("reader");
+        r.begin_snapshot().expect("begin");
+        w.append_records(&tenant(), &[rec(1, b"b")]).expect("b");
+        w.append_checkpoint(&tenant(), &cp(1)).expect("cp1");
+        assert_eq!(r.record_count(&tenant()).expect("count"), 1);
+        assert_eq!(r.checkpoints(&tenant()).expect("cps"), vec![cp(0)]);
+        assert_eq!(r.last_checkpoint(&tenant()).expect("last"), Some(cp(0)));
+        assert!(r.append_checkpoint(&tenant(), &cp(2)).is_err());
+        r.end_snapshot().expect("end");
+        r.end_snapshot().expect("ending twice is a no-op");
+        assert_eq!(r.record_count(&tenant()).expect("count"), 2);
+        assert_eq!(r.last_checkpoint(&tenant()).expect("last"), Some(cp(1)));
+    }
+
+    /// Several processes opening a fresh database at once all succeed: the
+    /// migrations run once, in one write transaction.
+    #[test]
+    fn concurrent_first_opens_migrate_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.db");
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path).map(drop))
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread").expect("open");
+        }
+        let s = SqliteStore::open_read_only(&path).expect("ro");
+        assert_eq!(s.schema_version().expect("version"), latest_version());
+    }
+
     #[test]
     fn read_only_open_refuses_writes_and_garbage() {
         let dir = tempfile::tempdir().expect("tempdir");
