@@ -23,10 +23,47 @@ use crate::error::AuditError;
 use crate::files::{FileCheckpoint, parse_checkpoints};
 use airlock_store::AuditStore;
 use airlock_types::TenantId;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Longest a writer or reader waits for the checkpoint file's lock (the same
+/// as the database's busy timeout): another Airlock process holds it for one
+/// checkpoint at a time, so a longer wait means something else holds it, and
+/// failing (closed) beats hanging.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Take `file`'s `flock`, shared or exclusive, waiting at most [`LOCK_TIMEOUT`].
+fn lock(file: &File, path: &Path, shared: bool) -> Result<(), AuditError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let r = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        let source = match r {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::Error(e)) => e,
+            Err(TryLockError::WouldBlock) if start.elapsed() < LOCK_TIMEOUT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+                continue;
+            }
+            Err(TryLockError::WouldBlock) => std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("still held by another process after {LOCK_TIMEOUT:?}"),
+            ),
+        };
+        return Err(AuditError::CheckpointFileLock {
+            path: path.to_owned(),
+            source,
+        });
+    }
+}
 
 /// A read snapshot of a store, ended when dropped.
 pub(crate) struct Snapshot<'a> {
@@ -69,17 +106,18 @@ fn snapshot_and_read<'a>(
     file: &File,
     path: &Path,
 ) -> Result<(Snapshot<'a>, Vec<u8>), AuditError> {
-    let lock_err = |source| AuditError::CheckpointFileLock {
-        path: path.to_owned(),
-        source,
-    };
-    file.lock_shared().map_err(lock_err)?;
+    lock(file, path, true)?;
     let result = store
         .begin_snapshot()
         .map_err(AuditError::from)
         .map(|()| Snapshot { store })
         .and_then(|snap| Ok((snap, read_from(file, path, 0)?)));
-    let unlocked = file.unlock().map_err(lock_err);
+    let unlocked = file
+        .unlock()
+        .map_err(|source| AuditError::CheckpointFileLock {
+            path: path.to_owned(),
+            source,
+        });
     let (snap, bytes) = result?;
     unlocked?;
     Ok((snap, bytes))
@@ -181,12 +219,7 @@ impl CheckpointFile {
     /// Take the exclusive lock: until [`CheckpointFile::unlock`], no other
     /// writer appends a checkpoint and no reader starts a snapshot.
     pub fn lock(&self) -> Result<(), AuditError> {
-        self.file
-            .lock()
-            .map_err(|source| AuditError::CheckpointFileLock {
-                path: self.path.clone(),
-                source,
-            })
+        lock(&self.file, &self.path, false)
     }
 
     /// Release the lock.
