@@ -39,6 +39,7 @@ pub mod proto;
 pub mod seccomp;
 pub mod supervisor;
 mod sys;
+pub mod workspace;
 
 pub use apply::ApplyError;
 pub use attest::Attestation;

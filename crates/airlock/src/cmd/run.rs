@@ -139,6 +139,44 @@ fn resolve_workspace(arg: Option<&Path>) -> Result<PathBuf, String> {
     Ok(canon)
 }
 
+/// Refuse a workspace that is `/`, a system or shared directory, a home, or
+/// that contains (or lies inside) what Airlock depends on: the data
+/// directory, the configuration, the policy file, key files, the upstream CA
+/// file, the `airlock` binary itself.
+fn check_workspace(ctx: &Ctx, args: &RunArgs, ws: PathBuf) -> Result<PathBuf, String> {
+    let master_key = crate::cmd::keys::master_key_path(ctx);
+    let audit_key = ctx.audit_key_path();
+    let upstream_ca = configured_upstream_ca(&ctx.config_path);
+    let exe = std::env::current_exe().ok();
+    let mut paths: Vec<(&str, &Path)> = vec![
+        ("the Airlock data directory", &ctx.data_dir),
+        ("the configuration file", &ctx.config_path),
+        ("the vault master key", &master_key),
+        ("the audit signing key", &audit_key),
+    ];
+    if let Some(p) = &args.policy {
+        paths.push(("the policy file", p));
+    }
+    if let Some(p) = &upstream_ca {
+        paths.push(("the upstream CA file", p));
+    }
+    if let Some(p) = &exe {
+        paths.push(("the airlock binary", p));
+    }
+    let protected = airlock_sandbox::workspace::Protected::gather(&paths);
+    airlock_sandbox::workspace::check(&ws, &protected).map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// `proxy.upstream_ca_file` as written in the configuration file, if any
+/// (the validated settings keep only the certificates it held).
+fn configured_upstream_ca(config: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(config).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let path = table.get("proxy")?.get("upstream_ca_file")?.as_str()?;
+    Some(PathBuf::from(path))
+}
+
 fn resolve_env(args: &[String], passthrough: &[String]) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for name in passthrough {
@@ -172,6 +210,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     let sb = &cfg.sandbox;
 
     let workspace = resolve_workspace(args.workspace.as_deref())
+        .and_then(|ws| check_workspace(ctx, &args, ws))
         .map_err(|m| refuse(&auditor, &run_id, "workspace", m))?;
     if let Some(p) = &args.policy
         && !p.is_file()
