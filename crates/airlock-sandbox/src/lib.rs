@@ -39,14 +39,19 @@ pub mod proto;
 pub mod seccomp;
 pub mod supervisor;
 mod sys;
+pub mod terminal;
 pub mod workspace;
 
 pub use apply::ApplyError;
 pub use attest::Attestation;
 pub use init::{INIT_ENV, init_entry};
 pub use nix::sys::signal::Signal;
-pub use plan::{CgroupLimits, HostFacts, PlanError, PlanInput, SandboxPlan, Timeouts};
-pub use supervisor::{Preflight, RunOutcome, Running, SandboxError, preflight, signal, start};
+pub use plan::{
+    CgroupLimits, DEFAULT_HOST_ID, HostFacts, PlanError, PlanInput, SandboxPlan, StdinSource, Timeouts,
+};
+pub use supervisor::{
+    Preflight, RunOutcome, Running, SandboxError, WriteWatch, preflight, signal, start,
+};
 
 /// The kernel's Landlock ABI (negative errno when unavailable).
 pub fn landlock_abi() -> i32 {
