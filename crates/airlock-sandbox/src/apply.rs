@@ -11,10 +11,10 @@ use landlock::{
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::CloneFlags;
 use nix::sys::statvfs::{FsFlags, statvfs};
-use std::io;
-use std::net::TcpListener;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
+use std::io;
+use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -48,7 +48,11 @@ pub enum ApplyError {
     #[error("write the id maps from the host's user namespace: {0}")]
     MapHelper(String),
     #[error("become uid {uid} gid {gid} inside: {error}")]
-    SetIds { uid: u32, gid: u32, error: nix::Error },
+    SetIds {
+        uid: u32,
+        gid: u32,
+        error: nix::Error,
+    },
     #[error("attach {}: {error}", path.display())]
     Attach { path: PathBuf, error: String },
     #[error("bring loopback up: {0}")]
@@ -547,7 +551,10 @@ fn filesystem(
                 let tree = match prepared.get_mut(i).and_then(Option::take) {
                     Some(t) => t,
                     None if idmap.is_some() => {
-                        return Err(attach_err(source, "stage 1 did not prepare the id-mapped mount"));
+                        return Err(attach_err(
+                            source,
+                            "stage 1 did not prepare the id-mapped mount",
+                        ));
                     }
                     None => {
                         let fd = sys::open_path_no_symlinks(&host(source))

@@ -47,7 +47,8 @@ pub use attest::Attestation;
 pub use init::{INIT_ENV, init_entry};
 pub use nix::sys::signal::Signal;
 pub use plan::{
-    CgroupLimits, DEFAULT_HOST_ID, HostFacts, PlanError, PlanInput, SandboxPlan, StdinSource, Timeouts,
+    CgroupLimits, DEFAULT_HOST_ID, HostFacts, PlanError, PlanInput, SandboxPlan, StdinSource,
+    Timeouts,
 };
 pub use supervisor::{
     Preflight, RunOutcome, Running, SandboxError, WriteWatch, preflight, signal, start,

@@ -878,7 +878,8 @@ impl fmt::Display for SandboxPlan {
             "  stdin:       {}",
             match self.stdin {
                 StdinSource::Inherit => "inherited from airlock (not a terminal, or --interactive)",
-                StdinSource::Null => "/dev/null (airlock's stdin is a terminal; --interactive passes it)",
+                StdinSource::Null =>
+                    "/dev/null (airlock's stdin is a terminal; --interactive passes it)",
             }
         )?;
         writeln!(
@@ -1102,7 +1103,9 @@ mod tests {
             etc_present: vec![p("/etc/ld.so.cache")],
             host_ca_bundle: Some(p("/etc/ssl/certs/ca-certificates.crt")),
             stdin_is_terminal: false,
-            owners: [(p("/home/me/project"), (1001, 1002))].into_iter().collect(),
+            owners: [(p("/home/me/project"), (1001, 1002))]
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -1259,7 +1262,12 @@ mod tests {
     fn as_root_the_agent_is_an_unprivileged_host_user() {
         let plan = SandboxPlan::build(&input(), &facts()).expect("plan");
         assert_eq!(
-            (plan.inside_uid, plan.inside_gid, plan.outside_uid, plan.outside_gid),
+            (
+                plan.inside_uid,
+                plan.inside_gid,
+                plan.outside_uid,
+                plan.outside_gid
+            ),
             (1000, 1000, 65534, 65534)
         );
         let text = plan.to_string();

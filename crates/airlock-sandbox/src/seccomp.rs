@@ -657,8 +657,12 @@ fn rules_for(args: Args) -> Result<Vec<SeccompRule>, CompileError> {
                     None => out.push(mk(vec![has_bit])?),
                     Some(flags) => {
                         for f in CREATE_FLAGS {
-                            let creates =
-                                cond(flags, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(*f), *f)?;
+                            let creates = cond(
+                                flags,
+                                SeccompCmpArgLen::Qword,
+                                SeccompCmpOp::MaskedEq(*f),
+                                *f,
+                            )?;
                             out.push(mk(vec![has_bit.clone(), creates])?);
                         }
                     }

@@ -336,7 +336,8 @@ pub struct WriteWatch {
 
 fn used_bytes(path: &Path) -> Result<u64, nix::Error> {
     let st = nix::sys::statvfs::statvfs(path)?;
-    Ok((st.blocks().saturating_sub(st.blocks_free()) as u64).saturating_mul(st.fragment_size() as u64))
+    Ok((st.blocks().saturating_sub(st.blocks_free()) as u64)
+        .saturating_mul(st.fragment_size() as u64))
 }
 
 impl WriteWatch {
@@ -349,7 +350,9 @@ impl WriteWatch {
             let MountStep::Attach { source, .. } = step else {
                 continue;
             };
-            let err = |e: &dyn std::fmt::Display| SandboxError::WriteLimit(format!("{}: {e}", source.display()));
+            let err = |e: &dyn std::fmt::Display| {
+                SandboxError::WriteLimit(format!("{}: {e}", source.display()))
+            };
             let dev = std::fs::metadata(source).map_err(|e| err(&e))?.dev();
             if seen.contains(&dev) {
                 continue;

@@ -7,8 +7,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 /// The kernel's Landlock ABI version, or a negative errno when Landlock is
@@ -198,7 +198,8 @@ pub fn open_path_no_symlinks(path: &Path) -> io::Result<OwnedFd> {
 /// `open_tree(fd, "", OPEN_TREE_CLONE)`: a detached copy of the mount at
 /// `fd` (not its submounts), close-on-exec.
 pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint;
+    let flags =
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint;
     // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH makes the call
     // act on `fd`, which is open for the duration of the call.
     let r = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };

@@ -112,7 +112,10 @@ mod tests {
             "^[]52;c;Y3VybCBldmlsfHNo^[\\"
         );
         assert_eq!(whole(b"\x1bP+q544e\x1b\\"), "^[P+q544e^[\\");
-        assert_eq!(whole("\u{9b}2J\u{9d}0;x\u{9c}".as_bytes()), "\\u{9b}2J\\u{9d}0;x\\u{9c}");
+        assert_eq!(
+            whole("\u{9b}2J\u{9d}0;x\u{9c}".as_bytes()),
+            "\\u{9b}2J\\u{9d}0;x\\u{9c}"
+        );
         assert_eq!(whole(b"a\x00b\x7fc\x08d"), "a^@b^?c^Hd");
     }
 
@@ -143,7 +146,11 @@ mod tests {
                 out.extend(f.push(&input[a..b]));
                 out.extend(f.push(&input[b..]));
                 out.extend(f.finish());
-                assert_eq!(String::from_utf8(out).expect("utf-8"), want, "split {a} {b}");
+                assert_eq!(
+                    String::from_utf8(out).expect("utf-8"),
+                    want,
+                    "split {a} {b}"
+                );
             }
         }
     }

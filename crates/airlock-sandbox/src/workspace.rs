@@ -413,7 +413,10 @@ mod tests {
         std::os::unix::fs::symlink(real.join("a"), real.join("link")).expect("link");
         assert_eq!(resolve(&real.join("link")), real.join("a"));
         assert_eq!(resolve(&real.join("link/../a/./x/y")), real.join("a/x/y"));
-        assert_eq!(resolve(&real.join("link/missing/file")), real.join("a/missing/file"));
+        assert_eq!(
+            resolve(&real.join("link/missing/file")),
+            real.join("a/missing/file")
+        );
         assert_eq!(resolve(Path::new("/nonexistent/../x")), p("/x"));
     }
 }

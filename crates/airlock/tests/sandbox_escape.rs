@@ -825,7 +825,10 @@ fn run_from_home_cannot_read_the_master_key() {
     };
     let out = with_default_data(&["init"]);
     assert!(out.status.success(), "{out:?}");
-    assert!(data.join("keys/master.key").exists(), "test setup: no master key");
+    assert!(
+        data.join("keys/master.key").exists(),
+        "test setup: no master key"
+    );
     let out = with_default_data(&[
         "run",
         "--",
@@ -845,7 +848,12 @@ fn run_from_home_cannot_read_the_master_key() {
 fn whole_host_workspace_is_refused() {
     let env = Env::new();
     let out = env.run(&["--workspace", "/"], &["cat", "/workspace/etc/shadow"]);
-    assert_workspace_refused(&env, &env.data, &out, "workspace /: the agent would read and write the whole host");
+    assert_workspace_refused(
+        &env,
+        &env.data,
+        &out,
+        "workspace /: the agent would read and write the whole host",
+    );
 }
 
 #[test]
@@ -866,14 +874,22 @@ fn workspace_containing_the_data_dir_is_refused() {
         &["cat", "/workspace/data/keys/audit-signing.key"],
     );
     let dir = std::fs::canonicalize(env.dir.path()).expect("dir");
-    assert_workspace_refused(&env, &env.data, &out, &format!("workspace {}: contains", dir.display()));
+    assert_workspace_refused(
+        &env,
+        &env.data,
+        &out,
+        &format!("workspace {}: contains", dir.display()),
+    );
 }
 
 #[test]
 fn workspace_inside_the_data_dir_is_refused() {
     let env = Env::new();
     let keys = env.data.join("keys");
-    let out = env.run(&["--workspace", path_str(&keys)], &["cat", "/workspace/master.key"]);
+    let out = env.run(
+        &["--workspace", path_str(&keys)],
+        &["cat", "/workspace/master.key"],
+    );
     let data = std::fs::canonicalize(&env.data).expect("data");
     assert_workspace_refused(
         &env,
@@ -888,7 +904,10 @@ fn workspace_given_as_a_symlink_or_with_dotdot_is_judged_by_its_target() {
     let env = Env::new();
     let link = env.ws.join("home-link");
     std::os::unix::fs::symlink(&env.home, &link).expect("symlink");
-    let out = env.run(&["--workspace", path_str(&link)], &["ls", "/workspace/.ssh"]);
+    let out = env.run(
+        &["--workspace", path_str(&link)],
+        &["ls", "/workspace/.ssh"],
+    );
     assert_workspace_refused(&env, &env.data, &out, "is the home directory");
     let up = format!("{}/..", path_str(&env.ws));
     let out = env.run(&["--workspace", &up], &["ls", "/workspace/data/keys"]);
@@ -1000,8 +1019,14 @@ fn root_owned_file_in_the_workspace_is_not_the_agents() {
     assert_blocked(&out, &["EACCES", "EPERM", "EOVERFLOW"]);
     let out = env.attempt("", "os.chmod('/workspace/root-owned.sh', 0o777)");
     assert_blocked(&out, &["EACCES", "EPERM", "EOVERFLOW"]);
-    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "echo original\n");
-    assert_eq!(std::fs::metadata(&victim).expect("meta").mode() & 0o7777, 0o644);
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "echo original\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&victim).expect("meta").mode() & 0o7777,
+        0o644
+    );
     // What the agent creates belongs to the workspace's owner on the host.
     let out = env.sh("echo made > /workspace/made.txt");
     assert!(out.status.success(), "{out:?}");
@@ -1014,9 +1039,17 @@ fn workspace_is_mounted_nosuid_nodev() {
     let env = Env::new();
     let out = env.sh("grep ' /workspace ' /proc/self/mountinfo");
     assert!(out.status.success(), "{out:?}");
-    let opts = out.stdout.split_whitespace().nth(5).unwrap_or("").to_owned();
+    let opts = out
+        .stdout
+        .split_whitespace()
+        .nth(5)
+        .unwrap_or("")
+        .to_owned();
     let opts: Vec<&str> = opts.split(',').collect();
-    assert!(opts.contains(&"nosuid") && opts.contains(&"nodev"), "{out:?}");
+    assert!(
+        opts.contains(&"nosuid") && opts.contains(&"nodev"),
+        "{out:?}"
+    );
     if is_root() {
         assert!(opts.contains(&"idmapped"), "{out:?}");
     }
@@ -1084,18 +1117,17 @@ fn filling_the_disk_is_stopped_and_audited() {
     let env = Env::new().with_config("[sandbox]\nmax_write_mib = 16\n");
     // Many files, none past RLIMIT_FSIZE (which the limit also caps): the
     // run is ended once it wrote more than the limit.
-    let out = env.py(
-        "import os, time\n\
+    let out = env.py("import os, time\n\
          for i in range(512):\n    \
              with open(f'/workspace/f{i}', 'wb') as f:\n        \
                  f.write(os.urandom(1 << 20))\n    \
              time.sleep(0.01)\n\
-         print('ESCAPED')\n",
-    );
+         print('ESCAPED')\n");
     assert!(!out.stdout.contains("ESCAPED"), "{out:?}");
     assert_eq!(out.code(), 137, "{out:?}");
     assert!(
-        out.stderr.contains("ended: it wrote more than sandbox.max_write_mib (16 MiB)"),
+        out.stderr
+            .contains("ended: it wrote more than sandbox.max_write_mib (16 MiB)"),
         "{out:?}"
     );
     let written: u64 = std::fs::read_dir(&env.ws)
@@ -1132,7 +1164,10 @@ fn on_a_terminal(env: &Env, args: &[&str]) -> (Vec<u8>, i32) {
     let mut cmd = env.command(&[]);
     let mut py = std::process::Command::new("python3");
     py.env_clear()
-        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
+        .envs(
+            cmd.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
         .current_dir(&env.ws)
         .arg("-c")
         .arg(script)
@@ -1145,7 +1180,10 @@ fn on_a_terminal(env: &Env, args: &[&str]) -> (Vec<u8>, i32) {
     let out = support::run_bounded(py);
     let mut lines = out.stdout.lines();
     let hex = lines.next().unwrap_or_default();
-    let code = lines.next().and_then(|c| c.trim().parse().ok()).unwrap_or(-1);
+    let code = lines
+        .next()
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(-1);
     let bytes = (0..hex.len() / 2)
         .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
         .collect();
@@ -1160,7 +1198,10 @@ fn escape_sequences_do_not_reach_the_operators_terminal() {
     let (out, code) = on_a_terminal(&env, &["run", "--", "/bin/sh", "-c", EVIL_OUTPUT]);
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
     let text = String::from_utf8_lossy(&out);
-    assert!(!out.contains(&0x1b) && !out.contains(&0x07), "raw control bytes: {text:?}");
+    assert!(
+        !out.contains(&0x1b) && !out.contains(&0x07),
+        "raw control bytes: {text:?}"
+    );
     assert!(
         text.contains("before^[]0;pwned^G^[]52;c;ZWNobyBwd25lZA==^G^[[2J\\x9b1J after"),
         "{text:?}"
@@ -1192,7 +1233,10 @@ fn the_operators_terminal_is_not_the_agents_stdin() {
     assert_eq!(code, 0);
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("STDIN-NOT-TERMINAL\r\n/dev/null"), "{text:?}");
-    let (out, code) = on_a_terminal(&env, &["run", "--interactive", "--", "/bin/sh", "-c", probe]);
+    let (out, code) = on_a_terminal(
+        &env,
+        &["run", "--interactive", "--", "/bin/sh", "-c", probe],
+    );
     assert_eq!(code, 0);
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("STDIN-TERMINAL\r\n"), "{text:?}");

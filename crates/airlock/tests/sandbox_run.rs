@@ -298,16 +298,19 @@ fn explain_shows_the_identity_the_mounts_and_the_limits() {
     assert!(out.stdout.contains(&want_attach), "{out:?}");
     if support::is_root() {
         assert!(
-            out.stdout.contains("  identity:    uid 1000 gid 1000 inside = uid 65534 gid 65534 outside;"),
+            out.stdout
+                .contains("  identity:    uid 1000 gid 1000 inside = uid 65534 gid 65534 outside;"),
             "{out:?}"
         );
     }
     assert!(
-        out.stdout.contains("  stdin:       inherited from airlock (not a terminal, or --interactive)\n"),
+        out.stdout
+            .contains("  stdin:       inherited from airlock (not a terminal, or --interactive)\n"),
         "{out:?}"
     );
     assert!(
-        out.stdout.contains("  writes:      at most 10240 MiB added"),
+        out.stdout
+            .contains("  writes:      at most 10240 MiB added"),
         "{out:?}"
     );
     assert!(out.stdout.contains("chmod(S_ISUID|S_ISGID)"), "{out:?}");

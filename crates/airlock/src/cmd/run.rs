@@ -223,7 +223,11 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     for p in sb.read_only.iter().chain(&sb.read_write) {
         let resolved = airlock_sandbox::workspace::resolve(p);
         check_workspace(ctx, &args, resolved).map_err(|m| {
-            let m = m.replacen("workspace ", &format!("sandbox extra path {} -> ", p.display()), 1);
+            let m = m.replacen(
+                "workspace ",
+                &format!("sandbox extra path {} -> ", p.display()),
+                1,
+            );
             refuse(&auditor, &run_id, "workspace", m)
         })?;
     }
@@ -328,7 +332,10 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         allow_weaker: args.dangerously_allow_weaker_sandbox,
     };
     let mut facts = HostFacts::probe();
-    facts.probe_owners(std::iter::once(input.workspace.as_path()).chain(input.extra_rw.iter().map(PathBuf::as_path)));
+    facts.probe_owners(
+        std::iter::once(input.workspace.as_path())
+            .chain(input.extra_rw.iter().map(PathBuf::as_path)),
+    );
     let plan = SandboxPlan::build(&input, &facts).map_err(|e| {
         let control = if matches!(e, airlock_sandbox::PlanError::NoCommand) {
             "command"

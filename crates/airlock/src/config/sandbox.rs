@@ -279,7 +279,10 @@ mod tests {
         );
         let s = parse("[sandbox]\nhost_uid = 200000\nhost_gid = 200001\nmax_write_mib = 64\n")
             .expect("valid");
-        assert_eq!((s.host_uid, s.host_gid, s.max_write_bytes), (200000, 200001, 64 << 20));
+        assert_eq!(
+            (s.host_uid, s.host_gid, s.max_write_bytes),
+            (200000, 200001, 64 << 20)
+        );
     }
 
     #[test]
