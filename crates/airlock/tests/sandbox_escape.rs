@@ -792,8 +792,7 @@ fn refusal_in(env: &Env, data: &std::path::Path) -> serde_json::Value {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .map(|r| r["event"].clone())
-        .filter(|e| e["action"] == "sandbox.refused")
-        .last()
+        .rfind(|e| e["action"] == "sandbox.refused")
         .expect("refusal audited")
 }
 
