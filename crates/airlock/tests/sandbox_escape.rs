@@ -935,7 +935,19 @@ fn extra_read_write_path_holding_the_data_dir_is_refused() {
     let config = format!("[sandbox]\nread_write = [{:?}]\n", path_str(&env.data));
     let env = env.with_config(&config);
     let out = env.run(&[], &["true"]);
-    assert_workspace_refused(&env, &env.data, &out, "sandbox extra path");
+    assert_eq!(out.code(), 2, "{out:?}");
+    let data = std::fs::canonicalize(&env.data).expect("data");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "airlock: error: refusing to run: sandbox extra path {0} -> {1}: contains the Airlock data directory {1} (the agent could read or rewrite it); remove it from sandbox.read_only / sandbox.read_write\n",
+            env.data.display(),
+            data.display()
+        ),
+        "{out:?}"
+    );
+    let refused = refusal_in(&env, &env.data);
+    assert_eq!(refused["details"]["control"], "workspace", "{refused:#}");
 }
 
 // --- the agent's host identity --------------------------------------------

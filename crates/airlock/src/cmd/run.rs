@@ -223,11 +223,16 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     for p in sb.read_only.iter().chain(&sb.read_write) {
         let resolved = airlock_sandbox::workspace::resolve(p);
         check_workspace(ctx, &args, resolved).map_err(|m| {
-            let m = m.replacen(
-                "workspace ",
-                &format!("sandbox extra path {} -> ", p.display()),
-                1,
-            );
+            let m = m
+                .replacen(
+                    "workspace ",
+                    &format!("sandbox extra path {} -> ", p.display()),
+                    1,
+                )
+                .replace(
+                    "run from a project directory or pass --workspace DIR",
+                    "remove it from sandbox.read_only / sandbox.read_write",
+                );
             refuse(&auditor, &run_id, "workspace", m)
         })?;
     }
