@@ -11,8 +11,11 @@ use landlock::{
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::CloneFlags;
 use nix::sys::statvfs::{FsFlags, statvfs};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
 use std::io;
 use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -40,6 +43,18 @@ pub enum ApplyError {
         file: &'static str,
         error: io::Error,
     },
+    #[error("drop supplementary groups: {0}")]
+    Groups(nix::Error),
+    #[error("write the id maps from the host's user namespace: {0}")]
+    MapHelper(String),
+    #[error("become uid {uid} gid {gid} inside: {error}")]
+    SetIds {
+        uid: u32,
+        gid: u32,
+        error: nix::Error,
+    },
+    #[error("attach {}: {error}", path.display())]
+    Attach { path: PathBuf, error: String },
     #[error("bring loopback up: {0}")]
     LoopbackUp(io::Error),
     #[error("bind the proxy listener on 127.0.0.1:{port}: {error}")]
@@ -97,11 +112,14 @@ impl ApplyError {
                 "process"
             }
             ReadPlan(_) => "plan",
-            Unshare(_) | IdMap { .. } => "namespaces",
+            Unshare(_) | IdMap { .. } | Groups(_) | MapHelper(_) | SetIds { .. } => "namespaces",
             LoopbackUp(_) | BindListener { .. } | SendListener(_) => "network",
-            MountPrivate(_) | Mount { .. } | PivotRoot(_) | DetachHost(_) | Chdir { .. } => {
-                "filesystem"
-            }
+            MountPrivate(_)
+            | Mount { .. }
+            | Attach { .. }
+            | PivotRoot(_)
+            | DetachHost(_)
+            | Chdir { .. } => "filesystem",
             Hostname(_) => "uts",
             Rlimit { .. } => "rlimits",
             NoNewPrivs(_) => "no_new_privs",
@@ -115,7 +133,170 @@ impl ApplyError {
 
 // --- stage 1 --------------------------------------------------------------
 
-/// Unshare every namespace and map the sandbox user to the caller.
+/// The detached mounts stage 1 prepared on the host, one slot per plan step.
+pub type Prepared = Vec<Option<OwnedFd>>;
+
+fn attach_err(path: &Path, error: impl std::fmt::Display) -> ApplyError {
+    ApplyError::Attach {
+        path: path.to_owned(),
+        error: error.to_string(),
+    }
+}
+
+/// Stage 1, still holding host privileges: open every id-mapped
+/// [`MountStep::Attach`] source (no symlinks followed), check its owner is
+/// the one the plan maps, clone it as a detached mount and id-map it
+/// `nosuid,nodev`. Id-mapping needs `CAP_SYS_ADMIN` over the file system,
+/// which only the host's user namespace has.
+pub fn prepare_mounts(plan: &SandboxPlan) -> Result<Prepared, ApplyError> {
+    let mut out = Vec::with_capacity(plan.mounts.len());
+    for step in &plan.mounts {
+        let MountStep::Attach {
+            source,
+            idmap: Some(m),
+            ..
+        } = step
+        else {
+            out.push(None);
+            continue;
+        };
+        let fd = sys::open_path_no_symlinks(source).map_err(|e| attach_err(source, e))?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| attach_err(source, e))?;
+        if (st.st_uid, st.st_gid) != (m.host_uid, m.host_gid) {
+            return Err(attach_err(
+                source,
+                format!(
+                    "owner changed since the plan (uid {} gid {}, planned {} {})",
+                    st.st_uid, st.st_gid, m.host_uid, m.host_gid
+                ),
+            ));
+        }
+        let tree = sys::clone_tree(fd.as_fd()).map_err(|e| attach_err(source, e))?;
+        let userns = idmap_userns(
+            &format!("{} {} 1", m.host_uid, m.agent_uid),
+            &format!("{} {} 1", m.host_gid, m.agent_gid),
+        )
+        .map_err(|e| attach_err(source, format!("id-mapping user namespace: {e}")))?;
+        sys::set_mount_attrs(
+            tree.as_fd(),
+            libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
+            Some(userns.as_fd()),
+        )
+        .map_err(|e| {
+            attach_err(
+                source,
+                format!(
+                    "id-mapped mount: {e} (the file system must support id-mapped mounts: ext4, xfs, btrfs, tmpfs, overlayfs...)"
+                ),
+            )
+        })?;
+        out.push(Some(tree));
+    }
+    Ok(out)
+}
+
+/// A user namespace whose only mappings are `uid_map`/`gid_map`, for an
+/// id-mapped mount: a forked helper unshares it, we (privileged on the host)
+/// write its maps and keep a descriptor of it, and the helper exits.
+fn idmap_userns(uid_map: &str, gid_map: &str) -> Result<OwnedFd, String> {
+    use nix::fcntl::OFlag;
+    let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let (hold_r, hold_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    match sys::fork().map_err(|e| e.to_string())? {
+        sys::Forked::Child => {
+            drop(ready_r);
+            drop(hold_w);
+            let code = match nix::sched::unshare(CloneFlags::CLONE_NEWUSER) {
+                Ok(()) => {
+                    let _ = nix::unistd::write(&ready_w, &[1]);
+                    // Live until the parent has the namespace (EOF).
+                    let _ = nix::unistd::read(&hold_r, &mut [0u8; 1]);
+                    0
+                }
+                Err(_) => 1,
+            };
+            sys::exit_now(code)
+        }
+        sys::Forked::Parent(pid) => {
+            drop(ready_w);
+            drop(hold_r);
+            let result = (|| {
+                let mut b = [0u8; 1];
+                if nix::unistd::read(&ready_r, &mut b) != Ok(1) {
+                    return Err("the helper could not create a user namespace".to_owned());
+                }
+                let proc = PathBuf::from(format!("/proc/{pid}"));
+                std::fs::write(proc.join("uid_map"), uid_map)
+                    .map_err(|e| format!("uid_map {uid_map:?}: {e}"))?;
+                std::fs::write(proc.join("gid_map"), gid_map)
+                    .map_err(|e| format!("gid_map {gid_map:?}: {e}"))?;
+                std::fs::File::open(proc.join("ns/user"))
+                    .map(OwnedFd::from)
+                    .map_err(|e| format!("open its ns/user: {e}"))
+            })();
+            drop(hold_w);
+            let _ = waitpid(Pid::from_raw(pid), None);
+            result
+        }
+    }
+}
+
+/// A forked helper, still in the host's user namespace, that writes our
+/// uid/gid maps once we have unshared: mapping the agent to a uid other than
+/// our own needs a process privileged in the parent namespace.
+struct MapWriter {
+    pid: libc::pid_t,
+    go: OwnedFd,
+    done: OwnedFd,
+}
+
+impl MapWriter {
+    fn start(uid_map: &str, gid_map: &str) -> Result<MapWriter, ApplyError> {
+        use nix::fcntl::OFlag;
+        let e = |e: nix::Error| ApplyError::MapHelper(e.to_string());
+        let me = nix::unistd::getpid();
+        let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(e)?;
+        let (done_r, done_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(e)?;
+        match sys::fork().map_err(|e| ApplyError::MapHelper(e.to_string()))? {
+            sys::Forked::Child => {
+                drop(go_w);
+                drop(done_r);
+                let mut b = [0u8; 1];
+                let proc = PathBuf::from(format!("/proc/{me}"));
+                let ok = nix::unistd::read(&go_r, &mut b) == Ok(1)
+                    && std::fs::write(proc.join("uid_map"), uid_map).is_ok()
+                    && std::fs::write(proc.join("gid_map"), gid_map).is_ok()
+                    && nix::unistd::write(&done_w, &[1]) == Ok(1);
+                sys::exit_now(if ok { 0 } else { 1 })
+            }
+            sys::Forked::Parent(pid) => Ok(MapWriter {
+                pid,
+                go: go_w,
+                done: done_r,
+            }),
+        }
+    }
+
+    /// Tell the helper we have unshared; wait until it wrote the maps.
+    fn finish(self) -> Result<(), ApplyError> {
+        let sent = nix::unistd::write(&self.go, &[1]) == Ok(1);
+        drop(self.go);
+        let mut b = [0u8; 1];
+        let done = sent && nix::unistd::read(&self.done, &mut b) == Ok(1);
+        let _ = waitpid(Pid::from_raw(self.pid), None);
+        if done {
+            Ok(())
+        } else {
+            Err(ApplyError::MapHelper(
+                "the helper could not write /proc/<init>/uid_map or gid_map".into(),
+            ))
+        }
+    }
+}
+
+/// Unshare every namespace, map the sandbox user to the plan's host
+/// identity and become it. As root, supplementary groups are dropped first
+/// and a helper left on the host writes the maps.
 pub fn namespaces(plan: &SandboxPlan, att: &mut InitAttestation) -> Result<(), ApplyError> {
     use crate::plan::Namespace as N;
     let mut flags = CloneFlags::empty();
@@ -130,15 +311,42 @@ pub fn namespaces(plan: &SandboxPlan, att: &mut InitAttestation) -> Result<(), A
             N::Net => CloneFlags::CLONE_NEWNET,
         };
     }
+    let uid_map = format!("{} {} 1", plan.inside_uid, plan.outside_uid);
+    let gid_map = format!("{} {} 1", plan.inside_gid, plan.outside_gid);
+    let (euid, egid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    if euid == 0 {
+        nix::unistd::setgroups(&[]).map_err(ApplyError::Groups)?;
+    }
+    let helper = if (euid, egid) == (plan.outside_uid, plan.outside_gid) {
+        None
+    } else {
+        Some(MapWriter::start(&uid_map, &gid_map)?)
+    };
     nix::sched::unshare(flags).map_err(ApplyError::Unshare)?;
     let write = |file: &'static str, text: &str| {
         std::fs::write(file, text).map_err(|error| ApplyError::IdMap { file, error })
     };
-    let uid_map = format!("{} {} 1", plan.inside_uid, plan.outside_uid);
-    let gid_map = format!("{} {} 1", plan.inside_gid, plan.outside_gid);
     write("/proc/self/setgroups", "deny")?;
-    write("/proc/self/uid_map", &uid_map)?;
-    write("/proc/self/gid_map", &gid_map)?;
+    match helper {
+        Some(h) => h.finish()?,
+        None => {
+            write("/proc/self/uid_map", &uid_map)?;
+            write("/proc/self/gid_map", &gid_map)?;
+        }
+    }
+    // Become the sandbox user now: everything created from here on (the new
+    // root's files) is its, and no step below runs as host root. The
+    // capabilities of the new namespace stay: its root (uid 0) is unmapped,
+    // so this is not a change away from root.
+    let (uid, gid) = (plan.inside_uid, plan.inside_gid);
+    let set = |error| ApplyError::SetIds { uid, gid, error };
+    let g = nix::unistd::Gid::from_raw(gid);
+    nix::unistd::setresgid(g, g, g).map_err(set)?;
+    let u = nix::unistd::Uid::from_raw(uid);
+    nix::unistd::setresuid(u, u, u).map_err(set)?;
     att.namespaces = plan.namespaces.clone();
     att.uid_map = uid_map;
     att.gid_map = gid_map;
@@ -160,12 +368,16 @@ pub fn network(plan: &SandboxPlan, att: &mut InitAttestation) -> Result<TcpListe
 // --- pid 1 ----------------------------------------------------------------
 
 /// Everything pid 1 applies before it runs the agent, in order.
-pub fn inside(plan: &SandboxPlan, att: &mut InitAttestation) -> Result<(), ApplyError> {
+pub fn inside(
+    plan: &SandboxPlan,
+    prepared: Prepared,
+    att: &mut InitAttestation,
+) -> Result<(), ApplyError> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| ApplyError::ParentDeathSignal(e.into()))?;
     // No controlling terminal: closes the TIOCSTI / job-control channel to the host's shell.
     nix::unistd::setsid().map_err(ApplyError::SetSid)?;
-    filesystem(plan, att)?;
+    filesystem(plan, prepared, att)?;
     nix::unistd::sethostname(&plan.hostname).map_err(ApplyError::Hostname)?;
     std::env::set_current_dir(&plan.cwd).map_err(|error| ApplyError::Chdir {
         path: plan.cwd.clone(),
@@ -277,7 +489,11 @@ fn bind(source: &Path, target: &Path, extra: MsFlags) -> Result<(), ApplyError> 
     .map_err(|e| merr("remount", target, e))
 }
 
-fn filesystem(plan: &SandboxPlan, att: &mut InitAttestation) -> Result<(), ApplyError> {
+fn filesystem(
+    plan: &SandboxPlan,
+    mut prepared: Prepared,
+    att: &mut InitAttestation,
+) -> Result<(), ApplyError> {
     let none = None::<&str>;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(ApplyError::MountPrivate)?;
@@ -298,7 +514,7 @@ fn filesystem(plan: &SandboxPlan, att: &mut InitAttestation) -> Result<(), Apply
         error,
     })?;
 
-    for step in &plan.mounts {
+    for (i, step) in plan.mounts.iter().enumerate() {
         match step {
             MountStep::Tmpfs {
                 target,
@@ -326,6 +542,40 @@ fn filesystem(plan: &SandboxPlan, att: &mut InitAttestation) -> Result<(), Apply
                     extra |= MsFlags::MS_RDONLY;
                 }
                 bind(source, target, extra)?;
+            }
+            MountStep::Attach {
+                source,
+                target,
+                idmap,
+            } => {
+                let tree = match prepared.get_mut(i).and_then(Option::take) {
+                    Some(t) => t,
+                    None if idmap.is_some() => {
+                        return Err(attach_err(
+                            source,
+                            "stage 1 did not prepare the id-mapped mount",
+                        ));
+                    }
+                    None => {
+                        let fd = sys::open_path_no_symlinks(&host(source))
+                            .map_err(|e| attach_err(source, e))?;
+                        let t = sys::clone_tree(fd.as_fd()).map_err(|e| attach_err(source, e))?;
+                        sys::set_mount_attrs(
+                            t.as_fd(),
+                            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
+                            None,
+                        )
+                        .map_err(|e| attach_err(source, e))?;
+                        t
+                    }
+                };
+                let st = nix::sys::stat::fstat(&tree).map_err(|e| attach_err(source, e))?;
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                    mkdirs(target)?;
+                } else {
+                    make_file(target)?;
+                }
+                sys::move_mount(tree.as_fd(), target).map_err(|e| attach_err(target, e))?;
             }
             MountStep::Device { source, target } => {
                 bind(source, target, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC)?

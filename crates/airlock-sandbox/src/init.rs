@@ -98,8 +98,20 @@ fn stage1(ctl: OwnedFd) -> u8 {
         return 2;
     }
     let mut att = InitAttestation::default();
+    // Id-mapped mounts are prepared while we still hold host privileges.
+    let prepared = match apply::prepare_mounts(&plan) {
+        Ok(p) => p,
+        Err(e) => return fail(&ctl, &e),
+    };
     if let Err(e) = apply::namespaces(&plan, &mut att) {
         return fail(&ctl, &e);
+    }
+    // Changing credentials cleared the parent-death signal: set it again.
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        return fail(&ctl, &ApplyError::ParentDeathSignal(e.into()));
+    }
+    if nix::unistd::getppid().as_raw() == 1 {
+        return 2;
     }
     let listener = match apply::network(&plan, &mut att) {
         Ok(l) => l,
@@ -117,16 +129,23 @@ fn stage1(ctl: OwnedFd) -> u8 {
     };
     match sys::fork() {
         Err(e) => fail(&ctl, &ApplyError::Fork(e)),
-        Ok(sys::Forked::Child) => pid1(ctl, plan, att, set),
+        Ok(sys::Forked::Child) => pid1(ctl, plan, prepared, att, set),
         Ok(sys::Forked::Parent(pid)) => {
             drop(ctl);
+            drop(prepared);
             supervise(Pid::from_raw(pid), &set)
         }
     }
 }
 
-fn pid1(ctl: OwnedFd, plan: SandboxPlan, mut att: InitAttestation, set: SigSet) -> u8 {
-    let agent = match apply::inside(&plan, &mut att) {
+fn pid1(
+    ctl: OwnedFd,
+    plan: SandboxPlan,
+    prepared: apply::Prepared,
+    mut att: InitAttestation,
+    set: SigSet,
+) -> u8 {
+    let agent = match apply::inside(&plan, prepared, &mut att) {
         Ok(()) => match apply::spawn_agent(&plan) {
             Ok(child) => child,
             Err(e) => return fail(&ctl, &e),

@@ -2,10 +2,20 @@
 //! reach nothing but the egress proxy.
 //!
 //! **What it enforces.** The agent runs in fresh user, mount, PID, IPC, UTS,
-//! cgroup and network namespaces, as uid 1000 with every capability dropped
-//! and `no_new_privs`, in a new root (`pivot_root`) holding the host's system
-//! directories read-only, a read-write workspace, tmpfs `/tmp` and home, a
-//! minimal `/dev`, a generated `/etc` and a fresh `/proc`. Its network
+//! cgroup and network namespaces, as uid 1000 with every capability dropped,
+//! no supplementary groups and `no_new_privs`, in a new root (`pivot_root`)
+//! holding the host's system directories read-only, a read-write workspace,
+//! tmpfs `/tmp` and home, a minimal `/dev`, a generated `/etc` and a fresh
+//! `/proc`. On the host the agent is never root: when Airlock runs as root,
+//! uid 1000 maps to an unprivileged host uid (`nobody` by default) and the
+//! workspace is an id-mapped mount on which the workspace owner's files are
+//! the agent's; otherwise it maps to the caller. The workspace is mounted
+//! `nosuid,nodev`, opened without following symlinks, and must not be `/`, a
+//! system or shared directory, a home, or hold Airlock's own files
+//! ([`workspace::check`]); no file can be made setuid or setgid (seccomp).
+//! The supervisor ends a run that adds more than its write limit to the
+//! workspace's file system ([`WriteWatch`]), and agent output bound for a
+//! terminal is made inert ([`terminal::TerminalFilter`]). Its network
 //! namespace has only loopback; the proxy listener on `127.0.0.1:<port>` is
 //! bound inside that namespace by the init and served by the supervisor, so
 //! when the supervisor dies the agent has no network. Landlock limits file
@@ -39,13 +49,20 @@ pub mod proto;
 pub mod seccomp;
 pub mod supervisor;
 mod sys;
+pub mod terminal;
+pub mod workspace;
 
 pub use apply::ApplyError;
 pub use attest::Attestation;
 pub use init::{INIT_ENV, init_entry};
 pub use nix::sys::signal::Signal;
-pub use plan::{CgroupLimits, HostFacts, PlanError, PlanInput, SandboxPlan, Timeouts};
-pub use supervisor::{Preflight, RunOutcome, Running, SandboxError, preflight, signal, start};
+pub use plan::{
+    CgroupLimits, DEFAULT_HOST_ID, HostFacts, PlanError, PlanInput, SandboxPlan, StdinSource,
+    Timeouts,
+};
+pub use supervisor::{
+    Preflight, RunOutcome, Running, SandboxError, WriteWatch, preflight, signal, start,
+};
 
 /// The kernel's Landlock ABI (negative errno when unavailable).
 pub fn landlock_abi() -> i32 {

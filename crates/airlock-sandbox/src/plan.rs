@@ -19,6 +19,9 @@ pub const HOME_DIR: &str = "/home/agent";
 pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// The user the agent runs as inside the sandbox.
 pub const SANDBOX_UID: u32 = 1000;
+/// The host uid/gid the agent runs as by default when Airlock runs as root
+/// (`nobody`): never 0, so no host file is the agent's as root's.
+pub const DEFAULT_HOST_ID: u32 = 65534;
 /// The group the agent runs as inside the sandbox.
 pub const SANDBOX_GID: u32 = 1000;
 /// `PATH` inside the sandbox.
@@ -117,6 +120,18 @@ pub enum MountStep {
         target: PathBuf,
         writable: bool,
     },
+    /// A writable host directory (the workspace, `sandbox.read_write`),
+    /// opened without following symlinks and attached as a detached mount
+    /// (`open_tree` + `move_mount`), always `nosuid,nodev`. With `idmap`, the
+    /// mount is id-mapped: the host owner's files appear as the agent's, and
+    /// what the agent creates is stored as the host owner. Id-mapping needs
+    /// host privileges, so stage 1 prepares it before it leaves the host's
+    /// user namespace.
+    Attach {
+        source: PathBuf,
+        target: PathBuf,
+        idmap: Option<IdMap>,
+    },
     /// A bind mount of a host device node (keeps the device usable).
     Device { source: PathBuf, target: PathBuf },
     /// A fresh procfs for the new PID namespace.
@@ -136,6 +151,30 @@ pub enum MountStep {
     /// Detach the host's root, kept reachable only while the steps above
     /// copied from it; nothing of the host remains reachable afterwards.
     DetachHost,
+}
+
+/// The id-mapping of an [`MountStep::Attach`] mount: host owner ⇄ agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    /// The directory's owner on the host: its files appear as the agent's,
+    /// and files the agent creates are stored as this uid.
+    pub host_uid: u32,
+    /// The directory's group on the host, likewise.
+    pub host_gid: u32,
+    /// The agent's host uid/gid (the plan's `outside_uid`/`outside_gid`),
+    /// which the owner's files map to.
+    pub agent_uid: u32,
+    pub agent_gid: u32,
+}
+
+/// Where the agent's standard input comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdinSource {
+    /// Airlock's own standard input (a pipe or file, or a terminal with `--interactive`).
+    Inherit,
+    /// `/dev/null`: Airlock's standard input is a terminal and `--interactive` was not given.
+    Null,
 }
 
 /// The contents of a generated file.
@@ -256,9 +295,15 @@ pub struct SandboxPlan {
     /// uid/gid inside the sandbox.
     pub inside_uid: u32,
     pub inside_gid: u32,
-    /// The uid/gid they map to outside (the caller).
+    /// The uid/gid they map to outside: the caller, or the unprivileged
+    /// `sandbox.host_uid`/`host_gid` when Airlock runs as root.
     pub outside_uid: u32,
     pub outside_gid: u32,
+    /// Where the agent's standard input comes from.
+    pub stdin: StdinSource,
+    /// The most a run may add to the file systems of its writable host
+    /// directories, bytes (enforced by the supervisor).
+    pub write_limit_bytes: u64,
     /// Host name inside.
     pub hostname: String,
     /// Filesystem steps, in order.
@@ -301,6 +346,13 @@ pub struct PlanInput {
     pub max_open_files: u64,
     /// Size of each tmpfs (`/tmp`, home), bytes.
     pub tmpfs_bytes: u64,
+    /// The most a run may add to its writable host directories' file systems, bytes.
+    pub max_write_bytes: u64,
+    /// The host uid/gid the agent runs as when Airlock runs as root (never 0).
+    pub host_uid: u32,
+    pub host_gid: u32,
+    /// `--interactive`: give the agent a terminal on standard input.
+    pub interactive: bool,
     pub allow_weaker: bool,
 }
 
@@ -320,6 +372,10 @@ pub struct HostFacts {
     pub etc_present: Vec<PathBuf>,
     /// The host's CA bundle, if there is one.
     pub host_ca_bundle: Option<PathBuf>,
+    /// Whether our standard input is a terminal.
+    pub stdin_is_terminal: bool,
+    /// Owner uid/gid of the writable host directories (see [`HostFacts::probe_owners`]).
+    pub owners: BTreeMap<PathBuf, (u32, u32)>,
 }
 
 impl HostFacts {
@@ -359,6 +415,18 @@ impl HostFacts {
             system_dirs,
             etc_present,
             host_ca_bundle,
+            stdin_is_terminal: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+            owners: BTreeMap::new(),
+        }
+    }
+
+    /// Record the owners of `paths` (the writable host directories).
+    pub fn probe_owners<'a>(&mut self, paths: impl IntoIterator<Item = &'a Path>) {
+        use std::os::unix::fs::MetadataExt;
+        for p in paths {
+            if let Ok(m) = std::fs::metadata(p) {
+                self.owners.insert(p.to_owned(), (m.uid(), m.gid()));
+            }
         }
     }
 }
@@ -387,6 +455,12 @@ pub enum PlanError {
     /// The proxy port is 0.
     #[error("proxy port 0: must be between 1 and 65535")]
     BadProxyPort,
+    /// The agent would run as host root.
+    #[error("sandbox.host_uid/host_gid 0: the agent may not run as host root")]
+    RootHostId,
+    /// The owner of a writable host directory is unknown.
+    #[error("{}: cannot read its owner (does it exist?)", .0.display())]
+    OwnerUnknown(PathBuf),
 }
 
 /// Paths the sandbox itself owns; extra paths may not be or sit under them.
@@ -446,9 +520,40 @@ impl SandboxPlan {
         for p in input.extra_ro.iter().chain(&input.extra_rw) {
             check_extra(p)?;
         }
+        // As root, the agent becomes an unprivileged host user and reaches its
+        // writable directories through id-mapped mounts; otherwise it is the
+        // caller (who cannot map to anyone else) on plain mounts.
+        let (outside_uid, outside_gid) = if facts.uid == 0 {
+            if input.host_uid == 0 || input.host_gid == 0 {
+                return Err(PlanError::RootHostId);
+            }
+            (input.host_uid, input.host_gid)
+        } else {
+            (facts.uid, facts.gid)
+        };
+        let idmap = |p: &Path| -> Result<Option<IdMap>, PlanError> {
+            if facts.uid != 0 {
+                return Ok(None);
+            }
+            let (host_uid, host_gid) = facts
+                .owners
+                .get(p)
+                .copied()
+                .ok_or_else(|| PlanError::OwnerUnknown(p.to_owned()))?;
+            Ok(Some(IdMap {
+                host_uid,
+                host_gid,
+                agent_uid: outside_uid,
+                agent_gid: outside_gid,
+            }))
+        };
+        let mut idmaps = BTreeMap::new();
+        for p in std::iter::once(&input.workspace).chain(&input.extra_rw) {
+            idmaps.insert(p.clone(), idmap(p)?);
+        }
 
         let env = build_env(input, facts)?;
-        let mounts = build_mounts(input, facts);
+        let mounts = build_mounts(input, facts, &idmaps);
         let landlock = build_landlock(input, facts);
         let compiled = seccomp::compile().expect("invariant: the built-in seccomp rules compile");
 
@@ -461,8 +566,14 @@ impl SandboxPlan {
             namespaces: ALL_NAMESPACES.to_vec(),
             inside_uid: SANDBOX_UID,
             inside_gid: SANDBOX_GID,
-            outside_uid: facts.uid,
-            outside_gid: facts.gid,
+            outside_uid,
+            outside_gid,
+            stdin: if facts.stdin_is_terminal && !input.interactive {
+                StdinSource::Null
+            } else {
+                StdinSource::Inherit
+            },
+            write_limit_bytes: input.max_write_bytes,
             hostname: "airlock".into(),
             mounts,
             network: NetworkPlan {
@@ -478,7 +589,8 @@ impl SandboxPlan {
                 },
                 Rlimit {
                     kind: RlimitKind::Fsize,
-                    value: input.max_file_bytes,
+                    // One file may not exceed what the whole run may write.
+                    value: input.max_file_bytes.min(input.max_write_bytes),
                 },
                 Rlimit {
                     kind: RlimitKind::Nofile,
@@ -561,7 +673,12 @@ fn text(s: String) -> FileContents {
     FileContents::Text { text: s }
 }
 
-fn build_mounts(input: &PlanInput, facts: &HostFacts) -> Vec<MountStep> {
+fn build_mounts(
+    input: &PlanInput,
+    facts: &HostFacts,
+    idmaps: &BTreeMap<PathBuf, Option<IdMap>>,
+) -> Vec<MountStep> {
+    let idmap = |p: &PathBuf| idmaps.get(p).copied().flatten();
     let mut m = Vec::new();
     for (dir, link) in &facts.system_dirs {
         match link {
@@ -676,10 +793,10 @@ fn build_mounts(input: &PlanInput, facts: &HostFacts) -> Vec<MountStep> {
         mode: 0o700,
     });
     m.push(MountStep::ReadOnly { target: p("/home") });
-    m.push(MountStep::Bind {
+    m.push(MountStep::Attach {
         source: input.workspace.clone(),
         target: p(WORKSPACE_DIR),
-        writable: true,
+        idmap: idmap(&input.workspace),
     });
     for x in &input.extra_ro {
         m.push(MountStep::Bind {
@@ -689,10 +806,10 @@ fn build_mounts(input: &PlanInput, facts: &HostFacts) -> Vec<MountStep> {
         });
     }
     for x in &input.extra_rw {
-        m.push(MountStep::Bind {
+        m.push(MountStep::Attach {
             source: x.clone(),
             target: x.clone(),
-            writable: true,
+            idmap: idmap(x),
         });
     }
     m.push(MountStep::DetachHost);
@@ -753,8 +870,22 @@ impl fmt::Display for SandboxPlan {
         writeln!(f, "  namespaces:  {}", ns.join(", "))?;
         writeln!(
             f,
-            "  identity:    uid {} gid {} inside = uid {} gid {} outside; all capabilities dropped; no_new_privs",
+            "  identity:    uid {} gid {} inside = uid {} gid {} outside; no supplementary groups; all capabilities dropped; no_new_privs",
             self.inside_uid, self.inside_gid, self.outside_uid, self.outside_gid
+        )?;
+        writeln!(
+            f,
+            "  stdin:       {}",
+            match self.stdin {
+                StdinSource::Inherit => "inherited from airlock (not a terminal, or --interactive)",
+                StdinSource::Null =>
+                    "/dev/null (airlock's stdin is a terminal; --interactive passes it)",
+            }
+        )?;
+        writeln!(
+            f,
+            "  writes:      at most {} MiB added to the writable host directories' file systems (the run is ended past it); no setuid/setgid files (seccomp)",
+            self.write_limit_bytes >> 20
         )?;
         writeln!(
             f,
@@ -789,6 +920,28 @@ impl fmt::Display for SandboxPlan {
                         "read-only, nosuid"
                     }
                 )?,
+                MountStep::Attach {
+                    source,
+                    target,
+                    idmap,
+                } => match idmap {
+                    Some(m) => writeln!(
+                        f,
+                        "    attach   {} <- {} (read-write, nosuid, nodev, no symlinks followed; id-mapped: host uid {} gid {} <-> agent uid {} gid {} on the host)",
+                        target.display(),
+                        source.display(),
+                        m.host_uid,
+                        m.host_gid,
+                        m.agent_uid,
+                        m.agent_gid
+                    )?,
+                    None => writeln!(
+                        f,
+                        "    attach   {} <- {} (read-write, nosuid, nodev, no symlinks followed; the agent acts as the caller)",
+                        target.display(),
+                        source.display()
+                    )?,
+                },
                 MountStep::Device { source, target } => writeln!(
                     f,
                     "    device   {} <- {}",
@@ -932,6 +1085,10 @@ mod tests {
             max_file_bytes: 1 << 30,
             max_open_files: 1024,
             tmpfs_bytes: 64 << 20,
+            max_write_bytes: 256 << 20,
+            host_uid: DEFAULT_HOST_ID,
+            host_gid: DEFAULT_HOST_ID,
+            interactive: false,
             allow_weaker: false,
         }
     }
@@ -945,6 +1102,10 @@ mod tests {
             system_dirs: vec![(p("/usr"), None), (p("/bin"), Some(p("usr/bin")))],
             etc_present: vec![p("/etc/ld.so.cache")],
             host_ca_bundle: Some(p("/etc/ssl/certs/ca-certificates.crt")),
+            stdin_is_terminal: false,
+            owners: [(p("/home/me/project"), (1001, 1002))]
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -1048,20 +1209,32 @@ mod tests {
             plan.mounts.last(),
             Some(&MountStep::ReadOnly { target: p("/") })
         );
-        // The workspace is the only host path mounted writable.
+        // The workspace is the only host path mounted writable, and it is
+        // id-mapped (the facts say Airlock runs as root).
         let writable: Vec<_> = plan
             .mounts
             .iter()
-            .filter_map(|m| match m {
-                MountStep::Bind {
-                    source,
-                    writable: true,
-                    ..
-                } => Some(source.clone()),
-                _ => None,
+            .filter(|m| {
+                matches!(
+                    m,
+                    MountStep::Bind { writable: true, .. } | MountStep::Attach { .. }
+                )
             })
+            .cloned()
             .collect();
-        assert_eq!(writable, vec![p("/home/me/project")]);
+        assert_eq!(
+            writable,
+            vec![MountStep::Attach {
+                source: p("/home/me/project"),
+                target: p(WORKSPACE_DIR),
+                idmap: Some(IdMap {
+                    host_uid: 1001,
+                    host_gid: 1002,
+                    agent_uid: DEFAULT_HOST_ID,
+                    agent_gid: DEFAULT_HOST_ID,
+                }),
+            }]
+        );
         // Nothing of the host's /etc except the listed pass-through files.
         let etc_binds: Vec<_> = plan
             .mounts
@@ -1083,6 +1256,78 @@ mod tests {
             path: p("/opt/models"),
             access: FsAccess::ReadExec
         }));
+    }
+
+    #[test]
+    fn as_root_the_agent_is_an_unprivileged_host_user() {
+        let plan = SandboxPlan::build(&input(), &facts()).expect("plan");
+        assert_eq!(
+            (
+                plan.inside_uid,
+                plan.inside_gid,
+                plan.outside_uid,
+                plan.outside_gid
+            ),
+            (1000, 1000, 65534, 65534)
+        );
+        let text = plan.to_string();
+        assert!(
+            text.contains("attach   /workspace <- /home/me/project (read-write, nosuid, nodev, no symlinks followed; id-mapped: host uid 1001 gid 1002 <-> agent uid 65534 gid 65534 on the host)"),
+            "{text}"
+        );
+        let mut i = input();
+        i.host_uid = 0;
+        assert_eq!(SandboxPlan::build(&i, &facts()), Err(PlanError::RootHostId));
+        let mut f = facts();
+        f.owners.clear();
+        assert_eq!(
+            SandboxPlan::build(&input(), &f),
+            Err(PlanError::OwnerUnknown(p("/home/me/project")))
+        );
+    }
+
+    #[test]
+    fn as_another_user_the_agent_is_the_caller_on_a_plain_mount() {
+        let mut f = facts();
+        f.uid = 1001;
+        f.gid = 1002;
+        let plan = SandboxPlan::build(&input(), &f).expect("plan");
+        assert_eq!((plan.outside_uid, plan.outside_gid), (1001, 1002));
+        assert!(plan.mounts.contains(&MountStep::Attach {
+            source: p("/home/me/project"),
+            target: p(WORKSPACE_DIR),
+            idmap: None,
+        }));
+    }
+
+    #[test]
+    fn a_terminal_on_stdin_is_passed_only_when_interactive() {
+        let mut f = facts();
+        assert_eq!(
+            SandboxPlan::build(&input(), &f).expect("plan").stdin,
+            StdinSource::Inherit
+        );
+        f.stdin_is_terminal = true;
+        assert_eq!(
+            SandboxPlan::build(&input(), &f).expect("plan").stdin,
+            StdinSource::Null
+        );
+        let mut i = input();
+        i.interactive = true;
+        assert_eq!(
+            SandboxPlan::build(&i, &f).expect("plan").stdin,
+            StdinSource::Inherit
+        );
+    }
+
+    #[test]
+    fn no_single_file_may_exceed_the_write_limit() {
+        let plan = SandboxPlan::build(&input(), &facts()).expect("plan");
+        assert!(plan.rlimits.contains(&Rlimit {
+            kind: RlimitKind::Fsize,
+            value: 256 << 20
+        }));
+        assert_eq!(plan.write_limit_bytes, 256 << 20);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! are filtered. A second, hand-written program refuses the x32 ABI (syscall
 //! numbers with bit 30 set), which would otherwise bypass a filter keyed on
 //! x86-64 numbers; other architectures' ABIs are killed by seccompiler's
-//! architecture check.
+//! architecture check. The `chmod`/`open`/`mknod` entries keep the agent
+//! from leaving a set-user-ID or set-group-ID file in its (host) workspace.
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -55,6 +56,10 @@ pub enum Args {
     },
     /// 32-bit argument `index` equal to one of the values (ioctl requests).
     Eq32 { index: u8, values: &'static [u64] },
+    /// Argument `mode` carries `S_ISUID` or `S_ISGID`; with `create_flags`,
+    /// only when that argument also asks to create a file (`O_CREAT` or
+    /// `O_TMPFILE`), since `open` ignores the mode otherwise.
+    SetIdMode { mode: u8, create_flags: Option<u8> },
 }
 
 /// One entry of the deny list.
@@ -85,6 +90,16 @@ const SOCK_PACKET: u64 = 10;
 const AF_UNIX: u64 = libc::AF_UNIX as u64;
 const AF_INET: u64 = libc::AF_INET as u64;
 const AF_INET6: u64 = libc::AF_INET6 as u64;
+/// The set-user-ID and set-group-ID mode bits.
+const SET_ID_BITS: &[u64] = &[libc::S_ISUID as u64, libc::S_ISGID as u64];
+/// The open flags that create a file (`O_TMPFILE` without `O_DIRECTORY`).
+const CREATE_FLAGS: &[u64] = &[
+    libc::O_CREAT as u64,
+    (libc::O_TMPFILE & !libc::O_DIRECTORY) as u64,
+];
+/// The file-type bits of a mode, and the device types among them.
+const S_IFMT: u64 = libc::S_IFMT as u64;
+const DEVICE_TYPES: &[u64] = &[libc::S_IFCHR as u64, libc::S_IFBLK as u64];
 const CLONE_NS_FLAGS: &[u64] = &[
     libc::CLONE_NEWUSER as u64,
     libc::CLONE_NEWNS as u64,
@@ -427,6 +442,137 @@ pub const RULES: &[Rule] = &[
         Eperm,
         "inject keystrokes into the controlling terminal"
     ),
+    // No file the agent creates or changes may become set-user-ID or
+    // set-group-ID: its workspace is a host directory, and such a file, owned
+    // on the host by the workspace's owner (root, when Airlock runs as root), is
+    // a privilege escalation for whoever runs it there later. The workspace is
+    // also mounted `nosuid`, which protects only the sandbox's view. These
+    // entries cover every call that sets mode bits: `chmod` and friends, the
+    // creating `open`s, and `mknod`. `mkdir` cannot set either bit (the kernel
+    // keeps only the permission and sticky bits), a write clears both, `chown`
+    // needs a capability the agent lacks, and file capabilities
+    // (`security.capability`) need `CAP_SETFCAP`. `openat2` passes its mode in
+    // memory that seccomp cannot read, so it answers `ENOSYS` and libc falls back
+    // to `openat`.
+    rule!(
+        "chmod(S_ISUID|S_ISGID)",
+        SYS_chmod,
+        Args::SetIdMode {
+            mode: 1,
+            create_flags: None
+        },
+        Eperm,
+        "a setuid/setgid file in the workspace runs as its host owner"
+    ),
+    rule!(
+        "fchmod(S_ISUID|S_ISGID)",
+        SYS_fchmod,
+        Args::SetIdMode {
+            mode: 1,
+            create_flags: None
+        },
+        Eperm,
+        "a setuid/setgid file in the workspace runs as its host owner"
+    ),
+    rule!(
+        "fchmodat(S_ISUID|S_ISGID)",
+        SYS_fchmodat,
+        Args::SetIdMode {
+            mode: 2,
+            create_flags: None
+        },
+        Eperm,
+        "a setuid/setgid file in the workspace runs as its host owner"
+    ),
+    rule!(
+        "fchmodat2(S_ISUID|S_ISGID)",
+        SYS_fchmodat2,
+        Args::SetIdMode {
+            mode: 2,
+            create_flags: None
+        },
+        Eperm,
+        "a setuid/setgid file in the workspace runs as its host owner"
+    ),
+    rule!(
+        "open(O_CREAT, S_ISUID|S_ISGID)",
+        SYS_open,
+        Args::SetIdMode {
+            mode: 2,
+            create_flags: Some(1)
+        },
+        Eperm,
+        "creates a setuid/setgid file (umask keeps those bits)"
+    ),
+    rule!(
+        "openat(O_CREAT, S_ISUID|S_ISGID)",
+        SYS_openat,
+        Args::SetIdMode {
+            mode: 3,
+            create_flags: Some(2)
+        },
+        Eperm,
+        "creates a setuid/setgid file (umask keeps those bits)"
+    ),
+    rule!(
+        "creat(S_ISUID|S_ISGID)",
+        SYS_creat,
+        Args::SetIdMode {
+            mode: 1,
+            create_flags: None
+        },
+        Eperm,
+        "creates a setuid/setgid file (umask keeps those bits)"
+    ),
+    rule!(
+        "openat2",
+        SYS_openat2,
+        Args::Any,
+        Enosys,
+        "mode unreadable by seccomp; libc falls back to openat"
+    ),
+    rule!(
+        "mknod(S_ISUID|S_ISGID)",
+        SYS_mknod,
+        Args::SetIdMode {
+            mode: 1,
+            create_flags: None
+        },
+        Eperm,
+        "creates a setuid/setgid regular file"
+    ),
+    rule!(
+        "mknodat(S_ISUID|S_ISGID)",
+        SYS_mknodat,
+        Args::SetIdMode {
+            mode: 2,
+            create_flags: None
+        },
+        Eperm,
+        "creates a setuid/setgid regular file"
+    ),
+    rule!(
+        "mknod(S_IFCHR|S_IFBLK)",
+        SYS_mknod,
+        Args::MaskedEq {
+            index: 1,
+            mask: S_IFMT,
+            values: DEVICE_TYPES
+        },
+        Eperm,
+        "device nodes: the host would honour them outside the nodev mount"
+    ),
+    rule!(
+        "mknodat(S_IFCHR|S_IFBLK)",
+        SYS_mknodat,
+        Args::MaskedEq {
+            index: 2,
+            mask: S_IFMT,
+            values: DEVICE_TYPES
+        },
+        Eperm,
+        "device nodes: the host would honour them outside the nodev mount"
+    ),
 ];
 
 /// A rule failed to compile (a bug in [`RULES`]).
@@ -498,6 +644,32 @@ fn rules_for(args: Args) -> Result<Vec<SeccompRule>, CompileError> {
                 )?])
             })
             .collect(),
+        Args::SetIdMode { mode, create_flags } => {
+            let mut out = Vec::new();
+            for bit in SET_ID_BITS {
+                let has_bit = cond(
+                    mode,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::MaskedEq(*bit),
+                    *bit,
+                )?;
+                match create_flags {
+                    None => out.push(mk(vec![has_bit])?),
+                    Some(flags) => {
+                        for f in CREATE_FLAGS {
+                            let creates = cond(
+                                flags,
+                                SeccompCmpArgLen::Qword,
+                                SeccompCmpOp::MaskedEq(*f),
+                                *f,
+                            )?;
+                            out.push(mk(vec![has_bit.clone(), creates])?);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        }
         Args::Eq32 { index, values } => values
             .iter()
             .map(|v| {
@@ -621,6 +793,16 @@ mod tests {
             "ioctl(TIOCSTI|TIOCLINUX)",
             "socket(other families)",
             "socket(SOCK_RAW|SOCK_PACKET)",
+            "chmod(S_ISUID|S_ISGID)",
+            "fchmod(S_ISUID|S_ISGID)",
+            "fchmodat(S_ISUID|S_ISGID)",
+            "fchmodat2(S_ISUID|S_ISGID)",
+            "open(O_CREAT, S_ISUID|S_ISGID)",
+            "openat(O_CREAT, S_ISUID|S_ISGID)",
+            "creat(S_ISUID|S_ISGID)",
+            "openat2",
+            "mknod(S_ISUID|S_ISGID)",
+            "mknodat(S_ISUID|S_ISGID)",
         ] {
             assert!(
                 names.contains(&required),

@@ -5,7 +5,7 @@
 use crate::attest::Attestation;
 use crate::cgroup::{self, Cgroup, CgroupError, Layout, Peaks};
 use crate::init::INIT_ENV;
-use crate::plan::SandboxPlan;
+use crate::plan::{MountStep, SandboxPlan, StdinSource};
 use crate::proto::{self, InitMessage, ProtoError};
 use crate::sys;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
@@ -46,6 +46,8 @@ pub enum SandboxError {
     InitDied(String),
     #[error("wait for the sandbox: {0}")]
     Wait(std::io::Error),
+    #[error("cannot measure the file system of {0}")]
+    WriteLimit(String),
 }
 
 impl SandboxError {
@@ -56,6 +58,7 @@ impl SandboxError {
             SandboxError::Landlock { .. } => "landlock",
             SandboxError::Cgroup(_) => "cgroups",
             SandboxError::Control { control, .. } => control,
+            SandboxError::WriteLimit(_) => "write_limit",
             _ => "init",
         }
     }
@@ -170,7 +173,10 @@ pub fn start(plan: &SandboxPlan, exe: &Path, pre: &Preflight) -> Result<Running,
     let mut cmd = Command::new(exe);
     cmd.env_clear()
         .env(INIT_ENV, theirs.as_raw_fd().to_string())
-        .stdin(Stdio::inherit())
+        .stdin(match plan.stdin {
+            StdinSource::Inherit => Stdio::inherit(),
+            StdinSource::Null => Stdio::null(),
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     sys::keep_fd_across_exec(&mut cmd, theirs.as_raw_fd());
@@ -312,6 +318,72 @@ impl Running {
             max_rss_kib,
             cpu_ms,
         })
+    }
+}
+
+/// How much a run added to the file systems of its writable host
+/// directories (the workspace and `sandbox.read_write`), measured as the
+/// growth of each file system's used blocks since the run started
+/// (`statvfs`, which counts data not yet written back). It is cheap enough to
+/// poll often, but it counts every writer on those file systems, not only the
+/// agent, and it sees a limit crossed only when polled.
+#[derive(Debug)]
+pub struct WriteWatch {
+    /// One path per file system, with its used bytes at the start.
+    fs: Vec<(PathBuf, u64)>,
+    limit: u64,
+}
+
+fn used_bytes(path: &Path) -> Result<u64, nix::Error> {
+    let st = nix::sys::statvfs::statvfs(path)?;
+    Ok((st.blocks().saturating_sub(st.blocks_free()) as u64)
+        .saturating_mul(st.fragment_size() as u64))
+}
+
+impl WriteWatch {
+    /// Take the baseline for the plan's writable host directories.
+    pub fn new(plan: &SandboxPlan) -> Result<WriteWatch, SandboxError> {
+        use std::os::unix::fs::MetadataExt;
+        let mut seen = Vec::new();
+        let mut fs = Vec::new();
+        for step in &plan.mounts {
+            let MountStep::Attach { source, .. } = step else {
+                continue;
+            };
+            let err = |e: &dyn std::fmt::Display| {
+                SandboxError::WriteLimit(format!("{}: {e}", source.display()))
+            };
+            let dev = std::fs::metadata(source).map_err(|e| err(&e))?.dev();
+            if seen.contains(&dev) {
+                continue;
+            }
+            seen.push(dev);
+            fs.push((source.clone(), used_bytes(source).map_err(|e| err(&e))?));
+        }
+        Ok(WriteWatch {
+            fs,
+            limit: plan.write_limit_bytes,
+        })
+    }
+
+    /// Bytes added since the start; `None` when a file system cannot be
+    /// read (the caller ends the run: fail closed).
+    pub fn grown(&self) -> Option<u64> {
+        let mut total = 0u64;
+        for (path, start) in &self.fs {
+            total = total.saturating_add(used_bytes(path).ok()?.saturating_sub(*start));
+        }
+        Some(total)
+    }
+
+    /// Whether the run wrote more than the limit (or growth cannot be measured).
+    pub fn exceeded(&self) -> bool {
+        self.grown().is_none_or(|g| g > self.limit)
+    }
+
+    /// The limit, bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 }
 

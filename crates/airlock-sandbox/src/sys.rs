@@ -3,9 +3,12 @@
 //! else in the crate calls these small safe wrappers.
 #![allow(unsafe_code)]
 
+use std::ffi::CString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 /// The kernel's Landlock ABI version, or a negative errno when Landlock is
@@ -162,6 +165,113 @@ pub fn own_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // (inherited by a fresh exec, or just installed by recvmsg): nothing else
     // refers to it, so taking sole ownership cannot double-close it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Open `path` as an `O_PATH` descriptor, refusing (`ELOOP`) if any
+/// component of it is a symlink: the path was checked in its canonical
+/// form, and a symlink planted since would lead somewhere else.
+pub fn open_path_no_symlinks(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: open_how is plain old data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `c` is a NUL-terminated string and `how` a properly sized
+    // struct, both alive for the duration of the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat2 just returned this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE)`: a detached copy of the mount at
+/// `fd` (not its submounts), close-on-exec.
+pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags =
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH makes the call
+    // act on `fd`, which is open for the duration of the call.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree just returned this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// `mount_setattr` on the detached mount `fd`: set `attrs`
+/// (`MOUNT_ATTR_*`), with `userns` as the id-mapping when `attrs` holds
+/// `MOUNT_ATTR_IDMAP`.
+pub fn set_mount_attrs(
+    fd: BorrowedFd<'_>,
+    attrs: u64,
+    userns: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
+    };
+    // SAFETY: `attr` is a properly sized struct alive for the call; the
+    // empty path with AT_EMPTY_PATH makes the call act on `fd`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attach
+/// the detached mount `fd` at `target`.
+pub fn move_mount(fd: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    let t = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: both paths are NUL-terminated strings alive for the call; `fd`
+    // is open for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// End a forked helper process at once, without running exit handlers or
+/// flushing buffers that belong to the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no memory of ours.
+    unsafe { libc::_exit(code) }
 }
 
 #[cfg(test)]

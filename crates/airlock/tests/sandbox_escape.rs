@@ -779,3 +779,476 @@ fn pidfd_getfd_cannot_steal_descriptors() {
     );
     assert_blocked(&out, &["EPERM"]);
 }
+
+// --- the workspace may not hold Airlock itself ----------------------------
+
+/// The last `sandbox.refused` record in the audit log of `data`.
+fn refusal_in(env: &Env, data: &std::path::Path) -> serde_json::Value {
+    let mut cmd = env.command(&["audit", "tail", "--json", "-n", "5"]);
+    cmd.env("AIRLOCK_DATA_DIR", data);
+    let out = support::run_bounded(cmd);
+    assert!(out.status.success(), "audit tail: {out:?}");
+    out.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|r| r["event"].clone())
+        .rfind(|e| e["action"] == "sandbox.refused")
+        .expect("refusal audited")
+}
+
+/// `airlock run` refused the workspace: exit 2, one line naming the
+/// conflict and `--workspace DIR`, a `sandbox.refused` record, and the
+/// command never ran.
+#[track_caller]
+fn assert_workspace_refused(env: &Env, data: &std::path::Path, out: &support::Out, needle: &str) {
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert_eq!(out.stdout, "", "the command ran: {out:?}");
+    assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains(needle), "{out:?}");
+    assert!(out.stderr.contains("pass --workspace DIR"), "{out:?}");
+    let refused = refusal_in(env, data);
+    assert_eq!(refused["details"]["control"], "workspace", "{refused:#}");
+    assert_eq!(refused["reason"], "sandbox_control_failed");
+}
+
+#[test]
+fn run_from_home_cannot_read_the_master_key() {
+    // The review's reproduction: the data directory at its default place
+    // (~/.local/share/airlock) and `airlock run` started from ~.
+    let env = Env::new();
+    let data = env.home.join(".local/share/airlock");
+    let with_default_data = |args: &[&str]| {
+        let mut cmd = env.command(args);
+        cmd.env_remove("AIRLOCK_DATA_DIR").current_dir(&env.home);
+        support::run_bounded(cmd)
+    };
+    let out = with_default_data(&["init"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        data.join("keys/master.key").exists(),
+        "test setup: no master key"
+    );
+    let out = with_default_data(&[
+        "run",
+        "--",
+        "cat",
+        "/workspace/.local/share/airlock/keys/master.key",
+    ]);
+    let home = std::fs::canonicalize(&env.home).expect("home");
+    assert_workspace_refused(
+        &env,
+        &data,
+        &out,
+        &format!("workspace {0}: is the home directory {0}", home.display()),
+    );
+}
+
+#[test]
+fn whole_host_workspace_is_refused() {
+    let env = Env::new();
+    let out = env.run(&["--workspace", "/"], &["cat", "/workspace/etc/shadow"]);
+    assert_workspace_refused(
+        &env,
+        &env.data,
+        &out,
+        "workspace /: the agent would read and write the whole host",
+    );
+}
+
+#[test]
+fn system_directory_workspace_is_refused() {
+    let env = Env::new();
+    for dir in ["/etc", "/usr/bin", "/var/log", "/tmp", "/dev/shm"] {
+        let out = env.run(&["--workspace", dir], &["true"]);
+        assert_workspace_refused(&env, &env.data, &out, &format!("workspace {dir}: "));
+    }
+}
+
+#[test]
+fn workspace_containing_the_data_dir_is_refused() {
+    let env = Env::new();
+    // env.dir holds the data directory (and the fake home).
+    let out = env.run(
+        &["--workspace", path_str(env.dir.path())],
+        &["cat", "/workspace/data/keys/audit-signing.key"],
+    );
+    let dir = std::fs::canonicalize(env.dir.path()).expect("dir");
+    assert_workspace_refused(
+        &env,
+        &env.data,
+        &out,
+        &format!("workspace {}: contains", dir.display()),
+    );
+}
+
+#[test]
+fn workspace_inside_the_data_dir_is_refused() {
+    let env = Env::new();
+    let keys = env.data.join("keys");
+    let out = env.run(
+        &["--workspace", path_str(&keys)],
+        &["cat", "/workspace/master.key"],
+    );
+    let data = std::fs::canonicalize(&env.data).expect("data");
+    assert_workspace_refused(
+        &env,
+        &env.data,
+        &out,
+        &format!("is inside the Airlock data directory {}", data.display()),
+    );
+}
+
+#[test]
+fn workspace_given_as_a_symlink_or_with_dotdot_is_judged_by_its_target() {
+    let env = Env::new();
+    let link = env.ws.join("home-link");
+    std::os::unix::fs::symlink(&env.home, &link).expect("symlink");
+    let out = env.run(
+        &["--workspace", path_str(&link)],
+        &["ls", "/workspace/.ssh"],
+    );
+    assert_workspace_refused(&env, &env.data, &out, "is the home directory");
+    let up = format!("{}/..", path_str(&env.ws));
+    let out = env.run(&["--workspace", &up], &["ls", "/workspace/data/keys"]);
+    assert_workspace_refused(&env, &env.data, &out, ": contains");
+}
+
+#[test]
+fn workspace_containing_the_policy_or_the_config_is_refused() {
+    let env = Env::new().with_config("");
+    let policy = env.ws.join("policy.toml");
+    std::fs::write(&policy, "mode = \"read_public\"\n").expect("policy");
+    let out = env.run(&["--policy", path_str(&policy)], &["true"]);
+    assert_workspace_refused(&env, &env.data, &out, "contains the policy file");
+    std::fs::remove_file(&policy).expect("rm policy");
+    let mut cmd = env.command(&["run", "--", "true"]);
+    let config = env.ws.join("airlock.toml");
+    std::fs::write(&config, "").expect("config");
+    cmd.env("AIRLOCK_CONFIG", &config);
+    let out = support::run_bounded(cmd);
+    assert_workspace_refused(&env, &env.data, &out, "contains the configuration file");
+}
+
+#[test]
+fn extra_read_write_path_holding_the_data_dir_is_refused() {
+    let env = Env::new();
+    let config = format!("[sandbox]\nread_write = [{:?}]\n", path_str(&env.data));
+    let env = env.with_config(&config);
+    let out = env.run(&[], &["true"]);
+    assert_eq!(out.code(), 2, "{out:?}");
+    let data = std::fs::canonicalize(&env.data).expect("data");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "airlock: error: refusing to run: sandbox extra path {0} -> {1}: contains the Airlock data directory {1} (the agent could read or rewrite it); remove it from sandbox.read_only / sandbox.read_write\n",
+            env.data.display(),
+            data.display()
+        ),
+        "{out:?}"
+    );
+    let refused = refusal_in(&env, &env.data);
+    assert_eq!(refused["details"]["control"], "workspace", "{refused:#}");
+}
+
+// --- the agent's host identity --------------------------------------------
+
+/// Host pids whose command line contains `marker`.
+fn host_pids_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn agent_is_not_host_root() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    let marker = format!("{}.{}", 40 + std::process::id() % 50, std::process::id());
+    let mut cmd = env.command(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("sleep {marker} & echo ready; wait"),
+    ]);
+    cmd.stderr(std::process::Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        child.stdout.take().expect("stdout"),
+    ));
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let pids: Vec<u32> = host_pids_with(&marker)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .collect();
+    assert_eq!(pids.len(), 1, "test setup: the sleep is not running");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(field("Uid:"), "65534 65534 65534 65534", "{status}");
+    assert_eq!(field("Gid:"), "65534 65534 65534 65534", "{status}");
+    assert_eq!(field("Groups:"), "", "{status}");
+}
+
+#[test]
+fn root_owned_file_in_the_workspace_is_not_the_agents() {
+    if !is_root() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    // The operator (uid 4242) owns the workspace; a root-owned file lies in it.
+    let chown = |p: &std::path::Path, u: u32| {
+        std::os::unix::fs::chown(p, Some(u), Some(u)).expect("chown");
+    };
+    chown(&env.ws, 4242);
+    let victim = env.ws.join("root-owned.sh");
+    std::fs::write(&victim, "echo original\n").expect("victim");
+    std::fs::set_permissions(&victim, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    // Its owner is not mapped into the sandbox: the kernel refuses to act on
+    // it as anyone's (EOVERFLOW), and it is not writable by others.
+    let out = env.attempt("", "open('/workspace/root-owned.sh', 'a').write('id\\n')");
+    assert_blocked(&out, &["EACCES", "EPERM", "EOVERFLOW"]);
+    let out = env.attempt("", "os.chmod('/workspace/root-owned.sh', 0o777)");
+    assert_blocked(&out, &["EACCES", "EPERM", "EOVERFLOW"]);
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "echo original\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&victim).expect("meta").mode() & 0o7777,
+        0o644
+    );
+    // What the agent creates belongs to the workspace's owner on the host.
+    let out = env.sh("echo made > /workspace/made.txt");
+    assert!(out.status.success(), "{out:?}");
+    let made = std::fs::metadata(env.ws.join("made.txt")).expect("made");
+    assert_eq!((made.uid(), made.gid()), (4242, 4242));
+}
+
+#[test]
+fn workspace_is_mounted_nosuid_nodev() {
+    let env = Env::new();
+    let out = env.sh("grep ' /workspace ' /proc/self/mountinfo");
+    assert!(out.status.success(), "{out:?}");
+    let opts = out
+        .stdout
+        .split_whitespace()
+        .nth(5)
+        .unwrap_or("")
+        .to_owned();
+    let opts: Vec<&str> = opts.split(',').collect();
+    assert!(
+        opts.contains(&"nosuid") && opts.contains(&"nodev"),
+        "{out:?}"
+    );
+    if is_root() {
+        assert!(opts.contains(&"idmapped"), "{out:?}");
+    }
+}
+
+#[test]
+fn setuid_and_setgid_files_cannot_be_made_in_the_workspace() {
+    let env = Env::new();
+    std::fs::copy("/bin/true", env.ws.join("tool")).expect("copy");
+    // Every call that can set the bits, each tried on its own.
+    let out = env.py(
+        "import os, ctypes, errno\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         def raw(n, *a):\n    \
+             a = [ctypes.c_long(x) if isinstance(x, int) else x for x in a]\n    \
+             r = libc.syscall(n, *a)\n    \
+             if r == -1:\n        \
+                 e = ctypes.get_errno(); raise OSError(e, os.strerror(e))\n\
+         AT = -100\n\
+         tries = [\n\
+          ('chmod u+s', lambda: os.chmod('/workspace/tool', 0o4755)),\n\
+          ('chmod g+s', lambda: os.chmod('/workspace/tool', 0o2755)),\n\
+          ('fchmod', lambda: os.fchmod(os.open('/workspace/tool', os.O_RDONLY), 0o6755)),\n\
+          ('fchmodat', lambda: raw(268, AT, b'/workspace/tool', 0o4755)),\n\
+          ('fchmodat2', lambda: raw(452, AT, b'/workspace/tool', 0o4755, 0)),\n\
+          ('chmod high bits', lambda: raw(90, b'/workspace/tool', 0x100004755)),\n\
+          ('open O_CREAT', lambda: os.open('/workspace/a', os.O_CREAT | os.O_WRONLY, 0o4755)),\n\
+          ('openat O_CREAT', lambda: raw(257, AT, b'/workspace/b', os.O_CREAT | os.O_WRONLY, 0o2755)),\n\
+          ('open O_TMPFILE', lambda: os.open('/workspace', os.O_TMPFILE | os.O_WRONLY, 0o4755)),\n\
+          ('creat', lambda: raw(85, b'/workspace/c', 0o4755)),\n\
+          ('mknod', lambda: os.mknod('/workspace/d', 0o100000 | 0o4755)),\n\
+          ('mknodat', lambda: raw(259, AT, b'/workspace/e', 0o100000 | 0o2755, 0)),\n\
+          ('mknod char device', lambda: os.mknod('/workspace/null', 0o20000 | 0o666, os.makedev(1, 3))),\n\
+         ]\n\
+         for name, f in tries:\n    \
+             try:\n        \
+                 f(); print(name, 'ESCAPED')\n    \
+             except OSError as e:\n        \
+                 print(name, errno.errorcode.get(e.errno, e.errno))\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let want = "chmod u+s EPERM\nchmod g+s EPERM\nfchmod EPERM\nfchmodat EPERM\nfchmodat2 EPERM\n\
+                chmod high bits EPERM\nopen O_CREAT EPERM\nopenat O_CREAT EPERM\nopen O_TMPFILE EPERM\n\
+                creat EPERM\nmknod EPERM\nmknodat EPERM\nmknod char device EPERM\n";
+    assert_eq!(out.stdout, want, "{out:?}");
+    // On the host: nothing setuid/setgid, nothing created.
+    use std::os::unix::fs::MetadataExt;
+    let names: Vec<String> = std::fs::read_dir(&env.ws)
+        .expect("ws")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["tool".to_owned()]);
+    let mode = std::fs::metadata(env.ws.join("tool")).expect("tool").mode();
+    assert_eq!(mode & 0o6000, 0, "mode {mode:o}");
+    // Ordinary modes still work.
+    let out = env.sh("cp /bin/true /workspace/t2 && chmod 755 /workspace/t2 && umask 022 && : > /workspace/f && ls -l /workspace/t2 /workspace/f | cut -c1-10");
+    assert_eq!(out.stdout, "-rw-r--r--\n-rwxr-xr-x\n", "{out:?}");
+}
+
+// --- disk and terminal ----------------------------------------------------
+
+#[test]
+fn filling_the_disk_is_stopped_and_audited() {
+    let env = Env::new().with_config("[sandbox]\nmax_write_mib = 16\n");
+    // Many files, none past RLIMIT_FSIZE (which the limit also caps): the
+    // run is ended once it wrote more than the limit.
+    let out = env.py("import os, time\n\
+         for i in range(512):\n    \
+             with open(f'/workspace/f{i}', 'wb') as f:\n        \
+                 f.write(os.urandom(1 << 20))\n    \
+             time.sleep(0.01)\n\
+         print('ESCAPED')\n");
+    assert!(!out.stdout.contains("ESCAPED"), "{out:?}");
+    assert_eq!(out.code(), 137, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("ended: it wrote more than sandbox.max_write_mib (16 MiB)"),
+        "{out:?}"
+    );
+    let written: u64 = std::fs::read_dir(&env.ws)
+        .expect("ws")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(written < 128 << 20, "the run wrote {written} bytes");
+    let end = env.audited("run.end", 5).pop().expect("run.end");
+    assert_eq!(end["reason"], "limit_exceeded", "{end:#}");
+    assert_eq!(end["details"]["ended_by"], "write_limit", "{end:#}");
+}
+
+/// Run `airlock ARGS` on a new pseudo-terminal (stdin, stdout and stderr);
+/// returns everything it printed there, and its exit code.
+fn on_a_terminal(env: &Env, args: &[&str]) -> (Vec<u8>, i32) {
+    let script = "import os, pty, sys\n\
+                  pid, fd = pty.fork()\n\
+                  if pid == 0:\n    \
+                      os.execv(sys.argv[1], sys.argv[1:])\n\
+                  out = b''\n\
+                  while True:\n    \
+                      try:\n        \
+                          d = os.read(fd, 65536)\n    \
+                      except OSError:\n        \
+                          break\n    \
+                      if not d:\n        \
+                          break\n    \
+                      out += d\n\
+                  _, st = os.waitpid(pid, 0)\n\
+                  print(out.hex())\n\
+                  print(os.waitstatus_to_exitcode(st))\n";
+    let mut cmd = env.command(&[]);
+    let mut py = std::process::Command::new("python3");
+    py.env_clear()
+        .envs(
+            cmd.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .current_dir(&env.ws)
+        .arg("-c")
+        .arg(script)
+        .arg(support::BIN)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let _ = &mut cmd;
+    let out = support::run_bounded(py);
+    let mut lines = out.stdout.lines();
+    let hex = lines.next().unwrap_or_default();
+    let code = lines
+        .next()
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(-1);
+    let bytes = (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    (bytes, code)
+}
+
+const EVIL_OUTPUT: &str = "printf 'before\\033]0;pwned\\007\\033]52;c;ZWNobyBwd25lZA==\\007\\033[2J\\233\\061J after\\n'; printf 'err\\033[8mhidden\\n' >&2";
+
+#[test]
+fn escape_sequences_do_not_reach_the_operators_terminal() {
+    let env = Env::new();
+    let (out, code) = on_a_terminal(&env, &["run", "--", "/bin/sh", "-c", EVIL_OUTPUT]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        !out.contains(&0x1b) && !out.contains(&0x07),
+        "raw control bytes: {text:?}"
+    );
+    assert!(
+        text.contains("before^[]0;pwned^G^[]52;c;ZWNobyBwd25lZA==^G^[[2J\\x9b1J after"),
+        "{text:?}"
+    );
+    assert!(text.contains("err^[[8mhidden"), "{text:?}");
+}
+
+#[test]
+fn raw_output_keeps_escape_sequences_on_request() {
+    let env = Env::new();
+    let (out, code) = on_a_terminal(
+        &env,
+        &["run", "--raw-output", "--", "/bin/sh", "-c", EVIL_OUTPUT],
+    );
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
+    let needle = b"before\x1b]0;pwned\x07";
+    assert!(
+        out.windows(needle.len()).any(|w| w == needle),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+#[test]
+fn the_operators_terminal_is_not_the_agents_stdin() {
+    let env = Env::new();
+    let probe = "if [ -t 0 ]; then echo STDIN-TERMINAL; else echo STDIN-NOT-TERMINAL; fi; readlink /proc/self/fd/0";
+    let (out, code) = on_a_terminal(&env, &["run", "--", "/bin/sh", "-c", probe]);
+    assert_eq!(code, 0);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("STDIN-NOT-TERMINAL\r\n/dev/null"), "{text:?}");
+    let (out, code) = on_a_terminal(
+        &env,
+        &["run", "--interactive", "--", "/bin/sh", "-c", probe],
+    );
+    assert_eq!(code, 0);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("STDIN-TERMINAL\r\n"), "{text:?}");
+}

@@ -243,14 +243,77 @@ fn workspace_is_the_only_writable_host_directory() {
         std::fs::read_to_string(env.ws.join("copy.txt")).expect("copy"),
         "data"
     );
+    let other = env.dir.path().join("other");
+    std::fs::create_dir_all(other.join("sub")).expect("other");
     let out = env.run(
-        &["--workspace", support::path_str(env.dir.path())],
+        &["--workspace", support::path_str(&other)],
         &["ls", "/workspace"],
     );
-    assert!(
-        out.stdout.contains("ws\n"),
-        "--workspace was not used: {out:?}"
+    assert_eq!(out.stdout, "sub\n", "--workspace was not used: {out:?}");
+}
+
+#[test]
+fn the_agent_creates_edits_and_deletes_files_and_they_stay_the_owners() {
+    let env = Env::new();
+    std::fs::write(env.ws.join("keep.txt"), "v1\n").expect("keep");
+    std::fs::write(env.ws.join("gone.txt"), "x").expect("gone");
+    let out = env.sh(
+        "echo v2 >> keep.txt && mkdir -p src/deep && echo new > src/deep/new.txt \
+         && mv src/deep/new.txt src/moved.txt && rm gone.txt && rmdir src/deep \
+         && chmod 600 src/moved.txt && stat -c '%u %g' keep.txt",
     );
+    assert!(out.status.success(), "{out:?}");
+    // Inside, the workspace owner's files are the agent's own.
+    assert_eq!(out.stdout, "1000 1000\n", "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(env.ws.join("keep.txt")).expect("keep"),
+        "v1\nv2\n"
+    );
+    assert!(!env.ws.join("gone.txt").exists());
+    // On the host, what the agent made belongs to the workspace's owner.
+    use std::os::unix::fs::MetadataExt;
+    let ws = std::fs::metadata(&env.ws).expect("ws");
+    let moved = std::fs::metadata(env.ws.join("src/moved.txt")).expect("moved");
+    assert_eq!((moved.uid(), moved.gid()), (ws.uid(), ws.gid()));
+    assert_eq!(moved.mode() & 0o7777, 0o600);
+}
+
+#[test]
+fn explain_shows_the_identity_the_mounts_and_the_limits() {
+    let env = Env::new();
+    let out = env.airlock(&["run", "--explain", "--", "true"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let ws = std::fs::canonicalize(&env.ws).expect("ws");
+    let want_attach = if support::is_root() {
+        format!(
+            "    attach   /workspace <- {} (read-write, nosuid, nodev, no symlinks followed; id-mapped: host uid 0 gid 0 <-> agent uid 65534 gid 65534 on the host)\n",
+            ws.display()
+        )
+    } else {
+        format!(
+            "    attach   /workspace <- {} (read-write, nosuid, nodev, no symlinks followed; the agent acts as the caller)\n",
+            ws.display()
+        )
+    };
+    assert!(out.stdout.contains(&want_attach), "{out:?}");
+    if support::is_root() {
+        assert!(
+            out.stdout
+                .contains("  identity:    uid 1000 gid 1000 inside = uid 65534 gid 65534 outside;"),
+            "{out:?}"
+        );
+    }
+    assert!(
+        out.stdout
+            .contains("  stdin:       inherited from airlock (not a terminal, or --interactive)\n"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("  writes:      at most 10240 MiB added"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("chmod(S_ISUID|S_ISGID)"), "{out:?}");
 }
 
 #[test]
@@ -409,6 +472,62 @@ fn workspace_that_is_not_a_directory_is_refused() {
     assert_refused(&env, &out, "workspace", "not a directory");
     let out = env.airlock(&["run", "--workspace", "/nonexistent/dir", "--", "true"]);
     assert_refused(&env, &out, "workspace", "No such file or directory");
+}
+
+#[test]
+fn home_directory_workspace_is_refused_with_a_hint() {
+    let env = Env::new();
+    let mut cmd = env.command(&["run", "--", "true"]);
+    cmd.current_dir(&env.home);
+    let out = run_bounded(cmd);
+    let home = std::fs::canonicalize(&env.home).expect("home");
+    assert_refused(
+        &env,
+        &out,
+        "workspace",
+        &format!(
+            "refusing to run: workspace {0}: is the home directory {0} (the agent would read ~/.ssh, Airlock's data and everything else there); run from a project directory or pass --workspace DIR",
+            home.display()
+        ),
+    );
+}
+
+#[test]
+fn root_directory_workspace_is_refused_with_a_hint() {
+    let env = Env::new();
+    let mut cmd = env.command(&["run", "--", "true"]);
+    cmd.current_dir("/");
+    let out = run_bounded(cmd);
+    assert_refused(
+        &env,
+        &out,
+        "workspace",
+        "refusing to run: workspace /: the agent would read and write the whole host; run from a project directory or pass --workspace DIR",
+    );
+}
+
+#[test]
+fn a_pipe_on_stdin_is_still_passed() {
+    let env = Env::new();
+    let mut cmd = env.command(&["run", "--", "cat"]);
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"x\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x\n");
+    assert!(out.status.success());
+}
+
+#[test]
+fn output_to_a_pipe_is_passed_byte_for_byte() {
+    let env = Env::new();
+    let out = env.sh("printf 'a\\033[31mb\\007\\n'");
+    assert_eq!(out.stdout, "a\u{1b}[31mb\u{7}\n", "{out:?}");
 }
 
 #[test]

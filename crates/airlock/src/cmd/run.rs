@@ -17,6 +17,7 @@ use airlock_proxy::Proxy;
 use airlock_sandbox::{HostFacts, PlanInput, SandboxPlan, Signal, Timeouts};
 use airlock_types::{Actor, ActorKind, AuditEvent, EventResult, Reason, RunId};
 use anyhow::Context as _;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +53,12 @@ pub struct RunArgs {
     /// With --explain: print the plan as JSON.
     #[arg(long, requires = "explain")]
     pub json: bool,
+    /// Give the command Airlock's terminal as its standard input. Without it, a terminal on stdin is replaced by /dev/null (a pipe or file is always passed).
+    #[arg(long)]
+    pub interactive: bool,
+    /// Copy the command's output to a terminal byte for byte. Without it, when stdout/stderr is a terminal, escape sequences and other control characters in the command's output are shown (`^[`) instead of sent.
+    #[arg(long)]
+    pub raw_output: bool,
     /// DEVELOPMENT ONLY: run even when Landlock or cgroups are unavailable (recorded in the attestation). Refused in production mode.
     #[arg(long)]
     pub dangerously_allow_weaker_sandbox: bool,
@@ -139,6 +146,44 @@ fn resolve_workspace(arg: Option<&Path>) -> Result<PathBuf, String> {
     Ok(canon)
 }
 
+/// Refuse a workspace that is `/`, a system or shared directory, a home, or
+/// that contains (or lies inside) what Airlock depends on: the data
+/// directory, the configuration, the policy file, key files, the upstream CA
+/// file, the `airlock` binary itself.
+fn check_workspace(ctx: &Ctx, args: &RunArgs, ws: PathBuf) -> Result<PathBuf, String> {
+    let master_key = crate::cmd::keys::master_key_path(ctx);
+    let audit_key = ctx.audit_key_path();
+    let upstream_ca = configured_upstream_ca(&ctx.config_path);
+    let exe = std::env::current_exe().ok();
+    let mut paths: Vec<(&str, &Path)> = vec![
+        ("the Airlock data directory", &ctx.data_dir),
+        ("the configuration file", &ctx.config_path),
+        ("the vault master key", &master_key),
+        ("the audit signing key", &audit_key),
+    ];
+    if let Some(p) = &args.policy {
+        paths.push(("the policy file", p));
+    }
+    if let Some(p) = &upstream_ca {
+        paths.push(("the upstream CA file", p));
+    }
+    if let Some(p) = &exe {
+        paths.push(("the airlock binary", p));
+    }
+    let protected = airlock_sandbox::workspace::Protected::gather(&paths);
+    airlock_sandbox::workspace::check(&ws, &protected).map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// `proxy.upstream_ca_file` as written in the configuration file, if any
+/// (the validated settings keep only the certificates it held).
+fn configured_upstream_ca(config: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(config).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let path = table.get("proxy")?.get("upstream_ca_file")?.as_str()?;
+    Some(PathBuf::from(path))
+}
+
 fn resolve_env(args: &[String], passthrough: &[String]) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for name in passthrough {
@@ -172,7 +217,25 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     let sb = &cfg.sandbox;
 
     let workspace = resolve_workspace(args.workspace.as_deref())
+        .and_then(|ws| check_workspace(ctx, &args, ws))
         .map_err(|m| refuse(&auditor, &run_id, "workspace", m))?;
+    // The extra paths the configuration grants are held to the same rules.
+    for p in sb.read_only.iter().chain(&sb.read_write) {
+        let resolved = airlock_sandbox::workspace::resolve(p);
+        check_workspace(ctx, &args, resolved).map_err(|m| {
+            let m = m
+                .replacen(
+                    "workspace ",
+                    &format!("sandbox extra path {} -> ", p.display()),
+                    1,
+                )
+                .replace(
+                    "run from a project directory or pass --workspace DIR",
+                    "remove it from sandbox.read_only / sandbox.read_write",
+                );
+            refuse(&auditor, &run_id, "workspace", m)
+        })?;
+    }
     if let Some(p) = &args.policy
         && !p.is_file()
     {
@@ -267,9 +330,18 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         max_file_bytes: sb.max_file_bytes,
         max_open_files: sb.max_open_files,
         tmpfs_bytes: sb.tmpfs_bytes,
+        max_write_bytes: sb.max_write_bytes,
+        host_uid: sb.host_uid,
+        host_gid: sb.host_gid,
+        interactive: args.interactive,
         allow_weaker: args.dangerously_allow_weaker_sandbox,
     };
-    let plan = SandboxPlan::build(&input, &HostFacts::probe()).map_err(|e| {
+    let mut facts = HostFacts::probe();
+    facts.probe_owners(
+        std::iter::once(input.workspace.as_path())
+            .chain(input.extra_rw.iter().map(PathBuf::as_path)),
+    );
+    let plan = SandboxPlan::build(&input, &facts).map_err(|e| {
         let control = if matches!(e, airlock_sandbox::PlanError::NoCommand) {
             "command"
         } else {
@@ -289,6 +361,8 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     }
 
     let pre = airlock_sandbox::preflight(&plan)
+        .map_err(|e| refuse(&auditor, &run_id, e.control(), e.to_string()))?;
+    let write_watch = airlock_sandbox::WriteWatch::new(&plan)
         .map_err(|e| refuse(&auditor, &run_id, e.control(), e.to_string()))?;
     let exe = PathBuf::from("/proc/self/exe");
     let mut running = airlock_sandbox::start(&plan, &exe, &pre)
@@ -344,6 +418,9 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         scrubber: out_scrubber,
         running,
         pid,
+        write_watch,
+        terminal_out: !args.raw_output && std::io::stdout().is_terminal(),
+        terminal_err: !args.raw_output && std::io::stderr().is_terminal(),
         wall: (plan.timeouts.wall_secs > 0).then(|| Duration::from_secs(plan.timeouts.wall_secs)),
         idle: (plan.timeouts.idle_secs > 0).then(|| Duration::from_secs(plan.timeouts.idle_secs)),
     }))?;
@@ -354,6 +431,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     let (reason, result) = match ended_by {
         EndedBy::Exit => (Reason::RunEnded, EventResult::Success),
         EndedBy::WallTimeout | EndedBy::IdleTimeout => (Reason::RunTimeout, EventResult::Failure),
+        EndedBy::WriteLimit => (Reason::LimitExceeded, EventResult::Failure),
     };
     let mut end = event(&run_id, "run.end", &plan.argv[0], reason, result)
         .with_detail("exit_status", outcome.exit_code)
@@ -385,6 +463,13 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
             );
             Ok(EXIT_TIMEOUT)
         }
+        EndedBy::WriteLimit => {
+            eprintln!(
+                "airlock: run {run_id} ended: it wrote more than sandbox.max_write_mib ({} MiB)",
+                plan.write_limit_bytes >> 20
+            );
+            Ok(outcome.exit_code)
+        }
     }
 }
 
@@ -393,6 +478,7 @@ enum EndedBy {
     Exit,
     WallTimeout,
     IdleTimeout,
+    WriteLimit,
 }
 
 impl EndedBy {
@@ -401,6 +487,7 @@ impl EndedBy {
             EndedBy::Exit => "exit",
             EndedBy::WallTimeout => "timeout",
             EndedBy::IdleTimeout => "idle_timeout",
+            EndedBy::WriteLimit => "write_limit",
         }
     }
 }
@@ -413,6 +500,9 @@ struct SuperviseParts<'a> {
     scrubber: Option<airlock_scrub::Scrubber>,
     running: airlock_sandbox::Running,
     pid: u32,
+    write_watch: airlock_sandbox::WriteWatch,
+    terminal_out: bool,
+    terminal_err: bool,
     wall: Option<Duration>,
     idle: Option<Duration>,
 }
@@ -422,8 +512,13 @@ struct SuperviseParts<'a> {
 /// such a pause is not seen; see `grant_secrets`.
 const SCRUB_FLUSH_AFTER: Duration = Duration::from_millis(150);
 
+/// How often the supervisor measures what the run wrote to disk.
+const WRITE_POLL: Duration = Duration::from_millis(100);
+
 /// Copy one output stream of the agent to ours, noting when output last
-/// came; through `scrubber` when the run holds secrets. A scrubber failure
+/// came; through `scrubber` when the run holds secrets, then, when `terminal`
+/// (ours is a terminal and `--raw-output` was not given), through a filter
+/// that shows control characters instead of sending them. A scrubber failure
 /// stops the copy (fail closed).
 async fn pump<R, W>(
     mut from: R,
@@ -431,6 +526,7 @@ async fn pump<R, W>(
     last: Arc<AtomicU64>,
     origin: Instant,
     scrubber: Option<airlock_scrub::Scrubber>,
+    terminal: bool,
 ) where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -438,6 +534,11 @@ async fn pump<R, W>(
     let mut buf = vec![0u8; 16 * 1024];
     let mut stream = scrubber.as_ref().map(|s| s.stream());
     let mut pending = false;
+    let mut filter = terminal.then(airlock_sandbox::terminal::TerminalFilter::new);
+    let mut show = |bytes: Vec<u8>| match filter.as_mut() {
+        Some(f) => f.push(&bytes),
+        None => bytes,
+    };
     loop {
         let read = if pending {
             tokio::time::timeout(SCRUB_FLUSH_AFTER, from.read(&mut buf))
@@ -456,6 +557,7 @@ async fn pump<R, W>(
                 stream = Some(sc.stream());
                 match s.finish() {
                     Ok((out, _)) => {
+                        let out = show(out);
                         if to.write_all(&out).await.is_err() || to.flush().await.is_err() {
                             return;
                         }
@@ -481,16 +583,22 @@ async fn pump<R, W>(
                 Err(_) => return,
             },
         };
+        let out = show(out);
         if to.write_all(&out).await.is_err() || to.flush().await.is_err() {
             return;
         }
     }
+    let mut tail = Vec::new();
     if let Some(s) = stream
         && let Ok((out, _)) = s.finish()
     {
-        let _ = to.write_all(&out).await;
-        let _ = to.flush().await;
+        tail = show(out);
     }
+    if let Some(f) = filter {
+        tail.extend(f.finish());
+    }
+    let _ = to.write_all(&tail).await;
+    let _ = to.flush().await;
 }
 
 /// A run's credentials: the broker, the guard that revokes the handles when
@@ -568,6 +676,7 @@ async fn supervise(
             last.clone(),
             origin,
             p.scrubber.clone(),
+            p.terminal_out,
         )));
     }
     if let Some(err) = p.stderr {
@@ -579,6 +688,7 @@ async fn supervise(
             last.clone(),
             origin,
             p.scrubber.clone(),
+            p.terminal_err,
         )));
     }
     let running = p.running;
@@ -616,6 +726,7 @@ async fn supervise(
     tokio::pin!(wall);
     tokio::pin!(serve);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut disk_tick = tokio::time::interval(WRITE_POLL);
     let mut ended_by = EndedBy::Exit;
     let mut serving = true;
     let outcome = loop {
@@ -630,6 +741,12 @@ async fn supervise(
                 let quiet = origin.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
                 if quiet >= idle {
                     ended_by = EndedBy::IdleTimeout;
+                    airlock_sandbox::signal(p.pid, Signal::SIGKILL);
+                }
+            }
+            _ = disk_tick.tick(), if ended_by == EndedBy::Exit => {
+                if p.write_watch.exceeded() {
+                    ended_by = EndedBy::WriteLimit;
                     airlock_sandbox::signal(p.pid, Signal::SIGKILL);
                 }
             }

@@ -40,6 +40,15 @@ pub struct RawSandbox {
     /// Size of the tmpfs mounted at /tmp and at the agent's home, in MiB (default 512).
     #[schemars(with = "Option<u64>", range(min = 1, max = 1_048_576))]
     pub tmpfs_mib: Option<Spanned<u64>>,
+    /// The most a run may add to the file systems of its workspace and `read_write` paths, in MiB (default 10240); past it the run is ended. Each file is also limited to this size.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 16_777_216))]
+    pub max_write_mib: Option<Spanned<u64>>,
+    /// Host uid the agent runs as when Airlock runs as root (default 65534, `nobody`; 0 is refused). The workspace is id-mapped so that its owner's files are the agent's.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64))]
+    pub host_uid: Option<Spanned<u64>>,
+    /// Host gid the agent runs as when Airlock runs as root (default 65534; 0 is refused).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64))]
+    pub host_gid: Option<Spanned<u64>>,
     /// Refuse to run when the kernel's Landlock ABI is lower (default 6: scoping of abstract UNIX sockets and signals).
     #[schemars(with = "Option<u64>", range(min = 1, max = 7))]
     pub min_landlock_abi: Option<Spanned<u64>>,
@@ -66,6 +75,9 @@ pub struct SandboxSettings {
     pub max_file_bytes: u64,
     pub max_open_files: u64,
     pub tmpfs_bytes: u64,
+    pub max_write_bytes: u64,
+    pub host_uid: u32,
+    pub host_gid: u32,
     pub min_landlock_abi: u8,
     pub proxy_port: u16,
     pub timeout: Option<Duration>,
@@ -160,6 +172,27 @@ pub fn validate(raw: &RawSandbox, src: &SourceFile) -> Result<SandboxSettings, C
             1_048_576,
             512,
         )? * mib,
+        max_write_bytes: r(
+            "sandbox.max_write_mib",
+            raw.max_write_mib.as_ref(),
+            1,
+            16_777_216,
+            10_240,
+        )? * mib,
+        host_uid: r(
+            "sandbox.host_uid",
+            raw.host_uid.as_ref(),
+            1,
+            4_294_967_294,
+            u64::from(airlock_sandbox::DEFAULT_HOST_ID),
+        )? as u32,
+        host_gid: r(
+            "sandbox.host_gid",
+            raw.host_gid.as_ref(),
+            1,
+            4_294_967_294,
+            u64::from(airlock_sandbox::DEFAULT_HOST_ID),
+        )? as u32,
         min_landlock_abi: r(
             "sandbox.min_landlock_abi",
             raw.min_landlock_abi.as_ref(),
@@ -229,6 +262,26 @@ mod tests {
         assert_eq!(
             msg,
             "t.toml:2:20: sandbox.min_landlock_abi: must be between 1 and 7, got 9"
+        );
+    }
+
+    #[test]
+    fn agent_host_identity_defaults_to_nobody_and_refuses_root() {
+        let s = parse("").expect("defaults");
+        assert_eq!((s.host_uid, s.host_gid), (65534, 65534));
+        assert_eq!(s.max_write_bytes, 10_240 << 20);
+        let msg = parse("[sandbox]\nhost_uid = 0\n")
+            .expect_err("must be rejected")
+            .to_string();
+        assert_eq!(
+            msg,
+            "t.toml:2:12: sandbox.host_uid: must be between 1 and 4294967294, got 0"
+        );
+        let s = parse("[sandbox]\nhost_uid = 200000\nhost_gid = 200001\nmax_write_mib = 64\n")
+            .expect("valid");
+        assert_eq!(
+            (s.host_uid, s.host_gid, s.max_write_bytes),
+            (200000, 200001, 64 << 20)
         );
     }
 
