@@ -59,10 +59,16 @@ pub(crate) struct Placed {
     pub(crate) uses: Vec<Use>,
 }
 
-fn contains_prefix(bytes: &[u8]) -> bool {
+/// Whether a header value may hold a handle: in clear, or inside `Basic`
+/// credentials (base64, so the prefix does not show).
+fn may_hold_handle(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii_start();
     bytes
         .windows(HANDLE_PREFIX.len())
         .any(|w| w == HANDLE_PREFIX.as_bytes())
+        || trimmed
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"basic "))
 }
 
 impl Credentials {
@@ -102,7 +108,7 @@ impl Credentials {
             }),
             None => None,
         };
-        if headers.values().any(|v| contains_prefix(v.as_bytes())) {
+        if headers.values().any(|v| may_hold_handle(v.as_bytes())) {
             let old = std::mem::take(headers);
             let mut current: Option<HeaderName> = None;
             for (name, value) in old {
@@ -112,7 +118,7 @@ impl Credentials {
                 let Some(name) = current.clone() else {
                     continue; // invariant: the first entry always has a name
                 };
-                let replaced = if contains_prefix(value.as_bytes()) {
+                let replaced = if may_hold_handle(value.as_bytes()) {
                     let text = value.to_str().map_err(|_| {
                         Denial::bare(airlock_types::Reason::MalformedRequest)
                     })?;

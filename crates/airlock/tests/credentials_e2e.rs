@@ -461,11 +461,12 @@ fn a_header_bound_handle_anywhere_else_is_refused_and_audited() {
 }
 
 /// A secret bound to one query parameter (`airlock secret set --query
-/// token`) reaches the upstream there and nowhere else; every injection —
-/// query or header — leaves a `credential.used` record naming the secret,
+/// token`) or as a Basic password (`--basic`, what git sends) reaches the
+/// upstream there and nowhere else; every injection — query, header or
+/// Basic — leaves a `credential.used` record naming the secret,
 /// destination, method and place, never the value.
 #[test]
-fn a_query_bound_secret_goes_only_in_its_parameter_and_every_use_is_audited() {
+fn query_and_basic_bound_secrets_go_only_in_their_place_and_every_use_is_audited() {
     let f = Fixture::new();
     let out = f.secret_set(
         "SLACK_TOKEN",
@@ -477,16 +478,28 @@ fn a_query_bound_secret_goes_only_in_its_parameter_and_every_use_is_audited() {
         ],
     );
     assert_eq!(out.code(), 0, "secret set: {out:?}");
+    let out = f.secret_set(
+        "GIT_TOKEN",
+        &["--host", &format!("api.github.test:{}", f.port), "--basic"],
+    );
+    assert_eq!(out.code(), 0, "secret set: {out:?}");
     let good = f.url("api.github.test", "/q?token=$SLACK_TOKEN&x=1");
+    let git = f.url("api.github.test", "/git");
     let other_param = f.url("api.github.test", "/q?text=$SLACK_TOKEN");
     let user = f.url("api.github.test", "/user");
     let script = format!(
         "curl -sS --max-time 10 -o /dev/null -w 'query %{{http_code}}\\n' \"{good}\"\n\
          curl -sS --max-time 10 -o /dev/null -w 'text %{{http_code}} %header{{x-airlock-reason}}\\n' \"{other_param}\"\n\
          curl -sS --max-time 10 -o /dev/null -w 'header %{{http_code}} %header{{x-airlock-reason}}\\n' -H \"Authorization: Bearer $SLACK_TOKEN\" \"{user}\"\n\
-         curl -sS --max-time 10 -o /dev/null -X POST -w 'github %{{http_code}}\\n' -H \"Authorization: Bearer $GITHUB_TOKEN\" \"{user}\"\n"
+         curl -sS --max-time 10 -o /dev/null -X POST -w 'github %{{http_code}}\\n' -H \"Authorization: Bearer $GITHUB_TOKEN\" \"{user}\"\n\
+         curl -sS --max-time 10 -o /dev/null -w 'git %{{http_code}}\\n' -u \"x-access-token:$GIT_TOKEN\" \"{git}\"\n\
+         curl -sS --max-time 10 -o /dev/null -w 'gitbearer %{{http_code}} %header{{x-airlock-reason}}\\n' -H \"Authorization: Bearer $GIT_TOKEN\" \"{git}\"\n"
     );
-    let out = f.run_with(&f.policy, &["GITHUB_TOKEN", "SLACK_TOKEN"], &script);
+    let out = f.run_with(
+        &f.policy,
+        &["GITHUB_TOKEN", "SLACK_TOKEN", "GIT_TOKEN"],
+        &script,
+    );
     assert_eq!(out.code(), 0, "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
@@ -496,6 +509,8 @@ fn a_query_bound_secret_goes_only_in_its_parameter_and_every_use_is_audited() {
             "text 403 credential_wrong_location",
             "header 403 credential_wrong_location",
             "github 200",
+            "git 200",
+            "gitbearer 403 credential_wrong_location",
         ],
         "{out:?}"
     );
@@ -510,11 +525,16 @@ fn a_query_bound_secret_goes_only_in_its_parameter_and_every_use_is_audited() {
         })
         .collect();
     let bearer = format!("Bearer {REAL}");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{REAL}"))
+    );
     assert_eq!(
         seen,
         [
             (format!("/q?token={REAL}&x=1").as_str(), ""),
-            ("/user", bearer.as_str())
+            ("/user", bearer.as_str()),
+            ("/git", basic.as_str()),
         ],
         "{got:#?}"
     );
@@ -542,6 +562,11 @@ fn a_query_bound_secret_goes_only_in_its_parameter_and_every_use_is_audited() {
                 "resource": format!("https://api.github.test:{}/user", f.port),
                 "reason": "credential_used",
                 "details": {"method": "POST", "secret": "GITHUB_TOKEN", "location": "header:Authorization"}
+            }),
+            serde_json::json!({
+                "resource": format!("https://api.github.test:{}/git", f.port),
+                "reason": "credential_used",
+                "details": {"method": "GET", "secret": "GIT_TOKEN", "location": "basic:Authorization"}
             }),
         ],
         "{used:#?}"
@@ -626,7 +651,7 @@ fn path_spellings_cannot_escape_a_secret_path_caveat_or_a_deny_rule() {
         .env
         .audited("egress.request", 300)
         .iter()
-        .filter(|e| e["decision"]["outcome"] == "deny")
+        .filter(|e| e["decision"] == "deny")
         .map(|e| e["reason"].as_str().unwrap_or("").to_owned())
         .collect();
     assert_eq!(

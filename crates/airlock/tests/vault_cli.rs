@@ -313,7 +313,7 @@ fn a_secret_can_be_bound_to_one_query_parameter_or_as_a_basic_password() {
         &["secret", "set", "X", "--host", "h.test", "--basic", "--format", "Basic {}"][..],
     ] {
         let o = airlock_with(&dir, args, "v", &[]);
-        assert_eq!(o.code, 2, "{args:?}: {o:?}");
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
         assert!(o.stderr.contains("cannot be used with"), "{args:?}: {}", o.stderr);
     }
     let o = airlock_with(
@@ -322,7 +322,7 @@ fn a_secret_can_be_bound_to_one_query_parameter_or_as_a_basic_password() {
         "v",
         &[],
     );
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(
         o.stderr
             .starts_with("airlock: error: invalid binding: query: \"a&b\" is not a query parameter name"),
