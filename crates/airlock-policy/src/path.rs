@@ -340,7 +340,10 @@ impl Glob {
             );
         }
         if p.split('/').any(|s| s == "." || s == "..") {
-            return Err("must not contain `.` or `..` segments (paths are judged with them resolved)".into());
+            return Err(
+                "must not contain `.` or `..` segments (paths are judged with them resolved)"
+                    .into(),
+            );
         }
         Ok(Glob {
             exact: Compiled::new(p),
@@ -456,7 +459,11 @@ mod tests {
             "/a/\u{2025}/admin",
             "/a/%C2%A5admin",
         ] {
-            assert!(canonicalize(p).is_err(), "{p:?} was accepted as {:?}", canonicalize(p));
+            assert!(
+                canonicalize(p).is_err(),
+                "{p:?} was accepted as {:?}",
+                canonicalize(p)
+            );
         }
     }
 
@@ -468,13 +475,22 @@ mod tests {
             ("/admin;/users", "/admin/users")
         );
         let v = PathViews::new("/a;jsessionid=x/b/").expect("canonical");
-        assert_eq!((v.decoded.as_str(), v.lenient.as_str()), ("/a;jsessionid=x/b/", "/a/b/"));
+        assert_eq!(
+            (v.decoded.as_str(), v.lenient.as_str()),
+            ("/a;jsessionid=x/b/", "/a/b/")
+        );
         let v = PathViews::new("/admin./x%20").expect("canonical");
-        assert_eq!((v.decoded.as_str(), v.lenient.as_str()), ("/admin./x ", "/admin/x"));
+        assert_eq!(
+            (v.decoded.as_str(), v.lenient.as_str()),
+            ("/admin./x ", "/admin/x")
+        );
         let v = PathViews::new("/;x/admin").expect("canonical");
         assert_eq!(v.lenient, "/admin");
         let v = PathViews::new("/ADMIN/%C3%89").expect("canonical");
-        assert_eq!((v.decoded_folded.as_str(), v.lenient_folded.as_str()), ("/admin/é", "/admin/é"));
+        assert_eq!(
+            (v.decoded_folded.as_str(), v.lenient_folded.as_str()),
+            ("/admin/é", "/admin/é")
+        );
     }
 
     #[test]
@@ -502,7 +518,9 @@ mod tests {
         assert!(Glob::compile("/a\\b").is_err());
         assert!(Glob::compile("/a/../b").is_err());
         let g = Glob::compile("/a*b*c").expect("valid");
-        assert!(g.matches("/abc", false) && g.matches("/aXbYc", false) && !g.matches("/aX/bc", false));
+        assert!(
+            g.matches("/abc", false) && g.matches("/aXbYc", false) && !g.matches("/aX/bc", false)
+        );
     }
 
     proptest! {

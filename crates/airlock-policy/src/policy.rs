@@ -523,9 +523,7 @@ fn compile_rule(ri: usize, r: &RuleSpec, named: &mut Vec<Named>) -> Result<Rule,
         schemes,
         methods,
         paths,
-        fold: r
-            .case_insensitive
-            .unwrap_or(r.action != Outcome::Allow),
+        fold: r.case_insensitive.unwrap_or(r.action != Outcome::Allow),
         action: r.action,
     })
 }
@@ -753,7 +751,12 @@ mod tests {
     fn path_confusion_spellings_cannot_walk_around_a_deny_rule() {
         let p = policy(
             Mode::ReadPublic,
-            vec![rule(&["api.example.com"], &[], &["/admin/**"], Outcome::Deny)],
+            vec![rule(
+                &["api.example.com"],
+                &[],
+                &["/admin/**"],
+                Outcome::Deny,
+            )],
         );
         let d = |path: &str| decide(&p, "GET", Scheme::Https, "api.example.com", path, PUBLIC);
         for path in [
@@ -791,7 +794,14 @@ mod tests {
             }],
         );
         assert_eq!(
-            decide(&sensitive, "GET", Scheme::Https, "api.example.com", "/ADMIN", PUBLIC),
+            decide(
+                &sensitive,
+                "GET",
+                Scheme::Https,
+                "api.example.com",
+                "/ADMIN",
+                PUBLIC
+            ),
             Decision::allow(Reason::PublicRead)
         );
         let folded_allow = policy(
@@ -802,7 +812,14 @@ mod tests {
             }],
         );
         assert_eq!(
-            decide(&folded_allow, "GET", Scheme::Https, "api.example.com", "/API/v1", PUBLIC),
+            decide(
+                &folded_allow,
+                "GET",
+                Scheme::Https,
+                "api.example.com",
+                "/API/v1",
+                PUBLIC
+            ),
             Decision::allow(Reason::RuleAllow)
         );
     }

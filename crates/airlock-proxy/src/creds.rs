@@ -119,14 +119,13 @@ impl Credentials {
                     continue; // invariant: the first entry always has a name
                 };
                 let replaced = if may_hold_handle(value.as_bytes()) {
-                    let text = value.to_str().map_err(|_| {
-                        Denial::bare(airlock_types::Reason::MalformedRequest)
-                    })?;
+                    let text = value
+                        .to_str()
+                        .map_err(|_| Denial::bare(airlock_types::Reason::MalformedRequest))?;
                     match self.broker.inject_header(name.as_str(), text, dest)? {
                         Some(inj) => {
-                            let mut v = HeaderValue::from_str(inj.value.expose()).map_err(|_| {
-                                Denial::bare(airlock_types::Reason::CheckFailed)
-                            })?;
+                            let mut v = HeaderValue::from_str(inj.value.expose())
+                                .map_err(|_| Denial::bare(airlock_types::Reason::CheckFailed))?;
                             v.set_sensitive(true);
                             uses.extend(inj.uses);
                             v

@@ -221,7 +221,9 @@ impl Binding {
         if let Some(q) = &self.query {
             if q.is_empty()
                 || q.len() > MAX_QUERY_NAME
-                || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~[]".contains(&b))
+                || !q
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~[]".contains(&b))
             {
                 return bad(
                     "query",

@@ -425,10 +425,11 @@ impl Broker {
         dest: &Destination<'_>,
         found: Option<Found<'_>>,
     ) -> Result<Arc<Live>, Denial> {
-        self.check_inner(handle, dest, found).map_err(|d| match found {
-            Some(f) => d.at(f),
-            None => d,
-        })
+        self.check_inner(handle, dest, found)
+            .map_err(|d| match found {
+                Some(f) => d.at(f),
+                None => d,
+            })
     }
 
     fn check_inner(
@@ -498,7 +499,12 @@ impl Broker {
     /// The refusal for a handle found where no binding can place a value
     /// (the path): the first caveat it fails, else
     /// [`Reason::CredentialWrongLocation`]. Never counts a use.
-    pub fn refuse_misplaced(&self, handle: &str, dest: &Destination<'_>, found: Found<'_>) -> Denial {
+    pub fn refuse_misplaced(
+        &self,
+        handle: &str,
+        dest: &Destination<'_>,
+        found: Found<'_>,
+    ) -> Denial {
         match self.check(handle, dest, Some(found)) {
             Err(d) => d,
             // Unreachable: no binding places a value at `found`; refuse anyway.
@@ -638,10 +644,7 @@ impl Broker {
             percent_encode_into(live.value.expose(), out.expose_mut());
             uses.push(live.used());
         }
-        Ok(Some(Injection {
-            value: out,
-            uses,
-        }))
+        Ok(Some(Injection { value: out, uses }))
     }
 }
 
@@ -666,7 +669,11 @@ impl Live {
 
 /// Percent-decode every valid escape (a query parameter's name).
 fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {

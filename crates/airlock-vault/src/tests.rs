@@ -735,7 +735,10 @@ fn basic_and_query_bindings_place_the_value_only_there() {
         Reason::CredentialWrongLocation
     );
     assert_eq!(
-        wrong("Authorization", &format!("Basic {}", b64(&format!("{basic}:x")))),
+        wrong(
+            "Authorization",
+            &format!("Basic {}", b64(&format!("{basic}:x")))
+        ),
         Reason::CredentialWrongLocation
     );
     assert_eq!(
@@ -747,7 +750,9 @@ fn basic_and_query_bindings_place_the_value_only_there() {
     let q = one_grant(
         &broker,
         "r-query",
-        binding(&["api.github.com"]).in_query("token").expect("query"),
+        binding(&["api.github.com"])
+            .in_query("token")
+            .expect("query"),
         RunLimits::default(),
     );
     let v = broker

@@ -395,7 +395,9 @@ fn a_header_bound_handle_anywhere_else_is_refused_and_audited() {
     let p_bad = f.url("other.test", "/p/$GITHUB_TOKEN");
     let p_bound = f.url("api.github.test", "/p/$GITHUB_TOKEN");
     let user = f.url("api.github.test", "/user");
-    let w = |label: &str| format!("-o /dev/null -w '{label} %{{http_code}} %header{{x-airlock-reason}}\\n'");
+    let w = |label: &str| {
+        format!("-o /dev/null -w '{label} %{{http_code}} %header{{x-airlock-reason}}\\n'")
+    };
     let script = format!(
         "curl -sS --max-time 10 {} -H \"Authorization: Bearer $GITHUB_TOKEN\" \"{plain}\"\n\
          curl -sS --max-time 10 {} \"{publish}\"\n\

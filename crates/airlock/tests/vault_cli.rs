@@ -277,7 +277,15 @@ fn a_secret_can_be_bound_to_one_query_parameter_or_as_a_basic_password() {
     let (_tmp, dir) = initialized();
     ok(airlock_with(
         &dir,
-        &["secret", "set", "SLACK", "--host", "slack.com", "--query", "token"],
+        &[
+            "secret",
+            "set",
+            "SLACK",
+            "--host",
+            "slack.com",
+            "--query",
+            "token",
+        ],
         "xoxb-value-123456",
         &[],
     ));
@@ -304,17 +312,33 @@ fn a_secret_can_be_bound_to_one_query_parameter_or_as_a_basic_password() {
         places,
         [("GIT", "basic:Authorization"), ("SLACK", "query:token")]
     );
-    assert_eq!((v[0]["basic"].as_bool(), v[1]["query"].as_str()), (Some(true), Some("token")));
+    assert_eq!(
+        (v[0]["basic"].as_bool(), v[1]["query"].as_str()),
+        (Some(true), Some("token"))
+    );
     let text = ok(airlock(&dir, &["secret", "list"])).stdout;
-    assert!(text.contains("?token") && text.contains("Basic password"), "{text}");
+    assert!(
+        text.contains("?token") && text.contains("Basic password"),
+        "{text}"
+    );
     for args in [
-        &["secret", "set", "X", "--host", "h.test", "--query", "t", "--header", "X-Key"][..],
-        &["secret", "set", "X", "--host", "h.test", "--query", "t", "--basic"][..],
-        &["secret", "set", "X", "--host", "h.test", "--basic", "--format", "Basic {}"][..],
+        &[
+            "secret", "set", "X", "--host", "h.test", "--query", "t", "--header", "X-Key",
+        ][..],
+        &[
+            "secret", "set", "X", "--host", "h.test", "--query", "t", "--basic",
+        ][..],
+        &[
+            "secret", "set", "X", "--host", "h.test", "--basic", "--format", "Basic {}",
+        ][..],
     ] {
         let o = airlock_with(&dir, args, "v", &[]);
         assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
-        assert!(o.stderr.contains("cannot be used with"), "{args:?}: {}", o.stderr);
+        assert!(
+            o.stderr.contains("cannot be used with"),
+            "{args:?}: {}",
+            o.stderr
+        );
     }
     let o = airlock_with(
         &dir,
@@ -324,8 +348,9 @@ fn a_secret_can_be_bound_to_one_query_parameter_or_as_a_basic_password() {
     );
     assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(
-        o.stderr
-            .starts_with("airlock: error: invalid binding: query: \"a&b\" is not a query parameter name"),
+        o.stderr.starts_with(
+            "airlock: error: invalid binding: query: \"a&b\" is not a query parameter name"
+        ),
         "{}",
         o.stderr
     );
