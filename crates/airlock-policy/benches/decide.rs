@@ -24,6 +24,7 @@ fn policy() -> EgressPolicy {
             } else {
                 Outcome::Allow
             },
+            case_insensitive: None,
         });
     }
     EgressPolicy::compile(PolicySpec {

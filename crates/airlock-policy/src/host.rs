@@ -120,6 +120,10 @@ pub enum HostError {
     /// The URL is not absolute (`scheme://host/...`).
     #[error("URL is not absolute (scheme://host/...)")]
     NotAbsolute,
+    /// The path is spelled in a way servers read differently (`..;`, an
+    /// encoded `/` or `\`, double encoding, ...); the phrase says which.
+    #[error("ambiguous path: {0}")]
+    AmbiguousPath(&'static str),
 }
 
 impl HostError {
@@ -138,6 +142,7 @@ impl HostError {
             HostError::InvalidPort(_)
             | HostError::UnsupportedScheme(_)
             | HostError::NotAbsolute => Reason::MalformedRequest,
+            HostError::AmbiguousPath(_) => Reason::AmbiguousPath,
         }
     }
 }
@@ -151,7 +156,9 @@ pub struct Url {
     pub host: Host,
     /// The port (the scheme's default when none was written).
     pub port: u16,
-    /// The path as written (backslashes turned into slashes), `/` when empty.
+    /// The canonical path (see the `path` module: dot segments resolved,
+    /// unreserved escapes decoded, `\` as `/`, `//` merged), `/` when empty.
+    /// The proxy judges and sends exactly this.
     pub path: String,
     /// The query without `?`, when present.
     pub query: Option<String>,
@@ -218,6 +225,9 @@ pub fn parse_authority(input: &str, default_port: u16) -> Result<(Host, u16), Ho
 /// would: surrounding C0 controls and spaces trimmed, tabs and newlines
 /// removed, any run of `/` or `\` after the scheme accepted, the last `@`
 /// ending the userinfo, and the host ending at the first `/`, `\`, `?` or `#`.
+/// The path comes out canonical, or the URL is refused with
+/// [`HostError::AmbiguousPath`] when servers would read it differently; the
+/// query is kept as written.
 pub fn parse_url(input: &str) -> Result<Url, HostError> {
     let trimmed = input.trim_matches(|c: char| c <= ' ');
     let cleaned: String = trimmed
@@ -257,11 +267,7 @@ pub fn parse_url(input: &str) -> Result<Url, HostError> {
         Some((p, q)) => (p, Some(q.to_owned())),
         None => (tail, None),
     };
-    let path = if path.is_empty() {
-        "/".to_owned()
-    } else {
-        path.replace('\\', "/")
-    };
+    let path = crate::path::canonicalize(path).map_err(HostError::AmbiguousPath)?;
     Ok(Url {
         scheme,
         host,

@@ -29,9 +29,17 @@
 //! (`default_deny`); `deny_all` denies (`deny_all`). (6) an allowed write
 //! (any method but GET/HEAD/OPTIONS) over plain HTTP ⇒ `write_requires_https`.
 //!
-//! **Paths.** A path is judged in two views (dot segments resolved; and fully
-//! percent-decoded with dot segments resolved). Deny/ask rules match if
-//! either view matches, allow rules only if both do.
+//! **Paths.** A path is judged in one canonical spelling (dot segments
+//! resolved, unreserved escapes decoded, `\` as `/`, `//` merged), which
+//! [`parse_url`] produces and the proxy sends upstream unchanged; spellings
+//! servers read differently (`..;`, encoded `/` or `\`, double encoding,
+//! overlong UTF-8, control characters) are refused as `ambiguous_path`.
+//! Rules match two readings of it: as it stands and as servers that drop
+//! `;` parameters and trailing dots of segments read it (Tomcat, Jetty,
+//! IIS). Deny/ask rules match if either reading matches, allow rules only if
+//! both do. Deny and ask rules match case-insensitively unless
+//! `case_insensitive` says otherwise; allow rules case-sensitively unless it
+//! says so.
 //!
 //! **Tunnel or intercept.** A blind tunnel hides method and path, so
 //! [`EgressPolicy::decide_connect`] returns [`ConnectDecision::Tunnel`] only
@@ -53,7 +61,8 @@
 //! the bytes inside a blind tunnel
 //! (including plain HTTP carried in a CONNECT); rule ports (rules match
 //! scheme, host, method and path, not port); that an upstream interprets a
-//! path the same way as either view; confusable detection beyond the
+//! path the same way as either reading (e.g. Unicode normalization beyond
+//! the listed delimiter look-alikes); confusable detection beyond the
 //! built-in map (see the `idn` module notes: Cyrillic, Greek, Armenian and
 //! Latin-extension look-alikes, `0/o`, `1/l`, `rn/m`, diacritics).
 #![forbid(unsafe_code)]

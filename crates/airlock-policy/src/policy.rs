@@ -75,6 +75,8 @@ struct Rule {
     methods: Option<Vec<String>>,
     /// `None`: every path.
     paths: Option<Vec<Glob>>,
+    /// Match paths case-insensitively.
+    fold: bool,
     action: Outcome,
 }
 
@@ -91,17 +93,23 @@ impl Rule {
         }
     }
 
-    /// Fail closed on ambiguity: restrictive rules match either view, allow
-    /// rules need both.
+    /// Fail closed on ambiguity: restrictive rules match either reading of
+    /// the path (as it stands, or as servers that drop `;` parameters and
+    /// trailing dots read it), allow rules need both.
     fn path_matches(&self, views: &PathViews) -> bool {
         let Some(globs) = &self.paths else {
             return true;
         };
-        let m = |p: &str| globs.iter().any(|g| g.matches(p));
-        if self.action == Outcome::Allow {
-            m(&views.raw) && m(&views.decoded)
+        let (decoded, lenient) = if self.fold {
+            (&views.decoded_folded, &views.lenient_folded)
         } else {
-            m(&views.raw) || m(&views.decoded)
+            (&views.decoded, &views.lenient)
+        };
+        let m = |p: &str| globs.iter().any(|g| g.matches(p, self.fold));
+        if self.action == Outcome::Allow {
+            m(decoded) && m(lenient)
+        } else {
+            m(decoded) || m(lenient)
         }
     }
 
@@ -255,7 +263,9 @@ impl EgressPolicy {
         if let Err(r) = self.check_addrs(req.host, req.addrs) {
             return Decision::deny(r);
         }
-        let views = PathViews::new(req.path);
+        let Ok(views) = PathViews::new(req.path) else {
+            return Decision::deny(Reason::AmbiguousPath);
+        };
         let strictest = self
             .rules
             .iter()
@@ -513,6 +523,7 @@ fn compile_rule(ri: usize, r: &RuleSpec, named: &mut Vec<Named>) -> Result<Rule,
         schemes,
         methods,
         paths,
+        fold: r.case_insensitive.unwrap_or(r.action != Outcome::Allow),
         action: r.action,
     })
 }
@@ -540,6 +551,7 @@ mod tests {
             methods: methods.iter().map(|s| (*s).into()).collect(),
             paths: paths.iter().map(|s| (*s).into()).collect(),
             action,
+            case_insensitive: None,
         }
     }
 
@@ -664,7 +676,7 @@ mod tests {
         );
         assert_eq!(
             d("POST", Scheme::Https, "api.example.com", "/x/..%2Fadmin/u"),
-            Decision::ask(Reason::ApprovalRequired)
+            Decision::deny(Reason::AmbiguousPath)
         );
         assert_eq!(
             d("POST", Scheme::Https, "api.example.com", "/%61dmin/u"),
@@ -702,7 +714,10 @@ mod tests {
             Decision::allow(Reason::RuleAllow)
         );
         assert_eq!(d("/repos/mine/../other"), Decision::deny(Reason::DenyAll));
-        assert_eq!(d("/repos/mine/..%2fother"), Decision::deny(Reason::DenyAll));
+        assert_eq!(
+            d("/repos/mine/..%2fother"),
+            Decision::deny(Reason::AmbiguousPath)
+        );
         assert_eq!(
             d("/repos/mine/%2e%2e/other"),
             Decision::deny(Reason::DenyAll)
@@ -710,6 +725,102 @@ mod tests {
         assert_eq!(
             d("/repos/other#/repos/mine/"),
             Decision::deny(Reason::DenyAll)
+        );
+        // Path parameters: `/repos/mine;x/../other` is `/repos/other`;
+        // `..;` is refused outright; parameters in a normal segment are fine
+        // when both readings stay under the rule.
+        assert_eq!(
+            d("/repos/mine;x/../other/issues"),
+            Decision::deny(Reason::DenyAll)
+        );
+        assert_eq!(
+            d("/repos/mine/..;/other/issues"),
+            Decision::deny(Reason::AmbiguousPath)
+        );
+        assert_eq!(
+            d("/repos/mine/issues;jsessionid=1"),
+            Decision::allow(Reason::RuleAllow)
+        );
+        // An allow rule is case-sensitive unless it says otherwise.
+        assert_eq!(d("/REPOS/mine/issues"), Decision::deny(Reason::DenyAll));
+    }
+
+    /// The review's spellings: none walks around a deny on `/admin/**`, and
+    /// `case_insensitive = false` turns the folding off for a deny rule.
+    #[test]
+    fn path_confusion_spellings_cannot_walk_around_a_deny_rule() {
+        let p = policy(
+            Mode::ReadPublic,
+            vec![rule(
+                &["api.example.com"],
+                &[],
+                &["/admin/**"],
+                Outcome::Deny,
+            )],
+        );
+        let d = |path: &str| decide(&p, "GET", Scheme::Https, "api.example.com", path, PUBLIC);
+        for path in [
+            "/admin/users",
+            "/admin;/users",
+            "/admin;jsessionid=1/users",
+            "/ADMIN",
+            "/Admin/users",
+            "/%61dmin/users",
+            "/x/../admin/users",
+            "//admin//users",
+            "/./admin/users",
+            "/admin./users",
+            "/;x/admin/users",
+            "/admin%20/users",
+        ] {
+            assert_eq!(d(path), Decision::deny(Reason::RuleDeny), "{path}");
+        }
+        for path in [
+            "/x/..;/admin/users",
+            "/admin%2fusers",
+            "/x/%2e%2e%2fadmin",
+            "/%2561dmin/users",
+            "/x/..%5cadmin",
+            "/admin%00/users",
+        ] {
+            assert_eq!(d(path), Decision::deny(Reason::AmbiguousPath), "{path}");
+        }
+        assert_eq!(d("/administrator"), Decision::allow(Reason::PublicRead));
+        let sensitive = policy(
+            Mode::ReadPublic,
+            vec![RuleSpec {
+                case_insensitive: Some(false),
+                ..rule(&["api.example.com"], &[], &["/admin/**"], Outcome::Deny)
+            }],
+        );
+        assert_eq!(
+            decide(
+                &sensitive,
+                "GET",
+                Scheme::Https,
+                "api.example.com",
+                "/ADMIN",
+                PUBLIC
+            ),
+            Decision::allow(Reason::PublicRead)
+        );
+        let folded_allow = policy(
+            Mode::DenyAll,
+            vec![RuleSpec {
+                case_insensitive: Some(true),
+                ..rule(&["api.example.com"], &[], &["/api/**"], Outcome::Allow)
+            }],
+        );
+        assert_eq!(
+            decide(
+                &folded_allow,
+                "GET",
+                Scheme::Https,
+                "api.example.com",
+                "/API/v1",
+                PUBLIC
+            ),
+            Decision::allow(Reason::RuleAllow)
         );
     }
 

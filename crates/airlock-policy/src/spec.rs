@@ -67,6 +67,12 @@ pub struct RuleSpec {
     pub paths: Vec<String>,
     /// What happens when the rule matches.
     pub action: Outcome,
+    /// Match `paths` regardless of case (`/ADMIN` as `/admin`, Unicode
+    /// lower-casing). `None`: the default for the action, case-insensitive
+    /// for `deny` and `ask` (a case-insensitive server would route a
+    /// spelling the rule does not name to the same handler), case-sensitive
+    /// for `allow` (so an allow rule never covers more than it names).
+    pub case_insensitive: Option<bool>,
 }
 
 impl RuleSpec {
@@ -78,6 +84,7 @@ impl RuleSpec {
             methods: Vec::new(),
             paths: Vec::new(),
             action,
+            case_insensitive: None,
         }
     }
 }

@@ -39,6 +39,7 @@ struct TableRule {
     #[serde(default)]
     paths: Vec<String>,
     action: String,
+    case_insensitive: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +104,7 @@ fn compile(p: &TablePolicy) -> EgressPolicy {
                 methods: r.methods.clone(),
                 paths: r.paths.clone(),
                 action: outcome(&r.action),
+                case_insensitive: r.case_insensitive,
             })
             .collect(),
     };

@@ -2,27 +2,40 @@
 //! run that holds credential handles.
 //!
 //! Request side: every header value, the query string and the path are
-//! searched for handles (`alh_…`). A handle in a header or the query is
-//! redeemed by the [`Broker`] against the *real* destination (the URL the
-//! proxy decided on and the address it pinned), and the real value swapped
-//! in; any refusal denies the whole request. A handle in the path is never
-//! swapped (no binding injects there) but is still checked, so a handle sent
-//! to a host it is not bound to is refused wherever it sits. Request bodies
-//! are streamed and NOT searched: a handle in a body reaches the upstream as
-//! the handle itself, which is worthless outside this broker.
+//! searched for handles (`alh_…`). A handle is swapped for the real value
+//! only where its binding places it — the bound header (with its format),
+//! the password of Basic credentials in the bound header, or the whole
+//! value of the bound query parameter — and only after the [`Broker`]
+//! checked the *real* destination (the URL the proxy decided on, with its
+//! canonical path, and the address it pinned). Anywhere else (another
+//! header or parameter, a parameter name, part of a value, the path) the
+//! request is refused: `credential_wrong_location`, or the first caveat the
+//! destination fails. Any refusal denies the whole request and is audited
+//! as `credential.denied` with the secret's name and where the handle was
+//! found; every swap is audited as `credential.used` (secret name,
+//! destination, method, place — never the value) before the request
+//! leaves, and a sink that refuses that record refuses the request
+//! (`audit_unavailable`). Request bodies are streamed and NOT searched: a
+//! handle in a body reaches the upstream as the handle itself, which is
+//! worthless outside this broker.
 //!
 //! Response side: `Accept-Encoding` is removed from requests so responses
-//! come back uncompressed, and every response header and body passes through
-//! a scrubber holding the run's real values (plus the built-in credential
-//! rules), so a value an upstream echoes reaches the agent as
-//! `[SECRET:name]`. Bodies stay streamed: only the scrubber's hold-back is
-//! buffered. A scrubber failure ends the body with an error (fail closed).
+//! come back uncompressed; a response that still carries a body in a
+//! `Content-Encoding` other than `identity`, or a `Transfer-Encoding` other
+//! than `chunked`, cannot be scrubbed and is refused with
+//! `unscrubbable_response` (502). Every other response header and body
+//! passes through a scrubber holding the run's real values (plus the
+//! built-in credential rules), so a value an upstream echoes reaches the
+//! agent as `[SECRET:name]`. Bodies stay streamed: only the scrubber's
+//! hold-back is buffered. A scrubber failure ends the body with an error
+//! (fail closed).
 
 use crate::body::{BoxError, ProxyBody};
 use airlock_scrub::{Category, ScrubError, Scrubber, StreamScrubber};
-use airlock_types::{RunId, Secret};
-use airlock_vault::{Broker, Denial, Destination, HANDLE_PREFIX, find_handles};
+use airlock_types::{EventSink, RequestId, RunId, Secret, TenantId};
+use airlock_vault::{Broker, Denial, Destination, Found, HANDLE_PREFIX, Use, find_handles};
 use bytes::Bytes;
+use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
@@ -38,17 +51,24 @@ pub(crate) struct Credentials {
     scrubber: Scrubber,
 }
 
-fn contains_prefix(bytes: &[u8]) -> bool {
+/// What injection did to a request: the new query (only when it changed)
+/// and the swaps made, to audit.
+#[derive(Debug)]
+pub(crate) struct Placed {
+    pub(crate) query: Option<Secret<String>>,
+    pub(crate) uses: Vec<Use>,
+}
+
+/// Whether a header value may hold a handle: in clear, or inside `Basic`
+/// credentials (base64, so the prefix does not show).
+fn may_hold_handle(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii_start();
     bytes
         .windows(HANDLE_PREFIX.len())
         .any(|w| w == HANDLE_PREFIX.as_bytes())
-}
-
-fn denial(reason: airlock_types::Reason) -> Denial {
-    Denial {
-        reason,
-        secret: None,
-    }
+        || trimmed
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"basic "))
 }
 
 impl Credentials {
@@ -66,28 +86,29 @@ impl Credentials {
         })
     }
 
-    /// Swap handles in `headers` and the query for real values. Returns the
-    /// new query (only when it changed), or the denial.
+    /// Swap handles in `headers` and the query for real values where their
+    /// bindings place them, or refuse the request.
     pub(crate) fn inject(
         &self,
         headers: &mut HeaderMap,
         path: &str,
         query: Option<&str>,
         dest: &Destination<'_>,
-    ) -> Result<Option<Secret<String>>, Denial> {
+    ) -> Result<Placed, Denial> {
         // Responses must come back in a form the scrubber can read.
         headers.remove(header::ACCEPT_ENCODING);
-        for h in find_handles(path) {
-            self.broker.redeem(h, dest).map_err(|reason| Denial {
-                reason,
-                secret: None,
-            })?;
+        if let Some(h) = find_handles(path).next() {
+            return Err(self.broker.refuse_misplaced(h, dest, Found::Path));
         }
-        let new_query = match query {
-            Some(q) => self.broker.inject_query(q, dest)?,
+        let mut uses = Vec::new();
+        let query = match query {
+            Some(q) => self.broker.inject_query(q, dest)?.map(|inj| {
+                uses.extend(inj.uses);
+                inj.value
+            }),
             None => None,
         };
-        if headers.values().any(|v| contains_prefix(v.as_bytes())) {
+        if headers.values().any(|v| may_hold_handle(v.as_bytes())) {
             let old = std::mem::take(headers);
             let mut current: Option<HeaderName> = None;
             for (name, value) in old {
@@ -97,15 +118,16 @@ impl Credentials {
                 let Some(name) = current.clone() else {
                     continue; // invariant: the first entry always has a name
                 };
-                let replaced = if contains_prefix(value.as_bytes()) {
+                let replaced = if may_hold_handle(value.as_bytes()) {
                     let text = value
                         .to_str()
-                        .map_err(|_| denial(airlock_types::Reason::MalformedRequest))?;
+                        .map_err(|_| Denial::bare(airlock_types::Reason::MalformedRequest))?;
                     match self.broker.inject_header(name.as_str(), text, dest)? {
-                        Some(real) => {
-                            let mut v = HeaderValue::from_str(real.expose())
-                                .map_err(|_| denial(airlock_types::Reason::CheckFailed))?;
+                        Some(inj) => {
+                            let mut v = HeaderValue::from_str(inj.value.expose())
+                                .map_err(|_| Denial::bare(airlock_types::Reason::CheckFailed))?;
                             v.set_sensitive(true);
+                            uses.extend(inj.uses);
                             v
                         }
                         None => value,
@@ -116,7 +138,76 @@ impl Credentials {
                 headers.append(name, replaced);
             }
         }
-        Ok(new_query)
+        Ok(Placed { query, uses })
+    }
+
+    /// Record one `credential.used` event per swap, before the request
+    /// leaves. `Err` when the sink refuses one: the request must then be
+    /// refused (`audit_unavailable`), nothing leaves unrecorded.
+    pub(crate) fn record_uses(
+        &self,
+        sink: &dyn EventSink,
+        tenant: &TenantId,
+        rid: &RequestId,
+        dest: &Destination<'_>,
+        uses: &[Use],
+    ) -> Result<(), ()> {
+        for u in uses {
+            let ev = u
+                .audit_event(tenant.clone(), self.run.clone(), dest)
+                .with_request(rid.clone());
+            if let Err(e) = sink.emit(ev) {
+                tracing::error!(error = %e, "audit sink refused a credential use; refusing the request");
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a response can be scrubbed: its body (if it has one) must be
+    /// in no content coding but `identity` and no transfer coding but
+    /// `chunked` (the scrubber reads plain bytes; the proxy asked for no
+    /// compression). `Err` names the coding, for the audit record.
+    pub(crate) fn check_response(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        is_head: bool,
+    ) -> Result<(), String> {
+        let no_body = is_head
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        if no_body {
+            return Ok(());
+        }
+        let codings = |name: header::HeaderName| -> Vec<String> {
+            headers
+                .get_all(name)
+                .iter()
+                .flat_map(|v| {
+                    String::from_utf8_lossy(v.as_bytes())
+                        .split(',')
+                        .map(|t| t.trim().to_ascii_lowercase())
+                        .filter(|t| !t.is_empty())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let short = |t: &str| t.chars().take(32).collect::<String>();
+        if let Some(c) = codings(header::CONTENT_ENCODING)
+            .iter()
+            .find(|c| c.as_str() != "identity")
+        {
+            return Err(format!("response body in Content-Encoding {:?}", short(c)));
+        }
+        if let Some(c) = codings(header::TRANSFER_ENCODING)
+            .iter()
+            .find(|c| c.as_str() != "chunked")
+        {
+            return Err(format!("response body in Transfer-Encoding {:?}", short(c)));
+        }
+        Ok(())
     }
 
     /// Scrub response headers in place and wrap the body.

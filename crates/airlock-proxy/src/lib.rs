@@ -23,12 +23,17 @@
 //! `502` with `upstream_tls_failed`.
 //!
 //! **Credentials.** A proxy built with [`Proxy::with_credentials`] serves a
-//! run that holds vault handles (`alh_…`): handles in request headers and
-//! the query are redeemed by the broker against the real destination and
-//! replaced by the real value; a handle to another host, over plain HTTP, in
-//! the path to another host, revoked or unknown denies the request
-//! (`credential_*`, audited as `credential.denied`). Response headers and
-//! bodies stream through a scrubber that knows the run's real values.
+//! run that holds vault handles (`alh_…`): a handle is redeemed by the
+//! broker against the real destination (canonical path included) and
+//! replaced by the real value only where its binding places it (one header,
+//! a Basic password, or one query parameter), each swap audited as
+//! `credential.used` before the request leaves; a handle anywhere else
+//! (`credential_wrong_location`), to another host, over plain HTTP, revoked
+//! or unknown denies the request (`credential_*`, audited as
+//! `credential.denied`). Response headers and bodies stream through a
+//! scrubber that knows the run's real values; a body in a content or
+//! transfer coding the scrubber cannot read is refused
+//! (`unscrubbable_response`, 502).
 //! Request bodies are not searched for handles, and upgraded (WebSocket)
 //! streams and trailers are not scrubbed.
 //!

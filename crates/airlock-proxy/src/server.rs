@@ -379,12 +379,18 @@ impl Inner {
         }
     }
 
-    /// Record a URL whose host cannot be parsed, both as a failure (with the
-    /// parser's detail) and as the deny decision the client is answered with.
-    fn deny_invalid_url(&self, rid: &RequestId, detail: String) -> Decision {
+    /// Record a URL that cannot be parsed, both as a failure (with the
+    /// parser's detail) and as the deny decision the client is answered with:
+    /// `ambiguous_path` for a path servers read differently, else
+    /// `invalid_host`.
+    fn deny_invalid_url(&self, rid: &RequestId, e: &airlock_policy::HostError) -> Decision {
         let resource = "<invalid URL>";
-        self.record_failure("egress.request", resource, Reason::InvalidHost, rid, detail);
-        let d = Decision::deny(Reason::InvalidHost);
+        let reason = match e {
+            airlock_policy::HostError::AmbiguousPath(_) => Reason::AmbiguousPath,
+            _ => Reason::InvalidHost,
+        };
+        self.record_failure("egress.request", resource, reason, rid, e.to_string());
+        let d = Decision::deny(reason);
         self.record_decision("egress.request", resource, d, rid, None)
     }
 
@@ -525,7 +531,7 @@ impl Inner {
             Ok(()) => Some(Prefixed::new(buf, stream)),
             Err(e) => {
                 let rid = self.request_id();
-                let d = self.deny_invalid_url(&rid, e.to_string());
+                let d = self.deny_invalid_url(&rid, &e);
                 let _ = tokio::time::timeout(
                     self.cfg.timeouts.header_read,
                     stream.write_all(&respond::raw_denied(d)),
@@ -592,7 +598,7 @@ impl Inner {
         let url = match airlock_policy::parse_url(&target) {
             Ok(u) => u,
             Err(e) => {
-                let d = self.deny_invalid_url(&rid, e.to_string());
+                let d = self.deny_invalid_url(&rid, &e);
                 return respond::denied(d);
             }
         };
@@ -683,10 +689,19 @@ impl Inner {
                 path: &url.path,
             };
             match creds.inject(&mut parts.headers, &url.path, url.query.as_deref(), &dest) {
-                Ok(Some(q)) => {
-                    path_and_query = format!("{}?{}", url.path, q.expose());
+                Ok(placed) => {
+                    let sink = self.sink.as_ref();
+                    if creds
+                        .record_uses(sink, &self.tenant, &rid, &dest, &placed.uses)
+                        .is_err()
+                    {
+                        let d = Decision::deny(Reason::AuditUnavailable);
+                        return refuse_with_body(body, respond::denied(d));
+                    }
+                    if let Some(q) = placed.query {
+                        path_and_query = format!("{}?{}", url.path, q.expose());
+                    }
                 }
-                Ok(None) => {}
                 Err(denial) => {
                     let ev = denial
                         .audit_event(self.tenant.clone(), creds.run.clone(), &dest)
@@ -792,6 +807,13 @@ impl Inner {
         }
 
         let (mut parts, body) = resp.into_parts();
+        if let Some(creds) = &self.creds
+            && let Err(detail) = creds.check_response(parts.status, &parts.headers, is_head)
+        {
+            let reason = Reason::UnscrubbableResponse;
+            self.record_failure("egress.response", &res, reason, &rid, detail);
+            return respond::error(StatusCode::BAD_GATEWAY, reason);
+        }
         strip_hop_by_hop(&mut parts.headers, false);
         let body = TimeoutBody::new(body, self.cfg.timeouts.body_read);
         let body: ProxyBody = match sender {
@@ -1084,6 +1106,10 @@ impl Inner {
         );
         let url = match airlock_policy::parse_url(&text) {
             Ok(u) => u,
+            Err(e @ airlock_policy::HostError::AmbiguousPath(_)) => {
+                let d = self.deny_invalid_url(&rid, &e);
+                return refuse_with_body(req.into_body(), respond::denied(d));
+            }
             Err(e) => {
                 self.record_failure(
                     "egress.request",

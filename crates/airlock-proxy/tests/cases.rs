@@ -66,6 +66,7 @@ fn policy(t: &toml::Value) -> PolicySpec {
                     methods: strs(r.get("methods")),
                     paths: strs(r.get("paths")),
                     action: outcome(r.get("action").and_then(|a| a.as_str()).expect("action")),
+                    case_insensitive: r.get("case_insensitive").and_then(|v| v.as_bool()),
                 })
                 .collect()
         })

@@ -50,6 +50,12 @@ pub fn validate_value(value: &str) -> Result<(), VaultError> {
 
 /// Where and how a secret may be used. Stored in clear (and bound into the
 /// secret's ciphertext, so editing it makes the secret unreadable).
+///
+/// A binding names exactly one place for the value: the header `header`
+/// with the value rendered by `format` (the default); or, with `basic`, the
+/// password inside `Authorization: Basic` credentials in `header`; or, with
+/// `query`, the value of one query parameter. A handle anywhere else is
+/// refused (`credential_wrong_location`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Binding {
@@ -69,7 +75,21 @@ pub struct Binding {
     /// The environment variable the handle is set in for `airlock run`.
     #[serde(default)]
     pub env: Option<String>,
+    /// The query parameter the value is sent in, instead of a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The value is the password of HTTP Basic credentials in `header`
+    /// (`Basic base64(user:handle)` becomes `Basic base64(user:value)`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub basic: bool,
 }
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The longest query parameter name a binding may name.
+const MAX_QUERY_NAME: usize = 128;
 
 impl Binding {
     /// Validate and normalise a binding (hosts lower case, methods upper case,
@@ -98,9 +118,37 @@ impl Binding {
                 .collect(),
             paths: paths.iter().map(|p| p.trim().to_owned()).collect(),
             env,
+            query: None,
+            basic: false,
         };
         b.validate()?;
         Ok(b)
+    }
+
+    /// Send the value only as the query parameter `param` (never in a
+    /// header). The name is matched exactly, after percent-decoding.
+    pub fn in_query(mut self, param: &str) -> Result<Binding, VaultError> {
+        self.query = Some(param.to_owned());
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Send the value only as the password of HTTP Basic credentials in the
+    /// binding's header: the agent sends `Basic base64(user:handle)`.
+    pub fn as_basic_password(mut self) -> Result<Binding, VaultError> {
+        self.basic = true;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Where the value goes, for records and listings: `header:NAME`,
+    /// `basic:NAME` or `query:NAME`.
+    pub fn location(&self) -> String {
+        match &self.query {
+            Some(q) => format!("query:{q}"),
+            None if self.basic => format!("basic:{}", self.header),
+            None => format!("header:{}", self.header),
+        }
     }
 
     /// Check every field; the error names the field and the offending entry.
@@ -170,6 +218,28 @@ impl Binding {
                 );
             }
         }
+        if let Some(q) = &self.query {
+            if q.is_empty()
+                || q.len() > MAX_QUERY_NAME
+                || !q
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~[]".contains(&b))
+            {
+                return bad(
+                    "query",
+                    format!(
+                        "{:?} is not a query parameter name (1-{MAX_QUERY_NAME} of [A-Za-z0-9-._~[]])",
+                        q.escape_debug().to_string()
+                    ),
+                );
+            }
+            if self.basic {
+                return bad(
+                    "query",
+                    "a value sent as a query parameter cannot also be a Basic password".into(),
+                );
+            }
+        }
         if let Some(e) = &self.env
             && !valid_env(e)
         {
@@ -218,10 +288,16 @@ impl Binding {
         {
             return false;
         }
-        self.paths.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => path.starts_with(prefix),
-            None => path == p,
-        })
+        // Servers that drop `;` parameters (Tomcat, Jetty) read the path
+        // without them: both readings must be allowed.
+        let stripped = strip_parameters(path);
+        let allowed = |path: &str| {
+            self.paths.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => path == p,
+            })
+        };
+        allowed(path) && allowed(&stripped)
     }
 }
 
@@ -236,13 +312,30 @@ fn valid_env(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// `path` with the `;` parameters of every segment removed.
+fn strip_parameters(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split(';').next().unwrap_or(""));
+    }
+    out
+}
+
+/// A `.` or `..` segment, also with `;` parameters (`..;`, which Tomcat
+/// reads as `..`).
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|seg| seg == "." || seg == "..")
+    path.split('/').any(|seg| {
+        let base = seg.split(';').next().unwrap_or("");
+        base == "." || base == ".."
+    })
 }
 
 fn has_encoded_separator(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    ["%2e", "%2f", "%5c", "%00"]
+    ["%2e", "%2f", "%5c", "%00", "%3b", "%25"]
         .iter()
         .any(|e| lower.contains(e))
 }
@@ -378,6 +471,38 @@ mod tests {
         assert!(!x.allows_path("/repos/a%2Fb"));
         assert!(!x.allows_path("/repos\\..\\admin"));
         assert!(b(&["h.test"], &[], &[]).allows_path("/anything/../at/all"));
+        // `;` parameters: both readings must be allowed.
+        assert!(x.allows_path("/repos/a;x=1/b"));
+        assert!(!x.allows_path("/user;x"));
+        assert!(!x.allows_path("/repos;/../admin"));
+        assert!(!x.allows_path("/repos/..;/admin"));
+    }
+
+    #[test]
+    fn a_binding_names_one_location() {
+        let x = b(&["h.test"], &[], &[]);
+        assert_eq!(x.location(), "header:Authorization");
+        let q = x.clone().in_query("api_key").expect("query binding");
+        assert_eq!(q.location(), "query:api_key");
+        let basic = x.as_basic_password().expect("basic binding");
+        assert_eq!(basic.location(), "basic:Authorization");
+        assert_eq!(
+            basic.clone().in_query("k").expect_err("both").to_string(),
+            "invalid binding: query: a value sent as a query parameter cannot also be a Basic password"
+        );
+        assert!(
+            b(&["h.test"], &[], &[])
+                .in_query("a&b")
+                .expect_err("bad name")
+                .to_string()
+                .starts_with("invalid binding: query: \"a&b\" is not a query parameter name")
+        );
+        // Old stored bindings (without the new fields) still parse, and a
+        // header binding serializes as before.
+        let old = r#"{"hosts":["h.test"],"header":"Authorization","format":"Bearer {}","methods":[],"paths":[],"env":null}"#;
+        let parsed: Binding = serde_json::from_str(old).expect("old binding");
+        assert_eq!(parsed.location(), "header:Authorization");
+        assert_eq!(serde_json::to_string(&parsed).expect("json"), old);
     }
 
     #[test]

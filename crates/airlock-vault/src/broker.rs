@@ -3,7 +3,7 @@
 
 use crate::VaultError;
 use crate::binding::Binding;
-use crate::handle::{self, find_handle_spans, find_handles};
+use crate::handle::{self, HANDLE_PREFIX, find_handle_spans, find_handles};
 use airlock_types::{
     Actor, ActorKind, AuditEvent, Decision, EventResult, Reason, RunId, Secret, TenantId, Timestamp,
 };
@@ -98,8 +98,52 @@ pub struct Destination<'a> {
     pub path: &'a str,
 }
 
-/// A refused credential use: the reason code and, when the handle was known,
-/// the secret's name. Never a value or a handle.
+/// Where in a request a handle was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found<'a> {
+    /// As (part of) the value of this header.
+    Header(&'a str),
+    /// As the password inside `Basic` credentials in this header.
+    Basic(&'a str),
+    /// As the user name inside `Basic` credentials in this header.
+    BasicUser(&'a str),
+    /// As the whole value of this query parameter (name percent-decoded).
+    Query(&'a str),
+    /// In the query string, but not as the whole value of a parameter.
+    QueryOther,
+    /// In the path.
+    Path,
+}
+
+impl Found<'_> {
+    /// `header:NAME`, `basic:NAME`, `basic-user:NAME`, `query:NAME`,
+    /// `query`, `path`. A name
+    /// that is long, not printable ASCII or holds a handle is left out.
+    pub fn describe(&self) -> String {
+        let named = |kind: &str, n: &str| {
+            if n.len() <= 64
+                && n.bytes().all(|b| b.is_ascii_graphic())
+                && !n.contains(handle::HANDLE_PREFIX)
+            {
+                format!("{kind}:{n}")
+            } else {
+                kind.to_owned()
+            }
+        };
+        match self {
+            Found::Header(h) => named("header", h),
+            Found::Basic(h) => named("basic", h),
+            Found::BasicUser(h) => named("basic-user", h),
+            Found::Query(q) => named("query", q),
+            Found::QueryOther => "query".to_owned(),
+            Found::Path => "path".to_owned(),
+        }
+    }
+}
+
+/// A refused credential use: the reason code, the secret's name when the
+/// handle was known, and where the handle was found. Never a value or a
+/// handle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}{}", secret.as_ref().map(|s| format!(" (secret {s})")).unwrap_or_default())]
 pub struct Denial {
@@ -107,6 +151,63 @@ pub struct Denial {
     pub reason: Reason,
     /// The secret the handle stood for, if the handle was known.
     pub secret: Option<String>,
+    /// Where the handle was found ([`Found::describe`]), when known.
+    pub found: Option<String>,
+}
+
+/// A handle swapped for its real value: the secret's name and where the
+/// value was placed ([`Binding::location`]). Never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    /// The secret's name.
+    pub secret: String,
+    /// `header:NAME`, `basic:NAME` or `query:NAME`.
+    pub location: String,
+}
+
+impl Use {
+    /// The audit record of a credential injection: action
+    /// `credential.used`, the real destination (no query) as resource,
+    /// reason `credential_used`, the secret's name, the method and where the
+    /// value was placed. Never the handle or the value.
+    pub fn audit_event(&self, tenant: TenantId, run: RunId, dest: &Destination<'_>) -> AuditEvent {
+        AuditEvent::new(
+            tenant,
+            Actor::new(ActorKind::Agent, run.as_str()),
+            "credential.used",
+            dest.resource(),
+            Reason::CredentialUsed,
+            EventResult::Success,
+        )
+        .with_decision(Decision::allow(Reason::CredentialUsed))
+        .with_run(run)
+        .with_detail("method", dest.method)
+        .with_detail("secret", self.secret.as_str())
+        .with_detail("location", self.location.as_str())
+    }
+}
+
+/// The replacement for one header or query string, and the uses it makes.
+#[derive(Debug)]
+pub struct Injection {
+    /// The new header value or query string.
+    pub value: Secret<String>,
+    /// One entry per handle swapped.
+    pub uses: Vec<Use>,
+}
+
+impl Destination<'_> {
+    /// `scheme://host:port/path`, without the query.
+    pub fn resource(&self) -> String {
+        let path = self.path.split(['?', '#']).next().unwrap_or("");
+        format!(
+            "{}://{}:{}{}",
+            self.scheme.to_ascii_lowercase(),
+            self.host,
+            self.port,
+            path
+        )
+    }
 }
 
 impl Denial {
@@ -114,19 +215,11 @@ impl Denial {
     /// `credential.denied`, the real destination (no query) as resource, the
     /// reason code, and the secret's name. Never the handle or a value.
     pub fn audit_event(&self, tenant: TenantId, run: RunId, dest: &Destination<'_>) -> AuditEvent {
-        let path = dest.path.split(['?', '#']).next().unwrap_or("");
-        let resource = format!(
-            "{}://{}:{}{}",
-            dest.scheme.to_ascii_lowercase(),
-            dest.host,
-            dest.port,
-            path
-        );
         let mut ev = AuditEvent::new(
             tenant,
             Actor::new(ActorKind::Agent, run.as_str()),
             "credential.denied",
-            resource,
+            dest.resource(),
             self.reason,
             EventResult::Denied,
         )
@@ -136,14 +229,32 @@ impl Denial {
         if let Some(s) = &self.secret {
             ev = ev.with_detail("secret", s.as_str());
         }
+        if let Some(f) = &self.found {
+            ev = ev.with_detail("found", f.as_str());
+        }
         ev
+    }
+
+    /// A denial with no secret or place (malformed input, limits).
+    pub fn bare(reason: Reason) -> Denial {
+        Denial {
+            reason,
+            secret: None,
+            found: None,
+        }
     }
 
     fn new(reason: Reason, secret: Option<&str>) -> Denial {
         Denial {
             reason,
             secret: secret.map(str::to_owned),
+            found: None,
         }
+    }
+
+    fn at(mut self, found: Found<'_>) -> Denial {
+        self.found = Some(found.describe());
+        self
     }
 }
 
@@ -305,13 +416,27 @@ impl Broker {
             .collect()
     }
 
-    /// Check every caveat (and, for a header, that it is the bound one); on
-    /// success count one use and return the grant.
+    /// Check every caveat and, when `found` is given, that the handle sits
+    /// where its binding sends the value; on success count one use and
+    /// return the grant.
     fn check(
         &self,
         handle: &str,
         dest: &Destination<'_>,
-        header: Option<&str>,
+        found: Option<Found<'_>>,
+    ) -> Result<Arc<Live>, Denial> {
+        self.check_inner(handle, dest, found)
+            .map_err(|d| match found {
+                Some(f) => d.at(f),
+                None => d,
+            })
+    }
+
+    fn check_inner(
+        &self,
+        handle: &str,
+        dest: &Destination<'_>,
+        found: Option<Found<'_>>,
     ) -> Result<Arc<Live>, Denial> {
         if !handle::is_well_formed(handle) {
             return Err(Denial::new(Reason::CredentialUnknown, None));
@@ -343,8 +468,10 @@ impl Broker {
         if !live.binding.allows_path(dest.path) {
             return deny(Reason::CredentialPathMismatch);
         }
-        if header.is_some_and(|h| !live.binding.header.eq_ignore_ascii_case(h)) {
-            return deny(Reason::CredentialHeaderMismatch);
+        if let Some(f) = found
+            && !placed_as_bound(&live.binding, f)
+        {
+            return deny(Reason::CredentialWrongLocation);
         }
         if let Some(uses) = &live.uses_left {
             // Counted last, so a refused attempt does not burn a use.
@@ -358,27 +485,49 @@ impl Broker {
         Ok(live)
     }
 
-    /// Redeem `handle` for `dest`: the full header value (the binding's
-    /// format with the real secret), or the reason it is refused. Each
-    /// success counts one use.
+    /// Redeem `handle` for `dest` regardless of where it was found: the
+    /// full header value (the binding's format with the real secret), or the
+    /// reason it is refused. Each success counts one use. The proxy uses
+    /// [`Broker::inject_header`] and [`Broker::inject_query`], which also
+    /// check the place.
     pub fn redeem(&self, handle: &str, dest: &Destination<'_>) -> Result<Secret<String>, Reason> {
         self.check(handle, dest, None)
             .map(|l| l.rendered.duplicate())
             .map_err(|d| d.reason)
     }
 
+    /// The refusal for a handle found where no binding can place a value
+    /// (the path): the first caveat it fails, else
+    /// [`Reason::CredentialWrongLocation`]. Never counts a use.
+    pub fn refuse_misplaced(
+        &self,
+        handle: &str,
+        dest: &Destination<'_>,
+        found: Found<'_>,
+    ) -> Denial {
+        match self.check(handle, dest, Some(found)) {
+            Err(d) => d,
+            // Unreachable: no binding places a value at `found`; refuse anyway.
+            Ok(live) => Denial::new(Reason::CredentialWrongLocation, Some(&live.name)).at(found),
+        }
+    }
+
     /// Inspect one request header for handles and compute its replacement.
     ///
     /// * no handle: `Ok(None)` — leave the header alone;
-    /// * `Basic base64(user:handle)`: the handle is replaced by the real
-    ///   value inside the credentials, which are re-encoded;
-    /// * otherwise exactly one handle: the header becomes the binding's
-    ///   format with the real value (`Bearer <secret>`).
+    /// * `Basic base64(user:handle)` in the header of a secret bound as a
+    ///   Basic password: the handle is replaced by the real value inside the
+    ///   credentials, which are re-encoded;
+    /// * otherwise exactly one handle, in the header its secret is bound to:
+    ///   the header becomes the binding's format with the real value
+    ///   (`Bearer <secret>`).
     ///
     /// Refused (the request must be denied and audited): a malformed,
     /// unknown, revoked or expired handle, a destination outside the
-    /// caveats, a header other than the one the secret is bound to
-    /// ([`Reason::CredentialHeaderMismatch`]), several handles in one
+    /// caveats, a handle anywhere but where its binding places the value
+    /// (another header, Basic credentials for a header binding or the other
+    /// way round, a secret bound to a query parameter:
+    /// [`Reason::CredentialWrongLocation`]), several handles in one
     /// non-Basic header ([`Reason::MalformedRequest`]), or a value longer
     /// than [`MAX_INSPECTED_LEN`] ([`Reason::LimitExceeded`]).
     pub fn inject_header(
@@ -386,9 +535,9 @@ impl Broker {
         name: &str,
         value: &str,
         dest: &Destination<'_>,
-    ) -> Result<Option<Secret<String>>, Denial> {
+    ) -> Result<Option<Injection>, Denial> {
         if value.len() > MAX_INSPECTED_LEN {
-            return Err(Denial::new(Reason::LimitExceeded, None));
+            return Err(Denial::bare(Reason::LimitExceeded));
         }
         let trimmed = value.trim_start();
         if trimmed.len() > 6
@@ -403,10 +552,13 @@ impl Broker {
             return Ok(None);
         };
         if found.next().is_some() {
-            return Err(Denial::new(Reason::MalformedRequest, None));
+            return Err(Denial::bare(Reason::MalformedRequest).at(Found::Header(name)));
         }
-        let live = self.check(first, dest, Some(name))?;
-        Ok(Some(live.rendered.duplicate()))
+        let live = self.check(first, dest, Some(Found::Header(name)))?;
+        Ok(Some(Injection {
+            value: live.rendered.duplicate(),
+            uses: vec![live.used()],
+        }))
     }
 
     fn inject_basic(
@@ -414,7 +566,7 @@ impl Broker {
         header: &str,
         b64: &str,
         dest: &Destination<'_>,
-    ) -> Result<Option<Secret<String>>, Denial> {
+    ) -> Result<Option<Injection>, Denial> {
         use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
         let Some(decoded) = STANDARD
             .decode(b64)
@@ -431,43 +583,114 @@ impl Broker {
             return Ok(None);
         }
         let mut out = Secret::new(String::with_capacity(text.len() + 64));
+        let mut uses = Vec::new();
         let mut done = 0;
         for (pos, h) in find_handle_spans(text) {
-            let live = self.check(h, dest, Some(header))?;
+            // Only the password: a handle in the user name is misplaced.
+            if !text[..pos].contains(':') {
+                return Err(self.refuse_misplaced(h, dest, Found::BasicUser(header)));
+            }
+            let live = self.check(h, dest, Some(Found::Basic(header)))?;
             out.expose_mut().push_str(&text[done..pos]);
             out.expose_mut().push_str(live.value.expose());
+            uses.push(live.used());
             done = pos + h.len();
         }
         out.expose_mut().push_str(&text[done..]);
         let encoded = STANDARD.encode(out.expose().as_bytes());
-        Ok(Some(Secret::new(format!("Basic {encoded}"))))
+        Ok(Some(Injection {
+            value: Secret::new(format!("Basic {encoded}")),
+            uses,
+        }))
     }
 
-    /// Inspect a query string (without the `?`) for handles and replace each
-    /// with its real value, percent-encoded. The same caveats apply except
-    /// the header name. `Ok(None)` when there is no handle.
+    /// Inspect a query string (without the `?`) for handles and replace
+    /// each with its real value, percent-encoded. A handle is swapped only
+    /// when it is the whole value of the parameter its secret is bound to
+    /// (the name compared after percent-decoding); anywhere else in the
+    /// query — another parameter, a name, part of a value — it is refused
+    /// ([`Reason::CredentialWrongLocation`]) after the other caveats.
+    /// `Ok(None)` when there is no handle.
     pub fn inject_query(
         &self,
         query: &str,
         dest: &Destination<'_>,
-    ) -> Result<Option<Secret<String>>, Denial> {
+    ) -> Result<Option<Injection>, Denial> {
         if query.len() > MAX_INSPECTED_LEN {
-            return Err(Denial::new(Reason::LimitExceeded, None));
+            return Err(Denial::bare(Reason::LimitExceeded));
         }
         if find_handles(query).next().is_none() {
             return Ok(None);
         }
         let mut out = Secret::new(String::with_capacity(query.len() + 64));
-        let mut done = 0;
-        for (pos, h) in find_handle_spans(query) {
-            let live = self.check(h, dest, None)?;
-            out.expose_mut().push_str(&query[done..pos]);
+        let mut uses = Vec::new();
+        for (i, param) in query.split('&').enumerate() {
+            if i > 0 {
+                out.expose_mut().push('&');
+            }
+            let mut handles = find_handles(param);
+            let Some(first) = handles.next() else {
+                out.expose_mut().push_str(param);
+                continue;
+            };
+            let (name, value) = param.split_once('=').unwrap_or((param, ""));
+            if value != first || handles.next().is_some() || name.contains(HANDLE_PREFIX) {
+                return Err(self.refuse_misplaced(first, dest, Found::QueryOther));
+            }
+            let name_text = String::from_utf8_lossy(&percent_decode(name.as_bytes())).into_owned();
+            let live = self.check(first, dest, Some(Found::Query(&name_text)))?;
+            out.expose_mut().push_str(name);
+            out.expose_mut().push('=');
             percent_encode_into(live.value.expose(), out.expose_mut());
-            done = pos + h.len();
+            uses.push(live.used());
         }
-        out.expose_mut().push_str(&query[done..]);
-        Ok(Some(out))
+        Ok(Some(Injection { value: out, uses }))
     }
+}
+
+/// Whether a handle found at `found` sits where `b` places the value.
+fn placed_as_bound(b: &Binding, found: Found<'_>) -> bool {
+    match found {
+        Found::Header(h) => b.query.is_none() && !b.basic && b.header.eq_ignore_ascii_case(h),
+        Found::Basic(h) => b.query.is_none() && b.basic && b.header.eq_ignore_ascii_case(h),
+        Found::Query(q) => b.query.as_deref() == Some(q),
+        Found::BasicUser(_) | Found::QueryOther | Found::Path => false,
+    }
+}
+
+impl Live {
+    fn used(&self) -> Use {
+        Use {
+            secret: self.name.clone(),
+            location: self.binding.location(),
+        }
+    }
+}
+
+/// Percent-decode every valid escape (a query parameter's name).
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                input.get(i + 1).copied().and_then(hex),
+                input.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(if input[i] == b'+' { b' ' } else { input[i] });
+        i += 1;
+    }
+    out
 }
 
 fn percent_encode_into(s: &str, out: &mut String) {

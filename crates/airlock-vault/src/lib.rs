@@ -12,7 +12,11 @@
 //! run opaque handles (`alh_` + 200 random bits) instead of values, and
 //! redeems one only for a destination inside every caveat of its binding
 //! (HTTPS, host and port, method, path) and of the run (expiry, uses), until
-//! the run ends.
+//! the run ends, and only where the binding places the value: one header
+//! (with its format), the password of Basic credentials in one header, or
+//! one query parameter. A handle anywhere else is refused
+//! (`credential_wrong_location`). Every swap is reported as a [`Use`] (secret
+//! name and place, never the value) for the caller to audit.
 //!
 //! **What it trusts.** aws-lc-rs and the `argon2` crate; the system random
 //! generator; the caller to hand [`Broker`] the *real* destination (the
@@ -37,8 +41,8 @@ pub use binding::{
     Binding, DEFAULT_FORMAT, DEFAULT_HEADER, MAX_VALUE_LEN, validate_name, validate_value,
 };
 pub use broker::{
-    Broker, Denial, Destination, Grant, KnownSecret, MAX_INSPECTED_LEN, MintedHandle, RunGuard,
-    RunLimits,
+    Broker, Denial, Destination, Found, Grant, Injection, KnownSecret, MAX_INSPECTED_LEN,
+    MintedHandle, RunGuard, RunLimits, Use,
 };
 pub use crypto::KEY_LEN;
 pub use handle::{

@@ -626,40 +626,41 @@ fn header_injection_bearer_basic_and_refusals() {
         .inject_header("authorization", &format!("token {h}"), &d)
         .expect("inject")
         .expect("some");
-    assert_eq!(v.expose(), &format!("Bearer {VALUE}"));
+    assert_eq!(v.value.expose(), &format!("Bearer {VALUE}"));
+    assert_eq!(
+        v.uses,
+        vec![Use {
+            secret: "GITHUB_TOKEN".into(),
+            location: "header:Authorization".into()
+        }]
+    );
 
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{h}"));
-    let v = broker
-        .inject_header("Authorization", &format!("Basic {basic}"), &d)
-        .expect("inject")
-        .expect("some");
-    let want = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{VALUE}"));
-    assert_eq!(v.expose(), &format!("Basic {want}"));
-
     let deny = |name: &str, value: &str, d: &Destination<'_>| {
         broker.inject_header(name, value, d).expect_err("must fail")
     };
+    // A header binding does not place the value in Basic credentials.
+    assert_eq!(
+        deny("Authorization", &format!("Basic {basic}"), &d),
+        Denial {
+            reason: Reason::CredentialWrongLocation,
+            secret: Some("GITHUB_TOKEN".into()),
+            found: Some("basic:Authorization".into()),
+        }
+    );
     assert_eq!(
         deny("X-Api-Key", &h, &d),
         Denial {
-            reason: Reason::CredentialHeaderMismatch,
-            secret: Some("GITHUB_TOKEN".into())
+            reason: Reason::CredentialWrongLocation,
+            secret: Some("GITHUB_TOKEN".into()),
+            found: Some("header:X-Api-Key".into()),
         }
     );
     assert_eq!(
         deny(
             "Authorization",
             &format!("Bearer {h}"),
-            &dest("evil.test", "GET", "/")
-        )
-        .reason,
-        Reason::CredentialHostMismatch
-    );
-    assert_eq!(
-        deny(
-            "Authorization",
-            &format!("Basic {basic}"),
             &dest("evil.test", "GET", "/")
         )
         .reason,
@@ -680,15 +681,154 @@ fn header_injection_bearer_basic_and_refusals() {
     );
     assert_eq!(
         deny("X-Api-Key", &h, &d).to_string(),
-        "credential_header_mismatch (secret GITHUB_TOKEN)"
+        "credential_wrong_location (secret GITHUB_TOKEN)"
+    );
+    // Review item 6: a header-bound handle in any query parameter is refused.
+    assert_eq!(
+        broker
+            .inject_query(&format!("channel=public&text={h}"), &d)
+            .expect_err("must fail"),
+        Denial {
+            reason: Reason::CredentialWrongLocation,
+            secret: Some("GITHUB_TOKEN".into()),
+            found: Some("query:text".into()),
+        }
+    );
+    assert!(broker.inject_query("a=1", &d).expect("no handle").is_none());
+}
+
+#[test]
+fn basic_and_query_bindings_place_the_value_only_there() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let broker = Broker::new();
+    let basic = one_grant(
+        &broker,
+        "r-basic",
+        binding(&["api.github.com"])
+            .as_basic_password()
+            .expect("basic"),
+        RunLimits::default(),
+    );
+    let d = dest("api.github.com", "GET", "/user");
+    let v = broker
+        .inject_header(
+            "Authorization",
+            &format!("Basic {}", b64(&format!("x-access-token:{basic}"))),
+            &d,
+        )
+        .expect("inject")
+        .expect("some");
+    assert_eq!(
+        v.value.expose(),
+        &format!("Basic {}", b64(&format!("x-access-token:{VALUE}")))
+    );
+    assert_eq!(v.uses[0].location, "basic:Authorization");
+    let wrong = |name: &str, value: &str| {
+        broker
+            .inject_header(name, value, &d)
+            .expect_err("must fail")
+            .reason
+    };
+    assert_eq!(
+        wrong("Authorization", &format!("Bearer {basic}")),
+        Reason::CredentialWrongLocation
+    );
+    assert_eq!(
+        wrong(
+            "Authorization",
+            &format!("Basic {}", b64(&format!("{basic}:x")))
+        ),
+        Reason::CredentialWrongLocation
+    );
+    assert_eq!(
+        wrong("X-Other", &format!("Basic {}", b64(&format!("u:{basic}")))),
+        Reason::CredentialWrongLocation
     );
 
-    let q = broker
-        .inject_query(&format!("a=1&token={h}"), &d)
+    let broker = Broker::new();
+    let q = one_grant(
+        &broker,
+        "r-query",
+        binding(&["api.github.com"])
+            .in_query("token")
+            .expect("query"),
+        RunLimits::default(),
+    );
+    let v = broker
+        .inject_query(&format!("a=1&token={q}&b=2"), &d)
         .expect("query")
         .expect("some");
-    assert_eq!(q.expose(), &format!("a=1&token={VALUE}"));
-    assert!(broker.inject_query("a=1", &d).expect("no handle").is_none());
+    assert_eq!(v.value.expose(), &format!("a=1&token={VALUE}&b=2"));
+    assert_eq!(v.uses[0].location, "query:token");
+    // The name is compared decoded.
+    assert!(broker.inject_query(&format!("t%6Fken={q}"), &d).is_ok());
+    let refused = |query: String| {
+        broker
+            .inject_query(&query, &d)
+            .expect_err("must fail")
+            .reason
+    };
+    for query in [
+        format!("text={q}"),
+        format!("token=x.{q}"),
+        format!("token=Bearer+{q}"),
+        format!("{q}=token"),
+        format!("token={q}&text={q}"),
+        format!("TOKEN={q}"),
+    ] {
+        assert_eq!(refused(query), Reason::CredentialWrongLocation);
+    }
+    assert_eq!(
+        broker
+            .inject_header("Authorization", &format!("Bearer {q}"), &d)
+            .expect_err("must fail")
+            .reason,
+        Reason::CredentialWrongLocation
+    );
+    // Wrong host comes first, so the record says what matters most.
+    assert_eq!(
+        broker
+            .inject_query(&format!("text={q}"), &dest("evil.test", "GET", "/"))
+            .expect_err("must fail")
+            .reason,
+        Reason::CredentialHostMismatch
+    );
+    // A handle in the path is never placed anywhere.
+    assert_eq!(
+        broker.refuse_misplaced(&q, &d, Found::Path),
+        Denial {
+            reason: Reason::CredentialWrongLocation,
+            secret: Some("GITHUB_TOKEN".into()),
+            found: Some("path".into()),
+        }
+    );
+}
+
+#[test]
+fn a_use_is_audited_by_name_and_place_never_value() {
+    let u = Use {
+        secret: "GITHUB_TOKEN".into(),
+        location: "header:Authorization".into(),
+    };
+    let d = dest("api.github.com", "POST", "/repos/a?x=1");
+    let ev = u.audit_event(tenant(), RunId::new("r").expect("id"), &d);
+    assert_eq!(
+        (ev.action.as_str(), ev.resource.as_str(), ev.reason),
+        (
+            "credential.used",
+            "https://api.github.com:443/repos/a",
+            Reason::CredentialUsed
+        )
+    );
+    assert_eq!(
+        serde_json::to_value(&ev.details).expect("json"),
+        serde_json::json!({
+            "method": "POST",
+            "secret": "GITHUB_TOKEN",
+            "location": "header:Authorization"
+        })
+    );
 }
 
 #[test]

@@ -24,7 +24,7 @@ const REAL: &str = "tok-REAL-e2e-7d1f9a0b2c4e6f8a13579bdf";
 const PLACEHOLDER: &str = "[SECRET:GITHUB_TOKEN]";
 
 const UPSTREAM_PY: &str = r#"
-import http.server, ssl, json, sys
+import http.server, ssl, json, sys, gzip, urllib.parse
 log = open(sys.argv[4], 'a')
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
@@ -37,6 +37,17 @@ class H(http.server.BaseHTTPRequestHandler):
         rec = {"method": self.command, "path": self.path, "host": self.headers.get('Host'),
                "auth": self.headers.get('Authorization')}
         log.write(json.dumps(rec) + "\n"); log.flush()
+        if self.path.startswith('/gzip'):
+            # Compressed although the proxy removed Accept-Encoding, with the
+            # credential it received inside.
+            out = gzip.compress(("you sent: %s\n" % rec["auth"]).encode())
+            self.send_response(200)
+            self.send_header('Content-Type', 'text/plain')
+            self.send_header('Content-Encoding', 'gzip')
+            self.send_header('Content-Length', str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
         echo = self.path.startswith('/echo')
         if echo:
             out = ("you sent: %s\n" % rec["auth"]).encode()
@@ -165,9 +176,15 @@ impl Fixture {
 
     /// `airlock run --policy P [--secret GITHUB_TOKEN] -- sh -c script`.
     fn run(&self, with_secret: bool, script: &str) -> Out {
-        let mut args = vec!["run", "--timeout", "60s", "--policy", &self.policy];
-        if with_secret {
-            args.extend_from_slice(&["--secret", "GITHUB_TOKEN"]);
+        let secrets: &[&str] = if with_secret { &["GITHUB_TOKEN"] } else { &[] };
+        self.run_with(&self.policy, secrets, script)
+    }
+
+    /// `airlock run --policy POLICY --secret S... -- sh -c script`.
+    fn run_with(&self, policy: &str, secrets: &[&str], script: &str) -> Out {
+        let mut args = vec!["run", "--timeout", "60s", "--policy", policy];
+        for s in secrets {
+            args.extend_from_slice(&["--secret", s]);
         }
         args.extend_from_slice(&["--", "/bin/sh", "-c", script]);
         let out = run_bounded(self.env.command(&args));
@@ -359,21 +376,43 @@ fn python_requests_and_node_https_work_with_handles_unmodified() {
     }
 }
 
-/// A handle over plain HTTP, in the query string to the wrong host, or in
-/// the URL path to the wrong host is refused before anything is sent; in the
-/// query string to the bound host it is replaced by the real value.
+/// Review item 6: with a secret bound as `Authorization: Bearer {}`, the
+/// agent put its handle in a query parameter the upstream publishes
+/// (`chat.postMessage?channel=public&text=$TOKEN`). A handle anywhere but
+/// its bound place — another query parameter, another header, Basic
+/// credentials, the path — is refused (`credential_wrong_location`) and
+/// audited with the secret's name and where it was found; over plain HTTP
+/// or to another host it is refused too. The upstream receives nothing.
 #[test]
-fn handles_outside_headers_and_over_plain_http_are_checked() {
+fn a_header_bound_handle_anywhere_else_is_refused_and_audited() {
     let f = Fixture::new();
     let plain = format!("http://api.github.test:{}/plain", f.port);
-    let q_good = f.url("api.github.test", "/q?token=$GITHUB_TOKEN&x=1");
+    let publish = f.url(
+        "api.github.test",
+        "/chat.postMessage?channel=public&text=$GITHUB_TOKEN",
+    );
     let q_bad = f.url("other.test", "/q?token=$GITHUB_TOKEN");
     let p_bad = f.url("other.test", "/p/$GITHUB_TOKEN");
+    let p_bound = f.url("api.github.test", "/p/$GITHUB_TOKEN");
+    let user = f.url("api.github.test", "/user");
+    let w = |label: &str| {
+        format!("-o /dev/null -w '{label} %{{http_code}} %header{{x-airlock-reason}}\\n'")
+    };
     let script = format!(
-        "curl -sS --max-time 10 -o /dev/null -w 'plain %{{http_code}} %header{{x-airlock-reason}}\\n' -H \"Authorization: Bearer $GITHUB_TOKEN\" \"{plain}\"\n\
-         curl -sS --max-time 10 -o /dev/null -w 'qgood %{{http_code}}\\n' \"{q_good}\"\n\
-         curl -sS --max-time 10 -o /dev/null -w 'qbad %{{http_code}} %header{{x-airlock-reason}}\\n' \"{q_bad}\"\n\
-         curl -sS --max-time 10 -o /dev/null -w 'pbad %{{http_code}} %header{{x-airlock-reason}}\\n' \"{p_bad}\"\n"
+        "curl -sS --max-time 10 {} -H \"Authorization: Bearer $GITHUB_TOKEN\" \"{plain}\"\n\
+         curl -sS --max-time 10 {} \"{publish}\"\n\
+         curl -sS --max-time 10 {} \"{q_bad}\"\n\
+         curl -sS --max-time 10 {} \"{p_bad}\"\n\
+         curl -sS --max-time 10 {} \"{p_bound}\"\n\
+         curl -sS --max-time 10 {} -H \"X-Api-Key: $GITHUB_TOKEN\" \"{user}\"\n\
+         curl -sS --max-time 10 {} -u \"x-access-token:$GITHUB_TOKEN\" \"{user}\"\n",
+        w("plain"),
+        w("publish"),
+        w("qbad"),
+        w("pbad"),
+        w("pbound"),
+        w("otherheader"),
+        w("basic"),
     );
     let out = f.run(true, &script);
     assert_eq!(out.code(), 0, "{out:?}");
@@ -382,16 +421,293 @@ fn handles_outside_headers_and_over_plain_http_are_checked() {
         lines,
         [
             "plain 403 credential_insecure_transport",
-            "qgood 200",
+            "publish 403 credential_wrong_location",
             "qbad 403 credential_host_mismatch",
             "pbad 403 credential_host_mismatch",
+            "pbound 403 credential_wrong_location",
+            "otherheader 403 credential_wrong_location",
+            "basic 403 credential_wrong_location",
         ],
         "{out:?}"
     );
     let got = f.received();
+    assert!(got.is_empty(), "the upstream received {got:#?}");
+    let denied: Vec<(String, String, String)> = f
+        .env
+        .audited("credential.denied", 300)
+        .iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or("").to_owned(),
+                e["details"]["secret"].as_str().unwrap_or("").to_owned(),
+                e["details"]["found"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let row = |r: &str, found: &str| (r.to_owned(), "GITHUB_TOKEN".to_owned(), found.to_owned());
+    assert_eq!(
+        denied,
+        [
+            row("credential_insecure_transport", "header:authorization"),
+            row("credential_wrong_location", "query:text"),
+            row("credential_host_mismatch", "query:token"),
+            row("credential_host_mismatch", "path"),
+            row("credential_wrong_location", "path"),
+            row("credential_wrong_location", "header:x-api-key"),
+            row("credential_wrong_location", "basic:authorization"),
+        ],
+        "{denied:#?}"
+    );
+    assert!(f.env.audited("credential.used", 300).is_empty());
+    f.audit_has_no_value();
+}
+
+/// A secret bound to one query parameter (`airlock secret set --query
+/// token`) or as a Basic password (`--basic`, what git sends) reaches the
+/// upstream there and nowhere else; every injection — query, header or
+/// Basic — leaves a `credential.used` record naming the secret,
+/// destination, method and place, never the value.
+#[test]
+fn query_and_basic_bound_secrets_go_only_in_their_place_and_every_use_is_audited() {
+    let f = Fixture::new();
+    let out = f.secret_set(
+        "SLACK_TOKEN",
+        &[
+            "--host",
+            &format!("api.github.test:{}", f.port),
+            "--query",
+            "token",
+        ],
+    );
+    assert_eq!(out.code(), 0, "secret set: {out:?}");
+    let out = f.secret_set(
+        "GIT_TOKEN",
+        &["--host", &format!("api.github.test:{}", f.port), "--basic"],
+    );
+    assert_eq!(out.code(), 0, "secret set: {out:?}");
+    let good = f.url("api.github.test", "/q?token=$SLACK_TOKEN&x=1");
+    let git = f.url("api.github.test", "/git");
+    let other_param = f.url("api.github.test", "/q?text=$SLACK_TOKEN");
+    let user = f.url("api.github.test", "/user");
+    let script = format!(
+        "curl -sS --max-time 10 -o /dev/null -w 'query %{{http_code}}\\n' \"{good}\"\n\
+         curl -sS --max-time 10 -o /dev/null -w 'text %{{http_code}} %header{{x-airlock-reason}}\\n' \"{other_param}\"\n\
+         curl -sS --max-time 10 -o /dev/null -w 'header %{{http_code}} %header{{x-airlock-reason}}\\n' -H \"Authorization: Bearer $SLACK_TOKEN\" \"{user}\"\n\
+         curl -sS --max-time 10 -o /dev/null -X POST -w 'github %{{http_code}}\\n' -H \"Authorization: Bearer $GITHUB_TOKEN\" \"{user}\"\n\
+         curl -sS --max-time 10 -o /dev/null -w 'git %{{http_code}}\\n' -u \"x-access-token:$GIT_TOKEN\" \"{git}\"\n\
+         curl -sS --max-time 10 -o /dev/null -w 'gitbearer %{{http_code}} %header{{x-airlock-reason}}\\n' -H \"Authorization: Bearer $GIT_TOKEN\" \"{git}\"\n"
+    );
+    let out = f.run_with(
+        &f.policy,
+        &["GITHUB_TOKEN", "SLACK_TOKEN", "GIT_TOKEN"],
+        &script,
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "query 200",
+            "text 403 credential_wrong_location",
+            "header 403 credential_wrong_location",
+            "github 200",
+            "git 200",
+            "gitbearer 403 credential_wrong_location",
+        ],
+        "{out:?}"
+    );
+    let got = f.received();
+    let seen: Vec<(&str, &str)> = got
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap_or(""),
+                r["auth"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let bearer = format!("Bearer {REAL}");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{REAL}"))
+    );
+    assert_eq!(
+        seen,
+        [
+            (format!("/q?token={REAL}&x=1").as_str(), ""),
+            ("/user", bearer.as_str()),
+            ("/git", basic.as_str()),
+        ],
+        "{got:#?}"
+    );
+    let used: Vec<serde_json::Value> = f
+        .env
+        .audited("credential.used", 300)
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "resource": e["resource"],
+                "reason": e["reason"],
+                "details": e["details"],
+            })
+        })
+        .collect();
+    assert_eq!(
+        used,
+        [
+            serde_json::json!({
+                "resource": format!("https://api.github.test:{}/q", f.port),
+                "reason": "credential_used",
+                "details": {"method": "GET", "secret": "SLACK_TOKEN", "location": "query:token"}
+            }),
+            serde_json::json!({
+                "resource": format!("https://api.github.test:{}/user", f.port),
+                "reason": "credential_used",
+                "details": {"method": "POST", "secret": "GITHUB_TOKEN", "location": "header:Authorization"}
+            }),
+            serde_json::json!({
+                "resource": format!("https://api.github.test:{}/git", f.port),
+                "reason": "credential_used",
+                "details": {"method": "GET", "secret": "GIT_TOKEN", "location": "basic:Authorization"}
+            }),
+        ],
+        "{used:#?}"
+    );
+    f.audit_has_no_value();
+}
+
+/// Review item 5: a secret bound to `/repos/mine/*` was injected for
+/// `/repos/mine/..;/other/x` (Tomcat reads `..;` as `..`), and `/ADMIN` or
+/// `/admin;/users` walked around a deny on `/admin/**`. Now ambiguous
+/// spellings are refused (`ambiguous_path`, audited), other spellings are
+/// judged in their canonical form, and the upstream receives exactly the
+/// canonical path that was judged.
+#[test]
+fn path_spellings_cannot_escape_a_secret_path_caveat_or_a_deny_rule() {
+    let f = Fixture::new();
+    let out = f.secret_set(
+        "REPO_TOKEN",
+        &[
+            "--host",
+            &format!("api.github.test:{}", f.port),
+            "--paths",
+            "/repos/mine/*",
+        ],
+    );
+    assert_eq!(out.code(), 0, "secret set: {out:?}");
+    let policy = f.env.dir.path().join("paths-policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "mode = \"deny_all\"\nallow_private = [\"{UPSTREAM_IP}/32\"]\n\n\
+             [[rules]]\nhosts = [\"api.github.test\"]\naction = \"allow\"\n\n\
+             [[rules]]\nhosts = [\"api.github.test\"]\npaths = [\"/admin/**\"]\naction = \"deny\"\n"
+        ),
+    )
+    .expect("policy");
+    let u = |p: &str| f.url("api.github.test", p);
+    let mut script = String::new();
+    for (label, path, with_token) in [
+        ("dotsemi", "/repos/mine/..;/other/x", true),
+        ("encslash", "/repos/mine/..%2fother/x", true),
+        ("double", "/repos/mine/%252e%252e/other/x", true),
+        ("upper", "/ADMIN/users", false),
+        ("param", "/admin;/users", false),
+        ("dotsemi-admin", "/x/..;/admin/users", false),
+        ("trailing-dot", "/admin./users", false),
+        ("canonical", "/repos/mine/./a/../%69ssues//1", true),
+    ] {
+        let auth = if with_token {
+            "-H \"Authorization: Bearer $REPO_TOKEN\""
+        } else {
+            ""
+        };
+        script.push_str(&format!(
+            "curl -sS --max-time 10 --path-as-is -o /dev/null -w '{label} %{{http_code}} %header{{x-airlock-reason}}\\n' {auth} '{}'\n",
+            u(path)
+        ));
+    }
+    let out = f.run_with(&policy.display().to_string(), &["REPO_TOKEN"], &script);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "dotsemi 403 ambiguous_path",
+            "encslash 403 ambiguous_path",
+            "double 403 ambiguous_path",
+            "upper 403 rule_deny",
+            "param 403 rule_deny",
+            "dotsemi-admin 403 ambiguous_path",
+            "trailing-dot 403 rule_deny",
+            "canonical 200 ",
+        ],
+        "{out:?}"
+    );
+    // Only the canonical request arrived, with the path that was judged.
+    let got = f.received();
     assert_eq!(got.len(), 1, "{got:#?}");
-    assert_eq!(got[0]["path"], format!("/q?token={}&x=1", REAL), "{got:#?}");
-    assert_eq!(f.env.audited("credential.denied", 300).len(), 3);
+    assert_eq!(got[0]["path"], "/repos/mine/issues/1", "{got:#?}");
+    assert_eq!(got[0]["auth"], format!("Bearer {REAL}"), "{got:#?}");
+    let refused: Vec<String> = f
+        .env
+        .audited("egress.request", 300)
+        .iter()
+        .filter(|e| e["decision"] == "deny")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "ambiguous_path",
+            "ambiguous_path",
+            "ambiguous_path",
+            "rule_deny",
+            "rule_deny",
+            "ambiguous_path",
+            "rule_deny"
+        ],
+        "{refused:#?}"
+    );
+    assert!(f.env.audited("credential.denied", 300).is_empty());
+    f.audit_has_no_value();
+}
+
+/// Review item 8: the proxy removes `Accept-Encoding`, but an upstream may
+/// compress anyway, and the scrubber cannot read gzip: the response (here
+/// echoing the real credential) is refused with `unscrubbable_response`
+/// (502) and audited, never passed through unscrubbed.
+#[test]
+fn an_unrequested_compressed_response_is_refused_not_passed_unscrubbed() {
+    let f = Fixture::new();
+    let gz = f.url("api.github.test", "/gzip");
+    let plain = f.url("api.github.test", "/echo");
+    let script = format!(
+        "curl -sS --max-time 10 --compressed -o /dev/null -w 'gzip %{{http_code}} %header{{x-airlock-reason}}\\n' -H \"Authorization: Bearer $GITHUB_TOKEN\" \"{gz}\"\n\
+         curl -sS --max-time 10 -w 'echo %{{http_code}}\\n' -H \"Authorization: Bearer $GITHUB_TOKEN\" \"{plain}\"\n"
+    );
+    let out = f.run(true, &script);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("gzip 502 unscrubbable_response\nyou sent: Bearer {PLACEHOLDER}\necho 200\n"),
+        "{out:?}"
+    );
+    let refused = f.env.audited("egress.response", 300);
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(
+        (
+            refused[0]["reason"].as_str(),
+            refused[0]["resource"].as_str(),
+            refused[0]["details"]["detail"].as_str()
+        ),
+        (
+            Some("unscrubbable_response"),
+            Some(format!("https://api.github.test:{}/gzip", f.port).as_str()),
+            Some("response body in Content-Encoding \"gzip\"")
+        ),
+        "{refused:#?}"
+    );
     f.audit_has_no_value();
 }
 

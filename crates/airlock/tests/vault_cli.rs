@@ -224,9 +224,10 @@ fn set_list_rm_are_audited_by_name_and_never_show_the_value() {
         v,
         serde_json::json!([
             {"name": "GITHUB_TOKEN", "version": 2, "hosts": ["api.github.com", "*.github.test"], "header": "Authorization",
-             "format": "Bearer {}", "methods": [], "paths": [], "env": "GITHUB_TOKEN"},
+             "format": "Bearer {}", "methods": [], "paths": [], "env": "GITHUB_TOKEN", "location": "header:Authorization"},
             {"name": "NPM", "version": 1, "hosts": ["registry.npmjs.org"], "header": "Authorization",
-             "format": "Bearer {}", "methods": ["GET", "HEAD"], "paths": ["/@acme/*"], "env": "NPM_TOKEN"},
+             "format": "Bearer {}", "methods": ["GET", "HEAD"], "paths": ["/@acme/*"], "env": "NPM_TOKEN",
+             "location": "header:Authorization"},
         ])
     );
     let o = ok(airlock(&dir, &["secret", "list"]));
@@ -266,6 +267,93 @@ fn set_list_rm_are_audited_by_name_and_never_show_the_value() {
     assert!(!export.stdout.contains(VALUE) && !export.stdout.contains("npm_value_123456"));
     ok(airlock(&dir, &["audit", "verify"]));
     assert_value_nowhere_on_disk(&dir);
+}
+
+/// A binding names one place for the value: `--query NAME` (a query
+/// parameter) or `--basic` (the password of Basic credentials); they
+/// exclude each other and `--format`.
+#[test]
+fn a_secret_can_be_bound_to_one_query_parameter_or_as_a_basic_password() {
+    let (_tmp, dir) = initialized();
+    ok(airlock_with(
+        &dir,
+        &[
+            "secret",
+            "set",
+            "SLACK",
+            "--host",
+            "slack.com",
+            "--query",
+            "token",
+        ],
+        "xoxb-value-123456",
+        &[],
+    ));
+    ok(airlock_with(
+        &dir,
+        &["secret", "set", "GIT", "--host", "github.com", "--basic"],
+        "git-value-123456",
+        &[],
+    ));
+    let o = ok(airlock(&dir, &["secret", "list", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    let places: Vec<(&str, &str)> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or(""),
+                s["location"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [("GIT", "basic:Authorization"), ("SLACK", "query:token")]
+    );
+    assert_eq!(
+        (v[0]["basic"].as_bool(), v[1]["query"].as_str()),
+        (Some(true), Some("token"))
+    );
+    let text = ok(airlock(&dir, &["secret", "list"])).stdout;
+    assert!(
+        text.contains("?token") && text.contains("Basic password"),
+        "{text}"
+    );
+    for args in [
+        &[
+            "secret", "set", "X", "--host", "h.test", "--query", "t", "--header", "X-Key",
+        ][..],
+        &[
+            "secret", "set", "X", "--host", "h.test", "--query", "t", "--basic",
+        ][..],
+        &[
+            "secret", "set", "X", "--host", "h.test", "--basic", "--format", "Basic {}",
+        ][..],
+    ] {
+        let o = airlock_with(&dir, args, "v", &[]);
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+        assert!(
+            o.stderr.contains("cannot be used with"),
+            "{args:?}: {}",
+            o.stderr
+        );
+    }
+    let o = airlock_with(
+        &dir,
+        &["secret", "set", "X", "--host", "h.test", "--query", "a&b"],
+        "v",
+        &[],
+    );
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.starts_with(
+            "airlock: error: invalid binding: query: \"a&b\" is not a query parameter name"
+        ),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]

@@ -44,12 +44,20 @@ pub struct SetArgs {
         value_name = "HOST"
     )]
     pub hosts: Vec<String>,
-    /// The request header the proxy injects it into.
-    #[arg(long, default_value = airlock_vault::DEFAULT_HEADER)]
-    pub header: String,
-    /// The header value; `{}` stands for the secret.
-    #[arg(long, default_value = airlock_vault::DEFAULT_FORMAT)]
-    pub format: String,
+    /// The request header the proxy injects it into [default: Authorization].
+    /// A handle in any other header is refused.
+    #[arg(long, value_name = "NAME", conflicts_with = "query")]
+    pub header: Option<String>,
+    /// The header value; `{}` stands for the secret [default: "Bearer {}"].
+    #[arg(long, conflicts_with_all = ["query", "basic"])]
+    pub format: Option<String>,
+    /// Send the value as the password of HTTP Basic credentials in the header
+    /// (the agent sends `Basic base64(user:HANDLE)`), and nowhere else.
+    #[arg(long, conflicts_with = "query")]
+    pub basic: bool,
+    /// Send the value only as this query parameter (`?NAME=HANDLE`), never in a header.
+    #[arg(long, value_name = "NAME")]
+    pub query: Option<String>,
     /// Allowed methods (comma-separated) [default: any].
     #[arg(long, value_delimiter = ',', value_name = "METHOD")]
     pub methods: Vec<String>,
@@ -68,15 +76,15 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
     match cmd {
         SecretCmd::Set(a) => {
             airlock_vault::validate_name(&a.name)?;
-            let binding = Binding::new(
-                &a.name,
-                a.hosts,
-                Some(a.header),
-                Some(a.format),
-                a.methods,
-                a.paths,
-                a.env,
+            let mut binding = Binding::new(
+                &a.name, a.hosts, a.header, a.format, a.methods, a.paths, a.env,
             )?;
+            if let Some(q) = &a.query {
+                binding = binding.in_query(q)?;
+            }
+            if a.basic {
+                binding = binding.as_basic_password()?;
+            }
             let value = read_value(&a.name)?;
             airlock_vault::validate_value(value.expose())?;
             let auditor = auditing::open(ctx, &cfg)?;
@@ -190,14 +198,22 @@ fn read_value(name: &str) -> anyhow::Result<Secret<String>> {
 }
 
 fn binding_json(b: &Binding) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "hosts": b.hosts,
         "header": b.header,
         "format": b.format,
         "methods": b.methods,
         "paths": b.paths,
         "env": b.env,
-    })
+        "location": b.location(),
+    });
+    if let Some(q) = &b.query {
+        v["query"] = q.as_str().into();
+    }
+    if b.basic {
+        v["basic"] = true.into();
+    }
+    v
 }
 
 fn print_list(list: &[SecretInfo], json: bool) {
@@ -225,7 +241,11 @@ fn print_list(list: &[SecretInfo], json: bool) {
     );
     for s in list {
         let b = &s.binding;
-        let mut extra = vec![format!("format {:?}", b.format)];
+        let (place, mut extra) = match &b.query {
+            Some(q) => (format!("?{q}"), vec!["query parameter".to_owned()]),
+            None if b.basic => (b.header.clone(), vec!["Basic password".to_owned()]),
+            None => (b.header.clone(), vec![format!("format {:?}", b.format)]),
+        };
         if !b.methods.is_empty() {
             extra.push(format!("methods {}", b.methods.join(",")));
         }
@@ -237,7 +257,7 @@ fn print_list(list: &[SecretInfo], json: bool) {
             s.name,
             s.version,
             b.env.as_deref().unwrap_or("-"),
-            b.header,
+            place,
             b.hosts.join(","),
             extra.join("; ")
         );

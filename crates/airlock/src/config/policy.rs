@@ -84,6 +84,10 @@ pub struct RawRule {
     /// `allow`, `deny` or `ask`.
     #[schemars(with = "RawAction")]
     pub action: Spanned<RawAction>,
+    /// Match `paths` regardless of case (`/ADMIN` as `/admin`). Default: true for `deny` and
+    /// `ask` rules (a case-insensitive server routes `/ADMIN` to the handler the rule names),
+    /// false for `allow` rules (an allow rule never covers more than it names).
+    pub case_insensitive: Option<bool>,
 }
 
 /// Validated policy settings.
@@ -182,6 +186,7 @@ fn to_rule_spec(r: &RawRule) -> RuleSpec {
             RawAction::Ask => Outcome::Ask,
             RawAction::Deny => Outcome::Deny,
         },
+        case_insensitive: r.case_insensitive,
     }
 }
 
@@ -303,6 +308,7 @@ mod tests {
                 methods: vec!["GET".into(), "post".into()],
                 paths: vec!["/v1/**".into()],
                 action: Outcome::Allow,
+                case_insensitive: None,
             }]
         );
     }
