@@ -53,11 +53,13 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod burst;
 mod ca;
 mod config;
 mod creds;
 mod error;
 mod glue;
+mod hello;
 mod idle;
 mod pool;
 mod resolve;
