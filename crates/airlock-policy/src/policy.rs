@@ -1182,7 +1182,10 @@ mod tests {
         );
         assert!(matches!(
             EgressPolicy::compile(PolicySpec {
-                rules: vec![on_ports(rule(&["a.com"], &[], &[], Outcome::Allow), &[443, 0])],
+                rules: vec![on_ports(
+                    rule(&["a.com"], &[], &[], Outcome::Allow),
+                    &[443, 0]
+                )],
                 ..PolicySpec::default()
             }),
             Err(PolicyError::InvalidPort { rule: 0, index: 1 })
@@ -1199,9 +1202,19 @@ mod tests {
         let leak = parse_host("c2VjcmV0.exfil.example.net").expect("host");
         let lit = parse_host("10.0.0.1").expect("host");
         let unresolved = |m: &str, h: &Host| p.decide_unresolved(&req(m, Scheme::Https, h, 443));
-        assert_eq!(unresolved("GET", &leak), Some(Decision::deny(Reason::DenyAll)));
-        assert_eq!(unresolved("POST", &docs), Some(Decision::deny(Reason::DenyAll)));
-        assert_eq!(unresolved("GET", &docs), None, "allowed: resolve, then judge");
+        assert_eq!(
+            unresolved("GET", &leak),
+            Some(Decision::deny(Reason::DenyAll))
+        );
+        assert_eq!(
+            unresolved("POST", &docs),
+            Some(Decision::deny(Reason::DenyAll))
+        );
+        assert_eq!(
+            unresolved("GET", &docs),
+            None,
+            "allowed: resolve, then judge"
+        );
         assert_eq!(
             unresolved("GET", &lit),
             Some(Decision::deny(Reason::PrivateAddress)),

@@ -52,7 +52,10 @@ impl RequestFacts<'_> {
 
 /// The decision when no DNS answer could change it (`None`: resolve the
 /// name, then call [`decide_request`]).
-pub(crate) fn decide_unresolved(policy: &EgressPolicy, facts: &RequestFacts<'_>) -> Option<Decision> {
+pub(crate) fn decide_unresolved(
+    policy: &EgressPolicy,
+    facts: &RequestFacts<'_>,
+) -> Option<Decision> {
     let req = facts.request(&[]);
     match policy.decide_unresolved(&req) {
         Some(d) => Some(facts.upgrade(policy, &req, d)),

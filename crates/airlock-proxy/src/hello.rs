@@ -47,7 +47,10 @@ where
                 Ok(0) | Err(_) if buf.is_empty() => return Hello::Closed,
                 Ok(0) => {
                     return Hello::Incomplete {
-                        detail: format!("closed after {} bytes, before a complete ClientHello", buf.len()),
+                        detail: format!(
+                            "closed after {} bytes, before a complete ClientHello",
+                            buf.len()
+                        ),
                     };
                 }
                 Err(e) => {
@@ -155,19 +158,34 @@ mod tests {
         );
         assert_eq!(buf, hello);
         // An IP literal sends no server name.
-        assert_eq!(read(client_hello("192.0.2.1")).await, Hello::Tls { sni: None });
+        assert_eq!(
+            read(client_hello("192.0.2.1")).await,
+            Hello::Tls { sni: None }
+        );
     }
 
     #[tokio::test]
     async fn plaintext_is_not_tls() {
         let h = read(b"POST /x HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()).await;
         assert!(
-            matches!(h, Hello::NotTls { looks_http: true, .. }),
+            matches!(
+                h,
+                Hello::NotTls {
+                    looks_http: true,
+                    ..
+                }
+            ),
             "{h:?}"
         );
         let h = read(b"SSH-2.0-OpenSSH_9.6\r\n".to_vec()).await;
         assert!(
-            matches!(h, Hello::NotTls { looks_http: false, .. }),
+            matches!(
+                h,
+                Hello::NotTls {
+                    looks_http: false,
+                    ..
+                }
+            ),
             "{h:?}"
         );
         assert_eq!(read(Vec::new()).await, Hello::Closed);

@@ -738,7 +738,10 @@ impl Inner {
             upgrade: asked.as_deref(),
         };
         let (decision, addrs) = match known {
-            Some(a) => (glue::decide_request(&self.policy, &facts, Some(&a)), Some(a)),
+            Some(a) => (
+                glue::decide_request(&self.policy, &facts, Some(&a)),
+                Some(a),
+            ),
             None => match glue::decide_unresolved(&self.policy, &facts) {
                 // Decided on the name alone; an allowed IP literal is its
                 // own address (no DNS).
@@ -918,10 +921,18 @@ impl Inner {
             // upstream switching to anything else, or switching unasked,
             // would carry unjudged bytes.
             let (Some(client_upgrade), Some(asked)) = (client_upgrade, asked.as_deref()) else {
-                return self.upgrade_mismatch(&res, &rid, "101 to a request that asked for no upgrade");
+                return self.upgrade_mismatch(
+                    &res,
+                    &rid,
+                    "101 to a request that asked for no upgrade",
+                );
             };
             if !switched_to(resp.headers(), asked) {
-                return self.upgrade_mismatch(&res, &rid, "101 to another protocol than the one asked for");
+                return self.upgrade_mismatch(
+                    &res,
+                    &rid,
+                    "101 to another protocol than the one asked for",
+                );
             }
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             let idle = self.cfg.timeouts.idle;
@@ -1304,7 +1315,9 @@ impl Inner {
         // A CONNECT inside the tunnel (HTTP/1.1, or HTTP/2 with or without
         // the extended-CONNECT `:protocol`) would open a stream whose bytes
         // are never judged: refused like any other upgrade.
-        if req.method() == Method::CONNECT || req.extensions().get::<hyper::ext::Protocol>().is_some() {
+        if req.method() == Method::CONNECT
+            || req.extensions().get::<hyper::ext::Protocol>().is_some()
+        {
             let res = resource(Scheme::Https, &target.host, target.port, "");
             let d = self.record_decision(
                 "egress.request",

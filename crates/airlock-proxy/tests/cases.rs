@@ -297,7 +297,11 @@ fn the_proxy_agrees_with_the_policy_case_table() {
             && let Some(u) = &parsed
         {
             {
-                let port = if u.scheme == Scheme::Http { 443 } else { u.port };
+                let port = if u.scheme == Scheme::Http {
+                    443
+                } else {
+                    u.port
+                };
                 let before = p.sink.events().len();
                 let resp = exchange(
                     p.addr,

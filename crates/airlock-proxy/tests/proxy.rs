@@ -887,7 +887,11 @@ fn websocket_upgrade_passes_where_a_rule_allows_it() {
     assert_eq!(&echo, b"ping-frame");
     let ev = last(&p.events(), "egress.request");
     assert_eq!(
-        (ev.resource.clone(), ev.reason.code(), detail(&ev, "upgrade")),
+        (
+            ev.resource.clone(),
+            ev.reason.code(),
+            detail(&ev, "upgrade")
+        ),
         (
             format!("http://ws.test:{}/ws", up.port()),
             "rule_allow",
@@ -1235,7 +1239,10 @@ fn refused_names_are_never_resolved_dns_exfiltration() {
         assert_eq!(last(&p.events(), "egress.request").reason.code(), reason);
     }
     let (_s, head) = open_tunnel(p.addr, "c.exfil.test:8443");
-    assert!(head.contains("x-airlock-reason: port_not_allowed"), "{head}");
+    assert!(
+        head.contains("x-airlock-reason: port_not_allowed"),
+        "{head}"
+    );
     for name in ["w.exfil.test", "p.exfil.test", "c.exfil.test"] {
         assert_eq!(dns.queries(name), 0, "{name} was resolved");
     }
@@ -1319,7 +1326,9 @@ fn plaintext_in_a_blind_tunnel_is_refused_as_tunnel_not_tls() {
     let (mut s, _) = open_tunnel(p.addr, &target);
     assert_eq!(read_all(&mut s), "", "closed after the bounded wait");
 
-    assert!(eventually(|| decisions(&p, "egress.tls", "tunnel_not_tls").len() == 3));
+    assert!(eventually(|| decisions(&p, "egress.tls", "tunnel_not_tls")
+        .len()
+        == 3));
     for ev in decisions(&p, "egress.tls", "tunnel_not_tls") {
         assert_eq!(
             (ev.resource.as_str(), ev.decision, detail(&ev, "mode")),
@@ -1373,7 +1382,9 @@ fn tls_for_another_name_in_a_blind_tunnel_is_sni_mismatch() {
         sent.is_err() || tls.read_to_end(&mut buf).is_err() || buf.is_empty(),
         "the handshake must not complete"
     );
-    assert!(eventually(|| !decisions(&p, "egress.tls", "sni_mismatch").is_empty()));
+    assert!(eventually(
+        || !decisions(&p, "egress.tls", "sni_mismatch").is_empty()
+    ));
     let ev = last(&p.events(), "egress.tls");
     assert_eq!(
         (ev.resource, ev.decision, ev.reason.code()),
@@ -1404,7 +1415,12 @@ fn plaintext_in_an_intercepted_tunnel_is_refused_as_tunnel_not_tls() {
         answer.contains("x-airlock-reason: tunnel_not_tls"),
         "{answer}"
     );
-    assert!(eventually(|| !decisions(&p, "egress.tls", "tunnel_not_tls").is_empty()));
+    assert!(eventually(|| !decisions(
+        &p,
+        "egress.tls",
+        "tunnel_not_tls"
+    )
+    .is_empty()));
     let ev = last(&p.events(), "egress.tls");
     assert_eq!(
         (ev.resource.clone(), ev.decision, detail(&ev, "mode")),
@@ -1465,7 +1481,11 @@ fn h2c_upgrade_smuggling_is_refused_plain_and_in_a_tunnel() {
             (Some(Outcome::Deny), Some(upgrade.to_owned()))
         );
     }
-    assert_eq!(plain.hits(), 0, "neither the upgrade nor the DELETE arrived");
+    assert_eq!(
+        plain.hits(),
+        0,
+        "neither the upgrade nor the DELETE arrived"
+    );
 
     // The same inside an intercepted tunnel, and a CONNECT inside it.
     let port = up.port();
@@ -1553,7 +1573,10 @@ fn an_upstream_switching_to_another_protocol_is_upgrade_mismatch() {
     );
     let resp = exchange(p.addr, &websocket_request("ws.test", up.port()));
     assert!(resp.starts_with("http/1.1 502"), "{resp}");
-    assert!(resp.contains("x-airlock-reason: upgrade_mismatch"), "{resp}");
+    assert!(
+        resp.contains("x-airlock-reason: upgrade_mismatch"),
+        "{resp}"
+    );
     let ev = last(&p.events(), "egress.upgrade");
     assert_eq!(
         (ev.resource, ev.decision, ev.reason.code()),
@@ -1577,8 +1600,16 @@ fn a_101_echoing_a_secret_has_its_headers_scrubbed() {
     dns.set("ws.test", DnsAnswer::Fixed(vec![lo(47)]));
     let broker = Arc::new(Broker::new());
     let run = RunId::new("run-101").expect("id");
-    let binding = Binding::new("TOK", vec!["ws.test".into()], None, None, vec![], vec![], None)
-        .expect("binding");
+    let binding = Binding::new(
+        "TOK",
+        vec!["ws.test".into()],
+        None,
+        None,
+        vec![],
+        vec![],
+        None,
+    )
+    .expect("binding");
     broker
         .start_run(
             &run,
@@ -1658,7 +1689,10 @@ fn egress_records_say_a_query_was_present_never_its_text() {
     );
     let r = curl(
         &p,
-        &[&format!("http://api.test:{}/q?token=s3cret-text", up.port())],
+        &[&format!(
+            "http://api.test:{}/q?token=s3cret-text",
+            up.port()
+        )],
     );
     assert_eq!(r.status, 200, "{}", r.stderr);
     let ev = last(&p.events(), "egress.request");
@@ -1700,7 +1734,12 @@ fn a_flood_of_malformed_connections_is_aggregated_never_lost() {
     };
     let count = |evs: &[AuditEvent]| -> u64 {
         evs.iter()
-            .map(|e| e.details.get("repeated").and_then(|r| r.as_u64()).unwrap_or(1))
+            .map(|e| {
+                e.details
+                    .get("repeated")
+                    .and_then(|r| r.as_u64())
+                    .unwrap_or(1)
+            })
             .sum()
     };
     // The repeats are reported once their window has closed.
@@ -1718,7 +1757,10 @@ fn a_flood_of_malformed_connections_is_aggregated_never_lost() {
         started.elapsed()
     );
     assert_eq!(
-        (evs[0].resource.as_str(), detail(&evs[0], "detail").as_deref()),
+        (
+            evs[0].resource.as_str(),
+            detail(&evs[0], "detail").as_deref()
+        ),
         ("client 127.0.0.1", Some("malformed request"))
     );
     assert_eq!(

@@ -288,7 +288,10 @@ fn proxy_binary_refuses_tunnel_ports_plaintext_tunnels_h2c_and_unjudged_names() 
         ),
     );
     // Item 3: a port no rule covers.
-    let out = raw(&env.addr, b"CONNECT api.test:22 HTTP/1.1\r\nHost: api.test:22\r\nConnection: close\r\n\r\n");
+    let out = raw(
+        &env.addr,
+        b"CONNECT api.test:22 HTTP/1.1\r\nHost: api.test:22\r\nConnection: close\r\n\r\n",
+    );
     assert!(out.contains("x-airlock-reason: port_not_allowed"), "{out}");
     // Item 3: plaintext inside the blind tunnel.
     let out = raw(
@@ -331,7 +334,10 @@ fn proxy_binary_refuses_tunnel_ports_plaintext_tunnels_h2c_and_unjudged_names() 
             .cloned()
             .unwrap_or_else(|| panic!("no {action}/{reason} in {events:#?}"))
     };
-    assert_eq!(find("egress.connect", "port_not_allowed")["resource"], "api.test:22");
+    assert_eq!(
+        find("egress.connect", "port_not_allowed")["resource"],
+        "api.test:22"
+    );
     assert_eq!(
         find("egress.tls", "tunnel_not_tls")["resource"],
         format!("api.test:{}", plain.port())
