@@ -16,8 +16,9 @@
 //! **Decision order.** Everything that needs no DNS comes first, so a
 //! caller can refuse a name without resolving it
 //! ([`EgressPolicy::decide_unresolved`],
-//! [`EgressPolicy::decide_connect_unresolved`]). (1) the host: a label mixing scripts beyond the UTS-39
-//! highly restrictive combinations ⇒ `mixed_script_host`; a name whose
+//! [`EgressPolicy::decide_connect_unresolved`]). (1) the host: a label
+//! mixing scripts beyond the UTS-39 highly restrictive combinations ⇒
+//! `mixed_script_host`; a name whose
 //! skeleton equals that of a host named in the policy, or a label written in
 //! Cyrillic/Greek/Armenian letters that all look Latin under an ASCII TLD ⇒
 //! `confusable_host`. (2) the method must be an HTTP token. (3) an IP
