@@ -241,7 +241,8 @@ impl Proxy {
     /// May be called for several listeners at once (they share limits). When
     /// `shutdown` resolves, no new connections are accepted; connections
     /// already accepted run to completion on their own tasks (call
-    /// [`Proxy::drain`] to close them gracefully).
+    /// [`Proxy::drain`] to close them gracefully). Aggregated failure
+    /// counts are recorded when `shutdown` resolves, and by `drain`.
     pub async fn serve(
         &self,
         listener: TcpListener,
@@ -265,7 +266,13 @@ impl Proxy {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => {
+                    // The repeats counted so far are recorded now, while
+                    // the audit sink surely still takes them (a run stops
+                    // its proxy this way, without a drain).
+                    self.inner.flush_bursts(true);
+                    return Ok(());
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let inner = self.inner.clone();

@@ -3,6 +3,9 @@
 //! proxy through the testkit DNS responder (configured as `[proxy]
 //! nameservers`).
 
+#[path = "sandbox_support.rs"]
+mod support;
+
 use airlock_testkit::{
     DnsAnswer, DnsResponder, ProcessGuard, TestCa, Upstream, spawn_and_read_line,
 };
@@ -354,4 +357,44 @@ fn proxy_binary_refuses_tunnel_ports_plaintext_tunnels_h2c_and_unjudged_names() 
         find("egress.request", "rule_allow")["details"]["query"],
         "true"
     );
+}
+
+/// Review item 8: a sandboxed agent that opens thousands of malformed
+/// connections to the proxy gets every one answered, and the audit log gets
+/// a handful of records whose counts add up to all of them.
+#[test]
+fn a_flood_of_malformed_connections_from_a_sandbox_is_aggregated_in_the_audit_log() {
+    const N: usize = 3000;
+    let env = support::Env::new();
+    let out = env.py(&format!(
+        "import os, socket\n\
+         u = os.environ['HTTP_PROXY'].split('//')[1].rstrip('/')\n\
+         host, port = u.rsplit(':', 1)\n\
+         answered = 0\n\
+         for _ in range({N}):\n    \
+             s = socket.create_connection((host, int(port)), timeout=10)\n    \
+             s.sendall(b'GARBAGE\\r\\n\\r\\n')\n    \
+             if s.recv(64).startswith(b'HTTP/1.1 400'):\n        \
+                 answered += 1\n    \
+             s.close()\n\
+         print(answered)\n"
+    ));
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), N.to_string(), "every refusal answered");
+    let records: Vec<serde_json::Value> = env
+        .audited("egress.connection", 20_000)
+        .into_iter()
+        .filter(|e| e["reason"] == "malformed_request")
+        .collect();
+    let total: u64 = records
+        .iter()
+        .map(|e| e["details"]["repeated"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(total, N as u64, "{records:#?}");
+    assert!(
+        records.len() <= 40,
+        "{} records for {N} identical failures",
+        records.len()
+    );
+    assert_eq!(records[0]["resource"], "client 127.0.0.1");
 }
