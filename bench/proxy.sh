@@ -101,7 +101,17 @@ $P1 haproxy -f "$work/haproxy.cfg" & pids+=($!)
 
 # --- Airlock: read_public + allow_private for the loopback origin, real audit
 "$bin" --data-dir "$work/al" init >/dev/null
-printf 'mode = "read_public"\nallow_private = ["127.0.0.0/8", "::1"]\n' > "$work/policy.toml"
+# read_public covers only ports 80/443: a rule names the origin's ports.
+cat > "$work/policy.toml" <<'POLICY'
+mode = "read_public"
+allow_private = ["127.0.0.0/8", "::1"]
+
+[[rules]]
+hosts = ["127.0.0.1"]
+methods = ["GET", "HEAD"]
+ports = [18080, 18443]
+action = "allow"
+POLICY
 printf '[proxy]\nupstream_ca_file = "%s"\nintercept_all = true\nmax_connections = 100000\n' "$work/ca.pem" > "$work/airlock.toml"
 $P1 "$bin" --data-dir "$work/al" --config "$work/airlock.toml" proxy --workers 1 \
   --listen 127.0.0.1:18090 --policy "$work/policy.toml" --ca-cert-out "$work/airlock-ca.pem" > "$work/airlock.out" & pids+=($!)

@@ -19,6 +19,8 @@ fn policy() -> EgressPolicy {
             schemes: vec![Scheme::Https],
             methods: vec!["POST".into(), "PUT".into()],
             paths: vec![format!("/v{i}/repos/*/issues/**")],
+            ports: vec![],
+            websocket: false,
             action: if i % 5 == 0 {
                 Outcome::Deny
             } else {

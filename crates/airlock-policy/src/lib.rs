@@ -13,21 +13,36 @@
 //! percent-encoded, full-width), IPv6 literals (zone identifiers refused) and
 //! UTS-46 processing of names (Punycode `xn--` labels are validated).
 //!
-//! **Decision order.** (1) the host: a label mixing scripts beyond the UTS-39
-//! highly restrictive combinations ⇒ `mixed_script_host`; a name whose
+//! **Decision order.** Everything that needs no DNS comes first, so a
+//! caller can refuse a name without resolving it
+//! ([`EgressPolicy::decide_unresolved`],
+//! [`EgressPolicy::decide_connect_unresolved`]). (1) the host: a label
+//! mixing scripts beyond the UTS-39 highly restrictive combinations ⇒
+//! `mixed_script_host`; a name whose
 //! skeleton equals that of a host named in the policy, or a label written in
 //! Cyrillic/Greek/Armenian letters that all look Latin under an ASCII TLD ⇒
-//! `confusable_host`. (2) the method must be an HTTP token. (3) the SSRF
-//! guard: no address ⇒ `unresolvable_host`; **every** address must be
-//! globally reachable unicast (see [`classify_addr`]; IPv6 forms embedding an
-//! IPv4 address are judged by it), unless an `allow_private` CIDR opts it in;
-//! `localhost` names are loopback whatever DNS says. (4) rules: the strictest
-//! matching outcome wins (`Outcome` is ordered Allow < Ask < Deny); `ask`
-//! yields `Decision::ask(approval_required)`, which callers must treat as a
-//! denial until approvals exist. (5) no rule: `read_public` allows GET, HEAD
-//! and OPTIONS (`public_read`) and denies every other method
-//! (`default_deny`); `deny_all` denies (`deny_all`). (6) an allowed write
-//! (any method but GET/HEAD/OPTIONS) over plain HTTP ⇒ `write_requires_https`.
+//! `confusable_host`. (2) the method must be an HTTP token. (3) an IP
+//! literal is judged by the SSRF guard as itself. (4) rules: a rule matches
+//! scheme, host, port, method and path; the strictest matching outcome wins
+//! (`Outcome` is ordered Allow < Ask < Deny); `ask` yields
+//! `Decision::ask(approval_required)`, which callers must treat as a denial
+//! until approvals exist. A rule without `ports` covers, when it allows,
+//! only the scheme's default port (443/80), and when it denies or asks,
+//! every port. (5) no rule: `read_public` allows GET, HEAD and OPTIONS on the
+//! scheme's default port (`public_read`), refuses them on another port
+//! (`port_not_allowed`, also when an allow rule would match but for the
+//! port) and denies every other method (`default_deny`); `deny_all` denies
+//! (`deny_all`). (6) an allowed write (any method but GET/HEAD/OPTIONS) over
+//! plain HTTP ⇒ `write_requires_https`. (7) only for a request still
+//! allowed, the SSRF guard over the resolved addresses of a name: no
+//! address ⇒ `unresolvable_host`; **every** address must be globally
+//! reachable unicast (see [`classify_addr`]; IPv6 forms embedding an IPv4
+//! address are judged by it), unless an `allow_private` CIDR opts it in;
+//! `localhost` names are loopback whatever DNS says.
+//!
+//! **Upgrades.** [`EgressPolicy::check_upgrade`] allows only `Upgrade:
+//! websocket`, and only where an allow rule with `websocket = true` matches
+//! the request.
 //!
 //! **Paths.** A path is judged in one canonical spelling (dot segments
 //! resolved, unreserved escapes decoded, `\` as `/`, `//` merged), which
@@ -44,9 +59,12 @@
 //! **Tunnel or intercept.** A blind tunnel hides method and path, so
 //! [`EgressPolicy::decide_connect`] returns [`ConnectDecision::Tunnel`] only
 //! when inspection is not forced, a rule allows every method and path of the
-//! host over HTTPS, and no deny or ask rule names the host; it refuses the
-//! CONNECT outright when a rule denies (or asks for) everything on the host,
-//! or in `deny_all` mode when no allow/ask rule names the host; otherwise it
+//! host over HTTPS on the CONNECT's port, and no deny or ask rule names the
+//! host there (the caller must then check that the tunnel carries TLS to
+//! that host); it refuses the CONNECT outright when a rule denies (or asks
+//! for) everything on the host, when no allow or ask rule covers the port
+//! (`read_public` covers 443: `port_not_allowed`), or in `deny_all` mode
+//! when no allow/ask rule names the host; otherwise it
 //! returns [`ConnectDecision::Intercept`]. In `read_public` a host without
 //! such a rule is therefore intercepted, so writes can be refused.
 //!
@@ -58,11 +76,10 @@
 //! names or literals reaching the same server: rules match the canonical
 //! host as requested (a name rule does not cover the name's IP address;
 //! an IPv4 rule does cover its IPv4-mapped IPv6 spelling). Anything about
-//! the bytes inside a blind tunnel
-//! (including plain HTTP carried in a CONNECT); rule ports (rules match
-//! scheme, host, method and path, not port); that an upstream interprets a
-//! path the same way as either reading (e.g. Unicode normalization beyond
-//! the listed delimiter look-alikes); confusable detection beyond the
+//! the bytes inside a blind tunnel (the caller checks that they are TLS to
+//! the CONNECT host); that an upstream interprets a path the same way as
+//! either reading (e.g. Unicode normalization beyond the listed delimiter
+//! look-alikes); confusable detection beyond the
 //! built-in map (see the `idn` module notes: Cyrillic, Greek, Armenian and
 //! Latin-extension look-alikes, `0/o`, `1/l`, `rn/m`, diacritics).
 #![forbid(unsafe_code)]

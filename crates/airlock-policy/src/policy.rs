@@ -35,7 +35,9 @@ pub enum ConnectDecision {
     /// Refuse the CONNECT (the decision's outcome is `Deny` or `Ask`).
     Deny(Decision),
     /// Relay bytes blindly: the policy allows every request this tunnel could
-    /// carry, so nothing inside needs to be seen.
+    /// carry, so nothing inside needs to be seen — provided it is TLS to the
+    /// CONNECT host, which the caller must check (its ClientHello's server
+    /// name) before relaying anything.
     Tunnel(Decision),
     /// Terminate TLS and judge each request inside with
     /// [`EgressPolicy::decide`].
@@ -77,6 +79,10 @@ struct Rule {
     paths: Option<Vec<Glob>>,
     /// Match paths case-insensitively.
     fold: bool,
+    /// `None`: the scheme's default port for an allow rule, every port for
+    /// a deny or ask rule.
+    ports: Option<Vec<u16>>,
+    websocket: bool,
     action: Outcome,
 }
 
@@ -84,6 +90,15 @@ impl Rule {
     fn applies_to(&self, scheme: Scheme, host: &Host) -> bool {
         (self.schemes.is_empty() || self.schemes.contains(&scheme))
             && self.hosts.iter().any(|h| h.matches(host))
+    }
+
+    /// Whether the rule covers `port` for `scheme` (see [`RuleSpec::ports`]).
+    fn port_matches(&self, scheme: Scheme, port: u16) -> bool {
+        match &self.ports {
+            Some(ps) => ps.contains(&port),
+            None if self.action == Outcome::Allow => port == scheme.default_port(),
+            None => true,
+        }
     }
 
     fn method_matches(&self, method: &str) -> bool {
@@ -250,22 +265,58 @@ impl EgressPolicy {
     }
 
     /// Judge a full request. Order: the host itself (IDN), the method token,
-    /// the addresses (SSRF guard), then the rules (strictest matching outcome
-    /// wins) or, when none matches, the mode; finally an allowed write over
-    /// plain HTTP becomes `write_requires_https`.
+    /// an IP literal's address (SSRF guard), then the rules (strictest
+    /// matching outcome wins; a rule matches scheme, host, port, method and
+    /// path) or, when none matches, the mode (`read_public` allows reads on
+    /// the scheme's default port only); an allowed write over plain HTTP
+    /// becomes `write_requires_https`; finally, only for a request still
+    /// allowed, every resolved address of a name (SSRF guard). Everything
+    /// before that last step needs no DNS: see
+    /// [`decide_unresolved`](Self::decide_unresolved).
     pub fn decide(&self, req: &EgressRequest<'_>) -> Decision {
+        let d = self.decide_by_name(req);
+        if !d.is_allow() {
+            return d;
+        }
+        if let Err(r) = self.check_addrs(req.host, req.addrs) {
+            return Decision::deny(r);
+        }
+        d
+    }
+
+    /// The decision as far as it can be made without resolving the host
+    /// (`req.addrs` is ignored): `Some` when no DNS answer could change it —
+    /// the request is refused on its host, method, port, path, the rules or
+    /// the mode, or the host is an IP literal (judged as itself) — and
+    /// `None` when the name must be resolved and [`decide`](Self::decide)
+    /// called with its addresses. A caller that resolves only on `None`
+    /// sends no DNS query for a name the policy refuses anyway (no DNS
+    /// exfiltration through refused names).
+    pub fn decide_unresolved(&self, req: &EgressRequest<'_>) -> Option<Decision> {
+        let d = self.decide_by_name(req);
+        if d.is_allow() && matches!(req.host, Host::Domain(_)) {
+            return None;
+        }
+        Some(d)
+    }
+
+    /// Everything but the addresses of a name.
+    fn decide_by_name(&self, req: &EgressRequest<'_>) -> Decision {
         if let Err(r) = self.check_host(req.host) {
             return Decision::deny(r);
         }
         if !is_token(req.method) {
             return Decision::deny(Reason::MalformedRequest);
         }
-        if let Err(r) = self.check_addrs(req.host, req.addrs) {
+        if let Host::Ip(ip) = req.host
+            && let Err(r) = self.check_addr(*ip)
+        {
             return Decision::deny(r);
         }
         let Ok(views) = PathViews::new(req.path) else {
             return Decision::deny(Reason::AmbiguousPath);
         };
+        let mut port_blocked = false;
         let strictest = self
             .rules
             .iter()
@@ -274,15 +325,23 @@ impl EgressPolicy {
                     && r.method_matches(req.method)
                     && r.path_matches(&views)
             })
+            .filter(|r| {
+                let covered = r.port_matches(req.scheme, req.port);
+                port_blocked |= !covered && r.action != Outcome::Deny;
+                covered
+            })
             .map(|r| r.action)
             .max();
         let read = is_read(req.method);
+        let default_port = req.port == req.scheme.default_port();
         let d = match strictest {
             Some(Outcome::Deny) => Decision::deny(Reason::RuleDeny),
             Some(Outcome::Ask) => Decision::ask(Reason::ApprovalRequired),
             Some(Outcome::Allow) => Decision::allow(Reason::RuleAllow),
             None => match self.mode {
-                Mode::ReadPublic if read => Decision::allow(Reason::PublicRead),
+                Mode::ReadPublic if read && default_port => Decision::allow(Reason::PublicRead),
+                _ if port_blocked => Decision::deny(Reason::PortNotAllowed),
+                Mode::ReadPublic if read => Decision::deny(Reason::PortNotAllowed),
                 Mode::ReadPublic => Decision::deny(Reason::DefaultDeny),
                 Mode::DenyAll => Decision::deny(Reason::DenyAll),
             },
@@ -293,26 +352,91 @@ impl EgressPolicy {
         d
     }
 
-    /// Judge a CONNECT to `host:port` before any handshake. The host and
-    /// every address are checked as in [`decide`](Self::decide). Then:
-    /// a rule denying (or asking for) every method and path of the host
-    /// refuses it; a blind tunnel is chosen only when inspection is not
-    /// forced, a rule allows every method and path of the host over HTTPS,
-    /// and no deny or ask rule could apply to any request inside; in
-    /// `deny_all` mode a host no allow or ask rule names is refused;
-    /// everything else is intercepted so each request can be judged.
+    /// Judge a protocol upgrade (`Connection: upgrade` with `Upgrade:
+    /// <protocol>`) of a request [`decide`](Self::decide) allows. Only
+    /// `websocket` (one token, any case) is ever allowed, and only where an
+    /// allow rule with `websocket = true` matches the request (scheme, host,
+    /// port, method and path); anything else — `h2c`, a list of protocols,
+    /// or no such rule (the `read_public` mode allows no upgrade) — is
+    /// `Err(upgrade_refused)`. Needs no DNS.
+    pub fn check_upgrade(&self, req: &EgressRequest<'_>, protocol: &str) -> Result<(), Reason> {
+        if !protocol.trim().eq_ignore_ascii_case("websocket") {
+            return Err(Reason::UpgradeRefused);
+        }
+        let Ok(views) = PathViews::new(req.path) else {
+            return Err(Reason::UpgradeRefused);
+        };
+        let allowed = self.rules.iter().any(|r| {
+            r.action == Outcome::Allow
+                && r.websocket
+                && r.applies_to(req.scheme, req.host)
+                && r.port_matches(req.scheme, req.port)
+                && r.method_matches(req.method)
+                && r.path_matches(&views)
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(Reason::UpgradeRefused)
+        }
+    }
+
+    /// Judge a CONNECT to `host:port` before any handshake. The host, an IP
+    /// literal's address and, for a name, every address are checked as in
+    /// [`decide`](Self::decide). A CONNECT is HTTPS: only rules that apply
+    /// to `https` and cover `port` count. Then: a rule denying (or asking
+    /// for) every method and path of the host refuses it; a port that no
+    /// allow or ask rule covers (and, in `read_public`, other than 443) is
+    /// refused (`port_not_allowed`; in `deny_all`, a host no allow or ask
+    /// rule names at all is `deny_all`); a blind tunnel is chosen only when
+    /// inspection is not forced, a rule allows every method and path of the
+    /// host over HTTPS on this port, and no deny or ask rule could apply to
+    /// any request inside; everything else is intercepted so each request
+    /// can be judged.
+    ///
+    /// A blind tunnel hides its bytes: the caller must check that they are
+    /// TLS whose server name is `host` (a raw tunnel must never carry
+    /// plaintext, nor TLS to another name).
     pub fn decide_connect(&self, host: &Host, port: u16, addrs: &[IpAddr]) -> ConnectDecision {
-        let _ = port;
-        if let Err(r) = self.check_host(host) {
-            return ConnectDecision::Deny(Decision::deny(r));
+        let d = self.decide_connect_by_name(host, port);
+        if matches!(d, ConnectDecision::Deny(_)) {
+            return d;
         }
         if let Err(r) = self.check_addrs(host, addrs) {
             return ConnectDecision::Deny(Decision::deny(r));
         }
-        let applicable: Vec<&Rule> = self
+        d
+    }
+
+    /// [`decide_connect`](Self::decide_connect) as far as it can go without
+    /// resolving `host`: `Some` when no DNS answer could change it (a
+    /// refusal, or an IP literal), `None` when the name must be resolved.
+    pub fn decide_connect_unresolved(&self, host: &Host, port: u16) -> Option<ConnectDecision> {
+        let d = self.decide_connect_by_name(host, port);
+        if !matches!(d, ConnectDecision::Deny(_)) && matches!(host, Host::Domain(_)) {
+            return None;
+        }
+        Some(d)
+    }
+
+    fn decide_connect_by_name(&self, host: &Host, port: u16) -> ConnectDecision {
+        if let Err(r) = self.check_host(host) {
+            return ConnectDecision::Deny(Decision::deny(r));
+        }
+        if let Host::Ip(ip) = host
+            && let Err(r) = self.check_addr(*ip)
+        {
+            return ConnectDecision::Deny(Decision::deny(r));
+        }
+        let named: Vec<&Rule> = self
             .rules
             .iter()
             .filter(|r| r.applies_to(Scheme::Https, host))
+            .collect();
+        let applicable: Vec<&Rule> = named
+            .iter()
+            .copied()
+            .filter(|r| r.port_matches(Scheme::Https, port))
             .collect();
         let total_max = applicable
             .iter()
@@ -330,8 +454,13 @@ impl EgressPolicy {
             }
             _ => {}
         }
-        if self.mode == Mode::DenyAll && !applicable.iter().any(|r| r.action != Outcome::Deny) {
-            return ConnectDecision::Deny(Decision::deny(Reason::DenyAll));
+        let covered = applicable.iter().any(|r| r.action != Outcome::Deny)
+            || (self.mode == Mode::ReadPublic && port == Scheme::Https.default_port());
+        if !covered {
+            if self.mode == Mode::DenyAll && !named.iter().any(|r| r.action != Outcome::Deny) {
+                return ConnectDecision::Deny(Decision::deny(Reason::DenyAll));
+            }
+            return ConnectDecision::Deny(Decision::deny(Reason::PortNotAllowed));
         }
         ConnectDecision::Intercept
     }
@@ -518,12 +647,25 @@ fn compile_rule(ri: usize, r: &RuleSpec, named: &mut Vec<Named>) -> Result<Rule,
     let mut schemes = r.schemes.clone();
     schemes.sort();
     schemes.dedup();
+    if let Some(index) = r.ports.iter().position(|p| *p == 0) {
+        return Err(PolicyError::InvalidPort { rule: ri, index });
+    }
+    let ports = if r.ports.is_empty() {
+        None
+    } else {
+        let mut ps = r.ports.clone();
+        ps.sort_unstable();
+        ps.dedup();
+        Some(ps)
+    };
     Ok(Rule {
         hosts,
         schemes,
         methods,
         paths,
         fold: r.case_insensitive.unwrap_or(r.action != Outcome::Allow),
+        ports,
+        websocket: r.websocket,
         action: r.action,
     })
 }
@@ -550,6 +692,8 @@ mod tests {
             schemes: vec![],
             methods: methods.iter().map(|s| (*s).into()).collect(),
             paths: paths.iter().map(|s| (*s).into()).collect(),
+            ports: vec![],
+            websocket: false,
             action,
             case_insensitive: None,
         }
@@ -1044,6 +1188,208 @@ mod tests {
         assert_eq!(
             connect(&d, "b.example.com"),
             ConnectDecision::Deny(Decision::deny(Reason::DenyAll))
+        );
+    }
+
+    fn on_ports(r: RuleSpec, ports: &[u16]) -> RuleSpec {
+        RuleSpec {
+            ports: ports.to_vec(),
+            ..r
+        }
+    }
+
+    fn req<'a>(method: &'a str, scheme: Scheme, host: &'a Host, port: u16) -> EgressRequest<'a> {
+        EgressRequest {
+            method,
+            scheme,
+            host,
+            port,
+            path: "/ws",
+            addrs: PUBLIC,
+            run: None,
+        }
+    }
+
+    #[test]
+    fn ports_allow_rules_default_to_the_scheme_port_deny_rules_to_every_port() {
+        let p = policy(
+            Mode::ReadPublic,
+            vec![
+                rule(&["api.example.com"], &[], &[], Outcome::Allow),
+                on_ports(
+                    rule(&["alt.example.com"], &[], &[], Outcome::Allow),
+                    &[8443],
+                ),
+                rule(&["alt.example.com"], &["DELETE"], &[], Outcome::Deny),
+            ],
+        );
+        let api = parse_host("api.example.com").expect("host");
+        let alt = parse_host("alt.example.com").expect("host");
+        let other = parse_host("other.example.com").expect("host");
+        let d = |m: &str, s: Scheme, h: &Host, port: u16| p.decide(&req(m, s, h, port));
+        assert_eq!(
+            d("POST", Scheme::Https, &api, 443),
+            Decision::allow(Reason::RuleAllow)
+        );
+        assert_eq!(
+            d("POST", Scheme::Https, &api, 8443),
+            Decision::deny(Reason::PortNotAllowed)
+        );
+        assert_eq!(
+            d("GET", Scheme::Http, &api, 80),
+            Decision::allow(Reason::RuleAllow)
+        );
+        assert_eq!(
+            d("GET", Scheme::Http, &api, 443),
+            Decision::deny(Reason::PortNotAllowed)
+        );
+        assert_eq!(
+            d("POST", Scheme::Https, &alt, 8443),
+            Decision::allow(Reason::RuleAllow)
+        );
+        assert_eq!(
+            d("DELETE", Scheme::Https, &alt, 8443),
+            Decision::deny(Reason::RuleDeny)
+        );
+        assert_eq!(
+            d("GET", Scheme::Https, &other, 443),
+            Decision::allow(Reason::PublicRead)
+        );
+        assert_eq!(
+            d("GET", Scheme::Https, &other, 8443),
+            Decision::deny(Reason::PortNotAllowed)
+        );
+        assert_eq!(
+            d("POST", Scheme::Https, &other, 443),
+            Decision::deny(Reason::DefaultDeny)
+        );
+        // CONNECT: only covered ports open; a total allow rule on its port
+        // tunnels.
+        let c = |h: &Host, port: u16| p.decide_connect(h, port, PUBLIC);
+        let tunnel = ConnectDecision::Tunnel(Decision::allow(Reason::RuleAllow));
+        assert_eq!(c(&api, 443), tunnel);
+        for port in [22, 25, 80, 8080] {
+            assert_eq!(
+                c(&api, port),
+                ConnectDecision::Deny(Decision::deny(Reason::PortNotAllowed)),
+                "{port}"
+            );
+        }
+        assert_eq!(c(&alt, 8443), ConnectDecision::Intercept);
+        assert_eq!(c(&other, 443), ConnectDecision::Intercept);
+        assert_eq!(
+            c(&other, 8443),
+            ConnectDecision::Deny(Decision::deny(Reason::PortNotAllowed))
+        );
+        let locked = policy(
+            Mode::DenyAll,
+            vec![rule(&["api.example.com"], &[], &[], Outcome::Allow)],
+        );
+        assert_eq!(
+            locked.decide_connect(&api, 8443, PUBLIC),
+            ConnectDecision::Deny(Decision::deny(Reason::PortNotAllowed))
+        );
+        assert_eq!(
+            locked.decide_connect(&other, 443, PUBLIC),
+            ConnectDecision::Deny(Decision::deny(Reason::DenyAll))
+        );
+        assert!(matches!(
+            EgressPolicy::compile(PolicySpec {
+                rules: vec![on_ports(
+                    rule(&["a.com"], &[], &[], Outcome::Allow),
+                    &[443, 0]
+                )],
+                ..PolicySpec::default()
+            }),
+            Err(PolicyError::InvalidPort { rule: 0, index: 1 })
+        ));
+    }
+
+    #[test]
+    fn a_refusal_on_the_name_needs_no_dns() {
+        let p = policy(
+            Mode::DenyAll,
+            vec![rule(&["docs.example.com"], &["GET"], &[], Outcome::Allow)],
+        );
+        let docs = parse_host("docs.example.com").expect("host");
+        let leak = parse_host("c2VjcmV0.exfil.example.net").expect("host");
+        let lit = parse_host("10.0.0.1").expect("host");
+        let unresolved = |m: &str, h: &Host| p.decide_unresolved(&req(m, Scheme::Https, h, 443));
+        assert_eq!(
+            unresolved("GET", &leak),
+            Some(Decision::deny(Reason::DenyAll))
+        );
+        assert_eq!(
+            unresolved("POST", &docs),
+            Some(Decision::deny(Reason::DenyAll))
+        );
+        assert_eq!(
+            unresolved("GET", &docs),
+            None,
+            "allowed: resolve, then judge"
+        );
+        assert_eq!(
+            unresolved("GET", &lit),
+            Some(Decision::deny(Reason::PrivateAddress)),
+            "an IP literal is its own address"
+        );
+        assert_eq!(
+            p.decide_connect_unresolved(&leak, 443),
+            Some(ConnectDecision::Deny(Decision::deny(Reason::DenyAll)))
+        );
+        assert_eq!(p.decide_connect_unresolved(&docs, 443), None);
+        // The addresses still decide an allowed name.
+        let private: &[IpAddr] = &["10.0.0.1".parse().expect("ip")];
+        assert_eq!(
+            p.decide(&EgressRequest {
+                addrs: private,
+                ..req("GET", Scheme::Https, &docs, 443)
+            }),
+            Decision::deny(Reason::PrivateAddress)
+        );
+    }
+
+    #[test]
+    fn only_websocket_upgrades_and_only_where_a_rule_says_so() {
+        let p = policy(
+            Mode::ReadPublic,
+            vec![
+                RuleSpec {
+                    websocket: true,
+                    ..rule(&["ws.example.com"], &["GET"], &["/ws"], Outcome::Allow)
+                },
+                rule(&["open.example.com"], &[], &[], Outcome::Allow),
+            ],
+        );
+        let ws = parse_host("ws.example.com").expect("host");
+        let open = parse_host("open.example.com").expect("host");
+        let get = req("GET", Scheme::Https, &ws, 443);
+        assert_eq!(p.check_upgrade(&get, "websocket"), Ok(()));
+        assert_eq!(p.check_upgrade(&get, "WebSocket"), Ok(()));
+        for proto in ["h2c", "websocket, h2c", "h2c, websocket", "", "tls/1.0"] {
+            assert_eq!(
+                p.check_upgrade(&get, proto),
+                Err(Reason::UpgradeRefused),
+                "{proto:?}"
+            );
+        }
+        let other_path = EgressRequest {
+            path: "/api",
+            ..get
+        };
+        assert_eq!(
+            p.check_upgrade(&other_path, "websocket"),
+            Err(Reason::UpgradeRefused)
+        );
+        // Allowed without websocket = true: no upgrade; read_public: none.
+        assert_eq!(
+            p.check_upgrade(&req("GET", Scheme::Https, &open, 443), "websocket"),
+            Err(Reason::UpgradeRefused)
+        );
+        let public = parse_host("example.com").expect("host");
+        assert_eq!(
+            p.check_upgrade(&req("GET", Scheme::Https, &public, 443), "websocket"),
+            Err(Reason::UpgradeRefused)
         );
     }
 

@@ -65,6 +65,15 @@ pub struct RuleSpec {
     /// `*` matches within one segment, `**` across segments; the query is
     /// never part of the match.
     pub paths: Vec<String>,
+    /// Destination ports the rule applies to. Empty: an `allow` rule covers
+    /// only the scheme's default port (443 for https, 80 for http), a `deny`
+    /// or `ask` rule every port (so a refusal cannot be dodged by naming
+    /// another port).
+    pub ports: Vec<u16>,
+    /// An `allow` rule with `websocket = true` also lets a request it allows
+    /// upgrade to WebSocket (`Upgrade: websocket`). No other upgrade is ever
+    /// allowed, and none without such a rule.
+    pub websocket: bool,
     /// What happens when the rule matches.
     pub action: Outcome,
     /// Match `paths` regardless of case (`/ADMIN` as `/admin`, Unicode
@@ -83,6 +92,8 @@ impl RuleSpec {
             schemes: Vec::new(),
             methods: Vec::new(),
             paths: Vec::new(),
+            ports: Vec::new(),
+            websocket: false,
             action,
             case_insensitive: None,
         }
@@ -134,6 +145,14 @@ pub enum PolicyError {
         pattern: String,
         /// What is wrong.
         message: String,
+    },
+    /// A rule's port is 0.
+    #[error("rule {rule}: port 0 is not a destination port")]
+    InvalidPort {
+        /// Rule position.
+        rule: usize,
+        /// Position in the rule's `ports`.
+        index: usize,
     },
     /// An `allow_private` CIDR is malformed.
     #[error("allow_private entry {index}: {message}")]

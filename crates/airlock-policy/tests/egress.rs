@@ -38,6 +38,10 @@ struct TableRule {
     methods: Vec<String>,
     #[serde(default)]
     paths: Vec<String>,
+    #[serde(default)]
+    ports: Vec<u16>,
+    #[serde(default)]
+    websocket: bool,
     action: String,
     case_insensitive: Option<bool>,
 }
@@ -103,6 +107,8 @@ fn compile(p: &TablePolicy) -> EgressPolicy {
                     .collect(),
                 methods: r.methods.clone(),
                 paths: r.paths.clone(),
+                ports: r.ports.clone(),
+                websocket: r.websocket,
                 action: outcome(&r.action),
                 case_insensitive: r.case_insensitive,
             })
@@ -226,6 +232,7 @@ fn case_table_covers_every_egress_reason() {
         "invalid_host",
         "mixed_script_host",
         "confusable_host",
+        "port_not_allowed",
     ] {
         assert!(
             table.case.iter().any(|c| c.reason == code),

@@ -5,7 +5,10 @@
 //! by [`airlock_policy::EgressPolicy`] *before* anything reaches the
 //! upstream: for `CONNECT`, before any TLS handshake (`decide_connect`: deny
 //! with 403, tunnel blindly, or intercept); for every request, plain or
-//! inside an intercepted tunnel, with `decide`. Names are resolved here
+//! inside an intercepted tunnel, with `decide`. A request or CONNECT the
+//! policy refuses on its own facts (host, method, port, path, rules, mode)
+//! is refused without any DNS query, so refused names cannot carry data out
+//! through the resolver. Otherwise names are resolved here
 //! (hickory), **every** returned address is judged, and the connection goes
 //! to exactly a judged address — resolve, validate and connect as one step,
 //! never a second lookup. Inside an intercepted tunnel, requests may only
@@ -13,6 +16,27 @@
 //! `CONNECT` time. Denials are `403` with `X-Airlock-Reason: <code>` and a
 //! small JSON body. Every decision is sent to the [`EventSink`](airlock_types::EventSink); if the sink
 //! refuses, the request is denied with `audit_unavailable`.
+//!
+//! **Tunnels.** Whatever the plan, nothing is relayed until the client's
+//! first bytes are a complete TLS ClientHello (parsed by rustls within the
+//! TLS-handshake timeout and 64 KiB, then replayed): plaintext or another
+//! protocol is refused (`tunnel_not_tls`, with a 403 when the client spoke
+//! HTTP). In a blind tunnel the server name must be the CONNECT host (an
+//! IP-literal CONNECT must send none): `sni_mismatch`. Refusals are audited
+//! as `egress.tls` decisions.
+//!
+//! **Upgrades.** Only `Upgrade: websocket`, only where a rule allows it
+//! (`upgrade_refused`, `h2c` included); a CONNECT (or HTTP/2 extended
+//! CONNECT) inside an intercepted tunnel is refused; a 101 must switch to
+//! the protocol asked for (`upgrade_mismatch`, 502), and its headers are
+//! scrubbed like any response's.
+//!
+//! **Audit volume.** Failures that are not decisions (malformed input,
+//! limits, upstream errors) are aggregated: the first of a kind (action,
+//! resource, reason, detail) is recorded at once, identical ones within the
+//! next second become one record with `repeated = N`. Decisions are never
+//! aggregated, and every client is still answered. `egress.request`
+//! records say `query = "true"` when the URL had a query, never its text.
 //!
 //! **Interception.** An ECDSA P-256 CA is generated at start and held only
 //! in memory ([`Proxy::ca_cert_pem`] exports its certificate, never its
@@ -47,8 +71,11 @@
 //! (a later rebinding cannot redirect a connection already judged), and the
 //! web PKI roots.
 //!
-//! **Does not guarantee.** Anything about bytes inside a blind tunnel (the
-//! policy chooses a tunnel only when every request to the host is allowed);
+//! **Does not guarantee.** Anything about bytes inside a blind tunnel past
+//! its ClientHello (the policy chooses a tunnel only when every request to
+//! the host is allowed, and the ClientHello must name the host; a client
+//! using Encrypted Client Hello shows its outer name, which must be the
+//! host);
 //! that a WebSocket's messages are inspected (the upgrade request is judged,
 //! the frames are relayed); HTTP/3 or plain TCP protocols other than HTTP;
 //! that connections already accepted stop when `serve`'s shutdown future
@@ -58,11 +85,13 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod burst;
 mod ca;
 mod config;
 mod creds;
 mod error;
 mod glue;
+mod hello;
 mod idle;
 mod pool;
 mod resolve;

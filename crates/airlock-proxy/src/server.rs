@@ -3,11 +3,13 @@
 //! intercepted CONNECT tunnel whose inner requests are each decided.
 
 use crate::body::{OnEnd, Prefixed, ProxyBody, TimeoutBody, empty};
+use crate::burst::{self, Admit, Bursts};
 use crate::ca::CertAuthority;
 use crate::config::ProxyConfig;
 use crate::creds::Credentials;
 use crate::error::ProxyError;
-use crate::glue::{self, ConnectPlan};
+use crate::glue::{self, ConnectPlan, RequestFacts};
+use crate::hello::{self, Hello};
 use crate::idle::{SpliceEnd, splice};
 use crate::pool::{Pool, PoolKey, Sender};
 use crate::resolve::Resolver;
@@ -29,7 +31,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -65,6 +67,16 @@ struct Inner {
     active: AtomicUsize,
     /// Woken when `active` drops to zero.
     idle: tokio::sync::Notify,
+    /// Repeated identical failures, aggregated per second.
+    bursts: Bursts,
+    /// Set once the ticker that flushes `bursts` runs.
+    ticking: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.flush_bursts(true);
+    }
 }
 
 /// Counts one served connection while alive.
@@ -167,6 +179,8 @@ impl Proxy {
                 stop: tokio::sync::watch::Sender::new(false),
                 active: AtomicUsize::new(0),
                 idle: tokio::sync::Notify::new(),
+                bursts: Bursts::default(),
+                ticking: AtomicBool::new(false),
             }),
         })
     }
@@ -196,18 +210,20 @@ impl Proxy {
         let inner = &self.inner;
         inner.stop.send_replace(true);
         let deadline = tokio::time::Instant::now() + grace;
-        loop {
+        let open = loop {
             let open = inner.active.load(Ordering::SeqCst);
             if open == 0 {
-                return 0;
+                break 0;
             }
             if tokio::time::timeout_at(deadline, inner.idle.notified())
                 .await
                 .is_err()
             {
-                return inner.active.load(Ordering::SeqCst);
+                break inner.active.load(Ordering::SeqCst);
             }
-        }
+        };
+        inner.flush_bursts(true);
+        open
     }
 
     /// Serve one already-established client connection (any byte stream).
@@ -225,16 +241,38 @@ impl Proxy {
     /// May be called for several listeners at once (they share limits). When
     /// `shutdown` resolves, no new connections are accepted; connections
     /// already accepted run to completion on their own tasks (call
-    /// [`Proxy::drain`] to close them gracefully).
+    /// [`Proxy::drain`] to close them gracefully). Aggregated failure
+    /// counts are recorded when `shutdown` resolves, and by `drain`.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ProxyError> {
+        if !self.inner.ticking.swap(true, Ordering::SeqCst) {
+            // Report the repeats of closed aggregation windows even when no
+            // further failure comes to flush them. Ends with the proxy.
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(burst::WINDOW / 4);
+                loop {
+                    tick.tick().await;
+                    match weak.upgrade() {
+                        Some(inner) => inner.flush_bursts(false),
+                        None => return,
+                    }
+                }
+            });
+        }
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => {
+                    // The repeats counted so far are recorded now, while
+                    // the audit sink surely still takes them (a run stops
+                    // its proxy this way, without a drain).
+                    self.inner.flush_bursts(true);
+                    return Ok(());
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let inner = self.inner.clone();
@@ -316,6 +354,40 @@ fn resource(scheme: Scheme, host: &Host, port: u16, path: &str) -> String {
     }
 }
 
+/// The audit resource for a client connection: its address without the
+/// (ever-changing) source port, so repeated failures of one client are
+/// identical and aggregate.
+fn client(peer: SocketAddr) -> String {
+    format!("client {}", peer.ip())
+}
+
+/// The protocol a request asks to upgrade to (every `Upgrade` value, joined),
+/// or `None` when it does not ask (HTTP/1.1 with `Connection: upgrade`).
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<String> {
+    if !is_upgrade(req) {
+        return None;
+    }
+    let values: Vec<String> = req
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    Some(values.join(", "))
+}
+
+/// Whether a 101 switched to exactly `asked` (one `Upgrade` value, that
+/// protocol, any case).
+fn switched_to(headers: &HeaderMap, asked: &str) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case(asked.trim())),
+        _ => false,
+    }
+}
+
 fn authority_string(scheme: Scheme, host: &Host, port: u16) -> String {
     if port == scheme.default_port() {
         host.to_string()
@@ -362,13 +434,13 @@ impl Inner {
         resource: &str,
         d: Decision,
         rid: &RequestId,
-        detail: Option<(&str, String)>,
+        details: &[(&str, String)],
     ) -> Decision {
         let mut ev = self
             .event(action, resource, d.reason, EventResult::Success, rid)
             .with_decision(d);
-        if let Some((k, v)) = detail {
-            ev = ev.with_detail(k, v);
+        for (k, v) in details {
+            ev = ev.with_detail(k, v.clone());
         }
         match self.sink.emit(ev) {
             Ok(()) => d,
@@ -391,7 +463,7 @@ impl Inner {
         };
         self.record_failure("egress.request", resource, reason, rid, e.to_string());
         let d = Decision::deny(reason);
-        self.record_decision("egress.request", resource, d, rid, None)
+        self.record_decision("egress.request", resource, d, rid, &[])
     }
 
     /// Record a failed step of the client-side TLS handshake: the client's
@@ -409,6 +481,8 @@ impl Inner {
 
     /// Record a failure that is not a policy decision (malformed input, a
     /// limit, an upstream failure). Best effort: the action is refused anyway.
+    /// Identical failures within a second are aggregated (see `burst`): the
+    /// first is recorded at once, the repeats as one record with a count.
     fn record_failure(
         &self,
         action: &str,
@@ -417,11 +491,48 @@ impl Inner {
         rid: &RequestId,
         detail: String,
     ) {
-        let ev = self
-            .event(action, resource, reason, EventResult::Failure, rid)
-            .with_detail("detail", detail);
-        if let Err(e) = self.sink.emit(ev) {
-            tracing::error!(error = %e, "audit sink refused a failure record");
+        let key = burst::Key {
+            action: action.to_owned(),
+            resource: resource.to_owned(),
+            reason,
+            detail,
+        };
+        let (admit, closed) = self.bursts.admit(key.clone(), std::time::Instant::now());
+        self.emit_repeats(closed);
+        if admit == Admit::Record {
+            let ev = self
+                .event(action, resource, reason, EventResult::Failure, rid)
+                .with_detail("detail", key.detail);
+            if let Err(e) = self.sink.emit(ev) {
+                tracing::error!(error = %e, "audit sink refused a failure record");
+            }
+        }
+    }
+
+    /// Record the repeats counted in closed aggregation windows (all open
+    /// windows with `all`).
+    fn flush_bursts(&self, all: bool) {
+        let closed = self.bursts.flush(std::time::Instant::now(), all);
+        self.emit_repeats(closed);
+    }
+
+    fn emit_repeats(&self, closed: Vec<(burst::Key, u64)>) {
+        for (key, repeats) in closed {
+            let rid = self.request_id();
+            let ev = self
+                .event(
+                    &key.action,
+                    &key.resource,
+                    key.reason,
+                    EventResult::Failure,
+                    &rid,
+                )
+                .with_detail("detail", key.detail)
+                .with_detail("repeated", repeats)
+                .with_detail("window_ms", burst::WINDOW.as_millis() as u64);
+            if let Err(e) = self.sink.emit(ev) {
+                tracing::error!(error = %e, "audit sink refused an aggregated failure record");
+            }
         }
     }
 
@@ -445,7 +556,7 @@ impl Inner {
             let rid = self.request_id();
             self.record_failure(
                 "egress.connection",
-                &format!("client {peer}"),
+                &client(peer),
                 Reason::LimitExceeded,
                 &rid,
                 "too many concurrent connections".into(),
@@ -481,7 +592,7 @@ impl Inner {
             }
         };
         if let Err(e) = result {
-            self.connection_error(&e, &format!("client {peer}"));
+            self.connection_error(&e, &client(peer));
         }
     }
 
@@ -521,7 +632,7 @@ impl Inner {
             Ok(_) => return None, // closed or failed before sending anything
             Err(_) => {
                 let rid = self.request_id();
-                let who = format!("client {peer}");
+                let who = client(peer);
                 let what = "request head not received in time".into();
                 self.record_failure("egress.connection", &who, Reason::LimitExceeded, &rid, what);
                 return None;
@@ -603,8 +714,7 @@ impl Inner {
             }
         };
         debug_assert_eq!(url.scheme, scheme);
-        let addrs = self.lookup(&url.host).await;
-        self.forward(req, url, addrs, rid, None).await
+        self.forward(req, url, None, rid, None).await
     }
 
     /// The addresses of `host`: an IP literal is itself; a name is resolved,
@@ -620,25 +730,61 @@ impl Inner {
     }
 
     /// Decide one request (absolute-form, or inside an intercepted tunnel)
-    /// and, if allowed, forward it to exactly a checked address.
+    /// and, if allowed, forward it to exactly a checked address. `known`:
+    /// the addresses already checked for an intercepted tunnel; `None`: the
+    /// name is resolved here, and only when the policy could allow the
+    /// request (a name refused anyway is never looked up).
     async fn forward(
         self: Arc<Self>,
         req: Request<Incoming>,
         url: airlock_policy::Url,
-        addrs: Option<Vec<IpAddr>>,
+        known: Option<Vec<IpAddr>>,
         rid: RequestId,
         tunnel: Option<&TunnelTarget>,
     ) -> Response<ProxyBody> {
         let res = resource(url.scheme, &url.host, url.port, &url.path);
-        let decision = glue::decide_request(
-            &self.policy,
-            req.method(),
-            &url,
-            addrs.as_deref(),
-            self.run.as_ref(),
-        );
-        let detail = tunnel.map(|_| ("via", "intercepted_tunnel".to_owned()));
-        let decision = self.record_decision("egress.request", &res, decision, &rid, detail);
+        let asked = upgrade_protocol(&req);
+        let facts = RequestFacts {
+            method: req.method(),
+            url: &url,
+            run: self.run.as_ref(),
+            upgrade: asked.as_deref(),
+        };
+        let (decision, addrs) = match known {
+            Some(a) => (
+                glue::decide_request(&self.policy, &facts, Some(&a)),
+                Some(a),
+            ),
+            None => match glue::decide_unresolved(&self.policy, &facts) {
+                // Decided on the name alone; an allowed IP literal is its
+                // own address (no DNS).
+                Some(d) if d.is_allow() => (d, self.lookup(&url.host).await),
+                Some(d) => (d, None),
+                None => {
+                    let a = self.lookup(&url.host).await;
+                    (glue::decide_request(&self.policy, &facts, a.as_deref()), a)
+                }
+            },
+        };
+        let mut details = Vec::new();
+        if tunnel.is_some() {
+            details.push(("via", "intercepted_tunnel".to_owned()));
+        }
+        if url.query.is_some() {
+            // That there was one, never its text.
+            details.push(("query", "true".to_owned()));
+        }
+        if let Some(p) = &asked {
+            // The protocol token as sent, bounded; header values are
+            // visible ASCII or dropped here.
+            let p: String = p
+                .chars()
+                .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                .take(64)
+                .collect();
+            details.push(("upgrade", p));
+        }
+        let decision = self.record_decision("egress.request", &res, decision, &rid, &details);
         if !decision.is_allow() {
             return refuse_with_body(req.into_body(), respond::denied(decision));
         }
@@ -668,7 +814,7 @@ impl Inner {
             path_and_query.push('?');
             path_and_query.push_str(q);
         }
-        let upgrade = is_upgrade(&req);
+        let upgrade = asked.is_some();
         let is_head = req.method() == Method::HEAD;
         let (mut parts, body) = req.into_parts();
         let client_upgrade = if upgrade {
@@ -792,9 +938,24 @@ impl Inner {
             }
         };
 
-        if let Some(client_upgrade) = client_upgrade
-            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Only the protocol that was asked for (and allowed): an
+            // upstream switching to anything else, or switching unasked,
+            // would carry unjudged bytes.
+            let (Some(client_upgrade), Some(asked)) = (client_upgrade, asked.as_deref()) else {
+                return self.upgrade_mismatch(
+                    &res,
+                    &rid,
+                    "101 to a request that asked for no upgrade",
+                );
+            };
+            if !switched_to(resp.headers(), asked) {
+                return self.upgrade_mismatch(
+                    &res,
+                    &rid,
+                    "101 to another protocol than the one asked for",
+                );
+            }
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             let idle = self.cfg.timeouts.idle;
             tokio::spawn(async move {
@@ -802,7 +963,12 @@ impl Inner {
                     let _ = splice(TokioIo::new(c), TokioIo::new(u), idle).await;
                 }
             });
-            let (parts, _) = resp.into_parts();
+            let (mut parts, _) = resp.into_parts();
+            if let Some(creds) = &self.creds {
+                // The same header scrubbing as any response (the body is
+                // empty; the frames after it are not scrubbed).
+                let _ = creds.scrub_response(&mut parts.headers, empty(), true);
+            }
             return Response::from_parts(parts, empty());
         }
 
@@ -828,6 +994,19 @@ impl Inner {
             None => body,
         };
         Response::from_parts(parts, body)
+    }
+
+    /// Refuse a 101 that does not match the request's upgrade: the upstream
+    /// connection is dropped (closed), the client gets a 502.
+    fn upgrade_mismatch(&self, res: &str, rid: &RequestId, detail: &str) -> Response<ProxyBody> {
+        let d = self.record_decision(
+            "egress.upgrade",
+            res,
+            Decision::deny(Reason::UpgradeMismatch),
+            rid,
+            &[("detail", detail.to_owned())],
+        );
+        respond::error(StatusCode::BAD_GATEWAY, d.reason)
     }
 
     fn upstream_failed(&self, res: &str, rid: &RequestId, e: DialError) -> Response<ProxyBody> {
@@ -886,20 +1065,31 @@ impl Inner {
                     "<invalid CONNECT target>",
                     Decision::deny(Reason::InvalidHost),
                     &rid,
-                    Some(("detail", "CONNECT target is not host:port".into())),
+                    &[("detail", "CONNECT target is not host:port".into())],
                 );
                 return respond::denied(d);
             }
         };
         let res = format!("{}:{port}", host);
-        let addrs = self.lookup(&host).await;
-        let plan = glue::decide_connect(
-            &self.policy,
-            &host,
-            port,
-            addrs.as_deref(),
-            self.cfg.intercept_all,
-        );
+        let intercept_all = self.cfg.intercept_all;
+        // Refused on the name (host, port, rules, mode): no DNS query.
+        let (plan, addrs) =
+            match glue::decide_connect_unresolved(&self.policy, &host, port, intercept_all) {
+                Some(ConnectPlan::Deny(d)) => (ConnectPlan::Deny(d), None),
+                // An IP literal: its own address.
+                Some(p) => (p, self.lookup(&host).await),
+                None => {
+                    let a = self.lookup(&host).await;
+                    let p = glue::decide_connect(
+                        &self.policy,
+                        &host,
+                        port,
+                        a.as_deref(),
+                        intercept_all,
+                    );
+                    (p, a)
+                }
+            };
         let (decision, mode) = match plan {
             ConnectPlan::Deny(d) => (d, "deny"),
             ConnectPlan::Tunnel(d) => (d, "tunnel"),
@@ -910,7 +1100,7 @@ impl Inner {
             &res,
             decision,
             &rid,
-            Some(("mode", mode.into())),
+            &[("mode", mode.into())],
         );
         let (true, Some(addrs)) = (decision.is_allow(), addrs) else {
             return respond::denied(if decision.is_allow() {
@@ -921,7 +1111,10 @@ impl Inner {
         };
         match plan {
             ConnectPlan::Deny(_) => respond::denied(decision),
-            ConnectPlan::Tunnel(_) => self.tunnel(req, &res, &addrs, port, rid).await,
+            ConnectPlan::Tunnel(_) => {
+                let target = TunnelTarget { host, port, addrs };
+                self.tunnel(req, &res, target, rid).await
+            }
             ConnectPlan::Intercept(_) => {
                 let target = TunnelTarget { host, port, addrs };
                 let this = self.clone();
@@ -937,15 +1130,22 @@ impl Inner {
     }
 
     /// A blind tunnel: dial the checked address first, answer 200 only then.
+    /// Nothing is relayed until the client's first bytes are a TLS
+    /// ClientHello naming the CONNECT host (they are then replayed to the
+    /// upstream): plaintext, another protocol or TLS to another name is
+    /// refused (`tunnel_not_tls`, `sni_mismatch`) and the tunnel closed.
     async fn tunnel(
         self: Arc<Self>,
         req: Request<Incoming>,
         res: &str,
-        addrs: &[IpAddr],
-        port: u16,
+        target: TunnelTarget,
         rid: RequestId,
     ) -> Response<ProxyBody> {
-        let sockets: Vec<SocketAddr> = addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        let sockets: Vec<SocketAddr> = target
+            .addrs
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, target.port))
+            .collect();
         let tcp = match upstream::dial(&sockets, self.cfg.timeouts.connect).await {
             Ok((tcp, _)) => tcp,
             Err(e) => return self.upstream_failed(res, &rid, e),
@@ -954,8 +1154,18 @@ impl Inner {
         let this = self.clone();
         let res = res.to_owned();
         tokio::spawn(async move {
-            match hyper::upgrade::on(req).await {
-                Ok(up) => match splice(TokioIo::new(up), tcp, idle).await {
+            let up = match hyper::upgrade::on(req).await {
+                Ok(up) => up,
+                Err(e) => return tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            };
+            let Some(client) = this
+                .tunnel_hello(TokioIo::new(up), &target, &res, &rid, true)
+                .await
+            else {
+                return;
+            };
+            {
+                match splice(client, tcp, idle).await {
                     SpliceEnd::Idle => {
                         this.record_failure(
                             "egress.connect",
@@ -969,11 +1179,79 @@ impl Inner {
                     SpliceEnd::Error(e) => {
                         tracing::debug!(%res, error = %e, "tunnel ended with an error")
                     }
-                },
-                Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
             }
         });
         Response::new(empty())
+    }
+
+    /// Read a tunnel's first bytes: a TLS ClientHello for the tunnel's host
+    /// gives the client stream back with those bytes to replay. Anything
+    /// else is refused and audited as an `egress.tls` decision, and the
+    /// client (when it spoke HTTP) answered with a 403. A missing server
+    /// name is accepted for an IP-literal CONNECT (clients send none for
+    /// addresses) and, when `blind` is false, for an intercepted tunnel (the
+    /// leaf is minted for the CONNECT host and every request inside is
+    /// judged); a blind tunnel to a name requires it.
+    async fn tunnel_hello<I>(
+        &self,
+        mut io: I,
+        target: &TunnelTarget,
+        res: &str,
+        rid: &RequestId,
+        blind: bool,
+    ) -> Option<Prefixed<I>>
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (buf, hello) = hello::read_client_hello(&mut io, self.cfg.timeouts.tls_handshake).await;
+        let mode = if blind { "tunnel" } else { "intercept" };
+        let host_name = match &target.host {
+            Host::Domain(d) => Some(d.as_str()),
+            Host::Ip(_) => None,
+        };
+        let (reason, detail, answer_http) = match hello {
+            Hello::Tls { sni: Some(sni) } => match host_name {
+                Some(h) if hello::sni_matches(&sni, h) => return Some(Prefixed::new(buf, io)),
+                // An IP-literal CONNECT: a server name would be a name
+                // the policy never judged.
+                _ => (
+                    Reason::SniMismatch,
+                    "the ClientHello names another server than the CONNECT host".to_owned(),
+                    false,
+                ),
+            },
+            Hello::Tls { sni: None } if host_name.is_none() || !blind => {
+                return Some(Prefixed::new(buf, io));
+            }
+            Hello::Tls { sni: None } => (
+                Reason::SniMismatch,
+                "the ClientHello names no server (SNI required for a tunnel to a name)".to_owned(),
+                false,
+            ),
+            Hello::NotTls { detail, looks_http } => (Reason::TunnelNotTls, detail, looks_http),
+            Hello::Incomplete { detail } => (Reason::TunnelNotTls, detail, false),
+            Hello::Closed => {
+                tracing::debug!(%res, "client closed the tunnel before sending anything");
+                return None;
+            }
+        };
+        let d = self.record_decision(
+            "egress.tls",
+            res,
+            Decision::deny(reason),
+            rid,
+            &[("mode", mode.to_owned()), ("detail", detail)],
+        );
+        if answer_http {
+            let _ = tokio::time::timeout(
+                self.cfg.timeouts.header_read,
+                io.write_all(&respond::raw_denied(d)),
+            )
+            .await;
+        }
+        let _ = io.shutdown().await;
+        None
     }
 
     /// Terminate the client's TLS with a leaf for the CONNECT host, then
@@ -987,26 +1265,17 @@ impl Inner {
             Host::Ip(ip) => ip.to_string(),
         };
         let t = &self.cfg.timeouts;
+        // The client must speak TLS, and its SNI, when sent, must name the
+        // host the tunnel was allowed for.
+        let Some(io) = self.tunnel_hello(io, &target, &res, &rid, false).await else {
+            return;
+        };
         let acceptor =
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let start = match tokio::time::timeout(t.tls_handshake, acceptor).await {
             Ok(Ok(s)) => s,
             failed => return self.client_tls_failed(&res, &rid, failed.ok().and_then(Result::err)),
         };
-        // The SNI, when sent, must name the host the tunnel was allowed for.
-        if let Some(sni) = start.client_hello().server_name()
-            && !sni.trim_end_matches('.').eq_ignore_ascii_case(&host_name)
-        {
-            let d = Decision::deny(Reason::RuleDeny);
-            self.record_decision(
-                "egress.tls",
-                &res,
-                d,
-                &rid,
-                Some(("detail", "SNI does not match the CONNECT host".into())),
-            );
-            return;
-        }
         let cfg = match self.ca.server_config(&host_name) {
             Ok(c) => c,
             Err(e) => {
@@ -1072,6 +1341,25 @@ impl Inner {
         target: &TunnelTarget,
     ) -> Response<ProxyBody> {
         let rid = self.request_id();
+        // A CONNECT inside the tunnel (HTTP/1.1, or HTTP/2 with or without
+        // the extended-CONNECT `:protocol`) would open a stream whose bytes
+        // are never judged: refused like any other upgrade.
+        if req.method() == Method::CONNECT
+            || req.extensions().get::<hyper::ext::Protocol>().is_some()
+        {
+            let res = resource(Scheme::Https, &target.host, target.port, "");
+            let d = self.record_decision(
+                "egress.request",
+                &res,
+                Decision::deny(Reason::UpgradeRefused),
+                &rid,
+                &[
+                    ("via", "intercepted_tunnel".to_owned()),
+                    ("detail", "CONNECT inside an intercepted tunnel".to_owned()),
+                ],
+            );
+            return refuse_with_body(req.into_body(), respond::denied(d));
+        }
         let named = req
             .uri()
             .authority()
@@ -1092,7 +1380,7 @@ impl Inner {
                         &res,
                         Decision::deny(Reason::RuleDeny),
                         &rid,
-                        Some(("detail", "Host does not match the CONNECT target".into())),
+                        &[("detail", "Host does not match the CONNECT target".into())],
                     );
                     return refuse_with_body(req.into_body(), respond::denied(d));
                 }
@@ -1122,8 +1410,8 @@ impl Inner {
                 return refuse_with_body(req.into_body(), resp);
             }
         };
-        let addrs = Some(target.addrs.clone());
-        self.forward(req, url, addrs, rid, Some(target)).await
+        let known = Some(target.addrs.clone());
+        self.forward(req, url, known, rid, Some(target)).await
     }
 }
 

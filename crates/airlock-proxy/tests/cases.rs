@@ -65,6 +65,20 @@ fn policy(t: &toml::Value) -> PolicySpec {
                         .collect(),
                     methods: strs(r.get("methods")),
                     paths: strs(r.get("paths")),
+                    ports: r
+                        .get("ports")
+                        .and_then(|v| v.as_array())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|p| p.as_integer())
+                                .filter_map(|p| u16::try_from(p).ok())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    websocket: r
+                        .get("websocket")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false),
                     action: outcome(r.get("action").and_then(|a| a.as_str()).expect("action")),
                     case_insensitive: r.get("case_insensitive").and_then(|v| v.as_bool()),
                 })
@@ -277,26 +291,32 @@ fn the_proxy_agrees_with_the_policy_case_table() {
                 ));
             }
         }
-        // Host and address refusals hold for a CONNECT to the same host too.
+        // Host and address refusals hold for a CONNECT to the same host too
+        // (on 443 for an http URL: a CONNECT to 80 is refused for its port).
         if want_outcome == Outcome::Deny
             && HOST_OR_ADDR.contains(&want_reason)
             && let Some(u) = &parsed
         {
             {
+                let port = if u.scheme == Scheme::Http {
+                    443
+                } else {
+                    u.port
+                };
                 let before = p.sink.events().len();
                 let resp = exchange(
                     p.addr,
                     &format!(
-                        "CONNECT {}:{} HTTP/1.1\r\nConnection: close\r\n\r\n",
-                        u.host, u.port
+                        "CONNECT {}:{port} HTTP/1.1\r\nConnection: close\r\n\r\n",
+                        u.host
                     ),
                 );
                 let evs = new_events(&p.sink, before, "egress.connect");
                 let got = evs.last().map(|e| e.reason.code());
                 if got != Some(want_reason) || !resp.starts_with("http/1.1 403") {
                     failures.push(format!(
-                        "CONNECT {}:{} ({url}): audited {got:?}, table says {want_reason}",
-                        u.host, u.port
+                        "CONNECT {}:{port} ({url}): audited {got:?}, table says {want_reason}",
+                        u.host
                     ));
                 }
             }

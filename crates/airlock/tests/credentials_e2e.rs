@@ -129,7 +129,7 @@ impl Fixture {
             &policy,
             format!(
                 "mode = \"deny_all\"\nallow_private = [\"{UPSTREAM_IP}/32\"]\n\n\
-                 [[rules]]\nhosts = [\"api.github.test\", \"other.test\"]\naction = \"allow\"\n"
+                 [[rules]]\nhosts = [\"api.github.test\", \"other.test\"]\nports = [{port}]\naction = \"allow\"\n"
             ),
         )
         .expect("policy");

@@ -228,7 +228,7 @@ fn system_resolver_is_used_without_resolve() {
             "--method",
             "GET",
             "--url",
-            "http://localhost:9/",
+            "http://localhost/",
         ],
     );
     assert_eq!(

@@ -21,13 +21,13 @@ fn ip() -> IpAddr {
 
 /// A policy that allows exactly the test upstream (a loopback address, so it
 /// must also be exempted from the private-address guard).
-fn allow_upstream_policy(env: &Env, inspect: bool) -> String {
+fn allow_upstream_policy(env: &Env, inspect: bool, port: u16) -> String {
     let path = env.dir.path().join("policy.toml");
     std::fs::write(
         &path,
         format!(
             "mode = \"deny_all\"\ninspect_all = {inspect}\nallow_private = [\"{UPSTREAM_IP}/32\"]\n\n\
-             [[rules]]\nhosts = [\"{UPSTREAM_IP}\"]\naction = \"allow\"\n"
+             [[rules]]\nhosts = [\"{UPSTREAM_IP}\"]\nports = [{port}]\naction = \"allow\"\n"
         ),
     )
     .expect("policy");
@@ -38,7 +38,7 @@ fn allow_upstream_policy(env: &Env, inspect: bool) -> String {
 fn curl_and_python_reach_an_allowed_upstream_through_the_proxy() {
     let env = Env::new();
     let up = Upstream::http(ip());
-    let policy = allow_upstream_policy(&env, false);
+    let policy = allow_upstream_policy(&env, false, up.port());
     let url = format!("http://{UPSTREAM_IP}:{}/hello?x=1", up.port());
     let out = env.run(
         &["--policy", &policy],
@@ -87,7 +87,7 @@ fn https_tools_trust_the_sandbox_bundle_through_interception() {
         ca_path.display()
     ));
     let up = Upstream::https(ip(), &ca, &[UPSTREAM_IP]);
-    let policy = allow_upstream_policy(&env, true);
+    let policy = allow_upstream_policy(&env, true, up.port());
     let base_url = format!("https://{UPSTREAM_IP}:{}", up.port());
     let script = format!(
         "set -e\n\
@@ -121,7 +121,7 @@ fn https_tools_trust_the_sandbox_bundle_through_interception() {
 fn node_reaches_an_allowed_upstream_through_the_proxy() {
     let env = Env::new();
     let up = Upstream::http(ip());
-    let policy = allow_upstream_policy(&env, false);
+    let policy = allow_upstream_policy(&env, false, up.port());
     let js = format!(
         "const u = new URL(process.env.HTTP_PROXY);\n\
          require('http').get({{host: u.hostname, port: u.port, path: 'http://{UPSTREAM_IP}:{}/node'}}, r => {{\n\
@@ -140,7 +140,7 @@ fn node_reaches_an_allowed_upstream_through_the_proxy() {
 fn a_host_outside_the_policy_is_denied_and_audited() {
     let env = Env::new();
     let up = Upstream::http("127.0.0.3".parse().expect("ip"));
-    let policy = allow_upstream_policy(&env, false);
+    let policy = allow_upstream_policy(&env, false, up.port());
     let out = env.run(
         &["--policy", &policy],
         &[

@@ -105,8 +105,8 @@ pub fn run(_ctx: &Ctx, args: DemoArgs) -> anyhow::Result<u8> {
             "# Demo policy: read-only access to {API}; {EVIL} is allowed too, so that\n\
              # only the credential binding stops the exfiltration attempt.\n\
              mode = \"deny_all\"\nallow_private = [\"{UPSTREAM_IP}/32\"]\n\n\
-             [[rules]]\nhosts = [\"{API}\"]\nmethods = [\"GET\"]\naction = \"allow\"\n\n\
-             [[rules]]\nhosts = [\"{EVIL}\"]\naction = \"allow\"\n"
+             [[rules]]\nhosts = [\"{API}\"]\nmethods = [\"GET\"]\nports = [{up_port}]\naction = \"allow\"\n\n\
+             [[rules]]\nhosts = [\"{EVIL}\"]\nports = [{up_port}]\naction = \"allow\"\n"
         ),
     )
     .context("cannot write the demo policy")?;

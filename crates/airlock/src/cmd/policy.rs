@@ -116,19 +116,26 @@ fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
             None,
         );
     }
-    let addrs: Vec<IpAddr> = match (&url.host, resolve) {
-        (Host::Ip(ip), _) => vec![*ip],
-        (Host::Domain(_), Some(given)) => given,
-        (Host::Domain(d), None) => system_resolve(d, url.port),
-    };
-    let req = EgressRequest {
+    let unresolved = EgressRequest {
         method: &a.method,
         scheme: url.scheme,
         host: &url.host,
         port: url.port,
         path: &url.path,
-        addrs: &addrs,
+        addrs: &[],
         run: None,
+    };
+    // Like the proxy: a name refused on its own facts is never resolved.
+    let refused_by_name = policy.decide_unresolved(&unresolved).is_some();
+    let addrs: Vec<IpAddr> = match (&url.host, resolve) {
+        (Host::Ip(ip), _) => vec![*ip],
+        (Host::Domain(_), Some(given)) => given,
+        (Host::Domain(_), None) if refused_by_name => Vec::new(),
+        (Host::Domain(d), None) => system_resolve(d, url.port),
+    };
+    let req = EgressRequest {
+        addrs: &addrs,
+        ..unresolved
     };
     let decision = policy.decide(&req);
     let connect =

@@ -81,6 +81,14 @@ pub struct RawRule {
     /// (`/api/**` also matches `/api`); absent means every path. The query is never matched.
     #[schemars(with = "Option<Vec<String>>")]
     pub paths: Option<Vec<Spanned<String>>>,
+    /// Destination ports (1-65535). Absent: an `allow` rule covers only the scheme's default
+    /// port (443 for https, 80 for http, so a CONNECT only to 443), a `deny` or `ask` rule
+    /// every port.
+    #[schemars(with = "Option<Vec<u16>>")]
+    pub ports: Option<Vec<Spanned<u16>>>,
+    /// On an `allow` rule: requests it allows may also upgrade to WebSocket
+    /// (`Upgrade: websocket`). No other upgrade (e.g. `h2c`) is ever allowed. Default false.
+    pub websocket: Option<bool>,
     /// `allow`, `deny` or `ask`.
     #[schemars(with = "RawAction")]
     pub action: Spanned<RawAction>,
@@ -181,6 +189,8 @@ fn to_rule_spec(r: &RawRule) -> RuleSpec {
             .collect(),
         methods: strings(&r.methods),
         paths: strings(&r.paths),
+        ports: r.ports.iter().flatten().map(|p| *p.get_ref()).collect(),
+        websocket: r.websocket.unwrap_or(false),
         action: match r.action.get_ref() {
             RawAction::Allow => Outcome::Allow,
             RawAction::Ask => Outcome::Ask,
@@ -251,6 +261,14 @@ fn locate(e: &PolicyError, raw: &RawPolicy, src: &SourceFile, prefix: &str) -> C
             format!("{prefix}rules[{i}].paths[{index}]"),
             format!("{pattern:?} {message}"),
         ),
+        PolicyError::InvalidPort { rule: i, index } => (
+            rule(*i)
+                .and_then(|r| r.ports.as_ref())
+                .and_then(|v| v.get(*index))
+                .map(|s| s.span()),
+            format!("{prefix}rules[{i}].ports[{index}]"),
+            "0 is not a destination port".to_owned(),
+        ),
         PolicyError::InvalidCidr { index, message } => (
             item(raw.allow_private.as_ref(), *index),
             format!("{prefix}allow_private[{index}]"),
@@ -287,7 +305,8 @@ mod tests {
         let s = file(
             "mode = \"deny_all\"\ninspect_all = true\nallow_private = [\"127.0.0.0/8\", \"::1\"]\n\n\
              [[rules]]\nhosts = [\"api.example.com\", \"*.example.org\"]\nschemes = [\"https\"]\n\
-             methods = [\"GET\", \"post\"]\npaths = [\"/v1/**\"]\naction = \"allow\"\n",
+             methods = [\"GET\", \"post\"]\npaths = [\"/v1/**\"]\nports = [443, 8443]\n\
+             websocket = true\naction = \"allow\"\n",
         )
         .expect("valid");
         assert!(s.configured);
@@ -307,6 +326,8 @@ mod tests {
                 schemes: vec![Scheme::Https],
                 methods: vec!["GET".into(), "post".into()],
                 paths: vec!["/v1/**".into()],
+                ports: vec![443, 8443],
+                websocket: true,
                 action: Outcome::Allow,
                 case_insensitive: None,
             }]
@@ -351,6 +372,14 @@ mod tests {
             (
                 "[[rules]]\nhosts = [\"a.com\"]\naction = \"deny\"\nport = 1\n",
                 "p.toml:4:1: rules.port: unknown field",
+            ),
+            (
+                "[[rules]]\nhosts = [\"a.com\"]\nports = [443, 0]\naction = \"allow\"\n",
+                "p.toml:3:15: rules[0].ports[1]: 0 is not a destination port",
+            ),
+            (
+                "[[rules]]\nhosts = [\"a.com\"]\nports = [70000]\naction = \"allow\"\n",
+                "p.toml:3:10: rules.ports: invalid value",
             ),
             (
                 "[[rules]]\nhosts = [\"*.com*\"]\naction = \"deny\"\n",
