@@ -127,7 +127,11 @@ fn proxy_runs_and_cli_commands_append_to_one_log_at_once() {
     let pol = tmp.path().join("policy.toml");
     std::fs::write(
         &pol,
-        "mode = \"read_public\"\nallow_private = [\"127.0.0.0/8\"]\n",
+        format!(
+            "mode = \"read_public\"\nallow_private = [\"127.0.0.0/8\"]\n\n\
+             [[rules]]\nhosts = [\"plain.test\"]\nmethods = [\"GET\"]\nports = [{}]\naction = \"allow\"\n",
+            upstream.port()
+        ),
     )
     .expect("policy");
     let mut cmd = airlock(&data);

@@ -600,8 +600,9 @@ fn path_spellings_cannot_escape_a_secret_path_caveat_or_a_deny_rule() {
         &policy,
         format!(
             "mode = \"deny_all\"\nallow_private = [\"{UPSTREAM_IP}/32\"]\n\n\
-             [[rules]]\nhosts = [\"api.github.test\"]\naction = \"allow\"\n\n\
-             [[rules]]\nhosts = [\"api.github.test\"]\npaths = [\"/admin/**\"]\naction = \"deny\"\n"
+             [[rules]]\nhosts = [\"api.github.test\"]\nports = [{port}]\naction = \"allow\"\n\n\
+             [[rules]]\nhosts = [\"api.github.test\"]\npaths = [\"/admin/**\"]\naction = \"deny\"\n",
+            port = f.port
         ),
     )
     .expect("policy");
