@@ -164,6 +164,14 @@ pub fn check(workspace: &Path, protected: &Protected) -> Result<(), WorkspaceErr
             });
         }
     }
+    // A home itself first: `/root` is also a shared directory, but "the
+    // home directory" is the clearer refusal.
+    if let Some(home) = protected.homes.iter().find(|h| h.as_path() == ws) {
+        return Err(WorkspaceError::Home {
+            workspace: ws.to_owned(),
+            home: home.clone(),
+        });
+    }
     // Above a system directory (only `/` is, and `/var` for its trees).
     for sys in SYSTEM_TREES.iter().chain(SHARED_DIRS).map(Path::new) {
         if sys.starts_with(ws) {
@@ -352,8 +360,11 @@ mod tests {
         );
         assert_eq!(
             refused("/root"),
-            WorkspaceError::Shared(p("/root")),
-            "/root is a shared dir before it is a home"
+            WorkspaceError::Home {
+                workspace: p("/root"),
+                home: p("/root")
+            },
+            "root's home is refused as a home, though /root is also shared"
         );
         let mut prot = protected();
         prot.homes = vec![p("/data/users/me")];
