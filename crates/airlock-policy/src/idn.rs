@@ -277,6 +277,16 @@ fn disallowed_character(label: &str) -> bool {
         if is_cjk(script) {
             continue; // judged by the dangerous-pattern check
         }
+        let letter = matches!(
+            gc.get(c),
+            GeneralCategory::UppercaseLetter
+                | GeneralCategory::LowercaseLetter
+                | GeneralCategory::TitlecaseLetter
+                | GeneralCategory::OtherLetter
+        ) && !matches!(script, Script::Common | Script::Inherited);
+        if letter {
+            continue; // a letter of its script (Hebrew yod reads as `'`)
+        }
         let looks_like_punct = unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
             .any(|p| p.is_ascii() && !p.is_ascii_alphanumeric());
         let is_dot_like = unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
