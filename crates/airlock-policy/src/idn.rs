@@ -35,9 +35,9 @@
 //! non-ASCII names only) while its characters differ.
 
 use airlock_types::Reason;
+use icu_properties::CodePointMapData;
 use icu_properties::props::{GeneralCategory, Script};
 use icu_properties::script::{ScriptWithExtensions, ScriptWithExtensionsBorrowed};
-use icu_properties::CodePointMapData;
 use std::collections::HashMap;
 use unicode_security::{GeneralSecurityProfile, RestrictionLevel, RestrictionLevelDetection};
 
@@ -183,10 +183,8 @@ impl SkeletonMap {
                     return false;
                 };
                 let written = ascii_labels[n - k..].join(".");
-                let applies: Vec<&Known> = known
-                    .iter()
-                    .filter(|h| k == n || h.subdomains)
-                    .collect();
+                let applies: Vec<&Known> =
+                    known.iter().filter(|h| k == n || h.subdomains).collect();
                 !applies.is_empty() && !applies.iter().any(|h| h.ascii == written)
             })
         })
@@ -289,8 +287,8 @@ fn disallowed_character(label: &str) -> bool {
         }
         let looks_like_punct = unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
             .any(|p| p.is_ascii() && !p.is_ascii_alphanumeric());
-        let is_dot_like = unicode_security::skeleton(c.encode_utf8(&mut [0; 4]))
-            .any(|p| p == '\u{00B7}');
+        let is_dot_like =
+            unicode_security::skeleton(c.encode_utf8(&mut [0; 4])).any(|p| p == '\u{00B7}');
         if looks_like_punct || is_dot_like {
             return true;
         }
@@ -370,9 +368,7 @@ fn dangerous_pattern(label: &str) -> bool {
 fn tld_uses_script(tld: &str, script: Script) -> bool {
     let swe = ScriptWithExtensions::new();
     if !tld.is_ascii() {
-        return tld
-            .chars()
-            .any(|c| swe.has_script(c, script));
+        return tld.chars().any(|c| swe.has_script(c, script));
     }
     let list: &[&str] = match script {
         Script::Cyrillic => &[

@@ -86,9 +86,14 @@ fn ipa_letters_small_capitals_kra_and_script_g_are_refused() {
 fn punctuation_look_alikes_inside_a_label_are_refused() {
     let p = EgressPolicy::read_public();
     let mut n = 0;
-    for c in surviving(0x00A0..=0x2FFF).into_iter().chain(surviving(0xA700..=0xA7FF)) {
+    for c in surviving(0x00A0..=0x2FFF)
+        .into_iter()
+        .chain(surviving(0xA700..=0xA7FF))
+    {
         let s = skel(c);
-        let punct = s.chars().any(|p| p.is_ascii() && !p.is_ascii_alphanumeric());
+        let punct = s
+            .chars()
+            .any(|p| p.is_ascii() && !p.is_ascii_alphanumeric());
         if !punct || matches!(script(c), unicode_script::Script::Han) {
             continue;
         }
@@ -161,7 +166,12 @@ fn latin_look_alikes(script_range: std::ops::RangeInclusive<u32>) -> Vec<(char, 
 fn cyrillic_greek_armenian_georgian_look_alikes_mixed_with_latin_are_refused() {
     let p = EgressPolicy::read_public();
     let mut n = 0;
-    for range in [0x0370..=0x03FF, 0x0400..=0x04FF, 0x0530..=0x058F, 0x10D0..=0x10FF] {
+    for range in [
+        0x0370..=0x03FF,
+        0x0400..=0x04FF,
+        0x0530..=0x058F,
+        0x10D0..=0x10FF,
+    ] {
         for (c, _) in latin_look_alikes(range) {
             n += 1;
             let host = format!("secure{c}bank.com");
@@ -189,7 +199,11 @@ fn whole_script_look_alikes_are_refused_outside_their_script_tld() {
                 Err(Reason::IdnWholeScriptConfusable),
                 "{host}"
             );
-            assert_eq!(check(&p, &format!("{word}.{own_tld}")), Ok(()), "{word}.{own_tld}");
+            assert_eq!(
+                check(&p, &format!("{word}.{own_tld}")),
+                Ok(()),
+                "{word}.{own_tld}"
+            );
         }
     }
 }
@@ -227,7 +241,11 @@ fn latin_letters_with_strokes_hooks_or_dots_that_spell_a_well_known_domain_are_r
 /// Skeleton without marks, lowercased (what the policy compares).
 fn airlock_types_free_skeleton(c: char) -> String {
     use unicode_normalization::UnicodeNormalization;
-    let s: String = c.to_string().nfd().filter(|c| !unicode_normalization::char::is_combining_mark(*c)).collect();
+    let s: String = c
+        .to_string()
+        .nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .collect();
     let sk: String = unicode_security::skeleton(&s).collect();
     sk.nfd()
         .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
@@ -262,7 +280,10 @@ fn digits_from_mixed_numbering_systems_and_digit_look_alikes_are_refused() {
     }
     assert!(n > 5, "only {n} numbering systems");
     assert_eq!(check(&p, "a1\u{0967}.com"), Err(Reason::IdnMixedNumbers));
-    assert_eq!(check(&p, "\u{0967}\u{09E8}.com"), Err(Reason::IdnMixedNumbers));
+    assert_eq!(
+        check(&p, "\u{0967}\u{09E8}.com"),
+        Err(Reason::IdnMixedNumbers)
+    );
     assert_eq!(check(&p, "\u{0967}\u{0968}.com"), Ok(()));
 }
 
@@ -270,9 +291,14 @@ fn digits_from_mixed_numbering_systems_and_digit_look_alikes_are_refused() {
 fn cjk_characters_that_look_like_a_slash_dash_or_one_next_to_latin_are_refused() {
     let p = EgressPolicy::read_public();
     let mut n = 0;
-    for c in surviving(0x3040..=0x30FF).into_iter().chain(surviving(0x4E00..=0x4EFF)) {
+    for c in surviving(0x3040..=0x30FF)
+        .into_iter()
+        .chain(surviving(0x4E00..=0x4EFF))
+    {
         let s = skel(c);
-        let lookalike = s.chars().any(|p| (p.is_ascii() && !p.is_ascii_alphabetic()) || p == 'l')
+        let lookalike = s
+            .chars()
+            .any(|p| (p.is_ascii() && !p.is_ascii_alphabetic()) || p == 'l')
             || s == "\u{30FC}";
         if !lookalike {
             continue;
@@ -308,8 +334,14 @@ fn a_host_whose_skeleton_equals_a_policy_host_is_refused() {
         ..PolicySpec::default()
     })
     .expect("compiles");
-    assert_eq!(check(&p, "ïnternal-api.corp.example"), Err(Reason::ConfusableHost));
-    assert_eq!(check(&p, "internal-apí.corp.example"), Err(Reason::ConfusableHost));
+    assert_eq!(
+        check(&p, "ïnternal-api.corp.example"),
+        Err(Reason::ConfusableHost)
+    );
+    assert_eq!(
+        check(&p, "internal-apí.corp.example"),
+        Err(Reason::ConfusableHost)
+    );
     assert_eq!(check(&p, "x.bưild.example"), Err(Reason::ConfusableHost));
     assert_eq!(check(&p, "internal-api.corp.example"), Ok(()));
     assert_eq!(check(&p, "x.build.example"), Ok(()));

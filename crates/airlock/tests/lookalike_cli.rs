@@ -36,7 +36,10 @@ fn malformed_url_table_is_refused_by_policy_check() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();
     let mut n = 0;
-    for line in MALFORMED.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in MALFORMED
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (url, reason) = line.split_once('\t').expect("url<TAB>reason");
         let url = url.replace("\\s", " ");
         n += 1;
@@ -88,7 +91,13 @@ fn look_alike_hosts_are_refused_by_policy_check_and_correct_idn_hosts_pass() {
             "{host}"
         );
     }
-    for host in ["пример.рф", "ελλάδα.gr", "bücher.de", "例え.jp", "türkçe.com.tr"] {
+    for host in [
+        "пример.рф",
+        "ελλάδα.gr",
+        "bücher.de",
+        "例え.jp",
+        "türkçe.com.tr",
+    ] {
         let got = verdict(&check(tmp.path(), &format!("https://{host}/")));
         assert_eq!(
             got,
