@@ -13,11 +13,16 @@
 //! percent-encoded, full-width), IPv6 literals (zone identifiers refused) and
 //! UTS-46 processing of names (Punycode `xn--` labels are validated).
 //!
-//! **Decision order.** (1) the host: a label mixing scripts beyond the UTS-39
-//! highly restrictive combinations ⇒ `mixed_script_host`; a name whose
-//! skeleton equals that of a host named in the policy, or a label written in
-//! Cyrillic/Greek/Armenian letters that all look Latin under an ASCII TLD ⇒
-//! `confusable_host`. (2) the method must be an HTTP token. (3) the SSRF
+//! **Decision order.** (1) the host, as a browser's IDN spoof checker
+//! judges it (see the `idn` module): characters not allowed in identifiers
+//! or that look like punctuation ⇒ `idn_disallowed_character`; mixed
+//! numbering systems ⇒ `idn_mixed_numbers`; a label beyond UTS-39 highly
+//! restrictive ⇒ `mixed_script_host`; Han/Kana slash/dash look-alikes next
+//! to Latin ⇒ `idn_dangerous_pattern`; a whole-script look-alike of Latin
+//! outside its script's TLDs ⇒ `idn_whole_script_confusable`; a skeleton
+//! equal to a host the policy names ⇒ `confusable_host`, or to a shipped
+//! well-known domain ⇒ `idn_confusable`. [`parse_url`] refuses userinfo
+//! (`userinfo_in_url`). (2) the method must be an HTTP token. (3) the SSRF
 //! guard: no address ⇒ `unresolvable_host`; **every** address must be
 //! globally reachable unicast (see [`classify_addr`]; IPv6 forms embedding an
 //! IPv4 address are judged by it), unless an `allow_private` CIDR opts it in;
@@ -62,9 +67,9 @@
 //! (including plain HTTP carried in a CONNECT); rule ports (rules match
 //! scheme, host, method and path, not port); that an upstream interprets a
 //! path the same way as either reading (e.g. Unicode normalization beyond
-//! the listed delimiter look-alikes); confusable detection beyond the
-//! built-in map (see the `idn` module notes: Cyrillic, Greek, Armenian and
-//! Latin-extension look-alikes, `0/o`, `1/l`, `rn/m`, diacritics).
+//! the listed delimiter look-alikes); look-alikes of domains that are neither
+//! named in the policy nor in the shipped well-known list, when every
+//! character is allowed and single-script (e.g. `rn` for `m` in ASCII).
 #![forbid(unsafe_code)]
 
 mod addr;
