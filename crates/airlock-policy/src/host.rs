@@ -124,6 +124,11 @@ pub enum HostError {
     /// encoded `/` or `\`, double encoding, ...); the phrase says which.
     #[error("ambiguous path: {0}")]
     AmbiguousPath(&'static str),
+    /// The URL carries user information (`user:pass@host`). Credentials
+    /// belong in the vault; such URLs are a classic parser-confusion and
+    /// exfiltration shape. The value is never kept or echoed.
+    #[error("URL carries user information (user:pass@host), which is refused")]
+    Userinfo,
 }
 
 impl HostError {
@@ -143,11 +148,12 @@ impl HostError {
             | HostError::UnsupportedScheme(_)
             | HostError::NotAbsolute => Reason::MalformedRequest,
             HostError::AmbiguousPath(_) => Reason::AmbiguousPath,
+            HostError::Userinfo => Reason::UserinfoInUrl,
         }
     }
 }
 
-/// A parsed absolute `http`/`https` URL. Userinfo is dropped and never kept.
+/// A parsed absolute `http`/`https` URL. A URL with userinfo is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     /// The scheme.
@@ -223,8 +229,11 @@ pub fn parse_authority(input: &str, default_port: u16) -> Result<(Host, u16), Ho
 
 /// Parse an absolute `http`/`https` URL the way a WHATWG-conforming client
 /// would: surrounding C0 controls and spaces trimmed, tabs and newlines
-/// removed, any run of `/` or `\` after the scheme accepted, the last `@`
-/// ending the userinfo, and the host ending at the first `/`, `\`, `?` or `#`.
+/// removed, any run of `/` or `\` after the scheme accepted, and the host
+/// ending at the first `/`, `\`, `?` or `#`. Any `@` in the authority (the
+/// URL standard's userinfo, `user:pass@host`, even empty) is refused with
+/// [`HostError::Userinfo`], after the host behind it parsed: a malformed
+/// host is reported as such first.
 /// The path comes out canonical, or the URL is refused with
 /// [`HostError::AmbiguousPath`] when servers would read it differently; the
 /// query is kept as written.
@@ -248,9 +257,9 @@ pub fn parse_url(input: &str) -> Result<Url, HostError> {
     let rest = rest.trim_start_matches(['/', '\\']);
     let auth_end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(auth_end);
-    let hostport = match authority.rfind('@') {
-        Some(i) => &authority[i + 1..],
-        None => authority,
+    let (hostport, userinfo) = match authority.rfind('@') {
+        Some(i) => (&authority[i + 1..], true),
+        None => (authority, false),
     };
     if hostport.is_empty() {
         return Err(HostError::Empty);
@@ -262,6 +271,9 @@ pub fn parse_url(input: &str) -> Result<Url, HostError> {
         Some(p) => parse_port_from(p, 0)?,
     };
     let host = parse_host(host)?;
+    if userinfo {
+        return Err(HostError::Userinfo);
+    }
     let tail = tail.split('#').next().unwrap_or("");
     let (path, query) = match tail.split_once('?') {
         Some((p, q)) => (p, Some(q.to_owned())),
@@ -603,7 +615,7 @@ mod tests {
 
     #[test]
     fn urls_parse_like_a_browser() {
-        let u = parse_url("HTTPS://user:pw@Example.com:8443/a/b?x=1#f").expect("valid");
+        let u = parse_url("HTTPS://Example.com:8443/a/b?x=1#f").expect("valid");
         assert_eq!(
             u,
             Url {
@@ -614,14 +626,16 @@ mod tests {
                 query: Some("x=1".into())
             }
         );
-        assert_eq!(
-            parse_url("http://evil.com@127.0.0.1/").expect("valid").host,
-            ip("127.0.0.1")
-        );
-        assert_eq!(
-            parse_url("http://a@b@127.1:80/").expect("valid").host,
-            ip("127.0.0.1")
-        );
+        for s in [
+            "http://evil.com@127.0.0.1/",
+            "http://a@b@127.1:80/",
+            "HTTPS://user:pw@Example.com:8443/a",
+            "http://@example.com/",
+            "http://:@example.com/",
+            "https://user@example.com",
+        ] {
+            assert_eq!(parse_url(s), Err(HostError::Userinfo), "{s}");
+        }
         assert_eq!(
             parse_url("http://127.0.0.1#@evil.com/")
                 .expect("valid")

@@ -16,12 +16,17 @@
 //! **Decision order.** Everything that needs no DNS comes first, so a
 //! caller can refuse a name without resolving it
 //! ([`EgressPolicy::decide_unresolved`],
-//! [`EgressPolicy::decide_connect_unresolved`]). (1) the host: a label
-//! mixing scripts beyond the UTS-39 highly restrictive combinations ⇒
-//! `mixed_script_host`; a name whose
-//! skeleton equals that of a host named in the policy, or a label written in
-//! Cyrillic/Greek/Armenian letters that all look Latin under an ASCII TLD ⇒
-//! `confusable_host`. (2) the method must be an HTTP token. (3) an IP
+//! [`EgressPolicy::decide_connect_unresolved`]). (1) the host, as a
+//! browser's IDN spoof checker judges it (see the `idn` module): characters
+//! not allowed in identifiers or that look like punctuation ⇒
+//! `idn_disallowed_character`; mixed numbering systems ⇒
+//! `idn_mixed_numbers`; a label beyond UTS-39 highly restrictive ⇒
+//! `mixed_script_host`; Han/Kana slash/dash look-alikes next to Latin ⇒
+//! `idn_dangerous_pattern`; a whole-script look-alike of Latin outside its
+//! script's TLDs ⇒ `idn_whole_script_confusable`; a skeleton equal to a
+//! host the policy names ⇒ `confusable_host`, or to a shipped well-known
+//! domain ⇒ `idn_confusable`. [`parse_url`] refuses userinfo
+//! (`userinfo_in_url`). (2) the method must be an HTTP token. (3) an IP
 //! literal is judged by the SSRF guard as itself. (4) rules: a rule matches
 //! scheme, host, port, method and path; the strictest matching outcome wins
 //! (`Outcome` is ordered Allow < Ask < Deny); `ask` yields
@@ -79,9 +84,9 @@
 //! the bytes inside a blind tunnel (the caller checks that they are TLS to
 //! the CONNECT host); that an upstream interprets a path the same way as
 //! either reading (e.g. Unicode normalization beyond the listed delimiter
-//! look-alikes); confusable detection beyond the
-//! built-in map (see the `idn` module notes: Cyrillic, Greek, Armenian and
-//! Latin-extension look-alikes, `0/o`, `1/l`, `rn/m`, diacritics).
+//! look-alikes); look-alikes of domains that are neither named in the
+//! policy nor in the shipped well-known list, when every character is
+//! allowed and single-script (e.g. `rn` for `m` in ASCII).
 #![forbid(unsafe_code)]
 
 mod addr;

@@ -138,15 +138,6 @@ impl Rule {
     }
 }
 
-/// A named host for the look-alike check: its ASCII form, whether it is a
-/// `*.suffix`, and its skeleton.
-#[derive(Debug, Clone)]
-struct Named {
-    ascii: String,
-    suffix: bool,
-    skeleton: String,
-}
-
 /// A compiled egress policy: immutable, cheap to share (`Send + Sync`).
 #[derive(Debug, Clone)]
 pub struct EgressPolicy {
@@ -154,7 +145,8 @@ pub struct EgressPolicy {
     rules: Vec<Rule>,
     allow_private: Vec<(IpAddr, u8)>,
     inspect_all: bool,
-    named: Vec<Named>,
+    /// Skeletons of the domains the rules name, for the look-alike check.
+    named: idn::SkeletonMap,
 }
 
 /// Methods that only read. Everything else, including unknown methods, is a
@@ -228,7 +220,7 @@ impl EgressPolicy {
     /// Validate and compile a spec.
     pub fn compile(spec: PolicySpec) -> Result<Self, PolicyError> {
         let mut rules = Vec::with_capacity(spec.rules.len());
-        let mut named = Vec::new();
+        let mut named = idn::SkeletonMap::default();
         for (ri, r) in spec.rules.iter().enumerate() {
             rules.push(compile_rule(ri, r, &mut named)?);
         }
@@ -485,33 +477,34 @@ impl EgressPolicy {
         }
     }
 
-    /// Host-level checks that need no DNS: mixed-script labels and
-    /// look-alikes of hosts named in the policy.
+    /// Host-level checks that need no DNS (see the `idn` module): a host
+    /// the policy names itself passes; otherwise each non-ASCII label's
+    /// characters, numbering systems, scripts and patterns are checked
+    /// (`idn_disallowed_character`, `idn_mixed_numbers`,
+    /// `mixed_script_host`, `idn_dangerous_pattern`,
+    /// `idn_whole_script_confusable`), then the skeleton against the hosts
+    /// the policy names (`confusable_host`, ASCII names too) and, for
+    /// non-ASCII names, the shipped well-known domains (`idn_confusable`).
     pub fn check_host(&self, host: &Host) -> Result<(), Reason> {
         let Host::Domain(d) = host else { return Ok(()) };
         let Some(unicode) = idn::to_unicode(d) else {
             return Err(Reason::InvalidHost);
         };
-        if idn::has_mixed_script_label(&unicode) {
-            return Err(Reason::MixedScriptHost);
+        if !self.named.is_empty() && self.named.names(d, &unicode) {
+            return Ok(());
         }
-        if !self.named.is_empty() {
-            let skel = idn::skeleton(&unicode);
-            let below = |name: &str, suffix: &str| {
-                name.len() > suffix.len() + 1
-                    && name.ends_with(suffix)
-                    && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
-            };
-            for n in &self.named {
-                let is_same = d == &n.ascii || (n.suffix && below(d, &n.ascii));
-                let looks_same = skel == n.skeleton || (n.suffix && below(&skel, &n.skeleton));
-                if looks_same && !is_same {
-                    return Err(Reason::ConfusableHost);
-                }
+        if unicode.is_ascii() {
+            if !self.named.is_empty() && self.named.lookalike(d, &unicode) {
+                return Err(Reason::ConfusableHost);
             }
+            return Ok(());
         }
-        if idn::is_whole_script_lookalike(&unicode) {
+        idn::check_labels(&unicode)?;
+        if self.named.lookalike(d, &unicode) {
             return Err(Reason::ConfusableHost);
+        }
+        if idn::well_known().lookalike(d, &unicode) {
+            return Err(Reason::IdnConfusable);
         }
         Ok(())
     }
@@ -562,7 +555,11 @@ fn masked(net: IpAddr, len: u8) -> IpAddr {
     }
 }
 
-fn compile_rule(ri: usize, r: &RuleSpec, named: &mut Vec<Named>) -> Result<Rule, PolicyError> {
+fn compile_rule(
+    ri: usize,
+    r: &RuleSpec,
+    named: &mut idn::SkeletonMap,
+) -> Result<Rule, PolicyError> {
     if r.hosts.is_empty() {
         return Err(PolicyError::EmptyHosts { rule: ri });
     }
@@ -602,11 +599,11 @@ fn compile_rule(ri: usize, r: &RuleSpec, named: &mut Vec<Named>) -> Result<Rule,
                             .into(),
                     ));
                 }
-                push_named(named, &d, true);
+                named.insert(&d, true);
                 hosts.push(HostPat::Suffix(d));
             }
             (false, Host::Domain(d)) => {
-                push_named(named, &d, false);
+                named.insert(&d, false);
                 hosts.push(HostPat::Exact(Host::Domain(d)));
             }
             (false, h @ Host::Ip(_)) => hosts.push(HostPat::Exact(h)),
@@ -668,15 +665,6 @@ fn compile_rule(ri: usize, r: &RuleSpec, named: &mut Vec<Named>) -> Result<Rule,
         websocket: r.websocket,
         action: r.action,
     })
-}
-
-fn push_named(named: &mut Vec<Named>, ascii: &str, suffix: bool) {
-    let unicode = idn::to_unicode(ascii).unwrap_or_else(|| ascii.to_owned());
-    named.push(Named {
-        ascii: ascii.to_owned(),
-        suffix,
-        skeleton: idn::skeleton(&unicode),
-    });
 }
 
 #[cfg(test)]
@@ -1061,12 +1049,12 @@ mod tests {
         );
         assert_eq!(
             d("аррӏе.com"),
-            Decision::deny(Reason::ConfusableHost),
+            Decision::deny(Reason::IdnWholeScriptConfusable),
             "whole-script Cyrillic"
         );
         assert_eq!(
             d("xn--80ak6aa92e.com"),
-            Decision::deny(Reason::ConfusableHost)
+            Decision::deny(Reason::IdnWholeScriptConfusable)
         );
         assert_eq!(d("äpple.com"), Decision::deny(Reason::ConfusableHost));
         assert_eq!(d("app1e.com"), Decision::deny(Reason::ConfusableHost));

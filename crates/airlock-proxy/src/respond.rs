@@ -58,6 +58,18 @@ pub(crate) fn message(reason: Reason) -> &'static str {
         Reason::UnscrubbableResponse => {
             "the upstream's response could not be scrubbed, so it was refused"
         }
+        Reason::IdnDisallowedCharacter => {
+            "the host name has a character that has no place in a host name"
+        }
+        Reason::IdnMixedNumbers => "the host name mixes digits of different numbering systems",
+        Reason::IdnDangerousPattern => {
+            "the host name mixes CJK characters that look like punctuation with Latin"
+        }
+        Reason::IdnWholeScriptConfusable => {
+            "the host name is written in another script with letters that look Latin"
+        }
+        Reason::IdnConfusable => "the host name looks like a well-known domain it is not",
+        Reason::UserinfoInUrl => "URLs with user information (user:pass@host) are refused",
         _ => "the request was refused",
     }
 }

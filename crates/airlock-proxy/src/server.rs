@@ -453,14 +453,11 @@ impl Inner {
 
     /// Record a URL that cannot be parsed, both as a failure (with the
     /// parser's detail) and as the deny decision the client is answered with:
-    /// `ambiguous_path` for a path servers read differently, else
-    /// `invalid_host`.
+    /// the error's own reason (`invalid_host`, `malformed_request`,
+    /// `ambiguous_path`, `userinfo_in_url`), as `airlock policy check` says.
     fn deny_invalid_url(&self, rid: &RequestId, e: &airlock_policy::HostError) -> Decision {
         let resource = "<invalid URL>";
-        let reason = match e {
-            airlock_policy::HostError::AmbiguousPath(_) => Reason::AmbiguousPath,
-            _ => Reason::InvalidHost,
-        };
+        let reason = e.reason();
         self.record_failure("egress.request", resource, reason, rid, e.to_string());
         let d = Decision::deny(reason);
         self.record_decision("egress.request", resource, d, rid, &[])

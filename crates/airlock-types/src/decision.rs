@@ -173,6 +173,25 @@ reasons! {
     UnscrubbableResponse => "unscrubbable_response",
     /// A credential was injected into a request (recorded, not a refusal).
     CredentialUsed => "credential_used",
+
+    // --- look-alike hosts and URL shapes (issue 18) --------------------------
+    /// A label of the host has a character with no business in a host name:
+    /// not UTS #39 Identifier_Status=Allowed, a look-alike of URL
+    /// punctuation, or a combining mark that forms no precomposed letter.
+    IdnDisallowedCharacter => "idn_disallowed_character",
+    /// A label of the host mixes digits of different numbering systems.
+    IdnMixedNumbers => "idn_mixed_numbers",
+    /// A label mixes Han or Kana characters that look like punctuation or
+    /// `one` with Latin letters or digits.
+    IdnDangerousPattern => "idn_dangerous_pattern",
+    /// A label is written in one non-Latin script using only characters
+    /// that look like Latin letters or digits, under a top-level domain not
+    /// of that script.
+    IdnWholeScriptConfusable => "idn_whole_script_confusable",
+    /// The host looks like (has the skeleton of) a well-known domain it is not.
+    IdnConfusable => "idn_confusable",
+    /// The URL carries user information (`user:pass@host`).
+    UserinfoInUrl => "userinfo_in_url",
 }
 
 impl fmt::Display for Reason {
