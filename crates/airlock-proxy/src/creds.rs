@@ -31,9 +31,9 @@
 //! (fail closed).
 
 use crate::body::{BoxError, ProxyBody};
+use airlock_broker::{Broker, Denial, Destination, Found, HANDLE_PREFIX, Use, find_handles};
 use airlock_scrub::{Category, ScrubError, Scrubber, StreamScrubber};
 use airlock_types::{EventSink, RequestId, RunId, Secret, TenantId};
-use airlock_vault::{Broker, Denial, Destination, Found, HANDLE_PREFIX, Use, find_handles};
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -361,7 +361,7 @@ mod tests {
     async fn a_value_split_across_frames_is_scrubbed_in_body_and_headers() {
         let broker = Arc::new(Broker::new());
         let run = RunId::new("run-test").expect("id");
-        let binding = airlock_vault::Binding::new(
+        let binding = airlock_broker::Binding::new(
             "TOK",
             vec!["api.example.com".into()],
             None,
@@ -371,13 +371,13 @@ mod tests {
             None,
         )
         .expect("binding");
-        let grant = airlock_vault::Grant::new(
+        let grant = airlock_broker::Grant::new(
             "TOK",
             binding,
             Secret::new("split-value-0123456789abcdef".to_owned()),
         );
         broker
-            .start_run(&run, vec![grant], airlock_vault::RunLimits::default())
+            .start_run(&run, vec![grant], airlock_broker::RunLimits::default())
             .expect("start");
         let creds = Credentials::new(broker, run).expect("creds");
         let mut headers = HeaderMap::new();

@@ -15,12 +15,12 @@ use crate::pool::{Pool, PoolKey, Sender};
 use crate::resolve::Resolver;
 use crate::respond;
 use crate::upstream::{self, DialError};
+use airlock_broker::{Broker, Destination};
 use airlock_policy::{Host, Scheme};
 use airlock_types::{
     Actor, ActorKind, AuditEvent, Decision, EventResult, EventSink, Reason, RequestId, RunId,
     TenantId,
 };
-use airlock_vault::{Broker, Destination};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;

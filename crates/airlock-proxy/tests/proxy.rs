@@ -1590,8 +1590,8 @@ fn an_upstream_switching_to_another_protocol_is_upgrade_mismatch() {
 
 #[test]
 fn a_101_echoing_a_secret_has_its_headers_scrubbed() {
+    use airlock_broker::{Binding, Broker, Grant, RunLimits};
     use airlock_types::{RunId, Secret};
-    use airlock_vault::{Binding, Broker, Grant, RunLimits};
     let dns = DnsResponder::start();
     let up = raw_upstream(
         lo(47),

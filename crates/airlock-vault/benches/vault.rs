@@ -6,11 +6,10 @@
 //! handle, against the same call on a header without one (what every
 //! request without credentials pays).
 
+use airlock_broker::{Binding, Broker, Destination, Grant, RunLimits};
 use airlock_store::SqliteStore;
 use airlock_types::{RunId, Secret, TenantId};
-use airlock_vault::{
-    Binding, Broker, Destination, Grant, KdfParams, KeyFile, Passphrase, RunLimits, Vault,
-};
+use airlock_vault::{KdfParams, KeyFile, Passphrase, Vault};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! Airlock's secrets boundary: the encrypted vault and the credential broker.
+//! Airlock's secrets at rest: the encrypted vault and master-key resolution.
 //!
 //! **What it enforces.** Secret values exist in clear only in memory, inside
 //! [`Secret`](airlock_types::Secret) (zeroized, never printed). At rest they
@@ -8,46 +8,27 @@
 //! seals each secret with a fresh random 96-bit nonce and associated data
 //! binding tenant, name, version, data-key version and the clear-text
 //! binding. A flipped bit, a row moved to another name, an edited binding or
-//! the wrong master key is an error, never garbage. The [`Broker`] gives a
-//! run opaque handles (`alh_` + 200 random bits) instead of values, and
-//! redeems one only for a destination inside every caveat of its binding
-//! (HTTPS, host and port, method, path) and of the run (expiry, uses), until
-//! the run ends, and only where the binding places the value: one header
-//! (with its format), the password of Basic credentials in one header, or
-//! one query parameter. A handle anywhere else is refused
-//! (`credential_wrong_location`). Every swap is reported as a [`Use`] (secret
-//! name and place, never the value) for the caller to audit.
+//! the wrong master key is an error, never garbage. [`Vault::grant`] hands a
+//! run's secrets to the credential broker (`airlock-broker`, which owns
+//! [`Binding`](airlock_broker::Binding) and the handles) as
+//! [`Grant`](airlock_broker::Grant)s; the vault itself never sees a handle.
 //!
 //! **What it trusts.** aws-lc-rs and the `argon2` crate; the system random
-//! generator; the caller to hand [`Broker`] the *real* destination (the
-//! proxy's pinned connection, not what the agent wrote); the storage to
-//! return what was stored (tampering is detected, not prevented).
+//! generator; the storage to return what was stored (tampering is detected,
+//! not prevented); the caller to pass the real environment to the master-key
+//! resolver.
 //!
 //! **What it does NOT guarantee.** It does not protect values from a process
 //! that can read Airlock's memory, nor the master key from anyone who can
 //! read the key file or the environment. A rolled-back database (an older
-//! but authentic row) is not detected. Handles are bearer tokens for this
-//! broker: anyone inside the run's sandbox may use them within their caveats.
+//! but authentic row) is not detected.
 #![forbid(unsafe_code)]
 
-mod binding;
-mod broker;
 mod crypto;
-mod handle;
 mod keysource;
 mod vault;
 
-pub use binding::{
-    Binding, DEFAULT_FORMAT, DEFAULT_HEADER, MAX_VALUE_LEN, validate_name, validate_value,
-};
-pub use broker::{
-    Broker, Denial, Destination, Found, Grant, Injection, KnownSecret, MAX_INSPECTED_LEN,
-    MintedHandle, RunGuard, RunLimits, Use,
-};
 pub use crypto::KEY_LEN;
-pub use handle::{
-    HANDLE_LEN, HANDLE_PREFIX, find_handles, is_well_formed as is_well_formed_handle,
-};
 pub use keysource::{
     ENV_MASTER_KEY, ENV_PASSPHRASE, EXAMPLE_MASTER_KEY, KdfParams, KeyFile, KeySource, Lock,
     MasterKey, Passphrase, RawKey, is_weak_master_key, parse_master_key,
@@ -57,8 +38,8 @@ pub use vault::{SecretInfo, SetOutcome, Vault, list_secrets, lock_state, remove_
 use airlock_types::{RunId, TenantId};
 use std::path::PathBuf;
 
-/// A vault or broker operation failed. Messages name what and where, never a
-/// secret value, key or handle.
+/// A vault operation failed. Messages name what and where, never a secret
+/// value, key or handle.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     /// The key file could not be read.
@@ -138,6 +119,21 @@ pub enum VaultError {
     /// A run already holds handles.
     #[error("run {run} already has credential handles")]
     RunExists { run: RunId },
+}
+
+/// Binding and name checks live in the broker; the vault reports them as its
+/// own, with the same variants and messages.
+impl From<airlock_broker::BrokerError> for VaultError {
+    fn from(e: airlock_broker::BrokerError) -> VaultError {
+        use airlock_broker::BrokerError as B;
+        match e {
+            B::InvalidName { name } => VaultError::InvalidName { name },
+            B::InvalidValue { detail } => VaultError::InvalidValue { detail },
+            B::InvalidBinding { field, detail } => VaultError::InvalidBinding { field, detail },
+            B::Random => VaultError::Random,
+            B::RunExists { run } => VaultError::RunExists { run },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //!
 //! master key (KEK) ──wraps──▶ tenant data key ──seals──▶ each secret value.
 
-use crate::binding::{Binding, validate_name, validate_value};
+use crate::VaultError;
 use crate::crypto::{self, KEY_LEN, Key, MASTER_CHECK};
 use crate::keysource::{KdfParams, KeySource, Lock, MasterKey};
-use crate::{Grant, VaultError};
+use airlock_broker::{Binding, Grant, validate_name, validate_value};
 use airlock_store::{DataKeyRow, MasterRow, SecretRow, SecretStore};
 use airlock_types::{Secret, TenantId, Timestamp};
 
@@ -319,7 +319,7 @@ impl<S: SecretStore> Vault<S> {
         Ok((value, binding))
     }
 
-    /// A grant of one secret, for the [`crate::Broker`] to mint a handle for.
+    /// A grant of one secret, for the broker (`airlock_broker::Broker`) to mint a handle for.
     pub fn grant(&mut self, tenant: &TenantId, name: &str) -> Result<Grant, VaultError> {
         let (value, binding) = self.get(tenant, name)?;
         Ok(Grant::new(name, binding, value))

@@ -144,7 +144,7 @@ pub fn prompt_hidden(prompt: &str) -> anyhow::Result<Secret<String>> {
     quiet.local_flags.remove(LocalFlags::ECHO);
     quiet.local_flags.insert(LocalFlags::ECHONL);
     tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet).context("/dev/tty: cannot turn echo off")?;
-    let mut line = Secret::new(String::with_capacity(airlock_vault::MAX_VALUE_LEN + 2));
+    let mut line = Secret::new(String::with_capacity(airlock_broker::MAX_VALUE_LEN + 2));
     let read = (&tty)
         .write_all(prompt.as_bytes())
         .and_then(|()| std::io::BufReader::new(&tty).read_line(line.expose_mut()));

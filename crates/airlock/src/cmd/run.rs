@@ -604,9 +604,9 @@ async fn pump<R, W>(
 /// A run's credentials: the broker, the guard that revokes the handles when
 /// dropped, and the handles.
 type Creds = (
-    Arc<airlock_vault::Broker>,
-    airlock_vault::RunGuard,
-    Vec<airlock_vault::MintedHandle>,
+    Arc<airlock_broker::Broker>,
+    airlock_broker::RunGuard,
+    Vec<airlock_broker::MintedHandle>,
 );
 
 /// Grant the run the secrets named with `--secret`: each must exist in the
@@ -627,7 +627,7 @@ fn grant_secrets(ctx: &Ctx, names: &[String], run: &RunId) -> anyhow::Result<Opt
     ctx.require_initialized()?;
     let mut unique: Vec<&str> = Vec::new();
     for n in names {
-        airlock_vault::validate_name(n)?;
+        airlock_broker::validate_name(n)?;
         if !unique.contains(&n.as_str()) {
             unique.push(n);
         }
@@ -645,9 +645,9 @@ fn grant_secrets(ctx: &Ctx, names: &[String], run: &RunId) -> anyhow::Result<Opt
             );
         }
     }
-    let broker = Arc::new(airlock_vault::Broker::new());
+    let broker = Arc::new(airlock_broker::Broker::new());
     let (guard, minted) = broker
-        .start_run_guarded(run, grants, airlock_vault::RunLimits::default())
+        .start_run_guarded(run, grants, airlock_broker::RunLimits::default())
         .context("cannot mint credential handles")?;
     Ok(Some((broker, guard, minted)))
 }

@@ -8,8 +8,9 @@ use crate::auditing;
 use crate::cmd::init::operator;
 use crate::cmd::keys;
 use crate::ctx::{Ctx, EXIT_OK};
+use airlock_broker::Binding;
 use airlock_types::{AuditEvent, EventResult, Reason, Secret};
-use airlock_vault::{Binding, SecretInfo, list_secrets, remove_secret};
+use airlock_vault::{SecretInfo, list_secrets, remove_secret};
 use anyhow::Context as _;
 use std::io::{IsTerminal as _, Read as _};
 
@@ -75,7 +76,7 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
     let tenant = auditing::tenant();
     match cmd {
         SecretCmd::Set(a) => {
-            airlock_vault::validate_name(&a.name)?;
+            airlock_broker::validate_name(&a.name)?;
             let mut binding = Binding::new(
                 &a.name, a.hosts, a.header, a.format, a.methods, a.paths, a.env,
             )?;
@@ -86,7 +87,7 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
                 binding = binding.as_basic_password()?;
             }
             let value = read_value(&a.name)?;
-            airlock_vault::validate_value(value.expose())?;
+            airlock_broker::validate_value(value.expose())?;
             let auditor = auditing::open(ctx, &cfg)?;
             if let Some(path) = keys::ensure_master_key(ctx)? {
                 eprintln!("created vault master key {} (mode 0600)", path.display());
@@ -123,7 +124,7 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         SecretCmd::Rm { name } => {
-            airlock_vault::validate_name(&name)?;
+            airlock_broker::validate_name(&name)?;
             let auditor = auditing::open(ctx, &cfg)?;
             let mut store = airlock_store::SqliteStore::open(&ctx.db_path())?;
             if !remove_secret(&mut store, &tenant, &name)? {
@@ -172,7 +173,7 @@ fn read_value(name: &str) -> anyhow::Result<Secret<String>> {
     if stdin.is_terminal() {
         return keys::prompt_hidden(&format!("Value for {name}: "));
     }
-    let cap = airlock_vault::MAX_VALUE_LEN + 2;
+    let cap = airlock_broker::MAX_VALUE_LEN + 2;
     let mut value = Secret::new(String::with_capacity(cap + 1));
     stdin
         .lock()

@@ -1,7 +1,7 @@
 //! The credential broker: per-run handles with caveats, redeemed only for the
 //! destinations they are bound to.
 
-use crate::VaultError;
+use crate::BrokerError;
 use crate::binding::Binding;
 use crate::handle::{self, HANDLE_PREFIX, find_handle_spans, find_handles};
 use airlock_types::{
@@ -31,7 +31,7 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Build a grant (normally from [`crate::Vault::grant`]).
+    /// Build a grant (normally from `airlock_vault::Vault::grant`).
     pub fn new(name: &str, binding: Binding, value: Secret<String>) -> Grant {
         Grant {
             name: name.to_owned(),
@@ -317,7 +317,7 @@ impl Broker {
         run: &RunId,
         grants: Vec<Grant>,
         limits: RunLimits,
-    ) -> Result<Vec<MintedHandle>, VaultError> {
+    ) -> Result<Vec<MintedHandle>, BrokerError> {
         let expires_at = match limits.ttl {
             Some(ttl) => {
                 let micros = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
@@ -352,7 +352,7 @@ impl Broker {
         }
         let mut st = self.write();
         if st.runs.contains_key(run) {
-            return Err(VaultError::RunExists { run: run.clone() });
+            return Err(BrokerError::RunExists { run: run.clone() });
         }
         st.runs
             .insert(run.clone(), lives.iter().map(|(k, _)| *k).collect());
@@ -370,7 +370,7 @@ impl Broker {
         run: &RunId,
         grants: Vec<Grant>,
         limits: RunLimits,
-    ) -> Result<(RunGuard, Vec<MintedHandle>), VaultError> {
+    ) -> Result<(RunGuard, Vec<MintedHandle>), BrokerError> {
         let minted = self.start_run(run, grants, limits)?;
         Ok((
             RunGuard {

@@ -3,7 +3,7 @@
 //! Untrusted text (CLI arguments, stored JSON) becomes a validated
 //! [`Binding`] at the edge; matching a destination against it is pure.
 
-use crate::VaultError;
+use crate::BrokerError;
 use serde::{Deserialize, Serialize};
 
 /// The default header a secret is injected into.
@@ -15,7 +15,7 @@ pub const MAX_VALUE_LEN: usize = 16 * 1024;
 
 /// Check a secret's name: 1-64 characters of `[A-Za-z0-9_.-]`, starting with
 /// a letter or digit.
-pub fn validate_name(name: &str) -> Result<(), VaultError> {
+pub fn validate_name(name: &str) -> Result<(), BrokerError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
@@ -25,7 +25,7 @@ pub fn validate_name(name: &str) -> Result<(), VaultError> {
     if ok {
         Ok(())
     } else {
-        Err(VaultError::InvalidName {
+        Err(BrokerError::InvalidName {
             name: name.escape_debug().to_string(),
         })
     }
@@ -34,8 +34,8 @@ pub fn validate_name(name: &str) -> Result<(), VaultError> {
 /// Check a secret's value: non-empty, at most [`MAX_VALUE_LEN`] bytes, and
 /// free of control characters (which would let it split an HTTP header).
 /// The error never contains the value.
-pub fn validate_value(value: &str) -> Result<(), VaultError> {
-    let bad = |detail: &'static str| Err(VaultError::InvalidValue { detail });
+pub fn validate_value(value: &str) -> Result<(), BrokerError> {
+    let bad = |detail: &'static str| Err(BrokerError::InvalidValue { detail });
     if value.is_empty() {
         return bad("the value is empty");
     }
@@ -103,7 +103,7 @@ impl Binding {
         methods: Vec<String>,
         paths: Vec<String>,
         env: Option<String>,
-    ) -> Result<Binding, VaultError> {
+    ) -> Result<Binding, BrokerError> {
         let env = env.or_else(|| valid_env(name).then(|| name.to_owned()));
         let b = Binding {
             hosts: hosts
@@ -127,7 +127,7 @@ impl Binding {
 
     /// Send the value only as the query parameter `param` (never in a
     /// header). The name is matched exactly, after percent-decoding.
-    pub fn in_query(mut self, param: &str) -> Result<Binding, VaultError> {
+    pub fn in_query(mut self, param: &str) -> Result<Binding, BrokerError> {
         self.query = Some(param.to_owned());
         self.validate()?;
         Ok(self)
@@ -135,7 +135,7 @@ impl Binding {
 
     /// Send the value only as the password of HTTP Basic credentials in the
     /// binding's header: the agent sends `Basic base64(user:handle)`.
-    pub fn as_basic_password(mut self) -> Result<Binding, VaultError> {
+    pub fn as_basic_password(mut self) -> Result<Binding, BrokerError> {
         self.basic = true;
         self.validate()?;
         Ok(self)
@@ -152,9 +152,10 @@ impl Binding {
     }
 
     /// Check every field; the error names the field and the offending entry.
-    pub fn validate(&self) -> Result<(), VaultError> {
-        let bad =
-            |field: &'static str, detail: String| Err(VaultError::InvalidBinding { field, detail });
+    pub fn validate(&self) -> Result<(), BrokerError> {
+        let bad = |field: &'static str, detail: String| {
+            Err(BrokerError::InvalidBinding { field, detail })
+        };
         if self.hosts.is_empty() {
             return bad("hosts", "at least one host is required (--host)".into());
         }

@@ -8,7 +8,7 @@
 #![no_main]
 
 use airlock_types::{RunId, Secret};
-use airlock_vault::{Binding, Broker, Destination, Grant, RunLimits, find_handles};
+use airlock_broker::{Binding, Broker, Destination, Grant, RunLimits, find_handles};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -5,7 +5,7 @@
 //! nothing about the secret can be derived from it — and worthless outside
 //! the broker that minted it.
 
-use crate::VaultError;
+use crate::BrokerError;
 
 /// Every handle starts with this.
 pub const HANDLE_PREFIX: &str = "alh_";
@@ -17,9 +17,9 @@ const RANDOM_BYTES: usize = HANDLE_BODY_LEN * 5 / 8; // 25 bytes = 200 bits
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// A fresh random handle.
-pub(crate) fn mint() -> Result<String, VaultError> {
+pub(crate) fn mint() -> Result<String, BrokerError> {
     let mut raw = [0u8; RANDOM_BYTES];
-    crate::crypto::random(&mut raw)?;
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| BrokerError::Random)?;
     let mut out = String::with_capacity(HANDLE_LEN);
     out.push_str(HANDLE_PREFIX);
     // Base32: 5 bytes -> 8 characters.
