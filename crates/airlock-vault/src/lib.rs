@@ -26,6 +26,7 @@
 
 mod crypto;
 mod keysource;
+mod resolve;
 mod vault;
 
 pub use crypto::KEY_LEN;
@@ -33,6 +34,7 @@ pub use keysource::{
     ENV_MASTER_KEY, ENV_PASSPHRASE, EXAMPLE_MASTER_KEY, KdfParams, KeyFile, KeySource, Lock,
     MasterKey, Passphrase, RawKey, is_weak_master_key, parse_master_key,
 };
+pub use resolve::{KeyResolution, env_secret, env_supplies_key, resolve_key_source};
 pub use vault::{SecretInfo, SetOutcome, Vault, list_secrets, lock_state, remove_secret};
 
 use airlock_types::{RunId, TenantId};
@@ -48,6 +50,12 @@ pub enum VaultError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The key file is needed (no key in the environment) and missing.
+    #[error(
+        "{}: no vault master key; run `airlock keys init`, or set {ENV_MASTER_KEY} or {ENV_PASSPHRASE}",
+        path.display()
+    )]
+    NoMasterKey { path: PathBuf },
     /// The key file could not be written.
     #[error("{}: cannot write master key file: {source}", path.display())]
     WriteKeyFile {

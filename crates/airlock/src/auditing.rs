@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::ctx::Ctx;
 use airlock_audit::{AuditLog, LogOptions};
 use airlock_store::SqliteStore;
-use airlock_types::{AuditEvent, EventSink, TenantId};
+use airlock_types::{Actor, ActorKind, AuditEvent, EventSink, TenantId};
 use anyhow::Context as _;
 use std::sync::Arc;
 
@@ -46,6 +46,15 @@ impl Auditor {
 /// The tenant whose log the embedded single-user setup writes.
 pub fn tenant() -> TenantId {
     TenantId::default_tenant()
+}
+
+/// The person running the command, as far as the environment says.
+pub fn operator() -> Actor {
+    let name = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "operator".to_owned());
+    Actor::new(ActorKind::Operator, name)
 }
 
 /// Open the audit log of the data directory.

@@ -1,7 +1,9 @@
 //! Global options resolved into a context every command receives.
 
 use crate::config::{self, Config};
+use airlock_types::Secret;
 use anyhow::Context as _;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Everything went fine.
@@ -30,6 +32,9 @@ pub struct Ctx {
     pub config_explicit: bool,
     /// `AIRLOCK_ENV=production`.
     pub production: bool,
+    /// The process environment, read once (variables whose name or value is
+    /// not UTF-8 are left out). Libraries get this map, never `std::env`.
+    pub env: HashMap<String, String>,
 }
 
 impl Ctx {
@@ -40,6 +45,9 @@ impl Ctx {
         };
         let config_explicit = g.config.is_some();
         let config_path = g.config.unwrap_or_else(|| data_dir.join("airlock.toml"));
+        let env: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
         let production = match std::env::var("AIRLOCK_ENV") {
             Ok(v) if v == "production" => true,
             Ok(v) if v.is_empty() || v == "development" => false,
@@ -53,6 +61,7 @@ impl Ctx {
             config_path,
             config_explicit,
             production,
+            env,
         })
     }
 
@@ -66,13 +75,9 @@ impl Ctx {
         Ok(config::load(&self.config_path)?)
     }
 
-    /// Load the configuration and, in production mode, refuse insecure settings.
-    pub fn load_checked_config(&self) -> anyhow::Result<Config> {
-        let cfg = self.load_config()?;
-        if self.production {
-            crate::production::enforce(self, &cfg)?;
-        }
-        Ok(cfg)
+    /// An environment variable as a secret, `None` when unset or empty.
+    pub fn env_secret(&self, var: &str) -> Option<Secret<String>> {
+        airlock_vault::env_secret(&self.env, var)
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -9,6 +9,8 @@ mod cli;
 mod cmd;
 mod config;
 mod ctx;
+mod datadir;
+mod master_key;
 mod production;
 
 use std::process::ExitCode;

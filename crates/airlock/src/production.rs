@@ -3,6 +3,9 @@
 
 use crate::config::Config;
 use crate::ctx::Ctx;
+use crate::master_key::{self, MIN_PRODUCTION_PASSPHRASE};
+use airlock_store::SqliteStore;
+use airlock_vault::{ENV_MASTER_KEY, ENV_PASSPHRASE, KeyFile, Lock, RawKey, lock_state};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -32,7 +35,7 @@ pub fn check(ctx: &Ctx, _cfg: &Config) -> Vec<Problem> {
         }),
     }
     key_file(&ctx.audit_key_path(), "audit signing key", &mut problems);
-    problems.extend(crate::cmd::keys::production_problems(ctx));
+    problems.extend(master_key_problems(ctx));
     problems
 }
 
@@ -54,6 +57,15 @@ fn key_file(path: &Path, what: &str, problems: &mut Vec<Problem>) {
     }
 }
 
+/// Load the configuration and, in production mode, refuse insecure settings.
+pub fn load_checked_config(ctx: &Ctx) -> anyhow::Result<Config> {
+    let cfg = ctx.load_config()?;
+    if ctx.production {
+        enforce(ctx, &cfg)?;
+    }
+    Ok(cfg)
+}
+
 /// Refuse to go on when anything is insecure.
 pub fn enforce(ctx: &Ctx, cfg: &Config) -> anyhow::Result<()> {
     let problems = check(ctx, cfg);
@@ -73,4 +85,81 @@ pub fn refuse_weaker_sandbox() -> anyhow::Result<()> {
     anyhow::bail!(
         "production mode refuses to start: --dangerously-allow-weaker-sandbox would run without Landlock or cgroups (fix: remove the flag, or fix the missing control)"
     )
+}
+
+/// Production rules for the vault's master key: it must exist, not be an
+/// example or weak key, and its file must not be readable by others.
+fn master_key_problems(ctx: &Ctx) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(k) = ctx.env_secret(ENV_MASTER_KEY) {
+        match RawKey::parse(&k, ENV_MASTER_KEY) {
+            Ok(raw) if raw.is_weak() => problems.push(Problem {
+                what: format!("{ENV_MASTER_KEY} is a weak or example key"),
+                fix: "generate one with `head -c 32 /dev/urandom | base64`".into(),
+            }),
+            Ok(_) => {}
+            Err(e) => problems.push(Problem {
+                what: e.to_string(),
+                fix: "set a 32-byte key, base64 or hex".into(),
+            }),
+        }
+        return problems;
+    }
+    if let Some(p) = ctx.env_secret(ENV_PASSPHRASE) {
+        if p.expose().chars().count() < MIN_PRODUCTION_PASSPHRASE {
+            problems.push(Problem {
+                what: format!(
+                    "{ENV_PASSPHRASE} is shorter than {MIN_PRODUCTION_PASSPHRASE} characters"
+                ),
+                fix: "use a longer passphrase, or a key file".into(),
+            });
+        }
+        return problems;
+    }
+    let path = master_key::master_key_path(ctx);
+    let kf = KeyFile::new(&path);
+    match kf.mode() {
+        Err(_) => {
+            // A passphrase-locked vault prompts instead; anything else needs the file.
+            let passphrase_vault = SqliteStore::open_read_only(&ctx.db_path())
+                .ok()
+                .and_then(|s| lock_state(&s).ok())
+                .is_some_and(|l| matches!(l, Lock::Passphrase(_)));
+            if !passphrase_vault {
+                problems.push(Problem {
+                    what: format!("vault master key {} is missing", path.display()),
+                    fix: format!(
+                        "run `airlock keys init`, or set {ENV_MASTER_KEY} or {ENV_PASSPHRASE}"
+                    ),
+                });
+            }
+        }
+        Ok(mode) => {
+            if mode & 0o077 != 0 {
+                problems.push(Problem {
+                    what: format!(
+                        "vault master key {} is readable by other users (mode {:o})",
+                        path.display(),
+                        mode & 0o777
+                    ),
+                    fix: format!("chmod 600 {}", path.display()),
+                });
+            }
+            match kf.read() {
+                Ok(k) if airlock_vault::is_weak_master_key(k.expose()) => problems.push(Problem {
+                    what: format!(
+                        "vault master key {} is a weak or example key",
+                        path.display()
+                    ),
+                    fix: "rotate it: `airlock keys rotate`".into(),
+                }),
+                Ok(_) => {}
+                Err(e) => problems.push(Problem {
+                    what: e.to_string(),
+                    fix: "restore the key file".into(),
+                }),
+            }
+        }
+    }
+    problems
 }

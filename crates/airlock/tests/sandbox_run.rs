@@ -598,3 +598,59 @@ fn killing_airlock_kills_the_whole_sandbox() {
         let _ = std::fs::remove_dir(dir.as_str().unwrap_or_default());
     }
 }
+
+#[test]
+fn first_run_without_init_initializes_a_private_data_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = Env {
+        data: dir.path().join("never-initialized"),
+        ws: dir.path().join("ws"),
+        home: dir.path().join("home"),
+        config: None,
+        dir,
+    };
+    std::fs::create_dir_all(&env.ws).expect("ws");
+    std::fs::create_dir_all(&env.home).expect("home");
+    assert!(!env.data.exists());
+
+    let out = env.run(&[], &["true"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("not initialized; initializing it as `airlock init` would"),
+        "{out:?}"
+    );
+    let mode = |p: &str| {
+        std::fs::metadata(env.data.join(p))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "data directory");
+    assert_eq!(mode("keys"), 0o700, "key directory");
+    assert_eq!(mode("airlock.db"), 0o600, "database");
+    assert_eq!(mode("airlock.toml"), 0o600, "configuration");
+    assert_eq!(mode("keys/audit-signing.key"), 0o600, "audit signing key");
+    assert_eq!(mode("keys/master.key"), 0o600, "vault master key");
+
+    // Initialized as `init` leaves it: init has nothing left to do, the log
+    // verifies, and it holds the init record and the run.
+    let again = env.airlock(&["init"]);
+    assert!(
+        again
+            .stdout
+            .contains("already initialized; nothing changed"),
+        "{again:?}"
+    );
+    let verify = env.airlock(&["audit", "verify"]);
+    assert_eq!(verify.code(), 0, "{verify:?}");
+    assert_eq!(env.audited("cli.init", 50).len(), 1);
+    assert_eq!(env.audited("run.start", 50).len(), 1);
+
+    // A second run finds it initialized and says nothing about it.
+    let second = env.run(&[], &["true"]);
+    assert_eq!(second.code(), 0, "{second:?}");
+    assert!(!second.stderr.contains("initializing"), "{second:?}");
+}

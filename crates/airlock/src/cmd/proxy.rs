@@ -39,7 +39,7 @@ pub struct ProxyArgs {
 }
 
 pub fn run(ctx: &Ctx, args: ProxyArgs) -> anyhow::Result<u8> {
-    let cfg = ctx.load_checked_config()?;
+    let cfg = crate::production::load_checked_config(ctx)?;
     let policy = ProxySettings::policy(&cfg.policy, args.policy.as_deref())?;
     let auditor = auditing::open(ctx, &cfg)?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();

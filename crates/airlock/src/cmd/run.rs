@@ -146,12 +146,35 @@ fn resolve_workspace(arg: Option<&Path>) -> Result<PathBuf, String> {
     Ok(canon)
 }
 
+/// First use just works: on a data directory `airlock init` never set up,
+/// set it up as `init` would, saying so on stderr. Production mode expects
+/// explicit set-up (a missing data directory there is more likely a volume
+/// that did not mount than a first run) and keeps refusing; so does a
+/// configuration file the user named that does not exist.
+fn first_use(ctx: &Ctx) -> anyhow::Result<()> {
+    if ctx.production
+        || ctx.db_path().exists()
+        || (ctx.config_explicit && !ctx.config_path.exists())
+    {
+        return Ok(());
+    }
+    eprintln!(
+        "airlock: {}: not initialized; initializing it as `airlock init` would",
+        ctx.data_dir.display()
+    );
+    let done = crate::datadir::initialize(ctx)?;
+    for c in &done.created {
+        eprintln!("airlock: created {c}");
+    }
+    Ok(())
+}
+
 /// Refuse a workspace that is `/`, a system or shared directory, a home, or
 /// that contains (or lies inside) what Airlock depends on: the data
 /// directory, the configuration, the policy file, key files, the upstream CA
 /// file, the `airlock` binary itself.
 fn check_workspace(ctx: &Ctx, args: &RunArgs, ws: PathBuf) -> Result<PathBuf, String> {
-    let master_key = crate::cmd::keys::master_key_path(ctx);
+    let master_key = crate::master_key::master_key_path(ctx);
     let audit_key = ctx.audit_key_path();
     let upstream_ca = configured_upstream_ca(&ctx.config_path);
     let exe = std::env::current_exe().ok();
@@ -208,7 +231,8 @@ fn resolve_env(args: &[String], passthrough: &[String]) -> Result<Vec<(String, S
 }
 
 pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
-    let cfg = ctx.load_checked_config()?;
+    first_use(ctx)?;
+    let cfg = crate::production::load_checked_config(ctx)?;
     if ctx.production && args.dangerously_allow_weaker_sandbox {
         crate::production::refuse_weaker_sandbox()?;
     }
@@ -632,7 +656,7 @@ fn grant_secrets(ctx: &Ctx, names: &[String], run: &RunId) -> anyhow::Result<Opt
             unique.push(n);
         }
     }
-    let mut vault = crate::cmd::keys::open_vault(ctx)?;
+    let mut vault = crate::master_key::open_vault(ctx)?;
     let grants = vault
         .grants(&auditing::tenant(), &unique)
         .context("--secret: cannot grant the run its secrets (see `airlock secret list`)")?;

@@ -5,9 +5,9 @@
 //! Every change is audited by name; no value ever reaches output or the log.
 
 use crate::auditing;
-use crate::cmd::init::operator;
-use crate::cmd::keys;
+use crate::auditing::operator;
 use crate::ctx::{Ctx, EXIT_OK};
+use crate::master_key as keys;
 use airlock_broker::Binding;
 use airlock_types::{AuditEvent, EventResult, Reason, Secret};
 use airlock_vault::{SecretInfo, list_secrets, remove_secret};
@@ -71,7 +71,7 @@ pub struct SetArgs {
 }
 
 pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
-    let cfg = ctx.load_checked_config()?;
+    let cfg = crate::production::load_checked_config(ctx)?;
     ctx.require_initialized()?;
     let tenant = auditing::tenant();
     match cmd {
