@@ -32,11 +32,15 @@
 //! who truncates the database *and* the checkpoint file together, is detected
 //! (publish checkpoints elsewhere for that); or that events are true — it
 //! records what producers report.
+//!
+//! [`export`] streams records out as OCSF JSON lines, record JSON lines or
+//! text ([`ExportFormat`]); it only reads.
 #![forbid(unsafe_code)]
 
 pub mod canonical;
 mod checkpoint;
 mod error;
+mod export;
 mod files;
 mod log;
 pub mod merkle;
@@ -47,6 +51,7 @@ mod verify;
 
 pub use checkpoint::{Checkpoint, PublicKey, Signer};
 pub use error::AuditError;
+pub use export::{ExportError, ExportFormat, export, ocsf, rfc3339, text_line, write_record};
 pub use files::{FileCheckpoint, load_public_key, load_signer, read_checkpoint_file};
 pub use log::{AuditLog, LogOptions, Ticket};
 pub use proof::{InclusionProof, PROOF_FORMAT, ProofError, latest_checkpoint, prove, verify_proof};
