@@ -73,6 +73,11 @@
 //! returns [`ConnectDecision::Intercept`]. In `read_public` a host without
 //! such a rule is therefore intercepted, so writes can be refused.
 //!
+//! **Documents.** [`parse_document`] turns policy TOML (a `--policy` file,
+//! the `[policy]` section of the configuration, a body an API receives) into
+//! a compiled [`PolicyDocument`]; every mistake is a [`DocumentError`]
+//! naming `source:line:col: field: message`. It reads text, never files.
+//!
 //! **Trusts.** The caller's facts: that `addrs` is exactly the set of
 //! addresses it may dial (resolve, check, connect to the checked address —
 //! no second lookup) and that `scheme` reflects the real transport.
@@ -90,12 +95,14 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+pub mod document;
 mod host;
 mod idn;
 mod path;
 mod policy;
 mod spec;
 
+pub use document::{DocumentError, PolicyDocument, parse_document};
 pub use host::{Host, HostError, Scheme, Url, parse_authority, parse_host, parse_url};
 pub use policy::{ConnectDecision, EgressPolicy, EgressRequest};
 pub use spec::{Mode, PolicyError, PolicySpec, RuleSpec};

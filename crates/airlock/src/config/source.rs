@@ -1,5 +1,6 @@
 //! A configuration source with line/column lookup for error messages.
 
+use airlock_policy::document::{DocumentError, SourceText};
 use serde::de::DeserializeOwned;
 use serde_spanned::Spanned;
 use std::ops::Range;
@@ -27,6 +28,20 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+}
+
+/// Locations come from `airlock-policy`'s [`SourceText`], so a policy error
+/// and a configuration error read alike.
+impl From<DocumentError> for ConfigError {
+    fn from(e: DocumentError) -> ConfigError {
+        ConfigError::Invalid {
+            file: e.source_name,
+            line: e.line,
+            col: e.col,
+            field: e.field,
+            message: e.message,
+        }
+    }
 }
 
 /// The text of a configuration file and the name to report it by.
@@ -66,14 +81,18 @@ impl SourceFile {
         &self.name
     }
 
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn located(&self) -> SourceText<'_> {
+        SourceText::new(&self.name, &self.text)
+    }
+
     /// Phase one: parse into raw types. Syntax errors, unknown fields and
     /// wrong types come back located.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        toml::from_str::<T>(&self.text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            let field = self.field_at(span.start);
-            self.error(span, &field, e.message().trim())
-        })
+        Ok(self.located().deserialize()?)
     }
 
     /// A located error for `field` at byte range `span`.
@@ -83,79 +102,7 @@ impl SourceFile {
         field: &str,
         message: impl Into<String>,
     ) -> ConfigError {
-        let (line, col) = self.line_col(span.start);
-        ConfigError::Invalid {
-            file: self.name.clone(),
-            line,
-            col,
-            field: if field.is_empty() {
-                "(top level)".into()
-            } else {
-                field.to_owned()
-            },
-            message: message.into(),
-        }
-    }
-
-    /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let col = before
-            .get(line_start..)
-            .map(|s| s.chars().count())
-            .unwrap_or(0)
-            + 1;
-        (line, col)
-    }
-
-    /// Best-effort dotted path of the key at a byte offset: the enclosing
-    /// `[table]` header plus the key on that line. Used only for messages.
-    fn field_at(&self, offset: usize) -> String {
-        let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or("");
-        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let line_end = self.text[line_start..]
-            .find('\n')
-            .map(|i| line_start + i)
-            .unwrap_or(self.text.len());
-        let line = self.text[line_start..line_end].trim();
-        let header_of = |l: &str| -> Option<String> {
-            let l = l.trim();
-            let inner = l
-                .strip_prefix("[[")
-                .and_then(|r| r.split("]]").next())
-                .or_else(|| l.strip_prefix('[').and_then(|r| r.split(']').next()))?;
-            Some(inner.trim().to_owned())
-        };
-        if let Some(h) = header_of(line) {
-            return h;
-        }
-        let key = line
-            .split('=')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .trim_matches('"')
-            .to_owned();
-        let table = self.text[..line_start]
-            .lines()
-            .rev()
-            .find_map(|l| {
-                if l.trim_start().starts_with('[') {
-                    header_of(l)
-                } else {
-                    None
-                }
-            })
-            .unwrap_or_default();
-        match (table.is_empty(), key.is_empty()) {
-            (true, _) => key,
-            (false, true) => table,
-            (false, false) => format!("{table}.{key}"),
-        }
+        self.located().error(span, field, message).into()
     }
 }
 
