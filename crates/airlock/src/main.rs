@@ -9,6 +9,7 @@ mod cli;
 mod cmd;
 mod config;
 mod ctx;
+mod logging;
 mod production;
 
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = cli::parse();
+    logging::init(cli.log_format);
+    tracing::debug!(version = env!("CARGO_PKG_VERSION"), "airlock starting");
     match cli::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
