@@ -67,9 +67,12 @@ fn exchange(addr: SocketAddr, head: &str) -> String {
 }
 
 /// The audit records written since `before` (the connection's record lands
-/// just after it closes, so wait briefly for one).
+/// just after it closes, so wait briefly for one). A failure identical to
+/// one recorded less than a second ago (two unparseable request lines in a
+/// row) is aggregated: its record, carrying `repeated`, comes when the
+/// one-second window closes, so wait up to three seconds.
 fn audited_since(sink: &MemorySink, before: usize) -> Vec<AuditEvent> {
-    for _ in 0..100 {
+    for _ in 0..300 {
         let evs: Vec<AuditEvent> = sink.events().into_iter().skip(before).collect();
         if !evs.is_empty() {
             return evs;

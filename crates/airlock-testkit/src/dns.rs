@@ -1,174 +1,31 @@
-//! A local DNS responder (UDP and TCP on 127.0.0.1) with scripted answers:
-//! fixed multi-address answers, sequences (public first, then private: DNS
-//! rebinding), and NXDOMAIN. Every answer has TTL 0 so nothing is cached.
+//! The local DNS responder, from `airlock-fixtures`, started or the test fails.
 
-use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, AAAA};
-use hickory_resolver::proto::rr::{RData, Record, RecordType};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+pub use airlock_fixtures::DnsAnswer;
+use std::net::SocketAddr;
 
-/// What the responder says for a name.
-#[derive(Debug, Clone)]
-pub enum DnsAnswer {
-    /// These addresses, every time (A and AAAA split by family).
-    Fixed(Vec<IpAddr>),
-    /// The n-th query for the name (A and AAAA counted together per family
-    /// query type) gets the n-th entry; the last entry repeats.
-    Sequence(Vec<Vec<IpAddr>>),
-    /// NXDOMAIN.
-    NxDomain,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    answers: HashMap<String, DnsAnswer>,
-    /// Queries seen per (name, type).
-    seen: HashMap<(String, RecordType), usize>,
-}
-
-/// A running DNS responder. Stops when dropped.
+/// A running DNS responder ([`airlock_fixtures::DnsResponder`]). Stops when
+/// dropped.
 #[derive(Debug)]
-pub struct DnsResponder {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn key(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
-}
+pub struct DnsResponder(airlock_fixtures::DnsResponder);
 
 impl DnsResponder {
     /// Start a responder on 127.0.0.1 (an ephemeral port, same for UDP and TCP).
     pub fn start() -> DnsResponder {
-        let state = Arc::new(Mutex::new(State::default()));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let st = state.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                // Bind UDP, then TCP on the same port (retry a few ports).
-                let (udp, tcp) = loop {
-                    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
-                        .await
-                        .expect("bind udp");
-                    let port = udp.local_addr().expect("addr").port();
-                    if let Ok(tcp) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
-                        break (udp, tcp);
-                    }
-                };
-                let _ = addr_tx.send(udp.local_addr().expect("addr"));
-                let udp = Arc::new(udp);
-                let st2 = st.clone();
-                let tcp_task = async move {
-                    while let Ok((mut s, _)) = tcp.accept().await {
-                        let st = st2.clone();
-                        tokio::spawn(async move {
-                            let mut len = [0u8; 2];
-                            while s.read_exact(&mut len).await.is_ok() {
-                                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-                                if s.read_exact(&mut buf).await.is_err() {
-                                    return;
-                                }
-                                let Some(out) = answer(&st, &buf) else { return };
-                                let mut framed = (out.len() as u16).to_be_bytes().to_vec();
-                                framed.extend_from_slice(&out);
-                                if s.write_all(&framed).await.is_err() {
-                                    return;
-                                }
-                            }
-                        });
-                    }
-                };
-                let udp_task = async move {
-                    let mut buf = vec![0u8; 4096];
-                    while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
-                        if let Some(out) = answer(&st, &buf[..n]) {
-                            let _ = udp.send_to(&out, peer).await;
-                        }
-                    }
-                };
-                tokio::select! {
-                    _ = stop_rx => {},
-                    () = tcp_task => {},
-                    () = udp_task => {},
-                }
-            });
-        });
-        let addr = addr_rx.recv().expect("DNS responder started");
-        DnsResponder {
-            addr,
-            state,
-            _stop: stop_tx,
-        }
+        DnsResponder(airlock_fixtures::DnsResponder::start().expect("DNS responder started"))
     }
 
     /// Where it listens (UDP and TCP).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.0.addr()
     }
 
     /// Script the answer for `name`.
     pub fn set(&self, name: &str, answer: DnsAnswer) {
-        if let Ok(mut s) = self.state.lock() {
-            s.answers.insert(key(name), answer);
-        }
+        self.0.set(name, answer);
     }
 
     /// How many A and AAAA queries `name` has received.
     pub fn queries(&self, name: &str) -> usize {
-        let k = key(name);
-        self.state
-            .lock()
-            .map(|s| {
-                s.seen
-                    .iter()
-                    .filter(|((n, _), _)| *n == k)
-                    .map(|(_, c)| *c)
-                    .sum()
-            })
-            .unwrap_or(0)
+        self.0.queries(name)
     }
-}
-
-fn answer(state: &Mutex<State>, bytes: &[u8]) -> Option<Vec<u8>> {
-    let req = Message::from_vec(bytes).ok()?;
-    let q = req.queries.first()?.clone();
-    let name = key(&q.name().to_ascii());
-    let qtype = q.query_type();
-    let mut resp = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
-    resp.metadata.recursion_desired = req.metadata.recursion_desired;
-    resp.metadata.recursion_available = true;
-    resp.metadata.authoritative = true;
-    resp.add_query(q.clone());
-    let mut st = state.lock().ok()?;
-    let n = {
-        let c = st.seen.entry((name.clone(), qtype)).or_insert(0);
-        *c += 1;
-        *c - 1
-    };
-    let addrs = match st.answers.get(&name) {
-        None | Some(DnsAnswer::NxDomain) => {
-            resp.metadata.response_code = ResponseCode::NXDomain;
-            return resp.to_vec().ok();
-        }
-        Some(DnsAnswer::Fixed(a)) => a.clone(),
-        Some(DnsAnswer::Sequence(seq)) => seq.get(n).or(seq.last()).cloned().unwrap_or_default(),
-    };
-    for ip in addrs {
-        let rdata = match (ip, qtype) {
-            (IpAddr::V4(v4), RecordType::A) => RData::A(A(v4)),
-            (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(v6)),
-            _ => continue,
-        };
-        resp.add_answer(Record::from_rdata(q.name().clone(), 0, rdata));
-    }
-    resp.to_vec().ok()
 }

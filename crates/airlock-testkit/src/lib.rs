@@ -2,11 +2,14 @@
 //!
 //! It provides real parts for end-to-end tests: a throwaway certificate
 //! authority ([`TestCa`]), local HTTP and HTTPS upstreams speaking the real
-//! wire format ([`Upstream`]), a local DNS responder that can answer
-//! public-then-private (rebinding) and multi-address answers
-//! ([`DnsResponder`]), and a helper to run the `airlock` binary as a child
-//! process ([`ProcessGuard`]). Every server listens on 127.0.0.0/8 only and
-//! runs on its own thread, so blocking tests (running `curl`) cannot stall it.
+//! wire format and echoing what they received ([`Upstream`]), a local DNS
+//! responder that can answer public-then-private (rebinding) and
+//! multi-address answers ([`DnsResponder`]), and a helper to run the
+//! `airlock` binary as a child process ([`ProcessGuard`]). The CA, servers
+//! and DNS responder are `airlock-fixtures`' — the same ones `airlock demo`
+//! uses — wrapped so that a fixture that cannot start fails the test. Every
+//! server listens on 127.0.0.0/8 only and runs on its own thread, so blocking
+//! tests (running `curl`) cannot stall it.
 //! It trusts the test that uses it and guarantees nothing about production.
 #![forbid(unsafe_code)]
 

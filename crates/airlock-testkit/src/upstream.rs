@@ -1,4 +1,5 @@
-//! Local upstream servers speaking real HTTP/1.1 and HTTP/2, plain or TLS.
+//! Local upstream servers speaking real HTTP/1.1 and HTTP/2, plain or TLS:
+//! an [`HttpServer`] from `airlock-fixtures` with an echoing handler.
 //!
 //! Every response is JSON describing the request as received:
 //! `{"method","path","query","host","version","body_len","scheme"}`.
@@ -6,16 +7,14 @@
 //! upgrade and echoes bytes; `/bytes/N` streams N bytes.
 
 use crate::TestCa;
+use airlock_fixtures::HttpServer;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::convert::Infallible;
+use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Plain HTTP or HTTPS.
@@ -30,10 +29,7 @@ pub enum UpstreamKind {
 /// A running upstream. Stops when dropped.
 #[derive(Debug)]
 pub struct Upstream {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-    conns: Arc<AtomicUsize>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    server: HttpServer,
 }
 
 impl Upstream {
@@ -44,110 +40,42 @@ impl Upstream {
 
     /// HTTPS on `ip` with a certificate for `names` from `ca`.
     pub fn https(ip: IpAddr, ca: &TestCa, names: &[&str]) -> Upstream {
-        let (chain, key) = ca.issue(names);
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("invariant: default versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("valid test certificate");
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Upstream::start(ip, Some(Arc::new(cfg)))
+        let cfg = ca
+            .local_ca()
+            .server_config(names, &[b"h2", b"http/1.1"])
+            .expect("valid test certificate");
+        Upstream::start(ip, Some(cfg))
     }
 
     fn start(ip: IpAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let conns = Arc::new(AtomicUsize::new(0));
-        let cn = conns.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let h = hits.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
-                    .await
-                    .expect("bind upstream");
-                let _ = addr_tx.send(listener.local_addr().expect("addr"));
-                let scheme = if tls.is_some() { "https" } else { "http" };
-                let accept = async move {
-                    while let Ok((tcp, _)) = listener.accept().await {
-                        cn.fetch_add(1, Ordering::SeqCst);
-                        let h = h.clone();
-                        let tls = tls.clone();
-                        tokio::spawn(async move {
-                            let svc = service_fn(move |req| {
-                                let h = h.clone();
-                                async move { Ok::<_, Infallible>(handle(req, scheme, &h).await) }
-                            });
-                            let builder =
-                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                            match tls {
-                                None => {
-                                    let _ = builder
-                                        .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
-                                        .await;
-                                }
-                                Some(cfg) => {
-                                    if let Ok(s) =
-                                        tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await
-                                    {
-                                        let _ = builder
-                                            .serve_connection_with_upgrades(TokioIo::new(s), svc)
-                                            .await;
-                                    }
-                                }
-                            }
-                        });
-                    }
-                };
-                tokio::select! {
-                    _ = stop_rx => {},
-                    () = accept => {},
-                }
-            });
-        });
-        let addr = addr_rx.recv().expect("upstream started");
-        Upstream {
-            addr,
-            hits,
-            conns,
-            _stop: stop_tx,
-        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server =
+            HttpServer::start(ip, tls, move |req| handle(req, scheme)).expect("upstream started");
+        Upstream { server }
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Its port.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.port()
     }
 
     /// How many connections it has accepted.
     pub fn connections(&self) -> usize {
-        self.conns.load(Ordering::SeqCst)
+        self.server.connections()
     }
 
     /// How many requests it has received.
     pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        self.server.hits()
     }
 }
 
-async fn handle(
-    mut req: Request<Incoming>,
-    scheme: &str,
-    hits: &AtomicUsize,
-) -> Response<Full<Bytes>> {
-    hits.fetch_add(1, Ordering::SeqCst);
+async fn handle(mut req: Request<Incoming>, scheme: &'static str) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     if path == "/hang" {
         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;

@@ -3,6 +3,7 @@
 
 use crate::cmd;
 use crate::ctx::{Ctx, GlobalArgs};
+use crate::logging::LogFormat;
 use clap::{Parser, Subcommand};
 
 /// Airlock: a zero-trust security runtime for AI agents.
@@ -11,6 +12,16 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// How log events are written on stderr (their level comes from RUST_LOG; default warn).
+    #[arg(
+        long,
+        global = true,
+        env = "AIRLOCK_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

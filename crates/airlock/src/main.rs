@@ -10,6 +10,7 @@ mod cmd;
 mod config;
 mod ctx;
 mod datadir;
+mod logging;
 mod master_key;
 mod production;
 
@@ -22,6 +23,8 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = cli::parse();
+    logging::init(cli.log_format);
+    tracing::debug!(version = env!("CARGO_PKG_VERSION"), "airlock starting");
     match cli::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

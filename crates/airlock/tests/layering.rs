@@ -3,8 +3,10 @@
 //! Dependencies point one way: vocabulary at the bottom; pure logic and
 //! storage above it; vault and audit above storage; the boundaries that touch
 //! the outside world above those; the control plane above them; the binary on
-//! top. `airlock-testkit` is only ever a dev-dependency. Only `airlock-sandbox`
-//! may contain `unsafe`.
+//! top. `airlock-testkit` is only ever a dev-dependency. `airlock-fixtures`
+//! (the local CA, servers and DNS responder) sits just under the binary, so
+//! no library can ship it: only the binary (for `airlock demo`) and the test
+//! kit use it. Only `airlock-sandbox` may contain `unsafe`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,9 @@ fn layer(name: &str) -> Option<u8> {
         "airlock-audit" | "airlock-vault" => 2,
         "airlock-sandbox" | "airlock-proxy" | "airlock-gateway" => 3,
         "airlock-api" => 4,
+        // Local stand-ins for upstreams and DNS: below the binary only, so
+        // no library (layers 0-4) can depend on it, even for its tests.
+        "airlock-fixtures" => 4,
         "airlock" => 5,
         "airlock-testkit" => 4,
         _ => return None,

@@ -3,22 +3,24 @@
 //! In a temporary data directory (or `--data-dir`), the demo runs the same
 //! commands a user would — `airlock init`, `airlock secret set`, `airlock
 //! run`, `airlock audit verify` — as child processes of this binary, against
-//! a local HTTPS upstream and a tiny DNS responder served from this process
-//! on 127.0.0.1 (an ephemeral CA made here signs the upstream's
-//! certificate). The agent is a short `sh` + `curl` script. The demo exits 0
-//! only if every step behaved as expected.
+//! a local HTTPS upstream and a DNS responder served from this process on
+//! 127.0.0.1 (an ephemeral CA made here signs the upstream's certificate) —
+//! the same fixtures the tests use (`airlock-fixtures`). The agent is a short
+//! `sh` + `curl` script. The demo exits 0 only if every step behaved as
+//! expected.
 
 use crate::ctx::{Ctx, EXIT_OK};
+use airlock_fixtures::{DnsAnswer, DnsResponder, HttpServer, LocalCa};
 use anyhow::Context as _;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
 use std::io::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The demo's fake credential (never a real one). Long enough to register.
 const DEMO_VALUE: &str = "demo-REAL-token-4b8c15d2e9f07a36";
@@ -42,7 +44,6 @@ struct Seen {
     real_token: AtomicBool,
     handle_seen: AtomicBool,
     writes: AtomicUsize,
-    requests: AtomicUsize,
 }
 
 pub fn run(_ctx: &Ctx, args: DemoArgs) -> anyhow::Result<u8> {
@@ -66,29 +67,29 @@ pub fn run(_ctx: &Ctx, args: DemoArgs) -> anyhow::Result<u8> {
         None => tempdir()?,
     };
     let data = tmp.join("data");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let seen = Arc::new(Seen::default());
-    let (ca_pem, tls) = demo_tls()?;
-    let (up_port, dns_addr) = rt.block_on(async {
-        let up = tokio::net::TcpListener::bind(SocketAddr::from((UPSTREAM_IP, 0)))
-            .await
-            .context("cannot bind the demo upstream on 127.0.0.1")?;
-        let dns = tokio::net::UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .await
-            .context("cannot bind the demo DNS responder on 127.0.0.1")?;
-        let up_port = up.local_addr()?.port();
-        let dns_addr = dns.local_addr()?;
-        tokio::spawn(serve_upstream(up, tls, seen.clone()));
-        tokio::spawn(serve_dns(dns));
-        anyhow::Ok((up_port, dns_addr))
-    })?;
+    let ca = LocalCa::new("Airlock demo upstream CA").context("demo CA")?;
+    // No ALPN: the upstream speaks HTTP/1.1, one request per connection.
+    let tls = ca
+        .server_config(&[API, EVIL], &[])
+        .context("demo upstream certificate")?;
+    let upstream = {
+        let seen = seen.clone();
+        HttpServer::start(IpAddr::V4(UPSTREAM_IP), Some(tls), move |req| {
+            let resp = respond(&req, &seen);
+            async move { resp }
+        })
+        .context("cannot start the demo upstream on 127.0.0.1")?
+    };
+    let dns = DnsResponder::start().context("cannot start the demo DNS responder on 127.0.0.1")?;
+    for name in [API, EVIL] {
+        dns.set(name, DnsAnswer::Fixed(vec![IpAddr::V4(UPSTREAM_IP)]));
+    }
+    let (up_port, dns_addr) = (upstream.port(), dns.addr());
+    let ca_pem = ca.cert_pem();
 
     let ca_path = tmp.join("demo-ca.pem");
-    std::fs::write(&ca_path, &ca_pem).context("cannot write the demo CA")?;
+    std::fs::write(&ca_path, ca_pem).context("cannot write the demo CA")?;
     let config = tmp.join("airlock.toml");
     std::fs::write(
         &config,
@@ -230,7 +231,7 @@ pub fn run(_ctx: &Ctx, args: DemoArgs) -> anyhow::Result<u8> {
         "the audit trail records the exfiltration attempt by secret name, never the value",
     );
     println!();
-    drop(rt);
+    drop((upstream, dns));
     if keep {
         println!("kept {}", tmp.display());
     } else {
@@ -328,153 +329,36 @@ impl Airlock {
     }
 }
 
-/// An ephemeral CA (PEM) and a server config for both demo hosts.
-fn demo_tls() -> anyhow::Result<(String, Arc<rustls::ServerConfig>)> {
-    let ca_key = KeyPair::generate().context("demo CA key")?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("demo CA")?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Airlock demo upstream CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).context("demo CA")?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().context("demo upstream key")?;
-    let mut params = CertificateParams::new(vec![API.to_owned(), EVIL.to_owned()])
-        .context("demo upstream certificate")?;
-    params.distinguished_name.push(DnType::CommonName, API);
-    let cert = params
-        .signed_by(&key, &issuer)
-        .context("demo upstream certificate")?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("demo TLS versions")?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .context("demo TLS certificate")?;
-    Ok((ca_cert.pem(), Arc::new(cfg)))
-}
-
-/// A minimal HTTPS/1.1 server: one request per connection.
-async fn serve_upstream(
-    listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    seen: Arc<Seen>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    while let Ok((tcp, _)) = listener.accept().await {
-        let acceptor = acceptor.clone();
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            let fut = async {
-                let mut s = acceptor.accept(tcp).await.ok()?;
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let head_end = loop {
-                    let n = s.read(&mut chunk).await.ok()?;
-                    if n == 0 || buf.len() > 64 * 1024 {
-                        return None;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                let (status, body) = respond(&head, &seen);
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                s.write_all(resp.as_bytes()).await.ok()?;
-                s.shutdown().await.ok()
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(10), fut).await;
-        });
-    }
-}
-
-fn respond(head: &str, seen: &Seen) -> (&'static str, String) {
-    seen.requests.fetch_add(1, Ordering::SeqCst);
-    let mut lines = head.lines();
-    let first = lines.next().unwrap_or("");
-    let mut parts = first.split_whitespace();
-    let method = parts.next().unwrap_or("");
-    let path = parts.next().unwrap_or("");
-    let auth = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
-        .map(|(_, v)| v.trim().to_owned())
+/// The demo upstream: answers from the request head alone and records what
+/// it saw (a write, the real token, a handle).
+fn respond<B>(req: &Request<B>, seen: &Seen) -> Response<Full<Bytes>> {
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
         .unwrap_or_default();
     if auth.contains("alh_") {
         seen.handle_seen.store(true, Ordering::SeqCst);
     }
-    if method != "GET" {
+    let (status, body) = if req.method() != hyper::Method::GET {
         seen.writes.fetch_add(1, Ordering::SeqCst);
-        return ("201 Created", "created\n".into());
-    }
-    match path {
-        "/repos/demo" => ("200 OK", "{\"name\":\"demo\",\"stars\":42}\n".into()),
-        "/user" if auth == format!("Bearer {DEMO_VALUE}") => {
-            seen.real_token.store(true, Ordering::SeqCst);
-            ("200 OK", "{\"login\":\"demo-user\"}\n".into())
+        (StatusCode::CREATED, "created\n".to_owned())
+    } else {
+        match req.uri().path() {
+            "/repos/demo" => (StatusCode::OK, "{\"name\":\"demo\",\"stars\":42}\n".into()),
+            "/user" if auth == format!("Bearer {DEMO_VALUE}") => {
+                seen.real_token.store(true, Ordering::SeqCst);
+                (StatusCode::OK, "{\"login\":\"demo-user\"}\n".into())
+            }
+            "/user" => (StatusCode::UNAUTHORIZED, "bad credentials\n".into()),
+            "/echo" => (StatusCode::OK, format!("you sent: {auth}")),
+            _ => (StatusCode::NOT_FOUND, "not found\n".into()),
         }
-        "/user" => ("401 Unauthorized", "bad credentials\n".into()),
-        "/echo" => ("200 OK", format!("you sent: {auth}")),
-        _ => ("404 Not Found", "not found\n".into()),
-    }
-}
-
-/// A DNS responder for the demo names: A → 127.0.0.1, everything else an
-/// empty NOERROR answer. Enough for the proxy's resolver.
-async fn serve_dns(sock: tokio::net::UdpSocket) {
-    let mut buf = [0u8; 512];
-    while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-        if let Some(resp) = dns_answer(&buf[..n]) {
-            let _ = sock.send_to(&resp, peer).await;
-        }
-    }
-}
-
-fn dns_answer(q: &[u8]) -> Option<Vec<u8>> {
-    if q.len() < 12 {
-        return None;
-    }
-    // Question name.
-    let mut i = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = usize::from(*q.get(i)?);
-        i += 1;
-        if len == 0 {
-            break;
-        }
-        if len > 63 {
-            return None;
-        }
-        labels.push(String::from_utf8_lossy(q.get(i..i + len)?).to_ascii_lowercase());
-        i += len;
-    }
-    let qtype = u16::from_be_bytes([*q.get(i)?, *q.get(i + 1)?]);
-    let question_end = i + 4;
-    q.get(..question_end)?;
-    let name = labels.join(".");
-    let answer = qtype == 1 && (name == API || name == EVIL);
-    let mut r = Vec::with_capacity(question_end + 16);
-    r.extend_from_slice(&q[..2]); // id
-    r.extend_from_slice(&[0x81, 0x80]); // response, recursion desired+available, NOERROR
-    r.extend_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
-    r.extend_from_slice(&q[12..question_end]);
-    if answer {
-        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
-        r.extend_from_slice(&UPSTREAM_IP.octets());
-    }
-    Some(r)
+    };
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "text/plain")
+        .header(hyper::header::CONNECTION, "close")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
