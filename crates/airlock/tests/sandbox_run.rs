@@ -653,4 +653,17 @@ fn first_run_without_init_initializes_a_private_data_directory() {
     let second = env.run(&[], &["true"]);
     assert_eq!(second.code(), 0, "{second:?}");
     assert!(!second.stderr.contains("initializing"), "{second:?}");
+
+    // An empty directory made for it (mode 0755 from `mkdir`) works the same
+    // and ends up private.
+    let made = env.dir.path().join("made-by-mkdir");
+    std::fs::create_dir(&made).expect("mkdir");
+    std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = env.command(&["run", "--timeout", "60s", "--", "true"]);
+    cmd.env("AIRLOCK_DATA_DIR", &made);
+    let out = support::run_bounded(cmd);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let mode = std::fs::metadata(&made).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{out:?}");
+    assert!(made.join("airlock.db").exists() && made.join("keys/master.key").exists());
 }

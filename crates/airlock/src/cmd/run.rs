@@ -162,6 +162,15 @@ fn first_use(ctx: &Ctx) -> anyhow::Result<()> {
         "airlock: {}: not initialized; initializing it as `airlock init` would",
         ctx.data_dir.display()
     );
+    // An empty directory made for Airlock (`mkdir`, umask 022) becomes
+    // private like one init creates; a directory with anything in it is left
+    // as it is (production mode's check names it).
+    let empty = std::fs::read_dir(&ctx.data_dir).is_ok_and(|mut d| d.next().is_none());
+    if empty {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&ctx.data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("{}: cannot set mode 0700", ctx.data_dir.display()))?;
+    }
     let done = crate::datadir::initialize(ctx)?;
     for c in &done.created {
         eprintln!("airlock: created {c}");
