@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(v)) = b.inject_header(name, &value, &evil) {
         panic!(
             "a handle was redeemed for an unbound host: {}",
-            v.expose().len()
+            v.value.expose().len()
         );
     }
     if let Ok(Some(_)) = b.inject_query(&value, &evil) {
