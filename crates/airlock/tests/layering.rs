@@ -14,7 +14,7 @@ use std::process::Command;
 fn layer(name: &str) -> Option<u8> {
     Some(match name {
         "airlock-types" => 0,
-        "airlock-policy" | "airlock-scrub" | "airlock-store" => 1,
+        "airlock-policy" | "airlock-scrub" | "airlock-store" | "airlock-hook" => 1,
         "airlock-audit" | "airlock-vault" => 2,
         "airlock-sandbox" | "airlock-proxy" | "airlock-gateway" => 3,
         "airlock-api" => 4,
