@@ -2,11 +2,13 @@
 //! first line, the HTTP/1.1 connection), `connect` (the CONNECT decision,
 //! blind tunnels, the ClientHello check), `intercept` (TLS termination and
 //! the requests inside), `forward` (deciding and forwarding one request,
-//! the hooks, upstream pool and dial, upgrades). This module holds
+//! upstream pool and dial, upgrades), and `hooks` (running the hook chain
+//! around a forwarded request). This module holds
 //! [`Proxy`], the state every stage shares, and the audit helpers.
 
 mod connect;
 mod forward;
+mod hooks;
 mod intercept;
 mod listener;
 
@@ -18,6 +20,7 @@ use crate::error::ProxyError;
 use crate::pool::Pool;
 use crate::resolve::Resolver;
 use crate::upstream;
+use airlock_hook::Hook;
 use airlock_policy::{Host, Scheme};
 use airlock_types::{
     Actor, ActorKind, AuditEvent, Decision, EventResult, EventSink, Reason, RequestId, RunId,
@@ -55,7 +58,11 @@ struct Inner {
     conns: Arc<Semaphore>,
     boot: u64,
     counter: AtomicU64,
-    creds: Option<Credentials>,
+    /// The hooks on every request the proxy can read, in request order
+    /// (the credentials hook, when there is one, last).
+    hooks: Vec<Arc<dyn Hook>>,
+    /// Whether the last hook is the credentials hook.
+    has_creds: bool,
     /// Set once by [`Proxy::drain`]: every connection finishes what it is
     /// doing and closes.
     stop: tokio::sync::watch::Sender<bool>,
@@ -130,8 +137,23 @@ impl Proxy {
         run: RunId,
         broker: Arc<Broker>,
     ) -> Result<Self, ProxyError> {
-        let creds = Credentials::new(broker, run.clone()).map_err(ProxyError::Scrubber)?;
+        let creds =
+            Credentials::new(broker, run.clone(), sink.clone()).map_err(ProxyError::Scrubber)?;
         Proxy::build(cfg, policy, sink, Some(run), Some(creds))
+    }
+
+    /// Add a [`Hook`] on every request the proxy can read (plain requests
+    /// and requests inside intercepted tunnels). Hooks run on the request in
+    /// the order they were added and on the response in reverse order; the
+    /// credentials hook of [`Proxy::with_credentials`] stays last on the
+    /// request and first on the response, so no other hook sees a real
+    /// secret value. Only before the proxy is cloned or serves:
+    /// [`ProxyError::HookAfterStart`] otherwise.
+    pub fn with_hook(mut self, hook: Arc<dyn Hook>) -> Result<Self, ProxyError> {
+        let inner = Arc::get_mut(&mut self.inner).ok_or(ProxyError::HookAfterStart)?;
+        let at = inner.hooks.len() - usize::from(inner.has_creds);
+        inner.hooks.insert(at, hook);
+        Ok(self)
     }
 
     fn build(
@@ -171,7 +193,11 @@ impl Proxy {
                 conns,
                 boot,
                 counter: AtomicU64::new(0),
-                creds,
+                has_creds: creds.is_some(),
+                hooks: creds
+                    .map(|c| Arc::new(c) as Arc<dyn Hook>)
+                    .into_iter()
+                    .collect(),
                 stop: tokio::sync::watch::Sender::new(false),
                 active: AtomicUsize::new(0),
                 idle: tokio::sync::Notify::new(),

@@ -9,12 +9,14 @@ use crate::idle::splice;
 use crate::pool::{PoolKey, Sender};
 use crate::respond;
 use crate::upstream::{self, DialError};
+use airlock_hook::{RequestCtx, Via};
 use airlock_policy::{Host, Scheme};
 use airlock_types::{Decision, Reason, RequestId};
-use airlock_vault::Destination;
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
+use hyper::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::{IpAddr, SocketAddr};
@@ -119,8 +121,12 @@ impl Inner {
             path_and_query.push('?');
             path_and_query.push_str(q);
         }
+        let via = if tunnel.is_some() {
+            Via::InterceptedTunnel
+        } else {
+            Via::Plain
+        };
         let upgrade = asked.is_some();
-        let is_head = req.method() == Method::HEAD;
         let (mut parts, body) = req.into_parts();
         let client_upgrade = if upgrade {
             let mut tmp = Request::from_parts(parts, ());
@@ -131,44 +137,46 @@ impl Inner {
             None
         };
         strip_hop_by_hop(&mut parts.headers, upgrade);
-        if let Some(creds) = &self.creds {
-            let dest = Destination {
-                scheme: url.scheme.as_str(),
-                host: &tls_name,
-                port: url.port,
-                method: parts.method.as_str(),
-                path: &url.path,
+        let mut body: ProxyBody = TimeoutBody::new(body, self.cfg.timeouts.body_read).boxed();
+        // The hooks (credentials first of all): they may rewrite headers,
+        // query and body, or refuse; never the destination.
+        let ctx = if self.hooks.is_empty() {
+            None
+        } else {
+            let scheme = match url.scheme {
+                Scheme::Https => http::uri::Scheme::HTTPS,
+                Scheme::Http => http::uri::Scheme::HTTP,
             };
-            match creds.inject(&mut parts.headers, &url.path, url.query.as_deref(), &dest) {
-                Ok(placed) => {
-                    let sink = self.sink.as_ref();
-                    if creds
-                        .record_uses(sink, &self.tenant, &rid, &dest, &placed.uses)
-                        .is_err()
-                    {
-                        let d = Decision::deny(Reason::AuditUnavailable);
-                        return refuse_with_body(body, respond::denied(d));
-                    }
-                    if let Some(q) = placed.query {
-                        path_and_query = format!("{}?{}", url.path, q.expose());
-                    }
+            let ctx = RequestCtx::new(
+                self.tenant.clone(),
+                self.run.clone(),
+                rid.clone(),
+                scheme,
+                tls_name.clone(),
+                url.port,
+                parts.method.clone(),
+                url.path.clone(),
+                via,
+            );
+            let Ok(uri) = path_and_query.parse::<Uri>() else {
+                return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
+            };
+            parts.uri = uri;
+            match self
+                .request_hooks(&ctx, &res, Request::from_parts(parts, body))
+                .await
+            {
+                Ok(req) => {
+                    let (p, b) = req.into_parts();
+                    (parts, body) = (p, b);
                 }
-                Err(denial) => {
-                    let ev = denial
-                        .audit_event(self.tenant.clone(), creds.run.clone(), &dest)
-                        .with_request(rid.clone());
-                    let d = match self.sink.emit(ev) {
-                        Ok(()) => Decision::deny(denial.reason),
-                        Err(e) => {
-                            tracing::error!(error = %e, "audit sink refused a credential denial");
-                            Decision::deny(Reason::AuditUnavailable)
-                        }
-                    };
-                    return refuse_with_body(body, respond::denied(d));
-                }
+                Err(answer) => return answer,
             }
-        }
-        let body: ProxyBody = TimeoutBody::new(body, self.cfg.timeouts.body_read).boxed();
+            if let Some(pq) = parts.uri.path_and_query() {
+                path_and_query = pq.as_str().to_owned();
+            }
+            Some(ctx)
+        };
 
         // Reuse a pooled connection to a checked address, or dial one.
         let pooled = if upgrade {
@@ -262,30 +270,26 @@ impl Inner {
                 );
             }
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let (mut parts, _) = resp.into_parts();
+            if let Some(ctx) = &ctx {
+                // The same header hooks as any response (the body is empty;
+                // the frames after it are not seen).
+                let head = Response::from_parts(parts, empty());
+                match self.response_hooks(ctx, &res, head) {
+                    Ok(r) => parts = r.into_parts().0,
+                    Err(answer) => return answer,
+                }
+            }
             let idle = self.cfg.timeouts.idle;
             tokio::spawn(async move {
                 if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
                     let _ = splice(TokioIo::new(c), TokioIo::new(u), idle).await;
                 }
             });
-            let (mut parts, _) = resp.into_parts();
-            if let Some(creds) = &self.creds {
-                // The same header scrubbing as any response (the body is
-                // empty; the frames after it are not scrubbed).
-                let _ = creds.scrub_response(&mut parts.headers, empty(), true);
-            }
             return Response::from_parts(parts, empty());
         }
 
         let (mut parts, body) = resp.into_parts();
-        if let Some(creds) = &self.creds
-            && let Err(detail) = creds.check_response(parts.status, &parts.headers, is_head)
-        {
-            let reason = Reason::UnscrubbableResponse;
-            self.record_failure("egress.response", &res, reason, &rid, detail);
-            return respond::error(StatusCode::BAD_GATEWAY, reason);
-        }
-        strip_hop_by_hop(&mut parts.headers, false);
         let body = TimeoutBody::new(body, self.cfg.timeouts.body_read);
         let body: ProxyBody = match sender {
             Sender::H1(s) if !upgrade => {
@@ -294,10 +298,23 @@ impl Inner {
             }
             _ => body.boxed(),
         };
-        let body = match &self.creds {
-            Some(creds) => creds.scrub_response(&mut parts.headers, body, is_head),
-            None => body,
+        let Some(ctx) = &ctx else {
+            strip_hop_by_hop(&mut parts.headers, false);
+            return Response::from_parts(parts, body);
         };
+        // Hooks see the headers as the upstream sent them (a body's codings
+        // included); the hop-by-hop fields named before the hooks ran are
+        // removed after them, with any a hook added.
+        let listed = connection_listed(&parts.headers);
+        let (mut parts, body) =
+            match self.response_hooks(ctx, &res, Response::from_parts(parts, body)) {
+                Ok(r) => r.into_parts(),
+                Err(answer) => return answer,
+            };
+        for name in listed {
+            parts.headers.remove(&name);
+        }
+        strip_hop_by_hop(&mut parts.headers, false);
         Response::from_parts(parts, body)
     }
 
@@ -372,15 +389,19 @@ pub(super) fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Remove hop-by-hop headers, including any named in `Connection`.
-pub(super) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
+/// The header names listed in `Connection` (hop-by-hop by that listing).
+fn connection_listed(h: &HeaderMap) -> Vec<HeaderName> {
+    h.get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
+        .collect()
+}
+
+/// Remove hop-by-hop headers, including any named in `Connection`.
+pub(super) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let listed = connection_listed(h);
     for name in listed {
         if !(keep_upgrade && name == header::UPGRADE) {
             h.remove(&name);
@@ -451,7 +472,10 @@ pub(super) fn switched_to(headers: &HeaderMap, asked: &str) -> bool {
 /// discard it (seen under load as curl's "stream error"). So after the
 /// answer the body is read and discarded a little longer (≤ 1 s, ≤ 16 MiB)
 /// before it is dropped.
-pub(super) fn refuse_with_body(body: Incoming, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+pub(super) fn refuse_with_body<B>(body: B, resp: Response<ProxyBody>) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+{
     let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut body = body;
@@ -466,7 +490,10 @@ pub(super) fn refuse_with_body(body: Incoming, resp: Response<ProxyBody>) -> Res
 
 /// Read and discard up to `max` bytes of a refused request's body, for at
 /// most `time`: a large upload is simply cut off.
-pub(super) async fn drain(body: &mut Incoming, max: usize, time: std::time::Duration) {
+async fn drain<B>(body: &mut B, max: usize, time: std::time::Duration)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
     let mut seen = 0usize;
     let _ = tokio::time::timeout(time, async {
         while let Some(Ok(frame)) = body.frame().await {
