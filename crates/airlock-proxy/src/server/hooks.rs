@@ -68,6 +68,10 @@ impl Inner {
     /// Run every response hook over `resp`, in reverse order. `Err`: the
     /// answer to give instead (the refusal is recorded as an
     /// `egress.response` failure).
+    #[expect(
+        clippy::result_large_err,
+        reason = "both sides are the response to send, moved once per request"
+    )]
     pub(super) fn response_hooks(
         &self,
         ctx: &RequestCtx,
