@@ -11,7 +11,9 @@ use airlock_proxy::{Proxy, ProxyConfig, ResolverSettings};
 use airlock_testkit::{DnsAnswer, DnsResponder, TestCa, Upstream};
 use airlock_types::{
     Actor, ActorKind, AuditEvent, Decision, EventResult, MemorySink, Outcome as Verdict, Reason,
+    RunId, Secret,
 };
+use airlock_vault::{Binding, Broker, Grant, RunLimits};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{CONTENT_LENGTH, HeaderValue};
@@ -21,7 +23,7 @@ use hyper::body::Frame;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A hook that marks the request and response (`x-trace`, `x-trace-back`),
 /// optionally redacts `pii-value` from the request body, and wraps the
@@ -135,6 +137,46 @@ impl Hook for Redirect {
     }
 }
 
+/// A hook that notes the `Authorization` header it is given and every
+/// response byte that passes it.
+#[derive(Debug, Default)]
+struct Spy {
+    authorization: Mutex<Vec<String>>,
+    response: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Hook for Spy {
+    fn on_request<'a>(&'a self, _ctx: &'a RequestCtx, req: Request<HookBody>) -> OnRequest<'a> {
+        let seen = req
+            .headers()
+            .get("authorization")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if let (Some(v), Ok(mut all)) = (seen, self.authorization.lock()) {
+            all.push(v);
+        }
+        Box::pin(std::future::ready(Outcome::Continue(req)))
+    }
+
+    fn on_response(
+        &self,
+        _ctx: &RequestCtx,
+        resp: Response<HookBody>,
+    ) -> Result<Response<HookBody>, airlock_hook::ResponseRefusal> {
+        let seen = self.response.clone();
+        Ok(resp.map(|body| {
+            let frames = BodyStream::new(body).map(move |f| {
+                if let (Ok(frame), Ok(mut all)) = (&f, seen.lock())
+                    && let Some(d) = frame.data_ref()
+                {
+                    all.extend_from_slice(d);
+                }
+                f
+            });
+            BodyExt::boxed(StreamBody::new(frames))
+        }))
+    }
+}
+
 struct Running {
     addr: SocketAddr,
     sink: Arc<MemorySink>,
@@ -150,9 +192,21 @@ fn lo(n: u8) -> IpAddr {
 /// A proxy with `hooks`, allowing every method to `secure.test` (on any
 /// port), in front of an HTTPS upstream on 127.0.0.`n`.
 fn start(n: u8, hooks: Vec<Arc<dyn Hook>>) -> (Running, Upstream, DnsResponder) {
-    let dns = DnsResponder::start();
     let ca = TestCa::new();
     let up = Upstream::https(lo(n), &ca, &["secure.test"]);
+    let (p, dns) = start_for(n, &ca, None, hooks);
+    (p, up, dns)
+}
+
+/// As [`start`], for an upstream already running, with credentials when
+/// `creds` is given.
+fn start_for(
+    n: u8,
+    ca: &TestCa,
+    creds: Option<(RunId, Arc<Broker>)>,
+    hooks: Vec<Arc<dyn Hook>>,
+) -> (Running, DnsResponder) {
+    let dns = DnsResponder::start();
     dns.set("secure.test", DnsAnswer::Fixed(vec![lo(n)]));
     let spec = PolicySpec {
         mode: Mode::DenyAll,
@@ -181,7 +235,11 @@ fn start(n: u8, hooks: Vec<Arc<dyn Hook>>) -> (Running, Upstream, DnsResponder) 
             .build()
             .expect("rt");
         rt.block_on(async move {
-            let mut proxy = Proxy::new(cfg, policy, sink, None).expect("proxy");
+            let mut proxy = match creds {
+                Some((run, broker)) => Proxy::with_credentials(cfg, policy, sink, run, broker),
+                None => Proxy::new(cfg, policy, sink, None),
+            }
+            .expect("proxy");
             for h in hooks {
                 proxy = proxy.with_hook(h).expect("before serving");
             }
@@ -206,7 +264,7 @@ fn start(n: u8, hooks: Vec<Arc<dyn Hook>>) -> (Running, Upstream, DnsResponder) 
         _dir: dir,
         _stop: stop_tx,
     };
-    (running, up, dns)
+    (running, dns)
 }
 
 /// `curl` through the proxy: (status, lower-cased headers, body).
@@ -336,4 +394,47 @@ fn a_hook_cannot_change_where_a_request_goes() {
         .find(|e| e.action == "egress.hook")
         .expect("audited");
     assert_eq!(failure.reason, Reason::CheckFailed);
+}
+
+#[test]
+fn no_other_hook_sees_a_real_credential_value() {
+    const VALUE: &str = "real-value-0123456789abcdef";
+    let ca = TestCa::new();
+    let up = Upstream::https(lo(64), &ca, &["secure.test"]);
+    let broker = Arc::new(Broker::new());
+    let run = RunId::new("run-hooks").expect("id");
+    let host = format!("secure.test:{}", up.port());
+    let binding =
+        Binding::new("TOK", vec![host], None, None, vec![], vec![], None).expect("binding");
+    let minted = broker
+        .start_run(
+            &run,
+            vec![Grant::new("TOK", binding, Secret::new(VALUE.to_owned()))],
+            RunLimits::default(),
+        )
+        .expect("run");
+    let handle = minted[0].handle.expose().clone();
+    let spy = Arc::new(Spy::default());
+    let (p, _dns) = start_for(64, &ca, Some((run, broker)), vec![spy.clone()]);
+    let url = format!("https://secure.test:{}/v1/me", up.port());
+    let auth = format!("Authorization: Bearer {handle}");
+    let (status, headers, body) = curl(&p, &["--http1.1", "-H", &auth, &url]);
+    assert_eq!(status, 200, "{headers}{body}");
+    // The upstream got the value (and echoed it); the agent and the spy got
+    // the mask, and the spy saw the handle, never the value.
+    let echo: serde_json::Value = serde_json::from_str(&body).expect("upstream JSON");
+    assert_eq!(echo["headers"]["authorization"], "Bearer [SECRET:TOK]");
+    let seen = spy.authorization.lock().expect("lock").clone();
+    assert_eq!(seen, vec![format!("Bearer {handle}")]);
+    let passed = String::from_utf8(spy.response.lock().expect("lock").clone()).expect("utf-8");
+    assert_eq!(passed, body);
+    assert!(!passed.contains(VALUE), "{passed}");
+    let used: Vec<_> = p
+        .sink
+        .events()
+        .into_iter()
+        .filter(|e| e.action == "credential.used")
+        .map(|e| e.resource)
+        .collect();
+    assert_eq!(used.len(), 1, "{used:?}");
 }

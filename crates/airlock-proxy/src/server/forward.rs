@@ -138,7 +138,7 @@ impl Inner {
         };
         strip_hop_by_hop(&mut parts.headers, upgrade);
         let mut body: ProxyBody = TimeoutBody::new(body, self.cfg.timeouts.body_read).boxed();
-        // The hooks (credentials first of all): they may rewrite headers,
+        // The hooks (the credentials hook last): they may rewrite headers,
         // query and body, or refuse; never the destination.
         let ctx = if self.hooks.is_empty() {
             None
@@ -166,10 +166,7 @@ impl Inner {
                 .request_hooks(&ctx, &res, Request::from_parts(parts, body))
                 .await
             {
-                Ok(req) => {
-                    let (p, b) = req.into_parts();
-                    (parts, body) = (p, b);
-                }
+                Ok(req) => (parts, body) = req.into_parts(),
                 Err(answer) => return answer,
             }
             if let Some(pq) = parts.uri.path_and_query() {
