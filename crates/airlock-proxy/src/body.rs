@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,9 +10,10 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// Any error travelling in a body.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type of every response and forwarded request.
-pub(crate) type ProxyBody = BoxBody<Bytes, BoxError>;
+pub(crate) type BoxError = airlock_hook::BoxError;
+/// The body type of every response and forwarded request: the hooks' body
+/// type, so passing a body through a hook costs nothing.
+pub(crate) type ProxyBody = airlock_hook::HookBody;
 
 /// A small body held in memory (our own responses).
 pub(crate) fn full(b: impl Into<Bytes>) -> ProxyBody {

@@ -29,14 +29,21 @@
 //! agent as `[SECRET:name]`. Bodies stay streamed: only the scrubber's
 //! hold-back is buffered. A scrubber failure ends the body with an error
 //! (fail closed).
+//!
+//! It is the proxy's first [`Hook`]: registered by
+//! `Proxy::with_credentials`, it runs last on the request (after every other
+//! hook, so none of them sees a real value) and first on the response (so
+//! every other hook sees it scrubbed).
 
 use crate::body::{BoxError, ProxyBody};
+use crate::respond;
 use airlock_broker::{Broker, Denial, Destination, Found, HANDLE_PREFIX, Use, find_handles};
+use airlock_hook::{Hook, OnRequest, Outcome, Refusal, RequestCtx, ResponseRefusal};
 use airlock_scrub::{Category, ScrubError, Scrubber, StreamScrubber};
-use airlock_types::{EventSink, RequestId, RunId, Secret, TenantId};
+use airlock_types::{Decision, EventSink, Reason, RequestId, RunId, Secret, TenantId};
 use bytes::Bytes;
-use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -49,6 +56,8 @@ pub(crate) struct Credentials {
     pub(crate) broker: Arc<Broker>,
     pub(crate) run: RunId,
     scrubber: Scrubber,
+    /// Where `credential.used` is recorded, before the request leaves.
+    sink: Arc<dyn EventSink>,
 }
 
 /// What injection did to a request: the new query (only when it changed)
@@ -74,7 +83,11 @@ fn may_hold_handle(bytes: &[u8]) -> bool {
 impl Credentials {
     /// Build the scrubber from the run's real values. Fails if the run holds
     /// a value the scrubber cannot register (it would then pass unscrubbed).
-    pub(crate) fn new(broker: Arc<Broker>, run: RunId) -> Result<Credentials, ScrubError> {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        run: RunId,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Credentials, ScrubError> {
         let mut b = Scrubber::builder().only(Category::Secret);
         for k in broker.run_secrets(&run) {
             b = b.known_secret(&k.name, &k.value);
@@ -83,6 +96,7 @@ impl Credentials {
             broker,
             run,
             scrubber: b.build()?,
+            sink,
         })
     }
 
@@ -253,6 +267,79 @@ impl Credentials {
     }
 }
 
+impl Hook for Credentials {
+    fn on_request<'a>(&'a self, ctx: &'a RequestCtx, req: Request<ProxyBody>) -> OnRequest<'a> {
+        Box::pin(std::future::ready(self.request(ctx, req)))
+    }
+
+    fn on_response(
+        &self,
+        ctx: &RequestCtx,
+        resp: Response<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, ResponseRefusal> {
+        let (mut parts, body) = resp.into_parts();
+        let is_head = ctx.method == Method::HEAD;
+        if let Err(detail) = self.check_response(parts.status, &parts.headers, is_head) {
+            return Err(ResponseRefusal {
+                status: StatusCode::BAD_GATEWAY,
+                reason: Reason::UnscrubbableResponse,
+                detail,
+            });
+        }
+        // A 101 keeps its length header (its body is empty; the frames after
+        // it are not scrubbed).
+        let keep_length = is_head || parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        let body = self.scrub_response(&mut parts.headers, body, keep_length);
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+impl Credentials {
+    /// Swap the request's handles (or refuse it) and record each swap.
+    fn request(&self, ctx: &RequestCtx, req: Request<ProxyBody>) -> Outcome {
+        let (mut parts, body) = req.into_parts();
+        let dest = Destination {
+            scheme: ctx.scheme.as_str(),
+            host: &ctx.host,
+            port: ctx.port,
+            method: ctx.method.as_str(),
+            path: &ctx.path,
+        };
+        let query = parts.uri.query().map(str::to_owned);
+        match self.inject(&mut parts.headers, &ctx.path, query.as_deref(), &dest) {
+            Ok(placed) => {
+                let sink = self.sink.as_ref();
+                if self
+                    .record_uses(sink, &ctx.tenant, &ctx.request, &dest, &placed.uses)
+                    .is_err()
+                {
+                    let d = Decision::deny(Reason::AuditUnavailable);
+                    return Outcome::Refuse(Refusal::new(d, body));
+                }
+                if let Some(q) = placed.query {
+                    match format!("{}?{}", ctx.path, q.expose()).parse::<Uri>() {
+                        Ok(uri) => parts.uri = uri,
+                        Err(_) => {
+                            let reason = Reason::MalformedRequest;
+                            let resp = respond::error(StatusCode::BAD_REQUEST, reason);
+                            let refusal = Refusal::new(Decision::deny(reason), body);
+                            return Outcome::Refuse(refusal.with_response(resp));
+                        }
+                    }
+                }
+                Outcome::Continue(Request::from_parts(parts, body))
+            }
+            Err(denial) => {
+                let ev = denial
+                    .audit_event(ctx.tenant.clone(), self.run.clone(), &dest)
+                    .with_request(ctx.request.clone());
+                let refusal = Refusal::new(Decision::deny(denial.reason), body);
+                Outcome::Refuse(refusal.with_event(ev))
+            }
+        }
+    }
+}
+
 /// A response body passed through a [`StreamScrubber`].
 struct ScrubBody {
     inner: ProxyBody,
@@ -379,7 +466,8 @@ mod tests {
         broker
             .start_run(&run, vec![grant], airlock_broker::RunLimits::default())
             .expect("start");
-        let creds = Credentials::new(broker, run).expect("creds");
+        let sink: Arc<dyn EventSink> = Arc::new(airlock_types::NullSink);
+        let creds = Credentials::new(broker, run, sink).expect("creds");
         let mut headers = HeaderMap::new();
         headers.insert(
             "x-echo",

@@ -30,6 +30,9 @@ pub enum ProxyError {
     /// The response scrubber for a run's credentials could not be built.
     #[error("building the response scrubber for the run's credentials: {0}")]
     Scrubber(#[source] airlock_scrub::ScrubError),
+    /// A hook was added to a proxy already cloned or serving.
+    #[error("hooks must be added before the proxy is cloned or serves")]
+    HookAfterStart,
     /// Accepting a connection failed in a way that stops the listener.
     #[error("accepting connections: {0}")]
     Accept(#[source] io::Error),

@@ -46,6 +46,17 @@
 //! verified against the web PKI roots plus an optional extra CA; failure is
 //! `502` with `upstream_tls_failed`.
 //!
+//! **Hooks.** Every request the proxy can read (plain, or inside an
+//! intercepted tunnel) passes the [`airlock_hook::Hook`]s added with
+//! [`Proxy::with_hook`] once the policy allowed it and before anything is
+//! dialled — in the order they were added; the response passes them in
+//! reverse order. A hook may rewrite headers, query and body, or refuse in
+//! its own format (its record is audited first; a refusing sink makes it
+//! `audit_unavailable`); a hook that changes the judged method or path is
+//! refused (`check_failed`). Credentials (below) are the first hook, always
+//! closest to the upstream: last on the request, first on the response, so
+//! no other hook sees a real secret value.
+//!
 //! **Credentials.** A proxy built with [`Proxy::with_credentials`] serves a
 //! run that holds vault handles (`alh_…`): a handle is redeemed by the
 //! broker against the real destination (canonical path included) and

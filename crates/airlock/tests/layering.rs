@@ -17,7 +17,8 @@ fn layer(name: &str) -> Option<u8> {
     Some(match name {
         "airlock-types" => 0,
         // The broker needs no storage; the vault (2) builds its grants.
-        "airlock-policy" | "airlock-scrub" | "airlock-store" | "airlock-broker" => 1,
+        "airlock-policy" | "airlock-scrub" | "airlock-store" | "airlock-broker"
+        | "airlock-hook" => 1,
         "airlock-audit" | "airlock-vault" => 2,
         "airlock-sandbox" | "airlock-proxy" | "airlock-gateway" => 3,
         "airlock-api" => 4,
