@@ -7,6 +7,7 @@
 //! lowercase ASCII) all come out in one canonical form that the address guard
 //! and the rule matcher judge.
 
+use crate::percent::percent_decode;
 use airlock_types::Reason;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -315,36 +316,6 @@ fn parse_port_from(p: &str, min: u32) -> Result<u16, HostError> {
     match p.parse::<u32>() {
         Ok(n) if (min..=65535).contains(&n) => Ok(n as u16),
         _ => Err(HostError::InvalidPort(p.to_owned())),
-    }
-}
-
-/// Percent-decode bytes; malformed escapes stay as written (URL standard).
-fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                input.get(i + 1).and_then(|b| hex_val(*b)),
-                input.get(i + 2).and_then(|b| hex_val(*b)),
-            )
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
-}
-
-pub(crate) fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -99,6 +99,7 @@ pub mod document;
 mod host;
 mod idn;
 mod path;
+mod percent;
 mod policy;
 mod spec;
 

@@ -35,7 +35,7 @@
 //! into `/`, `\`, `.`, `;` or `%` (full-width solidus, `¥`, …). The query
 //! is not part of the path: it is neither changed nor judged here.
 
-use crate::host::hex_val;
+use crate::percent::{hex_val, percent_decode};
 
 /// Why a path was refused as ambiguous (a fixed phrase, never the path).
 pub(crate) type Ambiguity = &'static str;
@@ -194,27 +194,6 @@ pub(crate) fn canonicalize(path: &str) -> Result<String, Ambiguity> {
 /// dropped.
 fn lenient_segment(seg: &str) -> &str {
     seg.trim_end_matches(['.', ' '])
-}
-
-/// Percent-decode every valid escape.
-fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                input.get(i + 1).and_then(|b| hex_val(*b)),
-                input.get(i + 2).and_then(|b| hex_val(*b)),
-            )
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
 }
 
 /// The readings of one canonical path that rules are matched against.
