@@ -34,15 +34,36 @@ use airlock_types::TenantId;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
+/// The database engine's own error, kept opaque so that callers do not
+/// depend on which engine (SQLite today, PostgreSQL next) produced it. Its
+/// message is the engine's; its source chain is the engine's.
+#[derive(Debug)]
+pub struct DbError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl DbError {
+    pub(crate) fn sqlite(e: rusqlite::Error) -> DbError {
+        DbError(Box::new(e))
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 /// A storage operation failed. Each variant names the operation and where.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened.
     #[error("{}: cannot open database: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: DbError },
     /// The file is not a usable Airlock database (corrupt, truncated, wrong file).
     #[error("{}: not a usable Airlock database: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
@@ -51,7 +72,7 @@ pub enum StoreError {
     Configure {
         path: PathBuf,
         what: &'static str,
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// A schema migration failed.
     #[error("{}: migration {version} ({name}) failed: {source}", path.display())]
@@ -59,7 +80,7 @@ pub enum StoreError {
         path: PathBuf,
         version: u32,
         name: &'static str,
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// The schema is older or newer than this build knows.
     #[error("{}: database schema is at version {found}, this build expects {expected}{hint}", path.display())]
@@ -71,22 +92,16 @@ pub enum StoreError {
     },
     /// Appending audit records failed; nothing of the batch was stored.
     #[error("{}: cannot append audit records: {source}", path.display())]
-    AppendRecords {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    AppendRecords { path: PathBuf, source: DbError },
     /// Appending a checkpoint failed.
     #[error("{}: cannot append audit checkpoint: {source}", path.display())]
-    AppendCheckpoint {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    AppendCheckpoint { path: PathBuf, source: DbError },
     /// A read query failed.
     #[error("{}: cannot read {what}: {source}", path.display())]
     Read {
         path: PathBuf,
         what: &'static str,
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// A stored value has the wrong shape (negative index, wrong hash length).
     #[error("{}: {what} at index {index} is malformed: {detail}", path.display())]
@@ -104,7 +119,7 @@ pub enum StoreError {
     WriteVault {
         path: PathBuf,
         what: &'static str,
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// A vault record changed between read and write (a concurrent change).
     #[error("{}: {what} changed concurrently; nothing was written, retry", path.display())]
@@ -123,7 +138,7 @@ pub enum StoreError {
     Snapshot {
         path: PathBuf,
         what: &'static str,
-        source: rusqlite::Error,
+        source: DbError,
     },
 }
 

@@ -6,7 +6,7 @@
 //! against the version the caller read, so a concurrent `secret set` and
 //! `secret reencrypt` cannot leave a secret sealed under a discarded key.
 
-use crate::{SqliteStore, StoreError};
+use crate::{DbError, SqliteStore, StoreError};
 use airlock_types::TenantId;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -109,10 +109,10 @@ fn secret_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SecretRow> {
 
 impl SqliteStore {
     fn vault_write_error(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::WriteVault {
+        move |source: rusqlite::Error| StoreError::WriteVault {
             path: self.path().to_owned(),
             what,
-            source,
+            source: DbError::sqlite(source),
         }
     }
 
@@ -269,10 +269,10 @@ impl SecretStore for SqliteStore {
     ) -> Result<(), StoreError> {
         self.writable()?;
         let path = self.path().to_owned();
-        let err = |source| StoreError::WriteVault {
+        let err = |source: rusqlite::Error| StoreError::WriteVault {
             path: path.clone(),
             what: "vault master rotation",
-            source,
+            source: DbError::sqlite(source),
         };
         let conflict = || StoreError::VaultConflict {
             path: path.clone(),
@@ -321,10 +321,10 @@ impl SecretStore for SqliteStore {
     ) -> Result<(), StoreError> {
         self.writable()?;
         let path = self.path().to_owned();
-        let err = |source| StoreError::WriteVault {
+        let err = |source: rusqlite::Error| StoreError::WriteVault {
             path: path.clone(),
             what: "vault data key rotation",
-            source,
+            source: DbError::sqlite(source),
         };
         let conflict = || StoreError::VaultConflict {
             path: path.clone(),

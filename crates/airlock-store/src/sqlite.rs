@@ -1,6 +1,6 @@
 //! The SQLite backend: WAL journal, `synchronous=FULL`, one writer connection.
 
-use crate::{AuditStore, CheckpointRow, NewRecord, RecordRef, StoreError};
+use crate::{AuditStore, CheckpointRow, DbError, NewRecord, RecordRef, StoreError};
 use airlock_types::TenantId;
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior, params,
@@ -67,10 +67,13 @@ impl SqliteStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|source: rusqlite::Error| {
+                StoreError::Open {
+                    path: path.to_owned(),
+                    source: DbError::sqlite(source),
+                }
+            })?;
         let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
@@ -99,10 +102,13 @@ impl SqliteStore {
     /// the schema must be exactly the version this build knows.
     pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|source: rusqlite::Error| {
+                StoreError::Open {
+                    path: path.to_owned(),
+                    source: DbError::sqlite(source),
+                }
+            })?;
         let store = SqliteStore {
             conn,
             path: path.to_owned(),
@@ -170,7 +176,7 @@ impl SqliteStore {
             None => StoreError::Configure {
                 path: self.path.clone(),
                 what,
-                source: e,
+                source: DbError::sqlite(e),
             },
         }
     }
@@ -184,7 +190,7 @@ impl SqliteStore {
             None => StoreError::Read {
                 path: self.path.clone(),
                 what,
-                source: e,
+                source: DbError::sqlite(e),
             },
         }
     }
@@ -231,11 +237,11 @@ impl SqliteStore {
             });
         }
         let path = self.path.clone();
-        let mig_err = |m: &Migration, source| StoreError::Migrate {
+        let mig_err = |m: &Migration, source: rusqlite::Error| StoreError::Migrate {
             path: path.clone(),
             version: m.version,
             name: m.name,
-            source,
+            source: DbError::sqlite(source),
         };
         // One IMMEDIATE transaction for the whole upgrade: two processes
         // opening a fresh or old database at once take turns, and the second
@@ -243,10 +249,10 @@ impl SqliteStore {
         let conn = &mut self.conn;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| StoreError::Configure {
+            .map_err(|source: rusqlite::Error| StoreError::Configure {
                 path: path.clone(),
                 what: "schema_migrations",
-                source,
+                source: DbError::sqlite(source),
             })?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -257,10 +263,10 @@ impl SqliteStore {
                 PRIMARY KEY (backend, version)
              )",
         )
-        .map_err(|source| StoreError::Configure {
+        .map_err(|source: rusqlite::Error| StoreError::Configure {
             path: path.clone(),
             what: "schema_migrations",
-            source,
+            source: DbError::sqlite(source),
         })?;
         let v: i64 = tx
             .query_row(
@@ -268,10 +274,10 @@ impl SqliteStore {
                 [BACKEND],
                 |r| r.get(0),
             )
-            .map_err(|source| StoreError::Read {
+            .map_err(|source: rusqlite::Error| StoreError::Read {
                 path: path.clone(),
                 what: "schema_migrations",
-                source,
+                source: DbError::sqlite(source),
             })?;
         let found = u32::try_from(v).map_err(|_| StoreError::Corrupt {
             path: path.clone(),
@@ -293,11 +299,12 @@ impl SqliteStore {
             )
             .map_err(|e| mig_err(m, e))?;
         }
-        tx.commit().map_err(|source| StoreError::Configure {
-            path: path.clone(),
-            what: "schema migration commit",
-            source,
-        })
+        tx.commit()
+            .map_err(|source: rusqlite::Error| StoreError::Configure {
+                path: path.clone(),
+                what: "schema migration commit",
+                source: DbError::sqlite(source),
+            })
     }
 
     fn checkpoint_row(
@@ -359,9 +366,9 @@ impl AuditStore for SqliteStore {
             return Ok(());
         };
         let path = self.path.clone();
-        let err = |source| StoreError::AppendRecords {
+        let err = |source: rusqlite::Error| StoreError::AppendRecords {
             path: path.clone(),
-            source,
+            source: DbError::sqlite(source),
         };
         // IMMEDIATE: take the write lock before reading the log's length, so
         // no other connection (thread or process) can append between the
@@ -411,9 +418,9 @@ impl AuditStore for SqliteStore {
         let seq = to_i64(&self.path, "checkpoint", cp.seq)?;
         let size = to_i64(&self.path, "checkpoint", cp.tree_size)?;
         let path = self.path.clone();
-        let err = |source| StoreError::AppendCheckpoint {
+        let err = |source: rusqlite::Error| StoreError::AppendCheckpoint {
             path: path.clone(),
-            source,
+            source: DbError::sqlite(source),
         };
         // Its own write transaction (an error inside a read snapshot, rather
         // than an insert that the snapshot's end would roll back).
@@ -534,10 +541,10 @@ impl AuditStore for SqliteStore {
     }
 
     fn begin_snapshot(&self) -> Result<(), StoreError> {
-        let err = |what, source| StoreError::Snapshot {
+        let err = |what: &'static str, source: rusqlite::Error| StoreError::Snapshot {
             path: self.path.clone(),
             what,
-            source,
+            source: DbError::sqlite(source),
         };
         self.conn
             .execute_batch("BEGIN DEFERRED")
@@ -561,10 +568,10 @@ impl AuditStore for SqliteStore {
         }
         self.conn
             .execute_batch("ROLLBACK")
-            .map_err(|source| StoreError::Snapshot {
+            .map_err(|source: rusqlite::Error| StoreError::Snapshot {
                 path: self.path.clone(),
                 what: "end",
-                source,
+                source: DbError::sqlite(source),
             })
     }
 
