@@ -7,7 +7,6 @@ use crate::known;
 use crate::mask::{Mask, Masker, Stats};
 use crate::ner::{NerHook, NerSpan};
 use crate::rules::{self, RuleInfo};
-use crate::stream::StreamScrubber;
 use airlock_types::Secret;
 use aws_lc_rs::{hmac, rand};
 use std::borrow::Cow;
@@ -359,7 +358,7 @@ impl Scrubber {
         self.inner.engine.rules().iter().map(|r| r.info()).collect()
     }
 
-    /// How many bytes a [`StreamScrubber`] holds back (the longest possible
+    /// How many bytes a [`StreamScrubber`](crate::StreamScrubber) holds back (the longest possible
     /// match plus a small margin).
     pub fn hold_back(&self) -> usize {
         self.inner.engine.hold
@@ -442,12 +441,6 @@ impl Scrubber {
         self.inner
             .apply(bytes, 0, bytes.len(), &hits, masker, &mut out);
         out
-    }
-
-    /// A streaming scrubber: push chunks, get output identical to
-    /// [`redact_bytes`](Self::redact_bytes) of the whole input.
-    pub fn stream(&self) -> StreamScrubber {
-        StreamScrubber::new(self.clone())
     }
 
     /// A reversible session: placeholders are numbered and stable for the

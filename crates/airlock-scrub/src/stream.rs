@@ -34,8 +34,18 @@ pub struct StreamScrubber {
     failed: bool,
 }
 
+// `Scrubber::stream` is defined here, beside what it builds, so that the
+// scrubber module does not import this one.
+impl Scrubber {
+    /// A streaming scrubber: push chunks, get output identical to
+    /// [`redact_bytes`](Self::redact_bytes) of the whole input.
+    pub fn stream(&self) -> StreamScrubber {
+        StreamScrubber::new(self.clone())
+    }
+}
+
 impl StreamScrubber {
-    pub(crate) fn new(scrubber: Scrubber) -> StreamScrubber {
+    fn new(scrubber: Scrubber) -> StreamScrubber {
         let hold = scrubber.inner.engine.hold;
         let masker = scrubber.inner.masker(false);
         StreamScrubber {
