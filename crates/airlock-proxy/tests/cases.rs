@@ -6,15 +6,16 @@
 //! audited (and, for denials, the 403 and its `X-Airlock-Reason`) must equal
 //! the table's. Address and host denials are also replayed as `CONNECT`.
 
-use airlock_policy::{EgressPolicy, Host, Mode, PolicySpec, RuleSpec, Scheme};
-use airlock_proxy::{Proxy, ProxyConfig, ResolverSettings};
+use airlock_policy::{Host, Mode, PolicySpec, RuleSpec, Scheme};
 use airlock_testkit::{DnsAnswer, DnsResponder};
 use airlock_types::{AuditEvent, MemorySink, Outcome};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
+
+mod support;
+use support::{Running, start};
 
 const TABLE: &str = include_str!("../../airlock-policy/tests/data/egress_cases.toml");
 
@@ -96,49 +97,6 @@ fn policy(t: &toml::Value) -> PolicySpec {
             .get("inspect_all")
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
-    }
-}
-
-struct Running {
-    addr: SocketAddr,
-    sink: Arc<MemorySink>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn start(spec: PolicySpec, dns: &DnsResponder) -> Running {
-    let policy = EgressPolicy::compile(spec).expect("table policy compiles");
-    let mut cfg = ProxyConfig {
-        resolver: ResolverSettings::NameServers(vec![dns.addr()]),
-        ..ProxyConfig::default()
-    };
-    cfg.timeouts.connect = Duration::from_millis(500);
-    let sink = Arc::new(MemorySink::new());
-    let s2 = sink.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async move {
-            let proxy = Proxy::new(cfg, Arc::new(policy), s2, None).expect("proxy");
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let _ = tx.send(l.local_addr().expect("addr"));
-            let _ = proxy
-                .serve(l, async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
-    });
-    Running {
-        addr: rx.recv().expect("started"),
-        sink,
-        _stop: stop_tx,
     }
 }
 

@@ -2,58 +2,20 @@
 //! malformed-URL table, URLs with userinfo, and look-alike hosts (also as
 //! CONNECT) are refused and audited with their reason.
 
-use airlock_policy::{EgressPolicy, PolicySpec};
-use airlock_proxy::{Proxy, ProxyConfig, ResolverSettings};
+use airlock_policy::PolicySpec;
 use airlock_testkit::DnsResponder;
 use airlock_types::{AuditEvent, MemorySink, Outcome};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 const MALFORMED: &str = include_str!("../../airlock-policy/tests/data/malformed_urls.tsv");
 
-struct Running {
-    addr: SocketAddr,
-    sink: Arc<MemorySink>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+mod support;
+use support::Running;
 
 fn start(dns: &DnsResponder) -> Running {
-    let policy = EgressPolicy::compile(PolicySpec::default()).expect("compiles");
-    let mut cfg = ProxyConfig {
-        resolver: ResolverSettings::NameServers(vec![dns.addr()]),
-        ..ProxyConfig::default()
-    };
-    cfg.timeouts.connect = Duration::from_millis(500);
-    let sink = Arc::new(MemorySink::new());
-    let s2 = sink.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async move {
-            let proxy = Proxy::new(cfg, Arc::new(policy), s2, None).expect("proxy");
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let _ = tx.send(l.local_addr().expect("addr"));
-            let _ = proxy
-                .serve(l, async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
-    });
-    Running {
-        addr: rx.recv().expect("started"),
-        sink,
-        _stop: stop_tx,
-    }
+    support::start(PolicySpec::default(), dns)
 }
 
 fn exchange(addr: SocketAddr, head: &str) -> String {
