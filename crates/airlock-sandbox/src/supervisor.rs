@@ -329,8 +329,10 @@ impl Running {
 /// agent, and it sees a limit crossed only when polled.
 #[derive(Debug)]
 pub struct WriteWatch {
-    /// One path per file system, with its used bytes at the start.
-    fs: Vec<(PathBuf, u64)>,
+    /// One path per file system, with the lowest used bytes seen on it since
+    /// the start. Growth is measured from that low-water mark, so space freed
+    /// meanwhile by others (or by the agent) cannot hide later writes.
+    fs: Vec<(PathBuf, std::cell::Cell<u64>)>,
     limit: u64,
 }
 
@@ -358,7 +360,8 @@ impl WriteWatch {
                 continue;
             }
             seen.push(dev);
-            fs.push((source.clone(), used_bytes(source).map_err(|e| err(&e))?));
+            let used = used_bytes(source).map_err(|e| err(&e))?;
+            fs.push((source.clone(), std::cell::Cell::new(used)));
         }
         Ok(WriteWatch {
             fs,
@@ -366,12 +369,17 @@ impl WriteWatch {
         })
     }
 
-    /// Bytes added since the start; `None` when a file system cannot be
-    /// read (the caller ends the run: fail closed).
+    /// Bytes added since the lowest point seen (a low-water mark per file
+    /// system, lowered whenever usage drops); `None` when a file system
+    /// cannot be read (the caller ends the run: fail closed).
     pub fn grown(&self) -> Option<u64> {
         let mut total = 0u64;
-        for (path, start) in &self.fs {
-            total = total.saturating_add(used_bytes(path).ok()?.saturating_sub(*start));
+        for (path, low) in &self.fs {
+            let used = used_bytes(path).ok()?;
+            if used < low.get() {
+                low.set(used);
+            }
+            total = total.saturating_add(used - low.get());
         }
         Some(total)
     }
