@@ -25,6 +25,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+mod support;
+
 /// A hook that marks the request and response (`x-trace`, `x-trace-back`),
 /// optionally redacts `pii-value` from the request body, and wraps the
 /// response body in `NAME[…]`, streamed.
@@ -226,37 +228,20 @@ fn start_for(
     let mem = Arc::new(MemorySink::new());
     let sink = mem.clone();
     let dir = tempfile::tempdir().expect("tmp");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async move {
-            let mut proxy = match creds {
-                Some((run, broker)) => Proxy::with_credentials(cfg, policy, sink, run, broker),
-                None => Proxy::new(cfg, policy, sink, None),
-            }
-            .expect("proxy");
-            for h in hooks {
-                proxy = proxy.with_hook(h).expect("before serving");
-            }
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let _ = tx.send((listener.local_addr().expect("addr"), proxy.ca_cert_pem()));
-            let _ = proxy
-                .serve(listener, async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
+    let served = support::serve(move || {
+        let mut proxy = match creds {
+            Some((run, broker)) => Proxy::with_credentials(cfg, policy, sink, run, broker),
+            None => Proxy::new(cfg, policy, sink, None),
+        }
+        .expect("proxy");
+        for h in hooks {
+            proxy = proxy.with_hook(h).expect("before serving");
+        }
+        proxy
     });
-    let (addr, pem) = rx.recv().expect("proxy started");
+    let (addr, stop_tx) = (served.addr, served.stop);
     let ca_path = dir.path().join("proxy-ca.pem");
-    std::fs::write(&ca_path, pem).expect("write ca");
+    std::fs::write(&ca_path, served.ca_pem).expect("write ca");
     let running = Running {
         addr,
         sink: mem,

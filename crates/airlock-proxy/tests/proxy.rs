@@ -13,6 +13,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 fn lo(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
@@ -81,30 +83,11 @@ fn start_with(
     let policy = EgressPolicy::compile(spec).expect("policy compiles");
     cfg.resolver = ResolverSettings::NameServers(vec![dns.addr()]);
     let dir = tempfile::tempdir().expect("tmp");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async move {
-            let proxy = Proxy::new(cfg, Arc::new(policy), sink, None).expect("proxy");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let _ = tx.send((listener.local_addr().expect("addr"), proxy.ca_cert_pem()));
-            let _ = proxy
-                .serve(listener, async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
-    });
-    let (addr, pem) = rx.recv().expect("proxy started");
+    let served =
+        support::serve(move || Proxy::new(cfg, Arc::new(policy), sink, None).expect("proxy"));
+    let (addr, stop_tx) = (served.addr, served.stop);
     let ca_path = dir.path().join("proxy-ca.pem");
-    std::fs::write(&ca_path, pem).expect("write ca");
+    std::fs::write(&ca_path, served.ca_pem).expect("write ca");
     Running {
         addr,
         sink: mem,

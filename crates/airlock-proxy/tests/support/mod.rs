@@ -1,6 +1,10 @@
-//! Shared by the proxy's integration tests: a real `Proxy` on a loopback
-//! port with a policy, the testkit DNS responder as its resolver, and an
+//! Shared by the proxy's integration tests: a real `Proxy` served on a
+//! loopback port from its own runtime thread, and (for the simple cases) a
+//! proxy with a policy, the testkit DNS responder as its resolver and an
 //! in-memory audit sink.
+
+// Each test crate that includes this module uses part of it.
+#![allow(dead_code)]
 
 use airlock_policy::{EgressPolicy, PolicySpec};
 use airlock_proxy::{Proxy, ProxyConfig, ResolverSettings};
@@ -9,6 +13,46 @@ use airlock_types::MemorySink;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A served proxy: its address, its CA certificate (PEM), and the handle
+/// that stops it when dropped.
+pub struct Served {
+    pub addr: SocketAddr,
+    pub ca_pem: String,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Serve the proxy `build` makes (built inside the runtime it serves on) on
+/// a loopback port, on a thread of its own.
+pub fn serve(build: impl FnOnce() -> Proxy + Send + 'static) -> Served {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async move {
+            let proxy = build();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let _ = tx.send((listener.local_addr().expect("addr"), proxy.ca_cert_pem()));
+            let _ = proxy
+                .serve(listener, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+    });
+    let (addr, ca_pem) = rx.recv().expect("proxy started");
+    Served {
+        addr,
+        ca_pem,
+        stop: stop_tx,
+    }
+}
 
 /// A proxy serving on `addr` until dropped.
 pub struct Running {
@@ -27,30 +71,10 @@ pub fn start(spec: PolicySpec, dns: &DnsResponder) -> Running {
     cfg.timeouts.connect = Duration::from_millis(500);
     let sink = Arc::new(MemorySink::new());
     let s2 = sink.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async move {
-            let proxy = Proxy::new(cfg, Arc::new(policy), s2, None).expect("proxy");
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let _ = tx.send(l.local_addr().expect("addr"));
-            let _ = proxy
-                .serve(l, async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
-    });
+    let served = serve(move || Proxy::new(cfg, Arc::new(policy), s2, None).expect("proxy"));
     Running {
-        addr: rx.recv().expect("started"),
+        addr: served.addr,
         sink,
-        _stop: stop_tx,
+        _stop: served.stop,
     }
 }
