@@ -1,6 +1,6 @@
 //! Typed audit events.
 
-use crate::{Decision, Outcome, Reason, RequestId, RunId, TenantId};
+use crate::{AgentId, Decision, Outcome, Reason, RequestId, RunContext, RunId, TenantId};
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -84,6 +84,11 @@ pub struct AuditEvent {
     pub tenant: TenantId,
     /// Who did it.
     pub actor: Actor,
+    /// The agent it belongs to, when the front end that started the run
+    /// named one (the single-user CLI names none; then the field is absent
+    /// from the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<AgentId>,
     /// The run it belongs to, if any.
     pub run_id: Option<RunId>,
     /// The request it belongs to, if any.
@@ -117,6 +122,7 @@ impl AuditEvent {
             time: Timestamp::now(),
             tenant,
             actor,
+            agent_id: None,
             run_id: None,
             request_id: None,
             action: action.into(),
@@ -143,6 +149,21 @@ impl AuditEvent {
     /// Attach a run id.
     pub fn with_run(mut self, run: RunId) -> Self {
         self.run_id = Some(run);
+        self
+    }
+
+    /// Attach an agent id.
+    pub fn with_agent(mut self, agent: AgentId) -> Self {
+        self.agent_id = Some(agent);
+        self
+    }
+
+    /// Stamp the run's tenant, agent and run id (the actor stays the one
+    /// given at creation: the operator, the agent's traffic, Airlock).
+    pub fn with_context(mut self, ctx: &RunContext) -> Self {
+        self.tenant = ctx.tenant.clone();
+        self.agent_id = ctx.agent.clone();
+        self.run_id = Some(ctx.run.clone());
         self
     }
 

@@ -1,7 +1,8 @@
 //! Airlock's shared vocabulary.
 //!
 //! This crate holds the types every boundary speaks: identifiers
-//! ([`TenantId`], [`RunId`], [`RequestId`]), policy outcomes ([`Outcome`],
+//! ([`TenantId`], [`AgentId`], [`RunId`], [`RequestId`]), whose they are
+//! ([`RunContext`]), policy outcomes ([`Outcome`],
 //! [`Decision`], [`Reason`]), the [`Secret`] wrapper, typed audit events
 //! ([`AuditEvent`]) and the [`EventSink`] trait through which every crate
 //! reports what it decided.
@@ -13,6 +14,7 @@
 //! exposed value elsewhere.
 #![forbid(unsafe_code)]
 
+mod context;
 mod decision;
 mod event;
 mod ids;
@@ -21,6 +23,7 @@ mod sink;
 
 pub use decision::{Decision, Outcome, Reason};
 pub use event::{Actor, ActorKind, AuditEvent, EventResult, Timestamp};
-pub use ids::{IdError, RequestId, RunId, TenantId};
+pub use context::RunContext;
+pub use ids::{AgentId, IdError, RequestId, RunId, TenantId};
 pub use secret::Secret;
 pub use sink::{EventSink, MemorySink, NullSink, SinkError};

@@ -158,6 +158,10 @@ impl Inner {
                 url.path.clone(),
                 via,
             );
+            let ctx = match &self.context {
+                Some(c) => ctx.with_context(c.clone()),
+                None => ctx,
+            };
             let Ok(uri) = path_and_query.parse::<Uri>() else {
                 return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
             };
