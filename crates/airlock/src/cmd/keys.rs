@@ -1,7 +1,6 @@
 //! `airlock keys init|rotate|status`: the vault's master key. How every
 //! command finds the key lives in [`crate::master_key`].
 
-use crate::auditing::{self, operator};
 use crate::ctx::{Ctx, EXIT_OK};
 use crate::master_key::{
     MIN_PRODUCTION_PASSPHRASE, ensure_master_key, master_key_path, open_vault, prompt_hidden,
@@ -59,16 +58,16 @@ fn new_passphrase(ctx: &Ctx) -> anyhow::Result<Passphrase> {
 }
 
 pub fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<u8> {
-    let cfg = crate::production::load_checked_config(ctx)?;
+    let cfg = ctx.load_checked_config()?;
     match cmd {
         KeysCmd::Init => {
             ctx.require_initialized()?;
-            let auditor = auditing::open(ctx, &cfg)?;
+            let auditor = ctx.auditor(&cfg)?;
             match ensure_master_key(ctx)? {
                 Some(path) => {
                     let ev = AuditEvent::new(
-                        auditing::tenant(),
-                        operator(),
+                        crate::ctx::tenant(),
+                        airlock_runtime::audit::operator(ctx),
                         "vault.keys_init",
                         path.display().to_string(),
                         Reason::Recorded,
@@ -88,7 +87,7 @@ pub fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<u8> {
 }
 
 fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow::Result<u8> {
-    let auditor = auditing::open(ctx, cfg)?;
+    let auditor = ctx.auditor(cfg)?;
     let mut vault = open_vault(ctx)?;
     let from = vault.source().to_owned();
     let current = match lock_state(vault.store())? {
@@ -174,8 +173,8 @@ fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow
         ));
     }
     let ev = AuditEvent::new(
-        auditing::tenant(),
-        operator(),
+        crate::ctx::tenant(),
+        airlock_runtime::audit::operator(ctx),
         "vault.keys_rotate",
         "master key",
         Reason::Recorded,

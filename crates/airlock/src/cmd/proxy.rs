@@ -7,7 +7,6 @@
 //! flight finish for up to [`DRAIN_GRACE`] (idle connections close at once),
 //! records `proxy.stop` with how many connections had to be cut, and exits.
 
-use crate::auditing;
 use crate::config::ProxySettings;
 use crate::ctx::{Ctx, EXIT_OK};
 use airlock_proxy::Proxy;
@@ -39,9 +38,9 @@ pub struct ProxyArgs {
 }
 
 pub fn run(ctx: &Ctx, args: ProxyArgs) -> anyhow::Result<u8> {
-    let cfg = crate::production::load_checked_config(ctx)?;
+    let cfg = ctx.load_checked_config()?;
     let policy = ProxySettings::policy(&cfg.policy, args.policy.as_deref())?;
-    let auditor = auditing::open(ctx, &cfg)?;
+    let auditor = ctx.auditor(&cfg)?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.workers {
         anyhow::ensure!(n >= 1, "--workers: must be at least 1");
@@ -55,7 +54,7 @@ pub fn run(ctx: &Ctx, args: ProxyArgs) -> anyhow::Result<u8> {
         cfg.proxy.proxy.clone(),
         Arc::new(policy),
         auditor.sink(),
-        None,
+        airlock_proxy::Scope::Tenant(crate::ctx::tenant()),
     )
     .context("cannot start the egress proxy")?;
     if let Some(path) = &args.ca_cert_out {
@@ -74,7 +73,7 @@ pub fn run(ctx: &Ctx, args: ProxyArgs) -> anyhow::Result<u8> {
         .map_or_else(|| cfg.origin.clone(), |p| p.display().to_string());
     auditor.record(
         AuditEvent::new(
-            auditing::tenant(),
+            crate::ctx::tenant(),
             Actor::system(),
             "proxy.start",
             addr.to_string(),
@@ -93,7 +92,7 @@ pub fn run(ctx: &Ctx, args: ProxyArgs) -> anyhow::Result<u8> {
     let cut = rt.block_on(proxy.drain(DRAIN_GRACE));
     auditor.record(
         AuditEvent::new(
-            auditing::tenant(),
+            crate::ctx::tenant(),
             Actor::new(ActorKind::System, "airlock"),
             "proxy.stop",
             addr.to_string(),

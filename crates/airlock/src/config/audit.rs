@@ -19,12 +19,8 @@ pub struct RawAudit {
     pub checkpoint_interval_secs: Option<Spanned<u64>>,
 }
 
-/// Validated audit settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditSettings {
-    pub checkpoint_every: u64,
-    pub checkpoint_interval: Duration,
-}
+/// Validated audit settings (the runtime's type).
+pub use airlock_runtime::AuditSettings;
 
 pub fn validate(raw: &RawAudit, src: &SourceFile) -> Result<AuditSettings, ConfigError> {
     let every = in_range(

@@ -63,33 +63,8 @@ pub struct RawSandbox {
     pub idle_timeout_secs: Option<Spanned<u64>>,
 }
 
-/// Validated `[sandbox]` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxSettings {
-    pub read_only: Vec<PathBuf>,
-    pub read_write: Vec<PathBuf>,
-    pub env_passthrough: Vec<String>,
-    pub memory_bytes: u64,
-    pub pids_max: u64,
-    pub cpu_percent: u32,
-    pub max_file_bytes: u64,
-    pub max_open_files: u64,
-    pub tmpfs_bytes: u64,
-    pub max_write_bytes: u64,
-    pub host_uid: u32,
-    pub host_gid: u32,
-    pub min_landlock_abi: u8,
-    pub proxy_port: u16,
-    pub timeout: Option<Duration>,
-    pub idle_timeout: Option<Duration>,
-}
-
-impl Default for SandboxSettings {
-    fn default() -> Self {
-        let src = SourceFile::new("<built-in>", String::new());
-        validate(&RawSandbox::default(), &src).expect("invariant: sandbox defaults are valid")
-    }
-}
+/// Validated `[sandbox]` settings (the runtime's type).
+pub use airlock_runtime::SandboxSettings;
 
 fn paths(
     src: &SourceFile,
