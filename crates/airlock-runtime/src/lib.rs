@@ -4,7 +4,8 @@
 //! **What it does.** [`Home`] is a data directory and the environment a
 //! front end captured; [`init`] sets it up, [`audit`] opens its
 //! tamper-evident log for one tenant, [`master_key`] finds and unlocks the
-//! vault's key, [`production`] refuses insecure settings. A [`Run`] is one
+//! vault's key, [`production`] refuses insecure settings, [`settings`]
+//! validates the run's configuration sections. A [`Run`] is one
 //! sandboxed command: it grants handles for the named secrets, starts an
 //! egress proxy with the run's hooks (the credentials hook plus any the
 //! caller adds), plans and starts the sandbox, supervises it (wall and idle
@@ -38,6 +39,7 @@ pub mod init;
 pub mod master_key;
 pub mod production;
 mod run;
+pub mod settings;
 mod supervise;
 
 pub use error::RuntimeError;
