@@ -260,8 +260,8 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use airlock_types::{
-        Actor, ActorKind, AgentId, Decision, EventResult, Outcome, Reason, RequestId, RunId, TenantId,
-        Timestamp,
+        Actor, ActorKind, AgentId, Decision, EventResult, Outcome, Reason, RequestId, RunId,
+        TenantId, Timestamp,
     };
     use proptest::prelude::*;
 

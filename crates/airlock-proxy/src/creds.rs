@@ -309,10 +309,7 @@ impl Credentials {
         match self.inject(&mut parts.headers, &ctx.path, query.as_deref(), &dest) {
             Ok(placed) => {
                 let sink = self.sink.as_ref();
-                if self
-                    .record_uses(sink, ctx, &dest, &placed.uses)
-                    .is_err()
-                {
+                if self.record_uses(sink, ctx, &dest, &placed.uses).is_err() {
                     let d = Decision::deny(Reason::AuditUnavailable);
                     return Outcome::Refuse(Refusal::new(d, body));
                 }

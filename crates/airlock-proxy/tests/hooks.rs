@@ -230,8 +230,23 @@ fn start_for(
     let dir = tempfile::tempdir().expect("tmp");
     let served = support::serve(move || {
         let mut proxy = match creds {
-            Some((run, broker)) => Proxy::with_credentials(cfg, policy, sink, airlock_types::RunContext::new(airlock_types::TenantId::default_tenant(), run, airlock_types::Actor::system()), broker),
-            None => Proxy::new(cfg, policy, sink, airlock_proxy::Scope::Tenant(airlock_types::TenantId::default_tenant())),
+            Some((run, broker)) => Proxy::with_credentials(
+                cfg,
+                policy,
+                sink,
+                airlock_types::RunContext::new(
+                    airlock_types::TenantId::default_tenant(),
+                    run,
+                    airlock_types::Actor::system(),
+                ),
+                broker,
+            ),
+            None => Proxy::new(
+                cfg,
+                policy,
+                sink,
+                airlock_proxy::Scope::Tenant(airlock_types::TenantId::default_tenant()),
+            ),
         }
         .expect("proxy");
         for h in hooks {

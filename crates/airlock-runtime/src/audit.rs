@@ -63,7 +63,7 @@ pub fn open(
     home.require_initialized()?;
     let signer = airlock_audit::load_signer(&home.audit_key_path())?;
     let store = SqliteStore::open(&home.db_path())?;
-    let mut opts = LogOptions::new(tenant.clone(), home.checkpoint_path());
+    let mut opts = LogOptions::new(tenant.clone(), home.checkpoint_path_for(tenant));
     opts.checkpoint_every = settings.checkpoint_every;
     opts.checkpoint_interval = settings.checkpoint_interval;
     let log = AuditLog::open(Box::new(store), signer, opts)?;

@@ -1,7 +1,7 @@
 //! A data directory and the environment a front end captured.
 
 use crate::RuntimeError;
-use airlock_types::Secret;
+use airlock_types::{Secret, TenantId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -55,9 +55,22 @@ impl Home {
     pub fn audit_pubkey_path(&self) -> PathBuf {
         self.path("keys/audit-signing.pub")
     }
-    /// The plain file of signed checkpoints.
+    /// The plain file of the single-user tenant's signed checkpoints.
     pub fn checkpoint_path(&self) -> PathBuf {
         self.path("audit.checkpoints")
+    }
+
+    /// The plain file of `tenant`'s signed checkpoints: one file per tenant
+    /// (a file holds one log's checkpoints). The single-user CLI's tenant
+    /// keeps `audit.checkpoints`, as before tenants; any other tenant's is
+    /// `audit.checkpoints.<tenant>` (a tenant id is `[A-Za-z0-9_.:-]`, and
+    /// as a suffix it cannot name another directory).
+    pub fn checkpoint_path_for(&self, tenant: &TenantId) -> PathBuf {
+        if *tenant == TenantId::default_tenant() {
+            self.checkpoint_path()
+        } else {
+            self.path(&format!("audit.checkpoints.{tenant}"))
+        }
     }
     /// The vault's master key file.
     pub fn master_key_path(&self) -> PathBuf {

@@ -12,8 +12,8 @@
 //! ([`Ended`]). Every refusal is recorded as `sandbox.refused`.
 
 use crate::audit::{self, Auditor};
-use crate::supervise::{self, Notice, Out, SuperviseParts};
 pub use crate::supervise::EndedBy;
+use crate::supervise::{self, Notice, Out, SuperviseParts};
 use crate::{Home, RuntimeError};
 use airlock_hook::Hook;
 use airlock_policy::EgressPolicy;
@@ -433,8 +433,8 @@ impl Run {
             .map_err(|m| refuse("environment", m))?;
         // Credentials: the run holds handles, never values. The guard
         // revokes every handle when the run ends, on every path.
-        let creds = grant_secrets(home, &ctx, &spec.secrets, prompt)
-            .map_err(|m| refuse("secrets", m))?;
+        let creds =
+            grant_secrets(home, &ctx, &spec.secrets, prompt).map_err(|m| refuse("secrets", m))?;
         let mut granted = Vec::new();
         if let Some((_, _, minted)) = &creds {
             for m in minted {

@@ -158,14 +158,14 @@ async fn pump<R, W>(
 pub(crate) async fn supervise(
     p: SuperviseParts<'_>,
 ) -> Result<(airlock_sandbox::RunOutcome, EndedBy), RuntimeError> {
-    let ctx = |what: &'static str| move |source: std::io::Error| RuntimeError::Supervise { what, source };
+    let ctx =
+        |what: &'static str| move |source: std::io::Error| RuntimeError::Supervise { what, source };
     let origin = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     p.listener
         .set_nonblocking(true)
         .map_err(ctx("cannot configure the proxy listener"))?;
-    let listener =
-        tokio::net::TcpListener::from_std(p.listener)
+    let listener = tokio::net::TcpListener::from_std(p.listener)
         .map_err(ctx("cannot adopt the proxy listener"))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serve = p.proxy.serve(listener, async {
@@ -214,8 +214,8 @@ pub(crate) async fn supervise(
             (tokio::signal::unix::SignalKind::hangup(), Signal::SIGHUP),
             (tokio::signal::unix::SignalKind::quit(), Signal::SIGQUIT),
         ] {
-            let s = tokio::signal::unix::signal(kind)
-                .map_err(ctx("cannot install signal handlers"))?;
+            let s =
+                tokio::signal::unix::signal(kind).map_err(ctx("cannot install signal handlers"))?;
             sigs.push((s, sig));
         }
         for (mut s, sig) in sigs {
@@ -286,4 +286,3 @@ pub(crate) async fn supervise(
     }
     Ok((outcome, ended_by))
 }
-

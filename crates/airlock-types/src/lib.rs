@@ -21,9 +21,9 @@ mod ids;
 mod secret;
 mod sink;
 
+pub use context::RunContext;
 pub use decision::{Decision, Outcome, Reason};
 pub use event::{Actor, ActorKind, AuditEvent, EventResult, Timestamp};
-pub use context::RunContext;
 pub use ids::{AgentId, IdError, RequestId, RunId, TenantId};
 pub use secret::Secret;
 pub use sink::{EventSink, MemorySink, NullSink, SinkError};

@@ -101,7 +101,11 @@ impl Ctx {
 
     /// Open the CLI tenant's audit log.
     pub fn auditor(&self, cfg: &Config) -> anyhow::Result<airlock_runtime::audit::Auditor> {
-        Ok(airlock_runtime::audit::open(&self.home, &tenant(), &cfg.audit)?)
+        Ok(airlock_runtime::audit::open(
+            &self.home,
+            &tenant(),
+            &cfg.audit,
+        )?)
     }
 }
 

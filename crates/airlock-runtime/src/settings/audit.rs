@@ -12,10 +12,16 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     /// Write a signed checkpoint after this many records (default 1000).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 1_000_000)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 1_000_000))
+    )]
     pub checkpoint_every: Option<Spanned<u64>>,
     /// Write a signed checkpoint at least this often, in seconds, while records arrive (default 10).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 86_400)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 86_400))
+    )]
     pub checkpoint_interval_secs: Option<Spanned<u64>>,
 }
 

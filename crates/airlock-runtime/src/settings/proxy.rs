@@ -16,34 +16,64 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct RawProxy {
     /// Largest request head (request line and headers) in bytes (default 32768); larger gets 431.
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1024, max = 1_048_576)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1024, max = 1_048_576))
+    )]
     pub max_header_bytes: Option<Spanned<u64>>,
     /// Most headers in one request (default 100).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 8, max = 10_000)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 8, max = 10_000))
+    )]
     pub max_headers: Option<Spanned<u64>>,
     /// Longest request target (URL) in bytes (default 8192); longer gets 414.
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 256, max = 1_048_576)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 256, max = 1_048_576))
+    )]
     pub max_request_line: Option<Spanned<u64>>,
     /// Most client connections at once (default 1024); more are refused with 503.
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 1_000_000)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 1_000_000))
+    )]
     pub max_connections: Option<Spanned<u64>>,
     /// Seconds a client has to send a complete request head; also the keep-alive idle limit (default 10).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 3600)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 3600))
+    )]
     pub header_read_timeout_secs: Option<Spanned<u64>>,
     /// Longest pause in seconds between two pieces of a body, either direction (default 30).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 3600)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 3600))
+    )]
     pub body_read_timeout_secs: Option<Spanned<u64>>,
     /// Seconds a tunnel or upgraded connection may stay silent (default 300).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 86_400)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 86_400))
+    )]
     pub idle_timeout_secs: Option<Spanned<u64>>,
     /// Seconds to connect (TCP and TLS) to an upstream (default 10).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 600)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 600))
+    )]
     pub connect_timeout_secs: Option<Spanned<u64>>,
     /// Seconds an upstream has to send its response head (default 60).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 3600)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 3600))
+    )]
     pub upstream_response_timeout_secs: Option<Spanned<u64>>,
     /// Seconds a client has to complete its TLS handshake on an intercepted tunnel (default 10).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 600)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 600))
+    )]
     pub tls_handshake_timeout_secs: Option<Spanned<u64>>,
     /// A PEM file of extra CA certificates trusted for upstream TLS, besides the built-in web PKI roots.
     #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
@@ -171,14 +201,13 @@ pub fn validate(raw: &RawProxy, src: &SourceText<'_>) -> Result<ProxyConfig, Doc
         None => None,
         Some(p) => {
             let path = PathBuf::from(p.get_ref());
-            let pem =
-                airlock_store::read_limited(&path, super::MAX_PEM_BYTES).map_err(|e| {
-                    src.error(
-                        p.span(),
-                        "proxy.upstream_ca_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
+            let pem = airlock_store::read_limited(&path, super::MAX_PEM_BYTES).map_err(|e| {
+                src.error(
+                    p.span(),
+                    "proxy.upstream_ca_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
             // Fail at load, with a location, rather than at the first request.
             airlock_proxy::check_extra_ca(&pem)
                 .map_err(|e| src.error(p.span(), "proxy.upstream_ca_file", e.to_string()))?;
@@ -224,7 +253,10 @@ mod tests {
 
     fn parse_str(text: &str) -> String {
         let src = SourceText::new("t.toml", text);
-        match src.deserialize::<Doc>().and_then(|d| validate(&d.proxy, &src)) {
+        match src
+            .deserialize::<Doc>()
+            .and_then(|d| validate(&d.proxy, &src))
+        {
             Ok(_) => "ok".into(),
             Err(e) => e.to_string(),
         }

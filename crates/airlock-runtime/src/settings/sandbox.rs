@@ -23,43 +23,82 @@ pub struct RawSandbox {
     #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
     pub env_passthrough: Option<Vec<Spanned<String>>>,
     /// Memory limit in MiB (default 2048).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 16, max = 1_048_576)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 16, max = 1_048_576))
+    )]
     pub memory_mib: Option<Spanned<u64>>,
     /// Maximum number of processes and threads (default 512).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 8, max = 1_000_000)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 8, max = 1_000_000))
+    )]
     pub pids_max: Option<Spanned<u64>>,
     /// CPU quota in percent of one core (default 200).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 10, max = 100_000)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 10, max = 100_000))
+    )]
     pub cpu_percent: Option<Spanned<u64>>,
     /// Largest file the agent may write, in MiB (default 4096).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 16_777_216)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 16_777_216))
+    )]
     pub max_file_mib: Option<Spanned<u64>>,
     /// Open files per process (default 4096).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 64, max = 1_048_576)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 64, max = 1_048_576))
+    )]
     pub max_open_files: Option<Spanned<u64>>,
     /// Size of the tmpfs mounted at /tmp and at the agent's home, in MiB (default 512).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 1_048_576)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 1_048_576))
+    )]
     pub tmpfs_mib: Option<Spanned<u64>>,
     /// The most a run may add to the file systems of its workspace and `read_write` paths, in MiB (default 10240); past it the run is ended. Each file is also limited to this size.
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 16_777_216)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 16_777_216))
+    )]
     pub max_write_mib: Option<Spanned<u64>>,
     /// Host uid the agent runs as when Airlock runs as root (default 65534, `nobody`; 0 is refused). The workspace is id-mapped so that its owner's files are the agent's.
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64))
+    )]
     pub host_uid: Option<Spanned<u64>>,
     /// Host gid the agent runs as when Airlock runs as root (default 65534; 0 is refused).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64))
+    )]
     pub host_gid: Option<Spanned<u64>>,
     /// Refuse to run when the kernel's Landlock ABI is lower (default 6: scoping of abstract UNIX sockets and signals).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 7)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 7))
+    )]
     pub min_landlock_abi: Option<Spanned<u64>>,
     /// Port of the proxy listener inside the sandbox (default 3128).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 1, max = 65_535)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 65_535))
+    )]
     pub proxy_port: Option<Spanned<u64>>,
     /// End the run after this many seconds (default 0 = no limit; `--timeout` overrides).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 0, max = 31_536_000)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 0, max = 31_536_000))
+    )]
     pub timeout_secs: Option<Spanned<u64>>,
     /// End the run after this many seconds without output (default 1800; 0 = no limit).
-    #[cfg_attr(feature = "schema", schemars(with = "Option<u64>", range(min = 0, max = 31_536_000)))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 0, max = 31_536_000))
+    )]
     pub idle_timeout_secs: Option<Spanned<u64>>,
 }
 

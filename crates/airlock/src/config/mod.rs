@@ -9,8 +9,8 @@ mod policy;
 mod proxy;
 mod source;
 
-pub use airlock_runtime::{AuditSettings, SandboxSettings};
 use airlock_runtime::settings::{audit, sandbox};
+pub use airlock_runtime::{AuditSettings, SandboxSettings};
 pub use policy::{PolicySettings, load_file as load_policy_file};
 pub use proxy::ProxySettings;
 pub use source::{ConfigError, SourceFile};
