@@ -76,6 +76,17 @@ pub enum RuntimeError {
     /// The egress proxy could not start.
     #[error("cannot start the egress proxy")]
     Proxy(#[source] airlock_proxy::ProxyError),
+    /// The standalone proxy could not listen.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// Where.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The standalone proxy failed while serving.
+    #[error("egress proxy failed")]
+    Serve(#[source] airlock_proxy::ProxyError),
     /// The hooks could not be added to the proxy.
     #[error("cannot add the run's hooks to the egress proxy")]
     Hook(#[source] airlock_proxy::ProxyError),

@@ -5,7 +5,8 @@
 //! front end captured; [`init`] sets it up, [`audit`] opens its
 //! tamper-evident log for one tenant, [`master_key`] finds and unlocks the
 //! vault's key, [`production`] refuses insecure settings, [`settings`]
-//! validates the run's configuration sections. A [`Run`] is one
+//! validates the run's configuration sections, and [`standalone`] serves
+//! the egress proxy on its own. A [`Run`] is one
 //! sandboxed command: it grants handles for the named secrets, starts an
 //! egress proxy with the run's hooks (the credentials hook plus any the
 //! caller adds), plans and starts the sandbox, supervises it (wall and idle
@@ -40,6 +41,7 @@ pub mod master_key;
 pub mod production;
 mod run;
 pub mod settings;
+pub mod standalone;
 mod supervise;
 
 pub use error::RuntimeError;

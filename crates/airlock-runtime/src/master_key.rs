@@ -71,3 +71,44 @@ pub fn open_vault(home: &Home, prompt: Prompt<'_>) -> Result<Vault<SqliteStore>,
     let source = key_source(home, &lock, prompt)?;
     Ok(Vault::unlock(store, source.as_ref())?)
 }
+
+/// How the vault is locked and which key source would be used (no key
+/// material), for `airlock keys status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// `none (no secret stored yet)`, `raw key` or `passphrase`.
+    pub lock: &'static str,
+    /// The passphrase's key derivation, when locked with one.
+    pub kdf: Option<String>,
+    /// The key source: a variable's name, `terminal prompt` or `key file PATH`.
+    pub source: String,
+}
+
+/// Describe the vault's lock and key source (order: see the module doc).
+pub fn status(home: &Home) -> Result<KeyStatus, RuntimeError> {
+    use airlock_vault::{ENV_MASTER_KEY, ENV_PASSPHRASE};
+    home.require_initialized()?;
+    let store = SqliteStore::open_read_only(&home.db_path())?;
+    let (lock, kdf) = match lock_state(&store)? {
+        Lock::New => ("none (no secret stored yet)", None),
+        Lock::RawKey => ("raw key", None),
+        Lock::Passphrase(p) => (
+            "passphrase",
+            Some(format!("argon2id m={}KiB t={} p={}", p.m_kib, p.t, p.p)),
+        ),
+    };
+    let source = if home.env_secret(ENV_MASTER_KEY).is_some() {
+        ENV_MASTER_KEY.to_owned()
+    } else if kdf.is_some()
+        || (lock.starts_with("none") && home.env_secret(ENV_PASSPHRASE).is_some())
+    {
+        if home.env_secret(ENV_PASSPHRASE).is_some() {
+            ENV_PASSPHRASE.to_owned()
+        } else {
+            "terminal prompt".to_owned()
+        }
+    } else {
+        format!("key file {}", home.master_key_path().display())
+    };
+    Ok(KeyStatus { lock, kdf, source })
+}

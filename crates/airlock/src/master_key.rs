@@ -8,13 +8,8 @@ use airlock_types::Secret;
 use airlock_vault::{ENV_PASSPHRASE, Vault};
 use anyhow::Context as _;
 use std::io::{BufRead as _, Write as _};
-use std::path::PathBuf;
 
 pub use airlock_runtime::master_key::{MIN_PRODUCTION_PASSPHRASE, ensure_master_key};
-
-pub fn master_key_path(ctx: &Ctx) -> PathBuf {
-    ctx.master_key_path()
-}
 
 /// The passphrase prompt on the terminal, for the runtime.
 pub fn prompt() -> Result<Secret<String>, String> {
