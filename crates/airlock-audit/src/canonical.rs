@@ -50,7 +50,7 @@ fn write_event(event: &AuditEvent, out: &mut Vec<u8>) {
     } = event;
     let airlock_types::Actor { kind, id } = actor;
     out.extend_from_slice(b"{\"action\":");
-    write_str(action, out);
+    write_str(action.as_str(), out);
     out.extend_from_slice(b",\"actor\":{\"id\":");
     write_str(id, out);
     out.extend_from_slice(b",\"kind\":");
@@ -315,7 +315,7 @@ mod tests {
         let mut e = AuditEvent::new(
             TenantId::default_tenant(),
             Actor::new(ActorKind::Agent, "run-1"),
-            "egress.request",
+            airlock_types::Action::EgressRequest,
             "https://example.com/a?b=\"c\"\n\u{1}é",
             Reason::RuleAllow,
             EventResult::Success,
@@ -462,7 +462,7 @@ mod tests {
             agent in proptest::option::of(id_string()),
             run in proptest::option::of(id_string()),
             request in proptest::option::of(id_string()),
-            action in tricky_string(),
+            action in prop::sample::select(airlock_types::Action::ALL.to_vec()),
             resource in tricky_string(),
             decision in proptest::option::of(
                 prop::sample::select(vec![Outcome::Allow, Outcome::Ask, Outcome::Deny])),

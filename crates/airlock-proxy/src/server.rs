@@ -24,8 +24,8 @@ use airlock_broker::Broker;
 use airlock_hook::Hook;
 use airlock_policy::{Host, Scheme};
 use airlock_types::{
-    Actor, ActorKind, AuditEvent, Decision, EventResult, EventSink, Reason, RequestId, RunContext,
-    RunId, TenantId,
+    Action, Actor, ActorKind, AuditEvent, Decision, EventResult, EventSink, Reason, RequestId,
+    RunContext, RunId, TenantId,
 };
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -371,7 +371,7 @@ impl Inner {
 
     fn event(
         &self,
-        action: &str,
+        action: Action,
         resource: &str,
         reason: Reason,
         result: EventResult,
@@ -399,7 +399,7 @@ impl Inner {
     /// with `audit_unavailable`: nothing passes unrecorded.
     fn record_decision(
         &self,
-        action: &str,
+        action: Action,
         resource: &str,
         d: Decision,
         rid: &RequestId,
@@ -427,9 +427,9 @@ impl Inner {
     fn deny_invalid_url(&self, rid: &RequestId, e: &airlock_policy::HostError) -> Decision {
         let resource = "<invalid URL>";
         let reason = e.reason();
-        self.record_failure("egress.request", resource, reason, rid, e.to_string());
+        self.record_failure(Action::EgressRequest, resource, reason, rid, e.to_string());
         let d = Decision::deny(reason);
-        self.record_decision("egress.request", resource, d, rid, &[])
+        self.record_decision(Action::EgressRequest, resource, d, rid, &[])
     }
 
     /// Record a failure that is not a policy decision (malformed input, a
@@ -438,14 +438,14 @@ impl Inner {
     /// first is recorded at once, the repeats as one record with a count.
     fn record_failure(
         &self,
-        action: &str,
+        action: Action,
         resource: &str,
         reason: Reason,
         rid: &RequestId,
         detail: String,
     ) {
         let key = burst::Key {
-            action: action.to_owned(),
+            action,
             resource: resource.to_owned(),
             reason,
             detail,
@@ -474,7 +474,7 @@ impl Inner {
             let rid = self.request_id();
             let ev = self
                 .event(
-                    &key.action,
+                    key.action,
                     &key.resource,
                     key.reason,
                     EventResult::Failure,

@@ -98,7 +98,7 @@ impl Hook for Budget {
             let event = AuditEvent::new(
                 ctx.tenant.clone(),
                 Actor::new(ActorKind::Agent, "budget-hook"),
-                "llm.budget",
+                airlock_types::Action::LlmBudget,
                 format!("{}://{}{}", ctx.scheme, ctx.host, ctx.path),
                 decision.reason,
                 EventResult::Failure,

@@ -76,7 +76,7 @@ pub fn initialize(
         let event = AuditEvent::new(
             tenant.clone(),
             audit::operator(home),
-            "cli.init",
+            airlock_types::Action::CliInit,
             home.data_dir.display().to_string(),
             Reason::Recorded,
             EventResult::Success,

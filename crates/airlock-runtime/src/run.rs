@@ -19,7 +19,7 @@ use airlock_hook::Hook;
 use airlock_policy::EgressPolicy;
 use airlock_proxy::{Proxy, ProxyConfig, Scope};
 use airlock_sandbox::{HostFacts, PlanInput, SandboxPlan, Signal, Timeouts};
-use airlock_types::{AuditEvent, EventResult, Reason, RunContext, RunId};
+use airlock_types::{Action, AuditEvent, EventResult, Reason, RunContext, RunId};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -244,7 +244,7 @@ pub fn new_run_id() -> RunId {
 
 fn event(
     ctx: &RunContext,
-    action: &str,
+    action: Action,
     resource: impl Into<String>,
     reason: Reason,
     result: EventResult,
@@ -264,7 +264,7 @@ fn event(
 fn refuse(auditor: &Auditor, ctx: &RunContext, control: &str, msg: String) -> RuntimeError {
     let ev = event(
         ctx,
-        "sandbox.refused",
+        Action::SandboxRefused,
         control,
         Reason::SandboxControlFailed,
         EventResult::Failure,
@@ -573,7 +573,7 @@ impl Prepared {
         let argv0 = self.plan.argv[0].clone();
         let attest_event = event(
             &self.ctx,
-            "sandbox.attestation",
+            Action::SandboxAttestation,
             &argv0,
             Reason::Recorded,
             EventResult::Success,
@@ -588,7 +588,7 @@ impl Prepared {
         // Only the program name and argument count: arguments may carry secrets.
         let start_event = event(
             &self.ctx,
-            "run.start",
+            Action::RunStart,
             &argv0,
             Reason::RunStarted,
             EventResult::Success,
@@ -695,7 +695,7 @@ impl Started {
             }
             EndedBy::WriteLimit => (Reason::LimitExceeded, EventResult::Failure),
         };
-        let mut end = event(&ctx, "run.end", &plan.argv[0], reason, result)
+        let mut end = event(&ctx, Action::RunEnd, &plan.argv[0], reason, result)
             .with_detail("exit_status", outcome.exit_code)
             .with_detail("duration_ms", outcome.duration_ms)
             .with_detail("ended_by", ended_by.as_str())

@@ -80,7 +80,7 @@ pub fn serve(
         AuditEvent::new(
             svc.tenant.clone(),
             Actor::system(),
-            "proxy.start",
+            airlock_types::Action::ProxyStart,
             addr.to_string(),
             Reason::Recorded,
             EventResult::Success,
@@ -95,7 +95,7 @@ pub fn serve(
         AuditEvent::new(
             svc.tenant,
             Actor::new(ActorKind::System, "airlock"),
-            "proxy.stop",
+            airlock_types::Action::ProxyStop,
             addr.to_string(),
             Reason::Recorded,
             EventResult::Success,

@@ -1,6 +1,6 @@
 //! Typed audit events.
 
-use crate::{AgentId, Decision, Outcome, Reason, RequestId, RunContext, RunId, TenantId};
+use crate::{Action, AgentId, Decision, Outcome, Reason, RequestId, RunContext, RunId, TenantId};
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -93,8 +93,8 @@ pub struct AuditEvent {
     pub run_id: Option<RunId>,
     /// The request it belongs to, if any.
     pub request_id: Option<RequestId>,
-    /// What was done, as a dotted name (`egress.request`, `cli.init`, `sandbox.start`).
-    pub action: String,
+    /// What was done (serialized as its dotted name, `egress.request`).
+    pub action: Action,
     /// What it was done to (a URL without credentials, a path, a secret's name).
     pub resource: String,
     /// The decision's outcome, when the event is a decision.
@@ -113,7 +113,7 @@ impl AuditEvent {
     pub fn new(
         tenant: TenantId,
         actor: Actor,
-        action: impl Into<String>,
+        action: Action,
         resource: impl Into<String>,
         reason: Reason,
         result: EventResult,
@@ -125,7 +125,7 @@ impl AuditEvent {
             agent_id: None,
             run_id: None,
             request_id: None,
-            action: action.into(),
+            action,
             resource: resource.into(),
             decision: None,
             reason,

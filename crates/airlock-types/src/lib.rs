@@ -4,7 +4,7 @@
 //! ([`TenantId`], [`AgentId`], [`RunId`], [`RequestId`]), whose they are
 //! ([`RunContext`]), policy outcomes ([`Outcome`],
 //! [`Decision`], [`Reason`]), the [`Secret`] wrapper, typed audit events
-//! ([`AuditEvent`]) and the [`EventSink`] trait through which every crate
+//! ([`AuditEvent`], whose [`Action`]s are a catalogue) and the [`EventSink`] trait through which every crate
 //! reports what it decided.
 //!
 //! It does no I/O and has no knowledge of files, sockets or databases. It
@@ -14,6 +14,7 @@
 //! exposed value elsewhere.
 #![forbid(unsafe_code)]
 
+mod action;
 mod context;
 mod decision;
 mod event;
@@ -21,6 +22,7 @@ mod ids;
 mod secret;
 mod sink;
 
+pub use action::Action;
 pub use context::RunContext;
 pub use decision::{Decision, Outcome, Reason};
 pub use event::{Actor, ActorKind, AuditEvent, EventResult, Timestamp};

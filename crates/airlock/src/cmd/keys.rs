@@ -65,7 +65,7 @@ pub fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<u8> {
                     let ev = AuditEvent::new(
                         crate::ctx::tenant(),
                         airlock_runtime::audit::operator(ctx),
-                        "vault.keys_init",
+                        airlock_types::Action::VaultKeysInit,
                         path.display().to_string(),
                         Reason::Recorded,
                         EventResult::Success,
@@ -172,7 +172,7 @@ fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow
     let ev = AuditEvent::new(
         crate::ctx::tenant(),
         airlock_runtime::audit::operator(ctx),
-        "vault.keys_rotate",
+        airlock_types::Action::VaultKeysRotate,
         "master key",
         Reason::Recorded,
         EventResult::Success,

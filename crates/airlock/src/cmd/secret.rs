@@ -96,7 +96,7 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
             let ev = AuditEvent::new(
                 tenant,
                 airlock_runtime::audit::operator(ctx),
-                "vault.secret_set",
+                airlock_types::Action::VaultSecretSet,
                 a.name.clone(),
                 Reason::Recorded,
                 EventResult::Success,
@@ -132,7 +132,7 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
             let ev = AuditEvent::new(
                 tenant,
                 airlock_runtime::audit::operator(ctx),
-                "vault.secret_rm",
+                airlock_types::Action::VaultSecretRm,
                 name.clone(),
                 Reason::Recorded,
                 EventResult::Success,
@@ -149,7 +149,7 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
             let ev = AuditEvent::new(
                 tenant.clone(),
                 airlock_runtime::audit::operator(ctx),
-                "vault.secret_reencrypt",
+                airlock_types::Action::VaultSecretReencrypt,
                 tenant.as_str().to_owned(),
                 Reason::Recorded,
                 EventResult::Success,
