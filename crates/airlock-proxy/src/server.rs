@@ -395,6 +395,14 @@ impl Inner {
         ev
     }
 
+    /// Stamp the run's context (tenant, agent, run) on an event a hook made.
+    fn stamp(&self, ev: AuditEvent) -> AuditEvent {
+        match &self.context {
+            Some(c) => ev.with_context(c),
+            None => ev,
+        }
+    }
+
     /// Record a decision. If the sink refuses, the decision becomes a denial
     /// with `audit_unavailable`: nothing passes unrecorded.
     fn record_decision(

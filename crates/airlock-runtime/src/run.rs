@@ -228,18 +228,21 @@ pub struct Ended {
     pub write_limit_bytes: u64,
 }
 
-/// A new run id, unique in this process and across processes.
+/// A new run id: `run-<micros>-<pid>-<random>`. The random part (from the
+/// standard library's per-instance hash keys, no global state) keeps two
+/// runs started in the same microsecond by one process apart.
 pub fn new_run_id() -> RunId {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
+    use std::hash::{BuildHasher as _, Hasher as _};
     let micros = airlock_types::Timestamp::now().as_micros();
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let id = if n == 0 {
-        format!("run-{micros}-{}", std::process::id())
-    } else {
-        format!("run-{micros}-{}-{n}", std::process::id())
-    };
-    RunId::new(id).expect("invariant: digits and dashes form a valid id")
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    RunId::new(format!(
+        "run-{micros}-{}-{:08x}",
+        std::process::id(),
+        random as u32
+    ))
+    .expect("invariant: digits, hex and dashes form a valid id")
 }
 
 fn event(

@@ -49,7 +49,7 @@ impl Inner {
     fn hook_refused(&self, r: Refusal) -> Response<ProxyBody> {
         let recorded = match r.event {
             None => true,
-            Some(ev) => match self.sink.emit(ev) {
+            Some(ev) => match self.sink.emit(self.stamp(ev)) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::error!(error = %e, "audit sink refused a hook's refusal; denying");
