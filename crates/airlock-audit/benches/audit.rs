@@ -196,7 +196,7 @@ fn event(i: u64) -> AuditEvent {
     AuditEvent::new(
         TenantId::default_tenant(),
         Actor::new(ActorKind::Agent, "run-4f2a9c"),
-        "egress.request",
+        airlock_types::Action::EgressRequest,
         format!("https://api.github.com/repos/acme/widgets/issues/{i}"),
         Reason::RuleAllow,
         EventResult::Success,
@@ -212,7 +212,7 @@ fn egress_event() -> AuditEvent {
     let mut e = AuditEvent::new(
         TenantId::default_tenant(),
         Actor::new(ActorKind::Agent, "run-4f2a9c"),
-        "egress.request",
+        airlock_types::Action::EgressRequest,
         "https://api.github.com/repos/acme/widgets/issues/1234?state=open",
         Reason::RuleAllow,
         EventResult::Success,

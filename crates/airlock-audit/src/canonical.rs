@@ -38,6 +38,7 @@ fn write_event(event: &AuditEvent, out: &mut Vec<u8>) {
         time,
         tenant,
         actor,
+        agent_id,
         run_id,
         request_id,
         action,
@@ -49,12 +50,18 @@ fn write_event(event: &AuditEvent, out: &mut Vec<u8>) {
     } = event;
     let airlock_types::Actor { kind, id } = actor;
     out.extend_from_slice(b"{\"action\":");
-    write_str(action, out);
+    write_str(action.as_str(), out);
     out.extend_from_slice(b",\"actor\":{\"id\":");
     write_str(id, out);
     out.extend_from_slice(b",\"kind\":");
     write_str(actor_kind(*kind), out);
-    out.extend_from_slice(b"},\"decision\":");
+    out.push(b'}');
+    // `skip_serializing_if = "Option::is_none"` on the field.
+    if let Some(agent) = agent_id {
+        out.extend_from_slice(b",\"agent_id\":");
+        write_str(agent.as_str(), out);
+    }
+    out.extend_from_slice(b",\"decision\":");
     write_opt(decision.map(|o| o.as_str()), out);
     // `skip_serializing_if = "Map::is_empty"` on the field.
     if !details.is_empty() {
@@ -253,8 +260,8 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use airlock_types::{
-        Actor, ActorKind, Decision, EventResult, Outcome, Reason, RequestId, RunId, TenantId,
-        Timestamp,
+        Actor, ActorKind, AgentId, Decision, EventResult, Outcome, Reason, RequestId, RunId,
+        TenantId, Timestamp,
     };
     use proptest::prelude::*;
 
@@ -308,7 +315,7 @@ mod tests {
         let mut e = AuditEvent::new(
             TenantId::default_tenant(),
             Actor::new(ActorKind::Agent, "run-1"),
-            "egress.request",
+            airlock_types::Action::EgressRequest,
             "https://example.com/a?b=\"c\"\n\u{1}é",
             Reason::RuleAllow,
             EventResult::Success,
@@ -452,9 +459,10 @@ mod tests {
             ]),
             actor_id in tricky_string(),
             tenant in id_string(),
+            agent in proptest::option::of(id_string()),
             run in proptest::option::of(id_string()),
             request in proptest::option::of(id_string()),
-            action in tricky_string(),
+            action in prop::sample::select(airlock_types::Action::ALL.to_vec()),
             resource in tricky_string(),
             decision in proptest::option::of(
                 prop::sample::select(vec![Outcome::Allow, Outcome::Ask, Outcome::Deny])),
@@ -469,6 +477,7 @@ mod tests {
                 time: Timestamp(time),
                 tenant: TenantId::new(tenant).expect("valid by construction"),
                 actor: Actor::new(kind, actor_id),
+                agent_id: agent.map(|a| AgentId::new(a).expect("valid by construction")),
                 run_id: run.map(|r| RunId::new(r).expect("valid by construction")),
                 request_id: request.map(|r| RequestId::new(r).expect("valid by construction")),
                 action,

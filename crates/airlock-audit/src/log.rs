@@ -632,7 +632,7 @@ mod tests {
         AuditEvent::new(
             TenantId::default_tenant(),
             Actor::system(),
-            "test.event",
+            airlock_types::Action::CliInit,
             format!("r{i}"),
             Reason::Recorded,
             EventResult::Success,

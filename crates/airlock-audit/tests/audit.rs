@@ -75,7 +75,7 @@ fn event(resource: &str) -> AuditEvent {
     AuditEvent::new(
         tenant(),
         Actor::system(),
-        "test.event",
+        airlock_types::Action::CliInit,
         resource,
         Reason::Recorded,
         EventResult::Success,

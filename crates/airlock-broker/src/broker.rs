@@ -174,7 +174,7 @@ impl Use {
         AuditEvent::new(
             tenant,
             Actor::new(ActorKind::Agent, run.as_str()),
-            "credential.used",
+            airlock_types::Action::CredentialUsed,
             dest.resource(),
             Reason::CredentialUsed,
             EventResult::Success,
@@ -218,7 +218,7 @@ impl Denial {
         let mut ev = AuditEvent::new(
             tenant,
             Actor::new(ActorKind::Agent, run.as_str()),
-            "credential.denied",
+            airlock_types::Action::CredentialDenied,
             dest.resource(),
             self.reason,
             EventResult::Denied,

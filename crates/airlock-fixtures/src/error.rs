@@ -35,4 +35,13 @@ pub enum FixtureError {
         #[source]
         source: std::io::Error,
     },
+    /// A file of the demo scene could not be written.
+    #[error("cannot write the {what}: {source}")]
+    Write {
+        /// Which file.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -6,7 +6,7 @@
 //! (HTTP/1.1, and HTTP/2 when ALPN offers it) around a caller's handler
 //! ([`HttpServer`]), and a DNS responder on UDP and TCP with scripted answers
 //! — fixed, sequences (public first, then private: rebinding) and NXDOMAIN
-//! ([`DnsResponder`]). Every server listens on an address the caller picks
+//! ([`DnsResponder`]); and the scene `airlock demo` plays in ([`demo`]). Every server listens on an address the caller picks
 //! (the demo and tests use 127.0.0.0/8), runs on its own thread with its own
 //! runtime (so a caller that blocks, running `curl` or a child process,
 //! cannot stall it) and stops when dropped.
@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod ca;
+pub mod demo;
 mod dns;
 mod error;
 mod server;

@@ -32,7 +32,7 @@
 //! and blind tunnels are not seen by hooks; a `101`'s headers are.
 #![forbid(unsafe_code)]
 
-use airlock_types::{AuditEvent, Decision, Reason, RequestId, RunId, TenantId};
+use airlock_types::{AuditEvent, Decision, Reason, RequestId, RunContext, RunId, TenantId};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use std::future::Future;
@@ -70,6 +70,11 @@ pub struct RequestCtx {
     pub tenant: TenantId,
     /// The run, when the proxy serves one.
     pub run: Option<RunId>,
+    /// Whose the request is — tenant, agent, run and who started the run —
+    /// when the proxy serves a run (`tenant` and `run` above are the same
+    /// as its own). Hooks stamp it on their audit events
+    /// ([`AuditEvent::with_context`]).
+    pub context: Option<RunContext>,
     /// The proxy's id for this request (on every audit record about it).
     pub request: RequestId,
     /// `http` or `https`: the scheme the request goes out with.
@@ -103,6 +108,7 @@ impl RequestCtx {
         RequestCtx {
             tenant,
             run,
+            context: None,
             request,
             scheme,
             host: host.into(),
@@ -110,6 +116,25 @@ impl RequestCtx {
             method,
             path: path.into(),
             via,
+        }
+    }
+}
+
+impl RequestCtx {
+    /// Attach the run's context (its tenant and run replace `tenant` and
+    /// `run`, so the two never disagree).
+    pub fn with_context(mut self, ctx: RunContext) -> Self {
+        self.tenant = ctx.tenant.clone();
+        self.run = Some(ctx.run.clone());
+        self.context = Some(ctx);
+        self
+    }
+
+    /// Stamp this request's run context, when there is one, on `event`.
+    pub fn stamp(&self, event: AuditEvent) -> AuditEvent {
+        match &self.context {
+            Some(c) => event.with_context(c),
+            None => event,
         }
     }
 }

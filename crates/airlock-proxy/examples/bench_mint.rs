@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ProxyConfig::default(),
             Arc::new(airlock_policy::EgressPolicy::read_public()),
             Arc::new(airlock_types::NullSink),
-            None,
+            airlock_proxy::Scope::Tenant(airlock_types::TenantId::default_tenant()),
         )
     })?;
     let mut samples = Vec::new();

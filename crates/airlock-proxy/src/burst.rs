@@ -28,7 +28,7 @@ const MAX_KEYS: usize = 4096;
 /// What makes two failure records identical.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
-    pub(crate) action: String,
+    pub(crate) action: airlock_types::Action,
     pub(crate) resource: String,
     pub(crate) reason: Reason,
     pub(crate) detail: String,
@@ -117,7 +117,7 @@ mod tests {
 
     fn key(detail: &str) -> Key {
         Key {
-            action: "egress.connection".into(),
+            action: airlock_types::Action::EgressConnection,
             resource: "client 127.0.0.1".into(),
             reason: Reason::MalformedRequest,
             detail: detail.into(),

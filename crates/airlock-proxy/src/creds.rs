@@ -40,7 +40,7 @@ use crate::respond;
 use airlock_broker::{Broker, Denial, Destination, Found, HANDLE_PREFIX, Use, find_handles};
 use airlock_hook::{Hook, OnRequest, Outcome, Refusal, RequestCtx, ResponseRefusal};
 use airlock_scrub::{Category, ScrubError, Scrubber, StreamScrubber};
-use airlock_types::{Decision, EventSink, Reason, RequestId, RunId, Secret, TenantId};
+use airlock_types::{Decision, EventSink, Reason, RunId, Secret};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -161,15 +161,15 @@ impl Credentials {
     pub(crate) fn record_uses(
         &self,
         sink: &dyn EventSink,
-        tenant: &TenantId,
-        rid: &RequestId,
+        ctx: &RequestCtx,
         dest: &Destination<'_>,
         uses: &[Use],
     ) -> Result<(), ()> {
         for u in uses {
             let ev = u
-                .audit_event(tenant.clone(), self.run.clone(), dest)
-                .with_request(rid.clone());
+                .audit_event(ctx.tenant.clone(), self.run.clone(), dest)
+                .with_request(ctx.request.clone());
+            let ev = ctx.stamp(ev);
             if let Err(e) = sink.emit(ev) {
                 tracing::error!(error = %e, "audit sink refused a credential use; refusing the request");
                 return Err(());
@@ -309,10 +309,7 @@ impl Credentials {
         match self.inject(&mut parts.headers, &ctx.path, query.as_deref(), &dest) {
             Ok(placed) => {
                 let sink = self.sink.as_ref();
-                if self
-                    .record_uses(sink, &ctx.tenant, &ctx.request, &dest, &placed.uses)
-                    .is_err()
-                {
+                if self.record_uses(sink, ctx, &dest, &placed.uses).is_err() {
                     let d = Decision::deny(Reason::AuditUnavailable);
                     return Outcome::Refuse(Refusal::new(d, body));
                 }
@@ -330,9 +327,11 @@ impl Credentials {
                 Outcome::Continue(Request::from_parts(parts, body))
             }
             Err(denial) => {
-                let ev = denial
-                    .audit_event(ctx.tenant.clone(), self.run.clone(), &dest)
-                    .with_request(ctx.request.clone());
+                let ev = ctx.stamp(
+                    denial
+                        .audit_event(ctx.tenant.clone(), self.run.clone(), &dest)
+                        .with_request(ctx.request.clone()),
+                );
                 let refusal = Refusal::new(Decision::deny(denial.reason), body);
                 Outcome::Refuse(refusal.with_event(ev))
             }

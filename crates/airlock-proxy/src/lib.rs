@@ -113,7 +113,7 @@ mod upstream;
 pub use config::{Limits, ProxyConfig, ResolverSettings, Timeouts};
 pub use error::ProxyError;
 pub use respond::REASON_HEADER;
-pub use server::Proxy;
+pub use server::{Proxy, Scope};
 
 /// Check that `pem` holds at least one usable CA certificate, as
 /// [`ProxyConfig::upstream_extra_ca_pem`] requires. Lets a configuration

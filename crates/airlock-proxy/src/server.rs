@@ -24,8 +24,8 @@ use airlock_broker::Broker;
 use airlock_hook::Hook;
 use airlock_policy::{Host, Scheme};
 use airlock_types::{
-    Actor, ActorKind, AuditEvent, Decision, EventResult, EventSink, Reason, RequestId, RunId,
-    TenantId,
+    Action, Actor, ActorKind, AuditEvent, Decision, EventResult, EventSink, Reason, RequestId,
+    RunContext, RunId, TenantId,
 };
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +50,9 @@ struct Inner {
     run: Option<RunId>,
     actor: Actor,
     tenant: TenantId,
+    /// The run's context (tenant, agent, run, who started it), stamped on
+    /// every event and handed to every hook.
+    context: Option<RunContext>,
     ca: CertAuthority,
     resolver: Resolver,
     tls_client: Arc<rustls::ClientConfig>,
@@ -111,16 +114,32 @@ struct TunnelTarget {
     addrs: Vec<IpAddr>,
 }
 
+/// Whose traffic a proxy carries: stamped on every audit event it records
+/// and handed to every hook.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// A proxy serving a tenant outside any run (`airlock proxy`).
+    Tenant(TenantId),
+    /// A proxy serving one run.
+    Run(RunContext),
+}
+
+impl From<RunContext> for Scope {
+    fn from(ctx: RunContext) -> Self {
+        Scope::Run(ctx)
+    }
+}
+
 impl Proxy {
-    /// Build a proxy: generates the in-memory interception CA, the upstream
-    /// TLS configuration and the resolver.
+    /// Build a proxy for `scope`: generates the in-memory interception CA,
+    /// the upstream TLS configuration and the resolver.
     pub fn new(
         cfg: ProxyConfig,
         policy: Arc<airlock_policy::EgressPolicy>,
         sink: Arc<dyn EventSink>,
-        run: Option<RunId>,
+        scope: Scope,
     ) -> Result<Self, ProxyError> {
-        Proxy::build(cfg, policy, sink, run, None)
+        Proxy::build(cfg, policy, sink, scope, None)
     }
 
     /// A proxy for a run that holds credential handles minted by `broker`:
@@ -134,12 +153,12 @@ impl Proxy {
         cfg: ProxyConfig,
         policy: Arc<airlock_policy::EgressPolicy>,
         sink: Arc<dyn EventSink>,
-        run: RunId,
+        run: RunContext,
         broker: Arc<Broker>,
     ) -> Result<Self, ProxyError> {
-        let creds =
-            Credentials::new(broker, run.clone(), sink.clone()).map_err(ProxyError::Scrubber)?;
-        Proxy::build(cfg, policy, sink, Some(run), Some(creds))
+        let creds = Credentials::new(broker, run.run.clone(), sink.clone())
+            .map_err(ProxyError::Scrubber)?;
+        Proxy::build(cfg, policy, sink, Scope::Run(run), Some(creds))
     }
 
     /// Add a [`Hook`] on every request the proxy can read (plain requests
@@ -160,9 +179,14 @@ impl Proxy {
         cfg: ProxyConfig,
         policy: Arc<airlock_policy::EgressPolicy>,
         sink: Arc<dyn EventSink>,
-        run: Option<RunId>,
+        scope: Scope,
         creds: Option<Credentials>,
     ) -> Result<Self, ProxyError> {
+        let (tenant, context) = match scope {
+            Scope::Tenant(t) => (t, None),
+            Scope::Run(c) => (c.tenant.clone(), Some(c)),
+        };
+        let run = context.as_ref().map(|c| c.run.clone());
         let ca = CertAuthority::generate()?;
         let tls_client = upstream::client_tls(cfg.upstream_extra_ca_pem.as_deref())?;
         let mut h1_only = (*tls_client).clone();
@@ -184,7 +208,8 @@ impl Proxy {
                 sink,
                 run,
                 actor,
-                tenant: TenantId::default_tenant(),
+                tenant,
+                context,
                 ca,
                 resolver,
                 tls_client,
@@ -346,7 +371,7 @@ impl Inner {
 
     fn event(
         &self,
-        action: &str,
+        action: Action,
         resource: &str,
         reason: Reason,
         result: EventResult,
@@ -364,14 +389,25 @@ impl Inner {
         if let Some(r) = &self.run {
             ev = ev.with_run(r.clone());
         }
+        if let Some(a) = self.context.as_ref().and_then(|c| c.agent.as_ref()) {
+            ev = ev.with_agent(a.clone());
+        }
         ev
+    }
+
+    /// Stamp the run's context (tenant, agent, run) on an event a hook made.
+    fn stamp(&self, ev: AuditEvent) -> AuditEvent {
+        match &self.context {
+            Some(c) => ev.with_context(c),
+            None => ev,
+        }
     }
 
     /// Record a decision. If the sink refuses, the decision becomes a denial
     /// with `audit_unavailable`: nothing passes unrecorded.
     fn record_decision(
         &self,
-        action: &str,
+        action: Action,
         resource: &str,
         d: Decision,
         rid: &RequestId,
@@ -399,9 +435,9 @@ impl Inner {
     fn deny_invalid_url(&self, rid: &RequestId, e: &airlock_policy::HostError) -> Decision {
         let resource = "<invalid URL>";
         let reason = e.reason();
-        self.record_failure("egress.request", resource, reason, rid, e.to_string());
+        self.record_failure(Action::EgressRequest, resource, reason, rid, e.to_string());
         let d = Decision::deny(reason);
-        self.record_decision("egress.request", resource, d, rid, &[])
+        self.record_decision(Action::EgressRequest, resource, d, rid, &[])
     }
 
     /// Record a failure that is not a policy decision (malformed input, a
@@ -410,14 +446,14 @@ impl Inner {
     /// first is recorded at once, the repeats as one record with a count.
     fn record_failure(
         &self,
-        action: &str,
+        action: Action,
         resource: &str,
         reason: Reason,
         rid: &RequestId,
         detail: String,
     ) {
         let key = burst::Key {
-            action: action.to_owned(),
+            action,
             resource: resource.to_owned(),
             reason,
             detail,
@@ -446,7 +482,7 @@ impl Inner {
             let rid = self.request_id();
             let ev = self
                 .event(
-                    &key.action,
+                    key.action,
                     &key.resource,
                     key.reason,
                     EventResult::Failure,

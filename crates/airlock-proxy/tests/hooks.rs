@@ -98,7 +98,7 @@ impl Hook for Budget {
             let event = AuditEvent::new(
                 ctx.tenant.clone(),
                 Actor::new(ActorKind::Agent, "budget-hook"),
-                "llm.budget",
+                airlock_types::Action::LlmBudget,
                 format!("{}://{}{}", ctx.scheme, ctx.host, ctx.path),
                 decision.reason,
                 EventResult::Failure,
@@ -230,8 +230,23 @@ fn start_for(
     let dir = tempfile::tempdir().expect("tmp");
     let served = support::serve(move || {
         let mut proxy = match creds {
-            Some((run, broker)) => Proxy::with_credentials(cfg, policy, sink, run, broker),
-            None => Proxy::new(cfg, policy, sink, None),
+            Some((run, broker)) => Proxy::with_credentials(
+                cfg,
+                policy,
+                sink,
+                airlock_types::RunContext::new(
+                    airlock_types::TenantId::default_tenant(),
+                    run,
+                    airlock_types::Actor::system(),
+                ),
+                broker,
+            ),
+            None => Proxy::new(
+                cfg,
+                policy,
+                sink,
+                airlock_proxy::Scope::Tenant(airlock_types::TenantId::default_tenant()),
+            ),
         }
         .expect("proxy");
         for h in hooks {

@@ -83,8 +83,15 @@ fn start_with(
     let policy = EgressPolicy::compile(spec).expect("policy compiles");
     cfg.resolver = ResolverSettings::NameServers(vec![dns.addr()]);
     let dir = tempfile::tempdir().expect("tmp");
-    let served =
-        support::serve(move || Proxy::new(cfg, Arc::new(policy), sink, None).expect("proxy"));
+    let served = support::serve(move || {
+        Proxy::new(
+            cfg,
+            Arc::new(policy),
+            sink,
+            airlock_proxy::Scope::Tenant(airlock_types::TenantId::default_tenant()),
+        )
+        .expect("proxy")
+    });
     let (addr, stop_tx) = (served.addr, served.stop);
     let ca_path = dir.path().join("proxy-ca.pem");
     std::fs::write(&ca_path, served.ca_pem).expect("write ca");
@@ -940,7 +947,14 @@ fn drain_finishes_the_request_in_flight_and_closes_idle_connections() {
         .expect("rt");
     let sink = Arc::new(MemorySink::new());
     let proxy = rt
-        .block_on(async { Proxy::new(cfg, Arc::new(policy), sink.clone(), None) })
+        .block_on(async {
+            Proxy::new(
+                cfg,
+                Arc::new(policy),
+                sink.clone(),
+                airlock_proxy::Scope::Tenant(airlock_types::TenantId::default_tenant()),
+            )
+        })
         .expect("proxy");
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -1625,8 +1639,18 @@ fn a_101_echoing_a_secret_has_its_headers_scrubbed() {
             .build()
             .expect("rt");
         rt.block_on(async move {
-            let proxy =
-                Proxy::with_credentials(cfg, Arc::new(policy), s2, run, broker).expect("proxy");
+            let proxy = Proxy::with_credentials(
+                cfg,
+                Arc::new(policy),
+                s2,
+                airlock_types::RunContext::new(
+                    airlock_types::TenantId::default_tenant(),
+                    run,
+                    airlock_types::Actor::system(),
+                ),
+                broker,
+            )
+            .expect("proxy");
             let l = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");

@@ -1,6 +1,6 @@
 //! Typed audit events.
 
-use crate::{Decision, Outcome, Reason, RequestId, RunId, TenantId};
+use crate::{Action, AgentId, Decision, Outcome, Reason, RequestId, RunContext, RunId, TenantId};
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -84,12 +84,17 @@ pub struct AuditEvent {
     pub tenant: TenantId,
     /// Who did it.
     pub actor: Actor,
+    /// The agent it belongs to, when the front end that started the run
+    /// named one (the single-user CLI names none; then the field is absent
+    /// from the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<AgentId>,
     /// The run it belongs to, if any.
     pub run_id: Option<RunId>,
     /// The request it belongs to, if any.
     pub request_id: Option<RequestId>,
-    /// What was done, as a dotted name (`egress.request`, `cli.init`, `sandbox.start`).
-    pub action: String,
+    /// What was done (serialized as its dotted name, `egress.request`).
+    pub action: Action,
     /// What it was done to (a URL without credentials, a path, a secret's name).
     pub resource: String,
     /// The decision's outcome, when the event is a decision.
@@ -108,7 +113,7 @@ impl AuditEvent {
     pub fn new(
         tenant: TenantId,
         actor: Actor,
-        action: impl Into<String>,
+        action: Action,
         resource: impl Into<String>,
         reason: Reason,
         result: EventResult,
@@ -117,9 +122,10 @@ impl AuditEvent {
             time: Timestamp::now(),
             tenant,
             actor,
+            agent_id: None,
             run_id: None,
             request_id: None,
-            action: action.into(),
+            action,
             resource: resource.into(),
             decision: None,
             reason,
@@ -143,6 +149,21 @@ impl AuditEvent {
     /// Attach a run id.
     pub fn with_run(mut self, run: RunId) -> Self {
         self.run_id = Some(run);
+        self
+    }
+
+    /// Attach an agent id.
+    pub fn with_agent(mut self, agent: AgentId) -> Self {
+        self.agent_id = Some(agent);
+        self
+    }
+
+    /// Stamp the run's tenant, agent and run id (the actor stays the one
+    /// given at creation: the operator, the agent's traffic, Airlock).
+    pub fn with_context(mut self, ctx: &RunContext) -> Self {
+        self.tenant = ctx.tenant.clone();
+        self.agent_id = ctx.agent.clone();
+        self.run_id = Some(ctx.run.clone());
         self
     }
 

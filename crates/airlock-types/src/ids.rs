@@ -77,6 +77,12 @@ id_type!(
     "run id"
 );
 id_type!(
+    /// One agent: the program a tenant runs under Airlock (one agent has
+    /// many runs).
+    AgentId,
+    "agent id"
+);
+id_type!(
     /// One request through a proxy or gateway.
     RequestId,
     "request id"

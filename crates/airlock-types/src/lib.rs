@@ -1,9 +1,10 @@
 //! Airlock's shared vocabulary.
 //!
 //! This crate holds the types every boundary speaks: identifiers
-//! ([`TenantId`], [`RunId`], [`RequestId`]), policy outcomes ([`Outcome`],
+//! ([`TenantId`], [`AgentId`], [`RunId`], [`RequestId`]), whose they are
+//! ([`RunContext`]), policy outcomes ([`Outcome`],
 //! [`Decision`], [`Reason`]), the [`Secret`] wrapper, typed audit events
-//! ([`AuditEvent`]) and the [`EventSink`] trait through which every crate
+//! ([`AuditEvent`], whose [`Action`]s are a catalogue) and the [`EventSink`] trait through which every crate
 //! reports what it decided.
 //!
 //! It does no I/O and has no knowledge of files, sockets or databases. It
@@ -13,14 +14,18 @@
 //! exposed value elsewhere.
 #![forbid(unsafe_code)]
 
+mod action;
+mod context;
 mod decision;
 mod event;
 mod ids;
 mod secret;
 mod sink;
 
+pub use action::Action;
+pub use context::RunContext;
 pub use decision::{Decision, Outcome, Reason};
 pub use event::{Actor, ActorKind, AuditEvent, EventResult, Timestamp};
-pub use ids::{IdError, RequestId, RunId, TenantId};
+pub use ids::{AgentId, IdError, RequestId, RunId, TenantId};
 pub use secret::Secret;
 pub use sink::{EventSink, MemorySink, NullSink, SinkError};

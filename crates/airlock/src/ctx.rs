@@ -1,7 +1,8 @@
 //! Global options resolved into a context every command receives.
 
 use crate::config::{self, Config};
-use airlock_types::Secret;
+use airlock_runtime::Home;
+use airlock_types::TenantId;
 use anyhow::Context as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,18 +24,23 @@ pub struct GlobalArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Resolved global context.
+/// Resolved global context: the runtime's [`Home`] (data directory,
+/// configuration file, the environment read once).
 #[derive(Debug)]
 pub struct Ctx {
-    pub data_dir: PathBuf,
-    pub config_path: PathBuf,
-    /// The user named the config file explicitly (so a missing file is an error).
-    pub config_explicit: bool,
-    /// `AIRLOCK_ENV=production`.
-    pub production: bool,
-    /// The process environment, read once (variables whose name or value is
-    /// not UTF-8 are left out). Libraries get this map, never `std::env`.
-    pub env: HashMap<String, String>,
+    pub home: Home,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Home;
+    fn deref(&self) -> &Home {
+        &self.home
+    }
+}
+
+/// The tenant whose log and vault the embedded single-user CLI uses.
+pub fn tenant() -> TenantId {
+    TenantId::default_tenant()
 }
 
 impl Ctx {
@@ -57,11 +63,13 @@ impl Ctx {
             Err(_) => false,
         };
         Ok(Ctx {
-            data_dir,
-            config_path,
-            config_explicit,
-            production,
-            env,
+            home: Home {
+                data_dir,
+                config_path,
+                config_explicit,
+                production,
+                env,
+            },
         })
     }
 
@@ -75,38 +83,29 @@ impl Ctx {
         Ok(config::load(&self.config_path)?)
     }
 
-    /// An environment variable as a secret, `None` when unset or empty.
-    pub fn env_secret(&self, var: &str) -> Option<Secret<String>> {
-        airlock_vault::env_secret(&self.env, var)
-    }
-
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.data_dir.join(rel)
-    }
-
-    /// Fail with a clear message when `airlock init` has not been run.
-    pub fn require_initialized(&self) -> anyhow::Result<()> {
-        let db = self.db_path();
-        if !db.exists() {
-            anyhow::bail!(
-                "{}: no Airlock database here; run `airlock init` first (or pass --data-dir)",
-                db.display()
-            );
+    /// Load the configuration and, in production mode, refuse insecure settings.
+    pub fn load_checked_config(&self) -> anyhow::Result<Config> {
+        let cfg = self.load_config()?;
+        if self.production {
+            airlock_runtime::production::enforce(&self.home)?;
         }
-        Ok(())
+        Ok(cfg)
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.path("airlock.db")
+    /// The audit settings of the configuration, for the runtime.
+    pub fn audit_settings(&self) -> Result<airlock_runtime::AuditSettings, String> {
+        self.load_config()
+            .map(|c| c.audit)
+            .map_err(|e| format!("{e:#}"))
     }
-    pub fn audit_key_path(&self) -> PathBuf {
-        self.path("keys/audit-signing.key")
-    }
-    pub fn audit_pubkey_path(&self) -> PathBuf {
-        self.path("keys/audit-signing.pub")
-    }
-    pub fn checkpoint_path(&self) -> PathBuf {
-        self.path("audit.checkpoints")
+
+    /// Open the CLI tenant's audit log.
+    pub fn auditor(&self, cfg: &Config) -> anyhow::Result<airlock_runtime::audit::Auditor> {
+        Ok(airlock_runtime::audit::open(
+            &self.home,
+            &tenant(),
+            &cfg.audit,
+        )?)
     }
 }
 

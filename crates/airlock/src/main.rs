@@ -4,15 +4,12 @@
 //! to exit codes: 0 ok, 1 a check failed, 2 usage or configuration error.
 #![forbid(unsafe_code)]
 
-mod auditing;
 mod cli;
 mod cmd;
 mod config;
 mod ctx;
-mod datadir;
 mod logging;
 mod master_key;
-mod production;
 
 use std::process::ExitCode;
 

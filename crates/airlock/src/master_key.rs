@@ -1,78 +1,28 @@
-//! The vault's master key as every command finds it: the key file's place,
-//! creating it on first use, unlocking the vault (prompting for a passphrase
-//! when the environment has none) and production mode's rules for it.
-//!
-//! Key source, in order (decided by [`airlock_vault::resolve_key_source`]
-//! over the environment captured in [`Ctx`]): `AIRLOCK_MASTER_KEY` (32 bytes,
-//! base64 or hex); for a vault locked with a passphrase, `AIRLOCK_PASSPHRASE`
-//! or a prompt on the terminal; for a new vault, `AIRLOCK_PASSPHRASE` if set;
-//! otherwise the key file `<data-dir>/keys/master.key` (mode 0600).
+//! The vault's master key as the CLI finds it: the runtime resolves the
+//! source (see `airlock_runtime::master_key`); this module adds the
+//! terminal prompt for a passphrase the environment does not give.
 
 use crate::ctx::Ctx;
 use airlock_store::SqliteStore;
 use airlock_types::Secret;
-use airlock_vault::{
-    ENV_PASSPHRASE, KeyFile, KeyResolution, KeySource, Lock, Passphrase, Vault, lock_state,
-    resolve_key_source,
-};
+use airlock_vault::{ENV_PASSPHRASE, Vault};
 use anyhow::Context as _;
 use std::io::{BufRead as _, Write as _};
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
 
-/// Production mode refuses shorter passphrases.
-pub const MIN_PRODUCTION_PASSPHRASE: usize = 12;
+pub use airlock_runtime::master_key::{MIN_PRODUCTION_PASSPHRASE, ensure_master_key};
 
-pub fn master_key_path(ctx: &Ctx) -> PathBuf {
-    ctx.path("keys/master.key")
-}
-
-/// Create the master key file when the vault has no key yet and no key comes
-/// from the environment. Returns the path when it created the file. Meant
-/// for `airlock init` too.
-pub fn ensure_master_key(ctx: &Ctx) -> anyhow::Result<Option<PathBuf>> {
-    if airlock_vault::env_supplies_key(&ctx.env) {
-        return Ok(None);
-    }
-    if ctx.db_path().exists() {
-        let store = SqliteStore::open(&ctx.db_path())?;
-        if lock_state(&store)? != Lock::New {
-            return Ok(None);
-        }
-    }
-    let path = master_key_path(ctx);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create key directory", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("{}: cannot set mode 0700", dir.display()))?;
-    }
-    Ok(KeyFile::new(&path).create()?.then_some(path))
-}
-
-/// The key source for a vault locked as `lock` (order: see the module doc);
-/// prompts on the terminal for a passphrase the environment does not give.
-pub fn key_source(ctx: &Ctx, lock: &Lock) -> anyhow::Result<Box<dyn KeySource>> {
-    match resolve_key_source(&master_key_path(ctx), &ctx.env, lock)? {
-        KeyResolution::Source(s) => Ok(s),
-        KeyResolution::AskPassphrase => {
-            let p = prompt_hidden("Vault passphrase: ").with_context(|| {
-                format!(
-                    "the vault is locked with a passphrase: set {ENV_PASSPHRASE} or run on a terminal"
-                )
-            })?;
-            Ok(Box::new(Passphrase::new(p, "terminal prompt")?))
-        }
-    }
+/// The passphrase prompt on the terminal, for the runtime.
+pub fn prompt() -> Result<Secret<String>, String> {
+    prompt_hidden("Vault passphrase: ").map_err(|e| {
+        format!(
+            "the vault is locked with a passphrase: set {ENV_PASSPHRASE} or run on a terminal: {e:#}"
+        )
+    })
 }
 
 /// Open and unlock the data directory's vault.
 pub fn open_vault(ctx: &Ctx) -> anyhow::Result<Vault<SqliteStore>> {
-    ctx.require_initialized()?;
-    let store = SqliteStore::open(&ctx.db_path())?;
-    let lock = lock_state(&store)?;
-    let source = key_source(ctx, &lock)?;
-    Ok(Vault::unlock(store, source.as_ref())?)
+    Ok(airlock_runtime::master_key::open_vault(ctx, &prompt)?)
 }
 
 /// Read a line from the terminal without echo. Fails when there is no terminal.

@@ -64,7 +64,7 @@ fn add_events(dir: &Path, n: u64, every: u64) {
         let e = AuditEvent::new(
             TenantId::default_tenant(),
             Actor::new(ActorKind::Agent, "run-1"),
-            "egress.request",
+            airlock_types::Action::EgressRequest,
             format!("https://example.com/{i}"),
             Reason::RuleAllow,
             EventResult::Success,

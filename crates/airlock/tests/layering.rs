@@ -3,7 +3,8 @@
 //! Dependencies point one way: vocabulary at the bottom; pure logic and
 //! storage above it; vault and audit above storage; the boundaries that touch
 //! the outside world above those; the control plane above them; the binary on
-//! top. `airlock-testkit` is only ever a dev-dependency. `airlock-fixtures`
+//! top; the run machinery (`airlock-runtime`) sits between the boundaries and the
+//! control plane. `airlock-testkit` is only ever a dev-dependency. `airlock-fixtures`
 //! (the local CA, servers and DNS responder) sits just under the binary, so
 //! no library can ship it: only the binary (for `airlock demo`) and the test
 //! kit use it. Only `airlock-sandbox` may contain `unsafe`.
@@ -21,12 +22,14 @@ fn layer(name: &str) -> Option<u8> {
         | "airlock-hook" => 1,
         "airlock-audit" | "airlock-vault" => 2,
         "airlock-sandbox" | "airlock-proxy" | "airlock-gateway" => 3,
-        "airlock-api" => 4,
+        // Runs a run over the boundaries; every front end uses it.
+        "airlock-runtime" => 4,
+        "airlock-api" => 5,
         // Local stand-ins for upstreams and DNS: below the binary only, so
-        // no library (layers 0-4) can depend on it, even for its tests.
-        "airlock-fixtures" => 4,
-        "airlock" => 5,
-        "airlock-testkit" => 4,
+        // no library (layers 0-5) can depend on it, even for its tests.
+        "airlock-fixtures" => 5,
+        "airlock" => 6,
+        "airlock-testkit" => 5,
         _ => return None,
     })
 }

@@ -23,7 +23,7 @@ pub fn harness() -> &'static Harness {
         cfg.timeouts.connect = Duration::from_millis(50);
         let policy = Arc::new(airlock_policy::EgressPolicy::read_public());
         let proxy = rt
-            .block_on(async { Proxy::new(cfg, policy, Arc::new(airlock_types::NullSink), None) })
+            .block_on(async { Proxy::new(cfg, policy, Arc::new(airlock_types::NullSink), airlock_proxy::Scope::Tenant(airlock_types::TenantId::default_tenant())) })
             .expect("proxy");
         Harness { rt, proxy }
     })

@@ -39,7 +39,7 @@ impl Inner {
             Ok((h, p)) if p != 0 || raw.ends_with(":0") => (h, p),
             Ok(_) | Err(_) => {
                 let d = self.record_decision(
-                    "egress.connect",
+                    airlock_types::Action::EgressConnect,
                     "<invalid CONNECT target>",
                     Decision::deny(Reason::InvalidHost),
                     &rid,
@@ -74,7 +74,7 @@ impl Inner {
             ConnectPlan::Intercept(d) => (d, "intercept"),
         };
         let decision = self.record_decision(
-            "egress.connect",
+            airlock_types::Action::EgressConnect,
             &res,
             decision,
             &rid,
@@ -146,7 +146,7 @@ impl Inner {
                 match splice(client, tcp, idle).await {
                     SpliceEnd::Idle => {
                         this.record_failure(
-                            "egress.connect",
+                            airlock_types::Action::EgressConnect,
                             &res,
                             Reason::LimitExceeded,
                             &rid,
@@ -215,7 +215,7 @@ impl Inner {
             }
         };
         let d = self.record_decision(
-            "egress.tls",
+            airlock_types::Action::EgressTls,
             res,
             Decision::deny(reason),
             rid,

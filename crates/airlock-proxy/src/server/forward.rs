@@ -91,7 +91,13 @@ impl Inner {
                 .collect();
             details.push(("upgrade", p));
         }
-        let decision = self.record_decision("egress.request", &res, decision, &rid, &details);
+        let decision = self.record_decision(
+            airlock_types::Action::EgressRequest,
+            &res,
+            decision,
+            &rid,
+            &details,
+        );
         if !decision.is_allow() {
             return refuse_with_body(req.into_body(), respond::denied(decision));
         }
@@ -158,6 +164,10 @@ impl Inner {
                 url.path.clone(),
                 via,
             );
+            let ctx = match &self.context {
+                Some(c) => ctx.with_context(c.clone()),
+                None => ctx,
+            };
             let Ok(uri) = path_and_query.parse::<Uri>() else {
                 return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
             };
@@ -238,7 +248,7 @@ impl Inner {
             }
             Err(_) => {
                 self.record_failure(
-                    "egress.upstream",
+                    airlock_types::Action::EgressUpstream,
                     &res,
                     Reason::UpstreamUnreachable,
                     &rid,
@@ -324,7 +334,7 @@ impl Inner {
         detail: &str,
     ) -> Response<ProxyBody> {
         let d = self.record_decision(
-            "egress.upgrade",
+            airlock_types::Action::EgressUpgrade,
             res,
             Decision::deny(Reason::UpgradeMismatch),
             rid,
@@ -343,7 +353,13 @@ impl Inner {
             DialError::Unreachable(d) => (Reason::UpstreamUnreachable, d),
             DialError::Tls(d) => (Reason::UpstreamTlsFailed, d),
         };
-        self.record_failure("egress.upstream", res, reason, rid, detail);
+        self.record_failure(
+            airlock_types::Action::EgressUpstream,
+            res,
+            reason,
+            rid,
+            detail,
+        );
         respond::error(StatusCode::BAD_GATEWAY, reason)
     }
 

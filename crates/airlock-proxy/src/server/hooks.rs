@@ -30,7 +30,7 @@ impl Inner {
                 Outcome::Continue(r) => {
                     let detail = format!("hook {i} changed the request's method or path");
                     self.record_failure(
-                        "egress.hook",
+                        airlock_types::Action::EgressHook,
                         res,
                         Reason::CheckFailed,
                         &ctx.request,
@@ -49,7 +49,7 @@ impl Inner {
     fn hook_refused(&self, r: Refusal) -> Response<ProxyBody> {
         let recorded = match r.event {
             None => true,
-            Some(ev) => match self.sink.emit(ev) {
+            Some(ev) => match self.sink.emit(self.stamp(ev)) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::error!(error = %e, "audit sink refused a hook's refusal; denying");
@@ -83,7 +83,13 @@ impl Inner {
                 Ok(r) => resp = r,
                 Err(refusal) => {
                     let (reason, rid) = (refusal.reason, &ctx.request);
-                    self.record_failure("egress.response", res, reason, rid, refusal.detail);
+                    self.record_failure(
+                        airlock_types::Action::EgressResponse,
+                        res,
+                        reason,
+                        rid,
+                        refusal.detail,
+                    );
                     return Err(respond::error(refusal.status, reason));
                 }
             }

@@ -32,7 +32,7 @@ impl Inner {
                 "client TLS handshake timed out".into(),
             ),
         };
-        self.record_failure("egress.tls", res, reason, rid, detail);
+        self.record_failure(airlock_types::Action::EgressTls, res, reason, rid, detail);
     }
 
     /// Terminate the client's TLS with a leaf for the CONNECT host, then
@@ -66,7 +66,7 @@ impl Inner {
             Ok(c) => c,
             Err(e) => {
                 return self.record_failure(
-                    "egress.tls",
+                    airlock_types::Action::EgressTls,
                     &res,
                     Reason::CheckFailed,
                     &rid,
@@ -135,7 +135,7 @@ impl Inner {
         {
             let res = resource(Scheme::Https, &target.host, target.port, "");
             let d = self.record_decision(
-                "egress.request",
+                airlock_types::Action::EgressRequest,
                 &res,
                 Decision::deny(Reason::UpgradeRefused),
                 &rid,
@@ -162,7 +162,7 @@ impl Inner {
                 _ => {
                     let res = resource(Scheme::Https, &target.host, target.port, "");
                     let d = self.record_decision(
-                        "egress.request",
+                        airlock_types::Action::EgressRequest,
                         &res,
                         Decision::deny(Reason::RuleDeny),
                         &rid,
@@ -186,7 +186,7 @@ impl Inner {
             }
             Err(e) => {
                 self.record_failure(
-                    "egress.request",
+                    airlock_types::Action::EgressRequest,
                     "<invalid URL>",
                     Reason::MalformedRequest,
                     &rid,

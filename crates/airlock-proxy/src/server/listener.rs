@@ -36,7 +36,7 @@ impl Inner {
         let Ok(_permit) = self.conns.clone().try_acquire_owned() else {
             let rid = self.request_id();
             self.record_failure(
-                "egress.connection",
+                airlock_types::Action::EgressConnection,
                 &client(peer),
                 Reason::LimitExceeded,
                 &rid,
@@ -115,7 +115,13 @@ impl Inner {
                 let rid = self.request_id();
                 let who = client(peer);
                 let what = "request head not received in time".into();
-                self.record_failure("egress.connection", &who, Reason::LimitExceeded, &rid, what);
+                self.record_failure(
+                    airlock_types::Action::EgressConnection,
+                    &who,
+                    Reason::LimitExceeded,
+                    &rid,
+                    what,
+                );
                 return None;
             }
         }
@@ -148,7 +154,13 @@ impl Inner {
             return; // the client went away; nothing was asked
         };
         let rid = self.request_id();
-        self.record_failure("egress.connection", who, reason, &rid, what.into());
+        self.record_failure(
+            airlock_types::Action::EgressConnection,
+            who,
+            reason,
+            &rid,
+            what.into(),
+        );
     }
 
     pub(super) async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -156,7 +168,7 @@ impl Inner {
         let target = req.uri().to_string();
         if target.len() > self.cfg.limits.max_request_line {
             self.record_failure(
-                "egress.request",
+                airlock_types::Action::EgressRequest,
                 "<request target too long>",
                 Reason::LimitExceeded,
                 &rid,
@@ -169,7 +181,7 @@ impl Inner {
         }
         let Some(scheme_str) = req.uri().scheme_str() else {
             self.record_failure(
-                "egress.request",
+                airlock_types::Action::EgressRequest,
                 "<origin-form request>",
                 Reason::MalformedRequest,
                 &rid,
@@ -179,7 +191,7 @@ impl Inner {
         };
         let Some(scheme) = Scheme::parse(scheme_str) else {
             self.record_failure(
-                "egress.request",
+                airlock_types::Action::EgressRequest,
                 "<unsupported scheme>",
                 Reason::MalformedRequest,
                 &rid,

@@ -71,7 +71,15 @@ pub fn start(spec: PolicySpec, dns: &DnsResponder) -> Running {
     cfg.timeouts.connect = Duration::from_millis(500);
     let sink = Arc::new(MemorySink::new());
     let s2 = sink.clone();
-    let served = serve(move || Proxy::new(cfg, Arc::new(policy), s2, None).expect("proxy"));
+    let served = serve(move || {
+        Proxy::new(
+            cfg,
+            Arc::new(policy),
+            s2,
+            airlock_proxy::Scope::Tenant(airlock_types::TenantId::default_tenant()),
+        )
+        .expect("proxy")
+    });
     Running {
         addr: served.addr,
         sink,

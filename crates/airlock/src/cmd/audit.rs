@@ -3,7 +3,6 @@
 //! Everything here opens the database read-only and never changes the audit
 //! data. Exit codes: 0 ok, 1 verification found a problem, 2 unusable input.
 
-use crate::auditing;
 use crate::ctx::{Ctx, EXIT_CHECK_FAILED, EXIT_OK};
 use airlock_audit::{InclusionProof, ProofError, Report};
 use airlock_store::{AuditStore, SqliteStore};
@@ -91,7 +90,7 @@ fn verify_log(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<u8> {
     let key = airlock_audit::load_public_key(&key_path)?;
     // One consistent view while other processes may be appending.
     let report =
-        airlock_audit::verify_log(&store, &auditing::tenant(), &key, &ctx.checkpoint_path())?;
+        airlock_audit::verify_log(&store, &crate::ctx::tenant(), &key, &ctx.checkpoint_path())?;
     if a.json {
         let mut v = serde_json::to_value(&report).context("cannot serialize the report")?;
         if let Some(o) = v.as_object_mut() {
@@ -184,7 +183,7 @@ fn verify_proof(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<u8> {
 
 fn tail(ctx: &Ctx, a: TailArgs) -> anyhow::Result<u8> {
     let store = open_read_only(ctx)?;
-    let count = store.record_count(&auditing::tenant())?;
+    let count = store.record_count(&crate::ctx::tenant())?;
     let from = count.saturating_sub(a.n);
     let format = if a.json {
         airlock_audit::ExportFormat::RecordJsonl
@@ -209,7 +208,7 @@ fn stream(
 ) -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let exported = airlock_audit::export(store, &auditing::tenant(), from, format, &mut out);
+    let exported = airlock_audit::export(store, &crate::ctx::tenant(), from, format, &mut out);
     let flushed = out.flush();
     match exported {
         Err(e) if e.is_broken_pipe() => return Ok(EXIT_OK),
@@ -225,7 +224,7 @@ fn stream(
 
 fn prove(ctx: &Ctx, a: ProveArgs) -> anyhow::Result<u8> {
     let store = open_read_only(ctx)?;
-    let tenant = auditing::tenant();
+    let tenant = crate::ctx::tenant();
     let file = airlock_audit::read_checkpoint_file(&ctx.checkpoint_path())?;
     let cp = airlock_audit::latest_checkpoint(&store, &tenant, &file)?
         .context("no signed checkpoint exists yet; nothing can be proven")?;

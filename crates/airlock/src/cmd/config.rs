@@ -18,7 +18,7 @@ pub enum ConfigCmd {
 pub fn run(ctx: &Ctx, cmd: ConfigCmd) -> anyhow::Result<u8> {
     match cmd {
         ConfigCmd::Check { json } => {
-            let cfg = crate::production::load_checked_config(ctx)?;
+            let cfg = ctx.load_checked_config()?;
             if json {
                 let v = serde_json::json!({
                     "ok": true,

@@ -1,7 +1,6 @@
 //! `airlock init`: create the data directory and everything in it. Idempotent.
 
 use crate::ctx::{Ctx, EXIT_OK};
-use crate::datadir;
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
@@ -12,7 +11,12 @@ pub struct InitArgs {
 }
 
 pub fn run(ctx: &Ctx, args: InitArgs) -> anyhow::Result<u8> {
-    let done = datadir::initialize(ctx)?;
+    let done = airlock_runtime::init::initialize(
+        ctx,
+        &crate::ctx::tenant(),
+        crate::config::DEFAULT_TOML,
+        || ctx.audit_settings(),
+    )?;
     report(args.json, &ctx.data_dir, &done.created, done.audit_index);
     Ok(EXIT_OK)
 }

@@ -1,12 +1,8 @@
 //! `airlock keys init|rotate|status`: the vault's master key. How every
 //! command finds the key lives in [`crate::master_key`].
 
-use crate::auditing::{self, operator};
 use crate::ctx::{Ctx, EXIT_OK};
-use crate::master_key::{
-    MIN_PRODUCTION_PASSPHRASE, ensure_master_key, master_key_path, open_vault, prompt_hidden,
-};
-use airlock_store::SqliteStore;
+use crate::master_key::{MIN_PRODUCTION_PASSPHRASE, ensure_master_key, open_vault, prompt_hidden};
 use airlock_types::{AuditEvent, EventResult, Reason};
 use airlock_vault::{ENV_MASTER_KEY, ENV_PASSPHRASE, Lock, Passphrase, RawKey, lock_state};
 use anyhow::Context as _;
@@ -59,17 +55,17 @@ fn new_passphrase(ctx: &Ctx) -> anyhow::Result<Passphrase> {
 }
 
 pub fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<u8> {
-    let cfg = crate::production::load_checked_config(ctx)?;
+    let cfg = ctx.load_checked_config()?;
     match cmd {
         KeysCmd::Init => {
             ctx.require_initialized()?;
-            let auditor = auditing::open(ctx, &cfg)?;
+            let auditor = ctx.auditor(&cfg)?;
             match ensure_master_key(ctx)? {
                 Some(path) => {
                     let ev = AuditEvent::new(
-                        auditing::tenant(),
-                        operator(),
-                        "vault.keys_init",
+                        crate::ctx::tenant(),
+                        airlock_runtime::audit::operator(ctx),
+                        airlock_types::Action::VaultKeysInit,
                         path.display().to_string(),
                         Reason::Recorded,
                         EventResult::Success,
@@ -88,7 +84,7 @@ pub fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<u8> {
 }
 
 fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow::Result<u8> {
-    let auditor = auditing::open(ctx, cfg)?;
+    let auditor = ctx.auditor(cfg)?;
     let mut vault = open_vault(ctx)?;
     let from = vault.source().to_owned();
     let current = match lock_state(vault.store())? {
@@ -97,7 +93,7 @@ fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow
         _ => KeyKind::KeyFile,
     };
     let to = to.unwrap_or(current);
-    let key_path = master_key_path(ctx);
+    let key_path = ctx.master_key_path();
     let mut notes = Vec::new();
     let rewrapped = match to {
         KeyKind::KeyFile => {
@@ -174,9 +170,9 @@ fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow
         ));
     }
     let ev = AuditEvent::new(
-        auditing::tenant(),
-        operator(),
-        "vault.keys_rotate",
+        crate::ctx::tenant(),
+        airlock_runtime::audit::operator(ctx),
+        airlock_types::Action::VaultKeysRotate,
         "master key",
         Reason::Recorded,
         EventResult::Success,
@@ -197,29 +193,8 @@ fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow
 }
 
 fn status(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
-    ctx.require_initialized()?;
-    let store = SqliteStore::open_read_only(&ctx.db_path())?;
-    let (lock, kdf) = match lock_state(&store)? {
-        Lock::New => ("none (no secret stored yet)", None),
-        Lock::RawKey => ("raw key", None),
-        Lock::Passphrase(p) => (
-            "passphrase",
-            Some(format!("argon2id m={}KiB t={} p={}", p.m_kib, p.t, p.p)),
-        ),
-    };
-    let source = if ctx.env_secret(ENV_MASTER_KEY).is_some() {
-        ENV_MASTER_KEY.to_owned()
-    } else if kdf.is_some()
-        || (lock.starts_with("none") && ctx.env_secret(ENV_PASSPHRASE).is_some())
-    {
-        if ctx.env_secret(ENV_PASSPHRASE).is_some() {
-            ENV_PASSPHRASE.to_owned()
-        } else {
-            "terminal prompt".to_owned()
-        }
-    } else {
-        format!("key file {}", master_key_path(ctx).display())
-    };
+    let airlock_runtime::master_key::KeyStatus { lock, kdf, source } =
+        airlock_runtime::master_key::status(ctx)?;
     if json {
         println!(
             "{}",

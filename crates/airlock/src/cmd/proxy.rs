@@ -4,23 +4,15 @@
 //! `[policy]` section, which defaults to `read_public`), opens the audit log,
 //! binds the listener, prints `airlock proxy listening on ADDR` on stdout, and
 //! serves until SIGINT or SIGTERM. Then it stops accepting, lets requests in
-//! flight finish for up to [`DRAIN_GRACE`] (idle connections close at once),
+//! flight finish for up to `airlock_runtime::standalone::DRAIN_GRACE` (idle connections close at once),
 //! records `proxy.stop` with how many connections had to be cut, and exits.
 
-use crate::auditing;
 use crate::config::ProxySettings;
 use crate::ctx::{Ctx, EXIT_OK};
-use airlock_proxy::Proxy;
-use airlock_types::{Actor, ActorKind, AuditEvent, EventResult, Reason};
-use anyhow::Context as _;
+use airlock_runtime::standalone::{self, ProxyService};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Longest a stopping proxy waits for requests in flight.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct ProxyArgs {
@@ -39,71 +31,30 @@ pub struct ProxyArgs {
 }
 
 pub fn run(ctx: &Ctx, args: ProxyArgs) -> anyhow::Result<u8> {
-    let cfg = crate::production::load_checked_config(ctx)?;
+    let cfg = ctx.load_checked_config()?;
     let policy = ProxySettings::policy(&cfg.policy, args.policy.as_deref())?;
-    let auditor = auditing::open(ctx, &cfg)?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    let auditor = ctx.auditor(&cfg)?;
     if let Some(n) = args.workers {
         anyhow::ensure!(n >= 1, "--workers: must be at least 1");
-        rt.worker_threads(n);
     }
-    let rt = rt
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let proxy = Proxy::new(
-        cfg.proxy.proxy.clone(),
-        Arc::new(policy),
-        auditor.sink(),
-        None,
-    )
-    .context("cannot start the egress proxy")?;
-    if let Some(path) = &args.ca_cert_out {
-        std::fs::write(path, proxy.ca_cert_pem())
-            .with_context(|| format!("{}: cannot write the CA certificate", path.display()))?;
-    }
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(args.listen))
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
-    let source = args
-        .policy
-        .as_ref()
-        .map_or_else(|| cfg.origin.clone(), |p| p.display().to_string());
-    auditor.record(
-        AuditEvent::new(
-            auditing::tenant(),
-            Actor::system(),
-            "proxy.start",
-            addr.to_string(),
-            Reason::Recorded,
-            EventResult::Success,
-        )
-        .with_detail("policy", source),
-    )?;
-    {
+    let svc = ProxyService {
+        tenant: crate::ctx::tenant(),
+        proxy: cfg.proxy.proxy.clone(),
+        policy,
+        policy_source: args
+            .policy
+            .as_ref()
+            .map_or_else(|| cfg.origin.clone(), |p| p.display().to_string()),
+        listen: args.listen,
+        workers: args.workers,
+        ca_cert_out: args.ca_cert_out,
+    };
+    let listening = |addr: SocketAddr| {
         let mut out = std::io::stdout().lock();
         writeln!(out, "airlock proxy listening on {addr}")?;
-        out.flush()?;
-    }
-    rt.block_on(proxy.serve(listener, shutdown_signal()))
-        .context("egress proxy failed")?;
-    let cut = rt.block_on(proxy.drain(DRAIN_GRACE));
-    auditor.record(
-        AuditEvent::new(
-            auditing::tenant(),
-            Actor::new(ActorKind::System, "airlock"),
-            "proxy.stop",
-            addr.to_string(),
-            Reason::Recorded,
-            EventResult::Success,
-        )
-        .with_detail("connections_cut", cut),
-    )?;
-    drop(rt);
-    auditor.close()?;
+        out.flush()
+    };
+    standalone::serve(svc, auditor, listening, shutdown_signal())?;
     Ok(EXIT_OK)
 }
 

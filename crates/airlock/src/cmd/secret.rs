@@ -4,8 +4,6 @@
 //! never from the command line, where `ps` and shell history would see it.
 //! Every change is audited by name; no value ever reaches output or the log.
 
-use crate::auditing;
-use crate::auditing::operator;
 use crate::ctx::{Ctx, EXIT_OK};
 use crate::master_key as keys;
 use airlock_broker::Binding;
@@ -71,9 +69,9 @@ pub struct SetArgs {
 }
 
 pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
-    let cfg = crate::production::load_checked_config(ctx)?;
+    let cfg = ctx.load_checked_config()?;
     ctx.require_initialized()?;
-    let tenant = auditing::tenant();
+    let tenant = crate::ctx::tenant();
     match cmd {
         SecretCmd::Set(a) => {
             airlock_broker::validate_name(&a.name)?;
@@ -88,7 +86,7 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
             }
             let value = read_value(&a.name)?;
             airlock_broker::validate_value(value.expose())?;
-            let auditor = auditing::open(ctx, &cfg)?;
+            let auditor = ctx.auditor(&cfg)?;
             if let Some(path) = keys::ensure_master_key(ctx)? {
                 eprintln!("created vault master key {} (mode 0600)", path.display());
             }
@@ -97,8 +95,8 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
             drop(value);
             let ev = AuditEvent::new(
                 tenant,
-                operator(),
-                "vault.secret_set",
+                airlock_runtime::audit::operator(ctx),
+                airlock_types::Action::VaultSecretSet,
                 a.name.clone(),
                 Reason::Recorded,
                 EventResult::Success,
@@ -125,7 +123,7 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
         }
         SecretCmd::Rm { name } => {
             airlock_broker::validate_name(&name)?;
-            let auditor = auditing::open(ctx, &cfg)?;
+            let auditor = ctx.auditor(&cfg)?;
             let mut store = airlock_store::SqliteStore::open(&ctx.db_path())?;
             if !remove_secret(&mut store, &tenant, &name)? {
                 auditor.close()?;
@@ -133,8 +131,8 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
             }
             let ev = AuditEvent::new(
                 tenant,
-                operator(),
-                "vault.secret_rm",
+                airlock_runtime::audit::operator(ctx),
+                airlock_types::Action::VaultSecretRm,
                 name.clone(),
                 Reason::Recorded,
                 EventResult::Success,
@@ -145,13 +143,13 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         SecretCmd::Reencrypt => {
-            let auditor = auditing::open(ctx, &cfg)?;
+            let auditor = ctx.auditor(&cfg)?;
             let mut vault = keys::open_vault(ctx)?;
             let n = vault.reencrypt(&tenant)?;
             let ev = AuditEvent::new(
                 tenant.clone(),
-                operator(),
-                "vault.secret_reencrypt",
+                airlock_runtime::audit::operator(ctx),
+                airlock_types::Action::VaultSecretReencrypt,
                 tenant.as_str().to_owned(),
                 Reason::Recorded,
                 EventResult::Success,

@@ -5,16 +5,14 @@
 //! into the settings type its crate consumes. Every error names
 //! `file:line:col`, the field, and what is wrong.
 
-mod audit;
 mod policy;
 mod proxy;
-mod sandbox;
 mod source;
 
-pub use audit::AuditSettings;
+use airlock_runtime::settings::{audit, sandbox};
+pub use airlock_runtime::{AuditSettings, SandboxSettings};
 pub use policy::{PolicySettings, load_file as load_policy_file};
 pub use proxy::ProxySettings;
-pub use sandbox::SandboxSettings;
 pub use source::{ConfigError, SourceFile};
 
 use schemars::JsonSchema;
@@ -74,10 +72,12 @@ pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
 fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
     Ok(Config {
         origin: src.name().to_owned(),
-        audit: audit::validate(&raw.audit, src)?,
+        audit: audit::validate(&raw.audit, &src.located())?,
         policy: policy::validate(&raw.policy, src)?,
-        proxy: proxy::validate(&raw.proxy, src)?,
-        sandbox: sandbox::validate(&raw.sandbox, src)?,
+        proxy: ProxySettings {
+            proxy: airlock_runtime::settings::proxy::validate(&raw.proxy, &src.located())?,
+        },
+        sandbox: sandbox::validate(&raw.sandbox, &src.located())?,
     })
 }
 

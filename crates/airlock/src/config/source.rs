@@ -2,15 +2,10 @@
 
 use airlock_policy::document::{DocumentError, SourceText};
 use serde::de::DeserializeOwned;
-use serde_spanned::Spanned;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Largest configuration or policy file read (`--config`, `--policy`).
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
-/// Largest PEM bundle a setting names (`proxy.upstream_ca_file`); the whole
-/// Mozilla root store is about 220 KiB.
-pub const MAX_PEM_BYTES: usize = 1 << 20;
 
 /// A configuration error. Displays as one line.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +80,8 @@ impl SourceFile {
         &self.text
     }
 
-    fn located(&self) -> SourceText<'_> {
+    /// The text with line/column lookup, for `airlock-policy` and `airlock-runtime` validators.
+    pub fn located(&self) -> SourceText<'_> {
         SourceText::new(&self.name, &self.text)
     }
 
@@ -93,35 +89,5 @@ impl SourceFile {
     /// wrong types come back located.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         Ok(self.located().deserialize()?)
-    }
-
-    /// A located error for `field` at byte range `span`.
-    pub fn error(
-        &self,
-        span: Range<usize>,
-        field: &str,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        self.located().error(span, field, message).into()
-    }
-}
-
-/// Check an optional integer against a range, defaulting when absent.
-pub fn in_range(
-    src: &SourceFile,
-    field: &str,
-    v: Option<&Spanned<u64>>,
-    min: u64,
-    max: u64,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
-        Some(s) => Err(src.error(
-            s.span(),
-            field,
-            format!("must be between {min} and {max}, got {}", s.get_ref()),
-        )),
     }
 }

@@ -1,32 +1,33 @@
 //! `[audit]`: checkpoint cadence of the audit log.
 
-use super::source::in_range;
-use super::{ConfigError, SourceFile};
-use schemars::JsonSchema;
+use super::in_range;
+use airlock_policy::document::{DocumentError, SourceText};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use std::time::Duration;
 
 /// Raw `[audit]` section.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     /// Write a signed checkpoint after this many records (default 1000).
-    #[schemars(with = "Option<u64>", range(min = 1, max = 1_000_000))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 1_000_000))
+    )]
     pub checkpoint_every: Option<Spanned<u64>>,
     /// Write a signed checkpoint at least this often, in seconds, while records arrive (default 10).
-    #[schemars(with = "Option<u64>", range(min = 1, max = 86_400))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 86_400))
+    )]
     pub checkpoint_interval_secs: Option<Spanned<u64>>,
 }
 
-/// Validated audit settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditSettings {
-    pub checkpoint_every: u64,
-    pub checkpoint_interval: Duration,
-}
+use crate::AuditSettings;
 
-pub fn validate(raw: &RawAudit, src: &SourceFile) -> Result<AuditSettings, ConfigError> {
+pub fn validate(raw: &RawAudit, src: &SourceText<'_>) -> Result<AuditSettings, DocumentError> {
     let every = in_range(
         src,
         "audit.checkpoint_every",

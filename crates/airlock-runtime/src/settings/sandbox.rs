@@ -1,101 +1,121 @@
-//! `[sandbox]` section: what `airlock run` grants beyond its defaults, and
-//! its limits.
+//! `[sandbox]` section: what a run grants beyond its defaults, and its
+//! limits.
 
-use super::source::in_range;
-use super::{ConfigError, SourceFile};
-use schemars::JsonSchema;
+use super::in_range;
+use airlock_policy::document::{DocumentError, SourceText};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Raw `[sandbox]` section.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSandbox {
     /// Extra host paths mounted read-only at the same path (absolute; not under /etc, /proc, /dev, /tmp, /home or the system directories).
-    #[schemars(with = "Option<Vec<String>>")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
     pub read_only: Option<Vec<Spanned<String>>>,
     /// Extra host paths mounted read-write at the same path (same rules as `read_only`).
-    #[schemars(with = "Option<Vec<String>>")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
     pub read_write: Option<Vec<Spanned<String>>>,
     /// Host environment variables passed to the agent (by name; the value is read when the run starts).
-    #[schemars(with = "Option<Vec<String>>")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
     pub env_passthrough: Option<Vec<Spanned<String>>>,
     /// Memory limit in MiB (default 2048).
-    #[schemars(with = "Option<u64>", range(min = 16, max = 1_048_576))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 16, max = 1_048_576))
+    )]
     pub memory_mib: Option<Spanned<u64>>,
     /// Maximum number of processes and threads (default 512).
-    #[schemars(with = "Option<u64>", range(min = 8, max = 1_000_000))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 8, max = 1_000_000))
+    )]
     pub pids_max: Option<Spanned<u64>>,
     /// CPU quota in percent of one core (default 200).
-    #[schemars(with = "Option<u64>", range(min = 10, max = 100_000))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 10, max = 100_000))
+    )]
     pub cpu_percent: Option<Spanned<u64>>,
     /// Largest file the agent may write, in MiB (default 4096).
-    #[schemars(with = "Option<u64>", range(min = 1, max = 16_777_216))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 16_777_216))
+    )]
     pub max_file_mib: Option<Spanned<u64>>,
     /// Open files per process (default 4096).
-    #[schemars(with = "Option<u64>", range(min = 64, max = 1_048_576))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 64, max = 1_048_576))
+    )]
     pub max_open_files: Option<Spanned<u64>>,
     /// Size of the tmpfs mounted at /tmp and at the agent's home, in MiB (default 512).
-    #[schemars(with = "Option<u64>", range(min = 1, max = 1_048_576))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 1_048_576))
+    )]
     pub tmpfs_mib: Option<Spanned<u64>>,
     /// The most a run may add to the file systems of its workspace and `read_write` paths, in MiB (default 10240); past it the run is ended. Each file is also limited to this size.
-    #[schemars(with = "Option<u64>", range(min = 1, max = 16_777_216))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 16_777_216))
+    )]
     pub max_write_mib: Option<Spanned<u64>>,
     /// Host uid the agent runs as when Airlock runs as root (default 65534, `nobody`; 0 is refused). The workspace is id-mapped so that its owner's files are the agent's.
-    #[schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64))
+    )]
     pub host_uid: Option<Spanned<u64>>,
     /// Host gid the agent runs as when Airlock runs as root (default 65534; 0 is refused).
-    #[schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 4_294_967_294_u64))
+    )]
     pub host_gid: Option<Spanned<u64>>,
     /// Refuse to run when the kernel's Landlock ABI is lower (default 6: scoping of abstract UNIX sockets and signals).
-    #[schemars(with = "Option<u64>", range(min = 1, max = 7))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 7))
+    )]
     pub min_landlock_abi: Option<Spanned<u64>>,
     /// Port of the proxy listener inside the sandbox (default 3128).
-    #[schemars(with = "Option<u64>", range(min = 1, max = 65_535))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 1, max = 65_535))
+    )]
     pub proxy_port: Option<Spanned<u64>>,
     /// End the run after this many seconds (default 0 = no limit; `--timeout` overrides).
-    #[schemars(with = "Option<u64>", range(min = 0, max = 31_536_000))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 0, max = 31_536_000))
+    )]
     pub timeout_secs: Option<Spanned<u64>>,
     /// End the run after this many seconds without output (default 1800; 0 = no limit).
-    #[schemars(with = "Option<u64>", range(min = 0, max = 31_536_000))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<u64>", range(min = 0, max = 31_536_000))
+    )]
     pub idle_timeout_secs: Option<Spanned<u64>>,
 }
 
-/// Validated `[sandbox]` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxSettings {
-    pub read_only: Vec<PathBuf>,
-    pub read_write: Vec<PathBuf>,
-    pub env_passthrough: Vec<String>,
-    pub memory_bytes: u64,
-    pub pids_max: u64,
-    pub cpu_percent: u32,
-    pub max_file_bytes: u64,
-    pub max_open_files: u64,
-    pub tmpfs_bytes: u64,
-    pub max_write_bytes: u64,
-    pub host_uid: u32,
-    pub host_gid: u32,
-    pub min_landlock_abi: u8,
-    pub proxy_port: u16,
-    pub timeout: Option<Duration>,
-    pub idle_timeout: Option<Duration>,
-}
+use crate::SandboxSettings;
 
 impl Default for SandboxSettings {
     fn default() -> Self {
-        let src = SourceFile::new("<built-in>", String::new());
+        let src = SourceText::new("<built-in>", "");
         validate(&RawSandbox::default(), &src).expect("invariant: sandbox defaults are valid")
     }
 }
 
 fn paths(
-    src: &SourceFile,
+    src: &SourceText<'_>,
     field: &str,
     v: Option<&Vec<Spanned<String>>>,
-) -> Result<Vec<PathBuf>, ConfigError> {
+) -> Result<Vec<PathBuf>, DocumentError> {
     let mut out = Vec::new();
     for s in v.into_iter().flatten() {
         let p = PathBuf::from(s.get_ref());
@@ -115,7 +135,7 @@ fn secs(v: u64) -> Option<Duration> {
     (v > 0).then(|| Duration::from_secs(v))
 }
 
-pub fn validate(raw: &RawSandbox, src: &SourceFile) -> Result<SandboxSettings, ConfigError> {
+pub fn validate(raw: &RawSandbox, src: &SourceText<'_>) -> Result<SandboxSettings, DocumentError> {
     let mut env = Vec::new();
     for name in raw.env_passthrough.iter().flatten() {
         let n = name.get_ref();
@@ -228,9 +248,15 @@ pub fn validate(raw: &RawSandbox, src: &SourceFile) -> Result<SandboxSettings, C
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<SandboxSettings, ConfigError> {
-        let src = SourceFile::new("t.toml", text.to_owned());
-        let raw: super::super::RawConfig = src.deserialize()?;
+    #[derive(serde::Deserialize, Default)]
+    struct Doc {
+        #[serde(default)]
+        sandbox: RawSandbox,
+    }
+
+    fn parse(text: &str) -> Result<SandboxSettings, DocumentError> {
+        let src = SourceText::new("t.toml", text);
+        let raw: Doc = src.deserialize()?;
         validate(&raw.sandbox, &src)
     }
 

@@ -1,9 +1,8 @@
 //! Production mode (`AIRLOCK_ENV=production`): one validation pass that refuses
 //! to start on insecure settings. Each boundary adds its checks here.
 
-use crate::config::Config;
-use crate::ctx::Ctx;
-use crate::master_key::{self, MIN_PRODUCTION_PASSPHRASE};
+use crate::master_key::MIN_PRODUCTION_PASSPHRASE;
+use crate::{Home, RuntimeError};
 use airlock_store::SqliteStore;
 use airlock_vault::{ENV_MASTER_KEY, ENV_PASSPHRASE, KeyFile, Lock, RawKey, lock_state};
 use std::os::unix::fs::PermissionsExt;
@@ -12,12 +11,14 @@ use std::path::Path;
 /// One reason production mode refuses to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// What is insecure.
     pub what: String,
+    /// How to fix it.
     pub fix: String,
 }
 
 /// Every problem found; empty means the settings are acceptable.
-pub fn check(ctx: &Ctx, _cfg: &Config) -> Vec<Problem> {
+pub fn check(ctx: &Home) -> Vec<Problem> {
     let mut problems = Vec::new();
     match std::fs::metadata(&ctx.data_dir) {
         Ok(m) if m.permissions().mode() & 0o077 != 0 => problems.push(Problem {
@@ -57,18 +58,9 @@ fn key_file(path: &Path, what: &str, problems: &mut Vec<Problem>) {
     }
 }
 
-/// Load the configuration and, in production mode, refuse insecure settings.
-pub fn load_checked_config(ctx: &Ctx) -> anyhow::Result<Config> {
-    let cfg = ctx.load_config()?;
-    if ctx.production {
-        enforce(ctx, &cfg)?;
-    }
-    Ok(cfg)
-}
-
 /// Refuse to go on when anything is insecure.
-pub fn enforce(ctx: &Ctx, cfg: &Config) -> anyhow::Result<()> {
-    let problems = check(ctx, cfg);
+pub fn enforce(ctx: &Home) -> Result<(), RuntimeError> {
+    let problems = check(ctx);
     if problems.is_empty() {
         return Ok(());
     }
@@ -76,20 +68,20 @@ pub fn enforce(ctx: &Ctx, cfg: &Config) -> anyhow::Result<()> {
         .iter()
         .map(|p| format!("{} (fix: {})", p.what, p.fix))
         .collect();
-    anyhow::bail!("production mode refuses to start: {}", list.join("; "))
+    Err(RuntimeError::Production(list.join("; ")))
 }
 
 /// `airlock run --dangerously-allow-weaker-sandbox` is for development only:
 /// production mode refuses it outright.
-pub fn refuse_weaker_sandbox() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "production mode refuses to start: --dangerously-allow-weaker-sandbox would run without Landlock or cgroups (fix: remove the flag, or fix the missing control)"
+pub fn refuse_weaker_sandbox() -> RuntimeError {
+    RuntimeError::Production(
+        "--dangerously-allow-weaker-sandbox would run without Landlock or cgroups (fix: remove the flag, or fix the missing control)".into(),
     )
 }
 
 /// Production rules for the vault's master key: it must exist, not be an
 /// example or weak key, and its file must not be readable by others.
-fn master_key_problems(ctx: &Ctx) -> Vec<Problem> {
+fn master_key_problems(ctx: &Home) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Some(k) = ctx.env_secret(ENV_MASTER_KEY) {
         match RawKey::parse(&k, ENV_MASTER_KEY) {
@@ -116,7 +108,7 @@ fn master_key_problems(ctx: &Ctx) -> Vec<Problem> {
         }
         return problems;
     }
-    let path = master_key::master_key_path(ctx);
+    let path = ctx.master_key_path();
     let kf = KeyFile::new(&path);
     match kf.mode() {
         Err(_) => {

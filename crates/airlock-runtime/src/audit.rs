@@ -1,0 +1,71 @@
+//! Connects the event-sink trait to the audit log. The only place that does.
+//!
+//! [`open`] starts the durable `airlock-audit` writer on the data directory's
+//! database, signing key and checkpoint file, for one tenant. Library crates
+//! get [`Auditor::sink`] (queues without waiting for the disk, refuses rather
+//! than drops); callers use [`Auditor::record`], which returns only once the
+//! event is on disk, and [`Auditor::close`], which writes the final signed
+//! checkpoint. Several processes and several runs in one process may have
+//! the same data directory's log open at once; `airlock-audit` orders their
+//! appends and checkpoints.
+
+use crate::{AuditSettings, Home, RuntimeError};
+use airlock_audit::{AuditLog, LogOptions};
+use airlock_store::SqliteStore;
+use airlock_types::{Actor, ActorKind, AuditEvent, EventSink, TenantId};
+use std::sync::Arc;
+
+/// An open audit log for one tenant, for one command's or run's lifetime.
+#[derive(Debug)]
+pub struct Auditor {
+    log: AuditLog,
+}
+
+impl Auditor {
+    /// A sink to hand to library crates.
+    pub fn sink(&self) -> Arc<dyn EventSink> {
+        self.log.sink()
+    }
+
+    /// Record one event and wait until it is durable. Returns its index.
+    pub fn record(&self, event: AuditEvent) -> Result<u64, RuntimeError> {
+        self.log
+            .append(&event)
+            .map_err(|source| RuntimeError::Record {
+                action: event.action.to_string(),
+                source,
+            })
+    }
+
+    /// Flush, write a final checkpoint and close.
+    pub fn close(self) -> Result<(), RuntimeError> {
+        self.log.close().map_err(RuntimeError::Close)
+    }
+}
+
+/// The person running a command, as far as the environment says.
+pub fn operator(home: &Home) -> Actor {
+    let name = home
+        .env
+        .get("USER")
+        .filter(|u| !u.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "operator".to_owned());
+    Actor::new(ActorKind::Operator, name)
+}
+
+/// Open `tenant`'s audit log in the data directory.
+pub fn open(
+    home: &Home,
+    tenant: &TenantId,
+    settings: &AuditSettings,
+) -> Result<Auditor, RuntimeError> {
+    home.require_initialized()?;
+    let signer = airlock_audit::load_signer(&home.audit_key_path())?;
+    let store = SqliteStore::open(&home.db_path())?;
+    let mut opts = LogOptions::new(tenant.clone(), home.checkpoint_path_for(tenant));
+    opts.checkpoint_every = settings.checkpoint_every;
+    opts.checkpoint_interval = settings.checkpoint_interval;
+    let log = AuditLog::open(Box::new(store), signer, opts)?;
+    Ok(Auditor { log })
+}

@@ -1,0 +1,137 @@
+//! The catalogue of audit actions: what an audit event says was done.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+macro_rules! actions {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// What an audit event records, as a stable dotted name
+        /// (`egress.request`) used alike in stored records, exports and the
+        /// CLI. Names never change and variants are only ever appended, like
+        /// [`crate::Reason`]'s codes.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[non_exhaustive]
+        pub enum Action {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Action {
+            /// Every action, in catalogue order.
+            pub const ALL: &'static [Action] = &[$(Action::$variant,)*];
+
+            /// The stable dotted name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Action::$variant => $name,)*
+                }
+            }
+
+            /// The action with this dotted name, if it is in the catalogue.
+            pub fn from_name(name: &str) -> Option<Action> {
+                match name {
+                    $($name => Some(Action::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    /// The proxy decided on a request (or on an unparsable one).
+    EgressRequest => "egress.request",
+    /// A client connection failed (malformed first line, limits, TLS).
+    EgressConnection => "egress.connection",
+    /// The proxy decided on a CONNECT tunnel.
+    EgressConnect => "egress.connect",
+    /// A TLS handshake on an intercepted tunnel failed or was refused.
+    EgressTls => "egress.tls",
+    /// The upstream could not be reached or failed.
+    EgressUpstream => "egress.upstream",
+    /// The proxy decided on a protocol upgrade (WebSocket).
+    EgressUpgrade => "egress.upgrade",
+    /// A response was refused on its way back.
+    EgressResponse => "egress.response",
+    /// A hook on the intercepted path failed or refused.
+    EgressHook => "egress.hook",
+    /// A credential handle was redeemed and its value sent.
+    CredentialUsed => "credential.used",
+    /// A credential handle was refused.
+    CredentialDenied => "credential.denied",
+    /// A vault secret was stored.
+    VaultSecretSet => "vault.secret_set",
+    /// A vault secret was removed.
+    VaultSecretRm => "vault.secret_rm",
+    /// The vault's secrets were re-encrypted under a new data key.
+    VaultSecretReencrypt => "vault.secret_reencrypt",
+    /// The vault's master key was created.
+    VaultKeysInit => "vault.keys_init",
+    /// The vault's master key was rotated.
+    VaultKeysRotate => "vault.keys_rotate",
+    /// A run was refused before it started (a control could not be applied).
+    SandboxRefused => "sandbox.refused",
+    /// What the sandbox applied, as started.
+    SandboxAttestation => "sandbox.attestation",
+    /// A run started.
+    RunStart => "run.start",
+    /// A run ended.
+    RunEnd => "run.end",
+    /// A standalone proxy started.
+    ProxyStart => "proxy.start",
+    /// A standalone proxy stopped.
+    ProxyStop => "proxy.stop",
+    /// A data directory was initialized.
+    CliInit => "cli.init",
+    /// An LLM gateway refused a request over its budget.
+    LlmBudget => "llm.budget",
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Action {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Action {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Action::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown audit action {name:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for a in Action::ALL {
+            assert!(seen.insert(a.as_str()), "duplicate {a}");
+            assert_eq!(Action::from_name(a.as_str()), Some(*a));
+            let json = serde_json::to_string(a).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", a.as_str()));
+            assert_eq!(serde_json::from_str::<Action>(&json).expect("parse"), *a);
+        }
+        assert!(serde_json::from_str::<Action>("\"no.such\"").is_err());
+    }
+}
