@@ -21,6 +21,7 @@ fn policy() -> EgressPolicy {
             paths: vec![format!("/v{i}/repos/*/issues/**")],
             ports: vec![],
             websocket: false,
+            allow_userinfo: false,
             action: if i % 5 == 0 {
                 Outcome::Deny
             } else {
@@ -97,6 +98,7 @@ fn main() {
                 path: &u.path,
                 addrs: &addrs,
                 run: None,
+                userinfo: false,
             }));
         });
     }

@@ -255,6 +255,11 @@ pub struct RawRule {
     /// On an `allow` rule: requests it allows may also upgrade to WebSocket
     /// (`Upgrade: websocket`). No other upgrade (e.g. `h2c`) is ever allowed. Default false.
     pub websocket: Option<bool>,
+    /// On an `allow` rule: requests it allows may carry user information in the URL
+    /// (`https://user:pass@host/`); elsewhere such a URL is refused with `userinfo_in_url`.
+    /// The proxy sends the userinfo as an `Authorization: Basic` header (unless the request
+    /// has one) and never logs or audits it. Default false.
+    pub allow_userinfo: Option<bool>,
     /// `allow`, `deny` or `ask`.
     #[cfg_attr(feature = "schema", schemars(with = "RawAction"))]
     pub action: Spanned<RawAction>,
@@ -325,6 +330,7 @@ fn to_rule_spec(r: &RawRule) -> RuleSpec {
         paths: strings(&r.paths),
         ports: r.ports.iter().flatten().map(|p| *p.get_ref()).collect(),
         websocket: r.websocket.unwrap_or(false),
+        allow_userinfo: r.allow_userinfo.unwrap_or(false),
         action: match r.action.get_ref() {
             RawAction::Allow => Outcome::Allow,
             RawAction::Ask => Outcome::Ask,
@@ -435,7 +441,7 @@ mod tests {
             "mode = \"deny_all\"\ninspect_all = true\nallow_private = [\"127.0.0.0/8\", \"::1\"]\n\n\
              [[rules]]\nhosts = [\"api.example.com\", \"*.example.org\"]\nschemes = [\"https\"]\n\
              methods = [\"GET\", \"post\"]\npaths = [\"/v1/**\"]\nports = [443, 8443]\n\
-             websocket = true\naction = \"allow\"\n",
+             websocket = true\nallow_userinfo = true\naction = \"allow\"\n",
         )
         .expect("valid");
         assert!(s.configured);
@@ -457,6 +463,7 @@ mod tests {
                 paths: vec!["/v1/**".into()],
                 ports: vec![443, 8443],
                 websocket: true,
+                allow_userinfo: true,
                 action: Outcome::Allow,
                 case_insensitive: None,
             }]

@@ -8,7 +8,7 @@
 //! and the rule matcher judge.
 
 use crate::percent::percent_decode;
-use airlock_types::Reason;
+use airlock_types::{Reason, Secret};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -154,7 +154,47 @@ impl HostError {
     }
 }
 
-/// A parsed absolute `http`/`https` URL. A URL with userinfo is refused.
+/// The user information of a URL (`user:pass@` in `http://user:pass@host/`),
+/// kept only by [`parse_url_with_userinfo`]. It is a credential: `Debug`
+/// prints `[REDACTED]`, it is zeroized on drop, and nothing in Airlock logs
+/// or audits it (audit resources are URLs without it).
+pub struct Userinfo(Secret<String>);
+
+impl Userinfo {
+    /// `user[:password]` with percent-escapes decoded, as HTTP Basic
+    /// authentication (RFC 7617) carries it: the bytes a client makes its
+    /// `Authorization: Basic` value from.
+    pub fn basic_credentials(&self) -> Secret<Vec<u8>> {
+        Secret::new(percent_decode(self.0.expose().as_bytes()))
+    }
+
+    /// Whether it is empty (`http://@host/`): no user and no password.
+    pub fn is_empty(&self) -> bool {
+        self.0.expose().is_empty()
+    }
+}
+
+impl Clone for Userinfo {
+    fn clone(&self) -> Self {
+        Userinfo(self.0.duplicate())
+    }
+}
+
+impl PartialEq for Userinfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.expose() == other.0.expose()
+    }
+}
+
+impl Eq for Userinfo {}
+
+impl fmt::Debug for Userinfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Userinfo([REDACTED])")
+    }
+}
+
+/// A parsed absolute `http`/`https` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     /// The scheme.
@@ -169,6 +209,11 @@ pub struct Url {
     pub path: String,
     /// The query without `?`, when present.
     pub query: Option<String>,
+    /// The user information, only from [`parse_url_with_userinfo`] (which
+    /// the proxy and `airlock policy check` use, passing
+    /// [`EgressRequest::userinfo`](crate::EgressRequest::userinfo) on to the
+    /// policy); [`parse_url`] refuses a URL that has one.
+    pub userinfo: Option<Userinfo>,
 }
 
 /// Parse a host as the WHATWG URL standard's host parser does for special
@@ -234,11 +279,25 @@ pub fn parse_authority(input: &str, default_port: u16) -> Result<(Host, u16), Ho
 /// ending at the first `/`, `\`, `?` or `#`. Any `@` in the authority (the
 /// URL standard's userinfo, `user:pass@host`, even empty) is refused with
 /// [`HostError::Userinfo`], after the host behind it parsed: a malformed
-/// host is reported as such first.
+/// host is reported as such first. [`parse_url_with_userinfo`] keeps it
+/// instead, for a policy that may allow it for some hosts.
 /// The path comes out canonical, or the URL is refused with
 /// [`HostError::AmbiguousPath`] when servers would read it differently; the
 /// query is kept as written.
 pub fn parse_url(input: &str) -> Result<Url, HostError> {
+    let url = parse_url_with_userinfo(input)?;
+    if url.userinfo.is_some() {
+        return Err(HostError::Userinfo);
+    }
+    Ok(url)
+}
+
+/// [`parse_url`], except that user information is kept in
+/// [`Url::userinfo`] rather than refused, so the policy can judge it
+/// (refused with `userinfo_in_url` unless a rule with `allow_userinfo`
+/// matches the request). A malformed host, port or path is refused as by
+/// `parse_url`.
+pub fn parse_url_with_userinfo(input: &str) -> Result<Url, HostError> {
     let trimmed = input.trim_matches(|c: char| c <= ' ');
     let cleaned: String = trimmed
         .chars()
@@ -259,8 +318,8 @@ pub fn parse_url(input: &str) -> Result<Url, HostError> {
     let auth_end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(auth_end);
     let (hostport, userinfo) = match authority.rfind('@') {
-        Some(i) => (&authority[i + 1..], true),
-        None => (authority, false),
+        Some(i) => (&authority[i + 1..], Some(&authority[..i])),
+        None => (authority, None),
     };
     if hostport.is_empty() {
         return Err(HostError::Empty);
@@ -272,9 +331,6 @@ pub fn parse_url(input: &str) -> Result<Url, HostError> {
         Some(p) => parse_port_from(p, 0)?,
     };
     let host = parse_host(host)?;
-    if userinfo {
-        return Err(HostError::Userinfo);
-    }
     let tail = tail.split('#').next().unwrap_or("");
     let (path, query) = match tail.split_once('?') {
         Some((p, q)) => (p, Some(q.to_owned())),
@@ -287,6 +343,7 @@ pub fn parse_url(input: &str) -> Result<Url, HostError> {
         port,
         path,
         query,
+        userinfo: userinfo.map(|u| Userinfo(Secret::new(u.to_owned()))),
     })
 }
 
@@ -594,7 +651,8 @@ mod tests {
                 host: dom("example.com"),
                 port: 8443,
                 path: "/a/b".into(),
-                query: Some("x=1".into())
+                query: Some("x=1".into()),
+                userinfo: None,
             }
         );
         for s in [
@@ -606,7 +664,24 @@ mod tests {
             "https://user@example.com",
         ] {
             assert_eq!(parse_url(s), Err(HostError::Userinfo), "{s}");
+            let kept = parse_url_with_userinfo(s).expect("kept");
+            assert!(kept.userinfo.is_some(), "{s}");
         }
+        let u = parse_url_with_userinfo("http://b%C3%B6b:p%40ss:w@example.com/x").expect("valid");
+        let cred = u.userinfo.as_ref().expect("userinfo");
+        assert_eq!(
+            cred.basic_credentials().expose().as_slice(),
+            "böb:p@ss:w".as_bytes()
+        );
+        assert!(!format!("{u:?}").contains("p%40ss"), "{u:?}");
+        assert!(!cred.is_empty());
+        let empty = parse_url_with_userinfo("http://@example.com/").expect("valid");
+        assert!(empty.userinfo.as_ref().is_some_and(Userinfo::is_empty));
+        // A malformed host behind the userinfo is still a malformed host.
+        assert!(matches!(
+            parse_url_with_userinfo("http://u:p@exa%20mple.com/"),
+            Err(HostError::Idna(_))
+        ));
         assert_eq!(
             parse_url("http://127.0.0.1#@evil.com/")
                 .expect("valid")

@@ -104,8 +104,11 @@ mod policy;
 mod spec;
 
 pub use document::{DocumentError, PolicyDocument, parse_document};
-pub use host::{Host, HostError, Scheme, Url, parse_authority, parse_host, parse_url};
-pub use policy::{ConnectDecision, EgressPolicy, EgressRequest};
+pub use host::{
+    Host, HostError, Scheme, Url, Userinfo, parse_authority, parse_host, parse_url,
+    parse_url_with_userinfo,
+};
+pub use policy::{ConnectDecision, EgressPolicy, EgressRequest, Pending, Unresolved};
 pub use spec::{Mode, PolicyError, PolicySpec, RuleSpec};
 
 use airlock_types::Reason;

@@ -27,6 +27,11 @@ pub struct EgressRequest<'a> {
     pub addrs: &'a [IpAddr],
     /// The run the request belongs to, when known.
     pub run: Option<&'a RunId>,
+    /// The URL carried user information (`user:pass@host`,
+    /// [`Url::userinfo`](crate::Url::userinfo)): refused with
+    /// `userinfo_in_url` unless an allow rule with `allow_userinfo`
+    /// matches the request.
+    pub userinfo: bool,
 }
 
 /// What to do with a CONNECT, decided before any handshake.
@@ -42,6 +47,66 @@ pub enum ConnectDecision {
     /// Terminate TLS and judge each request inside with
     /// [`EgressPolicy::decide`].
     Intercept,
+}
+
+/// The first stage of a decision, made without DNS
+/// ([`EgressPolicy::decide_unresolved`],
+/// [`EgressPolicy::decide_connect_unresolved`]). `T` is [`Decision`] for a
+/// request and [`ConnectDecision`] for a CONNECT.
+#[derive(Debug)]
+#[must_use = "a Resolve still needs the name's addresses before anything may be dialled"]
+pub enum Unresolved<'a, T> {
+    /// Final: no DNS answer could change it (a refusal, or an IP literal).
+    Decided(T),
+    /// Allowed on every fact but the addresses of a name: resolve it, then
+    /// finish with [`Pending::decide_resolved`].
+    Resolve(Pending<'a, T>),
+}
+
+impl<T: Copy> Unresolved<'_, T> {
+    /// The decision when it is final, `None` when the name must be resolved.
+    pub fn decided(&self) -> Option<T> {
+        match self {
+            Unresolved::Decided(d) => Some(*d),
+            Unresolved::Resolve(_) => None,
+        }
+    }
+}
+
+/// A decision that waits only for the addresses of its host name. Only the
+/// policy makes one (after judging everything that needs no DNS), so the
+/// final decision of a name cannot skip that stage; finishing it runs the
+/// address guard alone.
+#[derive(Debug)]
+#[must_use = "finish it with decide_resolved once the name is resolved"]
+pub struct Pending<'a, T> {
+    policy: &'a EgressPolicy,
+    host: &'a Host,
+    decision: T,
+}
+
+impl Pending<'_, Decision> {
+    /// The final decision given every address the name resolved to (empty:
+    /// it did not resolve ⇒ `unresolvable_host`). **Every** address must
+    /// pass the SSRF guard ([`EgressPolicy::check_addr`]); `localhost` names
+    /// must resolve to loopback only, and are refused as loopback.
+    pub fn decide_resolved(self, addrs: &[IpAddr]) -> Decision {
+        match self.policy.check_addrs(self.host, addrs) {
+            Ok(()) => self.decision,
+            Err(r) => Decision::deny(r),
+        }
+    }
+}
+
+impl Pending<'_, ConnectDecision> {
+    /// The final CONNECT decision given every address the name resolved to,
+    /// as a request's are judged.
+    pub fn decide_resolved(self, addrs: &[IpAddr]) -> ConnectDecision {
+        match self.policy.check_addrs(self.host, addrs) {
+            Ok(()) => self.decision,
+            Err(r) => ConnectDecision::Deny(Decision::deny(r)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +148,7 @@ struct Rule {
     /// a deny or ask rule.
     ports: Option<Vec<u16>>,
     websocket: bool,
+    allow_userinfo: bool,
     action: Outcome,
 }
 
@@ -266,34 +332,43 @@ impl EgressPolicy {
     /// before that last step needs no DNS: see
     /// [`decide_unresolved`](Self::decide_unresolved).
     pub fn decide(&self, req: &EgressRequest<'_>) -> Decision {
-        let d = self.decide_by_name(req);
-        if !d.is_allow() {
-            return d;
+        match self.decide_unresolved(req) {
+            Unresolved::Decided(d) => d,
+            Unresolved::Resolve(p) => p.decide_resolved(req.addrs),
         }
-        if let Err(r) = self.check_addrs(req.host, req.addrs) {
-            return Decision::deny(r);
-        }
-        d
     }
 
-    /// The decision as far as it can be made without resolving the host
-    /// (`req.addrs` is ignored): `Some` when no DNS answer could change it —
-    /// the request is refused on its host, method, port, path, the rules or
-    /// the mode, or the host is an IP literal (judged as itself) — and
-    /// `None` when the name must be resolved and [`decide`](Self::decide)
-    /// called with its addresses. A caller that resolves only on `None`
-    /// sends no DNS query for a name the policy refuses anyway (no DNS
-    /// exfiltration through refused names).
-    pub fn decide_unresolved(&self, req: &EgressRequest<'_>) -> Option<Decision> {
+    /// The first stage of [`decide`](Self::decide): everything that needs no
+    /// DNS (`req.addrs` is ignored). [`Unresolved::Decided`] when no DNS
+    /// answer could change the decision — the request is refused on its
+    /// host, method, userinfo, port, path, the rules or the mode, or the
+    /// host is an IP literal (judged as itself); [`Unresolved::Resolve`]
+    /// when the name must be resolved and the returned [`Pending`] finished
+    /// with its addresses ([`Pending::decide_resolved`]), which does only
+    /// the address guard: nothing is judged twice. A caller that resolves
+    /// only on `Resolve` sends no DNS query for a name the policy refuses
+    /// anyway (no DNS exfiltration through refused names), and cannot reach
+    /// a final decision for a name without this stage.
+    pub fn decide_unresolved<'a>(&'a self, req: &EgressRequest<'a>) -> Unresolved<'a, Decision> {
         let d = self.decide_by_name(req);
         if d.is_allow() && matches!(req.host, Host::Domain(_)) {
-            return None;
+            return Unresolved::Resolve(Pending {
+                policy: self,
+                host: req.host,
+                decision: d,
+            });
         }
-        Some(d)
+        Unresolved::Decided(d)
     }
 
     /// Everything but the addresses of a name.
     fn decide_by_name(&self, req: &EgressRequest<'_>) -> Decision {
+        let views = PathViews::new(req.path);
+        // First, as when the URL parser refused it: a URL with userinfo
+        // gets no further unless a rule says so for this request.
+        if req.userinfo && !self.userinfo_allowed(req, views.as_ref().ok()) {
+            return Decision::deny(Reason::UserinfoInUrl);
+        }
         if let Err(r) = self.check_host(req.host) {
             return Decision::deny(r);
         }
@@ -305,7 +380,7 @@ impl EgressPolicy {
         {
             return Decision::deny(r);
         }
-        let Ok(views) = PathViews::new(req.path) else {
+        let Ok(views) = views else {
             return Decision::deny(Reason::AmbiguousPath);
         };
         let mut port_blocked = false;
@@ -342,6 +417,21 @@ impl EgressPolicy {
             return Decision::deny(Reason::WriteRequiresHttps);
         }
         d
+    }
+
+    /// Whether an allow rule with `allow_userinfo` matches the request
+    /// (scheme, host, port, method and path; an ambiguous path matches
+    /// none).
+    fn userinfo_allowed(&self, req: &EgressRequest<'_>, views: Option<&PathViews>) -> bool {
+        let Some(views) = views else { return false };
+        self.rules.iter().any(|r| {
+            r.action == Outcome::Allow
+                && r.allow_userinfo
+                && r.applies_to(req.scheme, req.host)
+                && r.port_matches(req.scheme, req.port)
+                && r.method_matches(req.method)
+                && r.path_matches(views)
+        })
     }
 
     /// Judge a protocol upgrade (`Connection: upgrade` with `Upgrade:
@@ -390,25 +480,31 @@ impl EgressPolicy {
     /// TLS whose server name is `host` (a raw tunnel must never carry
     /// plaintext, nor TLS to another name).
     pub fn decide_connect(&self, host: &Host, port: u16, addrs: &[IpAddr]) -> ConnectDecision {
-        let d = self.decide_connect_by_name(host, port);
-        if matches!(d, ConnectDecision::Deny(_)) {
-            return d;
+        match self.decide_connect_unresolved(host, port) {
+            Unresolved::Decided(d) => d,
+            Unresolved::Resolve(p) => p.decide_resolved(addrs),
         }
-        if let Err(r) = self.check_addrs(host, addrs) {
-            return ConnectDecision::Deny(Decision::deny(r));
-        }
-        d
     }
 
     /// [`decide_connect`](Self::decide_connect) as far as it can go without
-    /// resolving `host`: `Some` when no DNS answer could change it (a
-    /// refusal, or an IP literal), `None` when the name must be resolved.
-    pub fn decide_connect_unresolved(&self, host: &Host, port: u16) -> Option<ConnectDecision> {
+    /// resolving `host`: [`Unresolved::Decided`] when no DNS answer could
+    /// change it (a refusal, or an IP literal), [`Unresolved::Resolve`] when
+    /// the name must be resolved and the [`Pending`] finished with its
+    /// addresses.
+    pub fn decide_connect_unresolved<'a>(
+        &'a self,
+        host: &'a Host,
+        port: u16,
+    ) -> Unresolved<'a, ConnectDecision> {
         let d = self.decide_connect_by_name(host, port);
         if !matches!(d, ConnectDecision::Deny(_)) && matches!(host, Host::Domain(_)) {
-            return None;
+            return Unresolved::Resolve(Pending {
+                policy: self,
+                host,
+                decision: d,
+            });
         }
-        Some(d)
+        Unresolved::Decided(d)
     }
 
     fn decide_connect_by_name(&self, host: &Host, port: u16) -> ConnectDecision {
@@ -663,6 +759,7 @@ fn compile_rule(
         fold: r.case_insensitive.unwrap_or(r.action != Outcome::Allow),
         ports,
         websocket: r.websocket,
+        allow_userinfo: r.allow_userinfo,
         action: r.action,
     })
 }
@@ -682,6 +779,7 @@ mod tests {
             paths: paths.iter().map(|s| (*s).into()).collect(),
             ports: vec![],
             websocket: false,
+            allow_userinfo: false,
             action,
             case_insensitive: None,
         }
@@ -713,6 +811,7 @@ mod tests {
             path,
             addrs,
             run: None,
+            userinfo: false,
         })
     }
 
@@ -1195,6 +1294,7 @@ mod tests {
             path: "/ws",
             addrs: PUBLIC,
             run: None,
+            userinfo: false,
         }
     }
 
@@ -1302,7 +1402,10 @@ mod tests {
         let docs = parse_host("docs.example.com").expect("host");
         let leak = parse_host("c2VjcmV0.exfil.example.net").expect("host");
         let lit = parse_host("10.0.0.1").expect("host");
-        let unresolved = |m: &str, h: &Host| p.decide_unresolved(&req(m, Scheme::Https, h, 443));
+        let unresolved = |m: &str, h: &Host| {
+            p.decide_unresolved(&req(m, Scheme::Https, h, 443))
+                .decided()
+        };
         assert_eq!(
             unresolved("GET", &leak),
             Some(Decision::deny(Reason::DenyAll))
@@ -1322,10 +1425,10 @@ mod tests {
             "an IP literal is its own address"
         );
         assert_eq!(
-            p.decide_connect_unresolved(&leak, 443),
+            p.decide_connect_unresolved(&leak, 443).decided(),
             Some(ConnectDecision::Deny(Decision::deny(Reason::DenyAll)))
         );
-        assert_eq!(p.decide_connect_unresolved(&docs, 443), None);
+        assert_eq!(p.decide_connect_unresolved(&docs, 443).decided(), None);
         // The addresses still decide an allowed name.
         let private: &[IpAddr] = &["10.0.0.1".parse().expect("ip")];
         assert_eq!(
@@ -1335,6 +1438,135 @@ mod tests {
             }),
             Decision::deny(Reason::PrivateAddress)
         );
+    }
+
+    #[test]
+    fn userinfo_is_refused_unless_an_allow_rule_for_the_request_allows_it() {
+        let p = policy(
+            Mode::ReadPublic,
+            vec![
+                RuleSpec {
+                    allow_userinfo: true,
+                    schemes: vec![Scheme::Https],
+                    ..rule(
+                        &["repo.example.com"],
+                        &["GET"],
+                        &["/simple/**"],
+                        Outcome::Allow,
+                    )
+                },
+                RuleSpec {
+                    allow_userinfo: true,
+                    ..rule(
+                        &["repo.example.com"],
+                        &[],
+                        &["/simple/admin"],
+                        Outcome::Deny,
+                    )
+                },
+                // Ignored on a deny rule: it allows nothing.
+                RuleSpec {
+                    allow_userinfo: true,
+                    ..rule(&["blocked.example.com"], &[], &["/x"], Outcome::Deny)
+                },
+            ],
+        );
+        let repo = parse_host("repo.example.com").expect("host");
+        let other = parse_host("other.example.com").expect("host");
+        let blocked = parse_host("blocked.example.com").expect("host");
+        let with = |method, scheme, host, path| {
+            p.decide(&EgressRequest {
+                path,
+                userinfo: true,
+                ..req(method, scheme, host, scheme.default_port())
+            })
+        };
+        let allow = Decision::allow(Reason::RuleAllow);
+        let refused = Decision::deny(Reason::UserinfoInUrl);
+        assert_eq!(with("GET", Scheme::Https, &repo, "/simple/pkg"), allow);
+        // Outside what the rule matches: method, path, scheme, host.
+        assert_eq!(with("POST", Scheme::Https, &repo, "/simple/pkg"), refused);
+        assert_eq!(with("GET", Scheme::Https, &repo, "/other"), refused);
+        assert_eq!(with("GET", Scheme::Http, &repo, "/simple/pkg"), refused);
+        assert_eq!(with("GET", Scheme::Https, &other, "/simple/pkg"), refused);
+        assert_eq!(with("GET", Scheme::Https, &blocked, "/x"), refused);
+        // A deny rule still wins where both match.
+        assert_eq!(
+            with("GET", Scheme::Https, &repo, "/simple/admin"),
+            Decision::deny(Reason::RuleDeny)
+        );
+        // Refused on the URL alone, before any DNS, and before the address
+        // of an IP literal is judged (as when the URL parser refused it).
+        let lit = parse_host("127.0.0.1").expect("host");
+        assert_eq!(
+            p.decide_unresolved(&EgressRequest {
+                userinfo: true,
+                ..req("GET", Scheme::Https, &other, 443)
+            })
+            .decided(),
+            Some(refused)
+        );
+        assert_eq!(with("GET", Scheme::Https, &lit, "/"), refused);
+        // Without userinfo nothing changes.
+        assert_eq!(
+            p.decide(&EgressRequest {
+                path: "/",
+                ..req("GET", Scheme::Https, &other, 443)
+            }),
+            Decision::allow(Reason::PublicRead)
+        );
+    }
+
+    #[test]
+    fn a_pending_decision_is_finished_by_the_address_guard_alone() {
+        let p = policy(
+            Mode::DenyAll,
+            vec![rule(
+                &["docs.example.com", "localhost"],
+                &["GET"],
+                &[],
+                Outcome::Allow,
+            )],
+        );
+        let docs = parse_host("docs.example.com").expect("host");
+        let local = parse_host("localhost").expect("host");
+        let pending = |h| match p.decide_unresolved(&req("GET", Scheme::Https, h, 443)) {
+            Unresolved::Resolve(pending) => pending,
+            Unresolved::Decided(d) => panic!("decided without DNS: {d:?}"),
+        };
+        assert_eq!(
+            pending(&docs).decide_resolved(PUBLIC),
+            Decision::allow(Reason::RuleAllow)
+        );
+        assert_eq!(
+            pending(&docs).decide_resolved(&[]),
+            Decision::deny(Reason::UnresolvableHost)
+        );
+        let mixed: &[IpAddr] = &[PUBLIC[0], "169.254.169.254".parse().expect("ip")];
+        assert_eq!(
+            pending(&docs).decide_resolved(mixed),
+            Decision::deny(Reason::LinkLocalAddress)
+        );
+        assert_eq!(
+            pending(&local).decide_resolved(PUBLIC),
+            Decision::deny(Reason::LoopbackAddress)
+        );
+        // The same for a CONNECT.
+        let Unresolved::Resolve(c) = p.decide_connect_unresolved(&docs, 443) else {
+            panic!("an allowed name needs its addresses");
+        };
+        assert_eq!(
+            c.decide_resolved(mixed),
+            ConnectDecision::Deny(Decision::deny(Reason::LinkLocalAddress))
+        );
+        // `decide` is both stages in one.
+        for addrs in [PUBLIC, mixed, &[]] {
+            let full = p.decide(&EgressRequest {
+                addrs,
+                ..req("GET", Scheme::Https, &docs, 443)
+            });
+            assert_eq!(full, pending(&docs).decide_resolved(addrs));
+        }
     }
 
     #[test]

@@ -74,6 +74,16 @@ pub struct RuleSpec {
     /// upgrade to WebSocket (`Upgrade: websocket`). No other upgrade is ever
     /// allowed, and none without such a rule.
     pub websocket: bool,
+    /// An `allow` rule with `allow_userinfo = true` lets a URL carrying
+    /// user information (`https://user:pass@host/`) through for the
+    /// requests it allows; without such a rule that URL is refused with
+    /// `userinfo_in_url` (credentials belong in the vault, and such URLs
+    /// are a classic parser-confusion and exfiltration shape). The proxy
+    /// never forwards the userinfo in the URL: it becomes an
+    /// `Authorization: Basic` header when the request has none (what a
+    /// client does with it), and is never logged or audited. Ignored on
+    /// `deny` and `ask` rules.
+    pub allow_userinfo: bool,
     /// What happens when the rule matches.
     pub action: Outcome,
     /// Match `paths` regardless of case (`/ADMIN` as `/admin`, Unicode
@@ -94,6 +104,7 @@ impl RuleSpec {
             paths: Vec::new(),
             ports: Vec::new(),
             websocket: false,
+            allow_userinfo: false,
             action,
             case_insensitive: None,
         }

@@ -109,6 +109,7 @@ fn compile(p: &TablePolicy) -> EgressPolicy {
                 paths: r.paths.clone(),
                 ports: r.ports.clone(),
                 websocket: r.websocket,
+                allow_userinfo: false,
                 action: outcome(&r.action),
                 case_insensitive: r.case_insensitive,
             })
@@ -152,6 +153,7 @@ fn decide_case(policy: &EgressPolicy, c: &Case) -> (Decision, Option<ConnectDeci
         path: &url.path,
         addrs: &addrs,
         run: None,
+        userinfo: false,
     };
     let connect =
         (url.scheme == Scheme::Https).then(|| policy.decide_connect(&url.host, url.port, &addrs));
@@ -316,7 +318,7 @@ proptest! {
         addrs.insert(pos.min(addrs.len()), b);
         let host = Host::Domain("example.com".into());
         let d = EgressPolicy::read_public().decide(&EgressRequest {
-            method: "GET", scheme: Scheme::Https, host: &host, port: 443, path: "/", addrs: &addrs, run: None,
+            method: "GET", scheme: Scheme::Https, host: &host, port: 443, path: "/", addrs: &addrs, run: None, userinfo: false,
         });
         prop_assert_eq!(d, Decision::deny(classify_addr(b).expect("bad address")));
     }
@@ -328,7 +330,7 @@ proptest! {
         let _ = airlock_policy::parse_authority(&s, 443);
         if let Ok(u) = parse_url(&format!("http://{s}")) {
             let _ = EgressPolicy::read_public().decide(&EgressRequest {
-                method: &m, scheme: u.scheme, host: &u.host, port: u.port, path: &u.path, addrs: &[], run: None,
+                method: &m, scheme: u.scheme, host: &u.host, port: u.port, path: &u.path, addrs: &[], run: None, userinfo: false,
             });
         }
     }

@@ -1,6 +1,8 @@
 //! The proxy's only contact with the policy: facts in, decisions out.
 
-use airlock_policy::{ConnectDecision, EgressPolicy, EgressRequest, Host, Url};
+use airlock_policy::{
+    ConnectDecision, EgressPolicy, EgressRequest, Host, Pending, Unresolved, Url,
+};
 use airlock_types::{Decision, Reason, RunId};
 use std::net::IpAddr;
 
@@ -35,6 +37,7 @@ impl RequestFacts<'_> {
             path: &self.url.path,
             addrs,
             run: self.run,
+            userinfo: self.url.userinfo.is_some(),
         }
     }
 
@@ -50,67 +53,56 @@ impl RequestFacts<'_> {
     }
 }
 
-/// The decision when no DNS answer could change it (`None`: resolve the
-/// name, then call [`decide_request`]).
-pub(crate) fn decide_unresolved(
-    policy: &EgressPolicy,
-    facts: &RequestFacts<'_>,
-) -> Option<Decision> {
+/// The first stage of a request's decision, without DNS: final
+/// ([`Unresolved::Decided`]: a refusal, or an IP literal) or waiting for the
+/// name's addresses ([`Unresolved::Resolve`]: resolve, then
+/// [`Pending::decide_resolved`], which runs only the address guard). An
+/// upgrade is judged here too, so a name whose upgrade the policy refuses
+/// is never looked up.
+pub(crate) fn decide_unresolved<'a>(
+    policy: &'a EgressPolicy,
+    facts: &'a RequestFacts<'a>,
+) -> Unresolved<'a, Decision> {
     let req = facts.request(&[]);
     match policy.decide_unresolved(&req) {
-        Some(d) => Some(facts.upgrade(policy, &req, d)),
-        // A name the policy would allow: an upgrade it refuses is refused
-        // before any lookup too.
-        None => match facts.upgrade {
-            Some(_) => {
-                let d = facts.upgrade(policy, &req, Decision::allow(Reason::RuleAllow));
-                (!d.is_allow()).then_some(d)
-            }
-            None => None,
+        Unresolved::Decided(d) => Unresolved::Decided(facts.upgrade(policy, &req, d)),
+        Unresolved::Resolve(p) => match facts.upgrade {
+            Some(proto) => match policy.check_upgrade(&req, proto) {
+                Ok(()) => Unresolved::Resolve(p),
+                Err(r) => Unresolved::Decided(Decision::deny(r)),
+            },
+            None => Unresolved::Resolve(p),
         },
     }
 }
 
-/// Decide one request. `addrs` is `None` when the name did not resolve.
-pub(crate) fn decide_request(
-    policy: &EgressPolicy,
-    facts: &RequestFacts<'_>,
-    addrs: Option<&[IpAddr]>,
-) -> Decision {
-    let req = facts.request(addrs.unwrap_or(&[]));
-    let d = policy.decide(&req);
-    facts.upgrade(policy, &req, d)
+/// Finish a request's decision with the addresses of its name (`None`: it
+/// did not resolve).
+pub(crate) fn decide_resolved(p: Pending<'_, Decision>, addrs: Option<&[IpAddr]>) -> Decision {
+    p.decide_resolved(addrs.unwrap_or(&[]))
 }
 
-/// Decide a CONNECT without resolving its host, when possible (`None`:
-/// resolve, then call [`decide_connect`]).
-pub(crate) fn decide_connect_unresolved(
-    policy: &EgressPolicy,
-    host: &Host,
+/// The first stage of a CONNECT's decision, without DNS (see
+/// [`decide_unresolved`]).
+pub(crate) fn decide_connect_unresolved<'a>(
+    policy: &'a EgressPolicy,
+    host: &'a Host,
     port: u16,
-    intercept_all: bool,
-) -> Option<ConnectPlan> {
-    policy
-        .decide_connect_unresolved(host, port)
-        .map(|d| plan(d, intercept_all))
+) -> Unresolved<'a, ConnectDecision> {
+    policy.decide_connect_unresolved(host, port)
 }
 
-/// Decide a CONNECT before any handshake. `intercept_all` turns every
-/// allowed tunnel into an interception.
-pub(crate) fn decide_connect(
-    policy: &EgressPolicy,
-    host: &Host,
-    port: u16,
+/// Finish a CONNECT's decision with the addresses of its name.
+pub(crate) fn decide_connect_resolved(
+    p: Pending<'_, ConnectDecision>,
     addrs: Option<&[IpAddr]>,
-    intercept_all: bool,
-) -> ConnectPlan {
-    plan(
-        policy.decide_connect(host, port, addrs.unwrap_or(&[])),
-        intercept_all,
-    )
+) -> ConnectDecision {
+    p.decide_resolved(addrs.unwrap_or(&[]))
 }
 
-fn plan(d: ConnectDecision, intercept_all: bool) -> ConnectPlan {
+/// What to do with a CONNECT the policy decided. `intercept_all` turns
+/// every allowed tunnel into an interception.
+pub(crate) fn plan(d: ConnectDecision, intercept_all: bool) -> ConnectPlan {
     let opened = Decision::allow(Reason::Recorded);
     match d {
         ConnectDecision::Deny(d) => ConnectPlan::Deny(d),

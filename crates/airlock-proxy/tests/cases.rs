@@ -80,6 +80,7 @@ fn policy(t: &toml::Value) -> PolicySpec {
                         .get("websocket")
                         .and_then(|v| v.as_bool())
                         .unwrap_or(false),
+                    allow_userinfo: false,
                     action: outcome(r.get("action").and_then(|a| a.as_str()).expect("action")),
                     case_insensitive: r.get("case_insensitive").and_then(|v| v.as_bool()),
                 })

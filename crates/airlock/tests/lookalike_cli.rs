@@ -106,3 +106,46 @@ fn look_alike_hosts_are_refused_by_policy_check_and_correct_idn_hosts_pass() {
         );
     }
 }
+
+#[test]
+fn userinfo_passes_policy_check_only_where_a_rule_allows_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rules]]\nhosts = [\"repo.example.com\"]\nmethods = [\"GET\"]\n\
+         allow_userinfo = true\naction = \"allow\"\n",
+    )
+    .expect("write policy");
+    let run = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--data-dir")
+            .arg(tmp.path())
+            .args(["policy", "check", "--json", "--method", "GET", "--url", url])
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--resolve=93.184.215.14")
+            .env_remove("AIRLOCK_CONFIG")
+            .env_remove("AIRLOCK_ENV")
+            .output()
+            .expect("run airlock")
+    };
+    let allowed = run("https://bob:hunter2@repo.example.com/simple");
+    assert_eq!(
+        verdict(&allowed),
+        (Some(0), "allow".to_owned(), "rule_allow".to_owned())
+    );
+    let refused = run("https://bob:hunter2@other.example.com/simple");
+    assert_eq!(
+        verdict(&refused),
+        (Some(3), "deny".to_owned(), "userinfo_in_url".to_owned())
+    );
+    for out in [allowed, refused] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("hunter2") && !all.contains("bob"), "{all}");
+    }
+}

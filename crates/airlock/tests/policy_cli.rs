@@ -175,9 +175,14 @@ fn json_carries_the_decision_and_never_the_userinfo_or_query() {
         json(&out),
         serde_json::json!({
             "outcome": "deny", "reason": "userinfo_in_url", "method": "POST",
-            "url": null, "host": null, "port": null, "addrs": [], "connect": null,
+            // The URL is shown canonical, without userinfo or query; the
+            // policy refused it (no rule has `allow_userinfo`). A CONNECT
+            // carries no userinfo, so its plan is the host's.
+            "url": "https://example.com:443/x", "host": "example.com", "port": 443,
+            "addrs": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+            "connect": "intercept",
             "policy": "read_public (built-in)",
-            "error": "URL carries user information (user:pass@host), which is refused",
+            "error": null,
         })
     );
 }

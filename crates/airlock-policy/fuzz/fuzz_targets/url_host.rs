@@ -7,7 +7,10 @@
 //! - the decision over a parsed URL is total (never panics) for any method.
 #![no_main]
 
-use airlock_policy::{EgressPolicy, EgressRequest, Host, parse_authority, parse_host, parse_url};
+use airlock_policy::{
+    EgressPolicy, EgressRequest, Host, parse_authority, parse_host, parse_url,
+    parse_url_with_userinfo,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn check_canonical(h: &Host) {
@@ -37,7 +40,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(port > 0);
     }
     for candidate in [s.to_owned(), format!("http://{s}"), format!("https://{s}/")] {
+        // parse_url is parse_url_with_userinfo that refuses userinfo.
         if let Ok(u) = parse_url(&candidate) {
+            assert!(u.userinfo.is_none());
+        }
+        if let Ok(u) = parse_url_with_userinfo(&candidate) {
             check_canonical(&u.host);
             assert!(u.path.starts_with('/'));
             let addrs = u.host.ip().into_iter().collect::<Vec<_>>();
@@ -51,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
                 path: &u.path,
                 addrs: &addrs,
                 run: None,
+                userinfo: u.userinfo.is_some(),
             });
             let _ = policy.decide_connect(&u.host, u.port, &addrs);
         }

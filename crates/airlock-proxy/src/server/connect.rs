@@ -9,7 +9,7 @@ use crate::hello::{self, Hello};
 use crate::idle::{SpliceEnd, splice};
 use crate::respond;
 use crate::upstream::{self};
-use airlock_policy::Host;
+use airlock_policy::{ConnectDecision, Host, Unresolved};
 use airlock_types::{Decision, Reason, RequestId};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -51,23 +51,18 @@ impl Inner {
         let res = format!("{}:{port}", host);
         let intercept_all = self.cfg.intercept_all;
         // Refused on the name (host, port, rules, mode): no DNS query.
-        let (plan, addrs) =
-            match glue::decide_connect_unresolved(&self.policy, &host, port, intercept_all) {
-                Some(ConnectPlan::Deny(d)) => (ConnectPlan::Deny(d), None),
-                // An IP literal: its own address.
-                Some(p) => (p, self.lookup(&host).await),
-                None => {
-                    let a = self.lookup(&host).await;
-                    let p = glue::decide_connect(
-                        &self.policy,
-                        &host,
-                        port,
-                        a.as_deref(),
-                        intercept_all,
-                    );
-                    (p, a)
-                }
-            };
+        let (decision, addrs) = match glue::decide_connect_unresolved(&self.policy, &host, port) {
+            // A refusal needs no address; an IP literal is its own.
+            Unresolved::Decided(d) => {
+                let own = !matches!(d, ConnectDecision::Deny(_));
+                (d, host.ip().filter(|_| own).map(|ip| vec![ip]))
+            }
+            Unresolved::Resolve(p) => {
+                let a = self.resolve(&host).await;
+                (glue::decide_connect_resolved(p, a.as_deref()), a)
+            }
+        };
+        let plan = glue::plan(decision, intercept_all);
         let (decision, mode) = match plan {
             ConnectPlan::Deny(d) => (d, "deny"),
             ConnectPlan::Tunnel(d) => (d, "tunnel"),

@@ -10,7 +10,7 @@ use crate::pool::{PoolKey, Sender};
 use crate::respond;
 use crate::upstream::{self, DialError};
 use airlock_hook::{RequestCtx, Via};
-use airlock_policy::{Host, Scheme};
+use airlock_policy::{Host, Scheme, Unresolved};
 use airlock_types::{Decision, Reason, RequestId};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -24,14 +24,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl Inner {
-    /// The addresses of `host`: an IP literal is itself; a name is resolved,
-    /// unless the policy already refuses the name itself (mixed scripts,
-    /// look-alikes), in which case no DNS query leaves for it and the
-    /// decision names the host's reason.
-    pub(super) async fn lookup(&self, host: &Host) -> Option<Vec<IpAddr>> {
+    /// The addresses of `host`, once the policy has judged everything but
+    /// them: an IP literal is itself; a name is resolved (`None`: it did
+    /// not resolve).
+    pub(super) async fn resolve(&self, host: &Host) -> Option<Vec<IpAddr>> {
         match host {
             Host::Ip(ip) => Some(vec![*ip]),
-            Host::Domain(_) if self.policy.check_host(host).is_err() => None,
             Host::Domain(name) => self.resolver.resolve(name).await,
         }
     }
@@ -57,21 +55,22 @@ impl Inner {
             run: self.run.as_ref(),
             upgrade: asked.as_deref(),
         };
-        let (decision, addrs) = match known {
-            Some(a) => (
-                glue::decide_request(&self.policy, &facts, Some(&a)),
-                Some(a),
-            ),
-            None => match glue::decide_unresolved(&self.policy, &facts) {
-                // Decided on the name alone; an allowed IP literal is its
-                // own address (no DNS).
-                Some(d) if d.is_allow() => (d, self.lookup(&url.host).await),
-                Some(d) => (d, None),
-                None => {
-                    let a = self.lookup(&url.host).await;
-                    (glue::decide_request(&self.policy, &facts, a.as_deref()), a)
-                }
-            },
+        // The policy judges everything it can without DNS once; a name it
+        // refuses is never looked up, and one it allows is finished with
+        // its addresses (the tunnel's, already checked, or resolved here).
+        let (decision, addrs) = match glue::decide_unresolved(&self.policy, &facts) {
+            // An allowed IP literal is its own address.
+            Unresolved::Decided(d) if d.is_allow() => {
+                (d, known.or_else(|| url.host.ip().map(|ip| vec![ip])))
+            }
+            Unresolved::Decided(d) => (d, None),
+            Unresolved::Resolve(p) => {
+                let a = match known {
+                    Some(a) => Some(a),
+                    None => self.resolve(&url.host).await,
+                };
+                (glue::decide_resolved(p, a.as_deref()), a)
+            }
         };
         let mut details = Vec::new();
         if tunnel.is_some() {
@@ -80,6 +79,10 @@ impl Inner {
         if url.query.is_some() {
             // That there was one, never its text.
             details.push(("query", "true".to_owned()));
+        }
+        if url.userinfo.is_some() {
+            // Likewise: that the URL carried credentials, never them.
+            details.push(("userinfo", "true".to_owned()));
         }
         if let Some(p) = &asked {
             // The protocol token as sent, bounded; header values are
@@ -143,6 +146,9 @@ impl Inner {
             None
         };
         strip_hop_by_hop(&mut parts.headers, upgrade);
+        if let Some(u) = &url.userinfo {
+            basic_from_userinfo(&mut parts.headers, u);
+        }
         let mut body: ProxyBody = TimeoutBody::new(body, self.cfg.timeouts.body_read).boxed();
         // The hooks (the credentials hook last): they may rewrite headers,
         // query and body, or refuse; never the destination.
@@ -384,6 +390,27 @@ impl Inner {
         let tls = upstream::tls(cfg, tcp, tls_name, t.connect).await?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         Ok((addr, handshake(tls, h2, upgrade).await?))
+    }
+}
+
+/// A URL's userinfo, which a rule allowed (`allow_userinfo`), is never sent
+/// in the request target: it becomes `Authorization: Basic`, as a client
+/// does with it, unless the request already has an `Authorization` header
+/// (which then wins, as it does in curl) or the userinfo is empty. It goes
+/// in before the hooks run, so the credentials hook sees it like any Basic
+/// header (a vault handle there is redeemed or refused). Marked sensitive,
+/// so no HTTP/2 table keeps it.
+fn basic_from_userinfo(headers: &mut HeaderMap, userinfo: &airlock_policy::Userinfo) {
+    if userinfo.is_empty() || headers.contains_key(header::AUTHORIZATION) {
+        return;
+    }
+    let creds = userinfo.basic_credentials();
+    let mut value = airlock_types::Secret::new(String::from("Basic "));
+    let engine = &base64::engine::general_purpose::STANDARD;
+    base64::Engine::encode_string(engine, creds.expose(), value.expose_mut());
+    if let Ok(mut v) = HeaderValue::from_str(value.expose()) {
+        v.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, v);
     }
 }
 

@@ -8,7 +8,7 @@ use crate::respond;
 use airlock_policy::{Host, Scheme};
 use airlock_types::{Decision, Reason, RequestId};
 use http::header::{self};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -104,6 +104,13 @@ impl Inner {
                 }
             }
         } else {
+            // The first request line gets the same percent-encoded-host
+            // treatment as outside a tunnel (the shared malformed-URL table
+            // holds in both places).
+            let Some(io) = self.first_line(io.into_inner(), &res).await else {
+                return;
+            };
+            let io = TokioIo::new(io);
             let conn = self.h1_server().serve_connection(io, svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
@@ -146,57 +153,76 @@ impl Inner {
             );
             return refuse_with_body(req.into_body(), respond::denied(d));
         }
-        let named = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                req.headers()
-                    .get(header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            });
-        if let Some(named) = named {
-            match airlock_policy::parse_authority(&named, target.port) {
-                Ok((h, p)) if h == target.host && p == target.port => {}
-                _ => {
-                    let res = resource(Scheme::Https, &target.host, target.port, "");
-                    let d = self.record_decision(
-                        airlock_types::Action::EgressRequest,
-                        &res,
-                        Decision::deny(Reason::RuleDeny),
-                        &rid,
-                        &[("detail", "Host does not match the CONNECT target".into())],
-                    );
-                    return refuse_with_body(req.into_body(), respond::denied(d));
-                }
-            }
-        }
+        // The URL the request names, parsed exactly as an absolute-form
+        // request outside a tunnel is (the shared malformed-URL table holds
+        // here too): the authority of an absolute-form target (userinfo
+        // included) or of HTTP/2's `:authority`, else the `Host` header, else
+        // the tunnel's own; always judged as HTTPS, on the tunnel's port when
+        // none is written.
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let text = format!(
-            "https://{}{}",
-            authority_string(Scheme::Https, &target.host, target.port),
-            pq
-        );
-        let url = match airlock_policy::parse_url(&text) {
+        let named = match req.uri().authority() {
+            Some(a) => Ok(a.as_str().to_owned()),
+            None => match req.headers().get(header::HOST).map(|v| v.to_str()) {
+                Some(Ok(h)) => {
+                    // A Host header is host[:port], never userinfo or a path.
+                    airlock_policy::parse_authority(h, target.port).map(|_| h.to_owned())
+                }
+                Some(Err(_)) => Err(airlock_policy::HostError::NotUtf8),
+                None => Ok(authority_string(Scheme::Https, &target.host, target.port)),
+            },
+        };
+        let url = named.and_then(|named| {
+            let named = with_port(&named, target.port);
+            airlock_policy::parse_url_with_userinfo(&format!("https://{named}{pq}"))
+        });
+        let url = match url {
             Ok(u) => u,
-            Err(e @ airlock_policy::HostError::AmbiguousPath(_)) => {
+            Err(e) => {
                 let d = self.deny_invalid_url(&rid, &e);
                 return refuse_with_body(req.into_body(), respond::denied(d));
             }
-            Err(e) => {
-                self.record_failure(
-                    airlock_types::Action::EgressRequest,
-                    "<invalid URL>",
-                    Reason::MalformedRequest,
-                    &rid,
-                    e.to_string(),
-                );
-                let resp = respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
-                return refuse_with_body(req.into_body(), resp);
-            }
         };
+        if url.host != target.host || url.port != target.port {
+            // Another destination than the tunnel's. A URL with userinfo is
+            // refused as such first, as the policy judges it first.
+            let (reason, detail) = if url.userinfo.is_some() {
+                (Reason::UserinfoInUrl, "URL carries user information")
+            } else {
+                (Reason::RuleDeny, "Host does not match the CONNECT target")
+            };
+            let res = resource(Scheme::Https, &target.host, target.port, "");
+            let d = self.record_decision(
+                airlock_types::Action::EgressRequest,
+                &res,
+                Decision::deny(reason),
+                &rid,
+                &[
+                    ("via", "intercepted_tunnel".to_owned()),
+                    ("detail", detail.to_owned()),
+                ],
+            );
+            return refuse_with_body(req.into_body(), respond::denied(d));
+        }
         let known = Some(target.addrs.clone());
         self.forward(req, url, known, rid, Some(target)).await
+    }
+}
+
+/// `authority` with `:port` appended when it names none, so a host written
+/// without a port inside a tunnel means the tunnel's port (not 443). An
+/// authority that cannot be split is returned as is, for the URL parser to
+/// refuse.
+fn with_port(authority: &str, port: u16) -> String {
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let has_port = if host.starts_with('[') {
+        host.rsplit_once(']')
+            .is_some_and(|(_, rest)| rest.starts_with(':'))
+    } else {
+        host.contains(':')
+    };
+    if has_port || host.is_empty() {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{port}")
     }
 }

@@ -50,7 +50,7 @@ impl Inner {
             return;
         };
         let _active = Active::new(&self);
-        let stream = match self.first_line(stream, peer).await {
+        let stream = match self.first_line(stream, &client(peer)).await {
             Some(s) => s,
             None => return,
         };
@@ -84,8 +84,9 @@ impl Inner {
     /// would make it a `malformed_request`; such a target is rewritten here to
     /// its WHATWG-normalized URL, so the request is judged on the host it
     /// really names, or, when even the decoded host is invalid, denied with
-    /// `invalid_host` and closed. `None`: the connection is done.
-    pub(super) async fn first_line<S>(&self, mut stream: S, peer: SocketAddr) -> Option<Prefixed<S>>
+    /// `invalid_host` and closed. `None`: the connection is done. `who`:
+    /// the audit resource of a failure (the client, or the tunnel).
+    pub(super) async fn first_line<S>(&self, mut stream: S, who: &str) -> Option<Prefixed<S>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -113,11 +114,10 @@ impl Inner {
             Ok(_) => return None, // closed or failed before sending anything
             Err(_) => {
                 let rid = self.request_id();
-                let who = client(peer);
                 let what = "request head not received in time".into();
                 self.record_failure(
                     airlock_types::Action::EgressConnection,
-                    &who,
+                    who,
                     Reason::LimitExceeded,
                     &rid,
                     what,
@@ -199,7 +199,8 @@ impl Inner {
             );
             return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
         };
-        let url = match airlock_policy::parse_url(&target) {
+        // Userinfo is kept for the policy to judge (`allow_userinfo`).
+        let url = match airlock_policy::parse_url_with_userinfo(&target) {
             Ok(u) => u,
             Err(e) => {
                 let d = self.deny_invalid_url(&rid, &e);

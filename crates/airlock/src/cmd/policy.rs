@@ -6,7 +6,7 @@
 use crate::config::{self, PolicySettings};
 use crate::ctx::Ctx;
 use airlock_policy::{
-    ConnectDecision, EgressPolicy, EgressRequest, Host, HostError, Scheme, parse_url,
+    ConnectDecision, EgressPolicy, EgressRequest, Host, HostError, Scheme, parse_url_with_userinfo,
 };
 use airlock_types::{Decision, Outcome};
 use anyhow::Context as _;
@@ -92,7 +92,8 @@ fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
     };
     let (policy, policy_name) = select_policy(ctx, a.policy.as_ref())?;
 
-    let url = match parse_url(&a.url) {
+    // Userinfo is kept for the policy to judge (`allow_userinfo`).
+    let url = match parse_url_with_userinfo(&a.url) {
         Ok(u) => u,
         Err(e @ (HostError::NotAbsolute | HostError::UnsupportedScheme(_))) => {
             return Err(e).context("--url");
@@ -124,9 +125,10 @@ fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
         path: &url.path,
         addrs: &[],
         run: None,
+        userinfo: url.userinfo.is_some(),
     };
     // Like the proxy: a name refused on its own facts is never resolved.
-    let refused_by_name = policy.decide_unresolved(&unresolved).is_some();
+    let refused_by_name = policy.decide_unresolved(&unresolved).decided().is_some();
     let addrs: Vec<IpAddr> = match (&url.host, resolve) {
         (Host::Ip(ip), _) => vec![*ip],
         (Host::Domain(_), Some(given)) => given,
