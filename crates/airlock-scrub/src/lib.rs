@@ -54,6 +54,7 @@ mod keywords;
 mod known;
 mod mask;
 mod ner;
+mod phone;
 mod rules;
 mod scan;
 mod scrubber;
