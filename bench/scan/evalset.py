@@ -246,6 +246,8 @@ PII_NEGATIVES = [
     lambda: f"Invoice {r(string.digits, 6)}-{r(string.digits, 4)} total {rng.randrange(10, 999)}.{rng.randrange(10, 99)} EUR",
     lambda: f"Copyright (c) 2019-2026 {fk.company()}",
     lambda: f"Read chapter 12 in section 4.2 on page 118.",
+    lambda: f"Part no. A{rng.randrange(10, 99)} {rng.randrange(1, 9)}XY and model {rng.choice(UP)}{rng.randrange(1, 9)} rev {rng.randrange(2, 9)}",
+    lambda: f"We ran {rng.randrange(2, 9)} Miles and then took {rng.randrange(2, 9)} Main Steps.",
     lambda: f"ISBN 978-{r(string.digits, 1)}-{r(string.digits, 3)}-{r(string.digits, 5)}-{r(string.digits, 1)}",
     lambda: f"lat {fk.latitude()} lon {fk.longitude()}",
     lambda: f"npm install {fk.word()}@{rng.randrange(1, 20)}.{rng.randrange(9)}.{rng.randrange(9)}",
@@ -302,7 +304,8 @@ def address():
     f = fakers[loc]
     k = rng.random()
     if loc == "en_US" and k < 0.15:
-        return loc, f.military_apo() if rng.random() < 0.5 else f.military_ship() + " " + f.military_dpo()
+        unit = f.military_apo() if rng.random() < 0.5 else f.military_dpo()
+        return loc, f"{unit}{rng.choice([', ', chr(10)])}{rng.choice(['APO', 'FPO', 'DPO'])} {f.military_state()} {f.postcode()}"
     a = f.address()
     return loc, a.replace("\n", rng.choice([", ", "\n"]))
 

@@ -335,7 +335,8 @@ fn generic_ok(value: &[u8]) -> bool {
     let lower = value.to_ascii_lowercase();
     // Identifiers that sit next to secret-ish keywords without being
     // secrets: UUID credential ids, cloud resource names, hashes named by
-    // their algorithm, URLs and CSS selectors.
+    // their algorithm, URLs, and values that only name the thing
+    // (`my_password_1`, `secret-token-v2`).
     if is_uuid(value)
         || [
             "arn:", "sha1:", "sha256:", "sha384:", "sha512:", "sha1-", "sha256-", "sha384-",
@@ -343,10 +344,9 @@ fn generic_ok(value: &[u8]) -> bool {
         ]
         .iter()
         .any(|p| lower.starts_with(p.as_bytes()))
-        || matches!(value[0], b'.' | b'#' | b'/' | b'~')
-            && value[1..]
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        || ["password", "passwd", "secret", "token", "apikey", "api_key", "api-key"]
+            .iter()
+            .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()))
     {
         return false;
     }
@@ -358,7 +358,9 @@ fn generic_ok(value: &[u8]) -> bool {
         .iter()
         .filter(|&&b| b)
         .count();
-    if classes < 2 {
+    // Lower case and punctuation only: selectors, paths, labels, words
+    // (`.password-field`, `/etc/ssl/private`, `app.kubernetes.io/name`).
+    if classes < 2 || (!has_digit && !has_upper) {
         return false;
     }
     // Dotted or pathed identifiers (`self.config.token`, `a/b/c`, `os.getenv`).
@@ -369,7 +371,7 @@ fn generic_ok(value: &[u8]) -> bool {
         && value
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'_'))
-        || slashes >= 3
+        || (slashes >= 3 && matches!(value[0], b'/' | b'~' | b'.'))
     {
         return false;
     }
@@ -387,7 +389,12 @@ fn generic_ok(value: &[u8]) -> bool {
         return false;
     }
     let e = entropy(value);
-    let needed = if value.len() >= 20 { 3.2 } else { 2.8 };
+    // Short values cannot reach high entropy: scale with the length.
+    let needed = match value.len() {
+        20.. => 3.2,
+        12..=19 => 2.8,
+        _ => 2.5,
+    };
     e >= needed
 }
 
@@ -425,7 +432,12 @@ fn digits(value: &[u8]) -> Vec<u8> {
 }
 
 fn phone_ok(value: &[u8]) -> bool {
-    let d = digits(value);
+    // The number without its extension (`x204`, `ext. 9`).
+    let end = value
+        .iter()
+        .position(|b| matches!(b.to_ascii_lowercase(), b'x' | b'e' | b'#'))
+        .unwrap_or(value.len());
+    let d = digits(&value[..end]);
     if !(8..=15).contains(&d.len()) {
         return false;
     }
@@ -832,7 +844,7 @@ mod tests {
         ] {
             assert!(!generic_ok(v.as_bytes()), "{v}");
         }
-        for v in ["S3cr3t!Passw0rd", "xK9#mQ2$vL7pR4tZ", "aGVsbG8gd29ybGQgc2VjcmV0"] {
+        for v in ["Tr0ub4dor&3x!Q", "xK9#mQ2$vL7pR4tZ", "aGVsbG8gd29ybGQgc2VjcmV0"] {
             assert!(generic_ok(v.as_bytes()), "{v}");
         }
     }

