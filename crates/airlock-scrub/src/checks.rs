@@ -296,9 +296,11 @@ pub(crate) fn low_information(value: &[u8]) -> bool {
     }
     let lower = value.to_ascii_lowercase();
     let s = String::from_utf8_lossy(&lower);
-    if ["qwerty", "asdfgh", "zxcvbn", "abc123", "letmein", "p@ssw0rd", "passw0rd"]
-        .iter()
-        .any(|w| s.contains(w))
+    if [
+        "qwerty", "asdfgh", "zxcvbn", "abc123", "letmein", "p@ssw0rd", "passw0rd",
+    ]
+    .iter()
+    .any(|w| s.contains(w))
     {
         return true;
     }
@@ -307,8 +309,16 @@ pub(crate) fn low_information(value: &[u8]) -> bool {
     let mut down = 1;
     for w in lower.windows(2) {
         let seq = w[0].is_ascii_alphanumeric() && w[1].is_ascii_alphanumeric();
-        up = if seq && w[1] == w[0].wrapping_add(1) { up + 1 } else { 1 };
-        down = if seq && w[1].wrapping_add(1) == w[0] { down + 1 } else { 1 };
+        up = if seq && w[1] == w[0].wrapping_add(1) {
+            up + 1
+        } else {
+            1
+        };
+        down = if seq && w[1].wrapping_add(1) == w[0] {
+            down + 1
+        } else {
+            1
+        };
         if up >= 6 || down >= 6 {
             return true;
         }
@@ -339,14 +349,29 @@ fn generic_ok(value: &[u8]) -> bool {
     // (`my_password_1`, `secret-token-v2`).
     if is_uuid(value)
         || [
-            "arn:", "sha1:", "sha256:", "sha384:", "sha512:", "sha1-", "sha256-", "sha384-",
-            "sha512-", "md5:", "http:", "https:", "file:", "projects/", "urn:",
+            "arn:",
+            "sha1:",
+            "sha256:",
+            "sha384:",
+            "sha512:",
+            "sha1-",
+            "sha256-",
+            "sha384-",
+            "sha512-",
+            "md5:",
+            "http:",
+            "https:",
+            "file:",
+            "projects/",
+            "urn:",
         ]
         .iter()
         .any(|p| lower.starts_with(p.as_bytes()))
-        || ["password", "passwd", "secret", "token", "apikey", "api_key", "api-key"]
-            .iter()
-            .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()))
+        || [
+            "password", "passwd", "secret", "token", "apikey", "api_key", "api-key",
+        ]
+        .iter()
+        .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()))
     {
         return false;
     }
@@ -489,39 +514,39 @@ pub fn luhn_ok(d: &[u8]) -> bool {
 /// RuPay (NPCI), Troy, Verve, Elo, Dankort, UATP and InstaPayment rules as
 /// listed in each network's acceptance guide.
 const IIN_RANGES: &[(u32, u32, usize, usize, usize)] = &[
-    (4, 4, 1, 13, 19),             // Visa (13 legacy, 16, 19)
-    (51, 55, 2, 16, 16),           // Mastercard
-    (2221, 2720, 4, 16, 16),       // Mastercard 2-series
-    (34, 34, 2, 15, 15),           // American Express
-    (37, 37, 2, 15, 15),           // American Express
-    (6011, 6011, 4, 16, 19),       // Discover
-    (644, 649, 3, 16, 19),         // Discover
-    (65, 65, 2, 16, 19),           // Discover / RuPay co-brand
-    (622126, 622925, 6, 16, 19),   // Discover / UnionPay co-brand
-    (300, 305, 3, 14, 19),         // Diners Club International
-    (3095, 3095, 4, 14, 19),       // Diners Club International
-    (36, 36, 2, 14, 19),           // Diners Club International
-    (38, 39, 2, 16, 19),           // Diners Club (Discover network)
-    (3528, 3589, 4, 16, 19),       // JCB
-    (62, 62, 2, 16, 19),           // UnionPay
-    (81, 81, 2, 16, 19),           // UnionPay 81-series
-    (2200, 2204, 4, 16, 19),       // Mir
-    (60, 60, 2, 16, 16),           // RuPay
-    (652, 652, 3, 16, 16),         // RuPay
-    (508, 508, 3, 16, 16),         // RuPay
-    (9792, 9792, 4, 16, 16),       // Troy
-    (506099, 506198, 6, 16, 19),   // Verve
-    (650002, 650027, 6, 16, 19),   // Verve
-    (636368, 636368, 6, 16, 16),   // Elo
-    (438935, 438935, 6, 16, 16),   // Elo
-    (504175, 504175, 6, 16, 16),   // Elo
-    (451416, 451416, 6, 16, 16),   // Elo
-    (5019, 5019, 4, 16, 16),       // Dankort
-    (1, 1, 1, 15, 15),             // UATP
-    (637, 639, 3, 16, 16),         // InstaPayment
-    (50, 50, 2, 12, 19),           // Maestro
-    (56, 58, 2, 12, 19),           // Maestro
-    (6, 6, 1, 12, 19),             // Maestro (6-series)
+    (4, 4, 1, 13, 19),           // Visa (13 legacy, 16, 19)
+    (51, 55, 2, 16, 16),         // Mastercard
+    (2221, 2720, 4, 16, 16),     // Mastercard 2-series
+    (34, 34, 2, 15, 15),         // American Express
+    (37, 37, 2, 15, 15),         // American Express
+    (6011, 6011, 4, 16, 19),     // Discover
+    (644, 649, 3, 16, 19),       // Discover
+    (65, 65, 2, 16, 19),         // Discover / RuPay co-brand
+    (622126, 622925, 6, 16, 19), // Discover / UnionPay co-brand
+    (300, 305, 3, 14, 19),       // Diners Club International
+    (3095, 3095, 4, 14, 19),     // Diners Club International
+    (36, 36, 2, 14, 19),         // Diners Club International
+    (38, 39, 2, 16, 19),         // Diners Club (Discover network)
+    (3528, 3589, 4, 16, 19),     // JCB
+    (62, 62, 2, 16, 19),         // UnionPay
+    (81, 81, 2, 16, 19),         // UnionPay 81-series
+    (2200, 2204, 4, 16, 19),     // Mir
+    (60, 60, 2, 16, 16),         // RuPay
+    (652, 652, 3, 16, 16),       // RuPay
+    (508, 508, 3, 16, 16),       // RuPay
+    (9792, 9792, 4, 16, 16),     // Troy
+    (506099, 506198, 6, 16, 19), // Verve
+    (650002, 650027, 6, 16, 19), // Verve
+    (636368, 636368, 6, 16, 16), // Elo
+    (438935, 438935, 6, 16, 16), // Elo
+    (504175, 504175, 6, 16, 16), // Elo
+    (451416, 451416, 6, 16, 16), // Elo
+    (5019, 5019, 4, 16, 16),     // Dankort
+    (1, 1, 1, 15, 15),           // UATP
+    (637, 639, 3, 16, 16),       // InstaPayment
+    (50, 50, 2, 12, 19),         // Maestro
+    (56, 58, 2, 12, 19),         // Maestro
+    (6, 6, 1, 12, 19),           // Maestro (6-series)
 ];
 
 /// A payment card number: consistent separators, a known issuer range
@@ -737,14 +762,17 @@ mod tests {
         assert!(luhn_ok(&digits(b"4539 1488 0343 6467")));
         assert!(card_ok(b"4539 1488 0343 6467"));
         assert!(!card_ok(b"4539 1488 0343 6468"), "bad Luhn");
-        assert!(card_ok(b"4111 1111 1111 1111"), "a test number is still a card number");
+        assert!(
+            card_ok(b"4111 1111 1111 1111"),
+            "a test number is still a card number"
+        );
         for v in [
-            "3530 1113 3330 0000",  // JCB
-            "6200 0000 0000 0005",  // UnionPay
-            "3056 9309 0259 04",    // Diners, 14 digits
-            "3782 822463 10005",    // Amex, 4-6-5
-            "2223 0031 2200 3222",  // Mastercard 2-series
-            "6011-1111-1111-1117",  // Discover
+            "3530 1113 3330 0000", // JCB
+            "6200 0000 0000 0005", // UnionPay
+            "3056 9309 0259 04",   // Diners, 14 digits
+            "3782 822463 10005",   // Amex, 4-6-5
+            "2223 0031 2200 3222", // Mastercard 2-series
+            "6011-1111-1111-1117", // Discover
         ] {
             assert!(card_ok(v.as_bytes()), "{v}");
         }
@@ -844,7 +872,11 @@ mod tests {
         ] {
             assert!(!generic_ok(v.as_bytes()), "{v}");
         }
-        for v in ["Tr0ub4dor&3x!Q", "xK9#mQ2$vL7pR4tZ", "aGVsbG8gd29ybGQgc2VjcmV0"] {
+        for v in [
+            "Tr0ub4dor&3x!Q",
+            "xK9#mQ2$vL7pR4tZ",
+            "aGVsbG8gd29ybGQgc2VjcmV0",
+        ] {
             assert!(generic_ok(v.as_bytes()), "{v}");
         }
     }

@@ -34,10 +34,7 @@ impl Regions {
         let mut v = Vec::with_capacity(codes.len());
         for c in codes {
             let c = c.as_ref();
-            let id: Id = c
-                .to_ascii_uppercase()
-                .parse()
-                .map_err(|_| c.to_string())?;
+            let id: Id = c.to_ascii_uppercase().parse().map_err(|_| c.to_string())?;
             if !v.contains(&id) {
                 v.push(id);
             }

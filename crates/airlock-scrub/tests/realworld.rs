@@ -207,7 +207,10 @@ fn cards_of_every_scheme_and_test_numbers() {
         let text = format!("charged to {card} yesterday");
         assert_eq!(pii_of(&text, "CARD"), vec![card.to_string()], "{text}");
     }
-    assert_eq!(pii_of("card 4111 1111 1111 1112", "CARD"), Vec::<String>::new());
+    assert_eq!(
+        pii_of("card 4111 1111 1111 1112", "CARD"),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -216,7 +219,10 @@ fn ssns_with_dashes_spaces_or_dots() {
         let text = format!("SSN {ssn} on file");
         assert_eq!(pii_of(&text, "US_SSN"), vec![ssn.to_string()], "{text}");
     }
-    assert_eq!(pii_of("ref 666.22.1234 and 000 12 3456", "US_SSN"), Vec::<String>::new());
+    assert_eq!(
+        pii_of("ref 666.22.1234 and 000 12 3456", "US_SSN"),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -226,10 +232,22 @@ fn street_addresses_us_uk_and_military() {
             "Ship to 1600 Pennsylvania Avenue NW, Washington, DC 20500 today",
             "1600 Pennsylvania Avenue",
         ),
-        ("Office: 350 Fifth Ave, Suite 2100, New York, NY 10118", "350 Fifth Ave, Suite 2100"),
-        ("8911 Jennifer Forks Apt. 373\nNew Tiffany, MO 45209", "8911 Jennifer Forks Apt. 373"),
-        ("We moved to 10 Downing Street, London SW1A 2AA.", "10 Downing Street, London SW1A 2AA"),
-        ("PSC 1234, Box 5678\nAPO AE 09204", "PSC 1234, Box 5678\nAPO AE 09204"),
+        (
+            "Office: 350 Fifth Ave, Suite 2100, New York, NY 10118",
+            "350 Fifth Ave, Suite 2100",
+        ),
+        (
+            "8911 Jennifer Forks Apt. 373\nNew Tiffany, MO 45209",
+            "8911 Jennifer Forks Apt. 373",
+        ),
+        (
+            "We moved to 10 Downing Street, London SW1A 2AA.",
+            "10 Downing Street, London SW1A 2AA",
+        ),
+        (
+            "PSC 1234, Box 5678\nAPO AE 09204",
+            "PSC 1234, Box 5678\nAPO AE 09204",
+        ),
         ("USNS Comfort\nFPO AP 96601", "USNS Comfort\nFPO AP 96601"),
         ("Springfield, IL 62704", "Springfield, IL 62704"),
     ] {
