@@ -146,6 +146,7 @@ mod tests {
 
     #[test]
     fn regions_are_checked() {
+        assert_eq!(Regions::default().0.len(), DEFAULT_REGIONS.len());
         assert!(Regions::parse(&["us", "GB"]).is_ok());
         assert_eq!(Regions::parse(&["US", "ZZZ"]).map(drop), Err("ZZZ".into()));
         // A French national number is refused when only the US is allowed.
