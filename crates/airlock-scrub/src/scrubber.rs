@@ -254,8 +254,8 @@ impl ScrubberBuilder {
     }
 
     /// Regions (ISO 3166-1 alpha-2, e.g. `["US", "GB"]`) whose national
-    /// formats a phone number written without a country code is validated
-    /// against (default: US, GB, DE, FR, IN, AU, CA, ES, IT, NL, IE, BR,
+    /// formats a phone number found by context or by a generic national
+    /// shape (written without a country code) is validated against (default: US, GB, DE, FR, IN, AU, CA, ES, IT, NL, IE, BR,
     /// MX). Numbers written with `+` or `00` are validated for their own
     /// country whatever this list holds.
     pub fn phone_regions<S: AsRef<str>>(mut self, regions: &[S]) -> Self {

@@ -180,7 +180,9 @@ fn phone_regions_are_configurable() {
         .phone_regions(&["US"])
         .build()
         .expect("US is a region");
-    let text = "Appelez le 01 42 68 53 00";
+    // Found by its context word and validated: German, not American.
+    let text = "Telefon: 030 901820";
+    assert_eq!(pii_of(text, "PHONE"), vec!["030 901820".to_string()]);
     assert!(us_only.scan_bytes(text.as_bytes()).is_empty());
     let err = Scrubber::builder()
         .phone_regions(&["XX"])
