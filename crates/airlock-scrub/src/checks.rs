@@ -155,7 +155,9 @@ fn jwt_ok(token: &[u8]) -> bool {
 
 /// Substrings (ASCII case-insensitive) that mark a value as a filler,
 /// a template or the output of another redactor. Each is rare in random
-/// tokens: the shortest are four symbols or a byte no token alphabet has.
+/// tokens: the shortest are four symbols no word-like token body spells
+/// by chance or a byte no token alphabet has (bare words such as `null`
+/// or `true` match only a whole value: `…znuLLIi…` is random).
 const PLACEHOLDER_WORDS: &[&str] = &[
     // documentation fillers
     "example",
@@ -223,14 +225,6 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "[hidden",
     "[removed",
     "<hidden>",
-    // bare words
-    "null",
-    "none",
-    "undefined",
-    "true",
-    "false",
-    "todo",
-    "fixme",
 ];
 
 /// Values that are obviously not real: templates, masks, documentation fillers.
@@ -244,7 +238,22 @@ pub(crate) fn is_placeholder(value: &[u8]) -> bool {
     value.windows(2).all(|w| w[0] == w[1])
         || matches!(
             s.as_ref(),
-            "password" | "passwd" | "secret" | "token" | "pass" | "pwd" | "user" | "username"
+            "password"
+                | "passwd"
+                | "secret"
+                | "token"
+                | "pass"
+                | "pwd"
+                | "user"
+                | "username"
+                | "null"
+                | "none"
+                | "nil"
+                | "undefined"
+                | "true"
+                | "false"
+                | "todo"
+                | "fixme"
         )
         || is_reference(value)
 }
@@ -857,6 +866,8 @@ mod tests {
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzQ4k2LmN8v",
             "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
             "Tr0ub4dor&3x!",
+            "q8Zr2xznuLLIi9vTqW3nB",
+            "Qhjmpr4tRueq9gTuU5st",
         ] {
             assert!(!low_information(v.as_bytes()), "{v}");
         }
