@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Recall and precision of each tool on the labelled samples.
 
-  eval.py OUT_DIR AIRLOCK_BIN VENV_BIN
+  eval.py OUT_DIR AIRLOCK_BIN [VENV_BIN]
+
+Without VENV_BIN (or with --airlock-only) only Airlock runs. When the
+labels carry a `tier` (bench/scan/evalset.py writes them), Airlock's recall
+is also printed per tier (self-identifying shape, keyword-anchored, PII)
+and per type, with the share of negative samples flagged, by class.
 
 OUT_DIR is what gen.py wrote (labelled/, labels.json). Each sample is one
 file; a tool "flags" a file when it reports anything in it. For secrets, the
@@ -15,7 +20,9 @@ import os
 import subprocess
 import sys
 
-out_dir, airlock, venv = sys.argv[1], sys.argv[2], sys.argv[3]
+args = [a for a in sys.argv[1:] if a != "--airlock-only"]
+out_dir, airlock = args[0], args[1]
+venv = args[2] if len(args) > 2 and "--airlock-only" not in sys.argv else None
 lab_dir = os.path.join(out_dir, "labelled")
 labels = json.load(open(os.path.join(out_dir, "labels.json")))
 files = sorted(glob.glob(os.path.join(lab_dir, "*.txt")))
@@ -25,11 +32,76 @@ def run(cmd):
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
 
-def airlock_flags(only):
+def airlock_findings(only):
     r = run([airlock, "scan", "--json", "--only", only, *files])
     if r.returncode not in (0, 1):
         sys.exit(f"airlock failed: {r.stderr}")
-    return {os.path.basename(f["file"]) for f in json.loads(r.stdout)["findings"]}
+    return json.loads(r.stdout)["findings"]
+
+
+def airlock_flags(only):
+    return {os.path.basename(f["file"]) for f in airlock_findings(only)}
+
+
+def breakdown():
+    """Recall per tier and type, negatives flagged per class (Airlock)."""
+    sec = airlock_findings("secrets")
+    pii = airlock_findings("pii")
+    flagged_sec = {os.path.basename(f["file"]) for f in sec}
+    pii_types = {}
+    for f in pii:
+        pii_types.setdefault(os.path.basename(f["file"]), set()).add(f["type"])
+    flagged_any = flagged_sec | set(pii_types)
+    rows = []
+    def pct(a, b):
+        return f"{100 * a / max(1, b):.1f} % ({a}/{b})"
+    tiers = {}
+    for name, l in labels.items():
+        tiers.setdefault(l["tier"], []).append(name)
+    for tier in ("shaped", "keyword"):
+        names = tiers.get(tier, [])
+        found = sum(n in flagged_sec for n in names)
+        rows.append((f"secrets, {tier}", pct(found, len(names))))
+        kinds = {}
+        for n in names:
+            kinds.setdefault(labels[n]["kind"], []).append(n)
+        missed = {k: len([n for n in v if n not in flagged_sec]) for k, v in kinds.items()}
+        worst = sorted(((m, k) for k, m in missed.items() if m), reverse=True)[:8]
+        if worst:
+            rows.append((f"  most missed ({tier})", ", ".join(f"{k} {m}/{len(kinds[k])}" for m, k in worst)))
+    names = tiers.get("pii", [])
+    found_right = sum(bool(set(labels[n]["types"]) & pii_types.get(n, set())) for n in names)
+    rows.append(("PII, all types (right type)", pct(found_right, len(names))))
+    by_type = {}
+    for n in names:
+        for t in labels[n]["types"]:
+            by_type.setdefault(t, []).append(n)
+    for t, ns in sorted(by_type.items()):
+        rows.append((f"  {t}", pct(sum(t in pii_types.get(n, set()) for n in ns), len(ns))))
+    pii_flagged = [n for n in labels if n in pii_types]
+    right = sum(labels[n]["category"] == "pii" for n in pii_flagged)
+    rows.append(("PII precision (flagged samples that hold PII)", pct(right, len(pii_flagged))))
+    negs = tiers.get("negative", [])
+    rows.append(("negatives flagged as secret", pct(sum(n in flagged_sec for n in negs), len(negs))))
+    rows.append(("negatives flagged at all (secret or PII)", pct(sum(n in flagged_any for n in negs), len(negs))))
+    kinds = {}
+    for n in negs:
+        kinds.setdefault(labels[n]["kind"], []).append(n)
+    for k, ns in sorted(kinds.items()):
+        rows.append((f"  {k}", pct(sum(n in flagged_any for n in ns), len(ns))))
+    print("| Airlock on the evaluation set | figure |")
+    print("|---|---|")
+    for a, b in rows:
+        print(f"| {a} | {b} |")
+    print()
+    if os.environ.get("EVAL_SHOW"):
+        for n in sorted(labels):
+            l = labels[n]
+            hit = n in flagged_sec if l["category"] != "pii" else bool(set(l["types"]) & pii_types.get(n, set()))
+            bad = (l["category"] == "none" and n in flagged_any) or (l["category"] != "none" and not hit)
+            if bad:
+                print(n, l["tier"], l["kind"], "FLAGGED" if l["category"] == "none" else "MISSED",
+                      repr(open(os.path.join(lab_dir, n), encoding="utf-8").read()[:160]))
 
 
 def gitleaks_flags():
@@ -110,6 +182,11 @@ def score(flagged, category):
     fn = len(pos - flagged)
     return {"tp": tp, "fp": fp, "fn": fn, "recall": tp / max(1, tp + fn), "precision": tp / max(1, tp + fp)}
 
+
+if any("tier" in l for l in labels.values()):
+    breakdown()
+if venv is None:
+    sys.exit(0)
 
 results = {}
 air_secrets = airlock_flags("secrets")

@@ -3,6 +3,7 @@
 //! structure (JWT header, IP addresses, dates) and entropy. All are pure and
 //! total: any input returns `true` or `false`, never panics.
 
+use crate::phone::{self, Regions};
 use base64::Engine as _;
 
 /// Which validator a rule uses.
@@ -15,6 +16,9 @@ pub(crate) enum Check {
     NotPlaceholder,
     Email,
     Phone,
+    /// A phone candidate libphonenumber's metadata must also accept (rules
+    /// whose regex has no national shape of its own).
+    PhoneValid,
     Ssn,
     Card,
     Iban,
@@ -33,6 +37,7 @@ impl Check {
             "not_placeholder" => Check::NotPlaceholder,
             "email" => Check::Email,
             "phone" => Check::Phone,
+            "phone_valid" => Check::PhoneValid,
             "ssn" => Check::Ssn,
             "card" => Check::Card,
             "iban" => Check::Iban,
@@ -44,8 +49,9 @@ impl Check {
         })
     }
 
-    /// Does `value` (the part to mask) pass this check?
-    pub(crate) fn passes(self, value: &[u8]) -> bool {
+    /// Does `value` (the part to mask) pass this check? `regions` are the
+    /// phone regions tried for national numbers.
+    pub(crate) fn passes(self, value: &[u8], regions: &Regions) -> bool {
         match self {
             Check::None => true,
             Check::GithubCrc32 => github_crc32_ok(value),
@@ -54,6 +60,7 @@ impl Check {
             Check::NotPlaceholder => !is_placeholder(value),
             Check::Email => email_ok(value),
             Check::Phone => phone_ok(value),
+            Check::PhoneValid => phone_ok(value) && phone::valid(value, regions),
             Check::Ssn => ssn_ok(value),
             Check::Card => card_ok(value),
             Check::Iban => iban_ok(value),
@@ -146,41 +153,78 @@ fn jwt_ok(token: &[u8]) -> bool {
     }
 }
 
+/// Substrings (ASCII case-insensitive) that mark a value as a filler,
+/// a template or the output of another redactor. Each is rare in random
+/// tokens: the shortest are four symbols no word-like token body spells
+/// by chance or a byte no token alphabet has (bare words such as `null`
+/// or `true` match only a whole value: `…znuLLIi…` is random).
 const PLACEHOLDER_WORDS: &[&str] = &[
+    // documentation fillers
     "example",
     "changeme",
     "change_me",
+    "change-me",
     "placeholder",
     "your_",
     "your-",
     "yourpass",
+    "yourkey",
+    "yoursecret",
+    "yourtoken",
+    "_here",
+    "-here",
+    "insert_",
+    "insert-",
+    "replace_me",
+    "replaceme",
+    "dummy",
+    "sample",
+    "notreal",
+    "not_real",
+    "not-a-real",
+    "fake_",
+    "fake-",
+    "secret_here",
+    "password_here",
+    "token_here",
+    "xxxx",
+    "0000000",
+    "1234567",
+    "abcdefg",
+    // template syntax and references
     "<",
     ">",
     "${",
+    "$(",
     "{{",
+    "}}",
+    "{%",
+    "#{",
     "%s",
-    "xxxx",
-    "****",
-    "....",
-    "redacted",
-    "dummy",
-    "sample",
+    "%(",
+    "%v",
     "process.env",
     "os.environ",
     "getenv",
     "env(",
-    "secret_here",
-    "password_here",
-    "token_here",
+    "env[",
+    "env.",
+    "secrets.",
+    "vault:",
+    "ref+",
+    // masked or redacted by another tool
+    "****",
+    "...",
+    "…",
+    "•",
+    "●",
+    "redacted",
     "[secret",
-    "[redacted",
-    "null",
-    "none",
-    "undefined",
-    "true",
-    "false",
-    "todo",
-    "fixme",
+    "[filtered",
+    "[masked",
+    "[hidden",
+    "[removed",
+    "<hidden>",
 ];
 
 /// Values that are obviously not real: templates, masks, documentation fillers.
@@ -194,14 +238,155 @@ pub(crate) fn is_placeholder(value: &[u8]) -> bool {
     value.windows(2).all(|w| w[0] == w[1])
         || matches!(
             s.as_ref(),
-            "password" | "passwd" | "secret" | "token" | "pass" | "pwd" | "user" | "username"
+            "password"
+                | "passwd"
+                | "secret"
+                | "token"
+                | "pass"
+                | "pwd"
+                | "user"
+                | "username"
+                | "null"
+                | "none"
+                | "nil"
+                | "undefined"
+                | "true"
+                | "false"
+                | "todo"
+                | "fixme"
         )
+        || is_reference(value)
 }
 
-/// Generic `name = value` secrets: not a placeholder, not an identifier or a
-/// path, high enough entropy, more than one character class.
+/// `$VAR`, `$var_name`, `%VAR%`, `@var@`, `:symbol`: a reference to a
+/// value kept elsewhere, not the value.
+fn is_reference(value: &[u8]) -> bool {
+    let ident = |v: &[u8]| {
+        !v.is_empty()
+            && (v[0].is_ascii_alphabetic() || v[0] == b'_')
+            && v.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    };
+    match value {
+        [b'$', rest @ ..] => ident(rest),
+        [b'%', mid @ .., b'%'] | [b'@', mid @ .., b'@'] => ident(mid),
+        _ => false,
+    }
+}
+
+/// Low information for a credential: a placeholder, a run of one
+/// character making up a third of the value, at most three distinct
+/// bytes, a short repeated unit (`abcabcabc`), or a sequence (`123456`,
+/// `abcdef`, `qwerty`). Random tokens of any alphabet fail each of these
+/// with negligible probability at the lengths rules match.
+pub(crate) fn low_information(value: &[u8]) -> bool {
+    if value.is_empty() || is_placeholder(value) {
+        return true;
+    }
+    let n = value.len();
+    // Longest run of one byte.
+    let mut run = 1;
+    let mut best = 1;
+    for w in value.windows(2) {
+        run = if w[0] == w[1] { run + 1 } else { 1 };
+        best = best.max(run);
+    }
+    if best >= 6 || (n >= 8 && best * 3 >= n) {
+        return true;
+    }
+    let mut seen = [false; 256];
+    let mut distinct = 0;
+    for &b in value {
+        if !seen[usize::from(b)] {
+            seen[usize::from(b)] = true;
+            distinct += 1;
+        }
+    }
+    if n >= 8 && distinct <= 3 {
+        return true;
+    }
+    // A short unit repeated over the whole value.
+    if n >= 8 && (1..=4).any(|p| value.iter().zip(&value[p..]).all(|(a, b)| a == b)) {
+        return true;
+    }
+    let lower = value.to_ascii_lowercase();
+    let s = String::from_utf8_lossy(&lower);
+    if [
+        "qwerty", "asdfgh", "zxcvbn", "abc123", "letmein", "p@ssw0rd", "passw0rd",
+    ]
+    .iter()
+    .any(|w| s.contains(w))
+    {
+        return true;
+    }
+    // Six or more consecutive ascending or descending symbols.
+    let mut up = 1;
+    let mut down = 1;
+    for w in lower.windows(2) {
+        let seq = w[0].is_ascii_alphanumeric() && w[1].is_ascii_alphanumeric();
+        up = if seq && w[1] == w[0].wrapping_add(1) {
+            up + 1
+        } else {
+            1
+        };
+        down = if seq && w[1].wrapping_add(1) == w[0] {
+            down + 1
+        } else {
+            1
+        };
+        if up >= 6 || down >= 6 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Is this the shape of a UUID (8-4-4-4-12 hex)?
+fn is_uuid(value: &[u8]) -> bool {
+    value.len() == 36
+        && value.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// Generic `name = value` secrets: not a placeholder, not an identifier,
+/// a path, a UUID or resource name, high enough entropy, more than one
+/// character class.
 fn generic_ok(value: &[u8]) -> bool {
-    if value.len() < 8 || is_placeholder(value) {
+    if value.len() < 8 || low_information(value) {
+        return false;
+    }
+    let lower = value.to_ascii_lowercase();
+    // Identifiers that sit next to secret-ish keywords without being
+    // secrets: UUID credential ids, cloud resource names, hashes named by
+    // their algorithm, URLs, and values that only name the thing
+    // (`my_password_1`, `secret-token-v2`).
+    if is_uuid(value)
+        || [
+            "arn:",
+            "sha1:",
+            "sha256:",
+            "sha384:",
+            "sha512:",
+            "sha1-",
+            "sha256-",
+            "sha384-",
+            "sha512-",
+            "md5:",
+            "http:",
+            "https:",
+            "file:",
+            "projects/",
+            "urn:",
+        ]
+        .iter()
+        .any(|p| lower.starts_with(p.as_bytes()))
+        || [
+            "password", "passwd", "secret", "token", "apikey", "api_key", "api-key",
+        ]
+        .iter()
+        .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()))
+    {
         return false;
     }
     let has_lower = value.iter().any(u8::is_ascii_lowercase);
@@ -212,7 +397,9 @@ fn generic_ok(value: &[u8]) -> bool {
         .iter()
         .filter(|&&b| b)
         .count();
-    if classes < 2 {
+    // Lower case and punctuation only: selectors, paths, labels, words
+    // (`.password-field`, `/etc/ssl/private`, `app.kubernetes.io/name`).
+    if classes < 2 || (!has_digit && !has_upper) {
         return false;
     }
     // Dotted or pathed identifiers (`self.config.token`, `a/b/c`, `os.getenv`).
@@ -223,21 +410,30 @@ fn generic_ok(value: &[u8]) -> bool {
         && value
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'_'))
-        || slashes >= 3
+        || (slashes >= 3 && matches!(value[0], b'/' | b'~' | b'.'))
     {
         return false;
     }
-    // snake_case / camelCase identifiers without digits.
-    if !has_digit
-        && value
+    // snake_case / camelCase / kebab identifiers without digits, and
+    // identifiers whose only digits are a trailing version (`token_v2`).
+    let body = value
+        .iter()
+        .rposition(|b| !b.is_ascii_digit())
+        .map_or(value, |i| &value[..=i]);
+    if body.len() + 2 >= value.len()
+        && body
             .iter()
-            .all(|b| b.is_ascii_alphabetic() || *b == b'_' || *b == b'-')
+            .all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'-' | b'.'))
     {
         return false;
     }
-    // Ends with call parens or is a type annotation-like word.
     let e = entropy(value);
-    let needed = if value.len() >= 20 { 3.2 } else { 2.8 };
+    // Short values cannot reach high entropy: scale with the length.
+    let needed = match value.len() {
+        20.. => 3.2,
+        12..=19 => 2.8,
+        _ => 2.5,
+    };
     e >= needed
 }
 
@@ -275,7 +471,12 @@ fn digits(value: &[u8]) -> Vec<u8> {
 }
 
 fn phone_ok(value: &[u8]) -> bool {
-    let d = digits(value);
+    // The number without its extension (`x204`, `ext. 9`).
+    let end = value
+        .iter()
+        .position(|b| matches!(b.to_ascii_lowercase(), b'x' | b'e' | b'#'))
+        .unwrap_or(value.len());
+    let d = digits(&value[..end]);
     if !(8..=15).contains(&d.len()) {
         return false;
     }
@@ -319,36 +520,54 @@ pub fn luhn_ok(d: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Well-known test numbers published by card networks and processors; they
-/// appear in documentation and test suites and are not personal data.
-const TEST_CARDS: &[&str] = &[
-    "4111111111111111",
-    "4242424242424242",
-    "4012888888881881",
-    "4222222222222",
-    "4000056655665556",
-    "5555555555554444",
-    "5105105105105100",
-    "2223003122003222",
-    "5200828282828210",
-    "378282246310005",
-    "371449635398431",
-    "378734493671000",
-    "6011111111111117",
-    "6011000990139424",
-    "3530111333300000",
-    "3566002020360505",
-    "30569309025904",
-    "38520000023237",
-    "36227206271667",
-    "6200000000000005",
-    "4000000000000002",
-    "4000000000009995",
-    "5431111111111111",
-    "4917610000000000",
-    "4462030000000000",
+/// Issuer identification ranges (ISO/IEC 7812 IIN prefixes) and the
+/// lengths each scheme issues, from the networks' published rules:
+/// `(first, last, prefix digits, min length, max length)`.
+/// Sources: Visa, Mastercard (incl. the 2-series), American Express,
+/// Discover/Diners Club International, JCB, UnionPay, Maestro, Mir (NSPK),
+/// RuPay (NPCI), Troy, Verve, Elo, Dankort, UATP and InstaPayment rules as
+/// listed in each network's acceptance guide.
+const IIN_RANGES: &[(u32, u32, usize, usize, usize)] = &[
+    (4, 4, 1, 13, 19),           // Visa (13 legacy, 16, 19)
+    (51, 55, 2, 16, 16),         // Mastercard
+    (2221, 2720, 4, 16, 16),     // Mastercard 2-series
+    (34, 34, 2, 15, 15),         // American Express
+    (37, 37, 2, 15, 15),         // American Express
+    (6011, 6011, 4, 16, 19),     // Discover
+    (644, 649, 3, 16, 19),       // Discover
+    (65, 65, 2, 16, 19),         // Discover / RuPay co-brand
+    (622126, 622925, 6, 16, 19), // Discover / UnionPay co-brand
+    (300, 305, 3, 14, 19),       // Diners Club International
+    (3095, 3095, 4, 14, 19),     // Diners Club International
+    (36, 36, 2, 14, 19),         // Diners Club International
+    (38, 39, 2, 16, 19),         // Diners Club (Discover network)
+    (3528, 3589, 4, 16, 19),     // JCB
+    (62, 62, 2, 16, 19),         // UnionPay
+    (81, 81, 2, 16, 19),         // UnionPay 81-series
+    (2200, 2204, 4, 16, 19),     // Mir
+    (60, 60, 2, 16, 16),         // RuPay
+    (652, 652, 3, 16, 16),       // RuPay
+    (508, 508, 3, 16, 16),       // RuPay
+    (9792, 9792, 4, 16, 16),     // Troy
+    (506099, 506198, 6, 16, 19), // Verve
+    (650002, 650027, 6, 16, 19), // Verve
+    (636368, 636368, 6, 16, 16), // Elo
+    (438935, 438935, 6, 16, 16), // Elo
+    (504175, 504175, 6, 16, 16), // Elo
+    (451416, 451416, 6, 16, 16), // Elo
+    (5019, 5019, 4, 16, 16),     // Dankort
+    (1, 1, 1, 15, 15),           // UATP
+    (637, 639, 3, 16, 16),       // InstaPayment
+    (50, 50, 2, 12, 19),         // Maestro
+    (56, 58, 2, 12, 19),         // Maestro
+    (6, 6, 1, 12, 19),           // Maestro (6-series)
 ];
 
+/// A payment card number: consistent separators, a known issuer range
+/// with one of its lengths, and a valid Luhn digit. Published test
+/// numbers (`4111 1111 1111 1111`, `4242…`) are card numbers too: in a
+/// log or a ticket they are indistinguishable from real ones and are
+/// masked alike.
 fn card_ok(value: &[u8]) -> bool {
     // Separators must be consistent: none, or only spaces, or only dashes.
     let has_space = value.contains(&b' ');
@@ -357,26 +576,14 @@ fn card_ok(value: &[u8]) -> bool {
         return false;
     }
     let d = digits(value);
-    if !(12..=19).contains(&d.len()) || !luhn_ok(&d) {
-        return false;
-    }
-    let s: String = d.iter().map(|x| char::from(b'0' + x)).collect();
-    if TEST_CARDS.contains(&s.as_str()) || d.windows(2).all(|w| w[0] == w[1]) {
+    if !(12..=19).contains(&d.len()) || !luhn_ok(&d) || d.iter().all(|&x| x == 0) {
         return false;
     }
     let p = |n: usize| -> u32 { d[..n].iter().fold(0u32, |a, &x| a * 10 + u32::from(x)) };
     let len = d.len();
-    let visa = d[0] == 4 && matches!(len, 13 | 16 | 19);
-    let mc = ((51..=55).contains(&p(2)) || (2221..=2720).contains(&p(4))) && len == 16;
-    let amex = matches!(p(2), 34 | 37) && len == 15;
-    let discover =
-        (p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3))) && (16..=19).contains(&len);
-    let jcb = (3528..=3589).contains(&p(4)) && (16..=19).contains(&len);
-    let diners =
-        ((300..=305).contains(&p(3)) || matches!(p(2), 36 | 38 | 39)) && (14..=19).contains(&len);
-    let unionpay = p(2) == 62 && (16..=19).contains(&len);
-    let maestro = (matches!(p(2), 50 | 56 | 57 | 58) || p(1) == 6) && (12..=19).contains(&len);
-    visa || mc || amex || discover || jcb || diners || unionpay || maestro
+    IIN_RANGES
+        .iter()
+        .any(|&(lo, hi, n, min, max)| (lo..=hi).contains(&p(n)) && (min..=max).contains(&len))
 }
 
 /// IBAN lengths per country (SWIFT IBAN registry).
@@ -569,7 +776,21 @@ mod tests {
         assert!(luhn_ok(&digits(b"4539 1488 0343 6467")));
         assert!(card_ok(b"4539 1488 0343 6467"));
         assert!(!card_ok(b"4539 1488 0343 6468"), "bad Luhn");
-        assert!(!card_ok(b"4111 1111 1111 1111"), "published test number");
+        assert!(
+            card_ok(b"4111 1111 1111 1111"),
+            "a test number is still a card number"
+        );
+        for v in [
+            "3530 1113 3330 0000", // JCB
+            "6200 0000 0000 0005", // UnionPay
+            "3056 9309 0259 04",   // Diners, 14 digits
+            "3782 822463 10005",   // Amex, 4-6-5
+            "2223 0031 2200 3222", // Mastercard 2-series
+            "6011-1111-1111-1117", // Discover
+        ] {
+            assert!(card_ok(v.as_bytes()), "{v}");
+        }
+        assert!(!card_ok(b"9111 1111 1111 1116"), "no issuer range");
         assert!(!card_ok(b"4539-1488 0343-6467"), "mixed separators");
     }
 
@@ -609,5 +830,70 @@ mod tests {
             assert!(!generic_ok(v.as_bytes()), "{v}");
         }
         assert!(generic_ok(b"q8Zr!x2Lm#9vTq"));
+    }
+
+    /// Placeholders, templates and values another tool already masked are
+    /// low-information; random values of every alphabet rules use are not.
+    #[test]
+    fn low_information_values() {
+        for v in [
+            "xxxxxxxxxxxxxxxxxxxxxxxx",
+            "XXXXXXXXXXXXXXXX",
+            "sk_live_xxxxxxxxxxxxxxxxxxxxxxxx",
+            "0000000000000000",
+            "AKIAIOSFODNN7EXAMPLE",
+            "your-api-key-here",
+            "<token>",
+            "${API_TOKEN}",
+            "$SECRET_KEY",
+            "%API_KEY%",
+            "{{ secret_key }}",
+            "%s",
+            "[REDACTED]",
+            "abcd****wxyz",
+            "sk-abc…",
+            "1234567890abcdef",
+            "abcdefghijklmnop",
+            "abcabcabcabc",
+            "qwerty123456",
+            "changeme",
+        ] {
+            assert!(low_information(v.as_bytes()), "{v}");
+        }
+        for v in [
+            "q8Zr2xLm9vTqW3nB",
+            "9f86d081884c7d659a2feaa0c55ad015",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzQ4k2LmN8v",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "Tr0ub4dor&3x!",
+            "q8Zr2xznuLLIi9vTqW3nB",
+            "Qhjmpr4tRueq9gTuU5st",
+        ] {
+            assert!(!low_information(v.as_bytes()), "{v}");
+        }
+    }
+
+    /// Identifiers that sit next to a secret keyword are not secrets.
+    #[test]
+    fn generic_rejects_ids_next_to_keywords() {
+        for v in [
+            "123e4567-e89b-12d3-a456-426614174000",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbC123",
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            ".password-field",
+            "#token-input",
+            "user_password",
+            "api_key_v2",
+            "https://oauth2.example.net/token",
+        ] {
+            assert!(!generic_ok(v.as_bytes()), "{v}");
+        }
+        for v in [
+            "Tr0ub4dor&3x!Q",
+            "xK9#mQ2$vL7pR4tZ",
+            "aGVsbG8gd29ybGQgc2VjcmV0",
+        ] {
+            assert!(generic_ok(v.as_bytes()), "{v}");
+        }
     }
 }

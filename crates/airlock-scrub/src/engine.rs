@@ -58,6 +58,8 @@ pub(crate) struct Engine {
     rules: Vec<Rule>,
     /// Known secrets first, then `rules` in order.
     pub labels: Vec<Label>,
+    /// Regions national phone numbers are validated against.
+    pub(crate) phone_regions: crate::phone::Regions,
     known_count: usize,
     /// All keywords, ASCII case-insensitive: every occurrence is reported.
     kw: Option<Keywords>,
@@ -374,6 +376,16 @@ fn group_by_label(wins: &[(u32, usize, usize)], labels: usize) -> Vec<(u32, usiz
     out
 }
 
+/// The byte right after a generic assignment's value, inside its match,
+/// shows the value is code or a fragment, not a credential: a call
+/// (`get_key()`), an index (`keys[0]`),
+/// or a value cut short by another tool (`ya29.a0Af…`, `•••`: UTF-8
+/// punctuation opening with 0xE2). Only bytes inside the match are read,
+/// so the stream scrubber sees the same bytes.
+fn calls_or_types(hay: &[u8], span: (usize, usize), full: (usize, usize)) -> bool {
+    span.1 < full.1 && matches!(hay.get(span.1), Some(b'(' | b'[' | 0xE2))
+}
+
 impl Engine {
     pub(crate) fn new(
         rules: Vec<Rule>,
@@ -552,6 +564,7 @@ impl Engine {
         Ok(Engine {
             rules,
             labels,
+            phone_regions: crate::phone::Regions::default(),
             known_count,
             kw,
             kw_rules: direct,
@@ -968,10 +981,12 @@ impl Engine {
         out: &mut Vec<Raw>,
     ) {
         let value = &hay[span.0..span.1];
-        let valid = rule.check.passes(value)
+        let valid = rule.check.passes(value, &self.phone_regions)
             && rule
                 .min_entropy
-                .is_none_or(|min| checks::entropy(value) >= min);
+                .is_none_or(|min| checks::entropy(value) >= min)
+            && !(rule.low_info && checks::low_information(value))
+            && !(rule.check == checks::Check::Generic && calls_or_types(hay, span, full));
         out.push(Raw {
             full,
             span,

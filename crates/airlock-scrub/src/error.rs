@@ -19,6 +19,9 @@ pub enum ScrubError {
     /// The known-secret or keyword automaton could not be built.
     #[error("building the {what} matcher failed: {message}")]
     Automaton { what: &'static str, message: String },
+    /// A phone region is not an ISO 3166-1 alpha-2 code libphonenumber knows.
+    #[error("phone region {region:?} is not a known ISO 3166-1 alpha-2 code")]
+    PhoneRegion { region: String },
     /// The stream held back more than its limit without finding a safe cut
     /// (adversarial chain of overlapping matches); it failed closed.
     #[error("stream scrubber held back {held} bytes (limit {limit}); output stopped")]

@@ -7,10 +7,16 @@
 //! format with its documentation source, checksums verified where the format
 //! has one), structural secrets (private-key blocks, JWTs, URLs and
 //! connection strings with passwords, secret-named assignments with
-//! entropy), PII (`rules/pii.toml`: email, phones, SSN, payment cards, IBAN,
-//! IPv4/IPv6, dates of birth and street addresses by context) and *known
+//! entropy), PII (`rules/pii.toml`: email, phones validated with
+//! libphonenumber metadata for their own country code or the configured
+//! default regions, SSN, payment cards of every scheme's IIN ranges, IBAN,
+//! IPv4/IPv6, dates of birth, US/UK/military street addresses) and *known
 //! secrets* registered at run time, matched in plain, base64 (both
 //! alphabets, every alignment), hex, percent-encoded and JSON-escaped form.
+//! Credential values with little information — placeholders, templates
+//! (`${VAR}`, `{{ var }}`), values another tool masked (`****`, `…`,
+//! `[REDACTED]`), runs and sequences — are not findings, except for formats
+//! with a checksum or structure of their own.
 //! Every rule has a bounded maximum match length, checked when rules load;
 //! that bound is what lets [`StreamScrubber`] emit exactly what whole-input
 //! redaction would, while holding back only that many bytes.
@@ -26,7 +32,11 @@
 //! not listed above (compressed, encrypted, reversed) passes through unless
 //! it was registered *and* appears in one of the listed encodings. Base64
 //! matches of a known secret leave up to two boundary characters (≤ 12 bits)
-//! unmasked. NER output is not covered by the streaming guarantee. The
+//! unmasked. A real credential whose value reads like a placeholder
+//! (`…EXAMPLE…`, a run of one character, `123456…`) is not reported unless
+//! its format is checksummed. Phone numbers written without a country
+//! code are found only when valid in a configured region. NER output is
+//! not covered by the streaming guarantee. The
 //! library does no I/O and holds reversible mappings in memory only.
 //!
 //! ```
@@ -54,6 +64,7 @@ mod keywords;
 mod known;
 mod mask;
 mod ner;
+mod phone;
 mod rules;
 mod scan;
 mod scrubber;

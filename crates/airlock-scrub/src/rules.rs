@@ -50,6 +50,11 @@ struct RuleSpec {
     run_needs: Option<String>,
     min_colons: Option<usize>,
     scanner: Option<String>,
+    /// Refuse low-information values (placeholders, templates, masks,
+    /// runs, sequences). Default: on for credential rules except those
+    /// whose format carries a checksum or structure of its own (GitHub/npm
+    /// CRC32, JWT) and those with a scanner (key blocks).
+    low_info: Option<bool>,
 }
 
 /// Where a rule's regex is tried.
@@ -89,6 +94,8 @@ pub(crate) struct Rule {
     pub max_len: usize,
     pub check: Check,
     pub min_entropy: Option<f64>,
+    /// Refuse values [`crate::checks::low_information`] calls filler.
+    pub low_info: bool,
     pub pattern: String,
     /// Declared precondition (`min_colons`): every match lies within one
     /// run of hex digits, ':' and '.' that holds "::" or at least this many
@@ -457,6 +464,11 @@ pub(crate) fn load(
                 Some(*sc)
             }
         };
+        let low_info = spec.low_info.unwrap_or(
+            category == Category::Secret
+                && scanner.is_none()
+                && !matches!(check, Check::GithubCrc32 | Check::Jwt),
+        );
         let rule = Rule {
             id: spec.id,
             kind: spec.kind,
@@ -470,6 +482,7 @@ pub(crate) fn load(
             max_len,
             check,
             min_entropy: spec.entropy,
+            low_info,
             pattern: pattern_text,
             min_colons: spec.min_colons,
             scanner,

