@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "vault",
         sql: include_str!("sqlite/0002_vault.sql"),
     },
+    Migration {
+        version: 3,
+        name: "gateway",
+        sql: include_str!("sqlite/0003_gateway.sql"),
+    },
 ];
 
 /// How long a connection waits for another connection's write lock before
