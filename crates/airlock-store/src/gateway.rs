@@ -122,6 +122,10 @@ pub enum CallEnd {
     Failed,
 }
 
+/// How long a call may stay pending before a retry may take its row over
+/// (microseconds).
+const STALE_PENDING: i64 = 15 * 60 * 1_000_000;
+
 /// Start of the current period for `now` (microseconds, UTC).
 fn period_start(period: &str, now: i64) -> i64 {
     const DAY: i64 = 86_400_000_000;
@@ -284,9 +288,10 @@ impl SqliteStore {
             Option<u16>,
             Option<String>,
             Option<Vec<u8>>,
+            i64,
         )> = tx
             .query_row(
-                "SELECT id, body_hash, state, status, content_type, response FROM gateway_calls
+                "SELECT id, body_hash, state, status, content_type, response, updated FROM gateway_calls
                  WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3 ORDER BY id DESC LIMIT 1",
                 params![t, call.idem_key, call.window_start],
                 |r| {
@@ -297,13 +302,14 @@ impl SqliteStore {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 },
             )
             .optional()
             .map_err(&err)?;
         let mut retry_of = None;
-        if let Some((id, hash, state, status, ctype, body)) = earlier {
+        if let Some((id, hash, state, status, ctype, body, updated)) = earlier {
             if hash != call.body_hash {
                 return Ok(CallBegin::KeyReused);
             }
@@ -315,7 +321,10 @@ impl SqliteStore {
                         body: body.unwrap_or_default(),
                     }));
                 }
-                "pending" => return Ok(CallBegin::InFlight),
+                // A call whose end was never recorded (its process died, or
+                // the answer never came back) stops blocking its key after
+                // STALE_PENDING; its reservation is taken over, not added.
+                "pending" if updated >= call.now - STALE_PENDING => return Ok(CallBegin::InFlight),
                 _ => retry_of = Some(id),
             }
         }
