@@ -146,10 +146,7 @@ pub(crate) enum Prepared {
     /// Answer this (a refusal or a replay); nothing goes upstream.
     Answer(Response<HookBody>),
     /// Send `body` upstream with `Idempotency-Key: idem_key`.
-    Go {
-        call: Box<Call>,
-        body: Bytes,
-    },
+    Go { call: Box<Call>, body: Bytes },
 }
 
 impl Call {
@@ -159,7 +156,9 @@ impl Call {
 }
 
 pub(crate) fn full(b: impl Into<Bytes>) -> HookBody {
-    Full::new(b.into()).map_err(|e| -> BoxError { match e {} }).boxed()
+    Full::new(b.into())
+        .map_err(|e| -> BoxError { match e {} })
+        .boxed()
 }
 
 fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -180,7 +179,9 @@ impl Gateway {
         store: SqliteStore,
         sink: Arc<dyn EventSink>,
     ) -> Result<Gateway, GatewayError> {
-        let mut b = Scrubber::builder().mask_secrets(Mask::Placeholder).mask_pii(Mask::Placeholder);
+        let mut b = Scrubber::builder()
+            .mask_secrets(Mask::Placeholder)
+            .mask_pii(Mask::Placeholder);
         if !cfg.redact_pii {
             b = b.only(Category::Secret);
         }
@@ -217,7 +218,11 @@ impl Gateway {
         let key = format!(
             "{}\0{}",
             caller.agent,
-            caller.run.as_deref().or(caller.key.as_deref()).unwrap_or("")
+            caller
+                .run
+                .as_deref()
+                .or(caller.key.as_deref())
+                .unwrap_or("")
         );
         let mut m = self.inner.sessions.lock().ok()?;
         Some(
@@ -227,7 +232,14 @@ impl Gateway {
         )
     }
 
-    fn event(&self, caller: &Caller, request: Option<&RequestId>, resource: String, reason: Reason, result: EventResult) -> AuditEvent {
+    fn event(
+        &self,
+        caller: &Caller,
+        request: Option<&RequestId>,
+        resource: String,
+        reason: Reason,
+        result: EventResult,
+    ) -> AuditEvent {
         let mut e = AuditEvent::new(
             self.inner.cfg.tenant.clone(),
             Actor::new(ActorKind::Agent, caller.agent.clone()),
@@ -236,7 +248,11 @@ impl Gateway {
             reason,
             result,
         );
-        if let Some(r) = caller.run.as_deref().and_then(|r| airlock_types::RunId::new(r).ok()) {
+        if let Some(r) = caller
+            .run
+            .as_deref()
+            .and_then(|r| airlock_types::RunId::new(r).ok())
+        {
             e = e.with_run(r);
         }
         if let Some(r) = request {
@@ -257,7 +273,13 @@ impl Gateway {
         reason: Reason,
         details: &[(&str, Value)],
     ) -> Response<HookBody> {
-        let mut e = self.event(caller, request, resource.to_string(), reason, EventResult::Denied);
+        let mut e = self.event(
+            caller,
+            request,
+            resource.to_string(),
+            reason,
+            EventResult::Denied,
+        );
         e = e.with_detail("provider", kind.as_str());
         for (k, v) in details {
             e = e.with_detail(k, v.clone());
@@ -285,59 +307,122 @@ impl Gateway {
             Prepared::Answer(self.refuse(kind, caller, request, &resource, status, reason, details))
         };
         let Some(endpoint) = Endpoint::of(kind, &parts.method, path) else {
-            return refuse(StatusCode::NOT_FOUND, Reason::MalformedRequest, &[("detail", "unsupported endpoint".into())]);
+            return refuse(
+                StatusCode::NOT_FOUND,
+                Reason::MalformedRequest,
+                &[("detail", "unsupported endpoint".into())],
+            );
         };
         let started = Instant::now();
         let bytes = match collect_limited(body, self.inner.cfg.max_body_bytes).await {
             Ok(b) => b,
             Err(over) => {
                 return if over {
-                    refuse(StatusCode::PAYLOAD_TOO_LARGE, Reason::LimitExceeded, &[("limit_bytes", self.inner.cfg.max_body_bytes.into())])
+                    refuse(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Reason::LimitExceeded,
+                        &[("limit_bytes", self.inner.cfg.max_body_bytes.into())],
+                    )
                 } else {
-                    refuse(StatusCode::BAD_REQUEST, Reason::MalformedRequest, &[("detail", "request body could not be read".into())])
+                    refuse(
+                        StatusCode::BAD_REQUEST,
+                        Reason::MalformedRequest,
+                        &[("detail", "request body could not be read".into())],
+                    )
                 };
             }
         };
         let Some(session) = self.session(caller) else {
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, Reason::CheckFailed, &[("detail", "scrubbing session unavailable".into())]);
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Reason::CheckFailed,
+                &[("detail", "scrubbing session unavailable".into())],
+            );
         };
-        let restorer = Restorer { session: session.clone(), echo: self.inner.echo.clone() };
+        let restorer = Restorer {
+            session: session.clone(),
+            echo: self.inner.echo.clone(),
+        };
         if endpoint == Endpoint::Models {
             return Prepared::Go {
                 call: Box::new(Call {
-                    kind, provider: provider.name.clone(), endpoint, model: String::new(), stream: false,
-                    row: None, reserved: 0, price: None, restorer, stats: Stats::default(),
-                    idem_key: String::new(), started, caller: caller.clone(), request: request.cloned(),
-                    retry: false, est_input: 0,
+                    kind,
+                    provider: provider.name.clone(),
+                    endpoint,
+                    model: String::new(),
+                    stream: false,
+                    row: None,
+                    reserved: 0,
+                    price: None,
+                    restorer,
+                    stats: Stats::default(),
+                    idem_key: String::new(),
+                    started,
+                    caller: caller.clone(),
+                    request: request.cloned(),
+                    retry: false,
+                    est_input: 0,
                 }),
                 body: bytes,
             };
         }
         let mut v: Value = match serde_json::from_slice(&bytes) {
             Ok(v @ Value::Object(_)) => v,
-            Ok(_) => return refuse(StatusCode::BAD_REQUEST, Reason::MalformedRequest, &[("detail", "body is not a JSON object".into())]),
+            Ok(_) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    Reason::MalformedRequest,
+                    &[("detail", "body is not a JSON object".into())],
+                );
+            }
             Err(e) => {
-                let detail = if std::str::from_utf8(&bytes).is_err() { "body is not UTF-8" } else { "body is not valid JSON" };
+                let detail = if std::str::from_utf8(&bytes).is_err() {
+                    "body is not UTF-8"
+                } else {
+                    "body is not valid JSON"
+                };
                 let _ = e;
-                return refuse(StatusCode::BAD_REQUEST, Reason::MalformedRequest, &[("detail", detail.into())]);
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    Reason::MalformedRequest,
+                    &[("detail", detail.into())],
+                );
             }
         };
         let Some(model) = v.get("model").and_then(Value::as_str).map(str::to_string) else {
-            return refuse(StatusCode::BAD_REQUEST, Reason::MalformedRequest, &[("detail", "no model".into())]);
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                Reason::MalformedRequest,
+                &[("detail", "no model".into())],
+            );
         };
         let details_model = [("model", Value::from(model.clone()))];
         if let Some(allowed) = &caller.allowed_models
             && !allowed.iter().any(|m| m == &model)
         {
-            return refuse(StatusCode::FORBIDDEN, Reason::ModelNotAllowed, &details_model);
+            return refuse(
+                StatusCode::FORBIDDEN,
+                Reason::ModelNotAllowed,
+                &details_model,
+            );
         }
         let Some(price) = self.inner.cfg.prices.get(&model).copied() else {
-            return refuse(StatusCode::BAD_REQUEST, Reason::UnknownModelPrice, &details_model);
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                Reason::UnknownModelPrice,
+                &details_model,
+            );
         };
         let max_out = match endpoint.max_output(&v) {
             Some(n) => n,
             None if price.max_output > 0 => price.max_output,
-            None => return refuse(StatusCode::BAD_REQUEST, Reason::UnknownModelPrice, &details_model),
+            None => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    Reason::UnknownModelPrice,
+                    &details_model,
+                );
+            }
         };
         let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
         // Redact every text the provider would see. Fail closed: no
@@ -345,7 +430,11 @@ impl Gateway {
         let mut walk = Walk::default();
         {
             let Ok(mut s) = session.lock() else {
-                return refuse(StatusCode::SERVICE_UNAVAILABLE, Reason::CheckFailed, &[("detail", "scrubbing session unavailable".into())]);
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Reason::CheckFailed,
+                    &[("detail", "scrubbing session unavailable".into())],
+                );
             };
             if let Some(obj) = v.as_object_mut() {
                 for (k, x) in obj.iter_mut() {
@@ -363,38 +452,96 @@ impl Gateway {
         let est_input = redact::token_bound(&walk);
         let reserve = price.cost_micros(est_input, max_out);
         // The idempotency key: the caller's, else (run, step), else (run, body).
-        let run = caller.run.as_deref().or(caller.key.as_deref()).unwrap_or("");
+        let run = caller
+            .run
+            .as_deref()
+            .or(caller.key.as_deref())
+            .unwrap_or("");
         let body_hash = sha256_hex(&[&body]);
-        let header = |n: &str| parts.headers.get(n).and_then(|h| h.to_str().ok()).map(str::to_string);
+        let header = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        };
         let (idem_src, window) = match (header("idempotency-key"), header("x-airlock-step")) {
-            (Some(k), _) => (sha256_hex(&[b"caller", caller.agent.as_bytes(), run.as_bytes(), k.as_bytes()]), Duration::from_secs(86_400)),
-            (None, Some(s)) => (sha256_hex(&[b"step", caller.agent.as_bytes(), run.as_bytes(), s.as_bytes()]), Duration::from_secs(86_400)),
-            (None, None) => (sha256_hex(&[b"body", caller.agent.as_bytes(), run.as_bytes(), body_hash.as_bytes()]), self.inner.cfg.replay_window),
+            (Some(k), _) => (
+                sha256_hex(&[
+                    b"caller",
+                    caller.agent.as_bytes(),
+                    run.as_bytes(),
+                    k.as_bytes(),
+                ]),
+                Duration::from_secs(86_400),
+            ),
+            (None, Some(s)) => (
+                sha256_hex(&[
+                    b"step",
+                    caller.agent.as_bytes(),
+                    run.as_bytes(),
+                    s.as_bytes(),
+                ]),
+                Duration::from_secs(86_400),
+            ),
+            (None, None) => (
+                sha256_hex(&[
+                    b"body",
+                    caller.agent.as_bytes(),
+                    run.as_bytes(),
+                    body_hash.as_bytes(),
+                ]),
+                self.inner.cfg.replay_window,
+            ),
         };
         let idem_key = format!("alk-{}", &idem_src[..32]);
         let now = Timestamp::now().as_micros();
-        let scopes = CallScopes { team: caller.team.clone(), agent: caller.agent.clone(), run: caller.run.clone(), key: caller.key.clone() };
+        let scopes = CallScopes {
+            team: caller.team.clone(),
+            agent: caller.agent.clone(),
+            run: caller.run.clone(),
+            key: caller.key.clone(),
+        };
         let store = self.inner.store.clone();
         let tenant = self.inner.cfg.tenant.clone();
         let (k2, h2) = (idem_key.clone(), body_hash.clone());
         let window_start = now - i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
         let begun = tokio::task::spawn_blocking(move || {
-            let mut s = store.lock().map_err(|_| "store lock poisoned".to_string())?;
-            s.gateway_begin(&tenant, &NewCall { idem_key: &k2, body_hash: &h2, scopes: &scopes, reserve_micros: reserve, now, window_start })
-                .map_err(|e| e.to_string())
+            let mut s = store
+                .lock()
+                .map_err(|_| "store lock poisoned".to_string())?;
+            s.gateway_begin(
+                &tenant,
+                &NewCall {
+                    idem_key: &k2,
+                    body_hash: &h2,
+                    scopes: &scopes,
+                    reserve_micros: reserve,
+                    now,
+                    window_start,
+                },
+            )
+            .map_err(|e| e.to_string())
         })
         .await;
         let mut details: Vec<(&str, Value)> = vec![
             ("model", model.clone().into()),
             ("reserved_micros", reserve.into()),
             ("idempotency_key", idem_key.clone().into()),
-            ("masked", serde_json::to_value(&walk.stats.by_type).unwrap_or_default()),
+            (
+                "masked",
+                serde_json::to_value(&walk.stats.by_type).unwrap_or_default(),
+            ),
         ];
         let (row, retry) = match begun {
             Ok(Ok(CallBegin::Reserved { id, retry })) => (id, retry),
             Ok(Ok(CallBegin::Exceeded { scope })) => {
                 details.push(("scope", scope.into()));
-                return refuse(StatusCode::TOO_MANY_REQUESTS, Reason::BudgetExceeded, &details);
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Reason::BudgetExceeded,
+                    &details,
+                );
             }
             Ok(Ok(CallBegin::InFlight)) => {
                 details.push(("detail", "in flight".into()));
@@ -402,34 +549,82 @@ impl Gateway {
             }
             Ok(Ok(CallBegin::KeyReused)) => {
                 details.push(("detail", "key reused with a different body".into()));
-                return refuse(StatusCode::UNPROCESSABLE_ENTITY, Reason::IdempotencyConflict, &details);
+                return refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Reason::IdempotencyConflict,
+                    &details,
+                );
             }
             Ok(Ok(CallBegin::Replay(stored))) => {
                 let call = Call {
-                    kind, provider: provider.name.clone(), endpoint, model, stream, row: None, reserved: 0,
-                    price: Some(price), restorer, stats: walk.stats, idem_key, started, caller: caller.clone(),
-                    request: request.cloned(), retry: true, est_input,
+                    kind,
+                    provider: provider.name.clone(),
+                    endpoint,
+                    model,
+                    stream,
+                    row: None,
+                    reserved: 0,
+                    price: Some(price),
+                    restorer,
+                    stats: walk.stats,
+                    idem_key,
+                    started,
+                    caller: caller.clone(),
+                    request: request.cloned(),
+                    retry: true,
+                    est_input,
                 };
                 return Prepared::Answer(self.replay(call, stored));
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "gateway budget store failed");
-                return refuse(StatusCode::SERVICE_UNAVAILABLE, Reason::CheckFailed, &[("detail", "budget store unavailable".into())]);
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Reason::CheckFailed,
+                    &[("detail", "budget store unavailable".into())],
+                );
             }
-            Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, Reason::CheckFailed, &[("detail", "budget store unavailable".into())]),
+            Err(_) => {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Reason::CheckFailed,
+                    &[("detail", "budget store unavailable".into())],
+                );
+            }
         };
         Prepared::Go {
             call: Box::new(Call {
-                kind, provider: provider.name.clone(), endpoint, model, stream, row: Some(row), reserved: reserve,
-                price: Some(price), restorer, stats: walk.stats, idem_key, started, caller: caller.clone(),
-                request: request.cloned(), retry, est_input,
+                kind,
+                provider: provider.name.clone(),
+                endpoint,
+                model,
+                stream,
+                row: Some(row),
+                reserved: reserve,
+                price: Some(price),
+                restorer,
+                stats: walk.stats,
+                idem_key,
+                started,
+                caller: caller.clone(),
+                request: request.cloned(),
+                retry,
+                est_input,
             }),
             body,
         }
     }
 
     /// Settle and audit one call (blocking: call from a blocking context).
-    fn settle(&self, call: &Call, outcome: &str, status: u16, usage: Option<Usage>, end: CallEnd, replay: bool) {
+    fn settle(
+        &self,
+        call: &Call,
+        outcome: &str,
+        status: u16,
+        usage: Option<Usage>,
+        end: CallEnd,
+        replay: bool,
+    ) {
         let settled = match (&end, usage, call.price) {
             (_, _, None) => 0,
             (CallEnd::Done(_), Some(u), Some(p)) => p.cost_micros(u.input, u.output),
@@ -445,35 +640,55 @@ impl Gateway {
                 .store
                 .lock()
                 .map_err(|_| "store lock poisoned".to_string())
-                .and_then(|mut s| s.gateway_finish(row, settled, &end, Timestamp::now().as_micros()).map_err(|e| e.to_string()));
+                .and_then(|mut s| {
+                    s.gateway_finish(row, settled, &end, Timestamp::now().as_micros())
+                        .map_err(|e| e.to_string())
+                });
             if let Err(e) = r {
                 tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
             }
         }
         let ok = outcome == "ok" || outcome == "replayed";
-        let mut e = self.event(
-            &call.caller,
-            call.request.as_ref(),
-            format!("{}:{}", call.provider, call.endpoint.as_str()),
-            if ok { Reason::GatewayCall } else if outcome == "unrestorable" { Reason::UnscrubbableResponse } else { Reason::GatewayCall },
-            if ok { EventResult::Success } else { EventResult::Failure },
-        )
-        .with_detail("provider", call.kind.as_str())
-        .with_detail("endpoint", call.endpoint.as_str())
-        .with_detail("model", call.model.clone())
-        .with_detail("stream", call.stream)
-        .with_detail("status", status)
-        .with_detail("outcome", outcome)
-        .with_detail("tokens_in", usage.map(|u| u.input).unwrap_or(call.est_input))
-        .with_detail("tokens_out", usage.map(|u| u.output).unwrap_or(0))
-        .with_detail("usage_reported", usage.is_some())
-        .with_detail("reserved_micros", if replay { 0 } else { call.reserved })
-        .with_detail("settled_micros", if replay { 0 } else { settled })
-        .with_detail("cost_usd", if replay { 0.0 } else { settled as f64 / 1e6 })
-        .with_detail("masked", serde_json::to_value(&call.stats.by_type).unwrap_or_default())
-        .with_detail("latency_ms", call.started.elapsed().as_millis() as u64)
-        .with_detail("retry", call.retry)
-        .with_detail("replayed", replay);
+        let mut e = self
+            .event(
+                &call.caller,
+                call.request.as_ref(),
+                format!("{}:{}", call.provider, call.endpoint.as_str()),
+                if ok {
+                    Reason::GatewayCall
+                } else if outcome == "unrestorable" {
+                    Reason::UnscrubbableResponse
+                } else {
+                    Reason::GatewayCall
+                },
+                if ok {
+                    EventResult::Success
+                } else {
+                    EventResult::Failure
+                },
+            )
+            .with_detail("provider", call.kind.as_str())
+            .with_detail("endpoint", call.endpoint.as_str())
+            .with_detail("model", call.model.clone())
+            .with_detail("stream", call.stream)
+            .with_detail("status", status)
+            .with_detail("outcome", outcome)
+            .with_detail(
+                "tokens_in",
+                usage.map(|u| u.input).unwrap_or(call.est_input),
+            )
+            .with_detail("tokens_out", usage.map(|u| u.output).unwrap_or(0))
+            .with_detail("usage_reported", usage.is_some())
+            .with_detail("reserved_micros", if replay { 0 } else { call.reserved })
+            .with_detail("settled_micros", if replay { 0 } else { settled })
+            .with_detail("cost_usd", if replay { 0.0 } else { settled as f64 / 1e6 })
+            .with_detail(
+                "masked",
+                serde_json::to_value(&call.stats.by_type).unwrap_or_default(),
+            )
+            .with_detail("latency_ms", call.started.elapsed().as_millis() as u64)
+            .with_detail("retry", call.retry)
+            .with_detail("replayed", replay);
         if !call.idem_key.is_empty() {
             e = e.with_detail("idempotency_key", call.idem_key.clone());
         }
@@ -502,13 +717,26 @@ impl Gateway {
                 if let Ok(v) = HeaderValue::from_str(&stored.content_type) {
                     r.headers_mut().insert(http::header::CONTENT_TYPE, v);
                 }
-                r.headers_mut().insert("x-airlock-replayed", HeaderValue::from_static("true"));
-                std::thread::spawn(move || this.settle(&call, "replayed", stored.status, None, CallEnd::Failed, true));
+                r.headers_mut()
+                    .insert("x-airlock-replayed", HeaderValue::from_static("true"));
+                std::thread::spawn(move || {
+                    this.settle(
+                        &call,
+                        "replayed",
+                        stored.status,
+                        None,
+                        CallEnd::Failed,
+                        true,
+                    )
+                });
                 r
             }
             Err(_) => {
-                std::thread::spawn(move || this.settle(&call, "unrestorable", 502, None, CallEnd::Failed, true));
-                error_response(kind, StatusCode::BAD_GATEWAY, Reason::UnscrubbableResponse).map(full)
+                std::thread::spawn(move || {
+                    this.settle(&call, "unrestorable", 502, None, CallEnd::Failed, true)
+                });
+                error_response(kind, StatusCode::BAD_GATEWAY, Reason::UnscrubbableResponse)
+                    .map(full)
             }
         }
     }
@@ -517,7 +745,9 @@ impl Gateway {
     pub(crate) fn unreachable(&self, call: Box<Call>) -> Response<HookBody> {
         let kind = call.kind;
         let this = self.clone();
-        std::thread::spawn(move || this.settle(&call, "upstream_error", 502, None, CallEnd::Failed, false));
+        std::thread::spawn(move || {
+            this.settle(&call, "upstream_error", 502, None, CallEnd::Failed, false)
+        });
         error_response(kind, StatusCode::BAD_GATEWAY, Reason::UpstreamUnreachable).map(full)
     }
 
@@ -541,15 +771,22 @@ impl Gateway {
             // Compressed answers cannot be restored or scrubbed: refuse.
             let kind = call.kind;
             let this = self.clone();
-            std::thread::spawn(move || this.settle(&call, "unrestorable", 502, None, CallEnd::Failed, false));
-            return error_response(kind, StatusCode::BAD_GATEWAY, Reason::UnscrubbableResponse).map(full);
+            std::thread::spawn(move || {
+                this.settle(&call, "unrestorable", 502, None, CallEnd::Failed, false)
+            });
+            return error_response(kind, StatusCode::BAD_GATEWAY, Reason::UnscrubbableResponse)
+                .map(full);
         }
         let sse = ctype.starts_with("text/event-stream") && status.is_success();
         let state = BodyState {
             gw: self.clone(),
             call: Some(call),
             body,
-            sse: if sse { Some(SseRestore::new(Format::OpenAiChat)) } else { None },
+            sse: if sse {
+                Some(SseRestore::new(Format::OpenAiChat))
+            } else {
+                None
+            },
             raw: Vec::new(),
             status: status.as_u16(),
             ctype,
@@ -617,17 +854,29 @@ impl BodyState {
         if let Some(call) = self.call.take() {
             let gw = self.gw.clone();
             let status = self.status;
-            let _ = tokio::task::spawn_blocking(move || gw.settle(&call, outcome, status, usage, end, false)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                gw.settle(&call, outcome, status, usage, end, false)
+            })
+            .await;
         }
     }
 
     fn stored(&mut self) -> StoredResponse {
-        StoredResponse { status: self.status, content_type: self.ctype.clone(), body: std::mem::take(&mut self.raw) }
+        StoredResponse {
+            status: self.status,
+            content_type: self.ctype.clone(),
+            body: std::mem::take(&mut self.raw),
+        }
     }
 
     fn error_event(&self) -> Bytes {
-        let kind = self.call.as_ref().map(|c| c.kind).unwrap_or(ProviderKind::OpenAi);
-        let v = crate::provider::error_json(kind, StatusCode::BAD_GATEWAY, Reason::UpstreamUnreachable);
+        let kind = self
+            .call
+            .as_ref()
+            .map(|c| c.kind)
+            .unwrap_or(ProviderKind::OpenAi);
+        let v =
+            crate::provider::error_json(kind, StatusCode::BAD_GATEWAY, Reason::UpstreamUnreachable);
         Bytes::from(match kind {
             ProviderKind::Anthropic => format!("event: error\ndata: {v}\n\n"),
             ProviderKind::OpenAi => format!("data: {v}\n\n"),
@@ -679,7 +928,11 @@ impl BodyState {
                         let complete = self.raw.len() <= max;
                         return match tail {
                             Ok(out) => {
-                                let end = if complete { CallEnd::Done(self.stored()) } else { CallEnd::Failed };
+                                let end = if complete {
+                                    CallEnd::Done(self.stored())
+                                } else {
+                                    CallEnd::Failed
+                                };
                                 self.end("ok", usage, end).await;
                                 Some(Ok(Frame::data(Bytes::from(out))))
                             }

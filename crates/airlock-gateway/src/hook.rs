@@ -29,7 +29,12 @@ impl GatewayHook {
 
     /// The provider hosts this hook intercepts.
     pub fn hosts(&self) -> Vec<String> {
-        self.gw.config().providers.iter().filter_map(|p| p.host()).collect()
+        self.gw
+            .config()
+            .providers
+            .iter()
+            .filter_map(|p| p.host())
+            .collect()
     }
 }
 
@@ -52,7 +57,11 @@ impl Hook for GatewayHook {
                 caller.run = Some(r.as_str().to_string());
             }
             let (mut parts, body) = req.into_parts();
-            match self.gw.prepare(&provider, &caller, Some(&ctx.request), &parts, body).await {
+            match self
+                .gw
+                .prepare(&provider, &caller, Some(&ctx.request), &parts, body)
+                .await
+            {
                 Prepared::Answer(resp) => {
                     let reason = resp
                         .headers()
@@ -64,13 +73,19 @@ impl Hook for GatewayHook {
                         // A replay: the stored answer, nothing goes upstream.
                         None => Decision::allow(Reason::GatewayCall),
                     };
-                    Outcome::Refuse(Refusal::new(decision, crate::engine::full(bytes::Bytes::new())).with_response(resp))
+                    Outcome::Refuse(
+                        Refusal::new(decision, crate::engine::full(bytes::Bytes::new()))
+                            .with_response(resp),
+                    )
                 }
                 Prepared::Go { call, body } => {
                     let h = &mut parts.headers;
                     h.remove(http::header::CONTENT_LENGTH);
                     h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-                    h.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+                    h.insert(
+                        http::header::ACCEPT_ENCODING,
+                        HeaderValue::from_static("identity"),
+                    );
                     if let Ok(v) = HeaderValue::from_str(call.idem_key())
                         && !call.idem_key().is_empty()
                     {
@@ -85,8 +100,16 @@ impl Hook for GatewayHook {
         })
     }
 
-    fn on_response(&self, ctx: &RequestCtx, resp: Response<HookBody>) -> Result<Response<HookBody>, ResponseRefusal> {
-        let call = self.pending.lock().ok().and_then(|mut p| p.remove(ctx.request.as_str()));
+    fn on_response(
+        &self,
+        ctx: &RequestCtx,
+        resp: Response<HookBody>,
+    ) -> Result<Response<HookBody>, ResponseRefusal> {
+        let call = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(ctx.request.as_str()));
         match call {
             Some(call) => Ok(self.gw.respond(call, resp)),
             None => Ok(resp),

@@ -44,12 +44,16 @@ pub fn create_key(
 
 /// The live key row for a presented key, comparing the stored hash in
 /// constant time. Returns the tenant and the row.
-pub fn verify_key(store: &SqliteStore, presented: &str) -> Result<Option<(String, KeyRow)>, StoreError> {
+pub fn verify_key(
+    store: &SqliteStore,
+    presented: &str,
+) -> Result<Option<(String, KeyRow)>, StoreError> {
     if !presented.starts_with(KEY_PREFIX) {
         return Ok(None);
     }
     let h = key_hash(presented);
     Ok(store.gateway_key_by_hash(&h)?.filter(|(_, row)| {
-        aws_lc_rs::constant_time::verify_slices_are_equal(row.sha256.as_bytes(), h.as_bytes()).is_ok()
+        aws_lc_rs::constant_time::verify_slices_are_equal(row.sha256.as_bytes(), h.as_bytes())
+            .is_ok()
     }))
 }

@@ -103,7 +103,9 @@ impl PriceTable {
         self.models
             .iter()
             .filter(|(k, _)| {
-                model.len() > k.len() && model.starts_with(k.as_str()) && model.as_bytes()[k.len()] == b'-'
+                model.len() > k.len()
+                    && model.starts_with(k.as_str())
+                    && model.as_bytes()[k.len()] == b'-'
             })
             .max_by_key(|(k, _)| k.len())
             .map(|(_, p)| p)

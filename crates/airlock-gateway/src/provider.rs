@@ -61,7 +61,9 @@ impl Endpoint {
             (ProviderKind::OpenAi, "/responses") if post => Some(Endpoint::Responses),
             (ProviderKind::OpenAi, "/embeddings") if post => Some(Endpoint::Embeddings),
             (ProviderKind::Anthropic, "/messages") if post => Some(Endpoint::Messages),
-            (_, m) if method == http::Method::GET && (m == "/models" || m.starts_with("/models/")) => {
+            (_, m)
+                if method == http::Method::GET && (m == "/models" || m.starts_with("/models/")) =>
+            {
                 Some(Endpoint::Models)
             }
             _ => None,
@@ -88,7 +90,8 @@ impl Endpoint {
             Endpoint::Embeddings => return Some(0),
             Endpoint::Models => return Some(0),
         };
-        keys.iter().find_map(|k| body.get(*k).and_then(Value::as_u64))
+        keys.iter()
+            .find_map(|k| body.get(*k).and_then(Value::as_u64))
     }
 }
 
@@ -144,7 +147,9 @@ pub(crate) fn message(reason: Reason) -> &'static str {
         Reason::UnscrubbableResponse => {
             "Airlock: the provider's response could not be restored, so it was refused"
         }
-        Reason::AuditUnavailable => "Airlock: the audit log is unavailable, so the call was refused",
+        Reason::AuditUnavailable => {
+            "Airlock: the audit log is unavailable, so the call was refused"
+        }
         _ => "Airlock: the call could not be carried out, so it was refused",
     }
 }
@@ -192,7 +197,10 @@ pub(crate) fn error_response(
     let mut r = Response::new(Bytes::from(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert("x-airlock-reason", HeaderValue::from_static(reason.code()));
     if status.is_client_error() {
         h.insert("x-should-retry", HeaderValue::from_static("false"));
@@ -211,13 +219,22 @@ mod tests {
             Endpoint::of(ProviderKind::OpenAi, &Method::POST, "/v1/chat/completions"),
             Some(Endpoint::ChatCompletions)
         );
-        assert_eq!(Endpoint::of(ProviderKind::OpenAi, &Method::POST, "/v1/messages"), None);
+        assert_eq!(
+            Endpoint::of(ProviderKind::OpenAi, &Method::POST, "/v1/messages"),
+            None
+        );
         assert_eq!(
             Endpoint::of(ProviderKind::Anthropic, &Method::GET, "/v1/models"),
             Some(Endpoint::Models)
         );
         let u = Usage::from_value(&json!({"prompt_tokens": 3, "completion_tokens": 4}));
-        assert_eq!(u, Some(Usage { input: 3, output: 4 }));
+        assert_eq!(
+            u,
+            Some(Usage {
+                input: 3,
+                output: 4
+            })
+        );
         assert_eq!(Usage::from_value(&json!({})), None);
     }
 }

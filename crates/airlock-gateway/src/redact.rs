@@ -36,7 +36,13 @@ const STRUCTURAL: &[&str] = &[
 ];
 
 /// Keys whose whole subtree is left alone: schemas and binary media.
-const OPAQUE: &[&str] = &["parameters", "input_schema", "schema", "json_schema", "data"];
+const OPAQUE: &[&str] = &[
+    "parameters",
+    "input_schema",
+    "schema",
+    "json_schema",
+    "data",
+];
 
 /// What the walk did.
 #[derive(Debug, Default)]
@@ -90,7 +96,9 @@ pub(crate) fn redact(v: &mut Value, session: &mut Session, walk: &mut Walk) {
 
 /// A conservative count of prompt tokens: text bytes plus framing.
 pub(crate) fn token_bound(walk: &Walk) -> u64 {
-    walk.text_bytes.saturating_add(walk.objects.saturating_mul(8)).saturating_add(16)
+    walk.text_bytes
+        .saturating_add(walk.objects.saturating_mul(8))
+        .saturating_add(16)
 }
 
 #[cfg(test)]
@@ -122,8 +130,14 @@ mod tests {
             assert!(!text.contains(leak), "{leak} leaked: {text}");
         }
         assert_eq!(v["messages"][0]["content"], "customer [EMAIL_1]");
-        assert_eq!(v["messages"][2]["tool_calls"][0]["function"]["arguments"], "{\"email\":\"[EMAIL_1]\"}");
-        assert_eq!(v["tools"][0]["function"]["parameters"]["properties"]["email"]["pattern"], "^.+@.+$");
+        assert_eq!(
+            v["messages"][2]["tool_calls"][0]["function"]["arguments"],
+            "{\"email\":\"[EMAIL_1]\"}"
+        );
+        assert_eq!(
+            v["tools"][0]["function"]["parameters"]["properties"]["email"]["pattern"],
+            "^.+@.+$"
+        );
         assert_eq!(v["model"], "gpt-4o");
         assert_eq!(w.stats.by_type.get("EMAIL"), Some(&3));
     }

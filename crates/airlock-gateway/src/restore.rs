@@ -41,9 +41,18 @@ pub(crate) struct Restorer {
 impl Restorer {
     /// Mask secrets the provider wrote, then restore placeholders.
     pub fn text(&self, s: &str) -> Result<String, RestoreError> {
-        let masked = self.echo.redact(s);
+        // Scrub only the text between placeholder-shaped tokens, so that a
+        // placeholder is never taken for (part of) a secret.
+        let mut masked = String::with_capacity(s.len());
+        let mut last = 0;
+        for (a, b) in placeholders(s) {
+            masked.push_str(&self.echo.redact(&s[last..a]).text);
+            masked.push_str(&s[a..b]);
+            last = b;
+        }
+        masked.push_str(&self.echo.redact(&s[last..]).text);
         let session = self.session.lock().map_err(|_| RestoreError::Session)?;
-        Ok(session.unmask(&masked.text))
+        Ok(session.unmask(&masked))
     }
 
     /// Restore every string in a JSON value.
@@ -86,15 +95,38 @@ impl Restorer {
     }
 }
 
+/// Spans of placeholder-shaped tokens: `[` placeholder characters `]`.
+fn placeholders(s: &str) -> Vec<(usize, usize)> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'[' {
+            let mut j = i + 1;
+            while j < b.len() && j - i <= MAX_PLACEHOLDER && is_placeholder_byte(b[j]) {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b']' && j > i + 1 {
+                out.push((i, j + 1));
+                i = j + 1;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn is_placeholder_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.' | b'-')
+}
+
 /// Where a held-back placeholder may start: the last `[` followed only by
 /// placeholder characters, if close enough to the end; else the end.
 fn safe_cut(s: &str) -> usize {
     match s.rfind('[') {
         Some(p)
-            if s.len() - p <= MAX_PLACEHOLDER
-                && s[p + 1..]
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.' | b'-')) =>
+            if s.len() - p <= MAX_PLACEHOLDER && s[p + 1..].bytes().all(is_placeholder_byte) =>
         {
             p
         }
@@ -232,7 +264,11 @@ impl SseRestore {
         match (self.format, kind) {
             (Format::Anthropic, _) => {
                 let idx: u64 = rest.parse().unwrap_or(0);
-                let (ty, field) = self.blocks.get(&idx).copied().unwrap_or(("text_delta", "text"));
+                let (ty, field) = self
+                    .blocks
+                    .get(&idx)
+                    .copied()
+                    .unwrap_or(("text_delta", "text"));
                 event(
                     Some("content_block_delta"),
                     &json!({"type": "content_block_delta", "index": idx, "delta": {"type": ty, field: text}}),
@@ -251,15 +287,21 @@ impl SseRestore {
                 )
             }
             (Format::OpenAiChat, k) => {
-                let mut chunk = self.template.clone().unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
+                let mut chunk = self
+                    .template
+                    .clone()
+                    .unwrap_or_else(|| json!({"object": "chat.completion.chunk"}));
                 let (choice, tool) = rest.split_once('.').unwrap_or((rest, "0"));
                 let choice: u64 = choice.parse().unwrap_or(0);
                 let delta = match k {
-                    "t" => json!({"tool_calls": [{"index": tool.parse::<u64>().unwrap_or(0), "function": {"arguments": text}}]}),
+                    "t" => {
+                        json!({"tool_calls": [{"index": tool.parse::<u64>().unwrap_or(0), "function": {"arguments": text}}]})
+                    }
                     "r" => json!({"refusal": text}),
                     _ => json!({"content": text}),
                 };
-                chunk["choices"] = json!([{"index": choice, "delta": delta, "finish_reason": null}]);
+                chunk["choices"] =
+                    json!([{"index": choice, "delta": delta, "finish_reason": null}]);
                 event(None, &chunk)
             }
         }
@@ -368,7 +410,12 @@ impl SseRestore {
             }
             if finished {
                 let prefix = format!("t{idx}.");
-                let keys: Vec<String> = self.held.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+                let keys: Vec<String> = self
+                    .held
+                    .keys()
+                    .filter(|k| k.starts_with(&prefix))
+                    .cloned()
+                    .collect();
                 for k in keys {
                     let rest = self.flush(r, &k)?;
                     let j: u64 = k[prefix.len()..].parse().unwrap_or(0);
@@ -376,9 +423,13 @@ impl SseRestore {
                         .entry("tool_calls")
                         .or_insert_with(|| Value::Array(Vec::new()));
                     if let Value::Array(tcs) = tcs {
-                        match tcs.iter_mut().find(|t| t.get("index").and_then(Value::as_u64) == Some(j)) {
+                        match tcs
+                            .iter_mut()
+                            .find(|t| t.get("index").and_then(Value::as_u64) == Some(j))
+                        {
                             Some(t) => {
-                                if let Some(Value::String(s)) = t.pointer_mut("/function/arguments") {
+                                if let Some(Value::String(s)) = t.pointer_mut("/function/arguments")
+                                {
                                     s.push_str(&rest);
                                 } else {
                                     t["function"]["arguments"] = Value::String(rest);
@@ -394,11 +445,21 @@ impl SseRestore {
     }
 
     fn openai_responses(&mut self, r: &Restorer, v: &mut Value) -> Result<String, RestoreError> {
-        let ty = v.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-        let item = v.get("item_id").and_then(Value::as_str).unwrap_or("").to_string();
+        let ty = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let item = v
+            .get("item_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let ci = v.get("content_index").and_then(Value::as_u64).unwrap_or(0);
         let key = match ty.as_str() {
-            "response.output_text.delta" | "response.output_text.done" | "response.refusal.delta"
+            "response.output_text.delta"
+            | "response.output_text.done"
+            | "response.refusal.delta"
             | "response.refusal.done" => format!("o{item}.{ci}"),
             "response.function_call_arguments.delta" | "response.function_call_arguments.done" => {
                 format!("f{item}")
@@ -429,7 +490,11 @@ impl SseRestore {
                     if let Some(oi) = v.get("output_index") {
                         d["output_index"] = oi.clone();
                     }
-                    let name = d.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+                    let name = d
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     ev = event(Some(&name), &d);
                 }
                 before.push_str(&ev);
@@ -440,7 +505,11 @@ impl SseRestore {
     }
 
     fn anthropic(&mut self, r: &Restorer, v: &mut Value) -> Result<String, RestoreError> {
-        let ty = v.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        let ty = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let idx = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match ty.as_str() {
             "message_start" => {
@@ -452,7 +521,10 @@ impl SseRestore {
                 self.note_usage(u.as_ref());
             }
             "content_block_delta" => {
-                let dt = v.pointer("/delta/type").and_then(Value::as_str).unwrap_or("");
+                let dt = v
+                    .pointer("/delta/type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let (t, field): (&'static str, &'static str) = match dt {
                     "text_delta" => ("text_delta", "text"),
                     "input_json_delta" => ("input_json_delta", "partial_json"),
@@ -494,7 +566,10 @@ mod tests {
         (
             Restorer {
                 session: Arc::new(Mutex::new(s)),
-                echo: Scrubber::builder().only(airlock_scrub::Category::Secret).build().expect("echo"),
+                echo: Scrubber::builder()
+                    .only(airlock_scrub::Category::Secret)
+                    .build()
+                    .expect("echo"),
             },
             ph,
         )
@@ -516,8 +591,12 @@ mod tests {
         let mut text = String::new();
         let mut args = String::new();
         for l in out.lines() {
-            let Some(d) = l.strip_prefix("data: ") else { continue };
-            let Ok(v) = serde_json::from_str::<Value>(d) else { continue };
+            let Some(d) = l.strip_prefix("data: ") else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(d) else {
+                continue;
+            };
             for c in v["choices"].as_array().into_iter().flatten() {
                 text.push_str(c["delta"]["content"].as_str().unwrap_or(""));
                 for t in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
@@ -540,13 +619,22 @@ mod tests {
         for a in ["{\"to\":\"[EM", "AIL_1]\"}"] {
             events.push(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": a}}]}, "finish_reason": null}]})));
         }
-        events.push(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})));
-        events.push(format!("data: {}\n\n", json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7}})));
+        events.push(format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        ));
+        events.push(format!(
+            "data: {}\n\n",
+            json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7}})
+        ));
         events.push("data: [DONE]\n\n".into());
         for split in [1, 3, 7, 1000] {
             let out = run(Format::OpenAiChat, &events, split);
             let (text, args) = chat_text(&out);
-            assert_eq!(text, "Mail bob@example.org now [x] bob@example.org", "split {split}");
+            assert_eq!(
+                text, "Mail bob@example.org now [x] bob@example.org",
+                "split {split}"
+            );
             assert_eq!(args, "{\"to\":\"bob@example.org\"}");
             assert!(!out.contains("EMAIL_1"));
         }
@@ -561,14 +649,27 @@ mod tests {
             json!({"type": "content_block_stop", "index": 0}),
             json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}}),
         ];
-        let events: Vec<String> = evs.iter().map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or(""))).collect();
+        let events: Vec<String> = evs
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+            .collect();
         let (r, _) = restorer();
         let mut sse = SseRestore::new(Format::Anthropic);
-        let out = String::from_utf8(sse.push(&r, events.concat().as_bytes()).expect("push")).expect("utf8");
+        let out = String::from_utf8(sse.push(&r, events.concat().as_bytes()).expect("push"))
+            .expect("utf8");
         let deltas: Vec<&str> = out.lines().filter(|l| l.contains("text_delta")).collect();
         assert_eq!(deltas.len(), 2, "{out}");
         assert!(deltas[1].contains("\"text\":\"[EMAIL\""), "{out}");
-        assert!(out.find("[EMAIL\"").unwrap_or(usize::MAX) < out.find("content_block_stop").unwrap_or(0));
-        assert_eq!(sse.usage, Some(Usage { input: 9, output: 4 }));
+        assert!(
+            out.find("[EMAIL\"").unwrap_or(usize::MAX)
+                < out.find("content_block_stop").unwrap_or(0)
+        );
+        assert_eq!(
+            sse.usage,
+            Some(Usage {
+                input: 9,
+                output: 4
+            })
+        );
     }
 }

@@ -56,15 +56,19 @@ pub async fn serve(listener: TcpListener, gw: Gateway) -> std::io::Result<()> {
 }
 
 fn tls_config() -> rustls::ClientConfig {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .unwrap_or_else(|_| {
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        })
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    .unwrap_or_else(|_| {
+        rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    })
 }
 
 fn presented_key(req: &Request<Incoming>) -> Option<String> {
@@ -74,11 +78,18 @@ fn presented_key(req: &Request<Incoming>) -> Option<String> {
     }
     h.get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|s| s.trim().to_string())
 }
 
-async fn handle(gw: Gateway, tls: Arc<rustls::ClientConfig>, req: Request<Incoming>) -> Response<HookBody> {
+async fn handle(
+    gw: Gateway,
+    tls: Arc<rustls::ClientConfig>,
+    req: Request<Incoming>,
+) -> Response<HookBody> {
     let path = req.uri().path().to_string();
     let kind = if path.ends_with("/messages") || req.headers().contains_key("anthropic-version") {
         ProviderKind::Anthropic
@@ -86,7 +97,11 @@ async fn handle(gw: Gateway, tls: Arc<rustls::ClientConfig>, req: Request<Incomi
         ProviderKind::OpenAi
     };
     let request_id = RequestId::new(format!("gw-{:016x}", rand_u64())).ok();
-    let wanted = req.headers().get("x-airlock-provider").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let wanted = req
+        .headers()
+        .get("x-airlock-provider")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let provider = gw
         .config()
         .providers
@@ -108,17 +123,49 @@ async fn handle(gw: Gateway, tls: Arc<rustls::ClientConfig>, req: Request<Incomi
         None => None,
     };
     let Some((_tenant, row)) = caller else {
-        let anon = Caller { agent: "(unauthenticated)".into(), ..Caller::default() };
-        return gw.refuse(kind, &anon, request_id.as_ref(), &path, StatusCode::UNAUTHORIZED, Reason::VirtualKeyInvalid, &[]);
+        let anon = Caller {
+            agent: "(unauthenticated)".into(),
+            ..Caller::default()
+        };
+        return gw.refuse(
+            kind,
+            &anon,
+            request_id.as_ref(),
+            &path,
+            StatusCode::UNAUTHORIZED,
+            Reason::VirtualKeyInvalid,
+            &[],
+        );
     };
-    let run = req.headers().get("x-airlock-run").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let caller = Caller { agent: row.agent, team: row.team, run, key: Some(row.id), allowed_models: None };
+    let run = req
+        .headers()
+        .get("x-airlock-run")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let caller = Caller {
+        agent: row.agent,
+        team: row.team,
+        run,
+        key: Some(row.id),
+        allowed_models: None,
+    };
     let Some(provider) = provider else {
-        return gw.refuse(kind, &caller, request_id.as_ref(), &path, StatusCode::NOT_FOUND, Reason::MalformedRequest, &[("detail", "no provider of this kind is configured".into())]);
+        return gw.refuse(
+            kind,
+            &caller,
+            request_id.as_ref(),
+            &path,
+            StatusCode::NOT_FOUND,
+            Reason::MalformedRequest,
+            &[("detail", "no provider of this kind is configured".into())],
+        );
     };
     let (parts, body) = req.into_parts();
     let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
-    match gw.prepare(&provider, &caller, request_id.as_ref(), &parts, body).await {
+    match gw
+        .prepare(&provider, &caller, request_id.as_ref(), &parts, body)
+        .await
+    {
         Prepared::Answer(r) => r,
         Prepared::Go { call, body } => {
             let out = match upstream_request(&provider, &parts, call.idem_key(), body) {
@@ -163,10 +210,20 @@ fn upstream_request(
     body: Bytes,
 ) -> Option<Request<HookBody>> {
     let base = provider.base_url.path().trim_end_matches('/');
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     // A base URL ending in /v1 and an SDK path starting with /v1: once.
-    let pq = if base.ends_with("/v1") { pq.strip_prefix("/v1").unwrap_or(pq) } else { pq };
-    let mut b = Request::builder().method(parts.method.clone()).uri(format!("{base}{pq}"));
+    let pq = if base.ends_with("/v1") {
+        pq.strip_prefix("/v1").unwrap_or(pq)
+    } else {
+        pq
+    };
+    let mut b = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{base}{pq}"));
     let host = provider.base_url.authority()?.as_str().to_string();
     let h = b.headers_mut()?;
     for n in FORWARD {
@@ -175,14 +232,19 @@ fn upstream_request(
         }
     }
     h.insert(http::header::HOST, HeaderValue::from_str(&host).ok()?);
-    h.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    h.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     if !idem_key.is_empty() {
         h.insert("idempotency-key", HeaderValue::from_str(idem_key).ok()?);
     }
     if let Some(s) = &provider.secret {
         let mut v = match provider.kind {
-            ProviderKind::OpenAi => HeaderValue::from_str(&format!("Bearer {}", s.expose())).ok()?,
+            ProviderKind::OpenAi => {
+                HeaderValue::from_str(&format!("Bearer {}", s.expose())).ok()?
+            }
             ProviderKind::Anthropic => HeaderValue::from_str(s.expose()).ok()?,
         };
         v.set_sensitive(true);
@@ -201,13 +263,22 @@ async fn send(
     req: Request<HookBody>,
 ) -> Result<Response<Incoming>, BoxError> {
     let https = provider.base_url.scheme_str() == Some("https");
-    let host = provider.base_url.host().ok_or("base_url has no host")?.to_string();
-    let port = provider.base_url.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let host = provider
+        .base_url
+        .host()
+        .ok_or("base_url has no host")?
+        .to_string();
+    let port = provider
+        .base_url
+        .port_u16()
+        .unwrap_or(if https { 443 } else { 80 });
     let tcp = TcpStream::connect((host.as_str(), port)).await?;
     tcp.set_nodelay(true)?;
     if https {
         let name = rustls_pki_types::ServerName::try_from(host.clone())?;
-        let conn = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await?;
+        let conn = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await?;
         let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(conn)).await?;
         tokio::spawn(c);
         Ok(s.send_request(req).await?)
@@ -217,4 +288,3 @@ async fn send(
         Ok(s.send_request(req).await?)
     }
 }
-
