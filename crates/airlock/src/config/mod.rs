@@ -6,12 +6,14 @@
 //! `file:line:col`, the field, and what is wrong.
 
 mod audit;
+mod gateway;
 mod policy;
 mod proxy;
 mod sandbox;
 mod source;
 
 pub use audit::AuditSettings;
+pub use gateway::GatewaySettings;
 pub use policy::{PolicySettings, load_file as load_policy_file};
 pub use proxy::ProxySettings;
 pub use sandbox::SandboxSettings;
@@ -38,6 +40,9 @@ pub struct RawConfig {
     /// The sandbox `airlock run` builds.
     #[serde(default)]
     pub sandbox: sandbox::RawSandbox,
+    /// The LLM gateway: providers, limits, prices.
+    #[serde(default)]
+    pub gateway: gateway::RawGateway,
 }
 
 /// The validated configuration.
@@ -49,6 +54,7 @@ pub struct Config {
     pub policy: PolicySettings,
     pub proxy: ProxySettings,
     pub sandbox: SandboxSettings,
+    pub gateway: GatewaySettings,
 }
 
 impl Config {
@@ -78,6 +84,7 @@ fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
         policy: policy::validate(&raw.policy, src)?,
         proxy: proxy::validate(&raw.proxy, src)?,
         sandbox: sandbox::validate(&raw.sandbox, src)?,
+        gateway: gateway::validate(&raw.gateway, src)?,
     })
 }
 
