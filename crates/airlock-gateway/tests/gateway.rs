@@ -458,3 +458,155 @@ async fn a_completed_call_is_replayed_not_repeated_and_streams_replay_as_streams
     assert_eq!(collect(&b2), collect(&b1));
     assert!(String::from_utf8_lossy(&b2).ends_with("data: [DONE]\n\n"));
 }
+
+/// The hook on `airlock run`'s intercepted path: the same engine, keyed by
+/// the provider host; the request continues (redacted, with its
+/// Idempotency-Key) to the real upstream, and the answer is restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_hook_redacts_on_the_way_out_restores_on_the_way_back_and_refuses_over_budget() {
+    use airlock_gateway::{Caller, GatewayHook};
+    use airlock_hook::{Hook, HookBody, Outcome, RequestCtx, Via};
+    use airlock_types::{RequestId, RunId};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = SqliteStore::open(&dir.path().join("db")).expect("store");
+    let tenant = TenantId::default_tenant();
+    store
+        .gateway_set_budget(
+            &tenant,
+            &BudgetRow {
+                scope: "run:run-1".into(),
+                period: "total".into(),
+                limit_micros: 200,
+            },
+        )
+        .expect("budget");
+    let providers = vec![Provider {
+        name: "openai".into(),
+        kind: ProviderKind::OpenAi,
+        base_url: "https://api.openai.com".parse().expect("uri"),
+        secret: None,
+    }];
+    let sink = Arc::new(MemorySink::new());
+    let gw = Gateway::new(
+        GatewayConfig::new(tenant.clone(), providers),
+        &[],
+        store,
+        sink.clone(),
+    )
+    .expect("gateway");
+    let hook = GatewayHook::new(
+        gw,
+        Caller {
+            agent: "agent-1".into(),
+            ..Caller::default()
+        },
+    );
+    assert_eq!(hook.hosts(), vec!["api.openai.com".to_string()]);
+    let up = LlmUpstream::start().await;
+    let ctx = |host: &str, n: u32| {
+        RequestCtx::new(
+            tenant.clone(),
+            Some(RunId::new("run-1").expect("run")),
+            RequestId::new(format!("req-{n}")).expect("req"),
+            http::uri::Scheme::HTTPS,
+            host,
+            443,
+            http::Method::POST,
+            "/v1/chat/completions",
+            Via::InterceptedTunnel,
+        )
+    };
+    let request = |body: &Value| -> http::Request<HookBody> {
+        http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .header("accept-encoding", "gzip")
+            .body(
+                Full::new(Bytes::from(body.to_string()))
+                    .map_err(|e| match e {})
+                    .boxed(),
+            )
+            .expect("request")
+    };
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": format!("write to {EMAIL}")}]});
+
+    // Another host: untouched.
+    let c0 = ctx("example.com", 0);
+    let Outcome::Continue(r) = hook.on_request(&c0, request(&body)).await else {
+        panic!("other hosts pass")
+    };
+    assert_eq!(
+        r.into_body().collect().await.expect("body").to_bytes(),
+        Bytes::from(body.to_string())
+    );
+
+    // The provider host: redacted, keyed, identity-encoded, then restored.
+    let c1 = ctx("api.openai.com", 1);
+    let Outcome::Continue(r) = hook.on_request(&c1, request(&body)).await else {
+        panic!("continues")
+    };
+    assert_eq!(r.headers()["accept-encoding"], "identity");
+    assert!(
+        r.headers()["idempotency-key"]
+            .to_str()
+            .expect("key")
+            .starts_with("alk-")
+    );
+    let (parts, b) = r.into_parts();
+    let sent = b.collect().await.expect("body").to_bytes();
+    assert!(!String::from_utf8_lossy(&sent).contains(EMAIL));
+    assert_eq!(
+        parts.headers["content-length"],
+        sent.len().to_string().as_str()
+    );
+    // Forward it to the local provider for a real SSE answer.
+    let tcp = tokio::net::TcpStream::connect(up.url().trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(c);
+    let mut fwd = http::Request::from_parts(parts, Full::new(sent));
+    fwd.headers_mut()
+        .insert("host", "api.openai.com".parse().expect("host"));
+    let resp = s.send_request(fwd).await.expect("upstream");
+    let resp = resp.map(|b| -> HookBody {
+        b.map_err(|e| -> airlock_hook::BoxError { Box::new(e) })
+            .boxed()
+    });
+    let restored = hook
+        .on_response(&c1, resp)
+        .expect("restored")
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text: String = String::from_utf8_lossy(&restored)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .flat_map(|v| v["choices"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["delta"]["content"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(text, format!("echo: write to {EMAIL}"));
+
+    // The run's budget (200 micro-USD) cannot hold a second worst case.
+    let body2 = json!({"model": "gpt-4o-mini", "max_tokens": 1000, "messages": [{"role": "user", "content": "again"}]});
+    let c2 = ctx("api.openai.com", 2);
+    let Outcome::Refuse(refusal) = hook.on_request(&c2, request(&body2)).await else {
+        panic!("over budget must be refused")
+    };
+    assert_eq!(refusal.decision.reason.code(), "budget_exceeded");
+    let resp = refusal.response.expect("provider-shaped answer");
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["x-airlock-reason"], "budget_exceeded");
+    let events = sink.events();
+    assert!(events.iter().any(|e| e.reason.code() == "budget_exceeded"
+        && e.run_id.as_ref().map(|r| r.as_str()) == Some("run-1")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.code() == "gateway_call" && d(e, "outcome") == "ok")
+    );
+}
