@@ -263,6 +263,7 @@ impl Gateway {
 
     /// Refuse in the provider's shape, audited. If the audit sink refuses
     /// the record, the answer is `audit_unavailable`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn refuse(
         &self,
         kind: ProviderKind,

@@ -58,11 +58,7 @@ impl Restorer {
     /// Restore every string in a JSON value.
     pub fn value(&self, v: &mut Value) -> Result<(), RestoreError> {
         match v {
-            Value::String(s) => {
-                if s.contains('[') || !s.is_empty() {
-                    *s = self.text(s)?;
-                }
-            }
+            Value::String(s) if !s.is_empty() => *s = self.text(s)?,
             Value::Array(a) => {
                 for x in a {
                     self.value(x)?;

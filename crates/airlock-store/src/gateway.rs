@@ -122,6 +122,18 @@ pub enum CallEnd {
     Failed,
 }
 
+/// An earlier call with the same key: id, body hash, state, status,
+/// content type, stored answer, last update.
+type Earlier = (
+    i64,
+    String,
+    String,
+    Option<u16>,
+    Option<String>,
+    Option<Vec<u8>>,
+    i64,
+);
+
 /// How long a call may stay pending before a retry may take its row over
 /// (microseconds).
 const STALE_PENDING: i64 = 15 * 60 * 1_000_000;
@@ -281,15 +293,7 @@ impl SqliteStore {
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
-        let earlier: Option<(
-            i64,
-            String,
-            String,
-            Option<u16>,
-            Option<String>,
-            Option<Vec<u8>>,
-            i64,
-        )> = tx
+        let earlier: Option<Earlier> = tx
             .query_row(
                 "SELECT id, body_hash, state, status, content_type, response, updated FROM gateway_calls
                  WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3 ORDER BY id DESC LIMIT 1",
