@@ -629,7 +629,11 @@ mod tests {
             .expect("query");
         assert_eq!(
             rows,
-            vec![("sqlite".to_owned(), 1), ("sqlite".to_owned(), 2)]
+            vec![
+                ("sqlite".to_owned(), 1),
+                ("sqlite".to_owned(), 2),
+                ("sqlite".to_owned(), 3)
+            ]
         );
         let mode: String = s
             .conn
