@@ -61,6 +61,7 @@ async fn run(addr: &str, key: &str, n: usize, body: &str, distinct: bool) -> Vec
             .body(Full::new(Bytes::from(body.to_string())))
             .expect("req");
         let t = Instant::now();
+        s.ready().await.expect("ready");
         let r = s.send_request(req).await.expect("send");
         assert!(r.status().is_success(), "status {}", r.status());
         let _ = r.into_body().collect().await.expect("body");
