@@ -70,6 +70,14 @@ pub(crate) fn message(reason: Reason) -> &'static str {
         }
         Reason::IdnConfusable => "the host name looks like a well-known domain it is not",
         Reason::UserinfoInUrl => "URLs with user information (user:pass@host) are refused",
+        Reason::GatewayCall => "the model call went through the LLM gateway",
+        Reason::BudgetExceeded => "this call could exceed a budget, so it was refused",
+        Reason::UnknownModelPrice => "the model has no price, so its cost cannot be bounded",
+        Reason::ModelNotAllowed => "this model is not allowed for this agent",
+        Reason::IdempotencyConflict => {
+            "this idempotency key is in use or was used with a different request"
+        }
+        Reason::VirtualKeyInvalid => "the gateway key is missing, unknown or revoked",
         _ => "the request was refused",
     }
 }

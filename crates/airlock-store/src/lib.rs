@@ -22,10 +22,14 @@
 //! honest mistakes fail loudly and opens the file read-only when asked.
 #![forbid(unsafe_code)]
 
+mod gateway;
 mod limited;
 mod secrets;
 mod sqlite;
 
+pub use gateway::{
+    BudgetRow, BudgetUsage, CallBegin, CallEnd, CallScopes, KeyRow, NewCall, StoredResponse,
+};
 pub use limited::read_limited;
 pub use secrets::{DataKeyRow, MasterRow, SecretRow, SecretStore};
 pub use sqlite::SqliteStore;
@@ -136,6 +140,13 @@ pub enum StoreError {
     /// A read snapshot could not be started or ended.
     #[error("{}: cannot {what} a read snapshot: {source}", path.display())]
     Snapshot {
+        path: PathBuf,
+        what: &'static str,
+        source: DbError,
+    },
+    /// A gateway query (budgets, calls, virtual keys) failed.
+    #[error("{}: gateway {what} failed: {source}", path.display())]
+    Gateway {
         path: PathBuf,
         what: &'static str,
         source: DbError,

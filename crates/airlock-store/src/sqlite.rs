@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "vault",
         sql: include_str!("sqlite/0002_vault.sql"),
     },
+    Migration {
+        version: 3,
+        name: "gateway",
+        sql: include_str!("sqlite/0003_gateway.sql"),
+    },
 ];
 
 /// How long a connection waits for another connection's write lock before
@@ -624,7 +629,11 @@ mod tests {
             .expect("query");
         assert_eq!(
             rows,
-            vec![("sqlite".to_owned(), 1), ("sqlite".to_owned(), 2)]
+            vec![
+                ("sqlite".to_owned(), 1),
+                ("sqlite".to_owned(), 2),
+                ("sqlite".to_owned(), 3)
+            ]
         );
         let mode: String = s
             .conn

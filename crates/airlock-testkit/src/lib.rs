@@ -15,10 +15,12 @@
 
 mod ca;
 mod dns;
+mod llm;
 mod process;
 mod upstream;
 
 pub use ca::TestCa;
 pub use dns::{DnsAnswer, DnsResponder};
+pub use llm::{LlmUpstream, Received};
 pub use process::{ProcessGuard, spawn_and_read_line};
 pub use upstream::{Upstream, UpstreamKind};

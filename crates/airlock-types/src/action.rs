@@ -84,6 +84,10 @@ actions! {
     CliInit => "cli.init",
     /// An LLM gateway refused a request over its budget.
     LlmBudget => "llm.budget",
+    /// The LLM gateway decided on (and, when allowed, made) one model call.
+    GatewayCall => "gateway.call",
+    /// An LLM gateway listener started.
+    GatewayStart => "gateway.start",
 }
 
 impl fmt::Display for Action {

@@ -192,6 +192,21 @@ reasons! {
     IdnConfusable => "idn_confusable",
     /// The URL carries user information (`user:pass@host`).
     UserinfoInUrl => "userinfo_in_url",
+
+    // --- LLM gateway -------------------------------------------------------
+    /// A model call went through the LLM gateway (redacted, budgeted).
+    GatewayCall => "gateway_call",
+    /// A model call would exceed a budget, so it was refused before any
+    /// upstream call.
+    BudgetExceeded => "budget_exceeded",
+    /// The model has no price, so its cost cannot be bounded.
+    UnknownModelPrice => "unknown_model_price",
+    /// The model is not on the caller's allow-list.
+    ModelNotAllowed => "model_not_allowed",
+    /// An idempotency key is in flight or was used with a different body.
+    IdempotencyConflict => "idempotency_conflict",
+    /// The gateway's virtual key is missing, unknown or revoked.
+    VirtualKeyInvalid => "virtual_key_invalid",
 }
 
 impl fmt::Display for Reason {

@@ -50,6 +50,11 @@ pub enum Command {
     /// Manage the vault's master key.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCmd),
+    /// The LLM gateway: an OpenAI/Anthropic-compatible listener with virtual keys.
+    Gateway(cmd::gateway::GatewayArgs),
+    /// The LLM gateway's spending limits.
+    #[command(subcommand)]
+    Budget(cmd::budget::BudgetCmd),
     /// Show every layer working, offline: a local upstream, a secret, an agent run, the audit trail.
     Demo(cmd::demo::DemoArgs),
     /// Print version and build information.
@@ -73,6 +78,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Scan(a) => cmd::scan::run(&ctx, a),
         Command::Secret(c) => cmd::secret::run(&ctx, c),
         Command::Keys(c) => cmd::keys::run(&ctx, c),
+        Command::Gateway(a) => cmd::gateway::run(&ctx, a),
+        Command::Budget(c) => cmd::budget::run(&ctx, c),
         Command::Demo(a) => cmd::demo::run(&ctx, a),
         Command::Version(a) => cmd::version::run(&ctx, a),
     }

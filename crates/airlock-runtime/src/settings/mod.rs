@@ -6,6 +6,7 @@
 //! `JsonSchema` behind the `schema` feature, for the configuration schema.
 
 pub mod audit;
+pub mod gateway;
 pub mod proxy;
 pub mod sandbox;
 

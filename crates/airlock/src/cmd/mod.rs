@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod budget;
 pub mod config;
 pub mod demo;
+pub mod gateway;
 pub mod init;
 pub mod keys;
 pub mod policy;

@@ -9,8 +9,9 @@ mod policy;
 mod proxy;
 mod source;
 
-use airlock_runtime::settings::{audit, sandbox};
+use airlock_runtime::settings::{audit, gateway, sandbox};
 pub use airlock_runtime::{AuditSettings, SandboxSettings};
+pub use gateway::GatewaySettings;
 pub use policy::{PolicySettings, load_file as load_policy_file};
 pub use proxy::ProxySettings;
 pub use source::{ConfigError, SourceFile};
@@ -36,6 +37,9 @@ pub struct RawConfig {
     /// The sandbox `airlock run` builds.
     #[serde(default)]
     pub sandbox: sandbox::RawSandbox,
+    /// The LLM gateway: providers, limits, prices.
+    #[serde(default)]
+    pub gateway: gateway::RawGateway,
 }
 
 /// The validated configuration.
@@ -47,6 +51,7 @@ pub struct Config {
     pub policy: PolicySettings,
     pub proxy: ProxySettings,
     pub sandbox: SandboxSettings,
+    pub gateway: GatewaySettings,
 }
 
 impl Config {
@@ -78,6 +83,7 @@ fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
             proxy: airlock_runtime::settings::proxy::validate(&raw.proxy, &src.located())?,
         },
         sandbox: sandbox::validate(&raw.sandbox, &src.located())?,
+        gateway: gateway::validate(&raw.gateway, &src.located())?,
     })
 }
 

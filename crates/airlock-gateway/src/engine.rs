@@ -1,0 +1,977 @@
+//! One engine for both ways in: parse, guard, redact, reserve, pick the
+//! idempotency key; then restore, settle and audit the answer.
+
+use crate::price::{Price, PriceTable};
+use crate::provider::{Endpoint, ProviderKind, Usage, error_response};
+use crate::redact::{self, Walk};
+use crate::restore::{Format, Restorer, SseRestore};
+use airlock_hook::{BoxError, HookBody};
+use airlock_scrub::{Category, Mask, Scrubber, Session, Stats};
+use airlock_store::{CallBegin, CallEnd, CallScopes, NewCall, SqliteStore, StoredResponse};
+use airlock_types::{
+    Action, Actor, ActorKind, AuditEvent, EventResult, EventSink, Reason, RequestId, Secret,
+    TenantId, Timestamp,
+};
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A model provider the gateway forwards to.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Its name in config (`[gateway.providers.NAME]`).
+    pub name: String,
+    /// Its dialect.
+    pub kind: ProviderKind,
+    /// Where it is (`https://api.openai.com`); request paths are appended.
+    pub base_url: http::Uri,
+    /// The real API key, injected by the listener (the hook leaves
+    /// injection to the credential hook).
+    pub secret: Option<Arc<Secret<String>>>,
+}
+
+impl Provider {
+    /// The host of `base_url`, lower-case.
+    pub fn host(&self) -> Option<String> {
+        self.base_url.host().map(str::to_ascii_lowercase)
+    }
+}
+
+/// What the gateway enforces.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The tenant calls are charged to and audited under.
+    pub tenant: TenantId,
+    /// The providers.
+    pub providers: Vec<Provider>,
+    /// Prices per model.
+    pub prices: PriceTable,
+    /// Largest request body, and largest answer kept for replay.
+    pub max_body_bytes: usize,
+    /// Mask personal data (secrets are always masked).
+    pub redact_pii: bool,
+    /// How long a call's derived idempotency key (same body, same run)
+    /// counts a repeat as a retry.
+    pub replay_window: Duration,
+}
+
+impl GatewayConfig {
+    /// Defaults: built-in prices, 4 MiB bodies, PII redacted, 10 minutes.
+    pub fn new(tenant: TenantId, providers: Vec<Provider>) -> Self {
+        GatewayConfig {
+            tenant,
+            providers,
+            prices: PriceTable::builtin(),
+            max_body_bytes: 4 << 20,
+            redact_pii: true,
+            replay_window: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The agent.
+    pub agent: String,
+    /// Its team.
+    pub team: Option<String>,
+    /// The run (scrubbing session and idempotency are per run).
+    pub run: Option<String>,
+    /// The virtual key id, when it came with one.
+    pub key: Option<String>,
+    /// Models it may call (`None`: any priced model).
+    pub allowed_models: Option<Vec<String>>,
+}
+
+/// The gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The scrubber could not be built (a bad registered secret).
+    #[error("gateway scrubber: {0}")]
+    Scrubber(#[from] airlock_scrub::ScrubError),
+}
+
+pub(crate) struct Inner {
+    pub cfg: GatewayConfig,
+    scrubber: Scrubber,
+    echo: Scrubber,
+    pub store: Arc<Mutex<SqliteStore>>,
+    sink: Arc<dyn EventSink>,
+    sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+}
+
+/// The gateway engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("providers", &self.inner.cfg.providers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One call in flight: everything needed to finish it.
+#[derive(Debug)]
+pub(crate) struct Call {
+    kind: ProviderKind,
+    provider: String,
+    endpoint: Endpoint,
+    model: String,
+    stream: bool,
+    row: Option<i64>,
+    reserved: i64,
+    price: Option<Price>,
+    restorer: Restorer,
+    stats: Stats,
+    idem_key: String,
+    started: Instant,
+    caller: Caller,
+    request: Option<RequestId>,
+    retry: bool,
+    est_input: u64,
+}
+
+/// What `prepare` made of a request.
+pub(crate) enum Prepared {
+    /// Answer this (a refusal or a replay); nothing goes upstream.
+    Answer(Response<HookBody>),
+    /// Send `body` upstream with `Idempotency-Key: idem_key`.
+    Go { call: Box<Call>, body: Bytes },
+}
+
+impl Call {
+    pub(crate) fn idem_key(&self) -> &str {
+        &self.idem_key
+    }
+}
+
+pub(crate) fn full(b: impl Into<Bytes>) -> HookBody {
+    Full::new(b.into())
+        .map_err(|e| -> BoxError { match e {} })
+        .boxed()
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut c = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for p in parts {
+        c.update(&(p.len() as u64).to_le_bytes());
+        c.update(p);
+    }
+    hex::encode(c.finish().as_ref())
+}
+
+impl Gateway {
+    /// Build the engine. `known` are registered secrets (the vault's), always
+    /// masked on the way out and in the answers.
+    pub fn new(
+        cfg: GatewayConfig,
+        known: &[(String, Secret<String>)],
+        store: SqliteStore,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Gateway, GatewayError> {
+        let mut b = Scrubber::builder()
+            .mask_secrets(Mask::Placeholder)
+            .mask_pii(Mask::Placeholder);
+        if !cfg.redact_pii {
+            b = b.only(Category::Secret);
+        }
+        let mut e = Scrubber::builder().only(Category::Secret);
+        for (name, v) in known {
+            b = b.known_secret(name, v);
+            e = e.known_secret(name, v);
+        }
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                cfg,
+                scrubber: b.build()?,
+                echo: e.build()?,
+                store: Arc::new(Mutex::new(store)),
+                sink,
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.cfg
+    }
+
+    /// Forget a run's scrubbing session (its mapping is zeroized).
+    pub fn end_run(&self, run: &str) {
+        if let Ok(mut s) = self.inner.sessions.lock() {
+            s.retain(|k, _| !k.ends_with(&format!("\0{run}")));
+        }
+    }
+
+    fn session(&self, caller: &Caller) -> Option<Arc<Mutex<Session>>> {
+        let key = format!(
+            "{}\0{}",
+            caller.agent,
+            caller
+                .run
+                .as_deref()
+                .or(caller.key.as_deref())
+                .unwrap_or("")
+        );
+        let mut m = self.inner.sessions.lock().ok()?;
+        Some(
+            m.entry(key)
+                .or_insert_with(|| Arc::new(Mutex::new(self.inner.scrubber.session())))
+                .clone(),
+        )
+    }
+
+    fn event(
+        &self,
+        caller: &Caller,
+        request: Option<&RequestId>,
+        resource: String,
+        reason: Reason,
+        result: EventResult,
+    ) -> AuditEvent {
+        let mut e = AuditEvent::new(
+            self.inner.cfg.tenant.clone(),
+            Actor::new(ActorKind::Agent, caller.agent.clone()),
+            Action::GatewayCall,
+            resource,
+            reason,
+            result,
+        );
+        if let Some(r) = caller
+            .run
+            .as_deref()
+            .and_then(|r| airlock_types::RunId::new(r).ok())
+        {
+            e = e.with_run(r);
+        }
+        if let Some(r) = request {
+            e = e.with_request(r.clone());
+        }
+        e
+    }
+
+    /// Refuse in the provider's shape, audited. If the audit sink refuses
+    /// the record, the answer is `audit_unavailable`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn refuse(
+        &self,
+        kind: ProviderKind,
+        caller: &Caller,
+        request: Option<&RequestId>,
+        resource: &str,
+        status: StatusCode,
+        reason: Reason,
+        details: &[(&str, Value)],
+    ) -> Response<HookBody> {
+        let mut e = self.event(
+            caller,
+            request,
+            resource.to_string(),
+            reason,
+            EventResult::Denied,
+        );
+        e = e.with_detail("provider", kind.as_str());
+        for (k, v) in details {
+            e = e.with_detail(k, v.clone());
+        }
+        let (status, reason) = match self.inner.sink.emit(e) {
+            Ok(()) => (status, reason),
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Reason::AuditUnavailable),
+        };
+        error_response(kind, status, reason).map(full)
+    }
+
+    /// Parse, guard, redact, reserve. Reads the body (bounded).
+    pub(crate) async fn prepare(
+        &self,
+        provider: &Provider,
+        caller: &Caller,
+        request: Option<&RequestId>,
+        parts: &http::request::Parts,
+        body: HookBody,
+    ) -> Prepared {
+        let kind = provider.kind;
+        let path = parts.uri.path();
+        let resource = format!("{}:{}", provider.name, path);
+        let refuse = |status, reason, details: &[(&str, Value)]| {
+            Prepared::Answer(self.refuse(kind, caller, request, &resource, status, reason, details))
+        };
+        let Some(endpoint) = Endpoint::of(kind, &parts.method, path) else {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                Reason::MalformedRequest,
+                &[("detail", "unsupported endpoint".into())],
+            );
+        };
+        let started = Instant::now();
+        let bytes = match collect_limited(body, self.inner.cfg.max_body_bytes).await {
+            Ok(b) => b,
+            Err(over) => {
+                return if over {
+                    refuse(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Reason::LimitExceeded,
+                        &[("limit_bytes", self.inner.cfg.max_body_bytes.into())],
+                    )
+                } else {
+                    refuse(
+                        StatusCode::BAD_REQUEST,
+                        Reason::MalformedRequest,
+                        &[("detail", "request body could not be read".into())],
+                    )
+                };
+            }
+        };
+        let Some(session) = self.session(caller) else {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Reason::CheckFailed,
+                &[("detail", "scrubbing session unavailable".into())],
+            );
+        };
+        let restorer = Restorer {
+            session: session.clone(),
+            echo: self.inner.echo.clone(),
+        };
+        if endpoint == Endpoint::Models {
+            return Prepared::Go {
+                call: Box::new(Call {
+                    kind,
+                    provider: provider.name.clone(),
+                    endpoint,
+                    model: String::new(),
+                    stream: false,
+                    row: None,
+                    reserved: 0,
+                    price: None,
+                    restorer,
+                    stats: Stats::default(),
+                    idem_key: String::new(),
+                    started,
+                    caller: caller.clone(),
+                    request: request.cloned(),
+                    retry: false,
+                    est_input: 0,
+                }),
+                body: bytes,
+            };
+        }
+        let mut v: Value = match serde_json::from_slice(&bytes) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    Reason::MalformedRequest,
+                    &[("detail", "body is not a JSON object".into())],
+                );
+            }
+            Err(e) => {
+                let detail = if std::str::from_utf8(&bytes).is_err() {
+                    "body is not UTF-8"
+                } else {
+                    "body is not valid JSON"
+                };
+                let _ = e;
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    Reason::MalformedRequest,
+                    &[("detail", detail.into())],
+                );
+            }
+        };
+        let Some(model) = v.get("model").and_then(Value::as_str).map(str::to_string) else {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                Reason::MalformedRequest,
+                &[("detail", "no model".into())],
+            );
+        };
+        let details_model = [("model", Value::from(model.clone()))];
+        if let Some(allowed) = &caller.allowed_models
+            && !allowed.iter().any(|m| m == &model)
+        {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                Reason::ModelNotAllowed,
+                &details_model,
+            );
+        }
+        let Some(price) = self.inner.cfg.prices.get(&model).copied() else {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                Reason::UnknownModelPrice,
+                &details_model,
+            );
+        };
+        let max_out = match endpoint.max_output(&v) {
+            Some(n) => n,
+            None if price.max_output > 0 => price.max_output,
+            None => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    Reason::UnknownModelPrice,
+                    &details_model,
+                );
+            }
+        };
+        let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        // Redact every text the provider would see. Fail closed: no
+        // session, no call.
+        let mut walk = Walk::default();
+        {
+            let Ok(mut s) = session.lock() else {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Reason::CheckFailed,
+                    &[("detail", "scrubbing session unavailable".into())],
+                );
+            };
+            if let Some(obj) = v.as_object_mut() {
+                for (k, x) in obj.iter_mut() {
+                    if k != "model" {
+                        redact::redact(x, &mut s, &mut walk);
+                    }
+                }
+            }
+        }
+        if stream && endpoint == Endpoint::ChatCompletions {
+            // Ask for usage in the stream, to settle to it.
+            v["stream_options"]["include_usage"] = Value::Bool(true);
+        }
+        let body = Bytes::from(v.to_string());
+        let est_input = redact::token_bound(&walk);
+        let reserve = price.cost_micros(est_input, max_out);
+        // The idempotency key: the caller's, else (run, step), else (run, body).
+        let run = caller
+            .run
+            .as_deref()
+            .or(caller.key.as_deref())
+            .unwrap_or("");
+        let body_hash = sha256_hex(&[&body]);
+        let header = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        };
+        let (idem_src, window) = match (header("idempotency-key"), header("x-airlock-step")) {
+            (Some(k), _) => (
+                sha256_hex(&[
+                    b"caller",
+                    caller.agent.as_bytes(),
+                    run.as_bytes(),
+                    k.as_bytes(),
+                ]),
+                Duration::from_secs(86_400),
+            ),
+            (None, Some(s)) => (
+                sha256_hex(&[
+                    b"step",
+                    caller.agent.as_bytes(),
+                    run.as_bytes(),
+                    s.as_bytes(),
+                ]),
+                Duration::from_secs(86_400),
+            ),
+            (None, None) => (
+                sha256_hex(&[
+                    b"body",
+                    caller.agent.as_bytes(),
+                    run.as_bytes(),
+                    body_hash.as_bytes(),
+                ]),
+                self.inner.cfg.replay_window,
+            ),
+        };
+        let idem_key = format!("alk-{}", &idem_src[..32]);
+        let now = Timestamp::now().as_micros();
+        let scopes = CallScopes {
+            team: caller.team.clone(),
+            agent: caller.agent.clone(),
+            run: caller.run.clone(),
+            key: caller.key.clone(),
+        };
+        let store = self.inner.store.clone();
+        let tenant = self.inner.cfg.tenant.clone();
+        let (k2, h2) = (idem_key.clone(), body_hash.clone());
+        let window_start = now - i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+        let begun = tokio::task::spawn_blocking(move || {
+            let mut s = store
+                .lock()
+                .map_err(|_| "store lock poisoned".to_string())?;
+            s.gateway_begin(
+                &tenant,
+                &NewCall {
+                    idem_key: &k2,
+                    body_hash: &h2,
+                    scopes: &scopes,
+                    reserve_micros: reserve,
+                    now,
+                    window_start,
+                },
+            )
+            .map_err(|e| e.to_string())
+        })
+        .await;
+        let mut details: Vec<(&str, Value)> = vec![
+            ("model", model.clone().into()),
+            ("reserved_micros", reserve.into()),
+            ("idempotency_key", idem_key.clone().into()),
+            (
+                "masked",
+                serde_json::to_value(&walk.stats.by_type).unwrap_or_default(),
+            ),
+        ];
+        let (row, retry) = match begun {
+            Ok(Ok(CallBegin::Reserved { id, retry })) => (id, retry),
+            Ok(Ok(CallBegin::Exceeded { scope })) => {
+                details.push(("scope", scope.into()));
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Reason::BudgetExceeded,
+                    &details,
+                );
+            }
+            Ok(Ok(CallBegin::InFlight)) => {
+                details.push(("detail", "in flight".into()));
+                return refuse(StatusCode::CONFLICT, Reason::IdempotencyConflict, &details);
+            }
+            Ok(Ok(CallBegin::KeyReused)) => {
+                details.push(("detail", "key reused with a different body".into()));
+                return refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Reason::IdempotencyConflict,
+                    &details,
+                );
+            }
+            Ok(Ok(CallBegin::Replay(stored))) => {
+                let call = Call {
+                    kind,
+                    provider: provider.name.clone(),
+                    endpoint,
+                    model,
+                    stream,
+                    row: None,
+                    reserved: 0,
+                    price: Some(price),
+                    restorer,
+                    stats: walk.stats,
+                    idem_key,
+                    started,
+                    caller: caller.clone(),
+                    request: request.cloned(),
+                    retry: true,
+                    est_input,
+                };
+                return Prepared::Answer(self.replay(call, stored));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "gateway budget store failed");
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Reason::CheckFailed,
+                    &[("detail", "budget store unavailable".into())],
+                );
+            }
+            Err(_) => {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Reason::CheckFailed,
+                    &[("detail", "budget store unavailable".into())],
+                );
+            }
+        };
+        Prepared::Go {
+            call: Box::new(Call {
+                kind,
+                provider: provider.name.clone(),
+                endpoint,
+                model,
+                stream,
+                row: Some(row),
+                reserved: reserve,
+                price: Some(price),
+                restorer,
+                stats: walk.stats,
+                idem_key,
+                started,
+                caller: caller.clone(),
+                request: request.cloned(),
+                retry,
+                est_input,
+            }),
+            body,
+        }
+    }
+
+    /// Settle and audit one call (blocking: call from a blocking context).
+    fn settle(
+        &self,
+        call: &Call,
+        outcome: &str,
+        status: u16,
+        usage: Option<Usage>,
+        end: CallEnd,
+        replay: bool,
+    ) {
+        let settled = match (&end, usage, call.price) {
+            (_, _, None) => 0,
+            (CallEnd::Done(_), Some(u), Some(p)) => p.cost_micros(u.input, u.output),
+            (CallEnd::Done(_), None, _) => call.reserved,
+            (CallEnd::Failed, _, _) if outcome == "upstream_error" => 0,
+            (CallEnd::Failed, _, _) => call.reserved,
+        };
+        if let Some(row) = call.row
+            && !replay
+        {
+            let r = self
+                .inner
+                .store
+                .lock()
+                .map_err(|_| "store lock poisoned".to_string())
+                .and_then(|mut s| {
+                    s.gateway_finish(row, settled, &end, Timestamp::now().as_micros())
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
+            }
+        }
+        let ok = outcome == "ok" || outcome == "replayed";
+        let mut e = self
+            .event(
+                &call.caller,
+                call.request.as_ref(),
+                format!("{}:{}", call.provider, call.endpoint.as_str()),
+                if ok {
+                    Reason::GatewayCall
+                } else if outcome == "unrestorable" {
+                    Reason::UnscrubbableResponse
+                } else {
+                    Reason::GatewayCall
+                },
+                if ok {
+                    EventResult::Success
+                } else {
+                    EventResult::Failure
+                },
+            )
+            .with_detail("provider", call.kind.as_str())
+            .with_detail("endpoint", call.endpoint.as_str())
+            .with_detail("model", call.model.clone())
+            .with_detail("stream", call.stream)
+            .with_detail("status", status)
+            .with_detail("outcome", outcome)
+            .with_detail(
+                "tokens_in",
+                usage.map(|u| u.input).unwrap_or(call.est_input),
+            )
+            .with_detail("tokens_out", usage.map(|u| u.output).unwrap_or(0))
+            .with_detail("usage_reported", usage.is_some())
+            .with_detail("reserved_micros", if replay { 0 } else { call.reserved })
+            .with_detail("settled_micros", if replay { 0 } else { settled })
+            .with_detail("cost_usd", if replay { 0.0 } else { settled as f64 / 1e6 })
+            .with_detail(
+                "masked",
+                serde_json::to_value(&call.stats.by_type).unwrap_or_default(),
+            )
+            .with_detail("latency_ms", call.started.elapsed().as_millis() as u64)
+            .with_detail("retry", call.retry)
+            .with_detail("replayed", replay);
+        if !call.idem_key.is_empty() {
+            e = e.with_detail("idempotency_key", call.idem_key.clone());
+        }
+        if let Err(err) = self.inner.sink.emit(e) {
+            tracing::error!(error = %err, "gateway audit record refused");
+        }
+    }
+
+    fn replay(&self, call: Call, stored: StoredResponse) -> Response<HookBody> {
+        let kind = call.kind;
+        let restored = if stored.content_type.starts_with("text/event-stream") {
+            let mut sse = SseRestore::new(format_of(&call));
+            sse.push(&call.restorer, &stored.body).and_then(|mut a| {
+                a.extend(sse.finish(&call.restorer)?);
+                Ok(a)
+            })
+        } else {
+            call.restorer.body(&stored.body).map(|x| x.0)
+        };
+        let this = self.clone();
+        match restored {
+            Ok(body) => {
+                let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+                let mut r = Response::new(full(body));
+                *r.status_mut() = status;
+                if let Ok(v) = HeaderValue::from_str(&stored.content_type) {
+                    r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+                }
+                r.headers_mut()
+                    .insert("x-airlock-replayed", HeaderValue::from_static("true"));
+                std::thread::spawn(move || {
+                    this.settle(
+                        &call,
+                        "replayed",
+                        stored.status,
+                        None,
+                        CallEnd::Failed,
+                        true,
+                    )
+                });
+                r
+            }
+            Err(_) => {
+                std::thread::spawn(move || {
+                    this.settle(&call, "unrestorable", 502, None, CallEnd::Failed, true)
+                });
+                error_response(kind, StatusCode::BAD_GATEWAY, Reason::UnscrubbableResponse)
+                    .map(full)
+            }
+        }
+    }
+
+    /// The upstream could not be reached: settle at nothing, audit, answer.
+    pub(crate) fn unreachable(&self, call: Box<Call>) -> Response<HookBody> {
+        let kind = call.kind;
+        let this = self.clone();
+        std::thread::spawn(move || {
+            this.settle(&call, "upstream_error", 502, None, CallEnd::Failed, false)
+        });
+        error_response(kind, StatusCode::BAD_GATEWAY, Reason::UpstreamUnreachable).map(full)
+    }
+
+    /// Restore, settle and audit the upstream's answer as it streams.
+    pub(crate) fn respond(&self, call: Box<Call>, resp: Response<HookBody>) -> Response<HookBody> {
+        let (mut parts, body) = resp.into_parts();
+        let status = parts.status;
+        let ctype = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let encoded = parts
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes() != b"identity");
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+        if encoded {
+            // Compressed answers cannot be restored or scrubbed: refuse.
+            let kind = call.kind;
+            let this = self.clone();
+            std::thread::spawn(move || {
+                this.settle(&call, "unrestorable", 502, None, CallEnd::Failed, false)
+            });
+            return error_response(kind, StatusCode::BAD_GATEWAY, Reason::UnscrubbableResponse)
+                .map(full);
+        }
+        let sse = ctype.starts_with("text/event-stream") && status.is_success();
+        let state = BodyState {
+            gw: self.clone(),
+            call: Some(call),
+            body,
+            sse: if sse {
+                Some(SseRestore::new(Format::OpenAiChat))
+            } else {
+                None
+            },
+            raw: Vec::new(),
+            status: status.as_u16(),
+            ctype,
+            done: false,
+        };
+        let state = state.init();
+        let stream = futures_util::stream::unfold(state, |mut st| async move {
+            st.next().await.map(|f| (f, st))
+        });
+        Response::from_parts(parts, StreamBody::new(stream).boxed())
+    }
+}
+
+/// Read a whole body, at most `max` bytes. `Err(true)`: over the limit;
+/// `Err(false)`: the body failed.
+pub(crate) async fn collect_limited(mut body: HookBody, max: usize) -> Result<Bytes, bool> {
+    let mut buf = Vec::new();
+    while let Some(f) = body.frame().await {
+        let Ok(f) = f else { return Err(false) };
+        if let Ok(d) = f.into_data() {
+            if buf.len() + d.len() > max {
+                return Err(true);
+            }
+            buf.extend_from_slice(&d);
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn msg_err(m: &'static str) -> BoxError {
+    Box::<dyn std::error::Error + Send + Sync>::from(m)
+}
+
+fn format_of(call: &Call) -> Format {
+    match (call.kind, call.endpoint) {
+        (ProviderKind::Anthropic, _) => Format::Anthropic,
+        (_, Endpoint::Responses) => Format::OpenAiResponses,
+        _ => Format::OpenAiChat,
+    }
+}
+
+struct BodyState {
+    gw: Gateway,
+    call: Option<Box<Call>>,
+    body: HookBody,
+    sse: Option<SseRestore>,
+    raw: Vec<u8>,
+    status: u16,
+    ctype: String,
+    done: bool,
+}
+
+type Item = Result<Frame<Bytes>, BoxError>;
+
+impl BodyState {
+    fn init(mut self) -> Self {
+        if let (Some(_), Some(call)) = (&self.sse, &self.call) {
+            self.sse = Some(SseRestore::new(format_of(call)));
+        }
+        self
+    }
+
+    /// Finish the call (settle + audit) off the async threads.
+    async fn end(&mut self, outcome: &'static str, usage: Option<Usage>, end: CallEnd) {
+        if let Some(call) = self.call.take() {
+            let gw = self.gw.clone();
+            let status = self.status;
+            let _ = tokio::task::spawn_blocking(move || {
+                gw.settle(&call, outcome, status, usage, end, false)
+            })
+            .await;
+        }
+    }
+
+    fn stored(&mut self) -> StoredResponse {
+        StoredResponse {
+            status: self.status,
+            content_type: self.ctype.clone(),
+            body: std::mem::take(&mut self.raw),
+        }
+    }
+
+    fn error_event(&self) -> Bytes {
+        let kind = self
+            .call
+            .as_ref()
+            .map(|c| c.kind)
+            .unwrap_or(ProviderKind::OpenAi);
+        let v =
+            crate::provider::error_json(kind, StatusCode::BAD_GATEWAY, Reason::UpstreamUnreachable);
+        Bytes::from(match kind {
+            ProviderKind::Anthropic => format!("event: error\ndata: {v}\n\n"),
+            ProviderKind::OpenAi => format!("data: {v}\n\n"),
+        })
+    }
+
+    async fn next(&mut self) -> Option<Item> {
+        if self.done {
+            return None;
+        }
+        let max = self.gw.inner.cfg.max_body_bytes;
+        let Some(restorer) = self.call.as_ref().map(|c| c.restorer.clone()) else {
+            self.done = true;
+            return None;
+        };
+        if self.sse.is_some() {
+            loop {
+                match self.body.frame().await {
+                    Some(Ok(f)) => {
+                        let Ok(data) = f.into_data() else { continue };
+                        if self.raw.len() + data.len() <= max {
+                            self.raw.extend_from_slice(&data);
+                        }
+                        let sse = self.sse.as_mut()?;
+                        match sse.push(&restorer, &data) {
+                            Ok(out) if out.is_empty() => continue,
+                            Ok(out) => return Some(Ok(Frame::data(Bytes::from(out)))),
+                            Err(_) => {
+                                self.done = true;
+                                let ev = self.error_event();
+                                self.end("unrestorable", None, CallEnd::Failed).await;
+                                return Some(Ok(Frame::data(ev)));
+                            }
+                        }
+                    }
+                    Some(Err(_)) => {
+                        // The stream was cut mid-way: tell the client in the
+                        // provider's shape; the reservation stands.
+                        self.done = true;
+                        let ev = self.error_event();
+                        self.end("stream_cut", None, CallEnd::Failed).await;
+                        return Some(Ok(Frame::data(ev)));
+                    }
+                    None => {
+                        self.done = true;
+                        let sse = self.sse.as_mut()?;
+                        let usage = sse.usage;
+                        let tail = sse.finish(&restorer);
+                        let complete = self.raw.len() <= max;
+                        return match tail {
+                            Ok(out) => {
+                                let end = if complete {
+                                    CallEnd::Done(self.stored())
+                                } else {
+                                    CallEnd::Failed
+                                };
+                                self.end("ok", usage, end).await;
+                                Some(Ok(Frame::data(Bytes::from(out))))
+                            }
+                            Err(_) => {
+                                let ev = self.error_event();
+                                self.end("unrestorable", usage, CallEnd::Failed).await;
+                                Some(Ok(Frame::data(ev)))
+                            }
+                        };
+                    }
+                }
+            }
+        }
+        // Whole answers: read (bounded), restore, settle.
+        self.done = true;
+        let body = std::mem::replace(&mut self.body, full(Bytes::new()));
+        let bytes = match collect_limited(body, max).await {
+            Ok(b) => b,
+            Err(_) => {
+                self.end("stream_cut", None, CallEnd::Failed).await;
+                return Some(Err(msg_err("the provider's answer was cut or too large")));
+            }
+        };
+        match restorer.body(&bytes) {
+            Ok((out, usage)) => {
+                if (200..300).contains(&self.status) {
+                    self.raw = bytes.to_vec();
+                    let stored = self.stored();
+                    self.end("ok", usage, CallEnd::Done(stored)).await;
+                } else {
+                    self.end("upstream_error", None, CallEnd::Failed).await;
+                }
+                Some(Ok(Frame::data(Bytes::from(out))))
+            }
+            Err(_) => {
+                self.end("unrestorable", None, CallEnd::Failed).await;
+                Some(Err(msg_err("the provider's answer could not be restored")))
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The gateway's own listener: OpenAI- and Anthropic-compatible endpoints
+//! for agents outside a sandbox, authenticated with virtual keys.
+
+use crate::engine::{Caller, Gateway, Prepared, Provider, full};
+use crate::provider::ProviderKind;
+use airlock_hook::{BoxError, HookBody};
+use airlock_types::{Reason, RequestId};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Request headers passed on to the provider (everything else, including
+/// the caller's credentials, stays behind).
+const FORWARD: &[&str] = &[
+    "content-type",
+    "accept",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-organization",
+    "openai-project",
+    "user-agent",
+];
+
+/// Response headers passed back to the caller.
+const BACK: &[&str] = &[
+    "content-type",
+    "x-request-id",
+    "request-id",
+    "openai-processing-ms",
+    "retry-after",
+    "x-should-retry",
+];
+
+/// Serve the gateway on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, gw: Gateway) -> std::io::Result<()> {
+    let tls = Arc::new(tls_config());
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let gw = gw.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let gw = gw.clone();
+                let tls = tls.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(gw, tls, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    .unwrap_or_else(|_| {
+        rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    })
+}
+
+fn presented_key(req: &Request<Incoming>) -> Option<String> {
+    let h = req.headers();
+    if let Some(k) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim().to_string());
+    }
+    h.get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|s| s.trim().to_string())
+}
+
+async fn handle(
+    gw: Gateway,
+    tls: Arc<rustls::ClientConfig>,
+    req: Request<Incoming>,
+) -> Response<HookBody> {
+    let path = req.uri().path().to_string();
+    let kind = if path.ends_with("/messages") || req.headers().contains_key("anthropic-version") {
+        ProviderKind::Anthropic
+    } else {
+        ProviderKind::OpenAi
+    };
+    let request_id = RequestId::new(format!("gw-{:016x}", rand_u64())).ok();
+    let wanted = req
+        .headers()
+        .get("x-airlock-provider")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let provider = gw
+        .config()
+        .providers
+        .iter()
+        .find(|p| p.kind == kind && wanted.as_deref().is_none_or(|w| w == p.name))
+        .cloned();
+    // Authenticate before anything else.
+    let caller = match presented_key(&req) {
+        Some(k) => {
+            let store = gw.inner.store.clone();
+            tokio::task::spawn_blocking(move || {
+                let s = store.lock().ok()?;
+                crate::keys::verify_key(&s, &k).ok().flatten()
+            })
+            .await
+            .ok()
+            .flatten()
+        }
+        None => None,
+    };
+    let Some((_tenant, row)) = caller else {
+        let anon = Caller {
+            agent: "(unauthenticated)".into(),
+            ..Caller::default()
+        };
+        return gw.refuse(
+            kind,
+            &anon,
+            request_id.as_ref(),
+            &path,
+            StatusCode::UNAUTHORIZED,
+            Reason::VirtualKeyInvalid,
+            &[],
+        );
+    };
+    let run = req
+        .headers()
+        .get("x-airlock-run")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let caller = Caller {
+        agent: row.agent,
+        team: row.team,
+        run,
+        key: Some(row.id),
+        allowed_models: None,
+    };
+    let Some(provider) = provider else {
+        return gw.refuse(
+            kind,
+            &caller,
+            request_id.as_ref(),
+            &path,
+            StatusCode::NOT_FOUND,
+            Reason::MalformedRequest,
+            &[("detail", "no provider of this kind is configured".into())],
+        );
+    };
+    let (parts, body) = req.into_parts();
+    let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+    match gw
+        .prepare(&provider, &caller, request_id.as_ref(), &parts, body)
+        .await
+    {
+        Prepared::Answer(r) => r,
+        Prepared::Go { call, body } => {
+            let out = match upstream_request(&provider, &parts, call.idem_key(), body) {
+                Some(r) => r,
+                None => return gw.unreachable(call),
+            };
+            match send(&provider, &tls, out).await {
+                Ok(resp) => {
+                    let (mut p, b) = resp.into_parts();
+                    let mut headers = http::HeaderMap::new();
+                    for n in BACK {
+                        if let Some(v) = p.headers.get(*n) {
+                            headers.insert(*n, v.clone());
+                        }
+                    }
+                    if let Some(v) = p.headers.get(http::header::CONTENT_ENCODING) {
+                        headers.insert(http::header::CONTENT_ENCODING, v.clone());
+                    }
+                    p.headers = headers;
+                    let b = b.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+                    gw.respond(call, Response::from_parts(p, b))
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %provider.name, error = %e, "gateway upstream failed");
+                    gw.unreachable(call)
+                }
+            }
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+fn upstream_request(
+    provider: &Provider,
+    parts: &http::request::Parts,
+    idem_key: &str,
+    body: Bytes,
+) -> Option<Request<HookBody>> {
+    let base = provider.base_url.path().trim_end_matches('/');
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    // A base URL ending in /v1 and an SDK path starting with /v1: once.
+    let pq = if base.ends_with("/v1") {
+        pq.strip_prefix("/v1").unwrap_or(pq)
+    } else {
+        pq
+    };
+    let mut b = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{base}{pq}"));
+    let host = provider.base_url.authority()?.as_str().to_string();
+    let h = b.headers_mut()?;
+    for n in FORWARD {
+        if let Some(v) = parts.headers.get(*n) {
+            h.insert(*n, v.clone());
+        }
+    }
+    h.insert(http::header::HOST, HeaderValue::from_str(&host).ok()?);
+    h.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if !idem_key.is_empty() {
+        h.insert("idempotency-key", HeaderValue::from_str(idem_key).ok()?);
+    }
+    if let Some(s) = &provider.secret {
+        let mut v = match provider.kind {
+            ProviderKind::OpenAi => {
+                HeaderValue::from_str(&format!("Bearer {}", s.expose())).ok()?
+            }
+            ProviderKind::Anthropic => HeaderValue::from_str(s.expose()).ok()?,
+        };
+        v.set_sensitive(true);
+        let name = match provider.kind {
+            ProviderKind::OpenAi => "authorization",
+            ProviderKind::Anthropic => "x-api-key",
+        };
+        h.insert(name, v);
+    }
+    b.body(full(body)).ok()
+}
+
+async fn send(
+    provider: &Provider,
+    tls: &Arc<rustls::ClientConfig>,
+    req: Request<HookBody>,
+) -> Result<Response<Incoming>, BoxError> {
+    let https = provider.base_url.scheme_str() == Some("https");
+    let host = provider
+        .base_url
+        .host()
+        .ok_or("base_url has no host")?
+        .to_string();
+    let port = provider
+        .base_url
+        .port_u16()
+        .unwrap_or(if https { 443 } else { 80 });
+    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    if https {
+        let name = rustls_pki_types::ServerName::try_from(host.clone())?;
+        let conn = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await?;
+        let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(conn)).await?;
+        tokio::spawn(c);
+        Ok(s.send_request(req).await?)
+    } else {
+        let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(c);
+        Ok(s.send_request(req).await?)
+    }
+}
