@@ -93,6 +93,22 @@ pub enum RuntimeError {
     /// The output scrubber for the run's secrets could not be built.
     #[error("cannot build the output scrubber for the run's secrets")]
     Scrubber(#[source] airlock_scrub::ScrubError),
+    /// The LLM gateway could not be built.
+    #[error("cannot start the LLM gateway")]
+    Gateway(#[source] airlock_gateway::GatewayError),
+    /// A provider's key could not be read from the vault.
+    #[error("gateway.providers.{provider}: vault secret {secret}")]
+    ProviderKey {
+        /// The provider's name.
+        provider: String,
+        /// The vault secret's name.
+        secret: String,
+        /// Why.
+        source: airlock_vault::VaultError,
+    },
+    /// The LLM gateway's listener failed while serving.
+    #[error("LLM gateway failed")]
+    GatewayServe(#[source] std::io::Error),
     /// The attestation could not be encoded.
     #[error("cannot encode the attestation")]
     Attestation(#[source] serde_json::Error),

@@ -35,6 +35,7 @@
 
 pub mod audit;
 mod error;
+pub mod gateway;
 mod home;
 pub mod init;
 pub mod master_key;

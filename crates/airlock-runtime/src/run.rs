@@ -12,6 +12,7 @@
 //! ([`Ended`]). Every refusal is recorded as `sandbox.refused`.
 
 use crate::audit::{self, Auditor};
+use crate::settings::gateway::GatewaySettings;
 pub use crate::supervise::EndedBy;
 use crate::supervise::{self, Notice, Out, SuperviseParts};
 use crate::{Home, RuntimeError};
@@ -108,6 +109,10 @@ pub struct RunSpec {
     /// Hooks on the run's intercepted HTTP path, in order, before the
     /// credentials hook (an LLM gateway adds its own here).
     pub hooks: Vec<Arc<dyn Hook>>,
+    /// The LLM gateway's settings: requests to its providers' hosts go
+    /// through the gateway engine (redaction, budgets, idempotency) ahead
+    /// of every other hook. `None`: no gateway on this run's path.
+    pub gateway: Option<GatewaySettings>,
     /// The program the sandbox re-executes as its init: one that calls
     /// `airlock_sandbox::init_entry()` first thing (the `airlock` binary).
     pub init_exe: PathBuf,
@@ -449,6 +454,19 @@ impl Run {
             }
         }
 
+        // The LLM gateway sits first on the path, when the policy lets the
+        // run reach one of its providers at all.
+        if let Some(g) = &spec.gateway {
+            let hook = crate::gateway::run_hook(home, g, &policy, &ctx, auditor.sink())
+                .map_err(|e| refuse("gateway", e.chain()))?;
+            if let Some(h) = hook {
+                spec.hooks.insert(0, h);
+            }
+        }
+        // A hook must see every request it may act on: no blind tunnels.
+        if !spec.hooks.is_empty() {
+            spec.proxy.intercept_all = true;
+        }
         let policy = Arc::new(policy);
         let (mut proxy, scrubber) = match &creds {
             None => (

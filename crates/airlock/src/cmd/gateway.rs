@@ -1,15 +1,12 @@
 //! `airlock gateway`: the LLM gateway's own listener, and its virtual keys.
-//! All the work is in `airlock-gateway`; this wires config, vault, store
-//! and audit to it.
+//! The work is in `airlock-gateway` and `airlock-runtime::gateway`; this
+//! parses arguments and prints.
 
 use crate::ctx::{Ctx, EXIT_OK};
-use airlock_gateway::{Gateway, GatewayConfig, Provider};
 use airlock_store::{BudgetRow, SqliteStore};
-use airlock_types::{AuditEvent, EventResult, Reason, Secret, Timestamp};
-use anyhow::Context as _;
+use airlock_types::Timestamp;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -96,18 +93,14 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<u8> {
                 } else {
                     "active"
                 };
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\t{state}",
-                    k.id,
-                    k.agent,
-                    k.team.as_deref().unwrap_or("-")
-                )?;
+                let team = k.team.as_deref().unwrap_or("-");
+                writeln!(out, "{}\t{}\t{team}\t{state}", k.id, k.agent)?;
             }
         }
         KeyCmd::Revoke { id } => {
+            let now = Timestamp::now().as_micros();
             anyhow::ensure!(
-                store.gateway_revoke_key(&tenant, &id, Timestamp::now().as_micros())?,
+                store.gateway_revoke_key(&tenant, &id, now)?,
                 "no active key {id}"
             );
             writeln!(out, "revoked {id}")?;
@@ -118,88 +111,20 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<u8> {
 
 fn serve(ctx: &Ctx, listen: SocketAddr) -> anyhow::Result<u8> {
     let cfg = ctx.load_checked_config()?;
-    ctx.require_initialized()?;
     let tenant = crate::ctx::tenant();
-    let mut known = Vec::new();
-    let mut providers = Vec::new();
-    let needs_vault = cfg.gateway.providers.iter().any(|p| p.secret.is_some());
-    let mut vault = if needs_vault {
-        Some(crate::master_key::open_vault(ctx)?)
-    } else {
-        None
-    };
-    for p in &cfg.gateway.providers {
-        let secret = match (&p.secret, vault.as_mut()) {
-            (Some(name), Some(v)) => {
-                let (value, _) = v.get(&tenant, name).with_context(|| {
-                    format!("gateway.providers.{}: vault secret {name}", p.name)
-                })?;
-                known.push((name.clone(), Secret::new(value.expose().clone())));
-                Some(Arc::new(value))
-            }
-            _ => None,
-        };
-        providers.push(Provider {
-            name: p.name.clone(),
-            kind: p.kind,
-            base_url: p.base_url.clone(),
-            secret,
-        });
-    }
-    drop(vault);
-    let mut gcfg = GatewayConfig::new(tenant.clone(), providers);
-    gcfg.max_body_bytes = cfg.gateway.max_body_bytes;
-    gcfg.redact_pii = cfg.gateway.redact_pii;
-    for (m, p) in &cfg.gateway.prices {
-        gcfg.prices.set(m, *p);
-    }
     let auditor = ctx.auditor(&cfg)?;
-    let store = SqliteStore::open(&ctx.db_path())?;
-    let gw =
-        Gateway::new(gcfg, &known, store, auditor.sink()).context("cannot start the gateway")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(listen))
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    auditor.record(AuditEvent::new(
-        tenant,
-        airlock_types::Actor::system(),
-        airlock_types::Action::GatewayStart,
-        addr.to_string(),
-        Reason::Recorded,
-        EventResult::Success,
-    ))?;
-    {
+    let gw = airlock_runtime::gateway::standalone(
+        ctx,
+        &cfg.gateway,
+        &tenant,
+        auditor.sink(),
+        &crate::master_key::prompt,
+    )?;
+    airlock_runtime::gateway::serve(gw, listen, &auditor, &tenant, |addr| {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "airlock gateway listening on {addr}")?;
-        out.flush()?;
-    }
-    rt.block_on(async {
-        tokio::select! {
-            r = airlock_gateway::serve(listener, gw) => r.context("gateway failed"),
-            _ = stop() => Ok(()),
-        }
+        let _ = writeln!(out, "airlock gateway listening on {addr}");
+        let _ = out.flush();
     })?;
-    drop(rt);
     auditor.close()?;
     Ok(EXIT_OK)
-}
-
-async fn stop() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
