@@ -141,6 +141,27 @@ impl Binding {
         Ok(self)
     }
 
+    /// The binding as JSON, for records, listings and APIs (no value: a
+    /// binding never holds one).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "hosts": self.hosts,
+            "header": self.header,
+            "format": self.format,
+            "methods": self.methods,
+            "paths": self.paths,
+            "env": self.env,
+            "location": self.location(),
+        });
+        if let Some(q) = &self.query {
+            v["query"] = q.as_str().into();
+        }
+        if self.basic {
+            v["basic"] = true.into();
+        }
+        v
+    }
+
     /// Where the value goes, for records and listings: `header:NAME`,
     /// `basic:NAME` or `query:NAME`.
     pub fn location(&self) -> String {

@@ -95,6 +95,7 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+mod check;
 pub mod document;
 mod host;
 mod idn;
@@ -103,6 +104,7 @@ mod percent;
 mod policy;
 mod spec;
 
+pub use check::{Checked, check};
 pub use document::{DocumentError, PolicyDocument, parse_document};
 pub use host::{
     Host, HostError, Scheme, Url, Userinfo, parse_authority, parse_host, parse_url,

@@ -93,6 +93,9 @@ pub enum RuntimeError {
     /// The output scrubber for the run's secrets could not be built.
     #[error("cannot build the output scrubber for the run's secrets")]
     Scrubber(#[source] airlock_scrub::ScrubError),
+    /// An argument was not acceptable (the message says which and why).
+    #[error("{0}")]
+    Invalid(String),
     /// The LLM gateway could not be built.
     #[error("cannot start the LLM gateway")]
     Gateway(#[source] airlock_gateway::GatewayError),

@@ -11,7 +11,7 @@ use crate::{Home, RuntimeError};
 use airlock_gateway::{Caller, Gateway, GatewayConfig, GatewayHook, Provider};
 use airlock_hook::Hook;
 use airlock_policy::{EgressPolicy, EgressRequest, Scheme};
-use airlock_store::SqliteStore;
+use airlock_store::{BudgetRow, KeyRow, SqliteStore};
 use airlock_types::{
     Action, Actor, AuditEvent, EventResult, EventSink, Outcome, Reason, RunContext, Secret,
     TenantId,
@@ -216,4 +216,68 @@ async fn stop() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
+}
+
+/// A USD amount as the store counts it (micro-USD, rounded down).
+pub fn usd_to_micros(usd: f64) -> Result<i64, RuntimeError> {
+    if !(usd.is_finite() && usd >= 0.0) {
+        return Err(RuntimeError::Invalid(
+            "budget must be a non-negative amount of USD".into(),
+        ));
+    }
+    Ok((usd * 1e6).floor() as i64)
+}
+
+/// Create a virtual key for `agent` (shown once; only its SHA-256 is
+/// stored), with a total budget of `budget_usd` when given.
+pub fn create_key(
+    home: &Home,
+    tenant: &TenantId,
+    agent: &str,
+    team: Option<&str>,
+    budget_usd: Option<f64>,
+) -> Result<(Secret<String>, KeyRow), RuntimeError> {
+    home.require_initialized()?;
+    let limit = budget_usd.map(usd_to_micros).transpose()?;
+    let mut store = SqliteStore::open(&home.db_path())?;
+    let (key, row) = airlock_gateway::create_key(&mut store, tenant, agent, team)?;
+    if let Some(limit_micros) = limit {
+        let b = BudgetRow {
+            scope: format!("key:{}", row.id),
+            period: "total".into(),
+            limit_micros,
+        };
+        store.gateway_set_budget(tenant, &b)?;
+    }
+    Ok((key, row))
+}
+
+/// Set a budget: `scope` is `org`, `team:NAME`, `agent:NAME`, `run:ID` or
+/// `key:ID`; `period` is `day`, `month` or `total`.
+pub fn set_budget(
+    home: &Home,
+    tenant: &TenantId,
+    scope: &str,
+    period: &str,
+    usd: f64,
+) -> Result<(), RuntimeError> {
+    let scoped = scope == "org"
+        || scope
+            .split_once(':')
+            .is_some_and(|(k, n)| matches!(k, "team" | "agent" | "run" | "key") && !n.is_empty());
+    if !scoped {
+        return Err(RuntimeError::Invalid(
+            "scope must be org, team:NAME, agent:NAME, run:ID or key:ID".into(),
+        ));
+    }
+    let limit_micros = usd_to_micros(usd)?;
+    home.require_initialized()?;
+    let mut store = SqliteStore::open(&home.db_path())?;
+    let row = BudgetRow {
+        scope: scope.to_owned(),
+        period: period.to_owned(),
+        limit_micros,
+    };
+    store.gateway_set_budget(tenant, &row)?;
+    Ok(())
 }

@@ -24,6 +24,44 @@ pub struct Home {
 }
 
 impl Home {
+    /// The home a front end names: `data_dir` (default
+    /// `$XDG_DATA_HOME/airlock`, else `$HOME/.local/share/airlock`), `config`
+    /// (default `<data-dir>/airlock.toml`), and `AIRLOCK_ENV` (`production`,
+    /// `development` or unset), all read from `env`.
+    pub fn resolve(
+        data_dir: Option<PathBuf>,
+        config: Option<PathBuf>,
+        env: HashMap<String, String>,
+    ) -> Result<Home, RuntimeError> {
+        let var = |k: &str| env.get(k).filter(|v| !v.is_empty());
+        let data_dir = match (data_dir, var("XDG_DATA_HOME"), var("HOME")) {
+            (Some(d), _, _) => d,
+            (None, Some(x), _) => PathBuf::from(x).join("airlock"),
+            (None, None, Some(h)) => PathBuf::from(h).join(".local/share/airlock"),
+            (None, None, None) => {
+                return Err(RuntimeError::Invalid(
+                    "cannot find a data directory: set --data-dir, AIRLOCK_DATA_DIR, XDG_DATA_HOME or HOME".into(),
+                ));
+            }
+        };
+        let production = match env.get("AIRLOCK_ENV").map(String::as_str) {
+            Some("production") => true,
+            None | Some("" | "development") => false,
+            Some(v) => {
+                return Err(RuntimeError::Invalid(format!(
+                    "AIRLOCK_ENV: unknown value {v:?} (expected \"production\" or \"development\")"
+                )));
+            }
+        };
+        Ok(Home {
+            config_explicit: config.is_some(),
+            config_path: config.unwrap_or_else(|| data_dir.join("airlock.toml")),
+            data_dir,
+            production,
+            env,
+        })
+    }
+
     /// An environment variable as a secret, `None` when unset or empty.
     pub fn env_secret(&self, var: &str) -> Option<Secret<String>> {
         airlock_vault::env_secret(&self.env, var)

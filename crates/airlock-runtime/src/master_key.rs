@@ -112,3 +112,143 @@ pub fn status(home: &Home) -> Result<KeyStatus, RuntimeError> {
     };
     Ok(KeyStatus { lock, kdf, source })
 }
+
+/// Where a master key lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A fresh random key in `<data-dir>/keys/master.key`.
+    KeyFile,
+    /// A raw key the environment gives (`AIRLOCK_MASTER_KEY`).
+    Env,
+    /// A passphrase (Argon2id).
+    Passphrase,
+}
+
+/// The environment variable holding the new raw key for a rotation to `env`.
+pub const ENV_NEW_MASTER_KEY: &str = "AIRLOCK_NEW_MASTER_KEY";
+/// The environment variable holding the new passphrase for a rotation to a passphrase.
+pub const ENV_NEW_PASSPHRASE: &str = "AIRLOCK_NEW_PASSPHRASE";
+
+/// What a rotation did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The key source before.
+    pub from: String,
+    /// The key source now.
+    pub to: String,
+    /// How many data keys were re-wrapped.
+    pub rewrapped: usize,
+    /// What the operator has to do now (environment variables to change).
+    pub notes: Vec<String>,
+}
+
+/// Re-wrap every data key under a new master key of kind `to` (default:
+/// the kind in use). A new key file is staged and renamed into place only
+/// after the database holds the re-wrapped keys; a retired key file is
+/// removed. `new_passphrase` asks for a new passphrase when the
+/// environment does not give one; `prompt` unlocks the vault as it is.
+pub fn rotate(
+    home: &Home,
+    to: Option<KeyKind>,
+    production: bool,
+    prompt: Prompt<'_>,
+    new_passphrase: Prompt<'_>,
+) -> Result<Rotated, RuntimeError> {
+    use airlock_vault::{ENV_MASTER_KEY, ENV_PASSPHRASE, RawKey};
+    let mut vault = open_vault(home, prompt)?;
+    let from = vault.source().to_owned();
+    let current = match lock_state(vault.store())? {
+        Lock::Passphrase(_) => KeyKind::Passphrase,
+        _ if home.env_secret(ENV_MASTER_KEY).is_some() => KeyKind::Env,
+        _ => KeyKind::KeyFile,
+    };
+    let to = to.unwrap_or(current);
+    let key_path = home.master_key_path();
+    let mut notes = Vec::new();
+    let rewrapped = match to {
+        KeyKind::KeyFile => {
+            let new = RawKey::generate(&format!("key file {}", key_path.display()))?;
+            let staged = key_path.with_extension("key.new");
+            new.write_to(&staged)?;
+            let n = match vault.rotate_master(&new) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&staged);
+                    return Err(e.into());
+                }
+            };
+            // The database now needs the new key: put it in place atomically.
+            std::fs::rename(&staged, &key_path).map_err(|source| {
+                RuntimeError::io(
+                    &staged,
+                    "the vault was rotated but this staged key could not be renamed to keys/master.key: rename it by hand",
+                    source,
+                )
+            })?;
+            if let Some(dir) = key_path.parent() {
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).ok();
+            }
+            if current == KeyKind::Env {
+                notes.push(format!(
+                    "unset {ENV_MASTER_KEY}: the vault now uses {}",
+                    key_path.display()
+                ));
+            }
+            n
+        }
+        KeyKind::Env => {
+            let text = home.env_secret(ENV_NEW_MASTER_KEY).ok_or_else(|| {
+                RuntimeError::Prompt(format!(
+                    "--to env needs the new key in {ENV_NEW_MASTER_KEY} (32 bytes, base64 or hex)"
+                ))
+            })?;
+            let new = RawKey::parse(&text, ENV_NEW_MASTER_KEY)?;
+            if new.is_weak() {
+                return Err(RuntimeError::Prompt(format!(
+                    "{ENV_NEW_MASTER_KEY}: refusing a weak or example key; generate one with `head -c 32 /dev/urandom | base64`"
+                )));
+            }
+            let n = vault.rotate_master(&new)?;
+            notes.push(format!(
+                "set {ENV_MASTER_KEY} to the value of {ENV_NEW_MASTER_KEY} from now on"
+            ));
+            n
+        }
+        KeyKind::Passphrase => {
+            let new = match home.env_secret(ENV_NEW_PASSPHRASE) {
+                Some(p) => Passphrase::new(p, ENV_NEW_PASSPHRASE)?,
+                None => Passphrase::new(
+                    new_passphrase().map_err(RuntimeError::Prompt)?,
+                    "terminal prompt",
+                )?,
+            };
+            if production && new.len() < MIN_PRODUCTION_PASSPHRASE {
+                return Err(RuntimeError::Prompt(format!(
+                    "production mode refuses a passphrase shorter than {MIN_PRODUCTION_PASSPHRASE} characters"
+                )));
+            }
+            let n = vault.rotate_master(&new)?;
+            if current == KeyKind::Env {
+                notes.push(format!(
+                    "unset {ENV_MASTER_KEY} and set {ENV_PASSPHRASE} (or enter it when prompted)"
+                ));
+            }
+            n
+        }
+    };
+    if to != KeyKind::KeyFile && key_path.exists() {
+        // The old key no longer opens this vault; leaving it would only confuse.
+        std::fs::remove_file(&key_path)
+            .map_err(|e| RuntimeError::io(&key_path, "cannot remove the retired key", e))?;
+        notes.push(format!(
+            "removed the retired key file {}",
+            key_path.display()
+        ));
+    }
+    Ok(Rotated {
+        from,
+        to: vault.source().to_owned(),
+        rewrapped,
+        notes,
+    })
+}

@@ -3,9 +3,7 @@
 use crate::config::{self, Config};
 use airlock_runtime::Home;
 use airlock_types::TenantId;
-use anyhow::Context as _;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Everything went fine.
 pub const EXIT_OK: u8 = 0;
@@ -45,32 +43,11 @@ pub fn tenant() -> TenantId {
 
 impl Ctx {
     pub fn resolve(g: GlobalArgs) -> anyhow::Result<Ctx> {
-        let data_dir = match g.data_dir {
-            Some(d) => d,
-            None => default_data_dir()?,
-        };
-        let config_explicit = g.config.is_some();
-        let config_path = g.config.unwrap_or_else(|| data_dir.join("airlock.toml"));
-        let env: HashMap<String, String> = std::env::vars_os()
+        let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        let production = match std::env::var("AIRLOCK_ENV") {
-            Ok(v) if v == "production" => true,
-            Ok(v) if v.is_empty() || v == "development" => false,
-            Ok(v) => anyhow::bail!(
-                "AIRLOCK_ENV: unknown value {v:?} (expected \"production\" or \"development\")"
-            ),
-            Err(_) => false,
-        };
-        Ok(Ctx {
-            home: Home {
-                data_dir,
-                config_path,
-                config_explicit,
-                production,
-                env,
-            },
-        })
+        let home = Home::resolve(g.data_dir, g.config, env)?;
+        Ok(Ctx { home })
     }
 
     /// Load and validate the configuration. A missing file at the default
@@ -107,14 +84,4 @@ impl Ctx {
             &cfg.audit,
         )?)
     }
-}
-
-fn default_data_dir() -> anyhow::Result<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return Ok(Path::new(&x).join("airlock"));
-    }
-    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context(
-        "cannot find a data directory: set --data-dir, AIRLOCK_DATA_DIR, XDG_DATA_HOME or HOME",
-    )?;
-    Ok(Path::new(&home).join(".local/share/airlock"))
 }

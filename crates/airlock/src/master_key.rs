@@ -9,7 +9,7 @@ use airlock_vault::{ENV_PASSPHRASE, Vault};
 use anyhow::Context as _;
 use std::io::{BufRead as _, Write as _};
 
-pub use airlock_runtime::master_key::{MIN_PRODUCTION_PASSPHRASE, ensure_master_key};
+pub use airlock_runtime::master_key::ensure_master_key;
 
 /// The passphrase prompt on the terminal, for the runtime.
 pub fn prompt() -> Result<Secret<String>, String> {

@@ -3,7 +3,8 @@
 //! parses arguments and prints.
 
 use crate::ctx::{Ctx, EXIT_OK};
-use airlock_store::{BudgetRow, SqliteStore};
+use airlock_runtime::gateway;
+use airlock_store::SqliteStore;
 use airlock_types::Timestamp;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -50,17 +51,7 @@ pub fn run(ctx: &Ctx, args: GatewayArgs) -> anyhow::Result<u8> {
     }
 }
 
-pub fn usd_to_micros(usd: f64) -> anyhow::Result<i64> {
-    anyhow::ensure!(
-        usd.is_finite() && usd >= 0.0,
-        "budget must be a non-negative amount of USD"
-    );
-    Ok((usd * 1e6).floor() as i64)
-}
-
 fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<u8> {
-    ctx.require_initialized()?;
-    let mut store = SqliteStore::open(&ctx.db_path())?;
     let tenant = crate::ctx::tenant();
     let mut out = std::io::stdout().lock();
     match cmd {
@@ -70,15 +61,7 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<u8> {
             budget_usd,
         } => {
             let (key, row) =
-                airlock_gateway::create_key(&mut store, &tenant, &agent, team.as_deref())?;
-            if let Some(usd) = budget_usd {
-                let b = BudgetRow {
-                    scope: format!("key:{}", row.id),
-                    period: "total".into(),
-                    limit_micros: usd_to_micros(usd)?,
-                };
-                store.gateway_set_budget(&tenant, &b)?;
-            }
+                gateway::create_key(ctx, &tenant, &agent, team.as_deref(), budget_usd)?;
             writeln!(out, "{}", key.expose())?;
             writeln!(
                 out,
@@ -87,7 +70,8 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<u8> {
             )?;
         }
         KeyCmd::List => {
-            for k in store.gateway_keys(&tenant)? {
+            ctx.require_initialized()?;
+            for k in SqliteStore::open(&ctx.db_path())?.gateway_keys(&tenant)? {
                 let state = if k.revoked.is_some() {
                     "revoked"
                 } else {
@@ -98,6 +82,8 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<u8> {
             }
         }
         KeyCmd::Revoke { id } => {
+            ctx.require_initialized()?;
+            let mut store = SqliteStore::open(&ctx.db_path())?;
             let now = Timestamp::now().as_micros();
             anyhow::ensure!(
                 store.gateway_revoke_key(&tenant, &id, now)?,
@@ -113,14 +99,14 @@ fn serve(ctx: &Ctx, listen: SocketAddr) -> anyhow::Result<u8> {
     let cfg = ctx.load_checked_config()?;
     let tenant = crate::ctx::tenant();
     let auditor = ctx.auditor(&cfg)?;
-    let gw = airlock_runtime::gateway::standalone(
+    let gw = gateway::standalone(
         ctx,
         &cfg.gateway,
         &tenant,
         auditor.sink(),
         &crate::master_key::prompt,
     )?;
-    airlock_runtime::gateway::serve(gw, listen, &auditor, &tenant, |addr| {
+    gateway::serve(gw, listen, &auditor, &tenant, |addr| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "airlock gateway listening on {addr}");
         let _ = out.flush();

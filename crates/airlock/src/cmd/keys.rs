@@ -2,15 +2,10 @@
 //! command finds the key lives in [`crate::master_key`].
 
 use crate::ctx::{Ctx, EXIT_OK};
-use crate::master_key::{MIN_PRODUCTION_PASSPHRASE, ensure_master_key, open_vault, prompt_hidden};
-use airlock_types::{AuditEvent, EventResult, Reason};
-use airlock_vault::{ENV_MASTER_KEY, ENV_PASSPHRASE, Lock, Passphrase, RawKey, lock_state};
+use crate::master_key::{ensure_master_key, prompt, prompt_hidden};
+use airlock_runtime::master_key::{self, ENV_NEW_PASSPHRASE};
+use airlock_types::{AuditEvent, EventResult, Reason, Secret};
 use anyhow::Context as _;
-
-/// The environment variable holding the new raw key for `keys rotate --to env`.
-pub const ENV_NEW_MASTER_KEY: &str = "AIRLOCK_NEW_MASTER_KEY";
-/// The environment variable holding the new passphrase for `keys rotate --to passphrase`.
-pub const ENV_NEW_PASSPHRASE: &str = "AIRLOCK_NEW_PASSPHRASE";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCmd {
@@ -41,17 +36,19 @@ pub enum KeyKind {
     Passphrase,
 }
 
-fn new_passphrase(ctx: &Ctx) -> anyhow::Result<Passphrase> {
-    if let Some(p) = ctx.env_secret(ENV_NEW_PASSPHRASE) {
-        return Ok(Passphrase::new(p, ENV_NEW_PASSPHRASE)?);
-    }
-    let a = prompt_hidden("New vault passphrase: ")
-        .with_context(|| format!("set {ENV_NEW_PASSPHRASE} or run on a terminal"))?;
-    let b = prompt_hidden("Repeat the new passphrase: ")?;
-    if a.expose() != b.expose() {
-        anyhow::bail!("the passphrases do not match; nothing changed");
-    }
-    Ok(Passphrase::new(a, "terminal prompt")?)
+/// Ask twice on the terminal for a new passphrase.
+fn new_passphrase() -> Result<Secret<String>, String> {
+    let asked = || -> anyhow::Result<Secret<String>> {
+        let a = prompt_hidden("New vault passphrase: ")
+            .with_context(|| format!("set {ENV_NEW_PASSPHRASE} or run on a terminal"))?;
+        let b = prompt_hidden("Repeat the new passphrase: ")?;
+        anyhow::ensure!(
+            a.expose() == b.expose(),
+            "the passphrases do not match; nothing changed"
+        );
+        Ok(a)
+    };
+    asked().map_err(|e| format!("{e:#}"))
 }
 
 pub fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<u8> {
@@ -85,90 +82,12 @@ pub fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<u8> {
 
 fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow::Result<u8> {
     let auditor = ctx.auditor(cfg)?;
-    let mut vault = open_vault(ctx)?;
-    let from = vault.source().to_owned();
-    let current = match lock_state(vault.store())? {
-        Lock::Passphrase(_) => KeyKind::Passphrase,
-        _ if ctx.env_secret(ENV_MASTER_KEY).is_some() => KeyKind::Env,
-        _ => KeyKind::KeyFile,
-    };
-    let to = to.unwrap_or(current);
-    let key_path = ctx.master_key_path();
-    let mut notes = Vec::new();
-    let rewrapped = match to {
-        KeyKind::KeyFile => {
-            let new = RawKey::generate(&format!("key file {}", key_path.display()))?;
-            let staged = key_path.with_extension("key.new");
-            new.write_to(&staged)?;
-            let n = match vault.rotate_master(&new) {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&staged);
-                    return Err(e.into());
-                }
-            };
-            // The database now needs the new key: put it in place atomically.
-            std::fs::rename(&staged, &key_path).with_context(|| {
-                format!(
-                    "the vault was rotated but {} could not be renamed to {}: rename it by hand",
-                    staged.display(),
-                    key_path.display()
-                )
-            })?;
-            if let Some(dir) = key_path.parent() {
-                std::fs::File::open(dir).and_then(|d| d.sync_all()).ok();
-            }
-            if current == KeyKind::Env {
-                notes.push(format!(
-                    "unset {ENV_MASTER_KEY}: the vault now uses {}",
-                    key_path.display()
-                ));
-            }
-            n
-        }
-        KeyKind::Env => {
-            let text = ctx.env_secret(ENV_NEW_MASTER_KEY).with_context(|| {
-                format!(
-                    "--to env needs the new key in {ENV_NEW_MASTER_KEY} (32 bytes, base64 or hex)"
-                )
-            })?;
-            let new = RawKey::parse(&text, ENV_NEW_MASTER_KEY)?;
-            if new.is_weak() {
-                anyhow::bail!(
-                    "{ENV_NEW_MASTER_KEY}: refusing a weak or example key; generate one with `head -c 32 /dev/urandom | base64`"
-                );
-            }
-            let n = vault.rotate_master(&new)?;
-            notes.push(format!(
-                "set {ENV_MASTER_KEY} to the value of {ENV_NEW_MASTER_KEY} from now on"
-            ));
-            n
-        }
-        KeyKind::Passphrase => {
-            let new = new_passphrase(ctx)?;
-            if ctx.production && new.len() < MIN_PRODUCTION_PASSPHRASE {
-                anyhow::bail!(
-                    "production mode refuses a passphrase shorter than {MIN_PRODUCTION_PASSPHRASE} characters"
-                );
-            }
-            let n = vault.rotate_master(&new)?;
-            if current == KeyKind::Env {
-                notes.push(format!(
-                    "unset {ENV_MASTER_KEY} and set {ENV_PASSPHRASE} (or enter it when prompted)"
-                ));
-            }
-            n
-        }
-    };
-    if to != KeyKind::KeyFile && key_path.exists() {
-        // The old key no longer opens this vault; leaving it would only confuse.
-        std::fs::remove_file(&key_path)
-            .with_context(|| format!("{}: cannot remove the retired key", key_path.display()))?;
-        notes.push(format!(
-            "removed the retired key file {}",
-            key_path.display()
-        ));
-    }
+    let to = to.map(|k| match k {
+        KeyKind::KeyFile => master_key::KeyKind::KeyFile,
+        KeyKind::Env => master_key::KeyKind::Env,
+        KeyKind::Passphrase => master_key::KeyKind::Passphrase,
+    });
+    let r = master_key::rotate(ctx, to, ctx.production, &prompt, &new_passphrase)?;
     let ev = AuditEvent::new(
         crate::ctx::tenant(),
         airlock_runtime::audit::operator(ctx),
@@ -177,16 +96,14 @@ fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow
         Reason::Recorded,
         EventResult::Success,
     )
-    .with_detail("from", from.clone())
-    .with_detail("to", vault.source().to_owned())
-    .with_detail("data_keys", rewrapped);
+    .with_detail("from", r.from.clone())
+    .with_detail("to", r.to.clone())
+    .with_detail("data_keys", r.rewrapped);
     auditor.record(ev)?;
     auditor.close()?;
-    println!(
-        "rotated the master key ({from} -> {}); re-wrapped {rewrapped} data key(s)",
-        vault.source()
-    );
-    for n in notes {
+    let (from, to, n) = (r.from, r.to, r.rewrapped);
+    println!("rotated the master key ({from} -> {to}); re-wrapped {n} data key(s)");
+    for n in r.notes {
         println!("note: {n}");
     }
     Ok(EXIT_OK)

@@ -5,9 +5,7 @@
 
 use crate::config::{self, PolicySettings};
 use crate::ctx::Ctx;
-use airlock_policy::{
-    ConnectDecision, EgressPolicy, EgressRequest, Host, HostError, Scheme, parse_url_with_userinfo,
-};
+use airlock_policy::{ConnectDecision, EgressPolicy};
 use airlock_types::{Decision, Outcome};
 use anyhow::Context as _;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -91,66 +89,10 @@ fn check(ctx: &Ctx, a: CheckArgs) -> anyhow::Result<u8> {
         ),
     };
     let (policy, policy_name) = select_policy(ctx, a.policy.as_ref())?;
-
-    // Userinfo is kept for the policy to judge (`allow_userinfo`).
-    let url = match parse_url_with_userinfo(&a.url) {
-        Ok(u) => u,
-        Err(e @ (HostError::NotAbsolute | HostError::UnsupportedScheme(_))) => {
-            return Err(e).context("--url");
-        }
-        Err(e) => {
-            let d = Decision::deny(e.reason());
-            return report(&a, &policy_name, d, None, &[], None, Some(&e.to_string()));
-        }
-    };
-
-    // Host-level refusals (mixed script, look-alikes) need no DNS: decide
-    // them before asking any resolver.
-    if let Err(r) = policy.check_host(&url.host) {
-        return report(
-            &a,
-            &policy_name,
-            Decision::deny(r),
-            Some(&url),
-            &[],
-            None,
-            None,
-        );
-    }
-    let unresolved = EgressRequest {
-        method: &a.method,
-        scheme: url.scheme,
-        host: &url.host,
-        port: url.port,
-        path: &url.path,
-        addrs: &[],
-        run: None,
-        userinfo: url.userinfo.is_some(),
-    };
-    // Like the proxy: a name refused on its own facts is never resolved.
-    let refused_by_name = policy.decide_unresolved(&unresolved).decided().is_some();
-    let addrs: Vec<IpAddr> = match (&url.host, resolve) {
-        (Host::Ip(ip), _) => vec![*ip],
-        (Host::Domain(_), Some(given)) => given,
-        (Host::Domain(_), None) if refused_by_name => Vec::new(),
-        (Host::Domain(d), None) => system_resolve(d, url.port),
-    };
-    let req = EgressRequest {
-        addrs: &addrs,
-        ..unresolved
-    };
-    let decision = policy.decide(&req);
-    let connect =
-        (url.scheme == Scheme::Https).then(|| policy.decide_connect(&url.host, url.port, &addrs));
-    report(
-        &a,
-        &policy_name,
-        decision,
-        Some(&url),
-        &addrs,
-        connect,
-        None,
-    )
+    let c = airlock_policy::check(&policy, &a.method, &a.url, resolve, system_resolve)
+        .context("--url")?;
+    let (url, err) = (c.url.as_ref(), c.error.as_deref());
+    report(&a, &policy_name, c.decision, url, &c.addrs, c.connect, err)
 }
 
 /// The system resolver's answer; a failure is an empty answer (the decision

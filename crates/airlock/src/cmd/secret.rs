@@ -103,7 +103,7 @@ pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
             )
             .with_detail("version", out.version)
             .with_detail("replaced", out.replaced)
-            .with_detail("binding", binding_json(&binding));
+            .with_detail("binding", binding.to_json());
             auditor.record(ev)?;
             auditor.close()?;
             let verb = if out.replaced { "updated" } else { "stored" };
@@ -196,31 +196,12 @@ fn read_value(name: &str) -> anyhow::Result<Secret<String>> {
     Ok(value)
 }
 
-fn binding_json(b: &Binding) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "hosts": b.hosts,
-        "header": b.header,
-        "format": b.format,
-        "methods": b.methods,
-        "paths": b.paths,
-        "env": b.env,
-        "location": b.location(),
-    });
-    if let Some(q) = &b.query {
-        v["query"] = q.as_str().into();
-    }
-    if b.basic {
-        v["basic"] = true.into();
-    }
-    v
-}
-
 fn print_list(list: &[SecretInfo], json: bool) {
     if json {
         let v: Vec<serde_json::Value> = list
             .iter()
             .map(|s| {
-                let mut o = binding_json(&s.binding);
+                let mut o = s.binding.to_json();
                 o["name"] = s.name.clone().into();
                 o["version"] = s.version.into();
                 o["updated_at_us"] = s.updated_at.as_micros().into();
