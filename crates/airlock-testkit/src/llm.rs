@@ -19,7 +19,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -78,7 +78,22 @@ impl Drop for LlmUpstream {
 impl LlmUpstream {
     /// Start on 127.0.0.1, ephemeral port (inside a tokio runtime).
     pub async fn start() -> LlmUpstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        LlmUpstream::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), None).await
+    }
+
+    /// HTTPS on `ip` (ephemeral port) with a certificate for `names` from
+    /// `ca`, as a provider behind the egress proxy is reached (inside a
+    /// tokio runtime).
+    pub async fn start_https(ip: IpAddr, ca: &crate::TestCa, names: &[&str]) -> LlmUpstream {
+        let cfg = ca
+            .local_ca()
+            .server_config(names, &[b"http/1.1"])
+            .expect("valid test certificate");
+        LlmUpstream::start_on(SocketAddr::new(ip, 0), Some(cfg)).await
+    }
+
+    async fn start_on(at: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> LlmUpstream {
+        let listener = tokio::net::TcpListener::bind(at)
             .await
             .expect("bind llm upstream");
         let addr = listener.local_addr().expect("local addr");
@@ -86,19 +101,32 @@ impl LlmUpstream {
         let st = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
-                let st = st.clone();
+                let (st, tls) = (st.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let st = st.clone();
                         async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                        }
+                        Some(cfg) => {
+                            if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(s).await {
+                                let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         LlmUpstream { addr, state, task }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `http://127.0.0.1:PORT`
