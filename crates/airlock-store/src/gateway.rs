@@ -392,7 +392,16 @@ impl SqliteStore {
             source: DbError::sqlite(source),
         };
         let conn = self.conn_mut();
-        match end {
+        // Settlements are committed without waiting for the disk
+        // (`synchronous=NORMAL` for this one transaction; WAL keeps commit
+        // order). A process crash loses nothing; an OS crash or power loss
+        // may lose the last settlements but never a reservation (those stay
+        // `FULL`, and a `FULL` commit makes every earlier one durable too).
+        // A lost settlement leaves its row pending at its worst-case
+        // reservation, so spending is over-counted, never under-counted.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&err)?;
+        let r = match end {
             CallEnd::Done(r) => conn.execute(
                 "UPDATE gateway_calls SET settled = ?2, state = 'done', status = ?3, content_type = ?4, response = ?5, updated = ?6 WHERE id = ?1",
                 params![id, settled_micros, r.status, r.content_type, r.body, now],
@@ -401,8 +410,10 @@ impl SqliteStore {
                 "UPDATE gateway_calls SET settled = ?2, state = 'failed', updated = ?3 WHERE id = ?1",
                 params![id, settled_micros, now],
             ),
-        }
-        .map_err(err)?;
+        };
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        r.map_err(&err)?;
+        restored.map_err(err)?;
         Ok(())
     }
 
