@@ -9,9 +9,18 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The upstream client: one pool of keep-alive connections (plain or
+/// rustls) shared by every call, so a call does not pay a TCP and TLS
+/// handshake.
+type Upstream = Client<HttpsConnector<HttpConnector>, HookBody>;
 
 /// Request headers passed on to the provider (everything else, including
 /// the caller's credentials, stays behind).
@@ -37,22 +46,41 @@ const BACK: &[&str] = &[
 
 /// Serve the gateway on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, gw: Gateway) -> std::io::Result<()> {
-    let tls = Arc::new(tls_config());
+    let client = upstream_client();
     loop {
         let (stream, _) = listener.accept().await?;
+        // Answers are written in several pieces (head, chunks, end): without
+        // this, Nagle's algorithm holds the last piece for the peer's
+        // delayed ACK (~40 ms).
+        let _ = stream.set_nodelay(true);
         let gw = gw.clone();
-        let tls = tls.clone();
+        let client = client.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let gw = gw.clone();
-                let tls = tls.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(gw, tls, req).await) }
+                let client = client.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(gw, client, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
     }
+}
+
+fn upstream_client() -> Upstream {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(30)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(https)
 }
 
 fn tls_config() -> rustls::ClientConfig {
@@ -85,11 +113,7 @@ fn presented_key(req: &Request<Incoming>) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-async fn handle(
-    gw: Gateway,
-    tls: Arc<rustls::ClientConfig>,
-    req: Request<Incoming>,
-) -> Response<HookBody> {
+async fn handle(gw: Gateway, client: Upstream, req: Request<Incoming>) -> Response<HookBody> {
     let path = req.uri().path().to_string();
     let kind = if path.ends_with("/messages") || req.headers().contains_key("anthropic-version") {
         ProviderKind::Anthropic
@@ -172,7 +196,7 @@ async fn handle(
                 Some(r) => r,
                 None => return gw.unreachable(call),
             };
-            match send(&provider, &tls, out).await {
+            match client.request(out).await {
                 Ok(resp) => {
                     let (mut p, b) = resp.into_parts();
                     let mut headers = http::HeaderMap::new();
@@ -221,17 +245,19 @@ fn upstream_request(
     } else {
         pq
     };
+    let host = provider.base_url.authority()?.as_str();
+    let scheme = provider.base_url.scheme_str().unwrap_or("http");
+    // Absolute: the pooled client picks the connection by scheme and host.
     let mut b = Request::builder()
         .method(parts.method.clone())
-        .uri(format!("{base}{pq}"));
-    let host = provider.base_url.authority()?.as_str().to_string();
+        .uri(format!("{scheme}://{host}{base}{pq}"));
     let h = b.headers_mut()?;
     for n in FORWARD {
         if let Some(v) = parts.headers.get(*n) {
             h.insert(*n, v.clone());
         }
     }
-    h.insert(http::header::HOST, HeaderValue::from_str(&host).ok()?);
+    h.insert(http::header::HOST, HeaderValue::from_str(host).ok()?);
     h.insert(
         http::header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
@@ -255,36 +281,4 @@ fn upstream_request(
         h.insert(name, v);
     }
     b.body(full(body)).ok()
-}
-
-async fn send(
-    provider: &Provider,
-    tls: &Arc<rustls::ClientConfig>,
-    req: Request<HookBody>,
-) -> Result<Response<Incoming>, BoxError> {
-    let https = provider.base_url.scheme_str() == Some("https");
-    let host = provider
-        .base_url
-        .host()
-        .ok_or("base_url has no host")?
-        .to_string();
-    let port = provider
-        .base_url
-        .port_u16()
-        .unwrap_or(if https { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port)).await?;
-    tcp.set_nodelay(true)?;
-    if https {
-        let name = rustls_pki_types::ServerName::try_from(host.clone())?;
-        let conn = tokio_rustls::TlsConnector::from(tls.clone())
-            .connect(name, tcp)
-            .await?;
-        let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(conn)).await?;
-        tokio::spawn(c);
-        Ok(s.send_request(req).await?)
-    } else {
-        let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-        tokio::spawn(c);
-        Ok(s.send_request(req).await?)
-    }
 }

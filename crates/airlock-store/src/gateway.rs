@@ -30,7 +30,7 @@ pub struct BudgetUsage {
 }
 
 /// Who a call is charged to (every level that may have a budget).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct CallScopes {
     /// The team, if the agent has one.
     pub team: Option<String>,
@@ -161,6 +161,7 @@ fn used(
     scope: &str,
     since: i64,
     except: i64,
+    leases: bool,
 ) -> rusqlite::Result<i64> {
     let (sql, name): (&str, Option<&str>) = match scope.split_once(':') {
         None => (
@@ -184,12 +185,66 @@ fn used(
             Some(n),
         ),
     };
+    let lsql = match scope.split_once(':') {
+        None => {
+            "SELECT coalesce(sum(remaining), 0) FROM gateway_leases WHERE tenant = ?1 AND created >= ?2"
+        }
+        Some(("team", _)) => {
+            "SELECT coalesce(sum(remaining), 0) FROM gateway_leases WHERE tenant = ?1 AND created >= ?2 AND team = ?3"
+        }
+        Some(("agent", _)) => {
+            "SELECT coalesce(sum(remaining), 0) FROM gateway_leases WHERE tenant = ?1 AND created >= ?2 AND agent = ?3"
+        }
+        Some(("run", _)) => {
+            "SELECT coalesce(sum(remaining), 0) FROM gateway_leases WHERE tenant = ?1 AND created >= ?2 AND run = ?3"
+        }
+        Some(_) => {
+            "SELECT coalesce(sum(remaining), 0) FROM gateway_leases WHERE tenant = ?1 AND created >= ?2 AND vkey = ?3"
+        }
+    };
     let mut st = tx.prepare_cached(sql)?;
-    match name {
-        None => st.query_row(params![tenant, since, except], |r| r.get(0)),
-        Some(n) => st.query_row(params![tenant, since, except, n], |r| r.get(0)),
+    let calls: i64 = match name {
+        None => st.query_row(params![tenant, since, except], |r| r.get(0))?,
+        Some(n) => st.query_row(params![tenant, since, except, n], |r| r.get(0))?,
+    };
+    if !leases {
+        return Ok(calls);
     }
+    let mut st = tx.prepare_cached(lsql)?;
+    let leased: i64 = match name {
+        None => st.query_row(params![tenant, since], |r| r.get(0))?,
+        Some(n) => st.query_row(params![tenant, since, n], |r| r.get(0))?,
+    };
+    Ok(calls.saturating_add(leased))
 }
+
+/// A lease this process holds for one set of scopes.
+#[derive(Debug, Clone)]
+struct Lease {
+    id: i64,
+    /// The UTC day it was taken (draws only the same day, so it is counted
+    /// in every period window its draws fall in).
+    day: i64,
+    /// The budgets that applied when it was taken; any change ends it.
+    budgets: Vec<BudgetRow>,
+}
+
+/// Leases held by one store connection, by tenant and scopes.
+#[derive(Debug, Default)]
+pub(crate) struct Leases(std::collections::HashMap<(String, CallScopes), Lease>);
+
+/// Most leases one connection keeps (one per tenant and scopes: per run).
+/// Past it they are dropped; their remainders stay counted (over-counting).
+const MAX_LEASES: usize = 4096;
+
+/// How many worst-case calls one lease covers at most.
+const LEASE_CALLS: i64 = 32;
+
+/// Largest share of the tightest budget's headroom one lease takes, so
+/// other processes sharing the database keep room (1/LEASE_SHARE).
+const LEASE_SHARE: i64 = 4;
+
+const DAY_MICROS: i64 = 86_400_000_000;
 
 fn budgets_of(tx: &rusqlite::Connection, tenant: &str) -> rusqlite::Result<Vec<BudgetRow>> {
     let mut st = tx.prepare_cached(
@@ -214,6 +269,157 @@ fn level(scope: &str) -> u8 {
         Some("run") => 3,
         _ => 4,
     }
+}
+
+/// One reservation attempt. `acquire`: may take a new lease (the caller
+/// runs it with `synchronous=FULL`); without it, `Ok(None)` when the held
+/// lease does not cover the call (nothing was changed).
+fn begin_inner(
+    conn: &mut rusqlite::Connection,
+    leases: &mut Leases,
+    tenant: &TenantId,
+    call: &NewCall<'_>,
+    acquire: bool,
+) -> rusqlite::Result<Option<CallBegin>> {
+    let t = tenant.as_str();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let earlier: Option<Earlier> = tx
+        .query_row(
+            "SELECT id, body_hash, state, status, content_type, response, updated FROM gateway_calls
+             WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3 ORDER BY id DESC LIMIT 1",
+            params![t, call.idem_key, call.window_start],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
+        )
+        .optional()?;
+    let mut retry_of = None;
+    if let Some((id, hash, state, status, ctype, body, updated)) = earlier {
+        if hash != call.body_hash {
+            return Ok(Some(CallBegin::KeyReused));
+        }
+        match state.as_str() {
+            "done" => {
+                return Ok(Some(CallBegin::Replay(StoredResponse {
+                    status: status.unwrap_or(200),
+                    content_type: ctype.unwrap_or_default(),
+                    body: body.unwrap_or_default(),
+                })));
+            }
+            // A call whose end was never recorded (its process died, or
+            // the answer never came back) stops blocking its key after
+            // STALE_PENDING; its reservation is taken over, not added.
+            "pending" if updated >= call.now - STALE_PENDING => {
+                return Ok(Some(CallBegin::InFlight));
+            }
+            _ => retry_of = Some(id),
+        }
+    }
+    let mut budgets = budgets_of(&tx, t)?;
+    budgets.retain(|b| call.scopes.applies(&b.scope));
+    budgets.sort_by_key(|b| level(&b.scope));
+    let day = call.now.div_euclid(DAY_MICROS);
+    let lkey = (t.to_string(), call.scopes.clone());
+    let amount = call.reserve_micros;
+    // Draw from the held lease when it is today's, the budgets are the ones
+    // it was checked against, and it covers the call.
+    let mut drawn = false;
+    if let Some(l) = leases.0.get(&lkey)
+        && l.day == day
+        && l.budgets == budgets
+    {
+        drawn = tx.execute(
+            "UPDATE gateway_leases SET remaining = remaining - ?2 WHERE id = ?1 AND remaining >= ?2",
+            params![l.id, amount],
+        )? == 1;
+    }
+    let mut taken = None;
+    if !drawn {
+        if !acquire {
+            return Ok(None);
+        }
+        // Release what is left of the old lease, then check every budget
+        // (leases included) and take a new one.
+        if let Some(old) = leases.0.remove(&lkey) {
+            tx.execute(
+                "UPDATE gateway_leases SET remaining = 0 WHERE id = ?1",
+                [old.id],
+            )?;
+        }
+        let mut headroom = i64::MAX;
+        for b in &budgets {
+            let spent = used(
+                &tx,
+                t,
+                &b.scope,
+                period_start(&b.period, call.now),
+                retry_of.unwrap_or(-1),
+                true,
+            )?;
+            let room = b.limit_micros.saturating_sub(spent);
+            if room < amount {
+                // Keep the release; nothing was reserved.
+                tx.commit()?;
+                return Ok(Some(CallBegin::Exceeded {
+                    scope: b.scope.clone(),
+                }));
+            }
+            headroom = headroom.min(room);
+        }
+        let chunk = amount
+            .saturating_mul(LEASE_CALLS)
+            .min(headroom / LEASE_SHARE)
+            .max(amount);
+        if chunk > amount {
+            let s = call.scopes;
+            tx.execute(
+                "INSERT INTO gateway_leases (tenant, team, agent, run, vkey, remaining, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![t, s.team, s.agent, s.run, s.key, chunk - amount, call.now],
+            )?;
+            taken = Some(Lease {
+                id: tx.last_insert_rowid(),
+                day,
+                budgets,
+            });
+        }
+    }
+    let s = call.scopes;
+    let begin = match retry_of {
+        Some(id) => {
+            tx.execute(
+                "UPDATE gateway_calls SET reserved = ?2, settled = NULL, state = 'pending', updated = ?3 WHERE id = ?1",
+                params![id, amount, call.now],
+            )?;
+            CallBegin::Reserved { id, retry: true }
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO gateway_calls (tenant, idem_key, body_hash, team, agent, run, vkey, reserved, state, created, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
+                params![t, call.idem_key, call.body_hash, s.team, s.agent, s.run, s.key, amount, call.now],
+            )?;
+            CallBegin::Reserved {
+                id: tx.last_insert_rowid(),
+                retry: false,
+            }
+        }
+    };
+    tx.commit()?;
+    if let Some(l) = taken {
+        if leases.0.len() >= MAX_LEASES {
+            leases.0.clear();
+        }
+        leases.0.insert(lkey, l);
+    }
+    Ok(Some(begin))
 }
 
 impl SqliteStore {
@@ -248,7 +454,8 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Every budget of the tenant with what its current period used.
+    /// Every budget of the tenant with what its current period used (its
+    /// calls; unused lease headroom is counted only by the budget checks).
     pub fn gateway_budget_usage(
         &self,
         tenant: &TenantId,
@@ -264,6 +471,7 @@ impl SqliteStore {
                     &b.scope,
                     period_start(&b.period, now),
                     -1,
+                    false,
                 )
                 .map_err(self.gw_err("budget usage"))?;
                 Ok(BudgetUsage {
@@ -276,6 +484,19 @@ impl SqliteStore {
 
     /// Look up the key, check every budget that applies and reserve, all in
     /// one IMMEDIATE transaction. See [`CallBegin`].
+    ///
+    /// Reservations are drawn from a *lease*: headroom this connection
+    /// reserved earlier in one durable (`synchronous=FULL`) transaction that
+    /// checked every budget, recorded in `gateway_leases` where every
+    /// process's budget checks count it. A draw (the call's row inserted and
+    /// the lease lowered by the same amount) is one transaction committed
+    /// with `synchronous=NORMAL`: an OS crash may lose it, but then the
+    /// lease still holds the amount, so spending is over-counted, never
+    /// under-counted. When the lease is short (or the day or the budgets
+    /// changed) its remainder is released and a new one is taken, at most
+    /// `LEASE_CALLS` worst-case calls and `1/LEASE_SHARE` of the tightest
+    /// headroom, never less than this call; a call that does not fit the
+    /// headroom is refused exactly as before.
     pub fn gateway_begin(
         &mut self,
         tenant: &TenantId,
@@ -288,92 +509,24 @@ impl SqliteStore {
             what: "call reservation",
             source: DbError::sqlite(source),
         };
-        let t = tenant.as_str();
-        let tx = self
-            .conn_mut()
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
-        let earlier: Option<Earlier> = tx
-            .query_row(
-                "SELECT id, body_hash, state, status, content_type, response, updated FROM gateway_calls
-                 WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3 ORDER BY id DESC LIMIT 1",
-                params![t, call.idem_key, call.window_start],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(&err)?;
-        let mut retry_of = None;
-        if let Some((id, hash, state, status, ctype, body, updated)) = earlier {
-            if hash != call.body_hash {
-                return Ok(CallBegin::KeyReused);
-            }
-            match state.as_str() {
-                "done" => {
-                    return Ok(CallBegin::Replay(StoredResponse {
-                        status: status.unwrap_or(200),
-                        content_type: ctype.unwrap_or_default(),
-                        body: body.unwrap_or_default(),
-                    }));
-                }
-                // A call whose end was never recorded (its process died, or
-                // the answer never came back) stops blocking its key after
-                // STALE_PENDING; its reservation is taken over, not added.
-                "pending" if updated >= call.now - STALE_PENDING => return Ok(CallBegin::InFlight),
-                _ => retry_of = Some(id),
+        let held = self
+            .leases
+            .0
+            .contains_key(&(tenant.as_str().to_string(), call.scopes.clone()));
+        let (conn, leases) = self.conn_and_leases();
+        if held {
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(&err)?;
+            let r = begin_inner(conn, leases, tenant, call, false);
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(&err)?;
+            if let Some(b) = r.map_err(&err)? {
+                return Ok(b);
             }
         }
-        let mut budgets = budgets_of(&tx, t).map_err(&err)?;
-        budgets.sort_by_key(|b| level(&b.scope));
-        for b in budgets.iter().filter(|b| call.scopes.applies(&b.scope)) {
-            let spent = used(
-                &tx,
-                t,
-                &b.scope,
-                period_start(&b.period, call.now),
-                retry_of.unwrap_or(-1),
-            )
-            .map_err(&err)?;
-            if spent.saturating_add(call.reserve_micros) > b.limit_micros {
-                return Ok(CallBegin::Exceeded {
-                    scope: b.scope.clone(),
-                });
-            }
-        }
-        let s = call.scopes;
-        let begin = match retry_of {
-            Some(id) => {
-                tx.execute(
-                    "UPDATE gateway_calls SET reserved = ?2, settled = NULL, state = 'pending', updated = ?3 WHERE id = ?1",
-                    params![id, call.reserve_micros, call.now],
-                )
-                .map_err(&err)?;
-                CallBegin::Reserved { id, retry: true }
-            }
-            None => {
-                tx.execute(
-                    "INSERT INTO gateway_calls (tenant, idem_key, body_hash, team, agent, run, vkey, reserved, state, created, updated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
-                    params![t, call.idem_key, call.body_hash, s.team, s.agent, s.run, s.key, call.reserve_micros, call.now],
-                )
-                .map_err(&err)?;
-                CallBegin::Reserved {
-                    id: tx.last_insert_rowid(),
-                    retry: false,
-                }
-            }
-        };
-        tx.commit().map_err(&err)?;
-        Ok(begin)
+        begin_inner(conn, leases, tenant, call, true)
+            .map_err(&err)?
+            .ok_or_else(|| err(rusqlite::Error::InvalidQuery))
     }
 
     /// Settle a call to `settled_micros` and record how it ended.
@@ -392,7 +545,16 @@ impl SqliteStore {
             source: DbError::sqlite(source),
         };
         let conn = self.conn_mut();
-        match end {
+        // Settlements are committed without waiting for the disk
+        // (`synchronous=NORMAL` for this one transaction; WAL keeps commit
+        // order). A process crash loses nothing; an OS crash or power loss
+        // may lose the last settlements but never a reservation (those stay
+        // `FULL`, and a `FULL` commit makes every earlier one durable too).
+        // A lost settlement leaves its row pending at its worst-case
+        // reservation, so spending is over-counted, never under-counted.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&err)?;
+        let r = match end {
             CallEnd::Done(r) => conn.execute(
                 "UPDATE gateway_calls SET settled = ?2, state = 'done', status = ?3, content_type = ?4, response = ?5, updated = ?6 WHERE id = ?1",
                 params![id, settled_micros, r.status, r.content_type, r.body, now],
@@ -401,14 +563,18 @@ impl SqliteStore {
                 "UPDATE gateway_calls SET settled = ?2, state = 'failed', updated = ?3 WHERE id = ?1",
                 params![id, settled_micros, now],
             ),
-        }
-        .map_err(err)?;
+        };
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        r.map_err(&err)?;
+        restored.map_err(err)?;
         Ok(())
     }
 
-    /// Settled plus reserved charges of every call of the tenant since `since`.
+    /// Settled plus reserved charges of every call of the tenant since `since`
+    /// (unused lease headroom is not spending and is not included here; the
+    /// budget checks count it).
     pub fn gateway_spent(&self, tenant: &TenantId, since: i64) -> Result<i64, StoreError> {
-        used(self.conn(), tenant.as_str(), "org", since, -1).map_err(self.gw_err("spend"))
+        used(self.conn(), tenant.as_str(), "org", since, -1, false).map_err(self.gw_err("spend"))
     }
 
     /// Store a new virtual key (its SHA-256 only).
@@ -581,6 +747,78 @@ mod tests {
         assert_eq!(s.gateway_spent(&t, 0).expect("spent"), 30);
         let usage = s.gateway_budget_usage(&t, 1_000_000).expect("usage");
         assert_eq!(usage[0].used_micros, 30);
+    }
+
+    #[test]
+    fn leases_shared_by_two_connections_never_overspend() {
+        // Two connections on one file stand for two gateway processes.
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("db");
+        let mut a = SqliteStore::open(&path).expect("open a");
+        let mut b = SqliteStore::open(&path).expect("open b");
+        let t = TenantId::default_tenant();
+        a.gateway_set_budget(
+            &t,
+            &BudgetRow {
+                scope: "org".into(),
+                period: "total".into(),
+                limit_micros: 10_000,
+            },
+        )
+        .expect("set");
+        let scopes = CallScopes {
+            agent: "a".into(),
+            ..Default::default()
+        };
+        let mut reserved = 0;
+        let mut ids = Vec::new();
+        for i in 0..400 {
+            let key = format!("k{i}");
+            let s = if i % 2 == 0 { &mut a } else { &mut b };
+            let call = NewCall {
+                idem_key: &key,
+                body_hash: "h",
+                scopes: &scopes,
+                reserve_micros: 37,
+                now: 1_000_000 + i,
+                window_start: 0,
+            };
+            match s.gateway_begin(&t, &call).expect("begin") {
+                CallBegin::Reserved { id, .. } => {
+                    reserved += 37;
+                    ids.push((i % 2, id));
+                }
+                CallBegin::Exceeded { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            // Counted spending (calls + leases) never exceeds the limit,
+            // seen from either connection.
+            for s in [&a, &b] {
+                let counted = used(s.conn(), t.as_str(), "org", 0, -1, true).expect("used");
+                assert!(counted <= 10_000, "counted {counted}");
+            }
+        }
+        assert!(reserved <= 10_000, "reserved {reserved}");
+        // Nearly all the budget was usable despite the leases.
+        assert!(reserved > 10_000 - 2 * 37 * 32, "reserved {reserved}");
+        // Settling below the reservation frees headroom for both.
+        for (who, id) in ids {
+            let s = if who == 0 { &mut a } else { &mut b };
+            s.gateway_finish(id, 1, &CallEnd::Failed, 5)
+                .expect("finish");
+        }
+        let call = NewCall {
+            idem_key: "after",
+            body_hash: "h",
+            scopes: &scopes,
+            reserve_micros: 37,
+            now: 2_000_000,
+            window_start: 0,
+        };
+        assert!(matches!(
+            b.gateway_begin(&t, &call).expect("begin"),
+            CallBegin::Reserved { .. }
+        ));
     }
 
     #[test]

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "gateway",
         sql: include_str!("sqlite/0003_gateway.sql"),
     },
+    Migration {
+        version: 4,
+        name: "gateway_leases",
+        sql: include_str!("sqlite/0004_gateway_leases.sql"),
+    },
 ];
 
 /// How long a connection waits for another connection's write lock before
@@ -63,6 +68,8 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     read_only: bool,
+    /// The gateway's budget leases held by this connection.
+    pub(crate) leases: crate::gateway::Leases,
 }
 
 impl SqliteStore {
@@ -83,6 +90,7 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             read_only: false,
+            leases: Default::default(),
         };
         store.configure()?;
         let mode: String = store
@@ -118,6 +126,7 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             read_only: true,
+            leases: Default::default(),
         };
         store.configure()?;
         let found = store.schema_version()?;
@@ -151,6 +160,11 @@ impl SqliteStore {
     /// The connection for a transaction, for the sibling `secrets` module.
     pub(crate) fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// The connection and the gateway's leases, borrowed apart.
+    pub(crate) fn conn_and_leases(&mut self) -> (&mut Connection, &mut crate::gateway::Leases) {
+        (&mut self.conn, &mut self.leases)
     }
 
     /// Settings for every connection. `trusted_schema=OFF` because the file
@@ -632,7 +646,8 @@ mod tests {
             vec![
                 ("sqlite".to_owned(), 1),
                 ("sqlite".to_owned(), 2),
-                ("sqlite".to_owned(), 3)
+                ("sqlite".to_owned(), 3),
+                ("sqlite".to_owned(), 4)
             ]
         );
         let mode: String = s
