@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
-    /// Model providers by name. Default: `openai` (https://api.openai.com,
-    /// vault secret `openai`) and `anthropic` (https://api.anthropic.com,
+    /// Model providers by name. Default: `openai` (`https://api.openai.com`,
+    /// vault secret `openai`) and `anthropic` (`https://api.anthropic.com`,
     /// vault secret `anthropic`).
     #[serde(default)]
     pub providers: BTreeMap<String, RawProvider>,
