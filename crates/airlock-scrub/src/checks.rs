@@ -229,33 +229,60 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 
 /// Values that are obviously not real: templates, masks, documentation fillers.
 pub(crate) fn is_placeholder(value: &[u8]) -> bool {
-    let lower = value.to_ascii_lowercase();
-    let s = String::from_utf8_lossy(&lower);
-    if PLACEHOLDER_WORDS.iter().any(|w| s.contains(w)) {
+    if has_placeholder_word(value) {
         return true;
     }
     // One repeated character ("aaaaaaaa", "00000000").
     value.windows(2).all(|w| w[0] == w[1])
-        || matches!(
-            s.as_ref(),
-            "password"
-                | "passwd"
-                | "secret"
-                | "token"
-                | "pass"
-                | "pwd"
-                | "user"
-                | "username"
-                | "null"
-                | "none"
-                | "nil"
-                | "undefined"
-                | "true"
-                | "false"
-                | "todo"
-                | "fixme"
-        )
+        || [
+            "password",
+            "passwd",
+            "secret",
+            "token",
+            "pass",
+            "pwd",
+            "user",
+            "username",
+            "null",
+            "none",
+            "nil",
+            "undefined",
+            "true",
+            "false",
+            "todo",
+            "fixme",
+        ]
+        .iter()
+        .any(|w| value.eq_ignore_ascii_case(w.as_bytes()))
         || is_reference(value)
+}
+
+/// Whether the value holds one of [`PLACEHOLDER_WORDS`], ASCII
+/// case-insensitive. One automaton over the raw value gives the same answer
+/// as looking for each word in the lower-cased value (the words are lower
+/// case; the non-ASCII ones are whole UTF-8 characters, which no invalid
+/// byte around them can hide) in one pass instead of one substring search
+/// per word (that search ran for every credential candidate and cost a few
+/// per cent of a scan).
+fn has_placeholder_word(value: &[u8]) -> bool {
+    static AC: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>> = std::sync::OnceLock::new();
+    let ac = AC.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(PLACEHOLDER_WORDS)
+            .ok()
+    });
+    match ac {
+        Some(ac) => ac.is_match(value),
+        // The automaton of this fixed list always builds; the word-by-word
+        // search keeps the function total without a panic.
+        None => {
+            let lower = value.to_ascii_lowercase();
+            PLACEHOLDER_WORDS
+                .iter()
+                .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()))
+        }
+    }
 }
 
 /// `$VAR`, `$var_name`, `%VAR%`, `@var@`, `:symbol`: a reference to a
@@ -894,6 +921,45 @@ mod tests {
             "aGVsbG8gd29ybGQgc2VjcmV0",
         ] {
             assert!(generic_ok(v.as_bytes()), "{v}");
+        }
+    }
+
+    /// The word search as it was before the automaton: each word in the
+    /// lossily decoded, lower-cased value.
+    fn words_by_search(value: &[u8]) -> bool {
+        let lower = value.to_ascii_lowercase();
+        let s = String::from_utf8_lossy(&lower);
+        PLACEHOLDER_WORDS.iter().any(|w| s.contains(w))
+    }
+
+    fn word_soup() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            proptest::sample::select(PLACEHOLDER_WORDS).prop_map(|w| w.as_bytes().to_vec()),
+            proptest::sample::select(PLACEHOLDER_WORDS)
+                .prop_map(|w| w.to_ascii_uppercase().into_bytes()),
+            proptest::sample::select(PLACEHOLDER_WORDS)
+                .prop_map(|w| w.as_bytes()[..w.len() / 2].to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..4),
+            proptest::collection::vec(
+                proptest::sample::select(&[0xE2u8, 0x80, 0xA6, 0xA2, 0x97, 0x8F, 0xF0, 0xEF][..]),
+                0..4
+            ),
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|v| v.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn placeholder_automaton_equals_the_word_search(v in word_soup()) {
+            proptest::prop_assert_eq!(has_placeholder_word(&v), words_by_search(&v));
+        }
+    }
+
+    #[test]
+    fn placeholder_words_are_lower_case() {
+        for w in PLACEHOLDER_WORDS {
+            assert!(!w.is_empty() && w.to_lowercase() == *w, "{w}");
         }
     }
 }
