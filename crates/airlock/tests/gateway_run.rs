@@ -67,8 +67,11 @@ fn sdk_site_packages() -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn secret_set(env: &Env, name: &str, host: &str, var: &str, value: &str) {
-    let mut cmd = env.command(&["secret", "set", name, "--host", host, "--env", var]);
+/// `airlock secret set NAME --host HOST ARGS...` with the value on stdin.
+fn secret_set(env: &Env, name: &str, host: &str, args: &[&str], value: &str) {
+    let mut all = vec!["secret", "set", name, "--host", host];
+    all.extend_from_slice(args);
+    let mut cmd = env.command(&all);
     cmd.stdin(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     child
@@ -128,36 +131,31 @@ fn official_sdks_in_a_run_reach_the_provider_redacted_with_the_real_key_and_get_
         ),
     )
     .expect("policy");
+    let openai_host = format!("{OPENAI_HOST}:{port}");
     secret_set(
         &env,
         "openai",
-        &format!("{OPENAI_HOST}:{port}"),
-        "OPENAI_API_KEY",
+        &openai_host,
+        &["--env", "OPENAI_API_KEY"],
         OPENAI_KEY,
     );
     // Anthropic's SDK sends the key as `x-api-key`.
-    let mut cmd = env.command(&[
-        "secret",
-        "set",
-        "anthropic",
-        "--host",
-        &format!("{ANTHROPIC_HOST}:{port}"),
+    let anthropic_host = format!("{ANTHROPIC_HOST}:{port}");
+    let x_api_key = [
         "--env",
         "ANTHROPIC_API_KEY",
         "--header",
         "x-api-key",
         "--format",
         "{}",
-    ]);
-    cmd.stdin(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(ANTHROPIC_KEY.as_bytes())
-        .expect("write");
-    assert!(child.wait_with_output().expect("wait").status.success());
+    ];
+    secret_set(
+        &env,
+        "anthropic",
+        &anthropic_host,
+        &x_api_key,
+        ANTHROPIC_KEY,
+    );
 
     let hosts = (
         format!("OPENAI_HOST={OPENAI_HOST}:{port}"),
