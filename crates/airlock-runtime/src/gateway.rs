@@ -198,24 +198,9 @@ pub fn serve(
     rt.block_on(async {
         tokio::select! {
             r = airlock_gateway::serve(listener, gw) => r.map_err(RuntimeError::GatewayServe),
-            _ = stop() => Ok(()),
+            () = crate::standalone::shutdown_signal() => Ok(()),
         }
     })
-}
-
-async fn stop() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
 
 /// A USD amount as the store counts it (micro-USD, rounded down).

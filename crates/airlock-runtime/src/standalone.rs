@@ -105,3 +105,20 @@ pub fn serve(
     drop(rt);
     auditor.close()
 }
+
+/// Resolves on SIGINT or SIGTERM: when a listener a front end serves
+/// (`airlock proxy`, `airlock gateway`) should stop.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+}

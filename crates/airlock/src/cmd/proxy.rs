@@ -54,22 +54,6 @@ pub fn run(ctx: &Ctx, args: ProxyArgs) -> anyhow::Result<u8> {
         writeln!(out, "airlock proxy listening on {addr}")?;
         out.flush()
     };
-    standalone::serve(svc, auditor, listening, shutdown_signal())?;
+    standalone::serve(svc, auditor, listening, standalone::shutdown_signal())?;
     Ok(EXIT_OK)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
 }
