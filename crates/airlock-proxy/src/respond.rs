@@ -78,6 +78,19 @@ pub(crate) fn message(reason: Reason) -> &'static str {
             "this idempotency key is in use or was used with a different request"
         }
         Reason::VirtualKeyInvalid => "the gateway key is missing, unknown or revoked",
+        Reason::TokenLimitExceeded => "the call asks for more tokens than a guardrail allows",
+        Reason::ApprovalDenied => "a reviewer denied this request",
+        Reason::ApprovalExpired => "no approval was given in time",
+        Reason::ToolUnknown => "no configured tool server offers this tool",
+        Reason::ToolDefinitionChanged => {
+            "the tool's definition changed since it was approved; it needs approval again"
+        }
+        Reason::ToolArgumentsInvalid => "the tool call's arguments do not match its input schema",
+        Reason::ToolArgumentRefused => "a tool call argument breaks a policy constraint",
+        Reason::ToolServerFailed => "the tool server failed or did not answer in time",
+        Reason::LethalTrifecta => {
+            "the run holds private data and read untrusted content, so this write needs approval"
+        }
         _ => "the request was refused",
     }
 }

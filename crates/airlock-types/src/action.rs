@@ -88,6 +88,26 @@ actions! {
     GatewayCall => "gateway.call",
     /// An LLM gateway listener started.
     GatewayStart => "gateway.start",
+    /// An MCP tool call through the MCP gateway (allowed, refused, or its result).
+    McpCall => "mcp.call",
+    /// An MCP gateway listed tools for a client (what was shown, what was hidden).
+    McpList => "mcp.list",
+    /// An MCP tool server started, stopped, crashed or was refused.
+    McpServer => "mcp.server",
+    /// An operator pinned (approved) a tool's definition hash.
+    McpToolPinned => "mcp.tool_pinned",
+    /// A tool's definition changed after it was pinned (both hashes recorded).
+    McpToolChanged => "mcp.tool_changed",
+    /// A call or request was proposed for approval (with its SHA-256).
+    ApprovalProposed => "approval.proposed",
+    /// A reviewer approved or denied a proposal (who, when, the hash).
+    ApprovalDecided => "approval.decided",
+    /// An approved call was executed (the approval consumed).
+    ApprovalExecuted => "approval.executed",
+    /// The result of an approved call.
+    ApprovalResult => "approval.result",
+    /// A run gained a taint label (private data, untrusted content).
+    RunTaint => "run.taint",
 }
 
 impl fmt::Display for Action {

@@ -207,6 +207,31 @@ reasons! {
     IdempotencyConflict => "idempotency_conflict",
     /// The gateway's virtual key is missing, unknown or revoked.
     VirtualKeyInvalid => "virtual_key_invalid",
+    /// A model call asked for more tokens than a guardrail allows (per step or per run).
+    TokenLimitExceeded => "token_limit_exceeded",
+
+    // --- approvals, MCP gateway, lethal-trifecta guard ---------------------
+    /// A reviewer denied the approval.
+    ApprovalDenied => "approval_denied",
+    /// No decision came before the approval (or the wait for it) expired.
+    ApprovalExpired => "approval_expired",
+    /// A reviewer approved exactly this call (recorded, not a refusal).
+    ApprovalGranted => "approval_granted",
+    /// The tool is not known to the gateway (no configured server offers it).
+    ToolUnknown => "tool_unknown",
+    /// The tool's definition (name, description, input schema) differs from
+    /// the one an operator approved.
+    ToolDefinitionChanged => "tool_definition_changed",
+    /// The tool call's arguments do not match the tool's declared input schema.
+    ToolArgumentsInvalid => "tool_arguments_invalid",
+    /// A tool call's argument breaks a policy constraint (path prefix, host,
+    /// pattern, range, size).
+    ToolArgumentRefused => "tool_argument_refused",
+    /// The tool server failed, crashed or did not answer in time.
+    ToolServerFailed => "tool_server_failed",
+    /// The run holds private data and has read untrusted content, so a write
+    /// to a destination no rule allows for writes needs approval.
+    LethalTrifecta => "lethal_trifecta",
 }
 
 impl fmt::Display for Reason {

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod approval;
 mod context;
 mod decision;
 mod event;
@@ -23,6 +24,10 @@ mod secret;
 mod sink;
 
 pub use action::Action;
+pub use approval::{
+    ApprovalRequest, Approver, AskFuture, NoApprover, Subject, TaintError, TaintLabel, TaintSet,
+    TaintTracker, Verdict,
+};
 pub use context::RunContext;
 pub use decision::{Decision, Outcome, Reason};
 pub use event::{Actor, ActorKind, AuditEvent, EventResult, Timestamp};
