@@ -106,6 +106,31 @@ impl Approver for NoApprover {
     }
 }
 
+/// How much an agent may do without asking: its default approval mode.
+/// Autonomy can only add approvals; it never removes a policy's deny.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Autonomy {
+    /// Ask before every tool call and every egress write.
+    AskAll,
+    /// Ask before writes: tools labelled `writes` and egress write methods.
+    AskWrites,
+    /// Ask only where a rule says `ask` (or the trifecta guard does).
+    #[default]
+    AskNone,
+}
+
+impl Autonomy {
+    /// Stable snake_case name (as written in config).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Autonomy::AskAll => "ask_all",
+            Autonomy::AskWrites => "ask_writes",
+            Autonomy::AskNone => "ask_none",
+        }
+    }
+}
+
 /// A taint label a run can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

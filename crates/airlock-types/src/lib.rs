@@ -25,8 +25,8 @@ mod sink;
 
 pub use action::Action;
 pub use approval::{
-    ApprovalRequest, Approver, AskFuture, NoApprover, Subject, TaintError, TaintLabel, TaintSet,
-    TaintTracker, Verdict,
+    ApprovalRequest, Approver, AskFuture, Autonomy, NoApprover, Subject, TaintError, TaintLabel,
+    TaintSet, TaintTracker, Verdict,
 };
 pub use context::RunContext;
 pub use decision::{Decision, Outcome, Reason};
