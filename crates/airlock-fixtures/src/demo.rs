@@ -4,6 +4,9 @@
 //! ephemeral CA, and the configuration and policy files pointing at them.
 //! The upstream records what it saw, so the demo can check what arrived.
 
+mod play;
+pub use play::play;
+
 use crate::{DnsAnswer, DnsResponder, FixtureError, HttpServer, LocalCa};
 use bytes::Bytes;
 use http_body_util::Full;

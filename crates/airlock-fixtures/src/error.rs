@@ -44,4 +44,16 @@ pub enum FixtureError {
         #[source]
         source: std::io::Error,
     },
+    /// A step of `airlock demo` could not be carried out.
+    #[error("demo: cannot use the {what}: {source}")]
+    Demo {
+        /// What it tried to use.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory given to `airlock demo --dir` is not empty.
+    #[error("--dir {}: not empty (the demo needs a fresh directory)", .0.display())]
+    DemoDirNotEmpty(std::path::PathBuf),
 }
