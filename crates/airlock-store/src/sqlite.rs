@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "gateway_leases",
         sql: include_str!("sqlite/0004_gateway_leases.sql"),
     },
+    Migration {
+        version: 5,
+        name: "approvals",
+        sql: include_str!("sqlite/0005_approvals.sql"),
+    },
 ];
 
 /// How long a connection waits for another connection's write lock before
