@@ -652,7 +652,8 @@ mod tests {
                 ("sqlite".to_owned(), 1),
                 ("sqlite".to_owned(), 2),
                 ("sqlite".to_owned(), 3),
-                ("sqlite".to_owned(), 4)
+                ("sqlite".to_owned(), 4),
+                ("sqlite".to_owned(), 5)
             ]
         );
         let mode: String = s
