@@ -338,6 +338,17 @@ impl EgressPolicy {
         self
     }
 
+    /// A deterministic text of everything that decides (mode, rules,
+    /// private ranges, inspection), for a caller to hash into the policy's
+    /// version (approvals are bound to it). Stable within one build, not
+    /// across versions of this crate.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{}",
+            self.mode, self.rules, self.allow_private, self.inspect_all
+        )
+    }
+
     /// Whether an approver is on the request path (see
     /// [`with_approvals`](Self::with_approvals)).
     pub fn approvals(&self) -> bool {

@@ -160,7 +160,11 @@ impl SqliteStore {
     }
 
     /// Record a proposed call, `pending`.
-    pub fn approval_insert(&self, tenant: &TenantId, a: &NewApproval<'_>) -> Result<(), StoreError> {
+    pub fn approval_insert(
+        &self,
+        tenant: &TenantId,
+        a: &NewApproval<'_>,
+    ) -> Result<(), StoreError> {
         self.writable()?;
         self.conn()
             .prepare_cached(
@@ -264,7 +268,12 @@ impl SqliteStore {
 
     /// Mark a still-pending approval expired (its waiter gave up, or its
     /// time passed). `true` when this call expired it.
-    pub fn approval_expire(&self, tenant: &TenantId, id: &str, now: i64) -> Result<bool, StoreError> {
+    pub fn approval_expire(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         self.writable()?;
         self.conn()
             .prepare_cached(
@@ -369,11 +378,23 @@ mod tests {
         let s = SqliteStore::open(&dir.path().join("db")).expect("open");
         propose(&s, "a1", 100);
         let t = tenant();
-        assert!(!s.approval_approve(&t, "a1", "bb", "op", 10).expect("approve"));
-        assert!(!s.approval_approve(&t, "a1", "aa", "op", 100).expect("approve"));
+        assert!(
+            !s.approval_approve(&t, "a1", "bb", "op", 10)
+                .expect("approve")
+        );
+        assert!(
+            !s.approval_approve(&t, "a1", "aa", "op", 100)
+                .expect("approve")
+        );
         assert!(!s.approval_consume(&t, "a1", "aa").expect("consume"));
-        assert!(s.approval_approve(&t, "a1", "aa", "op", 10).expect("approve"));
-        assert!(!s.approval_approve(&t, "a1", "aa", "op", 10).expect("approve"));
+        assert!(
+            s.approval_approve(&t, "a1", "aa", "op", 10)
+                .expect("approve")
+        );
+        assert!(
+            !s.approval_approve(&t, "a1", "aa", "op", 10)
+                .expect("approve")
+        );
         assert!(!s.approval_deny(&t, "a1", "op", 11, None).expect("deny"));
         assert!(!s.approval_consume(&t, "a1", "bb").expect("consume"));
         assert!(s.approval_consume(&t, "a1", "aa").expect("consume"));
@@ -395,7 +416,10 @@ mod tests {
         for i in 0..20 {
             let id = format!("a{i}");
             propose(&s, &id, 100);
-            assert!(s.approval_approve(&t, &id, "aa", "op", 10).expect("approve"));
+            assert!(
+                s.approval_approve(&t, &id, "aa", "op", 10)
+                    .expect("approve")
+            );
         }
         let wins: Vec<usize> = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..4)
@@ -428,14 +452,18 @@ mod tests {
         assert!(!s.approval_expire(&t, "d", 6).expect("expire"));
         assert!(s.approval_expire(&t, "e", 6).expect("expire"));
         assert!(!s.approval_approve(&t, "e", "aa", "op", 7).expect("approve"));
-        let pending = s
-            .approvals(&t, Some(ApprovalState::Pending))
-            .expect("list");
+        let pending = s.approvals(&t, Some(ApprovalState::Pending)).expect("list");
         assert!(pending.is_empty());
         assert_eq!(s.approvals(&t, None).expect("list").len(), 2);
 
-        assert!(s.taint_mark(&t, "r1", "private_data", "vault", 1).expect("mark"));
-        assert!(!s.taint_mark(&t, "r1", "private_data", "other", 2).expect("mark"));
+        assert!(
+            s.taint_mark(&t, "r1", "private_data", "vault", 1)
+                .expect("mark")
+        );
+        assert!(
+            !s.taint_mark(&t, "r1", "private_data", "other", 2)
+                .expect("mark")
+        );
         let rows = s.taint_labels(&t, "r1").expect("labels");
         assert_eq!(
             rows,
