@@ -385,7 +385,7 @@ impl EgressPolicy {
     /// an IP literal's address (SSRF guard), then the rules (strictest
     /// matching outcome wins; a rule matches scheme, host, port, method and
     /// path) or, when none matches, the mode (`read_public` allows reads on
-    /// the scheme's default port only); an allowed write over plain HTTP
+    /// the scheme's default port only); an allowed or asked write over plain HTTP
     /// becomes `write_requires_https`; finally, only for a request still
     /// allowed, every resolved address of a name (SSRF guard). Everything
     /// before that last step needs no DNS: see
@@ -473,7 +473,9 @@ impl EgressPolicy {
                 Mode::DenyAll => Decision::deny(Reason::DenyAll),
             },
         };
-        if d.is_allow() && !read && req.scheme == Scheme::Http {
+        // Writes need HTTPS, asked ones too (an approval must not send a
+        // write in the clear).
+        if d.outcome != Outcome::Deny && !read && req.scheme == Scheme::Http {
             return Decision::deny(Reason::WriteRequiresHttps);
         }
         d
@@ -1306,6 +1308,10 @@ mod tests {
             Decision::deny(Reason::PrivateAddress)
         );
         assert_eq!(connect(&p, "held.example.com"), ConnectDecision::Intercept);
+        assert_eq!(
+            decide(&p, "POST", Scheme::Http, "held.example.com", "/", PUBLIC),
+            Decision::deny(Reason::WriteRequiresHttps)
+        );
 
         let explicit = |m: &str, h: &str, path: &str| {
             let host = parse_host(h).expect("host");

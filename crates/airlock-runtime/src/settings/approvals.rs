@@ -201,3 +201,63 @@ pub fn validate(
         max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Default)]
+    struct Doc {
+        #[serde(default)]
+        approvals: RawApprovals,
+    }
+
+    fn parse_str(text: &str) -> Result<ApprovalsSettings, String> {
+        let src = SourceText::new("t.toml", text);
+        src.deserialize::<Doc>()
+            .and_then(|d| validate(&d.approvals, &src))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_per_agent_autonomy() {
+        assert_eq!(parse_str(""), Ok(ApprovalsSettings::default()));
+        let s = parse_str(
+            "[approvals]\nttl_secs = 60\nwait_secs = 600\nautonomy = \"ask_writes\"\n\
+             private_hosts = [\"DB.corp.example\", \"*.internal.example\", \"10.0.0.1\"]\n\
+             [approvals.agents.careful]\nautonomy = \"ask_all\"\n",
+        )
+        .expect("valid");
+        assert_eq!(s.ttl, Duration::from_secs(60));
+        assert_eq!(s.wait, Duration::from_secs(60), "never waits past the ttl");
+        assert_eq!(
+            s.private_hosts,
+            vec!["db.corp.example", "*.internal.example", "10.0.0.1"]
+        );
+        let careful = AgentId::new("careful").expect("agent");
+        let other = AgentId::new("other").expect("agent");
+        assert_eq!(s.autonomy_for(Some(&careful)), Autonomy::AskAll);
+        assert_eq!(s.autonomy_for(Some(&other)), Autonomy::AskWrites);
+        assert_eq!(s.autonomy_for(None), Autonomy::AskWrites);
+    }
+
+    #[test]
+    fn errors_are_located() {
+        assert_eq!(
+            parse_str("[approvals]\nautonomy = \"yolo\"\n"),
+            Err("t.toml:2:12: approvals.autonomy: must be \"ask_none\", \"ask_writes\" or \"ask_all\"".into())
+        );
+        assert_eq!(
+            parse_str("[approvals]\nuntrusted_hosts = [\"not a host\"]\n"),
+            Err("t.toml:2:20: approvals.untrusted_hosts: must be a host name or IP address, or `*.suffix`".into())
+        );
+        assert_eq!(
+            parse_str("[approvals]\nttl_secs = 0\n"),
+            Err("t.toml:2:12: approvals.ttl_secs: must be between 1 and 86400, got 0".into())
+        );
+        assert!(
+            parse_str("[approvals]\ntrifecta = true\nbogus = 1\n")
+                .is_err_and(|e| e.contains("unknown field"))
+        );
+    }
+}
