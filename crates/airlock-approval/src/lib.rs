@@ -42,14 +42,27 @@ use airlock_types::{Approver, EventSink, TaintTracker};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The approver and the taint tracker over one database, as every front
-/// end (the egress hook, the MCP gateway) is handed them.
+/// What every front end serving a run (the egress hook, the MCP gateway)
+/// is handed: one approver and one taint tracker over the same database.
+#[derive(Debug, Clone)]
+pub struct ApprovalServices {
+    /// Proposes calls and waits for a reviewer's decision bound to the hash.
+    pub approver: Arc<dyn Approver>,
+    /// The runs' taint labels.
+    pub taint: Arc<dyn TaintTracker>,
+}
+
+/// The approver and the taint tracker over the database at `db`, recording
+/// to `sink`.
 pub fn for_database(
     db: &Path,
     sink: Arc<dyn EventSink>,
     settings: ApprovalSettings,
-) -> Result<(Arc<dyn Approver>, Arc<dyn TaintTracker>), ApprovalError> {
+) -> Result<ApprovalServices, ApprovalError> {
     let approvals = Approvals::open(db, sink.clone(), settings)?;
     let taint = StoreTaint::open(db, sink)?;
-    Ok((Arc::new(approvals), Arc::new(taint)))
+    Ok(ApprovalServices {
+        approver: Arc::new(approvals),
+        taint: Arc::new(taint),
+    })
 }

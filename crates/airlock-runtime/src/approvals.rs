@@ -5,10 +5,11 @@
 
 use crate::settings::approvals::ApprovalsSettings;
 use crate::{AuditSettings, Home, RuntimeError};
+pub use airlock_approval::ApprovalServices;
 use airlock_approval::{ApprovalSettings, EgressGuard, EgressGuardConfig, HostLabel, Review};
 use airlock_policy::EgressPolicy;
 use airlock_store::SqliteStore;
-use airlock_types::{Approver, EventSink, RunContext, TaintTracker, TenantId};
+use airlock_types::{EventSink, RunContext, TenantId};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ pub fn for_home(
     home: &Home,
     sink: Arc<dyn EventSink>,
     settings: &ApprovalsSettings,
-) -> Result<(Arc<dyn Approver>, Arc<dyn TaintTracker>), RuntimeError> {
+) -> Result<ApprovalServices, RuntimeError> {
     home.require_initialized()?;
     airlock_approval::for_database(
         &home.db_path(),
@@ -45,8 +46,7 @@ pub fn policy_version(policy: &EgressPolicy) -> String {
 /// The approvals hook for one run's proxy. `policy` must be the run's
 /// policy (with approvals on).
 pub fn egress_guard(
-    approver: Arc<dyn Approver>,
-    taint: Arc<dyn TaintTracker>,
+    services: &ApprovalServices,
     policy: Arc<EgressPolicy>,
     sink: Arc<dyn EventSink>,
     settings: &ApprovalsSettings,
@@ -69,7 +69,13 @@ pub fn egress_guard(
         wait: settings.wait,
         policy_version: policy_version(&policy),
     };
-    EgressGuard::new(approver, taint, policy, sink, cfg)
+    EgressGuard::new(
+        services.approver.clone(),
+        services.taint.clone(),
+        policy,
+        sink,
+        cfg,
+    )
 }
 
 /// A reviewer's command (`airlock approvals …`; with the `cli` feature it

@@ -471,12 +471,11 @@ impl Run {
         // Approvals: an `ask` is held for a reviewer, and the autonomy and
         // lethal-trifecta checks run on every request, just before the
         // credentials hook (the reviewer sees handles, never values).
-        let (approver, taint) = crate::approvals::for_home(home, auditor.sink(), &spec.approvals)
+        let services = crate::approvals::for_home(home, auditor.sink(), &spec.approvals)
             .map_err(|e| refuse("approvals", e.chain()))?;
         let policy = Arc::new(policy.with_approvals(true));
         let guard = crate::approvals::egress_guard(
-            approver,
-            taint,
+            &services,
             policy.clone(),
             auditor.sink(),
             &spec.approvals,

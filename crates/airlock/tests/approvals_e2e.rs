@@ -210,8 +210,8 @@ fn status_lines(stdout: &str) -> Vec<String> {
         .filter_map(|block| {
             block
                 .lines()
-                .filter(|l| l.starts_with("HTTP/"))
-                .last()
+                .rev()
+                .find(|l| l.starts_with("HTTP/"))
                 .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
         })
         .collect()
