@@ -8,14 +8,16 @@
 //! approval's hash. The reviewer is shown exactly the canonical text and
 //! approves its hash.
 //!
-//! RFC 8785 needs I-JSON: an integer beyond ±(2^53 − 1) would be rounded
-//! to a double, so two different calls could share a hash. Such a number is
-//! refused here ([`CanonicalError::Number`]) and the call is not proposed.
+//! RFC 8785 needs I-JSON: numbers are doubles. An integer a double does
+//! not hold exactly (beyond ±2^53, e.g. 2^53 + 1) would be rounded, so two
+//! different calls could share a hash; such a number is refused here
+//! ([`CanonicalError::Number`]) and the call is not proposed.
 
 use airlock_types::ApprovalRequest;
 use serde_json::{Map, Value};
 
-/// The largest integer a double holds exactly (I-JSON, RFC 7493 §2.2).
+/// Up to here every integer is exactly a double (I-JSON, RFC 7493 §2.2);
+/// beyond, only some are.
 const MAX_SAFE: u64 = (1 << 53) - 1;
 
 /// A proposal could not be put in canonical form.
@@ -54,9 +56,13 @@ pub fn canonicalize(value: &Value) -> Result<String, CanonicalError> {
 fn check_numbers(v: &Value) -> Result<(), CanonicalError> {
     match v {
         Value::Number(n) => {
+            // An integer a double holds exactly canonicalizes to itself;
+            // one it does not would be rounded into another call's hash.
             let exact = match (n.as_u64(), n.as_i64()) {
-                (Some(u), _) => u <= MAX_SAFE,
-                (None, Some(i)) => i.unsigned_abs() <= MAX_SAFE,
+                (Some(u), _) => u <= MAX_SAFE || (u as f64) as u64 == u && u < u64::MAX,
+                (None, Some(i)) => {
+                    i.unsigned_abs() <= MAX_SAFE || ((i as f64) as i64 == i && i > i64::MIN)
+                }
                 (None, None) => true,
             };
             if exact {
@@ -174,7 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn integers_beyond_i_json_are_refused() {
+    fn integers_a_double_does_not_hold_are_refused() {
+        // Held exactly: fine (the proptest's regression).
+        let v: serde_json::Value =
+            serde_json::from_str("[22806820614033864, 9007199254740992]").expect("json");
+        assert_eq!(
+            canonicalize(&v).as_deref(),
+            Ok("[22806820614033864,9007199254740992]")
+        );
         for t in [
             "9007199254740993",
             "-9007199254740993",

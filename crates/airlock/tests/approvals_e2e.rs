@@ -194,6 +194,18 @@ impl Fixture {
         panic!("no pending approval appeared");
     }
 
+    /// An approval's state, as `list --json --all` shows it.
+    fn state_of(&self, id: &str) -> String {
+        let out = self.cli(&["approvals", "list", "--json", "--all"]);
+        let items: Vec<Value> = serde_json::from_str(&out.stdout).expect("list --json");
+        items
+            .iter()
+            .find(|v| v["id"] == id)
+            .and_then(|v| v["state"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    }
+
     fn events(&self) -> Vec<Value> {
         self.env
             .audit_tail(1000)
@@ -268,16 +280,14 @@ fn an_ask_is_held_approved_by_its_hash_and_runs_exactly_once() {
             assert!(f.received().is_empty(), "sent before approval");
             let ok = f.cli(&["approvals", "approve", &id, "--sha256", &sha]);
             assert!(ok.status.success(), "{ok:?}");
-            // Used once: the same approval again is refused.
+            // Used once (wait until the held request consumed it, without
+            // recording anything): the same approval again is refused.
             let start = Instant::now();
-            let again = loop {
-                let again = f.cli(&["approvals", "approve", &id, "--sha256", &sha]);
-                if again.stderr.contains("is consumed") || start.elapsed() > Duration::from_secs(30)
-                {
-                    break again;
-                }
+            while f.state_of(&id) != "consumed" {
+                assert!(start.elapsed() < Duration::from_secs(30), "never consumed");
                 std::thread::sleep(Duration::from_millis(100));
-            };
+            }
+            let again = f.cli(&["approvals", "approve", &id, "--sha256", &sha]);
             assert!(!again.status.success(), "{again:?}");
             assert!(
                 again.stderr.contains("is consumed, not pending"),
