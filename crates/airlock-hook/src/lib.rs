@@ -89,6 +89,25 @@ pub struct RequestCtx {
     pub path: String,
     /// How the request arrived.
     pub via: Via,
+    /// The policy's decision: an allow (its reason says why: a rule, or
+    /// `public_read`), or an `ask` the proxy let through pending approval
+    /// (only when its policy has an approver,
+    /// `EgressPolicy::with_approvals`): then a hook must consume an
+    /// approval for exactly this request and mark it [`Approved`], or the
+    /// proxy refuses it (`approval_required`).
+    pub decision: Decision,
+}
+
+/// Put in a request's extensions by the hook that had exactly this request
+/// approved (and consumed the approval): the proxy sends an `ask`ed request
+/// only when it carries this mark. Hooks after it must keep the request's
+/// extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approved {
+    /// The approval's id.
+    pub id: String,
+    /// The SHA-256 (hex) the reviewer approved.
+    pub sha256: String,
 }
 
 impl RequestCtx {
@@ -116,7 +135,14 @@ impl RequestCtx {
             method,
             path: path.into(),
             via,
+            decision: Decision::allow(Reason::RuleAllow),
         }
+    }
+
+    /// Set the policy's decision (see [`RequestCtx::decision`]).
+    pub fn with_decision(mut self, decision: Decision) -> Self {
+        self.decision = decision;
+        self
     }
 }
 

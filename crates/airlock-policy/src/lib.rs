@@ -110,7 +110,7 @@ pub use host::{
     Host, HostError, Scheme, Url, Userinfo, parse_authority, parse_host, parse_url,
     parse_url_with_userinfo,
 };
-pub use policy::{ConnectDecision, EgressPolicy, EgressRequest, Pending, Unresolved};
+pub use policy::{ConnectDecision, EgressPolicy, EgressRequest, Pending, Unresolved, is_read};
 pub use spec::{Mode, PolicyError, PolicySpec, RuleSpec};
 
 use airlock_types::Reason;

@@ -211,13 +211,15 @@ pub struct EgressPolicy {
     rules: Vec<Rule>,
     allow_private: Vec<(IpAddr, u8)>,
     inspect_all: bool,
+    /// An approver is on the request path ([`with_approvals`](Self::with_approvals)).
+    approvals: bool,
     /// Skeletons of the domains the rules name, for the look-alike check.
     named: idn::SkeletonMap,
 }
 
-/// Methods that only read. Everything else, including unknown methods, is a
-/// write.
-fn is_read(method: &str) -> bool {
+/// Methods that only read (`GET`, `HEAD`, `OPTIONS`, as sent). Everything
+/// else, including unknown methods, is a write.
+pub fn is_read(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS")
 }
 
@@ -313,6 +315,7 @@ impl EgressPolicy {
             rules,
             allow_private: spec.allow_private,
             inspect_all: spec.inspect_all,
+            approvals: false,
             named,
         })
     }
@@ -322,11 +325,67 @@ impl EgressPolicy {
         self.mode
     }
 
+    /// This policy with an approver on the request path (or not). With
+    /// one, an `ask` is finished like an allow — the name is resolved and
+    /// every address judged, so the request can be held and sent once
+    /// approved — and a CONNECT to a host whose every request is asked is
+    /// intercepted (each request inside is then asked) instead of refused.
+    /// The decision stays `ask`: the caller must hold the request until an
+    /// approver consumed an approval for exactly it, and refuse it
+    /// otherwise. Without one (the default), `ask` refuses as it always did.
+    pub fn with_approvals(mut self, on: bool) -> Self {
+        self.approvals = on;
+        self
+    }
+
+    /// A deterministic text of everything that decides (mode, rules,
+    /// private ranges, inspection), for a caller to hash into the policy's
+    /// version (approvals are bound to it). Stable within one build, not
+    /// across versions of this crate.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{}",
+            self.mode, self.rules, self.allow_private, self.inspect_all
+        )
+    }
+
+    /// Whether an approver is on the request path (see
+    /// [`with_approvals`](Self::with_approvals)).
+    pub fn approvals(&self) -> bool {
+        self.approvals
+    }
+
+    /// Whether an allow rule *explicitly* allows this write: it matches the
+    /// request (scheme, host, port, method, path) with a host pattern that
+    /// names the host exactly (not `*`, not `*.suffix`) and a method list
+    /// that names the method (not every method). The lethal-trifecta guard
+    /// asks before any other write of a tainted run. A read, or a path the
+    /// policy finds ambiguous, is never an explicit write allow.
+    pub fn explicitly_allows_write(&self, req: &EgressRequest<'_>) -> bool {
+        if is_read(req.method) {
+            return false;
+        }
+        let Ok(views) = PathViews::new(req.path) else {
+            return false;
+        };
+        self.rules.iter().any(|r| {
+            r.action == Outcome::Allow
+                && (r.schemes.is_empty() || r.schemes.contains(&req.scheme))
+                && r.hosts
+                    .iter()
+                    .any(|h| matches!(h, HostPat::Exact(_)) && h.matches(req.host))
+                && r.methods.is_some()
+                && r.method_matches(req.method)
+                && r.port_matches(req.scheme, req.port)
+                && r.path_matches(&views)
+        })
+    }
+
     /// Judge a full request. Order: the host itself (IDN), the method token,
     /// an IP literal's address (SSRF guard), then the rules (strictest
     /// matching outcome wins; a rule matches scheme, host, port, method and
     /// path) or, when none matches, the mode (`read_public` allows reads on
-    /// the scheme's default port only); an allowed write over plain HTTP
+    /// the scheme's default port only); an allowed or asked write over plain HTTP
     /// becomes `write_requires_https`; finally, only for a request still
     /// allowed, every resolved address of a name (SSRF guard). Everything
     /// before that last step needs no DNS: see
@@ -351,7 +410,8 @@ impl EgressPolicy {
     /// a final decision for a name without this stage.
     pub fn decide_unresolved<'a>(&'a self, req: &EgressRequest<'a>) -> Unresolved<'a, Decision> {
         let d = self.decide_by_name(req);
-        if d.is_allow() && matches!(req.host, Host::Domain(_)) {
+        let held = self.approvals && d.outcome == Outcome::Ask;
+        if (d.is_allow() || held) && matches!(req.host, Host::Domain(_)) {
             return Unresolved::Resolve(Pending {
                 policy: self,
                 host: req.host,
@@ -413,7 +473,9 @@ impl EgressPolicy {
                 Mode::DenyAll => Decision::deny(Reason::DenyAll),
             },
         };
-        if d.is_allow() && !read && req.scheme == Scheme::Http {
+        // Writes need HTTPS, asked ones too (an approval must not send a
+        // write in the clear).
+        if d.outcome != Outcome::Deny && !read && req.scheme == Scheme::Http {
             return Decision::deny(Reason::WriteRequiresHttps);
         }
         d
@@ -534,7 +596,9 @@ impl EgressPolicy {
         let any_restrictive = applicable.iter().any(|r| r.action != Outcome::Allow);
         match total_max {
             Some(Outcome::Deny) => return ConnectDecision::Deny(Decision::deny(Reason::RuleDeny)),
-            Some(Outcome::Ask) => {
+            // With an approver, fall through: the tunnel is intercepted
+            // and each request inside asked.
+            Some(Outcome::Ask) if !self.approvals => {
                 return ConnectDecision::Deny(Decision::ask(Reason::ApprovalRequired));
             }
             Some(Outcome::Allow) if !any_restrictive && !self.inspect_all => {
@@ -1189,6 +1253,85 @@ mod tests {
         ] {
             assert_eq!(d(h), Decision::deny(Reason::MixedScriptHost), "{h}");
         }
+    }
+
+    #[test]
+    fn with_approvals_an_ask_is_resolved_and_an_asked_host_intercepted() {
+        let p = policy(
+            Mode::ReadPublic,
+            vec![
+                rule(&["held.example.com"], &[], &[], Outcome::Ask),
+                rule(&["api.example.com"], &["POST"], &["/v1/**"], Outcome::Allow),
+                rule(&["*.example.com"], &["POST"], &[], Outcome::Allow),
+                rule(&["all.example.org"], &[], &[], Outcome::Allow),
+            ],
+        );
+        let host = parse_host("held.example.com").expect("host");
+        let req = EgressRequest {
+            method: "POST",
+            scheme: Scheme::Https,
+            host: &host,
+            port: 443,
+            path: "/x",
+            addrs: &[],
+            run: None,
+            userinfo: false,
+        };
+        // Without an approver: refused on the name, no DNS.
+        assert!(matches!(
+            p.decide_unresolved(&req),
+            Unresolved::Decided(d) if d == Decision::ask(Reason::ApprovalRequired)
+        ));
+        assert_eq!(
+            connect(&p, "held.example.com"),
+            ConnectDecision::Deny(Decision::ask(Reason::ApprovalRequired))
+        );
+        let p = p.with_approvals(true);
+        assert!(p.approvals());
+        let Unresolved::Resolve(pending) = p.decide_unresolved(&req) else {
+            panic!("an ask must be resolved when an approver is on the path");
+        };
+        assert_eq!(
+            pending.decide_resolved(PUBLIC),
+            Decision::ask(Reason::ApprovalRequired)
+        );
+        // The SSRF guard still refuses.
+        assert_eq!(
+            decide(
+                &p,
+                "POST",
+                Scheme::Https,
+                "held.example.com",
+                "/",
+                &["10.0.0.1".parse().expect("ip")]
+            ),
+            Decision::deny(Reason::PrivateAddress)
+        );
+        assert_eq!(connect(&p, "held.example.com"), ConnectDecision::Intercept);
+        assert_eq!(
+            decide(&p, "POST", Scheme::Http, "held.example.com", "/", PUBLIC),
+            Decision::deny(Reason::WriteRequiresHttps)
+        );
+
+        let explicit = |m: &str, h: &str, path: &str| {
+            let host = parse_host(h).expect("host");
+            p.explicitly_allows_write(&EgressRequest {
+                method: m,
+                scheme: Scheme::Https,
+                host: &host,
+                port: 443,
+                path,
+                addrs: &[],
+                run: None,
+                userinfo: false,
+            })
+        };
+        assert!(explicit("POST", "api.example.com", "/v1/send"));
+        assert!(!explicit("POST", "api.example.com", "/v2/send"), "path");
+        assert!(!explicit("PUT", "api.example.com", "/v1/send"), "method");
+        assert!(!explicit("GET", "api.example.com", "/v1/send"), "a read");
+        assert!(!explicit("POST", "other.example.com", "/"), "wildcard host");
+        assert!(!explicit("POST", "all.example.org", "/"), "every method");
     }
 
     fn connect(p: &EgressPolicy, host: &str) -> ConnectDecision {

@@ -196,30 +196,42 @@ fn lo(n: u8) -> IpAddr {
 fn start(n: u8, hooks: Vec<Arc<dyn Hook>>) -> (Running, Upstream, DnsResponder) {
     let ca = TestCa::new();
     let up = Upstream::https(lo(n), &ca, &["secure.test"]);
-    let (p, dns) = start_for(n, &ca, None, hooks);
+    let (p, dns) = start_for(n, &ca, None, hooks, false);
     (p, up, dns)
 }
 
 /// As [`start`], for an upstream already running, with credentials when
-/// `creds` is given.
+/// `creds` is given. `ask_post`: POST is asked, and the policy has an
+/// approver on the path.
 fn start_for(
     n: u8,
     ca: &TestCa,
     creds: Option<(RunId, Arc<Broker>)>,
     hooks: Vec<Arc<dyn Hook>>,
+    ask_post: bool,
 ) -> (Running, DnsResponder) {
     let dns = DnsResponder::start();
     dns.set("secure.test", DnsAnswer::Fixed(vec![lo(n)]));
+    let mut rules = vec![RuleSpec {
+        ports: (1..=u16::MAX).collect(),
+        ..RuleSpec::for_hosts(&["secure.test"], Verdict::Allow)
+    }];
+    if ask_post {
+        rules.push(RuleSpec {
+            methods: vec!["POST".into()],
+            ..RuleSpec::for_hosts(&["secure.test"], Verdict::Ask)
+        });
+    }
     let spec = PolicySpec {
         mode: Mode::DenyAll,
-        rules: vec![RuleSpec {
-            ports: (1..=u16::MAX).collect(),
-            ..RuleSpec::for_hosts(&["secure.test"], Verdict::Allow)
-        }],
+        rules,
         allow_private: vec![(lo(0), 8)],
         inspect_all: true,
     };
-    let policy = Arc::new(EgressPolicy::compile(spec).expect("policy compiles"));
+    let policy = EgressPolicy::compile(spec)
+        .expect("policy compiles")
+        .with_approvals(ask_post);
+    let policy = Arc::new(policy);
     let cfg = ProxyConfig {
         upstream_extra_ca_pem: Some(ca.cert_pem().as_bytes().to_vec()),
         resolver: ResolverSettings::NameServers(vec![dns.addr()]),
@@ -379,6 +391,63 @@ fn a_hook_refusal_answers_in_its_own_format_is_audited_and_runs_no_later_hook() 
     assert_eq!(header(&headers, "x-trace-back"), Some("a"));
 }
 
+/// A stand-in approval hook: marks `/approved` approved, passes anything
+/// else on unmarked.
+#[derive(Debug)]
+struct Approve;
+
+impl Hook for Approve {
+    fn on_request<'a>(&'a self, ctx: &'a RequestCtx, mut req: Request<HookBody>) -> OnRequest<'a> {
+        if ctx.decision.outcome == Verdict::Ask && ctx.path == "/approved" {
+            req.extensions_mut().insert(airlock_hook::Approved {
+                id: "apr_1".into(),
+                sha256: "ab".into(),
+            });
+        }
+        Box::pin(std::future::ready(Outcome::Continue(req)))
+    }
+}
+
+#[test]
+fn an_ask_is_sent_only_when_a_hook_marked_it_approved() {
+    let ca = TestCa::new();
+    let up = Upstream::https(lo(65), &ca, &["secure.test"]);
+    let (p, _dns) = start_for(65, &ca, None, vec![Arc::new(Approve)], true);
+    let url = |path: &str| format!("https://secure.test:{}{path}", up.port());
+    let (status, headers, _) = curl(&p, &["--http1.1", "-d", "x", &url("/approved")]);
+    assert_eq!(status, 200, "{headers}");
+    assert_eq!(up.hits(), 1);
+    // No hook took responsibility: refused, fail closed, and audited.
+    let (status, headers, _) = curl(&p, &["--http2", "-d", "x", &url("/unmarked")]);
+    assert_eq!(status, 403, "{headers}");
+    assert_eq!(
+        header(&headers, "x-airlock-reason"),
+        Some("approval_required")
+    );
+    assert_eq!(up.hits(), 1, "nothing more went upstream");
+    let events = p.sink.events();
+    let asked: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "egress.request")
+        .map(|e| (e.decision, e.reason))
+        .collect();
+    assert_eq!(
+        asked,
+        vec![
+            (Some(Verdict::Ask), Reason::ApprovalRequired),
+            (Some(Verdict::Ask), Reason::ApprovalRequired)
+        ]
+    );
+    let failure = events
+        .iter()
+        .find(|e| e.action == "egress.hook")
+        .expect("audited");
+    assert_eq!(failure.reason, Reason::ApprovalRequired);
+    // Reads are not asked.
+    let (status, _, _) = curl(&p, &["--http1.1", &url("/read")]);
+    assert_eq!(status, 200);
+}
+
 #[test]
 fn a_hook_cannot_change_where_a_request_goes() {
     let (p, up, _dns) = start(63, vec![Arc::new(Redirect)]);
@@ -415,7 +484,7 @@ fn no_other_hook_sees_a_real_credential_value() {
         .expect("run");
     let handle = minted[0].handle.expose().clone();
     let spy = Arc::new(Spy::default());
-    let (p, _dns) = start_for(64, &ca, Some((run, broker)), vec![spy.clone()]);
+    let (p, _dns) = start_for(64, &ca, Some((run, broker)), vec![spy.clone()], false);
     let url = format!("https://secure.test:{}/v1/me", up.port());
     let auth = format!("Authorization: Bearer {handle}");
     let (status, headers, body) = curl(&p, &["--http1.1", "-H", &auth, &url]);

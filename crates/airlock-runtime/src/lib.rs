@@ -33,6 +33,7 @@
 //! terminal prompt for a passphrase is the front end's: callers pass it in.
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod audit;
 mod error;
 pub mod gateway;

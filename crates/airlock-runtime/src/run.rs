@@ -12,6 +12,7 @@
 //! ([`Ended`]). Every refusal is recorded as `sandbox.refused`.
 
 use crate::audit::{self, Auditor};
+use crate::settings::approvals::ApprovalsSettings;
 use crate::settings::gateway::GatewaySettings;
 pub use crate::supervise::EndedBy;
 use crate::supervise::{self, Notice, Out, SuperviseParts};
@@ -113,6 +114,10 @@ pub struct RunSpec {
     /// through the gateway engine (redaction, budgets, idempotency) ahead
     /// of every other hook. `None`: no gateway on this run's path.
     pub gateway: Option<GatewaySettings>,
+    /// Approvals: how long proposals live and wait, the agent's autonomy,
+    /// the lethal-trifecta guard's labels. Every run's proxy gets the
+    /// approvals hook (just before the credentials hook).
+    pub approvals: ApprovalsSettings,
     /// The program the sandbox re-executes as its init: one that calls
     /// `airlock_sandbox::init_entry()` first thing (the `airlock` binary).
     pub init_exe: PathBuf,
@@ -463,11 +468,24 @@ impl Run {
                 spec.hooks.insert(0, h);
             }
         }
+        // Approvals: an `ask` is held for a reviewer, and the autonomy and
+        // lethal-trifecta checks run on every request, just before the
+        // credentials hook (the reviewer sees handles, never values).
+        let services = crate::approvals::for_home(home, auditor.sink(), &spec.approvals)
+            .map_err(|e| refuse("approvals", e.chain()))?;
+        let policy = Arc::new(policy.with_approvals(true));
+        let guard = crate::approvals::egress_guard(
+            &services,
+            policy.clone(),
+            auditor.sink(),
+            &spec.approvals,
+            &ctx,
+        );
+        spec.hooks.push(Arc::new(guard));
         // A hook must see every request it may act on: no blind tunnels.
         if !spec.hooks.is_empty() {
             spec.proxy.intercept_all = true;
         }
-        let policy = Arc::new(policy);
         let (mut proxy, scrubber) = match &creds {
             None => (
                 Proxy::new(

@@ -22,11 +22,13 @@
 //! honest mistakes fail loudly and opens the file read-only when asked.
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod gateway;
 mod limited;
 mod secrets;
 mod sqlite;
 
+pub use approvals::{ApprovalRow, ApprovalState, NewApproval, TaintRow};
 pub use gateway::{
     BudgetRow, BudgetUsage, CallBegin, CallEnd, CallScopes, KeyRow, NewCall, StoredResponse,
 };
@@ -140,6 +142,13 @@ pub enum StoreError {
     /// A read snapshot could not be started or ended.
     #[error("{}: cannot {what} a read snapshot: {source}", path.display())]
     Snapshot {
+        path: PathBuf,
+        what: &'static str,
+        source: DbError,
+    },
+    /// An approvals or run-taint query failed.
+    #[error("{}: approvals {what} failed: {source}", path.display())]
+    Approvals {
         path: PathBuf,
         what: &'static str,
         source: DbError,

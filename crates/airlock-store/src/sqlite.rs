@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "gateway_leases",
         sql: include_str!("sqlite/0004_gateway_leases.sql"),
     },
+    Migration {
+        version: 5,
+        name: "approvals",
+        sql: include_str!("sqlite/0005_approvals.sql"),
+    },
 ];
 
 /// How long a connection waits for another connection's write lock before
@@ -647,7 +652,8 @@ mod tests {
                 ("sqlite".to_owned(), 1),
                 ("sqlite".to_owned(), 2),
                 ("sqlite".to_owned(), 3),
-                ("sqlite".to_owned(), 4)
+                ("sqlite".to_owned(), 4),
+                ("sqlite".to_owned(), 5)
             ]
         );
         let mode: String = s

@@ -55,6 +55,9 @@ pub enum Command {
     /// The LLM gateway's spending limits.
     #[command(subcommand)]
     Budget(cmd::budget::BudgetCmd),
+    /// Review calls held for approval: approve one by the SHA-256 of exactly what it will do.
+    #[command(subcommand)]
+    Approvals(airlock_runtime::approvals::Command),
     /// Show every layer working, offline: a local upstream, a secret, an agent run, the audit trail.
     Demo(cmd::demo::DemoArgs),
     /// Print version and build information.
@@ -80,6 +83,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Keys(c) => cmd::keys::run(&ctx, c),
         Command::Gateway(a) => cmd::gateway::run(&ctx, a),
         Command::Budget(c) => cmd::budget::run(&ctx, c),
+        Command::Approvals(c) => cmd::approvals::run(&ctx, c),
         Command::Demo(a) => cmd::demo::run(&ctx, a),
         Command::Version(a) => cmd::version::run(&ctx, a),
     }

@@ -20,7 +20,7 @@ fn layer(name: &str) -> Option<u8> {
         // The broker needs no storage; the vault (2) builds its grants.
         "airlock-policy" | "airlock-scrub" | "airlock-store" | "airlock-broker"
         | "airlock-hook" => 1,
-        "airlock-audit" | "airlock-vault" => 2,
+        "airlock-audit" | "airlock-vault" | "airlock-approval" => 2,
         "airlock-sandbox" | "airlock-proxy" | "airlock-gateway" => 3,
         // Runs a run over the boundaries; every front end uses it.
         "airlock-runtime" => 4,

@@ -99,6 +99,7 @@ fn spec(one: &One, policy: &str, cwd: &Path) -> RunSpec {
         sandbox: SandboxSettings::default(),
         audit: audit_settings(),
         hooks: Vec::new(),
+        approvals: Default::default(),
         gateway: None,
         init_exe: PathBuf::from(BIN),
     }

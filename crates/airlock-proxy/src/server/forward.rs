@@ -101,7 +101,10 @@ impl Inner {
             &rid,
             &details,
         );
-        if !decision.is_allow() {
+        // An `ask` goes on to the hooks only when an approver is on the
+        // path; it is sent only if a hook marks it approved (below).
+        let held = decision.outcome == airlock_types::Outcome::Ask && self.policy.approvals();
+        if !decision.is_allow() && (!held || self.hooks.is_empty()) {
             return refuse_with_body(req.into_body(), respond::denied(decision));
         }
         let Some(addrs) = addrs else {
@@ -173,7 +176,8 @@ impl Inner {
             let ctx = match &self.context {
                 Some(c) => ctx.with_context(c.clone()),
                 None => ctx,
-            };
+            }
+            .with_decision(decision);
             let Ok(uri) = path_and_query.parse::<Uri>() else {
                 return respond::error(StatusCode::BAD_REQUEST, Reason::MalformedRequest);
             };
@@ -184,6 +188,10 @@ impl Inner {
             {
                 Ok(req) => (parts, body) = req.into_parts(),
                 Err(answer) => return answer,
+            }
+            if held && parts.extensions.get::<airlock_hook::Approved>().is_none() {
+                // Fail closed: no hook had exactly this request approved.
+                return self.unapproved(&res, &rid, body);
             }
             if let Some(pq) = parts.uri.path_and_query() {
                 path_and_query = pq.as_str().to_owned();

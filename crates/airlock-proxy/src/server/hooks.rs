@@ -8,7 +8,7 @@ use super::forward::refuse_with_body;
 use crate::body::ProxyBody;
 use crate::respond;
 use airlock_hook::{Outcome, Refusal, RequestCtx};
-use airlock_types::{Decision, Reason};
+use airlock_types::{Decision, Reason, RequestId};
 use http::{Request, Response};
 
 impl Inner {
@@ -43,6 +43,27 @@ impl Inner {
             }
         }
         Ok(req)
+    }
+
+    /// A held (`ask`) request that no hook marked approved: refused
+    /// (`approval_required`) and recorded, fail closed.
+    pub(super) fn unapproved(
+        &self,
+        res: &str,
+        rid: &RequestId,
+        body: ProxyBody,
+    ) -> Response<ProxyBody> {
+        self.record_failure(
+            airlock_types::Action::EgressHook,
+            res,
+            Reason::ApprovalRequired,
+            rid,
+            "no hook had the held request approved".to_owned(),
+        );
+        refuse_with_body(
+            body,
+            respond::denied(Decision::ask(Reason::ApprovalRequired)),
+        )
     }
 
     /// Record a hook's refusal, then answer it.

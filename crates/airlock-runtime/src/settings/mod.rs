@@ -5,6 +5,7 @@
 //! configuration file and an API body report alike. The raw types derive
 //! `JsonSchema` behind the `schema` feature, for the configuration schema.
 
+pub mod approvals;
 pub mod audit;
 pub mod gateway;
 pub mod proxy;

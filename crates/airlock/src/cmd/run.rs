@@ -134,6 +134,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         audit: cfg.audit.clone(),
         hooks: Vec::new(),
         gateway: Some(cfg.gateway.clone()),
+        approvals: cfg.approvals.clone(),
         init_exe: PathBuf::from("/proc/self/exe"),
     };
     let prepared = Run::prepare(ctx, spec, &crate::master_key::prompt)?;

@@ -9,7 +9,7 @@ mod policy;
 mod proxy;
 mod source;
 
-use airlock_runtime::settings::{audit, gateway, sandbox};
+use airlock_runtime::settings::{approvals, audit, gateway, sandbox};
 pub use airlock_runtime::{AuditSettings, SandboxSettings};
 pub use gateway::GatewaySettings;
 pub use policy::{PolicySettings, load_file as load_policy_file};
@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// The LLM gateway: providers, limits, prices.
     #[serde(default)]
     pub gateway: gateway::RawGateway,
+    /// Approvals: lifetimes, each agent's autonomy, the lethal-trifecta guard.
+    #[serde(default)]
+    pub approvals: approvals::RawApprovals,
 }
 
 /// The validated configuration.
@@ -52,6 +55,7 @@ pub struct Config {
     pub proxy: ProxySettings,
     pub sandbox: SandboxSettings,
     pub gateway: GatewaySettings,
+    pub approvals: approvals::ApprovalsSettings,
 }
 
 impl Config {
@@ -84,6 +88,7 @@ fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
         },
         sandbox: sandbox::validate(&raw.sandbox, &src.located())?,
         gateway: gateway::validate(&raw.gateway, &src.located())?,
+        approvals: approvals::validate(&raw.approvals, &src.located())?,
     })
 }
 
