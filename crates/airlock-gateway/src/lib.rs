@@ -43,7 +43,9 @@ mod redact;
 mod restore;
 mod server;
 
-pub use engine::{Caller, Gateway, GatewayConfig, GatewayError, Provider};
+pub use engine::{
+    Caller, Gateway, GatewayConfig, GatewayError, Guardrails, Privacy, Provider, StepLimit,
+};
 pub use hook::GatewayHook;
 pub use keys::{KEY_PREFIX, create_key, key_hash, verify_key};
 pub use price::{Price, PriceError, PriceTable};
