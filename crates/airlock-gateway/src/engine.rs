@@ -171,7 +171,6 @@ pub enum GatewayError {
     Purge(#[from] airlock_store::StoreError),
 }
 
-
 pub(crate) struct Inner {
     pub cfg: GatewayConfig,
     scrubber: Scrubber,
@@ -387,7 +386,11 @@ impl Gateway {
             return Ok(());
         }
         let Ok(mut m) = self.inner.meters.lock() else {
-            return Err((Reason::CheckFailed, "detail", "run meter unavailable".into()));
+            return Err((
+                Reason::CheckFailed,
+                "detail",
+                "run meter unavailable".into(),
+            ));
         };
         let e = m.entry(key.to_string()).or_default();
         if let Some(cap) = eff.max_tokens_per_run
@@ -398,7 +401,11 @@ impl Gateway {
         if let Some(cap) = eff.max_cost_per_run_micros
             && e.micros.saturating_add(micros) > cap
         {
-            return Err((Reason::BudgetExceeded, "max_cost_per_run_micros", cap.into()));
+            return Err((
+                Reason::BudgetExceeded,
+                "max_cost_per_run_micros",
+                cap.into(),
+            ));
         }
         e.tokens += tokens;
         e.micros += micros;
@@ -467,7 +474,12 @@ impl Gateway {
         let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(&b[1..1 + N]).ok()?;
         let mut body = b[1 + N..].to_vec();
         let aad = aws_lc_rs::aead::Aad::from(idem_key.as_bytes());
-        let len = self.inner.seal.open_in_place(nonce, aad, &mut body).ok()?.len();
+        let len = self
+            .inner
+            .seal
+            .open_in_place(nonce, aad, &mut body)
+            .ok()?
+            .len();
         body.truncate(len);
         Some(StoredResponse {
             status: r.status,

@@ -812,20 +812,33 @@ mod tests {
         let mut ev = Vec::new();
         match format {
             Format::OpenAiChat => {
-                let chunk = |d: Value, f: Value| format!("data: {}\n\n", json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": d, "finish_reason": f}]}));
-                ev.push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+                let chunk = |d: Value, f: Value| {
+                    format!(
+                        "data: {}\n\n",
+                        json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": d, "finish_reason": f}]})
+                    )
+                };
+                ev.push(chunk(
+                    json!({"role": "assistant", "content": ""}),
+                    Value::Null,
+                ));
                 for p in pieces(text, n) {
                     ev.push(chunk(json!({"content": p}), Value::Null));
                 }
                 ev.push(chunk(json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}), Value::Null));
                 for p in pieces(args, n) {
-                    ev.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}), Value::Null));
+                    ev.push(chunk(
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}),
+                        Value::Null,
+                    ));
                 }
                 ev.push(chunk(json!({}), json!("tool_calls")));
                 ev.push("data: [DONE]\n\n".into());
             }
             Format::OpenAiResponses => {
-                let e = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""));
+                let e = |v: Value| {
+                    format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""))
+                };
                 for p in pieces(text, n) {
                     ev.push(e(json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": p})));
                 }
@@ -836,7 +849,9 @@ mod tests {
                 ev.push(e(json!({"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 1, "arguments": args})));
             }
             Format::Anthropic => {
-                let e = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""));
+                let e = |v: Value| {
+                    format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""))
+                };
                 ev.push(e(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
                 for p in pieces(text, n) {
                     ev.push(e(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}})));
@@ -860,14 +875,21 @@ mod tests {
         assert_eq!(r.echo.scan(&token).len(), 1, "a token the scrubber finds");
         let text = format!("the key is {SPACED}, token {token} ok");
         let args = json!({"k": SPACED}).to_string();
-        for format in [Format::OpenAiChat, Format::OpenAiResponses, Format::Anthropic] {
+        for format in [
+            Format::OpenAiChat,
+            Format::OpenAiResponses,
+            Format::Anthropic,
+        ] {
             for n in [1, 2, 3, 7] {
                 let out = stream(&r, format, &shaped(format, &text, &args, n), 11);
                 assert!(!out.contains(SPACED), "{format:?}/{n}: {out}");
                 assert!(!out.contains(&token), "{format:?}/{n}: token leaked");
                 let (t, a) = deltas(format, &out);
                 assert!(t.starts_with("the key is ") && t.ends_with(" ok"), "{t}");
-                assert!(!t.contains("horse") && !t.contains("0123456789abcdefghij"), "{t}");
+                assert!(
+                    !t.contains("horse") && !t.contains("0123456789abcdefghij"),
+                    "{t}"
+                );
                 let a: Value = serde_json::from_str(&a).expect("arguments stay JSON");
                 assert!(!a["k"].as_str().unwrap_or("").contains("horse"), "{a}");
             }
@@ -881,9 +903,18 @@ mod tests {
         assert!(ph.starts_with('[') && !ph.contains('"'), "{ph}");
         let args = format!("{{\"v\":\"{ph}\",\"w\":\"x {ph} y\"}}");
         let want = json!({"v": AWKWARD, "w": format!("x {AWKWARD} y")});
-        for format in [Format::OpenAiChat, Format::OpenAiResponses, Format::Anthropic] {
+        for format in [
+            Format::OpenAiChat,
+            Format::OpenAiResponses,
+            Format::Anthropic,
+        ] {
             for n in [1, 3, 5, 100] {
-                let out = stream(&r, format, &shaped(format, &format!("say {ph}"), &args, n), 7);
+                let out = stream(
+                    &r,
+                    format,
+                    &shaped(format, &format!("say {ph}"), &args, n),
+                    7,
+                );
                 let (t, a) = deltas(format, &out);
                 assert_eq!(t, format!("say {AWKWARD}"), "{format:?}/{n}");
                 let got: Value = serde_json::from_str(&a).expect("valid JSON arguments");
@@ -896,7 +927,10 @@ mod tests {
         let (out, _) = r.body(body.to_string().as_bytes()).expect("restore");
         let v: Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["choices"][0]["message"]["content"], AWKWARD);
-        for a in [&v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], &v["output"][0]["arguments"]] {
+        for a in [
+            &v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            &v["output"][0]["arguments"],
+        ] {
             let got: Value = serde_json::from_str(a.as_str().expect("string")).expect("valid JSON");
             assert_eq!(got, want);
         }

@@ -331,7 +331,14 @@ async fn provider_echoed_secrets_are_masked_in_streams_and_restored_arguments_st
     let base = format!("http://{}", e.addr);
     let reversed: String = SECRET.chars().rev().collect();
     let out = tokio::process::Command::new(python)
-        .args([script, &format!("{base}/v1"), &base, &e.key, &reversed, AWKWARD])
+        .args([
+            script,
+            &format!("{base}/v1"),
+            &base,
+            &e.key,
+            &reversed,
+            AWKWARD,
+        ])
         .output()
         .await
         .expect("python runs");
@@ -349,8 +356,14 @@ async fn provider_echoed_secrets_are_masked_in_streams_and_restored_arguments_st
     ] {
         let seen = v[k].as_str().unwrap_or("");
         assert!(seen.starts_with("echo: "), "{k}: {seen}");
-        assert!(!seen.contains(SECRET), "{k}: the provider's echo reached the client");
-        assert!(!seen.contains("registered-secret"), "{k}: part of it did: {seen}");
+        assert!(
+            !seen.contains(SECRET),
+            "{k}: the provider's echo reached the client"
+        );
+        assert!(
+            !seen.contains("registered-secret"),
+            "{k}: part of it did: {seen}"
+        );
     }
     assert_eq!(v["args"], json!({"echo": format!("echo: value {AWKWARD}")}));
     assert_eq!(
@@ -360,7 +373,10 @@ async fn provider_echoed_secrets_are_masked_in_streams_and_restored_arguments_st
     // The provider saw placeholders only.
     for r in e.upstream.received() {
         let body = String::from_utf8_lossy(&r.body);
-        assert!(!body.contains("pa\\\"ss"), "the awkward secret reached the provider");
+        assert!(
+            !body.contains("pa\\\"ss"),
+            "the awkward secret reached the provider"
+        );
     }
 }
 
@@ -743,17 +759,42 @@ async fn guardrails_from_config_refuse_before_the_provider_in_its_own_shape_and_
     let v: Value = serde_json::from_slice(&b).expect("json");
     assert_eq!(v["type"], "error", "{v}");
     // A model the agent may not call.
-    let (st, reason, _) = post(e.addr, &k, "/v1/chat/completions", chat("gpt-4o", "hi", Some(10))).await;
+    let (st, reason, _) = post(
+        e.addr,
+        &k,
+        "/v1/chat/completions",
+        chat("gpt-4o", "hi", Some(10)),
+    )
+    .await;
     assert_eq!((st, reason.as_str()), (403, "model_not_allowed"));
-    assert!(e.upstream.received().is_empty(), "nothing reached the provider");
+    assert!(
+        e.upstream.received().is_empty(),
+        "nothing reached the provider"
+    );
     // Per-run tokens: the first call reserves ~650 of 1000 and (with no
     // usage reported) settles there; the second would go over.
     let long = "x".repeat(600);
-    let (st, _, _) = post(e.addr, &k, "/v1/chat/completions", chat("no-usage-gpt", &long, Some(50))).await;
+    let (st, _, _) = post(
+        e.addr,
+        &k,
+        "/v1/chat/completions",
+        chat("no-usage-gpt", &long, Some(50)),
+    )
+    .await;
     assert_eq!(st, 200);
-    let (st, reason, _) = post(e.addr, &k, "/v1/chat/completions", chat("no-usage-gpt", &format!("{long}!"), Some(50))).await;
+    let (st, reason, _) = post(
+        e.addr,
+        &k,
+        "/v1/chat/completions",
+        chat("no-usage-gpt", &format!("{long}!"), Some(50)),
+    )
+    .await;
     assert_eq!((st, reason.as_str()), (429, "token_limit_exceeded"));
-    assert_eq!(e.upstream.received().len(), 1, "the refused call never left");
+    assert_eq!(
+        e.upstream.received().len(),
+        1,
+        "the refused call never left"
+    );
     assert_eq!(refusals(&e, "token_limit_exceeded"), 4);
     assert_eq!(refusals(&e, "model_not_allowed"), 1);
     let run = e
@@ -794,9 +835,21 @@ async fn clamp_lowers_the_output_limit_and_a_run_cost_cap_counts_reservations() 
         cfg.guardrails.max_cost_per_run_micros = Some(1500);
     })
     .await;
-    let (st, _, _) = post(e.addr, &e.key, "/v1/chat/completions", chat("no-usage-gpt", "a", None)).await;
+    let (st, _, _) = post(
+        e.addr,
+        &e.key,
+        "/v1/chat/completions",
+        chat("no-usage-gpt", "a", None),
+    )
+    .await;
     assert_eq!(st, 200);
-    let (st, reason, _) = post(e.addr, &e.key, "/v1/chat/completions", chat("no-usage-gpt", "b", None)).await;
+    let (st, reason, _) = post(
+        e.addr,
+        &e.key,
+        "/v1/chat/completions",
+        chat("no-usage-gpt", "b", None),
+    )
+    .await;
     assert_eq!((st, reason.as_str()), (429, "budget_exceeded"));
     assert_eq!(e.upstream.received().len(), 1);
     let c = e
