@@ -23,6 +23,7 @@ async fn gateway(up: &LlmUpstream, pii: bool, dir: &std::path::Path) -> (String,
         kind: ProviderKind::OpenAi,
         base_url: up.url().parse().expect("url"),
         secret: None,
+        privacy: Default::default(),
     };
     let mut cfg = GatewayConfig::new(tenant, vec![p]);
     cfg.redact_pii = pii;

@@ -33,6 +33,61 @@ pub struct Provider {
     /// The real API key, injected by the listener (the hook leaves
     /// injection to the credential hook).
     pub secret: Option<Arc<Secret<String>>>,
+    /// What the gateway may keep of this provider's calls (the strictest
+    /// of the gateway's, the provider's and the agent's applies).
+    pub privacy: Privacy,
+}
+
+/// What the gateway keeps of a call's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Privacy {
+    /// The provider's (redacted) answer is kept, encrypted, for replaying
+    /// a retry, until the retention period ends.
+    #[default]
+    Standard,
+    /// No content at all is kept: a retry of a completed call is refused
+    /// (`idempotency_conflict`) rather than sent again.
+    Strict,
+}
+
+impl Privacy {
+    /// `standard` or `strict`.
+    pub fn parse(s: &str) -> Option<Privacy> {
+        match s {
+            "standard" => Some(Privacy::Standard),
+            "strict" => Some(Privacy::Strict),
+            _ => None,
+        }
+    }
+}
+
+/// What `max_tokens_per_step` does to a call over it (or without a limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StepLimit {
+    /// Refuse it (`token_limit_exceeded`).
+    #[default]
+    Deny,
+    /// Lower its output limit to the cap (and set one when it has none).
+    Clamp,
+}
+
+/// Limits on what an agent's calls may ask for. In
+/// [`GatewayConfig::agents`], a field that is `None` falls back to
+/// [`GatewayConfig::guardrails`].
+#[derive(Debug, Clone, Default)]
+pub struct Guardrails {
+    /// Largest output limit one call may ask for.
+    pub max_tokens_per_step: Option<u64>,
+    /// What happens over `max_tokens_per_step`.
+    pub step_limit: Option<StepLimit>,
+    /// Tokens (input bound + output limit reserved, then usage) one run may use.
+    pub max_tokens_per_run: Option<u64>,
+    /// Micro-USD one run may spend (reserved, then settled).
+    pub max_cost_per_run_micros: Option<i64>,
+    /// Models the agent may call (`None`: any priced model).
+    pub allowed_models: Option<Vec<String>>,
+    /// What may be kept of its calls.
+    pub privacy: Option<Privacy>,
 }
 
 impl Provider {
@@ -58,6 +113,15 @@ pub struct GatewayConfig {
     /// How long a call's derived idempotency key (same body, same run)
     /// counts a repeat as a retry.
     pub replay_window: Duration,
+    /// Guardrails for every agent.
+    pub guardrails: Guardrails,
+    /// Per-agent guardrails (by agent name), over `guardrails`.
+    pub agents: HashMap<String, Guardrails>,
+    /// What may be kept of calls (strictest of this, the provider's and
+    /// the agent's).
+    pub privacy: Privacy,
+    /// How long a stored answer is kept for replay.
+    pub replay_retention: Duration,
 }
 
 impl GatewayConfig {
@@ -70,6 +134,10 @@ impl GatewayConfig {
             max_body_bytes: 4 << 20,
             redact_pii: true,
             replay_window: Duration::from_secs(600),
+            guardrails: Guardrails::default(),
+            agents: HashMap::new(),
+            privacy: Privacy::Standard,
+            replay_retention: Duration::from_secs(86_400),
         }
     }
 }
@@ -95,6 +163,12 @@ pub enum GatewayError {
     /// The scrubber could not be built (a bad registered secret).
     #[error("gateway scrubber: {0}")]
     Scrubber(#[from] airlock_scrub::ScrubError),
+    /// The key that seals stored answers could not be made.
+    #[error("gateway: cannot make the key that seals stored answers")]
+    Seal,
+    /// Expired stored answers could not be purged.
+    #[error("gateway: purging expired answers: {0}")]
+    Purge(#[from] airlock_store::StoreError),
 }
 
 pub(crate) struct Inner {
@@ -104,6 +178,34 @@ pub(crate) struct Inner {
     pub store: Arc<Mutex<SqliteStore>>,
     sink: Arc<dyn EventSink>,
     sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+    /// Per run (session key): tokens and micro-USD reserved or settled.
+    meters: Mutex<HashMap<String, Meter>>,
+    /// The key stored answers are sealed with: random per process, so
+    /// what one process stored is unreadable once it is gone.
+    seal: aws_lc_rs::aead::LessSafeKey,
+    /// When stored answers were last purged (microseconds).
+    purged: std::sync::atomic::AtomicI64,
+}
+
+/// What one run has used against its caps.
+#[derive(Debug, Default, Clone, Copy)]
+struct Meter {
+    tokens: u64,
+    micros: i64,
+}
+
+/// How often settlements purge expired answers (microseconds).
+const PURGE_EVERY: i64 = 60_000_000;
+
+/// The guardrails that apply to one caller.
+#[derive(Debug, Clone, Default)]
+struct Effective {
+    max_tokens_per_step: Option<u64>,
+    step_limit: StepLimit,
+    max_tokens_per_run: Option<u64>,
+    max_cost_per_run_micros: Option<i64>,
+    allowed_models: Option<Vec<String>>,
+    privacy: Privacy,
 }
 
 /// The gateway engine. Cheap to clone.
@@ -139,6 +241,11 @@ pub(crate) struct Call {
     request: Option<RequestId>,
     retry: bool,
     est_input: u64,
+    /// The run's meter key and what this call holds on it.
+    meter: String,
+    meter_tokens: u64,
+    meter_micros: i64,
+    privacy: Privacy,
 }
 
 /// What `prepare` made of a request.
@@ -190,6 +297,15 @@ impl Gateway {
             b = b.known_secret(name, v);
             e = e.known_secret(name, v);
         }
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).map_err(|_| GatewayError::Seal)?;
+        let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &key)
+            .map_err(|_| GatewayError::Seal);
+        zeroize::Zeroize::zeroize(&mut key);
+        let mut store = store;
+        let now = Timestamp::now().as_micros();
+        let before = now - i64::try_from(cfg.replay_retention.as_micros()).unwrap_or(i64::MAX);
+        store.gateway_purge_responses(before)?;
         Ok(Gateway {
             inner: Arc::new(Inner {
                 cfg,
@@ -198,6 +314,9 @@ impl Gateway {
                 store: Arc::new(Mutex::new(store)),
                 sink,
                 sessions: Mutex::new(HashMap::new()),
+                meters: Mutex::new(HashMap::new()),
+                seal: aws_lc_rs::aead::LessSafeKey::new(unbound?),
+                purged: std::sync::atomic::AtomicI64::new(now),
             }),
         })
     }
@@ -215,21 +334,180 @@ impl Gateway {
     }
 
     fn session(&self, caller: &Caller) -> Option<Arc<Mutex<Session>>> {
-        let key = format!(
-            "{}\0{}",
-            caller.agent,
-            caller
-                .run
-                .as_deref()
-                .or(caller.key.as_deref())
-                .unwrap_or("")
-        );
+        let key = run_key(caller);
         let mut m = self.inner.sessions.lock().ok()?;
         Some(
             m.entry(key)
                 .or_insert_with(|| Arc::new(Mutex::new(self.inner.scrubber.session())))
                 .clone(),
         )
+    }
+
+    /// The guardrails and privacy level that apply to `caller` calling
+    /// `provider`.
+    fn effective(&self, caller: &Caller, provider: &Provider) -> Effective {
+        let cfg = &self.inner.cfg;
+        let d = &cfg.guardrails;
+        let a = cfg.agents.get(&caller.agent);
+        let pick = |f: fn(&Guardrails) -> Option<u64>| a.and_then(f).or_else(|| f(d));
+        Effective {
+            max_tokens_per_step: pick(|g| g.max_tokens_per_step),
+            step_limit: a
+                .and_then(|g| g.step_limit)
+                .or(d.step_limit)
+                .unwrap_or_default(),
+            max_tokens_per_run: pick(|g| g.max_tokens_per_run),
+            max_cost_per_run_micros: a
+                .and_then(|g| g.max_cost_per_run_micros)
+                .or(d.max_cost_per_run_micros),
+            allowed_models: caller
+                .allowed_models
+                .clone()
+                .or_else(|| a.and_then(|g| g.allowed_models.clone()))
+                .or_else(|| d.allowed_models.clone()),
+            privacy: cfg
+                .privacy
+                .max(provider.privacy)
+                .max(a.and_then(|g| g.privacy).unwrap_or_default())
+                .max(d.privacy.unwrap_or_default()),
+        }
+    }
+
+    /// Reserve `tokens` and `micros` on the run's meter, or say which cap
+    /// it would go over.
+    fn meter_reserve(
+        &self,
+        key: &str,
+        eff: &Effective,
+        tokens: u64,
+        micros: i64,
+    ) -> Result<(), (Reason, &'static str, Value)> {
+        if eff.max_tokens_per_run.is_none() && eff.max_cost_per_run_micros.is_none() {
+            return Ok(());
+        }
+        let Ok(mut m) = self.inner.meters.lock() else {
+            return Err((
+                Reason::CheckFailed,
+                "detail",
+                "run meter unavailable".into(),
+            ));
+        };
+        let e = m.entry(key.to_string()).or_default();
+        if let Some(cap) = eff.max_tokens_per_run
+            && e.tokens.saturating_add(tokens) > cap
+        {
+            return Err((Reason::TokenLimitExceeded, "max_tokens_per_run", cap.into()));
+        }
+        if let Some(cap) = eff.max_cost_per_run_micros
+            && e.micros.saturating_add(micros) > cap
+        {
+            return Err((
+                Reason::BudgetExceeded,
+                "max_cost_per_run_micros",
+                cap.into(),
+            ));
+        }
+        e.tokens += tokens;
+        e.micros += micros;
+        Ok(())
+    }
+
+    /// Replace what a call holds on its run's meter by what it used.
+    fn meter_settle(&self, key: &str, held: (u64, i64), used: (u64, i64)) {
+        if held == (0, 0) && used == (0, 0) {
+            return;
+        }
+        if let Ok(mut m) = self.inner.meters.lock()
+            && let Some(e) = m.get_mut(key)
+        {
+            e.tokens = e.tokens.saturating_sub(held.0).saturating_add(used.0);
+            e.micros = e.micros.saturating_sub(held.1).saturating_add(used.1);
+        }
+    }
+
+    /// What is stored for replay: under `strict`, nothing; else the
+    /// answer sealed with AES-256-GCM under this process's key, bound to
+    /// the call's idempotency key. Format: `1 || nonce || ciphertext+tag`.
+    fn seal_stored(&self, call: &Call, r: StoredResponse) -> StoredResponse {
+        let none = StoredResponse {
+            status: r.status,
+            content_type: String::new(),
+            body: Vec::new(),
+        };
+        if call.privacy == Privacy::Strict {
+            return none;
+        }
+        let mut nonce = [0u8; aws_lc_rs::aead::NONCE_LEN];
+        if aws_lc_rs::rand::fill(&mut nonce).is_err() {
+            return none;
+        }
+        let mut body = r.body;
+        let aad = aws_lc_rs::aead::Aad::from(call.idem_key.as_bytes());
+        let n = aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce);
+        if self
+            .inner
+            .seal
+            .seal_in_place_append_tag(n, aad, &mut body)
+            .is_err()
+        {
+            return none;
+        }
+        let mut out = Vec::with_capacity(1 + nonce.len() + body.len());
+        out.push(1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        StoredResponse {
+            status: r.status,
+            content_type: r.content_type,
+            body: out,
+        }
+    }
+
+    /// Open a stored answer; `None` when none was kept (strict privacy,
+    /// purged, or sealed by another process).
+    fn open_stored(&self, idem_key: &str, r: StoredResponse) -> Option<StoredResponse> {
+        const N: usize = aws_lc_rs::aead::NONCE_LEN;
+        let b = r.body;
+        if b.len() < 1 + N || b[0] != 1 {
+            return None;
+        }
+        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(&b[1..1 + N]).ok()?;
+        let mut body = b[1 + N..].to_vec();
+        let aad = aws_lc_rs::aead::Aad::from(idem_key.as_bytes());
+        let len = self
+            .inner
+            .seal
+            .open_in_place(nonce, aad, &mut body)
+            .ok()?
+            .len();
+        body.truncate(len);
+        Some(StoredResponse {
+            status: r.status,
+            content_type: r.content_type,
+            body,
+        })
+    }
+
+    /// Purge expired stored answers, at most once per [`PURGE_EVERY`].
+    fn maybe_purge(&self) {
+        use std::sync::atomic::Ordering;
+        let now = Timestamp::now().as_micros();
+        let last = self.inner.purged.load(Ordering::Relaxed);
+        if now - last < PURGE_EVERY
+            || self
+                .inner
+                .purged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let keep = i64::try_from(self.inner.cfg.replay_retention.as_micros()).unwrap_or(i64::MAX);
+        if let Ok(mut s) = self.inner.store.lock()
+            && let Err(e) = s.gateway_purge_responses(now.saturating_sub(keep))
+        {
+            tracing::warn!(error = %e, "gateway could not purge expired answers");
+        }
     }
 
     fn event(
@@ -363,6 +641,10 @@ impl Gateway {
                     request: request.cloned(),
                     retry: false,
                     est_input: 0,
+                    meter: String::new(),
+                    meter_tokens: 0,
+                    meter_micros: 0,
+                    privacy: Privacy::Strict,
                 }),
                 body: bytes,
             };
@@ -398,7 +680,8 @@ impl Gateway {
             );
         };
         let details_model = [("model", Value::from(model.clone()))];
-        if let Some(allowed) = &caller.allowed_models
+        let eff = self.effective(caller, provider);
+        if let Some(allowed) = &eff.allowed_models
             && !allowed.iter().any(|m| m == &model)
         {
             return refuse(
@@ -414,6 +697,25 @@ impl Gateway {
                 &details_model,
             );
         };
+        if let Some(cap) = eff.max_tokens_per_step
+            && endpoint.limits_output()
+        {
+            match endpoint.max_output(&v) {
+                Some(n) if n <= cap => {}
+                _ if eff.step_limit == StepLimit::Clamp => endpoint.set_max_output(&mut v, cap),
+                requested => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        Reason::TokenLimitExceeded,
+                        &[
+                            ("model", model.clone().into()),
+                            ("max_tokens_per_step", cap.into()),
+                            ("requested", requested.map_or(Value::Null, Value::from)),
+                        ],
+                    );
+                }
+            }
+        }
         let max_out = match endpoint.max_output(&v) {
             Some(n) => n,
             None if price.max_output > 0 => price.max_output,
@@ -496,6 +798,25 @@ impl Gateway {
             ),
         };
         let idem_key = format!("alk-{}", &idem_src[..32]);
+        // The run's caps, before anything is reserved in the store.
+        let meter = run_key(caller);
+        let meter_tokens = est_input.saturating_add(max_out);
+        if let Err((reason, cap, limit)) = self.meter_reserve(&meter, &eff, meter_tokens, reserve) {
+            let status = if reason == Reason::CheckFailed {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::TOO_MANY_REQUESTS
+            };
+            return refuse(
+                status,
+                reason,
+                &[
+                    ("model", model.clone().into()),
+                    ("scope", "run".into()),
+                    (cap, limit),
+                ],
+            );
+        }
         let now = Timestamp::now().as_micros();
         let scopes = CallScopes {
             team: caller.team.clone(),
@@ -534,6 +855,9 @@ impl Gateway {
                 serde_json::to_value(&walk.stats.by_type).unwrap_or_default(),
             ),
         ];
+        if !matches!(begun, Ok(Ok(CallBegin::Reserved { .. }))) {
+            self.meter_settle(&meter, (meter_tokens, reserve), (0, 0));
+        }
         let (row, retry) = match begun {
             Ok(Ok(CallBegin::Reserved { id, retry })) => (id, retry),
             Ok(Ok(CallBegin::Exceeded { scope })) => {
@@ -557,6 +881,13 @@ impl Gateway {
                 );
             }
             Ok(Ok(CallBegin::Replay(stored))) => {
+                let Some(stored) = self.open_stored(&idem_key, stored) else {
+                    details.push((
+                        "detail",
+                        "already completed; its answer is not kept (privacy or retention)".into(),
+                    ));
+                    return refuse(StatusCode::CONFLICT, Reason::IdempotencyConflict, &details);
+                };
                 let call = Call {
                     kind,
                     provider: provider.name.clone(),
@@ -574,6 +905,10 @@ impl Gateway {
                     request: request.cloned(),
                     retry: true,
                     est_input,
+                    meter: String::new(),
+                    meter_tokens: 0,
+                    meter_micros: 0,
+                    privacy: eff.privacy,
                 };
                 return Prepared::Answer(self.replay(call, stored));
             }
@@ -611,6 +946,10 @@ impl Gateway {
                 request: request.cloned(),
                 retry,
                 est_input,
+                meter,
+                meter_tokens,
+                meter_micros: reserve,
+                privacy: eff.privacy,
             }),
             body,
         }
@@ -633,6 +972,20 @@ impl Gateway {
             (CallEnd::Failed, _, _) if outcome == "upstream_error" => 0,
             (CallEnd::Failed, _, _) => call.reserved,
         };
+        let used_tokens = match (&end, usage) {
+            (CallEnd::Done(_), Some(u)) => u.input.saturating_add(u.output),
+            (CallEnd::Failed, _) if outcome == "upstream_error" => 0,
+            _ => call.meter_tokens,
+        };
+        self.meter_settle(
+            &call.meter,
+            (call.meter_tokens, call.meter_micros),
+            (used_tokens, settled),
+        );
+        let end = match end {
+            CallEnd::Done(r) => CallEnd::Done(self.seal_stored(call, r)),
+            e => e,
+        };
         if let Some(row) = call.row
             && !replay
         {
@@ -648,6 +1001,7 @@ impl Gateway {
             if let Err(e) = r {
                 tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
             }
+            self.maybe_purge();
         }
         let ok = outcome == "ok" || outcome == "replayed";
         let mut e = self
@@ -689,6 +1043,13 @@ impl Gateway {
             )
             .with_detail("latency_ms", call.started.elapsed().as_millis() as u64)
             .with_detail("retry", call.retry)
+            .with_detail(
+                "privacy",
+                match call.privacy {
+                    Privacy::Standard => "standard",
+                    Privacy::Strict => "strict",
+                },
+            )
             .with_detail("replayed", replay);
         if !call.idem_key.is_empty() {
             e = e.with_detail("idempotency_key", call.idem_key.clone());
@@ -799,6 +1160,20 @@ impl Gateway {
         });
         Response::from_parts(parts, StreamBody::new(stream).boxed())
     }
+}
+
+/// A caller's run: its scrubbing session and its meter are per agent and
+/// run (or virtual key, outside a run).
+fn run_key(caller: &Caller) -> String {
+    format!(
+        "{}\0{}",
+        caller.agent,
+        caller
+            .run
+            .as_deref()
+            .or(caller.key.as_deref())
+            .unwrap_or("")
+    )
 }
 
 /// Read a whole body, at most `max` bytes. `Err(true)`: over the limit;

@@ -23,15 +23,28 @@
 //! are compared by hash) or the provider's answer (scrubbed, size-bounded;
 //! compressed answers are refused).
 //!
+//! **Guardrails and privacy.** Per agent (over gateway-wide defaults): a
+//! model allow-list, `max_tokens_per_step` (deny or clamp), and per-run
+//! token and cost caps, all checked before anything is reserved or sent.
+//! `standard` privacy keeps the provider's (placeholder-bearing) answer for
+//! replay, sealed with AES-256-GCM under a random per-process key and purged
+//! after the retention period; `strict` keeps no content, and a retry of a
+//! completed call is refused rather than sent twice.
+//!
 //! **What it does not guarantee.** Detection is the scrubber's: data in a
 //! format it does not know reaches the provider. Prompt tokens are bounded
 //! from above by text bytes (a byte-level BPE token covers at least one
 //! byte), which over-reserves but never under-reserves for text; images and
-//! audio are priced only by their text fields. A secret the provider writes
-//! split across two stream deltas is not masked. Values restored into
-//! tool-call arguments are put back byte for byte as they were sent, without
-//! re-escaping for JSON. Scrubbing sessions live in memory: a gateway
-//! restart starts new placeholder numbering.
+//! audio are priced only by their text fields. In a stream, a secret the
+//! provider writes across deltas is masked when it is a registered secret
+//! (the end that could start one is held back) or a token-shaped match of
+//! at most 512 bytes; a pattern match that spans whitespace or a delimiter
+//! (an assignment like `password = "…"`, a PEM block) and arrives across
+//! deltas is not. Per-run caps are counted in this process (a run lives in
+//! one); a restart forgets them. Answers stored by an earlier process cannot
+//! be opened (its key is gone): a retry of such a call is refused with
+//! `idempotency_conflict`, never sent twice. Scrubbing sessions live in
+//! memory: a gateway restart starts new placeholder numbering.
 #![forbid(unsafe_code)]
 
 mod engine;
@@ -43,7 +56,9 @@ mod redact;
 mod restore;
 mod server;
 
-pub use engine::{Caller, Gateway, GatewayConfig, GatewayError, Provider};
+pub use engine::{
+    Caller, Gateway, GatewayConfig, GatewayError, Guardrails, Privacy, Provider, StepLimit,
+};
 pub use hook::GatewayHook;
 pub use keys::{KEY_PREFIX, create_key, key_hash, verify_key};
 pub use price::{Price, PriceError, PriceTable};

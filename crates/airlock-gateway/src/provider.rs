@@ -81,6 +81,41 @@ impl Endpoint {
         }
     }
 
+    /// Whether calls to it produce output tokens (and take a limit).
+    pub fn limits_output(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Messages
+        )
+    }
+
+    /// Set the output limit to `cap`: every limit field the body has, or
+    /// the current one when it has none.
+    pub fn set_max_output(self, body: &mut Value, cap: u64) {
+        let (keys, default): (&[&str], &str) = match self {
+            Endpoint::ChatCompletions => (
+                &["max_completion_tokens", "max_tokens"],
+                "max_completion_tokens",
+            ),
+            Endpoint::Responses => (&["max_output_tokens"], "max_output_tokens"),
+            Endpoint::Messages => (&["max_tokens"], "max_tokens"),
+            _ => return,
+        };
+        let Some(obj) = body.as_object_mut() else {
+            return;
+        };
+        let mut set = false;
+        for k in keys {
+            if let Some(x) = obj.get_mut(*k) {
+                *x = Value::from(cap);
+                set = true;
+            }
+        }
+        if !set {
+            obj.insert(default.into(), Value::from(cap));
+        }
+    }
+
     /// The most output tokens the request allows, if it says.
     pub fn max_output(self, body: &Value) -> Option<u64> {
         let keys: &[&str] = match self {

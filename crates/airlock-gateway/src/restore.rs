@@ -41,21 +41,48 @@ pub(crate) struct Restorer {
 impl Restorer {
     /// Mask secrets the provider wrote, then restore placeholders.
     pub fn text(&self, s: &str) -> Result<String, RestoreError> {
-        // Scrub only the text between placeholder-shaped tokens, so that a
-        // placeholder is never taken for (part of) a secret.
-        let mut masked = String::with_capacity(s.len());
-        let mut last = 0;
-        for (a, b) in placeholders(s) {
-            masked.push_str(&self.echo.redact(&s[last..a]).text);
-            masked.push_str(&s[a..b]);
-            last = b;
-        }
-        masked.push_str(&self.echo.redact(&s[last..]).text);
-        let session = self.session.lock().map_err(|_| RestoreError::Session)?;
-        Ok(session.unmask(&masked))
+        self.restore(s, false)
     }
 
-    /// Restore every string in a JSON value.
+    /// Like [`Restorer::text`] for text inside a JSON string (tool-call
+    /// arguments): each restored value is JSON-escaped, so that a value
+    /// holding `"`, `\`, a newline or a control character still yields
+    /// valid JSON that decodes to the original value.
+    pub fn json_text(&self, s: &str) -> Result<String, RestoreError> {
+        self.restore(s, true)
+    }
+
+    fn restore(&self, s: &str, json: bool) -> Result<String, RestoreError> {
+        // Scrub only the text between placeholder-shaped tokens, so that a
+        // placeholder is never taken for (part of) a secret.
+        let session = self.session.lock().map_err(|_| RestoreError::Session)?;
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        for (a, b) in placeholders(s) {
+            self.echo_mask(&s[last..a], &mut out);
+            let token = &s[a..b];
+            let original = session.unmask(token);
+            if json && original != token {
+                escape_json_into(&original, &mut out);
+            } else {
+                out.push_str(&original);
+            }
+            last = b;
+        }
+        self.echo_mask(&s[last..], &mut out);
+        Ok(out)
+    }
+
+    fn echo_mask(&self, s: &str, out: &mut String) {
+        if s.is_empty() {
+            return;
+        }
+        let r = self.echo.redact(s);
+        out.push_str(&r.text);
+    }
+
+    /// Restore every string in a JSON value. An `arguments` string (an
+    /// OpenAI tool call's JSON arguments) is restored as JSON text.
     pub fn value(&self, v: &mut Value) -> Result<(), RestoreError> {
         match v {
             Value::String(s) if !s.is_empty() => *s = self.text(s)?,
@@ -65,8 +92,13 @@ impl Restorer {
                 }
             }
             Value::Object(m) => {
-                for (_, x) in m.iter_mut() {
-                    self.value(x)?;
+                for (k, x) in m.iter_mut() {
+                    match x {
+                        Value::String(s) if k == "arguments" && !s.is_empty() => {
+                            *s = self.json_text(s)?;
+                        }
+                        _ => self.value(x)?,
+                    }
                 }
             }
             _ => {}
@@ -89,6 +121,12 @@ impl Restorer {
             }
         }
     }
+}
+
+/// Append `s` escaped as the inside of a JSON string.
+fn escape_json_into(s: &str, out: &mut String) {
+    let quoted = Value::String(s.to_string()).to_string();
+    out.push_str(&quoted[1..quoted.len() - 1]);
 }
 
 /// Spans of placeholder-shaped tokens: `[` placeholder characters `]`.
@@ -128,6 +166,48 @@ fn safe_cut(s: &str) -> usize {
         }
         _ => s.len(),
     }
+}
+
+/// The longest run of secret-token bytes held back at the end of a delta
+/// field, so that a token-shaped secret the provider writes across deltas
+/// (`sk-…`, `ghp_…`, a JWT) is scanned whole.
+const MAX_TOKEN_HOLD: usize = 512;
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+' | b'/' | b'=' | b'~')
+}
+
+/// Where to cut a delta field's pending text: everything before the cut is
+/// restored and sent now, the rest is held for the next delta. Held: a
+/// `[` that may start a placeholder, the end that may be the start of a
+/// registered secret (in any encoding the scrubber looks for), and the
+/// trailing run of token bytes (at most [`MAX_TOKEN_HOLD`]); the cut never
+/// splits a placeholder or a secret found whole.
+fn hold_cut(r: &Restorer, s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut cut = safe_cut(s);
+    cut = cut.min(b.len() - r.echo.partial_known_secret(b));
+    let run = b.iter().rev().take_while(|&&c| is_token_byte(c)).count();
+    if run > 0 {
+        cut = cut.min(b.len() - run.min(MAX_TOKEN_HOLD));
+    }
+    // Never cut through a secret that is already whole, nor a placeholder.
+    if cut < b.len() {
+        for f in r.echo.scan(s).iter().rev() {
+            if f.start < cut && cut < f.end {
+                cut = f.start;
+            }
+        }
+    }
+    for (a, e) in placeholders(s).into_iter().rev() {
+        if a < cut && cut < e {
+            cut = a;
+        }
+    }
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
 }
 
 /// Which provider stream format.
@@ -188,20 +268,43 @@ impl SseRestore {
         }
     }
 
+    /// Whether a delta field carries JSON text (tool-call arguments).
+    fn is_json(&self, key: &str) -> bool {
+        match key.as_bytes().first() {
+            Some(b't' | b'f') => true,
+            Some(b'a') => key[1..]
+                .parse::<u64>()
+                .ok()
+                .and_then(|i| self.blocks.get(&i))
+                .is_some_and(|(ty, _)| *ty == "input_json_delta"),
+            _ => false,
+        }
+    }
+
+    fn restore(&self, r: &Restorer, key: &str, s: &str) -> Result<String, RestoreError> {
+        if s.is_empty() {
+            Ok(String::new())
+        } else if self.is_json(key) {
+            r.json_text(s)
+        } else {
+            r.text(s)
+        }
+    }
+
     fn feed(&mut self, r: &Restorer, key: String, text: &str) -> Result<String, RestoreError> {
         let mut pending = self.held.remove(&key).unwrap_or_default();
         pending.push_str(text);
-        let cut = safe_cut(&pending);
+        let cut = hold_cut(r, &pending);
         let rest = pending.split_off(cut);
         if !rest.is_empty() {
-            self.held.insert(key, rest);
+            self.held.insert(key.clone(), rest);
         }
-        r.text(&pending)
+        self.restore(r, &key, &pending)
     }
 
     fn flush(&mut self, r: &Restorer, key: &str) -> Result<String, RestoreError> {
         match self.held.remove(key) {
-            Some(s) => r.text(&s),
+            Some(s) => self.restore(r, key, &s),
             None => Ok(String::new()),
         }
     }
@@ -633,6 +736,203 @@ mod tests {
             );
             assert_eq!(args, "{\"to\":\"bob@example.org\"}");
             assert!(!out.contains("EMAIL_1"));
+        }
+    }
+
+    /// A registered secret with spaces (no token rule sees it whole) and
+    /// one with JSON's special characters.
+    const SPACED: &str = "correct horse battery staple 42";
+    const AWKWARD: &str = "pa\"ss\\wo\nrd\u{1}end";
+
+    fn restorer_with_secrets() -> Restorer {
+        let mut b = Scrubber::builder()
+            .mask_secrets(airlock_scrub::Mask::Placeholder)
+            .mask_pii(airlock_scrub::Mask::Placeholder);
+        let mut e = Scrubber::builder().only(airlock_scrub::Category::Secret);
+        for (n, v) in [("spaced", SPACED), ("awkward", AWKWARD)] {
+            let v = airlock_types::Secret::new(v.to_string());
+            b = b.known_secret(n, &v);
+            e = e.known_secret(n, &v);
+        }
+        Restorer {
+            session: Arc::new(Mutex::new(b.build().expect("session").session())),
+            echo: e.build().expect("echo"),
+        }
+    }
+
+    fn pieces(s: &str, n: usize) -> Vec<String> {
+        let chars: Vec<char> = s.chars().collect();
+        chars.chunks(n).map(|c| c.iter().collect()).collect()
+    }
+
+    fn stream(r: &Restorer, format: Format, events: &[String], split: usize) -> String {
+        let mut sse = SseRestore::new(format);
+        let all: Vec<u8> = events.concat().into_bytes();
+        let mut out = Vec::new();
+        for c in all.chunks(split.max(1)) {
+            out.extend(sse.push(r, c).expect("push"));
+        }
+        out.extend(sse.finish(r).expect("finish"));
+        String::from_utf8(out).expect("utf8")
+    }
+
+    /// Concatenated delta text per format: (text, tool arguments).
+    fn deltas(format: Format, out: &str) -> (String, String) {
+        if format == Format::OpenAiChat {
+            return chat_text(out);
+        }
+        let (mut text, mut args) = (String::new(), String::new());
+        for l in out.lines() {
+            let Some(v) = l
+                .strip_prefix("data: ")
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            else {
+                continue;
+            };
+            match v["type"].as_str().unwrap_or("") {
+                "response.output_text.delta" => text.push_str(v["delta"].as_str().unwrap_or("")),
+                "response.function_call_arguments.delta" => {
+                    args.push_str(v["delta"].as_str().unwrap_or(""))
+                }
+                "content_block_delta" if v["delta"]["type"] == "text_delta" => {
+                    text.push_str(v["delta"]["text"].as_str().unwrap_or(""))
+                }
+                "content_block_delta" if v["delta"]["type"] == "input_json_delta" => {
+                    args.push_str(v["delta"]["partial_json"].as_str().unwrap_or(""))
+                }
+                _ => {}
+            }
+        }
+        (text, args)
+    }
+
+    /// The real stream shape of each format, with `text` and `args`
+    /// sent in `n`-character deltas.
+    fn shaped(format: Format, text: &str, args: &str, n: usize) -> Vec<String> {
+        let mut ev = Vec::new();
+        match format {
+            Format::OpenAiChat => {
+                let chunk = |d: Value, f: Value| {
+                    format!(
+                        "data: {}\n\n",
+                        json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": d, "finish_reason": f}]})
+                    )
+                };
+                ev.push(chunk(
+                    json!({"role": "assistant", "content": ""}),
+                    Value::Null,
+                ));
+                for p in pieces(text, n) {
+                    ev.push(chunk(json!({"content": p}), Value::Null));
+                }
+                ev.push(chunk(json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}), Value::Null));
+                for p in pieces(args, n) {
+                    ev.push(chunk(
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}),
+                        Value::Null,
+                    ));
+                }
+                ev.push(chunk(json!({}), json!("tool_calls")));
+                ev.push("data: [DONE]\n\n".into());
+            }
+            Format::OpenAiResponses => {
+                let e = |v: Value| {
+                    format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""))
+                };
+                for p in pieces(text, n) {
+                    ev.push(e(json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": p})));
+                }
+                ev.push(e(json!({"type": "response.output_text.done", "item_id": "msg_1", "output_index": 0, "content_index": 0, "text": text})));
+                for p in pieces(args, n) {
+                    ev.push(e(json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 1, "delta": p})));
+                }
+                ev.push(e(json!({"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 1, "arguments": args})));
+            }
+            Format::Anthropic => {
+                let e = |v: Value| {
+                    format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""))
+                };
+                ev.push(e(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+                for p in pieces(text, n) {
+                    ev.push(e(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}})));
+                }
+                ev.push(e(json!({"type": "content_block_stop", "index": 0})));
+                ev.push(e(json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}})));
+                for p in pieces(args, n) {
+                    ev.push(e(json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": p}})));
+                }
+                ev.push(e(json!({"type": "content_block_stop", "index": 1})));
+            }
+        }
+        ev
+    }
+
+    #[test]
+    fn a_registered_secret_the_provider_writes_across_deltas_is_masked_in_every_format() {
+        let r = restorer_with_secrets();
+        let token =
+            airlock_scrub::testing::github_style_token("ghp", "0123456789abcdefghijABCDEFGHIJ");
+        assert_eq!(r.echo.scan(&token).len(), 1, "a token the scrubber finds");
+        let text = format!("the key is {SPACED}, token {token} ok");
+        let args = json!({"k": SPACED}).to_string();
+        for format in [
+            Format::OpenAiChat,
+            Format::OpenAiResponses,
+            Format::Anthropic,
+        ] {
+            for n in [1, 2, 3, 7] {
+                let out = stream(&r, format, &shaped(format, &text, &args, n), 11);
+                assert!(!out.contains(SPACED), "{format:?}/{n}: {out}");
+                assert!(!out.contains(&token), "{format:?}/{n}: token leaked");
+                let (t, a) = deltas(format, &out);
+                assert!(t.starts_with("the key is ") && t.ends_with(" ok"), "{t}");
+                assert!(
+                    !t.contains("horse") && !t.contains("0123456789abcdefghij"),
+                    "{t}"
+                );
+                let a: Value = serde_json::from_str(&a).expect("arguments stay JSON");
+                assert!(!a["k"].as_str().unwrap_or("").contains("horse"), "{a}");
+            }
+        }
+    }
+
+    #[test]
+    fn restored_tool_arguments_are_json_escaped_streamed_and_whole() {
+        let r = restorer_with_secrets();
+        let ph = r.session.lock().expect("session").redact(AWKWARD).text;
+        assert!(ph.starts_with('[') && !ph.contains('"'), "{ph}");
+        let args = format!("{{\"v\":\"{ph}\",\"w\":\"x {ph} y\"}}");
+        let want = json!({"v": AWKWARD, "w": format!("x {AWKWARD} y")});
+        for format in [
+            Format::OpenAiChat,
+            Format::OpenAiResponses,
+            Format::Anthropic,
+        ] {
+            for n in [1, 3, 5, 100] {
+                let out = stream(
+                    &r,
+                    format,
+                    &shaped(format, &format!("say {ph}"), &args, n),
+                    7,
+                );
+                let (t, a) = deltas(format, &out);
+                assert_eq!(t, format!("say {AWKWARD}"), "{format:?}/{n}");
+                let got: Value = serde_json::from_str(&a).expect("valid JSON arguments");
+                assert_eq!(got, want, "{format:?}/{n}");
+            }
+        }
+        // Whole answers: OpenAI chat and Responses carry arguments as a string.
+        let body = json!({"choices": [{"message": {"content": ph, "tool_calls": [{"function": {"name": "f", "arguments": args}}]}}],
+                          "output": [{"type": "function_call", "arguments": args}]});
+        let (out, _) = r.body(body.to_string().as_bytes()).expect("restore");
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["choices"][0]["message"]["content"], AWKWARD);
+        for a in [
+            &v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            &v["output"][0]["arguments"],
+        ] {
+            let got: Value = serde_json::from_str(a.as_str().expect("string")).expect("valid JSON");
+            assert_eq!(got, want);
         }
     }
 

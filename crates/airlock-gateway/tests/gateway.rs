@@ -1,7 +1,10 @@
 //! The gateway end to end: its listener on loopback, virtual keys, a real
 //! SQLite store, and a local provider speaking the real wire formats.
 
-use airlock_gateway::{Gateway, GatewayConfig, Price, Provider, ProviderKind, create_key};
+use airlock_gateway::{
+    Gateway, GatewayConfig, Guardrails, Price, Privacy, Provider, ProviderKind, StepLimit,
+    create_key,
+};
 use airlock_store::{BudgetRow, SqliteStore};
 use airlock_testkit::LlmUpstream;
 use airlock_types::{AuditEvent, MemorySink, Secret, TenantId};
@@ -15,6 +18,8 @@ const SECRET: &str = "sk-proj-registered-secret-0123456789abcdef";
 const EMAIL: &str = "jane.doe@example.org";
 const CARD: &str = "4539 1488 0343 6467";
 const IBAN: &str = "DE89 3704 0044 0532 0130 00";
+/// A registered secret with JSON's special characters in it.
+const AWKWARD: &str = "pa\"ss\\wo\nrd\tx";
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -36,6 +41,14 @@ fn priced(p: f64) -> Price {
 }
 
 async fn env(budgets: &[(&str, &str, i64)], max_body: usize) -> Env {
+    env_with(budgets, max_body, |_| {}).await
+}
+
+async fn env_with(
+    budgets: &[(&str, &str, i64)],
+    max_body: usize,
+    tune: impl FnOnce(&mut GatewayConfig),
+) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("airlock.db");
     let mut store = SqliteStore::open(&db).expect("store");
@@ -61,23 +74,35 @@ async fn env(budgets: &[(&str, &str, i64)], max_body: usize) -> Env {
             kind: ProviderKind::OpenAi,
             base_url: url.clone(),
             secret: Some(Arc::new(Secret::new("sk-real-openai".into()))),
+            privacy: Default::default(),
         },
         Provider {
             name: "anthropic".into(),
             kind: ProviderKind::Anthropic,
             base_url: url,
             secret: Some(Arc::new(Secret::new("sk-ant-real".into()))),
+            privacy: Default::default(),
         },
     ];
     let mut cfg = GatewayConfig::new(tenant, providers);
     cfg.max_body_bytes = max_body;
-    for m in ["fail-once-gpt", "cut-gpt", "no-usage-gpt"] {
+    for m in [
+        "fail-once-gpt",
+        "cut-gpt",
+        "no-usage-gpt",
+        "reverse-gpt",
+        "reverse-claude",
+    ] {
         cfg.prices.set(m, priced(1.0));
     }
+    tune(&mut cfg);
     let sink = Arc::new(MemorySink::new());
     let gw = Gateway::new(
         cfg,
-        &[("openai_key".into(), Secret::new(SECRET.into()))],
+        &[
+            ("openai_key".into(), Secret::new(SECRET.into())),
+            ("awkward".into(), Secret::new(AWKWARD.into())),
+        ],
         store,
         sink.clone(),
     )
@@ -279,6 +304,80 @@ async fn official_sdks_see_originals_while_the_provider_sees_placeholders() {
             .iter()
             .any(|c| c.reason.code() == "virtual_key_invalid")
     );
+}
+
+fn sdk_python() -> Option<String> {
+    let Ok(python) = std::env::var("AIRLOCK_TEST_PYTHON") else {
+        assert!(
+            std::env::var_os("AIRLOCK_REQUIRE_SDK_TESTS").is_none(),
+            "AIRLOCK_REQUIRE_SDK_TESTS is set but AIRLOCK_TEST_PYTHON is not"
+        );
+        eprintln!(
+            "\n*** SKIPPED: official SDK test needs AIRLOCK_TEST_PYTHON (a python with `openai` and `anthropic`) ***\n"
+        );
+        return None;
+    };
+    Some(python)
+}
+
+/// Regression: a registered secret the provider wrote split across stream
+/// deltas reached the client; restored values with `"`, `\\` or a newline
+/// broke a tool call's JSON arguments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_echoed_secrets_are_masked_in_streams_and_restored_arguments_stay_json() {
+    let Some(python) = sdk_python() else { return };
+    let e = env(&[], 1 << 20).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk_restore.py");
+    let base = format!("http://{}", e.addr);
+    let reversed: String = SECRET.chars().rev().collect();
+    let out = tokio::process::Command::new(python)
+        .args([
+            script,
+            &format!("{base}/v1"),
+            &base,
+            &e.key,
+            &reversed,
+            AWKWARD,
+        ])
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "sdk client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json out");
+    for k in [
+        "echo_chat_stream",
+        "echo_chat",
+        "echo_messages_stream",
+        "echo_responses_stream",
+    ] {
+        let seen = v[k].as_str().unwrap_or("");
+        assert!(seen.starts_with("echo: "), "{k}: {seen}");
+        assert!(
+            !seen.contains(SECRET),
+            "{k}: the provider's echo reached the client"
+        );
+        assert!(
+            !seen.contains("registered-secret"),
+            "{k}: part of it did: {seen}"
+        );
+    }
+    assert_eq!(v["args"], json!({"echo": format!("echo: value {AWKWARD}")}));
+    assert_eq!(
+        v["args_stream"],
+        json!({"echo": format!("echo: stream {AWKWARD}")})
+    );
+    // The provider saw placeholders only.
+    for r in e.upstream.received() {
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            !body.contains("pa\\\"ss"),
+            "the awkward secret reached the provider"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,6 +584,7 @@ async fn run_hook_redacts_on_the_way_out_restores_on_the_way_back_and_refuses_ov
         kind: ProviderKind::OpenAi,
         base_url: "https://api.openai.com".parse().expect("uri"),
         secret: None,
+        privacy: Default::default(),
     }];
     let sink = Arc::new(MemorySink::new());
     let gw = Gateway::new(
@@ -609,4 +709,202 @@ async fn run_hook_redacts_on_the_way_out_restores_on_the_way_back_and_refuses_ov
             .iter()
             .any(|e| e.reason.code() == "gateway_call" && d(e, "outcome") == "ok")
     );
+}
+
+fn chat(model: &str, text: &str, max_tokens: Option<u64>) -> Vec<u8> {
+    let mut v = json!({"model": model, "messages": [{"role": "user", "content": text}]});
+    if let Some(n) = max_tokens {
+        v["max_tokens"] = n.into();
+    }
+    v.to_string().into_bytes()
+}
+
+fn refusals(e: &Env, code: &str) -> usize {
+    e.calls().iter().filter(|c| c.reason.code() == code).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guardrails_from_config_refuse_before_the_provider_in_its_own_shape_and_are_audited() {
+    let e = env_with(&[], 1 << 20, |cfg| {
+        cfg.guardrails.max_tokens_per_step = Some(50);
+        cfg.agents.insert(
+            "agent-1".into(),
+            Guardrails {
+                allowed_models: Some(vec![
+                    "gpt-4o-mini".into(),
+                    "no-usage-gpt".into(),
+                    "claude-haiku-4-5".into(),
+                ]),
+                max_tokens_per_run: Some(1000),
+                ..Guardrails::default()
+            },
+        );
+    })
+    .await;
+    let k = e.key.clone();
+    // Over the per-step cap, and no cap at all: refused, OpenAI-shaped.
+    for body in [
+        chat("gpt-4o-mini", "hi", Some(100)),
+        chat("gpt-4o-mini", "hi", None),
+    ] {
+        let (st, reason, b) = post(e.addr, &k, "/v1/chat/completions", body).await;
+        assert_eq!((st, reason.as_str()), (400, "token_limit_exceeded"));
+        let v: Value = serde_json::from_slice(&b).expect("json");
+        assert_eq!(v["error"]["code"], "token_limit_exceeded", "{v}");
+    }
+    // Anthropic-shaped for Anthropic callers.
+    let body = json!({"model": "claude-haiku-4-5", "max_tokens": 4096, "messages": [{"role": "user", "content": "hi"}]});
+    let (st, reason, b) = post(e.addr, &k, "/v1/messages", body.to_string().into_bytes()).await;
+    assert_eq!((st, reason.as_str()), (400, "token_limit_exceeded"));
+    let v: Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(v["type"], "error", "{v}");
+    // A model the agent may not call.
+    let (st, reason, _) = post(
+        e.addr,
+        &k,
+        "/v1/chat/completions",
+        chat("gpt-4o", "hi", Some(10)),
+    )
+    .await;
+    assert_eq!((st, reason.as_str()), (403, "model_not_allowed"));
+    assert!(
+        e.upstream.received().is_empty(),
+        "nothing reached the provider"
+    );
+    // Per-run tokens: the first call reserves ~650 of 1000 and (with no
+    // usage reported) settles there; the second would go over.
+    let long = "x".repeat(600);
+    let (st, _, _) = post(
+        e.addr,
+        &k,
+        "/v1/chat/completions",
+        chat("no-usage-gpt", &long, Some(50)),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, reason, _) = post(
+        e.addr,
+        &k,
+        "/v1/chat/completions",
+        chat("no-usage-gpt", &format!("{long}!"), Some(50)),
+    )
+    .await;
+    assert_eq!((st, reason.as_str()), (429, "token_limit_exceeded"));
+    assert_eq!(
+        e.upstream.received().len(),
+        1,
+        "the refused call never left"
+    );
+    assert_eq!(refusals(&e, "token_limit_exceeded"), 4);
+    assert_eq!(refusals(&e, "model_not_allowed"), 1);
+    let run = e
+        .calls()
+        .into_iter()
+        .rfind(|c| c.reason.code() == "token_limit_exceeded")
+        .expect("audited");
+    assert_eq!(d(&run, "scope"), "run");
+    assert_eq!(d(&run, "max_tokens_per_run"), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clamp_lowers_the_output_limit_and_a_run_cost_cap_counts_reservations() {
+    let e = env_with(&[], 1 << 20, |cfg| {
+        cfg.guardrails.max_tokens_per_step = Some(50);
+        cfg.guardrails.step_limit = Some(StepLimit::Clamp);
+    })
+    .await;
+    for body in [
+        chat("gpt-4o-mini", "hi", Some(4000)),
+        chat("gpt-4o-mini", "hello", None),
+    ] {
+        let (st, _, _) = post(e.addr, &e.key, "/v1/chat/completions", body).await;
+        assert_eq!(st, 200);
+    }
+    let got: Vec<Value> = e
+        .upstream
+        .received()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("json"))
+        .collect();
+    assert_eq!(got[0]["max_tokens"], 50);
+    assert_eq!(got[1]["max_completion_tokens"], 50);
+
+    // $1/Mtok: a call reserves (prompt bound + 1000) micro-USD at most; a
+    // cap of 1500 lets one reservation in, not two at once.
+    let e = env_with(&[], 1 << 20, |cfg| {
+        cfg.guardrails.max_cost_per_run_micros = Some(1500);
+    })
+    .await;
+    let (st, _, _) = post(
+        e.addr,
+        &e.key,
+        "/v1/chat/completions",
+        chat("no-usage-gpt", "a", None),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, reason, _) = post(
+        e.addr,
+        &e.key,
+        "/v1/chat/completions",
+        chat("no-usage-gpt", "b", None),
+    )
+    .await;
+    assert_eq!((st, reason.as_str()), (429, "budget_exceeded"));
+    assert_eq!(e.upstream.received().len(), 1);
+    let c = e
+        .calls()
+        .into_iter()
+        .rfind(|c| c.reason.code() == "budget_exceeded")
+        .expect("audited");
+    assert_eq!(d(&c, "scope"), "run");
+}
+
+fn db_bytes(db: &std::path::Path) -> Vec<u8> {
+    let mut all = std::fs::read(db).expect("db");
+    let wal = db.with_extension("db-wal");
+    all.extend(std::fs::read(wal).unwrap_or_default());
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_answers_are_sealed_kept_only_under_standard_and_purged_after_retention() {
+    let marker = "plaintext-marker-7f3a";
+    // Standard: the answer is kept sealed and a retry is replayed.
+    let e = env(&[], 1 << 20).await;
+    let body = chat("gpt-4o-mini", marker, Some(10));
+    let (st, _, first) = post(e.addr, &e.key, "/v1/chat/completions", body.clone()).await;
+    assert_eq!(st, 200);
+    let (st, _, again) = post(e.addr, &e.key, "/v1/chat/completions", body.clone()).await;
+    assert_eq!((st, &again), (200, &first));
+    assert_eq!(e.upstream.received().len(), 1, "replayed, not sent again");
+    assert!(String::from_utf8_lossy(&first).contains(marker));
+    let raw = db_bytes(&e.db);
+    for needle in [marker.as_bytes(), b"echo: ", b"chatcmpl-1"] {
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle),
+            "{} stored in plaintext",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    let store = SqliteStore::open(&e.db).expect("store");
+    assert_eq!(store.gateway_stored_answers().expect("count"), 1);
+    // Opening the gateway again purges what is past retention.
+    let mut cfg = GatewayConfig::new(TenantId::default_tenant(), vec![]);
+    cfg.replay_retention = std::time::Duration::ZERO;
+    let _gw = Gateway::new(cfg, &[], store, Arc::new(MemorySink::new())).expect("gateway");
+    let store = SqliteStore::open(&e.db).expect("store");
+    assert_eq!(store.gateway_stored_answers().expect("count"), 0);
+
+    // Strict: nothing kept; a retry of a completed call is refused, never
+    // sent (and billed) twice.
+    let e = env_with(&[], 1 << 20, |cfg| cfg.privacy = Privacy::Strict).await;
+    let (st, _, _) = post(e.addr, &e.key, "/v1/chat/completions", body.clone()).await;
+    assert_eq!(st, 200);
+    let (st, reason, _) = post(e.addr, &e.key, "/v1/chat/completions", body).await;
+    assert_eq!((st, reason.as_str()), (409, "idempotency_conflict"));
+    assert_eq!(e.upstream.received().len(), 1);
+    let store = SqliteStore::open(&e.db).expect("store");
+    assert_eq!(store.gateway_stored_answers().expect("count"), 0);
+    assert!(e.calls().iter().any(|c| d(c, "privacy") == "strict"));
 }

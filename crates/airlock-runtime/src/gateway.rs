@@ -23,6 +23,10 @@ fn config(settings: &GatewaySettings, tenant: TenantId, providers: Vec<Provider>
     let mut cfg = GatewayConfig::new(tenant, providers);
     cfg.max_body_bytes = settings.max_body_bytes;
     cfg.redact_pii = settings.redact_pii;
+    cfg.guardrails = settings.guardrails.clone();
+    cfg.agents = settings.agents.iter().cloned().collect();
+    cfg.privacy = settings.privacy;
+    cfg.replay_retention = settings.replay_retention;
     for (model, price) in &settings.prices {
         cfg.prices.set(model, *price);
     }
@@ -38,6 +42,7 @@ fn provider(
         kind: p.kind,
         base_url: p.base_url.clone(),
         secret,
+        privacy: p.privacy,
     }
 }
 

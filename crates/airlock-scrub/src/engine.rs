@@ -74,6 +74,9 @@ pub(crate) struct Engine {
     max_kw: usize,
     known_ac: Option<AhoCorasick>,
     known_label: Vec<u32>,
+    /// The known secrets' encodings, for [`Engine::known_prefix_tail`].
+    known_patterns: Vec<airlock_types::Secret<Vec<u8>>>,
+    max_known_len: usize,
     at_rules: Vec<u32>,
     colon_rules: Vec<u32>,
     /// Digit-anchored rules with their run filters, in rule order.
@@ -572,6 +575,11 @@ impl Engine {
             max_kw,
             known_ac,
             known_label,
+            known_patterns: known_patterns
+                .into_iter()
+                .map(airlock_types::Secret::new)
+                .collect(),
+            max_known_len,
             at_rules,
             colon_rules,
             digit_rules,
@@ -588,6 +596,22 @@ impl Engine {
             hold,
             context: hold + MARGIN,
         })
+    }
+
+    /// The length of the longest suffix of `text` that is a proper,
+    /// non-empty prefix of a known secret's encoding (0 if none).
+    pub(crate) fn known_prefix_tail(&self, text: &[u8]) -> usize {
+        let longest = self.max_known_len.saturating_sub(1).min(text.len());
+        for start in text.len() - longest..text.len() {
+            let tail = &text[start..];
+            if self.known_patterns.iter().any(|p| {
+                let p = p.expose();
+                p.len() > tail.len() && p.starts_with(tail)
+            }) {
+                return tail.len();
+            }
+        }
+        0
     }
 
     pub(crate) fn rules(&self) -> &[Rule] {

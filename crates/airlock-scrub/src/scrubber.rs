@@ -380,6 +380,15 @@ impl Scrubber {
         self.inner.engine.hold
     }
 
+    /// How many bytes at the end of `text` could be the start of a
+    /// registered secret (in any encoding looked for) that the next chunk
+    /// completes: the longest suffix of `text` that is a proper prefix of
+    /// one. A stream that emits text as it comes holds these bytes back
+    /// (0 when nothing could continue into a registered secret).
+    pub fn partial_known_secret(&self, text: &[u8]) -> usize {
+        self.inner.engine.known_prefix_tail(text)
+    }
+
     /// Find everything in `text`. Offsets are byte offsets on character
     /// boundaries.
     pub fn scan(&self, text: &str) -> Vec<Finding> {

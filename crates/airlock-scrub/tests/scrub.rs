@@ -601,3 +601,21 @@ fn hostile_inputs_are_linear_and_safe() {
         st.finish().expect("stream finish");
     }
 }
+
+#[test]
+fn partial_known_secret_is_the_longest_end_that_could_start_a_registered_value() {
+    let value = "correct horse battery staple";
+    let s = Scrubber::builder()
+        .known_secret("pw", &Secret::new(value.to_string()))
+        .build()
+        .expect("scrubber");
+    assert_eq!(s.partial_known_secret(b"the word is correct hor"), 11);
+    assert_eq!(s.partial_known_secret(b"ends with c"), 1);
+    assert_eq!(s.partial_known_secret(b"nothing here"), 0);
+    // A whole value is no longer partial (the scan finds it).
+    assert_eq!(s.partial_known_secret(value.as_bytes()), 0);
+    // Encodings count too: the base64 of the value, cut short.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+    assert_eq!(s.partial_known_secret(&b64.as_bytes()[..12]), 12);
+    assert_eq!(Scrubber::builtin().partial_known_secret(b"correct hor"), 0);
+}

@@ -557,7 +557,15 @@ impl SqliteStore {
         let r = match end {
             CallEnd::Done(r) => conn.execute(
                 "UPDATE gateway_calls SET settled = ?2, state = 'done', status = ?3, content_type = ?4, response = ?5, updated = ?6 WHERE id = ?1",
-                params![id, settled_micros, r.status, r.content_type, r.body, now],
+                params![
+                    id,
+                    settled_micros,
+                    r.status,
+                    r.content_type,
+                    // An empty answer is none kept (strict privacy).
+                    (!r.body.is_empty()).then_some(&r.body),
+                    now
+                ],
             ),
             CallEnd::Failed => conn.execute(
                 "UPDATE gateway_calls SET settled = ?2, state = 'failed', updated = ?3 WHERE id = ?1",
@@ -568,6 +576,30 @@ impl SqliteStore {
         r.map_err(&err)?;
         restored.map_err(err)?;
         Ok(())
+    }
+
+    /// Forget the stored answers of calls last updated before `before`
+    /// (microseconds since the epoch), of every tenant; returns how many.
+    /// Their rows stay (budgets and idempotency still count them); a retry
+    /// of such a call finds no answer to replay.
+    pub fn gateway_purge_responses(&mut self, before: i64) -> Result<usize, StoreError> {
+        self.writable()?;
+        let r = self.conn_mut().execute(
+            "UPDATE gateway_calls SET response = NULL WHERE response IS NOT NULL AND updated < ?1",
+            [before],
+        );
+        r.map_err(self.gw_err("replay purge"))
+    }
+
+    /// How many calls keep an answer for replay (every tenant).
+    pub fn gateway_stored_answers(&self) -> Result<i64, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT count(*) FROM gateway_calls WHERE response IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.gw_err("stored answers"))
     }
 
     /// Settled plus reserved charges of every call of the tenant since `since`

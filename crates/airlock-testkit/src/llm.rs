@@ -10,7 +10,9 @@
 //!
 //! Behaviour by model name: `fail-once-*` answers 500 to the first attempt
 //! of each `Idempotency-Key`; `cut-*` cuts the stream after two deltas;
-//! `no-usage-*` reports no usage.
+//! `no-usage-*` reports no usage; `reverse-*` echoes the text reversed
+//! (so a provider can be made to write a value the client never sent as
+//! such, e.g. a registered secret).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -271,7 +273,12 @@ async fn handle(st: Arc<Mutex<StateBox>>, req: Request<Incoming>) -> Response<Bo
     let cut = model.starts_with("cut");
     let usage = !model.starts_with("no-usage");
     let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let text = format!("echo: {}", last_text(&v));
+    let said = last_text(&v);
+    let text = if model.starts_with("reverse") {
+        format!("echo: {}", said.chars().rev().collect::<String>())
+    } else {
+        format!("echo: {said}")
+    };
     let tools = v
         .get("tools")
         .is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()));
