@@ -961,6 +961,7 @@ impl Engine {
             || rule
                 .assign_run
                 .is_some_and(|n| !crate::head::assignment_follows(hay, p, n))
+            || rule.follows.is_some_and(|f| !f.ok(hay, p))
         {
             return None;
         }
