@@ -51,6 +51,8 @@ pub(crate) struct RunStats {
     /// Some group of digits (a digit after a non-digit, or the run's first)
     /// starts with '0'.
     pub zero_led: bool,
+    /// The run holds a '('.
+    pub paren: bool,
 }
 
 impl RunStats {
@@ -70,6 +72,7 @@ impl RunStats {
             zero_led: run
                 .split(|b| !b.is_ascii_digit())
                 .any(|g| g.first() == Some(&b'0')),
+            paren: run.contains(&b'('),
         }
     }
 }
@@ -125,10 +128,22 @@ const PATTERNS: [(Shape, &str); 12] = [
         Shape::Iban,
         r#"\b(?P<secret>[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"#,
     ),
-    (Shape::UkPostcode, r#"(?:^|[^\w\-])(?P<secret>(?:(?:AB|AL|BA|BB|BD|BF|BH|BL|BN|BR|BS|BT|BX|CA|CB|CF|CH|CM|CO|CR|CT|CV|CW|DA|DD|DE|DG|DH|DL|DN|DT|DY|EC|EH|EN|EX|FK|FY|GL|GU|GY|HA|HD|HG|HP|HR|HS|HU|HX|IG|IM|IP|IV|JE|KA|KT|KW|KY|LA|LD|LE|LL|LN|LS|LU|ME|MK|ML|NE|NG|NN|NP|NR|NW|OL|OX|PA|PE|PH|PL|PO|PR|RG|RH|RM|SA|SE|SG|SK|SL|SM|SN|SO|SP|SR|SS|ST|SW|SY|TA|TD|TF|TN|TQ|TR|TS|TW|UB|WA|WC|WD|WF|WN|WR|WS|WV|YO|ZE|[BEGLMNSW])\d[A-Z\d]?|GIR) \d[ABD-HJLNP-UW-Z]{2})(?:[^\w\-]|$)"#),
-    (Shape::UsSsnSpaced, r#"(?:^|[^\w\-.])(?P<secret>\d{3} \d{2} \d{4}|\d{3}\.\d{2}\.\d{4})(?:[^\w\-.]|\.(?:\s|$)|$)"#),
-    (Shape::PhoneNational, r#"(?:^|[^\w+.\-/:])(?P<secret>(?:\(0?\d{2,5}\)[ .\-]?|0\d{1,4}[ .\-/])\d{2,8}(?:[ .\-]\d{2,5}){0,3})(?:[^\w.\-/:]|\.(?:\s|$)|$)"#),
-    (Shape::PhoneExtension, r#"(?:^|[^\w+.\-/])(?P<secret>(?:\+|00)?\(?\d[\d ().\-]{6,20}\d[ \t]{0,2}(?i:x|ext\.?|extension)[ \t]{0,2}\d{1,6})\b"#),
+    (
+        Shape::UkPostcode,
+        r#"(?:^|[^\w\-])(?P<secret>(?:(?:AB|AL|BA|BB|BD|BF|BH|BL|BN|BR|BS|BT|BX|CA|CB|CF|CH|CM|CO|CR|CT|CV|CW|DA|DD|DE|DG|DH|DL|DN|DT|DY|EC|EH|EN|EX|FK|FY|GL|GU|GY|HA|HD|HG|HP|HR|HS|HU|HX|IG|IM|IP|IV|JE|KA|KT|KW|KY|LA|LD|LE|LL|LN|LS|LU|ME|MK|ML|NE|NG|NN|NP|NR|NW|OL|OX|PA|PE|PH|PL|PO|PR|RG|RH|RM|SA|SE|SG|SK|SL|SM|SN|SO|SP|SR|SS|ST|SW|SY|TA|TD|TF|TN|TQ|TR|TS|TW|UB|WA|WC|WD|WF|WN|WR|WS|WV|YO|ZE|[BEGLMNSW])\d[A-Z\d]?|GIR) \d[ABD-HJLNP-UW-Z]{2})(?:[^\w\-]|$)"#,
+    ),
+    (
+        Shape::UsSsnSpaced,
+        r#"(?:^|[^\w\-.])(?P<secret>\d{3} \d{2} \d{4}|\d{3}\.\d{2}\.\d{4})(?:[^\w\-.]|\.(?:\s|$)|$)"#,
+    ),
+    (
+        Shape::PhoneNational,
+        r#"(?:^|[^\w+.\-/:])(?P<secret>(?:\(0?\d{2,5}\)[ .\-]?|0\d{1,4}[ .\-/])\d{2,8}(?:[ .\-]\d{2,5}){0,3})(?:[^\w.\-/:]|\.(?:\s|$)|$)"#,
+    ),
+    (
+        Shape::PhoneExtension,
+        r#"(?:^|[^\w+.\-/])(?P<secret>(?:\+|00)?\(?\d[\d ().\-]{6,20}\d[ \t]{0,2}(?i:x|ext\.?|extension)[ \t]{0,2}\d{1,6})\b"#,
+    ),
 ];
 
 impl Shape {
@@ -207,7 +222,9 @@ impl Shape {
                 Shape::PhoneFr => st.zero_led,
                 Shape::UkPostcode => postcode_fits(hay, end),
                 Shape::UsSsnSpaced => st.longest_group >= 4,
-                Shape::PhoneNational => true,
+                // A national secret opens with '(' or a group led by '0'
+                // (the byte before a group start inside the run is in it).
+                Shape::PhoneNational => st.zero_led || st.paren,
                 // The run ends where the extension marker starts.
                 Shape::PhoneExtension => {
                     matches!(hay.get(end), Some(b'x' | b'X' | b'e' | b'E' | b'\t'))
@@ -458,9 +475,7 @@ fn postcode_fits(hay: &[u8], end: usize) -> bool {
         && digit_at(hay, end - 1)
         && inward(end)
         && inward(end + 1)
-        && hay
-            .get(end + 2)
-            .is_none_or(|&b| !is_word(b) && b != b'-')
+        && hay.get(end + 2).is_none_or(|&b| !is_word(b) && b != b'-')
 }
 
 /// Whether the run starting at `start` starts an IBAN's check digits:

@@ -202,7 +202,8 @@ pub(crate) enum Follows {
     XmlElement,
 }
 
-const FOLLOWS_NAMES: &str = r#"(?i:password|passwd|pwd|pass|secret|token|key|credential|auth)[A-Za-z0-9_\-]{0,16}"#;
+const FOLLOWS_NAMES: &str =
+    r#"(?i:password|passwd|pwd|pass|secret|token|key|credential|auth)[A-Za-z0-9_\-]{0,16}"#;
 const FOLLOWS_SECRET: &str = r#"(?P<secret>[A-Za-z0-9_\-+/=.~!@#$%^&*?:]{8,128})"#;
 /// The longest name run: `credential` and 16 more bytes.
 const FOLLOWS_RUN: usize = 10 + 16;
@@ -212,7 +213,9 @@ impl Follows {
     pub(crate) fn for_pattern(pattern: &str) -> Option<Follows> {
         let rest = pattern.strip_prefix(FOLLOWS_NAMES)?;
         match rest {
-            _ if rest == format!(r#"["']?[ \t]{{0,2}}[,(][ \t]{{0,2}}["']{FOLLOWS_SECRET}["']"#) => {
+            _ if rest
+                == format!(r#"["']?[ \t]{{0,2}}[,(][ \t]{{0,2}}["']{FOLLOWS_SECRET}["']"#) =>
+            {
                 Some(Follows::CallArgument)
             }
             _ if rest
