@@ -4,6 +4,9 @@
 # both over the same inputs, and diffs every finding (start, end, category,
 # type, rule) and the redacted output of each rule set (all, secrets, pii).
 #   bench/scan/oracle.sh [BASE]        (default BASE: HEAD~1)
+# With ORACLE_BASE_BIN and ORACLE_NEW_BIN (two built examples/dump binaries)
+# nothing is built: those two are compared (a release build per side takes
+# minutes on a shared machine).
 # Inputs: the gen.py benchmark corpus (32 MB, fixed seed), the test corpus
 # files, the labelled samples, and a digit-dense adversarial file.
 # Exit 0 when identical. Any difference must be argued in the commit.
@@ -35,21 +38,25 @@ for _ in range(200000):
 open(sys.argv[1], "w").write("".join(parts))
 PY
 
-git worktree remove --force "$REF_TREE" 2>/dev/null || true
-git worktree add --detach "$REF_TREE" "$BASE" >/dev/null
-trap 'git worktree remove --force "$REF_TREE" 2>/dev/null || true' EXIT
-# The dump example may not exist at BASE: use the current one.
-cp crates/airlock-scrub/examples/dump.rs "$REF_TREE/crates/airlock-scrub/examples/dump.rs"
-(cd "$REF_TREE" && CARGO_TARGET_DIR="$REF_TARGET" cargo build --release -q -p airlock-scrub --example dump)
-cargo build --release -q -p airlock-scrub --example dump
+BASE_BIN="${ORACLE_BASE_BIN:-$REF_TARGET/release/examples/dump}"
+NEW_BIN="${ORACLE_NEW_BIN:-${CARGO_TARGET_DIR:-target}/release/examples/dump}"
+if [ -z "${ORACLE_BASE_BIN:-}" ]; then
+  git worktree remove --force "$REF_TREE" 2>/dev/null || true
+  git worktree add --detach "$REF_TREE" "$BASE" >/dev/null
+  trap 'git worktree remove --force "$REF_TREE" 2>/dev/null || true' EXIT
+  # The dump example may not exist at BASE: use the current one.
+  cp crates/airlock-scrub/examples/dump.rs "$REF_TREE/crates/airlock-scrub/examples/dump.rs"
+  (cd "$REF_TREE" && CARGO_TARGET_DIR="$REF_TARGET" cargo build --release -q -p airlock-scrub --example dump)
+fi
+[ -n "${ORACLE_NEW_BIN:-}" ] || cargo build --release -q -p airlock-scrub --example dump
 
 rc=0
 for f in mixed labelled corpus adv; do
   for side in base new; do
     cp "$WORK/in/$f.txt" "$WORK/$side/$f.txt"
   done
-  "$REF_TARGET/release/examples/dump" "$WORK/base/$f.txt" > "$WORK/base/$f.findings"
-  target/release/examples/dump "$WORK/new/$f.txt" > "$WORK/new/$f.findings"
+  "$BASE_BIN" "$WORK/base/$f.txt" > "$WORK/base/$f.findings"
+  "$NEW_BIN" "$WORK/new/$f.txt" > "$WORK/new/$f.findings"
   if cmp -s "$WORK/base/$f.findings" "$WORK/new/$f.findings"; then
     echo "$f: findings identical ($(wc -l < "$WORK/new/$f.findings"))"
   else

@@ -51,6 +51,8 @@ pub(crate) struct RunStats {
     /// Some group of digits (a digit after a non-digit, or the run's first)
     /// starts with '0'.
     pub zero_led: bool,
+    /// The run holds a '('.
+    pub paren: bool,
 }
 
 impl RunStats {
@@ -70,6 +72,7 @@ impl RunStats {
             zero_led: run
                 .split(|b| !b.is_ascii_digit())
                 .any(|g| g.first() == Some(&b'0')),
+            paren: run.contains(&b'('),
         }
     }
 }
@@ -85,10 +88,14 @@ pub(crate) enum Shape {
     UsSsn,
     PaymentCard,
     Iban,
+    UkPostcode,
+    UsSsnSpaced,
+    PhoneNational,
+    PhoneExtension,
 }
 
 /// Each shape with the built-in pattern it was derived from (`pii.toml`).
-const PATTERNS: [(Shape, &str); 8] = [
+const PATTERNS: [(Shape, &str); 12] = [
     (
         Shape::PhoneInternational,
         r#"(?:^|[^\w+])(?P<secret>\+[1-9]\d{0,2}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{1,5}){1,5})(?:[^\w]|$)"#,
@@ -121,6 +128,22 @@ const PATTERNS: [(Shape, &str); 8] = [
         Shape::Iban,
         r#"\b(?P<secret>[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b"#,
     ),
+    (
+        Shape::UkPostcode,
+        r#"(?:^|[^\w\-])(?P<secret>(?:(?:AB|AL|BA|BB|BD|BF|BH|BL|BN|BR|BS|BT|BX|CA|CB|CF|CH|CM|CO|CR|CT|CV|CW|DA|DD|DE|DG|DH|DL|DN|DT|DY|EC|EH|EN|EX|FK|FY|GL|GU|GY|HA|HD|HG|HP|HR|HS|HU|HX|IG|IM|IP|IV|JE|KA|KT|KW|KY|LA|LD|LE|LL|LN|LS|LU|ME|MK|ML|NE|NG|NN|NP|NR|NW|OL|OX|PA|PE|PH|PL|PO|PR|RG|RH|RM|SA|SE|SG|SK|SL|SM|SN|SO|SP|SR|SS|ST|SW|SY|TA|TD|TF|TN|TQ|TR|TS|TW|UB|WA|WC|WD|WF|WN|WR|WS|WV|YO|ZE|[BEGLMNSW])\d[A-Z\d]?|GIR) \d[ABD-HJLNP-UW-Z]{2})(?:[^\w\-]|$)"#,
+    ),
+    (
+        Shape::UsSsnSpaced,
+        r#"(?:^|[^\w\-.])(?P<secret>\d{3} \d{2} \d{4}|\d{3}\.\d{2}\.\d{4})(?:[^\w\-.]|\.(?:\s|$)|$)"#,
+    ),
+    (
+        Shape::PhoneNational,
+        r#"(?:^|[^\w+.\-/:])(?P<secret>(?:\(0?\d{2,5}\)[ .\-]?|0\d{1,4}[ .\-/])\d{2,8}(?:[ .\-]\d{2,5}){0,3})(?:[^\w.\-/:]|\.(?:\s|$)|$)"#,
+    ),
+    (
+        Shape::PhoneExtension,
+        r#"(?:^|[^\w+.\-/])(?P<secret>(?:\+|00)?\(?\d[\d ().\-]{6,20}\d[ \t]{0,2}(?i:x|ext\.?|extension)[ \t]{0,2}\d{1,6})\b"#,
+    ),
 ];
 
 impl Shape {
@@ -140,9 +163,17 @@ impl Shape {
         match self {
             Shape::PhoneNanp | Shape::PhoneUk | Shape::PhoneFr => Some((10, None)),
             Shape::UsSsn => Some((9, Some(b'-'))),
+            Shape::UsSsnSpaced => Some((9, None)),
             // A match can have fewer digits than the declared filter asks
             // (3, 6, 8 and 2): their windows stay as declared.
-            Shape::PhoneInternational | Shape::PhoneDe | Shape::PaymentCard | Shape::Iban => None,
+            // A postcode's inward digit can be a run of its own (`SW1A 1AA`).
+            Shape::PhoneInternational
+            | Shape::PhoneDe
+            | Shape::PaymentCard
+            | Shape::Iban
+            | Shape::UkPostcode
+            | Shape::PhoneNational
+            | Shape::PhoneExtension => None,
         }
     }
 
@@ -157,6 +188,12 @@ impl Shape {
             Shape::Iban => 2,
             Shape::PhoneNanp | Shape::PhoneUk | Shape::PhoneFr => 10,
             Shape::UsSsn => 9,
+            Shape::UkPostcode => 1,
+            // `\d{3} \d{2} \d{4}`; `\(\d{2}\)\d{2}` or `0\d \d{2}`; the
+            // first and last digit of `\d[\d ().\-]{6,20}\d`.
+            Shape::UsSsnSpaced => 9,
+            Shape::PhoneNational => 4,
+            Shape::PhoneExtension => 2,
         }
     }
 
@@ -183,8 +220,20 @@ impl Shape {
                 Shape::PhoneUk => st.longest_group >= 4 && st.zero_led,
                 Shape::Iban => iban_fits(hay, start),
                 Shape::PhoneFr => st.zero_led,
+                Shape::UkPostcode => postcode_fits(hay, end),
+                Shape::UsSsnSpaced => st.longest_group >= 4,
+                // A national secret opens with '(' or a group led by '0'
+                // (the byte before a group start inside the run is in it).
+                Shape::PhoneNational => st.zero_led || st.paren,
+                // The run ends where the extension marker starts.
+                Shape::PhoneExtension => {
+                    matches!(hay.get(end), Some(b'x' | b'X' | b'e' | b'E' | b'\t'))
+                }
             }
-            && (self == Shape::Iban || self.fits_bytes(hay, start, end))
+            && (matches!(
+                self,
+                Shape::Iban | Shape::UkPostcode | Shape::PhoneExtension
+            ) || self.fits_bytes(hay, start, end))
     }
 
     /// A cheap necessary condition of [`Shape::fits`] on the run
@@ -195,6 +244,7 @@ impl Shape {
     pub(crate) fn fits_start(self, hay: &[u8], start: usize, end: usize) -> bool {
         match self {
             Shape::Iban => iban_fits(hay, start),
+            Shape::UkPostcode => postcode_fits(hay, end),
             Shape::PhoneInternational => hay.get(start..end).is_some_and(|r| r.contains(&b'+')),
             _ => true,
         }
@@ -216,6 +266,12 @@ impl Shape {
             Shape::UsSsn => any_group_start(hay, start, end, |i| ssn_at(hay, i)),
             Shape::PaymentCard => card_fits(hay, start, end),
             Shape::Iban => iban_fits(hay, start),
+            Shape::UkPostcode => postcode_fits(hay, end),
+            Shape::UsSsnSpaced => any_group_start(hay, start, end, |i| ssn_spaced_at(hay, i)),
+            Shape::PhoneNational => any_group_start(hay, start, end, |i| national_at(hay, i)),
+            Shape::PhoneExtension => {
+                matches!(hay.get(end), Some(b'x' | b'X' | b'e' | b'E' | b'\t'))
+            }
         }
     }
 }
@@ -373,6 +429,55 @@ fn card_fits(hay: &[u8], start: usize, end: usize) -> bool {
     false
 }
 
+/// `\d{3} \d{2} \d{4}` or `\d{3}\.\d{2}\.\d{4}` at `i` after `^` or
+/// `[^\w\-.]`.
+fn ssn_spaced_at(hay: &[u8], i: usize) -> bool {
+    let Some(s) = hay.get(i..i + 11) else {
+        return false;
+    };
+    matches!(s[3], b' ' | b'.')
+        && s[6] == s[3]
+        && s.iter()
+            .enumerate()
+            .all(|(k, b)| k == 3 || k == 6 || b.is_ascii_digit())
+        && prefix_ok(hay, i, b"-.")
+}
+
+/// A national number's first digit group at `i`: right after a `(` that
+/// follows `^` or `[^\w+.\-/:]`, or a `0` after `^` or `[^\w+.\-/:]`
+/// opening a group of 2 to 5 digits followed by ' ', '.', '-' or '/'.
+fn national_at(hay: &[u8], i: usize) -> bool {
+    if i > 0 && hay[i - 1] == b'(' && prefix_ok(hay, i - 1, b"+.-/:") {
+        return true;
+    }
+    if !(hay.get(i) == Some(&b'0') && prefix_ok(hay, i, b"+.-/:")) {
+        return false;
+    }
+    let mut j = i + 1;
+    while digit_at(hay, j) {
+        j += 1;
+    }
+    (2..=5).contains(&(j - i)) && matches!(hay.get(j), Some(b' ' | b'.' | b'-' | b'/'))
+}
+
+/// Whether the run ending at `end` ends with a postcode's inward code
+/// `' ' \d[ABD-HJLNP-UW-Z]{2}` followed by `[^\w\-]` or the end. The
+/// inward digit is followed by a letter, so it is the last byte of its run
+/// (whatever comes before the space: a digit of the same run, or a letter,
+/// which the run then starts after).
+fn postcode_fits(hay: &[u8], end: usize) -> bool {
+    let inward = |i: usize| {
+        hay.get(i)
+            .is_some_and(|&b| b.is_ascii_uppercase() && !b"CIKMOV".contains(&b))
+    };
+    end >= 2
+        && hay[end - 2] == b' '
+        && digit_at(hay, end - 1)
+        && inward(end)
+        && inward(end + 1)
+        && hay.get(end + 2).is_none_or(|&b| !is_word(b) && b != b'-')
+}
+
 /// Whether the run starting at `start` starts an IBAN's check digits:
 /// `\b[A-Z]{2}` right before it and a second digit after the first.
 fn iban_fits(hay: &[u8], start: usize) -> bool {
@@ -501,6 +606,11 @@ pub(crate) mod tests {
             "[A-Z]{2}[0-9]{2}( ?[A-Z0-9]{4}){1,7}",
             "20[0-9]{2}-[01][0-9]-[0-3][0-9]",
             "[0-9]\\.[0-9]{6,16}",
+            "[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}",
+            "(GIR|SW1A|EC1|M) [0-9][ABD][A-Z]",
+            "[0-9]{3}[ .][0-9]{2}[ .][0-9]{4}",
+            "(\\(0?[0-9]{2,5}\\)[ .\\-]?|0[0-9]{1,4}[ .\\-/])[0-9]{2,8}([ .\\-][0-9]{2,5}){0,3}",
+            "(\\+|00)?\\(?[0-9][0-9 ().\\-]{6,12}[0-9][ \\t]{0,2}(x|X|ext\\.?|EXT|extension)[ \\t]{0,2}[0-9]{1,6}",
         ];
         prop::collection::vec(piece, 0..12).prop_map(|v| v.concat().into_bytes())
     }
@@ -522,7 +632,11 @@ pub(crate) mod tests {
                 "phone_de",
                 "us_ssn",
                 "payment_card",
-                "iban"
+                "iban",
+                "us_ssn_spaced",
+                "phone_national",
+                "phone_extension",
+                "uk_postcode"
             ]
         );
     }
@@ -542,6 +656,15 @@ pub(crate) mod tests {
             (Shape::PaymentCard, "x 2026-11-22 10:11"),
             (Shape::Iban, "DE89 3704 0044 0532 0130 00"),
             (Shape::Iban, "GB82WEST12345698765432"),
+            (Shape::UkPostcode, "London SW1A 1AA."),
+            (Shape::UkPostcode, "B33 8TH"),
+            (Shape::UkPostcode, "GIR 0AA"),
+            (Shape::UsSsnSpaced, "ssn 536 22 1234."),
+            (Shape::UsSsnSpaced, "536.22.1234"),
+            (Shape::PhoneNational, "(030) 901820"),
+            (Shape::PhoneNational, "tel 0301 23 45 67"),
+            (Shape::PhoneExtension, "+1 415-867-5309 x204"),
+            (Shape::PhoneExtension, "(415) 867 5309\text. 12"),
         ] {
             let (rule, hay) = (rule_of(shape), hay.as_bytes());
             assert!(!possible_secrets(&rule, hay).is_empty(), "{hay:?} matches");
@@ -554,6 +677,12 @@ pub(crate) mod tests {
             (Shape::PhoneNanp, "716-446655440000"),
             (Shape::UsSsn, "2026-11-22 10"),
             (Shape::Iban, "12345678"),
+            (Shape::UkPostcode, "B33 8TC"),
+            (Shape::UkPostcode, "B33 8THX"),
+            (Shape::UkPostcode, "B33-8TH"),
+            (Shape::UsSsnSpaced, "536 22-1234"),
+            (Shape::PhoneNational, "1030 901820"),
+            (Shape::PhoneExtension, "415 867 5309 y"),
         ] {
             let hay = run.as_bytes();
             let (s, e) = runs(hay)[0];

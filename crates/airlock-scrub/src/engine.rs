@@ -207,6 +207,7 @@ const R_PLUS: u8 = 4;
 const R_DASH: u8 = 8;
 const R_SLASH: u8 = 16;
 const R_DOT: u8 = 32;
+const R_PAREN: u8 = 64;
 
 const fn run_flags() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -223,6 +224,7 @@ const fn run_flags() -> [u8; 256] {
     t[b'-' as usize] |= R_DASH;
     t[b'/' as usize] |= R_SLASH;
     t[b'.' as usize] |= R_DOT;
+    t[b'(' as usize] |= R_PAREN;
     t
 }
 static RUN: [u8; 256] = run_flags();
@@ -911,6 +913,7 @@ impl Engine {
                         dash_or_slash: dash || slash,
                         longest_group,
                         zero_led,
+                        paren: seen & R_PAREN != 0,
                     };
                     // Runs for the shape skip, short ones included: a match
                     // near a run that wakes a rule may lie in a short run.
@@ -985,6 +988,7 @@ impl Engine {
             || rule
                 .assign_run
                 .is_some_and(|n| !crate::head::assignment_follows(hay, p, n))
+            || rule.follows.is_some_and(|f| !f.ok(hay, p))
         {
             return None;
         }
@@ -1009,7 +1013,8 @@ impl Engine {
             && rule
                 .min_entropy
                 .is_none_or(|min| checks::entropy(value) >= min)
-            && !(rule.low_info && checks::low_information(value))
+            // (The generic check already refuses low-information values.)
+            && !(rule.low_info && rule.check != checks::Check::Generic && checks::low_information(value))
             && !(rule.check == checks::Check::Generic && calls_or_types(hay, span, full));
         out.push(Raw {
             full,

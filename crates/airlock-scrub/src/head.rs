@@ -184,6 +184,89 @@ pub(crate) fn assignment_follows(hay: &[u8], p: usize, max_run: usize) -> bool {
     matches!(hay.get(i), Some(b'=' | b':' | b'?'))
 }
 
+/// What must follow the name in a keyword-anchored rule whose pattern is
+/// one of the built-in patterns below (tied to the exact pattern text, like
+/// a scanner): a cheap necessary condition on the bytes after a keyword
+/// occurrence, so that most occurrences (`key` in prose, `token` in code)
+/// are ruled out before the forward matcher runs.
+///
+/// Both patterns open with `(?i:password|…|auth)[A-Za-z0-9_\-]{0,16}` and
+/// continue with a byte outside that class, so the name of a match is the
+/// maximal run of `[A-Za-z0-9_\-]` bytes at its start, of at most
+/// 10 + 16 bytes (`credential` is the longest name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Follows {
+    /// `secret_call_argument`: `["']?[ \t]{0,2}[,(][ \t]{0,2}["']`.
+    CallArgument,
+    /// `xml_secret_element`: `>` or `["'][ \t]{1,3}(?i:value)=["']`.
+    XmlElement,
+}
+
+const FOLLOWS_NAMES: &str =
+    r#"(?i:password|passwd|pwd|pass|secret|token|key|credential|auth)[A-Za-z0-9_\-]{0,16}"#;
+const FOLLOWS_SECRET: &str = r#"(?P<secret>[A-Za-z0-9_\-+/=.~!@#$%^&*?:]{8,128})"#;
+/// The longest name run: `credential` and 16 more bytes.
+const FOLLOWS_RUN: usize = 10 + 16;
+
+impl Follows {
+    /// The condition derived from exactly this pattern, if any.
+    pub(crate) fn for_pattern(pattern: &str) -> Option<Follows> {
+        let rest = pattern.strip_prefix(FOLLOWS_NAMES)?;
+        match rest {
+            _ if rest
+                == format!(r#"["']?[ \t]{{0,2}}[,(][ \t]{{0,2}}["']{FOLLOWS_SECRET}["']"#) =>
+            {
+                Some(Follows::CallArgument)
+            }
+            _ if rest
+                == format!(r#"(?:>|["'][ \t]{{1,3}}(?i:value)=["']){FOLLOWS_SECRET}["'<]"#) =>
+            {
+                Some(Follows::XmlElement)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a match can start at `p` by the bytes after its name.
+    #[inline]
+    pub(crate) fn ok(self, hay: &[u8], p: usize) -> bool {
+        let name = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        let mut q = p;
+        while hay.get(q).is_some_and(|&b| name(b)) {
+            q += 1;
+            if q - p > FOLLOWS_RUN {
+                return false;
+            }
+        }
+        let quote = |i: usize| matches!(hay.get(i), Some(b'"' | b'\''));
+        let blanks = |mut i: usize, max: usize| {
+            let from = i;
+            while i - from < max && matches!(hay.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            i
+        };
+        match self {
+            Follows::CallArgument => {
+                let i = blanks(q + usize::from(quote(q)), 2);
+                matches!(hay.get(i), Some(b',' | b'(')) && quote(blanks(i + 1, 2))
+            }
+            Follows::XmlElement => {
+                if hay.get(q) == Some(&b'>') {
+                    return true;
+                }
+                let i = blanks(q + 1, 3);
+                quote(q)
+                    && i > q + 1
+                    && hay
+                        .get(i..i + 6)
+                        .is_some_and(|v| v.eq_ignore_ascii_case(b"value="))
+                    && quote(i + 6)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +356,81 @@ mod tests {
                 let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
                 if re.search(&input).is_some() {
                     prop_assert!(head_ok(&sets, hay, p), "{pat} at {p} in {:?}: {:?}", hay, shown(&sets));
+                }
+            }
+        }
+    }
+
+    fn follows_rules() -> Vec<crate::rules::Rule> {
+        crate::rules::load(
+            "secrets.toml",
+            crate::rules::BUILTIN_SECRETS,
+            crate::Category::Secret,
+            false,
+        )
+        .expect("secrets load")
+        .into_iter()
+        .filter(|r| r.follows.is_some())
+        .collect()
+    }
+
+    #[test]
+    fn follows_is_derived_for_its_two_rules() {
+        let ids: Vec<(String, Option<Follows>)> = follows_rules()
+            .into_iter()
+            .map(|r| (r.id, r.follows))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("secret_call_argument".into(), Some(Follows::CallArgument)),
+                ("xml_secret_element".into(), Some(Follows::XmlElement)),
+            ]
+        );
+        let call = Follows::CallArgument;
+        assert!(call.ok(b"setPassword(\"x", 3));
+        assert!(call.ok(b"API_KEY', 'x", 4));
+        assert!(call.ok(b"key\"  ,  \"x", 0));
+        assert!(!call.ok(b"key\"   ,\"x", 0));
+        assert!(!call.ok(b"key = 'x'", 0));
+        assert!(!call.ok(b"keyboard_layout_with_a_very_long_name('x", 0));
+        let xml = Follows::XmlElement;
+        assert!(xml.ok(b"password>x", 0));
+        assert!(xml.ok(b"ApiKey\" value=\"x", 3));
+        assert!(xml.ok(b"key'\t\t\tVALUE='x", 0));
+        assert!(!xml.ok(b"key\"    value=\"x", 0));
+        assert!(!xml.ok(b"key\"value=\"x", 0));
+        assert!(!xml.ok(b"token\": \"x", 0));
+    }
+
+    /// Names, quotes, blanks and operators around the two rules' forms.
+    fn follows_soup() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            proptest::sample::select(&["key", "Token", "PASS", "pwd", "credential", "auth"][..])
+                .prop_map(str::to_string),
+            "[A-Za-z0-9_\\-]{1,20}",
+            "[\"' \\t,(>=<:]{1,3}",
+            Just(" value=".to_string()),
+            Just("\" VALUE='".to_string()),
+            "[A-Za-z0-9+/=.~!@#$%^&*?:]{6,12}",
+        ];
+        prop::collection::vec(piece, 0..10).prop_map(|v| v.concat().into_bytes())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// A necessary condition: wherever a rule matches (anchored), its
+        /// follows condition holds.
+        #[test]
+        fn every_match_passes_its_follows(hay in follows_soup()) {
+            for rule in follows_rules() {
+                let f = rule.follows.expect("filtered");
+                for p in 0..=hay.len() {
+                    let input = Input::new(&hay).range(p..).anchored(Anchored::Yes);
+                    if rule.regex().search(&input).is_some() {
+                        prop_assert!(f.ok(&hay, p), "{} at {p} in {:?}", rule.id, String::from_utf8_lossy(&hay));
+                    }
                 }
             }
         }

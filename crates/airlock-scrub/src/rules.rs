@@ -118,6 +118,9 @@ pub(crate) struct Rule {
     /// For a `context` rule whose names are all name bytes: the longest run
     /// of name bytes that opens a match ([`head::assignment_follows`]).
     pub assign_run: Option<usize>,
+    /// For the built-in call-argument and XML-element rules: what must
+    /// follow the name ([`head::Follows`]).
+    pub follows: Option<head::Follows>,
 }
 
 /// Public description of a loaded rule (for listing and documentation).
@@ -469,6 +472,7 @@ pub(crate) fn load(
                 && scanner.is_none()
                 && !matches!(check, Check::GithubCrc32 | Check::Jwt),
         );
+        let follows = head::Follows::for_pattern(&pattern_text);
         let rule = Rule {
             id: spec.id,
             kind: spec.kind,
@@ -489,6 +493,7 @@ pub(crate) fn load(
             starts_with_keyword,
             head,
             assign_run,
+            follows,
         };
         if eager && rule.anchored_only() {
             let fwd = Forward::build(&rule.pattern).map_err(&bad)?;
