@@ -7,8 +7,9 @@
 # c1 and c32 and on one reused intercepted tunnel. Same origin, policy and
 # durable audit log as bench/proxy_ab.sh.
 #
-# Counters are zeroed after a warm-up and read after N requests, so start-up
-# (CA generation, policy load) is not counted; the intercepted row includes
+# Counters are zeroed after a warm-up and read after N requests (give or take
+# the few requests it takes the proxy to notice), so start-up (CA generation,
+# policy load) is not counted; the intercepted row includes
 # its one tunnel set-up (CONNECT, TLS handshake) spread over its requests.
 # Caveat: under valgrind the proxy runs ~50x slower, so the audit writer's
 # batches (2 ms linger) hold fewer records than at full speed and its share
@@ -145,11 +146,15 @@ row() { # name kind(c1|c32|tls)
   start_proxy valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --dump-instr=no \
     --collect-atstart=yes --separate-threads=no
   run "$warm" >/dev/null
-  sleep 0.3
-  callgrind_control -z "$proxy_pid" >/dev/null
+  # callgrind_control is only served while the proxy runs code: ask, then
+  # make it run (the first few measured requests, or one more request).
+  callgrind_control -z "$proxy_pid" >/dev/null & local z=$!
   done_n=$(run "$amount")
-  sleep 0.3
-  callgrind_control -d "$name" "$proxy_pid" >/dev/null
+  wait "$z"
+  callgrind_control -d "$name" "$proxy_pid" >/dev/null & local d=$!
+  sleep 0.5
+  curl -s -o /dev/null -x "127.0.0.1:$port" "$url" || true
+  wait "$d"
   stop_proxy
   local dump
   dump=$(ls "$work"/cg."$proxy_pid".* | grep -v "\.$proxy_pid$" | head -1)
