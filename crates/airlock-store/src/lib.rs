@@ -24,6 +24,7 @@
 
 mod gateway;
 mod limited;
+mod mcp;
 mod secrets;
 mod sqlite;
 
@@ -31,6 +32,7 @@ pub use gateway::{
     BudgetRow, BudgetUsage, CallBegin, CallEnd, CallScopes, KeyRow, NewCall, StoredResponse,
 };
 pub use limited::read_limited;
+pub use mcp::ToolPin;
 pub use secrets::{DataKeyRow, MasterRow, SecretRow, SecretStore};
 pub use sqlite::SqliteStore;
 
@@ -147,6 +149,13 @@ pub enum StoreError {
     /// A gateway query (budgets, calls, virtual keys) failed.
     #[error("{}: gateway {what} failed: {source}", path.display())]
     Gateway {
+        path: PathBuf,
+        what: &'static str,
+        source: DbError,
+    },
+    /// An MCP gateway query (tool pins) failed.
+    #[error("{}: MCP {what} failed: {source}", path.display())]
+    Mcp {
         path: PathBuf,
         what: &'static str,
         source: DbError,

@@ -42,6 +42,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "gateway_leases",
         sql: include_str!("sqlite/0004_gateway_leases.sql"),
     },
+    // 0005 is the approvals' (assigned; lands with them).
+    Migration {
+        version: 6,
+        name: "mcp_tool_pins",
+        sql: include_str!("sqlite/0006_mcp.sql"),
+    },
 ];
 
 /// How long a connection waits for another connection's write lock before

@@ -52,6 +52,9 @@ pub enum Command {
     Keys(cmd::keys::KeysCmd),
     /// The LLM gateway: an OpenAI/Anthropic-compatible listener with virtual keys.
     Gateway(cmd::gateway::GatewayArgs),
+    /// The MCP gateway: serve, list tools with their pins, pin a tool.
+    #[command(subcommand)]
+    Mcp(cmd::mcp::McpCmd),
     /// The LLM gateway's spending limits.
     #[command(subcommand)]
     Budget(cmd::budget::BudgetCmd),
@@ -79,6 +82,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Secret(c) => cmd::secret::run(&ctx, c),
         Command::Keys(c) => cmd::keys::run(&ctx, c),
         Command::Gateway(a) => cmd::gateway::run(&ctx, a),
+        Command::Mcp(a) => cmd::mcp::run(&ctx, a),
         Command::Budget(c) => cmd::budget::run(&ctx, c),
         Command::Demo(a) => cmd::demo::run(&ctx, a),
         Command::Version(a) => cmd::version::run(&ctx, a),

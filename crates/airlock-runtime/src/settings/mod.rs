@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod gateway;
+pub mod mcp;
 pub mod proxy;
 pub mod sandbox;
 

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod gateway;
 pub mod init;
 pub mod keys;
+pub mod mcp;
 pub mod policy;
 pub mod proxy;
 pub mod run;

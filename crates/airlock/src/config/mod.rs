@@ -9,7 +9,7 @@ mod policy;
 mod proxy;
 mod source;
 
-use airlock_runtime::settings::{audit, gateway, sandbox};
+use airlock_runtime::settings::{audit, gateway, mcp, sandbox};
 pub use airlock_runtime::{AuditSettings, SandboxSettings};
 pub use gateway::GatewaySettings;
 pub use policy::{PolicySettings, load_file as load_policy_file};
@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// The LLM gateway: providers, limits, prices.
     #[serde(default)]
     pub gateway: gateway::RawGateway,
+    /// The MCP gateway: tool servers, rules, limits.
+    #[serde(default)]
+    pub mcp: mcp::RawMcp,
 }
 
 /// The validated configuration.
@@ -52,6 +55,7 @@ pub struct Config {
     pub proxy: ProxySettings,
     pub sandbox: SandboxSettings,
     pub gateway: GatewaySettings,
+    pub mcp: airlock_mcp::config::McpConfig,
 }
 
 impl Config {
@@ -75,10 +79,12 @@ pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
 }
 
 fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
+    let policy = policy::validate(&raw.policy, src)?;
     Ok(Config {
         origin: src.name().to_owned(),
         audit: audit::validate(&raw.audit, &src.located())?,
-        policy: policy::validate(&raw.policy, src)?,
+        mcp: mcp::validate(&raw.mcp, &src.located(), &policy.policy)?,
+        policy,
         proxy: ProxySettings {
             proxy: airlock_runtime::settings::proxy::validate(&raw.proxy, &src.located())?,
         },
