@@ -417,3 +417,40 @@ impl<T: Ord> TapSorted for Vec<T> {
         self
     }
 }
+
+#[test]
+fn streamable_http_client_gets_the_same_decisions() {
+    let Some(f) = Fixture::new("") else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = f
+        .env
+        .command(&["mcp", "serve", "--listen", &addr, "--agent", "bob"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the gateway did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let steps = serde_json::json!([
+        ["echo", "t.echo", {"text": "over http"}],
+        ["add", "t.add", {"a": 1, "b": 2}],
+    ]);
+    let r = f.client("bob", &format!("http://{addr}/mcp"), &steps);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(r["echo"]["text"], "over http");
+    assert_eq!(reason(&r["add"]), "rule_deny", "{}", r["add"]);
+    let tools: Vec<&str> = r["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(tools.contains(&"t.echo") && !tools.contains(&"t.add"), "{tools:?}");
+    assert!(f.audit().iter().any(|e| e["action"] == "mcp.call"
+        && e["resource"] == "t.add"
+        && e["reason"] == "rule_deny"
+        && e["agent_id"] == "bob"));
+}
