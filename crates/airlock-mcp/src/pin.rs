@@ -56,18 +56,10 @@ mod tests {
             r#"{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh", "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#,
         )
         .unwrap();
-        let keys: Vec<String> = serde_json::from_str::<Value>(&canonical(&v))
-            .map(|_| ())
-            .map(|_| {
-                let s = canonical(&v);
-                let mut out = Vec::new();
-                for part in s.trim_matches(|c| c == '{' || c == '}').split(",\"") {
-                    out.push(part.trim_start_matches('"').split('"').next().unwrap_or("").to_owned());
-                }
-                out
-            })
-            .unwrap();
-        assert_eq!(keys, vec!["\r", "1", "\u{80}", "\u{f6}", "\u{20ac}", "\u{1f600}", "\u{fb33}"]);
+        assert_eq!(
+            canonical(&v),
+            "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",\"\u{1f600}\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}"
+        );
     }
 
     #[test]
