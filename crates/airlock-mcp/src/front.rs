@@ -25,7 +25,10 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
-    let session = Session { ctx, notify: Some(tx.clone()) };
+    let session = Session {
+        ctx,
+        notify: Some(tx.clone()),
+    };
     let writer = tokio::spawn(async move {
         while let Some(v) = rx.recv().await {
             let mut b = serde_json::to_vec(&v).unwrap_or_default();
@@ -39,7 +42,10 @@ where
     let tx2 = tx.clone();
     let watcher = tokio::spawn(async move {
         while changed.recv().await.is_ok() {
-            let _ = tx2.send(crate::jsonrpc::notification("notifications/tools/list_changed", serde_json::json!({})));
+            let _ = tx2.send(crate::jsonrpc::notification(
+                "notifications/tools/list_changed",
+                serde_json::json!({}),
+            ));
         }
     });
     let mut r = tokio::io::BufReader::new(input);
@@ -125,7 +131,11 @@ pub async fn serve_http(
                 let gw = gw.clone();
                 let sessions = sessions.clone();
                 let new_context = new_context.clone();
-                async move { Ok::<_, std::convert::Infallible>(http_one(gw, sessions, new_context, req).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        http_one(gw, sessions, new_context, req).await,
+                    )
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
@@ -138,7 +148,9 @@ fn session_id() -> String {
     use std::hash::{BuildHasher as _, Hasher as _};
     let mut b = [0u8; 16];
     if aws_lc_rs::rand::fill(&mut b).is_err() {
-        let h = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let h = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
         b[..8].copy_from_slice(&h.to_le_bytes());
     }
     hex::encode(b)
@@ -150,8 +162,15 @@ async fn http_one(
     new_context: NewContext,
     req: http::Request<hyper::body::Incoming>,
 ) -> http::Response<Body> {
-    let sid = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let known = |sid: &Option<String>| sid.as_ref().and_then(|s| sessions.lock().ok().and_then(|m| m.get(s).cloned()));
+    let sid = req
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let known = |sid: &Option<String>| {
+        sid.as_ref()
+            .and_then(|s| sessions.lock().ok().and_then(|m| m.get(s).cloned()))
+    };
     match *req.method() {
         http::Method::POST => {}
         http::Method::DELETE => {
@@ -161,8 +180,15 @@ async fn http_one(
             return full(http::StatusCode::OK, "text/plain", Vec::new());
         }
         _ => {
-            let mut r = full(http::StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"POST only\n".to_vec());
-            r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST, DELETE"));
+            let mut r = full(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"POST only\n".to_vec(),
+            );
+            r.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("POST, DELETE"),
+            );
             return r;
         }
     }
@@ -172,18 +198,34 @@ async fn http_one(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     let max = gw.config().max_message_bytes;
-    let body = match http_body_util::Limited::new(req.into_body(), max).collect().await {
+    let body = match http_body_util::Limited::new(req.into_body(), max)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            let s = Session { ctx: new_context(), notify: None };
+            let s = Session {
+                ctx: new_context(),
+                notify: None,
+            };
             let big = vec![b' '; max + 1];
             let resp = gw.handle(&s, &big).await.unwrap_or(Value::Null);
-            return full(http::StatusCode::PAYLOAD_TOO_LARGE, "application/json", serde_json::to_vec(&resp).unwrap_or_default());
+            return full(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                "application/json",
+                serde_json::to_vec(&resp).unwrap_or_default(),
+            );
         }
     };
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let method = parsed.as_ref().and_then(|v| v.get("method")).and_then(Value::as_str).map(str::to_owned);
-    let is_request = parsed.as_ref().is_some_and(|v| v.get("id").is_some() && v.get("method").is_some());
+    let method = parsed
+        .as_ref()
+        .and_then(|v| v.get("method"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let is_request = parsed
+        .as_ref()
+        .is_some_and(|v| v.get("id").is_some() && v.get("method").is_some());
     let (ctx, new_sid) = match (known(&sid), method.as_deref()) {
         (Some(ctx), _) => (ctx, None),
         (None, Some("initialize")) => {
@@ -218,7 +260,11 @@ async fn http_one(
         let s = Session { ctx, notify: None };
         return match gw.handle(&s, &body).await {
             Some(resp) => with_sid(full(
-                if parsed.is_none() { http::StatusCode::BAD_REQUEST } else { http::StatusCode::OK },
+                if parsed.is_none() {
+                    http::StatusCode::BAD_REQUEST
+                } else {
+                    http::StatusCode::OK
+                },
                 "application/json",
                 serde_json::to_vec(&resp).unwrap_or_default(),
             )),
@@ -228,7 +274,10 @@ async fn http_one(
     if method.as_deref() == Some("tools/call") && sse_ok {
         // An event stream: progress while it waits, then the answer.
         let (tx, rx) = mpsc::unbounded_channel::<Value>();
-        let s = Session { ctx, notify: Some(tx.clone()) };
+        let s = Session {
+            ctx,
+            notify: Some(tx.clone()),
+        };
         tokio::spawn(async move {
             if let Some(resp) = gw.handle(&s, &body).await {
                 let _ = tx.send(resp);
@@ -236,13 +285,23 @@ async fn http_one(
         });
         let stream = futures_stream(rx);
         let mut r = http::Response::new(BodyExt_boxed(stream));
-        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
-        r.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        r.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-cache"),
+        );
         return with_sid(r);
     }
     let s = Session { ctx, notify: None };
     let resp = gw.handle(&s, &body).await.unwrap_or(Value::Null);
-    with_sid(full(http::StatusCode::OK, "application/json", serde_json::to_vec(&resp).unwrap_or_default()))
+    with_sid(full(
+        http::StatusCode::OK,
+        "application/json",
+        serde_json::to_vec(&resp).unwrap_or_default(),
+    ))
 }
 
 /// An SSE body from a channel of messages; ends after the first response
@@ -259,7 +318,10 @@ struct SseStream {
 
 impl futures_core_stream::Stream for SseStream {
     type Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>;
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
         if self.done {
             return std::task::Poll::Ready(None);
         }

@@ -11,8 +11,8 @@ use crate::rules;
 use crate::upstream::{self, Conn, Launcher, ServerEvent, UpstreamError};
 use airlock_types::{
     Action, Actor, ActorKind, ApprovalRequest, Approver, AuditEvent, Autonomy, Decision,
-    EventResult, EventSink, Outcome, Reason, RunContext, Secret, Subject, TaintLabel,
-    TaintTracker, TenantId, Verdict,
+    EventResult, EventSink, Outcome, Reason, RunContext, Secret, Subject, TaintLabel, TaintTracker,
+    TenantId, Verdict,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -28,7 +28,13 @@ pub trait PinStore: Send + Sync + std::fmt::Debug {
     /// The pinned hash of a tool.
     fn get(&self, server: &str, tool: &str) -> Result<Option<String>, String>;
     /// Pin if absent (trust on first use); true when this call pinned it.
-    fn pin_if_absent(&self, server: &str, tool: &str, sha256: &str, def: &str) -> Result<bool, String>;
+    fn pin_if_absent(
+        &self,
+        server: &str,
+        tool: &str,
+        sha256: &str,
+        def: &str,
+    ) -> Result<bool, String>;
 }
 
 /// Pins in the tenant's SQLite database.
@@ -50,13 +56,25 @@ impl SqlitePins {
 
 impl PinStore for SqlitePins {
     fn get(&self, server: &str, tool: &str) -> Result<Option<String>, String> {
-        let s = self.store.lock().map_err(|_| "pin store poisoned".to_owned())?;
+        let s = self
+            .store
+            .lock()
+            .map_err(|_| "pin store poisoned".to_owned())?;
         s.mcp_pin(&self.tenant, server, tool)
             .map(|p| p.map(|p| p.sha256))
             .map_err(|e| e.to_string())
     }
-    fn pin_if_absent(&self, server: &str, tool: &str, sha256: &str, def: &str) -> Result<bool, String> {
-        let mut s = self.store.lock().map_err(|_| "pin store poisoned".to_owned())?;
+    fn pin_if_absent(
+        &self,
+        server: &str,
+        tool: &str,
+        sha256: &str,
+        def: &str,
+    ) -> Result<bool, String> {
+        let mut s = self
+            .store
+            .lock()
+            .map_err(|_| "pin store poisoned".to_owned())?;
         s.mcp_pin_if_absent(
             &self.tenant,
             &airlock_store::ToolPin {
@@ -78,9 +96,20 @@ pub struct MemoryPins(Mutex<HashMap<(String, String), String>>);
 
 impl PinStore for MemoryPins {
     fn get(&self, server: &str, tool: &str) -> Result<Option<String>, String> {
-        Ok(self.0.lock().map_err(|_| "poisoned")?.get(&(server.into(), tool.into())).cloned())
+        Ok(self
+            .0
+            .lock()
+            .map_err(|_| "poisoned")?
+            .get(&(server.into(), tool.into()))
+            .cloned())
     }
-    fn pin_if_absent(&self, server: &str, tool: &str, sha256: &str, _def: &str) -> Result<bool, String> {
+    fn pin_if_absent(
+        &self,
+        server: &str,
+        tool: &str,
+        sha256: &str,
+        _def: &str,
+    ) -> Result<bool, String> {
         let mut m = self.0.lock().map_err(|_| "poisoned")?;
         let k = (server.to_owned(), tool.to_owned());
         if m.contains_key(&k) {
@@ -111,7 +140,10 @@ impl TaintTracker for MemoryTaint {
         *e = e.with(label);
         Ok(*e)
     }
-    fn labels(&self, ctx: &RunContext) -> Result<airlock_types::TaintSet, airlock_types::TaintError> {
+    fn labels(
+        &self,
+        ctx: &RunContext,
+    ) -> Result<airlock_types::TaintSet, airlock_types::TaintError> {
         let m = self
             .0
             .lock()
@@ -182,7 +214,11 @@ pub enum GatewayError {
 
 fn scrubber_builder(pii: bool) -> airlock_scrub::ScrubberBuilder {
     let b = airlock_scrub::Scrubber::builder();
-    if pii { b } else { b.only(airlock_scrub::Category::Secret) }
+    if pii {
+        b
+    } else {
+        b.only(airlock_scrub::Category::Secret)
+    }
 }
 
 impl Gateway {
@@ -249,7 +285,14 @@ impl Gateway {
         })
     }
 
-    fn event(&self, s: &Session, action: Action, resource: &str, reason: Reason, result: EventResult) -> AuditEvent {
+    fn event(
+        &self,
+        s: &Session,
+        action: Action,
+        resource: &str,
+        reason: Reason,
+        result: EventResult,
+    ) -> AuditEvent {
         AuditEvent::new(
             s.ctx.tenant.clone(),
             Actor::new(ActorKind::Agent, "mcp"),
@@ -265,7 +308,13 @@ impl Gateway {
     pub async fn handle(&self, s: &Session, bytes: &[u8]) -> Option<Value> {
         if bytes.len() > self.cfg.max_message_bytes {
             let ev = self
-                .event(s, Action::McpCall, "-", Reason::LimitExceeded, EventResult::Denied)
+                .event(
+                    s,
+                    Action::McpCall,
+                    "-",
+                    Reason::LimitExceeded,
+                    EventResult::Denied,
+                )
                 .with_detail("bytes", bytes.len())
                 .with_detail("max_bytes", self.cfg.max_message_bytes);
             let _ = self.audit(ev);
@@ -283,9 +332,17 @@ impl Gateway {
                     .event(s, Action::McpCall, "-", m.reason, EventResult::Denied)
                     .with_detail("error", m.message.clone());
                 let _ = self.audit(ev);
-                Some(jsonrpc::error(&m.id, m.code, &m.message, m.reason, json!({})))
+                Some(jsonrpc::error(
+                    &m.id,
+                    m.code,
+                    &m.message,
+                    m.reason,
+                    json!({}),
+                ))
             }
-            Ok(Message::Request { id, method, raw }) => Some(self.request(s, &id, &method, &raw).await),
+            Ok(Message::Request { id, method, raw }) => {
+                Some(self.request(s, &id, &method, &raw).await)
+            }
             Ok(Message::Notification { .. } | Message::Response { .. }) => None,
         }
     }
@@ -294,7 +351,10 @@ impl Gateway {
         let params = raw.get("params").cloned().unwrap_or(json!({}));
         match method {
             "initialize" => {
-                let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+                let asked = params
+                    .get("protocolVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let version = PROTOCOL_VERSIONS
                     .iter()
                     .find(|v| **v == asked)
@@ -317,10 +377,22 @@ impl Gateway {
                     .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
                     .collect();
                 let ev = self
-                    .event(s, Action::McpList, "tools/list", Reason::Recorded, EventResult::Success)
+                    .event(
+                        s,
+                        Action::McpList,
+                        "tools/list",
+                        Reason::Recorded,
+                        EventResult::Success,
+                    )
                     .with_detail("tools", names);
                 if let Err(r) = self.audit(ev) {
-                    return jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "cannot audit", r, json!({}));
+                    return jsonrpc::error(
+                        id,
+                        jsonrpc::INTERNAL_ERROR,
+                        "cannot audit",
+                        r,
+                        json!({}),
+                    );
                 }
                 jsonrpc::result(id, json!({ "tools": tools }))
             }
@@ -349,7 +421,10 @@ impl Gateway {
         let launcher = self.parts.launcher.clone();
         let known = Arc::new(Mutex::new(Vec::new()));
         let k2 = known.clone();
-        let launcher: Arc<dyn Launcher> = Arc::new(Capture { inner: launcher, known: k2 });
+        let launcher: Arc<dyn Launcher> = Arc::new(Capture {
+            inner: launcher,
+            known: k2,
+        });
         let c = upstream::connect(
             &slot.cfg,
             launcher,
@@ -359,7 +434,10 @@ impl Gateway {
         )
         .await?;
         // The server's vault secrets: their values become their names.
-        let known: Vec<(String, Secret<String>)> = known.lock().map(|mut k| std::mem::take(&mut *k)).unwrap_or_default();
+        let known: Vec<(String, Secret<String>)> = known
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default();
         let scrubber = if known.is_empty() {
             self.base_scrubber.clone()
         } else {
@@ -380,9 +458,7 @@ impl Gateway {
     }
 
     async fn server_tools(&self, slot: &Slot, refresh: bool) -> Result<Vec<Value>, UpstreamError> {
-        if !refresh
-            && let Some(t) = slot.tools.lock().ok().and_then(|t| t.clone())
-        {
+        if !refresh && let Some(t) = slot.tools.lock().ok().and_then(|t| t.clone()) {
             return Ok(t);
         }
         let conn = self.conn(slot).await?;
@@ -393,7 +469,9 @@ impl Gateway {
                 Some(c) => json!({ "cursor": c }),
                 None => json!({}),
             };
-            let r = conn.request("tools/list", params, self.cfg.call_timeout).await;
+            let r = conn
+                .request("tools/list", params, self.cfg.call_timeout)
+                .await;
             let r = match r {
                 Ok(r) => r,
                 Err(e) => {
@@ -409,8 +487,16 @@ impl Gateway {
                     message: "tools/list answered without tools".into(),
                 });
             };
-            out.extend(tools.iter().filter(|t| t.get("name").is_some_and(Value::is_string)).cloned());
-            cursor = r.pointer("/result/nextCursor").filter(|c| !c.is_null()).cloned();
+            out.extend(
+                tools
+                    .iter()
+                    .filter(|t| t.get("name").is_some_and(Value::is_string))
+                    .cloned(),
+            );
+            cursor = r
+                .pointer("/result/nextCursor")
+                .filter(|c| !c.is_null())
+                .cloned();
             if cursor.is_none() {
                 break;
             }
@@ -422,7 +508,13 @@ impl Gateway {
     }
 
     /// The pin state of one tool: `Ok` when usable, else the refusal.
-    fn pin_state(&self, s: &Session, server: &str, tool: &Value, visible_by_rule: bool) -> Result<(), Reason> {
+    fn pin_state(
+        &self,
+        s: &Session,
+        server: &str,
+        tool: &Value,
+        visible_by_rule: bool,
+    ) -> Result<(), Reason> {
         let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
         let hash = pin::definition_hash(tool);
         let pinned = self.parts.pins.get(server, name).map_err(|e| {
@@ -433,10 +525,20 @@ impl Gateway {
             Some(p) if p == hash => Ok(()),
             Some(p) => {
                 let key = (server.to_owned(), name.to_owned(), hash.clone());
-                let first = self.reported.lock().map(|mut r| r.insert(key)).unwrap_or(true);
+                let first = self
+                    .reported
+                    .lock()
+                    .map(|mut r| r.insert(key))
+                    .unwrap_or(true);
                 if first {
                     let ev = self
-                        .event(s, Action::McpToolChanged, &format!("{server}.{name}"), Reason::ToolDefinitionChanged, EventResult::Denied)
+                        .event(
+                            s,
+                            Action::McpToolChanged,
+                            &format!("{server}.{name}"),
+                            Reason::ToolDefinitionChanged,
+                            EventResult::Denied,
+                        )
                         .with_detail("pinned_sha256", p)
                         .with_detail("seen_sha256", hash);
                     self.audit(ev)?;
@@ -445,13 +547,23 @@ impl Gateway {
             }
             None if self.cfg.pin == PinMode::FirstUse && visible_by_rule => {
                 let def = pin::canonical_definition(tool);
-                let pinned_now = self.parts.pins.pin_if_absent(server, name, &hash, &def).map_err(|e| {
-                    tracing::error!("pin store: {e}");
-                    Reason::CheckFailed
-                })?;
+                let pinned_now = self
+                    .parts
+                    .pins
+                    .pin_if_absent(server, name, &hash, &def)
+                    .map_err(|e| {
+                        tracing::error!("pin store: {e}");
+                        Reason::CheckFailed
+                    })?;
                 if pinned_now {
                     let ev = self
-                        .event(s, Action::McpToolPinned, &format!("{server}.{name}"), Reason::Recorded, EventResult::Success)
+                        .event(
+                            s,
+                            Action::McpToolPinned,
+                            &format!("{server}.{name}"),
+                            Reason::Recorded,
+                            EventResult::Success,
+                        )
                         .with_detail("sha256", hash)
                         .with_detail("pinned_by", "tofu");
                     self.audit(ev)?;
@@ -474,14 +586,22 @@ impl Gateway {
                 Ok(t) => t,
                 Err(e) => {
                     let ev = self
-                        .event(s, Action::McpServer, &slot.cfg.name, Reason::ToolServerFailed, EventResult::Failure)
+                        .event(
+                            s,
+                            Action::McpServer,
+                            &slot.cfg.name,
+                            Reason::ToolServerFailed,
+                            EventResult::Failure,
+                        )
                         .with_detail("error", e.to_string());
                     let _ = self.audit(ev);
                     continue;
                 }
             };
             for t in tools {
-                let Some(name) = t.get("name").and_then(Value::as_str) else { continue };
+                let Some(name) = t.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
                 let full = format!("{}.{name}", slot.cfg.name);
                 if !rules::judge(&self.cfg.rules, agent.as_deref(), &full).visible() {
                     continue;
@@ -497,7 +617,15 @@ impl Gateway {
         out
     }
 
-    fn refuse(&self, s: &Session, id: &Value, tool: &str, reason: Reason, message: String, extra: Value) -> Value {
+    fn refuse(
+        &self,
+        s: &Session,
+        id: &Value,
+        tool: &str,
+        reason: Reason,
+        message: String,
+        extra: Value,
+    ) -> Value {
         let mut ev = self
             .event(s, Action::McpCall, tool, reason, EventResult::Denied)
             .with_decision(Decision::deny(reason))
@@ -518,26 +646,64 @@ impl Gateway {
     }
 
     async fn call(&self, s: &Session, id: &Value, params: Value) -> Value {
-        let full = params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let full = params
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let args = params.get("arguments").cloned().unwrap_or(json!({}));
-        let unknown = |me: &Self| me.refuse(s, id, &full, Reason::ToolUnknown, format!("no tool {full:?} (tools are named SERVER.TOOL)"), json!({}));
-        let Some((server, tool)) = full.split_once('.') else { return unknown(self) };
-        let Some(slot) = self.slot(server) else { return unknown(self) };
+        let unknown = |me: &Self| {
+            me.refuse(
+                s,
+                id,
+                &full,
+                Reason::ToolUnknown,
+                format!("no tool {full:?} (tools are named SERVER.TOOL)"),
+                json!({}),
+            )
+        };
+        let Some((server, tool)) = full.split_once('.') else {
+            return unknown(self);
+        };
+        let Some(slot) = self.slot(server) else {
+            return unknown(self);
+        };
         let agent = s.ctx.agent.as_ref().map(|a| a.as_str().to_owned());
         let verdict = rules::judge(&self.cfg.rules, agent.as_deref(), &full);
         if let Some(r) = verdict.refusal() {
-            return self.refuse(s, id, &full, r, format!("tool {full} is refused by the MCP rules ({})", r.code()), json!({}));
+            return self.refuse(
+                s,
+                id,
+                &full,
+                r,
+                format!("tool {full} is refused by the MCP rules ({})", r.code()),
+                json!({}),
+            );
         }
         let tools = match self.server_tools(slot, false).await {
             Ok(t) => t,
-            Err(e) => return self.refuse(s, id, &full, Reason::ToolServerFailed, e.to_string(), json!({})),
+            Err(e) => {
+                return self.refuse(
+                    s,
+                    id,
+                    &full,
+                    Reason::ToolServerFailed,
+                    e.to_string(),
+                    json!({}),
+                );
+            }
         };
-        let Some(def) = tools.iter().find(|t| t.get("name").and_then(Value::as_str) == Some(tool)) else {
+        let Some(def) = tools
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(tool))
+        else {
             return unknown(self);
         };
         if let Err(r) = self.pin_state(s, server, def, true) {
             let msg = if r == Reason::ToolDefinitionChanged {
-                format!("tool {full} is not usable: its definition is not the pinned one (an operator must re-pin it: airlock mcp pin {full})")
+                format!(
+                    "tool {full} is not usable: its definition is not the pinned one (an operator must re-pin it: airlock mcp pin {full})"
+                )
             } else {
                 "the pin store could not be read".to_owned()
             };
@@ -547,18 +713,32 @@ impl Gateway {
         if let Some(schema) = def.get("inputSchema") {
             match jsonschema::validator_for(schema) {
                 Err(_) => {
-                    return self.refuse(s, id, &full, Reason::ToolArgumentsInvalid, format!("tool {full} declares an input schema Airlock cannot use"), json!({}));
+                    return self.refuse(
+                        s,
+                        id,
+                        &full,
+                        Reason::ToolArgumentsInvalid,
+                        format!("tool {full} declares an input schema Airlock cannot use"),
+                        json!({}),
+                    );
                 }
                 Ok(v) => {
                     if let Some(err) = v.iter_errors(&args).next() {
                         let at = err.instance_path().to_string();
-                        let kind = format!("{:?}", err.kind()).split(['(', ' ', '{']).next().unwrap_or("").to_owned();
+                        let kind = format!("{:?}", err.kind())
+                            .split(['(', ' ', '{'])
+                            .next()
+                            .unwrap_or("")
+                            .to_owned();
                         return self.refuse(
                             s,
                             id,
                             &full,
                             Reason::ToolArgumentsInvalid,
-                            format!("arguments do not match the tool's input schema at {:?} ({kind})", if at.is_empty() { "/" } else { &at }),
+                            format!(
+                                "arguments do not match the tool's input schema at {:?} ({kind})",
+                                if at.is_empty() { "/" } else { &at }
+                            ),
                             json!({"at": at}),
                         );
                     }
@@ -566,11 +746,22 @@ impl Gateway {
             }
         }
         if let Err(a) = rules::check_args(&verdict.matched, &args) {
-            return self.refuse(s, id, &full, Reason::ToolArgumentRefused, format!("argument {:?} {}", a.argument, a.message), json!({"argument": a.argument}));
+            return self.refuse(
+                s,
+                id,
+                &full,
+                Reason::ToolArgumentRefused,
+                format!("argument {:?} {}", a.argument, a.message),
+                json!({"argument": a.argument}),
+            );
         }
         // Approval: the rule, the agent's autonomy, the trifecta guard.
         let labels = slot.cfg.labels_of(tool);
-        let autonomy = agent.as_ref().and_then(|a| self.cfg.autonomy.get(a)).copied().unwrap_or_default();
+        let autonomy = agent
+            .as_ref()
+            .and_then(|a| self.cfg.autonomy.get(a))
+            .copied()
+            .unwrap_or_default();
         let mut ask: Option<Reason> = match (verdict.action, autonomy) {
             (Some(RuleAction::Ask), _) | (_, Autonomy::AskAll) => Some(Reason::ApprovalRequired),
             (_, Autonomy::AskWrites) if labels.writes => Some(Reason::ApprovalRequired),
@@ -579,7 +770,14 @@ impl Gateway {
         let taint = match self.parts.taint.labels(&s.ctx) {
             Ok(t) => t,
             Err(e) => {
-                return self.refuse(s, id, &full, Reason::CheckFailed, format!("the run's taint cannot be read ({e}); refusing"), json!({}));
+                return self.refuse(
+                    s,
+                    id,
+                    &full,
+                    Reason::CheckFailed,
+                    format!("the run's taint cannot be read ({e}); refusing"),
+                    json!({}),
+                );
             }
         };
         if labels.writes && !verdict.writes_allowed() && taint.is_trifecta() {
@@ -589,7 +787,11 @@ impl Gateway {
         if let Some(reason) = ask {
             let req = ApprovalRequest {
                 context: s.ctx.clone(),
-                subject: Subject::Tool { server: server.to_owned(), tool: tool.to_owned(), arguments: args.clone() },
+                subject: Subject::Tool {
+                    server: server.to_owned(),
+                    tool: tool.to_owned(),
+                    arguments: args.clone(),
+                },
                 policy_version: self.cfg.policy_version.clone(),
                 reason,
                 taint,
@@ -600,11 +802,21 @@ impl Gateway {
                 Verdict::Approved { id: aid, sha256 } => approval = Some((aid, sha256)),
                 Verdict::Refused { id: aid, reason: r } => {
                     let why = if reason == Reason::LethalTrifecta {
-                        format!("tool {full} writes, and this run holds private data and has read untrusted content (lethal trifecta): it needs approval, which was not given ({})", r.code())
+                        format!(
+                            "tool {full} writes, and this run holds private data and has read untrusted content (lethal trifecta): it needs approval, which was not given ({})",
+                            r.code()
+                        )
                     } else {
-                        format!("tool {full} needs approval, which was not given ({})", r.code())
+                        format!(
+                            "tool {full} needs approval, which was not given ({})",
+                            r.code()
+                        )
                     };
-                    let code = if r == Reason::ApprovalRequired { reason } else { r };
+                    let code = if r == Reason::ApprovalRequired {
+                        reason
+                    } else {
+                        r
+                    };
                     return self.refuse(s, id, &full, code, why, json!({"approval_id": aid, "asked_because": reason.code(), "taint": taint.labels()}));
                 }
             }
@@ -612,7 +824,16 @@ impl Gateway {
         // Run it.
         let conn = match self.conn(slot).await {
             Ok(c) => c,
-            Err(e) => return self.refuse(s, id, &full, Reason::ToolServerFailed, e.to_string(), json!({})),
+            Err(e) => {
+                return self.refuse(
+                    s,
+                    id,
+                    &full,
+                    Reason::ToolServerFailed,
+                    e.to_string(),
+                    json!({}),
+                );
+            }
         };
         let mut fwd = params.clone();
         fwd["name"] = Value::String(tool.to_owned());
@@ -623,10 +844,22 @@ impl Gateway {
                     // A hung server is stopped; the next use starts a new one.
                     conn.kill();
                 }
-                return self.refuse(s, id, &full, Reason::ToolServerFailed, e.to_string(), json!({}));
+                return self.refuse(
+                    s,
+                    id,
+                    &full,
+                    Reason::ToolServerFailed,
+                    e.to_string(),
+                    json!({}),
+                );
             }
         };
-        let scrubber = slot.scrubber.lock().ok().and_then(|s| s.clone()).unwrap_or_else(|| self.base_scrubber.clone());
+        let scrubber = slot
+            .scrubber
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .unwrap_or_else(|| self.base_scrubber.clone());
         let mut masked = 0usize;
         let mut out = match resp.get("result") {
             Some(r) => {
@@ -635,49 +868,98 @@ impl Gateway {
                 jsonrpc::result(id, r)
             }
             None => {
-                let mut e = resp.get("error").cloned().unwrap_or(json!({"code": jsonrpc::SERVER_FAILED, "message": "no result"}));
+                let mut e = resp
+                    .get("error")
+                    .cloned()
+                    .unwrap_or(json!({"code": jsonrpc::SERVER_FAILED, "message": "no result"}));
                 scrub_value(&scrubber, &mut e, &mut masked);
                 json!({"jsonrpc": "2.0", "id": id, "error": e})
             }
         };
         // Taint: what this result brought into the run.
         let mut now = taint;
-        for (on, label) in [(labels.private, TaintLabel::PrivateData), (labels.untrusted, TaintLabel::UntrustedContent)] {
+        for (on, label) in [
+            (labels.private, TaintLabel::PrivateData),
+            (labels.untrusted, TaintLabel::UntrustedContent),
+        ] {
             if on {
                 match self.parts.taint.mark(&s.ctx, label, &full) {
                     Ok(t) => now = t,
                     Err(e) => {
-                        return self.refuse(s, id, &full, Reason::CheckFailed, format!("the run's taint cannot be recorded ({e}); the result is withheld"), json!({}));
+                        return self.refuse(
+                            s,
+                            id,
+                            &full,
+                            Reason::CheckFailed,
+                            format!(
+                                "the run's taint cannot be recorded ({e}); the result is withheld"
+                            ),
+                            json!({}),
+                        );
                     }
                 }
             }
         }
         if now != taint {
             let ev = self
-                .event(s, Action::RunTaint, &full, Reason::Recorded, EventResult::Success)
+                .event(
+                    s,
+                    Action::RunTaint,
+                    &full,
+                    Reason::Recorded,
+                    EventResult::Success,
+                )
                 .with_detail("taint", now.labels());
             let _ = self.audit(ev);
         }
-        let is_error = out.get("error").is_some() || out.pointer("/result/isError") == Some(&Value::Bool(true));
+        let is_error = out.get("error").is_some()
+            || out.pointer("/result/isError") == Some(&Value::Bool(true));
         let mut ev = self
-            .event(s, Action::McpCall, &full, Reason::RuleAllow, if is_error { EventResult::Failure } else { EventResult::Success })
-            .with_decision(Decision { outcome: Outcome::Allow, ..Decision::allow(Reason::RuleAllow) })
+            .event(
+                s,
+                Action::McpCall,
+                &full,
+                Reason::RuleAllow,
+                if is_error {
+                    EventResult::Failure
+                } else {
+                    EventResult::Success
+                },
+            )
+            .with_decision(Decision {
+                outcome: Outcome::Allow,
+                ..Decision::allow(Reason::RuleAllow)
+            })
             .with_detail("masked", masked)
             .with_detail("taint", now.labels());
         if is_error {
             ev.result = EventResult::Failure;
         }
         if let Some((aid, sha)) = &approval {
-            ev = ev.with_detail("approval_id", aid.clone()).with_detail("approval_sha256", sha.clone());
+            ev = ev
+                .with_detail("approval_id", aid.clone())
+                .with_detail("approval_sha256", sha.clone());
             ev.reason = Reason::ApprovalGranted;
         }
         if let Err(r) = self.audit(ev) {
-            out = jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "the call could not be audited; its result is withheld", r, json!({}));
+            out = jsonrpc::error(
+                id,
+                jsonrpc::INTERNAL_ERROR,
+                "the call could not be audited; its result is withheld",
+                r,
+                json!({}),
+            );
         }
         out
     }
 
-    async fn wait_approval(&self, s: &Session, req: ApprovalRequest, token: Option<Value>, full: &str) -> Verdict {
+    async fn wait_approval(
+        &self,
+        s: &Session,
+        req: ApprovalRequest,
+        token: Option<Value>,
+        full: &str,
+    ) -> Verdict {
         let ask = self.parts.approver.ask(req, self.cfg.approval_wait);
         tokio::pin!(ask);
         let mut tick = tokio::time::interval(self.cfg.progress_every);

@@ -113,11 +113,11 @@ pub fn classify(v: Value) -> Result<Message, Malformed> {
     }
     match (obj.get("method"), id) {
         (Some(Value::String(m)), Some(id)) => {
-            if obj.get("params").is_some_and(|p| !p.is_object() && !p.is_array()) {
-                return Err(invalid(
-                    "invalid request: \"params\" must be an object",
-                    id,
-                ));
+            if obj
+                .get("params")
+                .is_some_and(|p| !p.is_object() && !p.is_array())
+            {
+                return Err(invalid("invalid request: \"params\" must be an object", id));
             }
             Ok(Message::Request {
                 id,

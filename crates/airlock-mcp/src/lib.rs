@@ -40,5 +40,8 @@ pub mod pin;
 pub mod rules;
 pub mod upstream;
 
-pub use gateway::{Gateway, GatewayError, MemoryPins, MemoryTaint, Parts, PinStore, Session, SqlitePins, PROTOCOL_VERSIONS};
+pub use gateway::{
+    Gateway, GatewayError, MemoryPins, MemoryTaint, PROTOCOL_VERSIONS, Parts, PinStore, Session,
+    SqlitePins,
+};
 pub use upstream::{Launcher, Pipes, list_server};

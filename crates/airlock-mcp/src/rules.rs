@@ -220,7 +220,8 @@ fn check_path(s: &str, prefixes: &[PathBuf]) -> Result<(), String> {
 /// The egress decision for a URL argument, on every fact but DNS (the tool
 /// server's own sandbox proxy judges the addresses when it connects).
 fn check_url(policy: &EgressPolicy, method: &str, s: &str) -> Result<(), String> {
-    let url = airlock_policy::parse_url_with_userinfo(s).map_err(|e| format!("is not a URL the policy accepts: {e}"))?;
+    let url = airlock_policy::parse_url_with_userinfo(s)
+        .map_err(|e| format!("is not a URL the policy accepts: {e}"))?;
     if let Err(r) = policy.check_host(&url.host) {
         return Err(format!("is refused by the egress policy ({})", r.code()));
     }
@@ -276,10 +277,22 @@ mod tests {
             rule(&["fs.rm"], RuleAction::Deny, &[]),
             rule(&["db.*"], RuleAction::Allow, &["alice"]),
         ];
-        assert_eq!(judge(&rules, None, "fs.read").action, Some(RuleAction::Allow));
-        assert_eq!(judge(&rules, None, "fs.write").action, Some(RuleAction::Ask));
-        assert_eq!(judge(&rules, None, "fs.rm").refusal(), Some(Reason::RuleDeny));
-        assert_eq!(judge(&rules, Some("bob"), "db.q").refusal(), Some(Reason::DefaultDeny));
+        assert_eq!(
+            judge(&rules, None, "fs.read").action,
+            Some(RuleAction::Allow)
+        );
+        assert_eq!(
+            judge(&rules, None, "fs.write").action,
+            Some(RuleAction::Ask)
+        );
+        assert_eq!(
+            judge(&rules, None, "fs.rm").refusal(),
+            Some(Reason::RuleDeny)
+        );
+        assert_eq!(
+            judge(&rules, Some("bob"), "db.q").refusal(),
+            Some(Reason::DefaultDeny)
+        );
         assert!(judge(&rules, Some("alice"), "db.q").visible());
     }
 
@@ -301,7 +314,11 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("in/link")).unwrap();
         let pre = vec![root.join("in")];
         let bad = format!("{}/in/link/passwd", root.display());
-        assert!(check_path(&bad, &pre).unwrap_err().contains("symbolic link"));
+        assert!(
+            check_path(&bad, &pre)
+                .unwrap_err()
+                .contains("symbolic link")
+        );
         let good = format!("{}/in/new/file", root.display());
         assert!(check_path(&good, &pre).is_ok());
     }
@@ -310,20 +327,56 @@ mod tests {
     fn values_are_checked() {
         let mut r = rule(&["*"], RuleAction::Allow, &[]);
         r.args = vec![
-            ("n".into(), ArgConstraint::Range { min: Some(1.0), max: Some(10.0) }),
-            ("s".into(), ArgConstraint::Pattern(regex::Regex::new("[a-z]+").unwrap())),
+            (
+                "n".into(),
+                ArgConstraint::Range {
+                    min: Some(1.0),
+                    max: Some(10.0),
+                },
+            ),
+            (
+                "s".into(),
+                ArgConstraint::Pattern(regex::Regex::new("[a-z]+").unwrap()),
+            ),
             ("big".into(), ArgConstraint::MaxBytes(8)),
             (
                 "u".into(),
-                ArgConstraint::Url { method: "GET".into(), policy: EgressPolicy::read_public() },
+                ArgConstraint::Url {
+                    method: "GET".into(),
+                    policy: EgressPolicy::read_public(),
+                },
             ),
         ];
         let m = vec![&r];
-        assert!(check_args(&m, &json!({"n": 5, "s": "abc", "big": "x", "u": "https://example.com/"})).is_ok());
+        assert!(
+            check_args(
+                &m,
+                &json!({"n": 5, "s": "abc", "big": "x", "u": "https://example.com/"})
+            )
+            .is_ok()
+        );
         assert_eq!(check_args(&m, &json!({"n": 11})).unwrap_err().argument, "n");
-        assert_eq!(check_args(&m, &json!({"s": "abc1"})).unwrap_err().argument, "s");
-        assert_eq!(check_args(&m, &json!({"big": "0123456789"})).unwrap_err().argument, "big");
-        assert_eq!(check_args(&m, &json!({"u": "http://10.0.0.1/"})).unwrap_err().argument, "u");
-        assert_eq!(check_args(&m, &json!({"u": "https://169.254.169.254/"})).unwrap_err().argument, "u");
+        assert_eq!(
+            check_args(&m, &json!({"s": "abc1"})).unwrap_err().argument,
+            "s"
+        );
+        assert_eq!(
+            check_args(&m, &json!({"big": "0123456789"}))
+                .unwrap_err()
+                .argument,
+            "big"
+        );
+        assert_eq!(
+            check_args(&m, &json!({"u": "http://10.0.0.1/"}))
+                .unwrap_err()
+                .argument,
+            "u"
+        );
+        assert_eq!(
+            check_args(&m, &json!({"u": "https://169.254.169.254/"}))
+                .unwrap_err()
+                .argument,
+            "u"
+        );
     }
 }

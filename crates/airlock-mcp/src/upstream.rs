@@ -291,20 +291,36 @@ pub async fn list_server(
     cfg: &crate::config::McpConfig,
 ) -> Result<Vec<Value>, UpstreamError> {
     let (tx, _rx) = mpsc::unbounded_channel();
-    let conn = connect(server, launcher, cfg.max_message_bytes, cfg.call_timeout, tx).await?;
+    let conn = connect(
+        server,
+        launcher,
+        cfg.max_message_bytes,
+        cfg.call_timeout,
+        tx,
+    )
+    .await?;
     let mut out = Vec::new();
     let mut cursor: Option<Value> = None;
     for _ in 0..64 {
         let params = cursor.take().map_or(json!({}), |c| json!({ "cursor": c }));
         let r = conn.request("tools/list", params, cfg.call_timeout).await?;
-        let tools = r.pointer("/result/tools").and_then(Value::as_array).ok_or_else(|| {
-            UpstreamError::Failed {
+        let tools = r
+            .pointer("/result/tools")
+            .and_then(Value::as_array)
+            .ok_or_else(|| UpstreamError::Failed {
                 server: server.name.clone(),
                 message: "tools/list answered without tools".into(),
-            }
-        })?;
-        out.extend(tools.iter().filter(|t| t.get("name").is_some_and(Value::is_string)).cloned());
-        cursor = r.pointer("/result/nextCursor").filter(|c| !c.is_null()).cloned();
+            })?;
+        out.extend(
+            tools
+                .iter()
+                .filter(|t| t.get("name").is_some_and(Value::is_string))
+                .cloned(),
+        );
+        cursor = r
+            .pointer("/result/nextCursor")
+            .filter(|c| !c.is_null())
+            .cloned();
         if cursor.is_none() {
             break;
         }
@@ -451,7 +467,11 @@ struct HttpConn {
 }
 
 impl HttpConn {
-    fn new(server: &ServerConfig, url: &str, max_message: usize) -> Result<HttpConn, UpstreamError> {
+    fn new(
+        server: &ServerConfig,
+        url: &str,
+        max_message: usize,
+    ) -> Result<HttpConn, UpstreamError> {
         let uri: http::Uri = url.parse().map_err(|_| UpstreamError::Start {
             server: server.name.clone(),
             message: "the url is not a URL".into(),
@@ -488,8 +508,14 @@ impl HttpConn {
     /// Resolve, judge every address with the server's policy, and dial a
     /// checked one.
     async fn dial(&self) -> Result<tokio::net::TcpStream, String> {
-        let parsed = airlock_policy::parse_url_with_userinfo(&self.url).map_err(|e| e.to_string())?;
-        let host = self.uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+        let parsed =
+            airlock_policy::parse_url_with_userinfo(&self.url).map_err(|e| e.to_string())?;
+        let host = self
+            .uri
+            .host()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
         let port = parsed.port;
         let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
@@ -523,7 +549,10 @@ impl HttpConn {
             .unwrap_or("/")
             .to_owned();
         let mut req = http::Request::post(path)
-            .header(http::header::HOST, self.uri.authority().map(|a| a.as_str()).unwrap_or(""))
+            .header(
+                http::header::HOST,
+                self.uri.authority().map(|a| a.as_str()).unwrap_or(""),
+            )
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream")
             .header(
@@ -580,7 +609,8 @@ impl HttpConn {
                 .await
                 .map_err(|e| format!("reading its answer: {e}"))?
                 .to_bytes();
-            serde_json::from_slice(&body).map_err(|_| "answered with something that is not JSON".into())
+            serde_json::from_slice(&body)
+                .map_err(|_| "answered with something that is not JSON".into())
         }
     }
 }
@@ -615,7 +645,9 @@ where
             Some(Err(e)) => return Err(format!("reading its event stream: {e}")),
             Some(Ok(f)) => f,
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         buf.extend_from_slice(&data);
         while let Some(end) = find_event_end(&buf) {
             let event: Vec<u8> = buf.drain(..end).collect();
@@ -631,7 +663,8 @@ where
             if payload.is_empty() {
                 continue;
             }
-            if let Ok(jsonrpc::Message::Response { id: rid, raw }) = jsonrpc::parse(payload.as_bytes())
+            if let Ok(jsonrpc::Message::Response { id: rid, raw }) =
+                jsonrpc::parse(payload.as_bytes())
                 && rid.as_u64() == Some(id)
             {
                 return Ok(raw);

@@ -9,8 +9,8 @@
 use airlock_mcp::config::{Labels, McpConfig, RuleAction, ServerConfig, ToolRule, Transport};
 use airlock_mcp::{Gateway, Launcher, MemoryPins, MemoryTaint, Parts, Pipes, Session};
 use airlock_types::{
-    Actor, ActorKind, AgentId, ApprovalRequest, Approver, AskFuture, Autonomy, MemorySink,
-    Reason, RunContext, RunId, Subject, TenantId, Verdict,
+    Actor, ActorKind, AgentId, ApprovalRequest, Approver, AskFuture, Autonomy, MemorySink, Reason,
+    RunContext, RunId, Subject, TenantId, Verdict,
 };
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -67,9 +67,15 @@ impl Approver for TestApprover {
         let approve = self.approve;
         Box::pin(async move {
             if approve {
-                Verdict::Approved { id: "ap-1".into(), sha256: "ab".repeat(32) }
+                Verdict::Approved {
+                    id: "ap-1".into(),
+                    sha256: "ab".repeat(32),
+                }
             } else {
-                Verdict::Refused { id: Some("ap-2".into()), reason: Reason::ApprovalDenied }
+                Verdict::Refused {
+                    id: Some("ap-2".into()),
+                    reason: Reason::ApprovalDenied,
+                }
             }
         })
     }
@@ -89,21 +95,42 @@ fn python() -> Option<String> {
     }
 }
 
-fn setup(py: &str, action: RuleAction, autonomy: Option<Autonomy>, approve: bool) -> (Arc<Gateway>, Arc<TestApprover>, Arc<MemorySink>, Session) {
+fn setup(
+    py: &str,
+    action: RuleAction,
+    autonomy: Option<Autonomy>,
+    approve: bool,
+) -> (Arc<Gateway>, Arc<TestApprover>, Arc<MemorySink>, Session) {
     let mut cfg = McpConfig::default();
     cfg.servers.push(ServerConfig {
         name: "t".into(),
-        transport: Transport::Stdio { command: vec![], workspace: None, env: vec![] },
+        transport: Transport::Stdio {
+            command: vec![],
+            workspace: None,
+            env: vec![],
+        },
         secrets: vec![],
         policy: airlock_policy::EgressPolicy::deny_all(),
-        labels: Labels { writes: true, ..Labels::default() },
+        labels: Labels {
+            writes: true,
+            ..Labels::default()
+        },
         tool_labels: Default::default(),
     });
-    cfg.rules.push(ToolRule { tools: vec!["t.*".into()], action, agents: vec![], args: vec![], allow_writes: false });
+    cfg.rules.push(ToolRule {
+        tools: vec!["t.*".into()],
+        action,
+        agents: vec![],
+        args: vec![],
+        allow_writes: false,
+    });
     if let Some(a) = autonomy {
         cfg.autonomy.insert("alice".into(), a);
     }
-    let approver = Arc::new(TestApprover { approve, asked: Mutex::new(Vec::new()) });
+    let approver = Arc::new(TestApprover {
+        approve,
+        asked: Mutex::new(Vec::new()),
+    });
     let sink = Arc::new(MemorySink::new());
     let gw = Gateway::new(
         cfg,
@@ -117,14 +144,20 @@ fn setup(py: &str, action: RuleAction, autonomy: Option<Autonomy>, approve: bool
         },
     )
     .unwrap();
-    let ctx = RunContext::new(TenantId::new("default").unwrap(), RunId::new("run-test").unwrap(), Actor::new(ActorKind::Agent, "mcp"))
-        .with_agent(AgentId::new("alice").unwrap());
+    let ctx = RunContext::new(
+        TenantId::new("default").unwrap(),
+        RunId::new("run-test").unwrap(),
+        Actor::new(ActorKind::Agent, "mcp"),
+    )
+    .with_agent(AgentId::new("alice").unwrap());
     (gw, approver, sink, Session { ctx, notify: None })
 }
 
 async fn call(gw: &Gateway, s: &Session) -> Value {
     let m = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t.send", "arguments": {"to": "bob"}}});
-    gw.handle(s, &serde_json::to_vec(&m).unwrap()).await.unwrap()
+    gw.handle(s, &serde_json::to_vec(&m).unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -136,8 +169,19 @@ async fn an_ask_rule_waits_for_the_approver_and_runs_the_call_once_approved() {
     let asked = approver.asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].reason, Reason::ApprovalRequired);
-    assert_eq!(asked[0].subject, Subject::Tool { server: "t".into(), tool: "send".into(), arguments: json!({"to": "bob"}) });
-    let ev = sink.events().into_iter().find(|e| e.resource == "t.send" && e.action == airlock_types::Action::McpCall).unwrap();
+    assert_eq!(
+        asked[0].subject,
+        Subject::Tool {
+            server: "t".into(),
+            tool: "send".into(),
+            arguments: json!({"to": "bob"})
+        }
+    );
+    let ev = sink
+        .events()
+        .into_iter()
+        .find(|e| e.resource == "t.send" && e.action == airlock_types::Action::McpCall)
+        .unwrap();
     assert_eq!(ev.reason, Reason::ApprovalGranted);
     assert_eq!(ev.details["approval_sha256"], json!("ab".repeat(32)));
 }
@@ -148,7 +192,11 @@ async fn a_refused_approval_is_an_error_with_the_approvers_reason() {
     let (gw, _a, sink, s) = setup(&py, RuleAction::Ask, None, false);
     let r = call(&gw, &s).await;
     assert_eq!(r["error"]["data"]["reason"], "approval_denied", "{r}");
-    assert!(sink.events().iter().any(|e| e.resource == "t.send" && e.reason == Reason::ApprovalDenied));
+    assert!(
+        sink.events()
+            .iter()
+            .any(|e| e.resource == "t.send" && e.reason == Reason::ApprovalDenied)
+    );
 }
 
 #[tokio::test]

@@ -141,13 +141,20 @@ impl SessionOptions {
     /// A context for a new session.
     pub fn context(&self) -> Result<RunContext, RuntimeError> {
         let run = match &self.run {
-            Some(r) => RunId::new(r.clone()).map_err(|e| RuntimeError::Refused(format!("--run: {e}")))?,
+            Some(r) => {
+                RunId::new(r.clone()).map_err(|e| RuntimeError::Refused(format!("--run: {e}")))?
+            }
             None => new_run_id(),
         };
-        let mut ctx = RunContext::new(self.tenant.clone(), run, Actor::new(ActorKind::Agent, "mcp"));
+        let mut ctx = RunContext::new(
+            self.tenant.clone(),
+            run,
+            Actor::new(ActorKind::Agent, "mcp"),
+        );
         if let Some(a) = &self.agent {
             ctx = ctx.with_agent(
-                AgentId::new(a.clone()).map_err(|e| RuntimeError::Refused(format!("--agent: {e}")))?,
+                AgentId::new(a.clone())
+                    .map_err(|e| RuntimeError::Refused(format!("--agent: {e}")))?,
             );
         }
         Ok(ctx)
@@ -188,18 +195,23 @@ pub async fn serve_stdio(gw: Arc<Gateway>, ctx: RunContext) {
 
 /// Serve streamable HTTP on `listener` until SIGINT/SIGTERM; each new
 /// session gets a context from `opts`.
-pub async fn serve_http(
-    gw: Arc<Gateway>,
-    listener: tokio::net::TcpListener,
-    opts: SessionOptions,
-) {
+pub async fn serve_http(gw: Arc<Gateway>, listener: tokio::net::TcpListener, opts: SessionOptions) {
     let new_context: airlock_mcp::front::NewContext = Arc::new(move || {
         opts.context().unwrap_or_else(|_| {
-            RunContext::new(opts.tenant.clone(), new_run_id(), Actor::new(ActorKind::Agent, "mcp"))
+            RunContext::new(
+                opts.tenant.clone(),
+                new_run_id(),
+                Actor::new(ActorKind::Agent, "mcp"),
+            )
         })
     });
-    airlock_mcp::front::serve_http(gw, listener, new_context, crate::standalone::shutdown_signal())
-        .await;
+    airlock_mcp::front::serve_http(
+        gw,
+        listener,
+        new_context,
+        crate::standalone::shutdown_signal(),
+    )
+    .await;
 }
 
 /// One tool as `airlock mcp tools` shows it.
@@ -226,11 +238,19 @@ pub async fn tools(
     let store = airlock_store::SqliteStore::open(&home.db_path()).map_err(RuntimeError::Store)?;
     let mut out = Vec::new();
     for s in &cfg.servers {
-        let defs = airlock_mcp::list_server(s, launcher.clone(), cfg).await.map_err(|e| RuntimeError::Refused(e.to_string()))?;
+        let defs = airlock_mcp::list_server(s, launcher.clone(), cfg)
+            .await
+            .map_err(|e| RuntimeError::Refused(e.to_string()))?;
         for d in defs {
-            let tool = d.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_owned();
+            let tool = d
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or_default()
+                .to_owned();
             let sha = airlock_mcp::pin::definition_hash(&d);
-            let pin = store.mcp_pin(tenant, &s.name, &tool).map_err(RuntimeError::Store)?;
+            let pin = store
+                .mcp_pin(tenant, &s.name, &tool)
+                .map_err(RuntimeError::Store)?;
             let state = match &pin {
                 None => "unpinned",
                 Some(p) if p.sha256 == sha => "pinned",
@@ -267,7 +287,9 @@ pub async fn pin(
         .iter()
         .find(|s| s.name == server)
         .ok_or_else(|| refused(format!("{name}: no server {server} in [[mcp.servers]]")))?;
-    let defs = airlock_mcp::list_server(s, launcher, cfg).await.map_err(|e| refused(e.to_string()))?;
+    let defs = airlock_mcp::list_server(s, launcher, cfg)
+        .await
+        .map_err(|e| refused(e.to_string()))?;
     let def = defs
         .iter()
         .find(|d| d.get("name").and_then(|n| n.as_str()) == Some(tool))
@@ -280,7 +302,8 @@ pub async fn pin(
             "{name}: its current definition hashes to {sha}, not {e}; nothing pinned"
         )));
     }
-    let mut store = airlock_store::SqliteStore::open(&home.db_path()).map_err(RuntimeError::Store)?;
+    let mut store =
+        airlock_store::SqliteStore::open(&home.db_path()).map_err(RuntimeError::Store)?;
     store
         .mcp_set_pin(
             tenant,
@@ -304,6 +327,7 @@ pub async fn pin(
     )
     .with_detail("sha256", sha.clone())
     .with_detail("pinned_by", "operator");
-    sink.emit(ev).map_err(|e| refused(format!("the pin was stored but could not be audited: {e}")))?;
+    sink.emit(ev)
+        .map_err(|e| refused(format!("the pin was stored but could not be audited: {e}")))?;
     Ok(sha)
 }

@@ -95,7 +95,11 @@ impl SqliteStore {
 
     /// Pin a tool only if it has no pin yet (trust on first use); returns
     /// whether this call pinned it.
-    pub fn mcp_pin_if_absent(&mut self, tenant: &TenantId, pin: &ToolPin) -> Result<bool, StoreError> {
+    pub fn mcp_pin_if_absent(
+        &mut self,
+        tenant: &TenantId,
+        pin: &ToolPin,
+    ) -> Result<bool, StoreError> {
         self.writable()?;
         let path = self.path().to_owned();
         let n = self
@@ -151,7 +155,10 @@ mod tests {
             pinned_at: 1,
         };
         assert!(s.mcp_pin_if_absent(&t, &pin).unwrap());
-        let other = ToolPin { sha256: "bb".into(), ..pin.clone() };
+        let other = ToolPin {
+            sha256: "bb".into(),
+            ..pin.clone()
+        };
         assert!(!s.mcp_pin_if_absent(&t, &other).unwrap());
         assert_eq!(s.mcp_pin(&t, "fs", "read").unwrap(), Some(pin));
         s.mcp_set_pin(&t, &other).unwrap();

@@ -196,10 +196,23 @@ impl Fixture {
         );
         let env = base.with_config(&cfg);
         // A registered secret the server is granted (as a handle).
-        let mut cmd = env.command(&["secret", "set", "tok", "--host", "api.example.com", "--env", "TOK"]);
+        let mut cmd = env.command(&[
+            "secret",
+            "set",
+            "tok",
+            "--host",
+            "api.example.com",
+            "--env",
+            "TOK",
+        ]);
         cmd.stdin(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn");
-        child.stdin.take().expect("stdin").write_all(REAL.as_bytes()).expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(REAL.as_bytes())
+            .expect("write");
         let o = child.wait_with_output().expect("wait");
         assert!(o.status.success(), "secret set: {o:?}");
         Some(Fixture { env, py, srv })
@@ -240,9 +253,9 @@ impl Fixture {
     }
 
     fn audited(&self, action: &str, resource: &str, reason: &str) -> bool {
-        self.audit().iter().any(|e| {
-            e["action"] == action && e["resource"] == resource && e["reason"] == reason
-        })
+        self.audit()
+            .iter()
+            .any(|e| e["action"] == action && e["resource"] == resource && e["reason"] == reason)
     }
 }
 
@@ -251,7 +264,8 @@ fn reason(v: &Value) -> &str {
 }
 
 #[test]
-fn stdio_client_gets_filtered_tools_refusals_with_reasons_scrubbed_results_and_a_contained_server() {
+fn stdio_client_gets_filtered_tools_refusals_with_reasons_scrubbed_results_and_a_contained_server()
+{
     let Some(f) = Fixture::new("") else { return };
     let steps = serde_json::json!([
         ["echo", "t.echo", {"text": "hello"}],
@@ -265,21 +279,48 @@ fn stdio_client_gets_filtered_tools_refusals_with_reasons_scrubbed_results_and_a
         ["probe", "t.probe", {}],
     ]);
     let r = f.client("alice", "stdio", &steps);
-    let tools: Vec<&str> = r["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(tools.contains(&"t.echo") && tools.contains(&"t.add"), "{tools:?}");
-    assert!(!tools.contains(&"t.danger"), "a denied tool is listed: {tools:?}");
+    let tools: Vec<&str> = r["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"t.echo") && tools.contains(&"t.add"),
+        "{tools:?}"
+    );
+    assert!(
+        !tools.contains(&"t.danger"),
+        "a denied tool is listed: {tools:?}"
+    );
     assert_eq!(r["echo"]["text"], "hello");
     assert_eq!(r["add"]["text"], "5");
     assert_eq!(reason(&r["danger"]), "rule_deny", "{}", r["danger"]);
     assert_eq!(reason(&r["unknown"]), "tool_unknown", "{}", r["unknown"]);
-    assert_eq!(reason(&r["invalid"]), "tool_arguments_invalid", "{}", r["invalid"]);
+    assert_eq!(
+        reason(&r["invalid"]),
+        "tool_arguments_invalid",
+        "{}",
+        r["invalid"]
+    );
     assert_eq!(r["path_ok"]["text"], "would read /srv/data/a.txt");
-    assert_eq!(reason(&r["path_out"]), "tool_argument_refused", "{}", r["path_out"]);
+    assert_eq!(
+        reason(&r["path_out"]),
+        "tool_argument_refused",
+        "{}",
+        r["path_out"]
+    );
     let customer = r["customer"]["text"].as_str().unwrap_or_default();
-    assert!(!customer.contains(REAL), "the secret reached the client: {customer}");
+    assert!(
+        !customer.contains(REAL),
+        "the secret reached the client: {customer}"
+    );
     assert!(customer.contains("[SECRET:"), "{customer}");
     let probe = r["probe"]["text"].as_str().unwrap_or_default();
-    assert!(!probe.contains("READ /") && !probe.contains("CONNECTED"), "{probe}");
+    assert!(
+        !probe.contains("READ /") && !probe.contains("CONNECTED"),
+        "{probe}"
+    );
     assert!(probe.contains("NOCONNECT"), "{probe}");
     for (res, why) in [
         ("t.danger", "rule_deny"),
@@ -287,15 +328,27 @@ fn stdio_client_gets_filtered_tools_refusals_with_reasons_scrubbed_results_and_a
         ("t.add", "tool_arguments_invalid"),
         ("t.read_file", "tool_argument_refused"),
     ] {
-        assert!(f.audited("mcp.call", res, why), "no mcp.call {res} {why} in the audit log");
+        assert!(
+            f.audited("mcp.call", res, why),
+            "no mcp.call {res} {why} in the audit log"
+        );
     }
     assert!(f.audited("mcp.tool_pinned", "t.echo", "recorded"));
     let audit = serde_json::to_string(&f.audit()).unwrap();
     assert!(!audit.contains(REAL), "the audit log holds the secret");
 
     // Another agent sees its own list: bob may not use t.add.
-    let r = f.client("bob", "stdio", &serde_json::json!([["add", "t.add", {"a": 1, "b": 1}]]));
-    let tools: Vec<&str> = r["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let r = f.client(
+        "bob",
+        "stdio",
+        &serde_json::json!([["add", "t.add", {"a": 1, "b": 1}]]),
+    );
+    let tools: Vec<&str> = r["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(!tools.contains(&"t.add"), "{tools:?}");
     assert_eq!(reason(&r["add"]), "rule_deny");
 }
@@ -313,12 +366,32 @@ fn a_changed_tool_description_is_refused_until_re_pinned() {
     )
     .expect("desc");
     let r = f.client("alice", "stdio", &steps);
-    let tools: Vec<&str> = r["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(!tools.contains(&"t.echo"), "a changed tool is listed: {tools:?}");
-    assert_eq!(reason(&r["echo"]), "tool_definition_changed", "{}", r["echo"]);
-    let changed = f.audit().into_iter().find(|e| e["action"] == "mcp.tool_changed").expect("mcp.tool_changed");
+    let tools: Vec<&str> = r["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !tools.contains(&"t.echo"),
+        "a changed tool is listed: {tools:?}"
+    );
+    assert_eq!(
+        reason(&r["echo"]),
+        "tool_definition_changed",
+        "{}",
+        r["echo"]
+    );
+    let changed = f
+        .audit()
+        .into_iter()
+        .find(|e| e["action"] == "mcp.tool_changed")
+        .expect("mcp.tool_changed");
     assert_eq!(changed["reason"], "tool_definition_changed");
-    assert_ne!(changed["details"]["pinned_sha256"], changed["details"]["seen_sha256"]);
+    assert_ne!(
+        changed["details"]["pinned_sha256"],
+        changed["details"]["seen_sha256"]
+    );
     // The operator reviews and re-pins exactly what they saw.
     let out = f.env.airlock(&["mcp", "tools", "--json"]);
     assert!(out.status.success(), "{out:?}");
@@ -329,7 +402,9 @@ fn a_changed_tool_description_is_refused_until_re_pinned() {
         .find(|t| t["name"] == "t.echo")
         .expect("t.echo listed");
     assert_eq!(echo["state"], "changed");
-    let wrong = f.env.airlock(&["mcp", "pin", "t.echo", "--sha256", &"0".repeat(64)]);
+    let wrong = f
+        .env
+        .airlock(&["mcp", "pin", "t.echo", "--sha256", &"0".repeat(64)]);
     assert!(!wrong.status.success(), "a wrong hash pinned: {wrong:?}");
     let sha = echo["sha256"].as_str().unwrap();
     let ok = f.env.airlock(&["mcp", "pin", "t.echo", "--sha256", sha]);
@@ -370,7 +445,10 @@ fn malformed_and_oversized_messages_get_json_rpc_errors_and_the_session_keeps_se
         .spawn()
         .expect("spawn");
     let mut stdin = child.stdin.take().expect("stdin");
-    let big = format!("{{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"x\":\"{}\"}}\n", "a".repeat(5 << 20));
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"x\":\"{}\"}}\n",
+        "a".repeat(5 << 20)
+    );
     let input = format!(
         "{{nope\n[1,2]\n{big}{}\n",
         r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#
@@ -387,7 +465,12 @@ fn malformed_and_oversized_messages_get_json_rpc_errors_and_the_session_keeps_se
     let mut errors: Vec<(i64, String)> = lines
         .iter()
         .filter(|l| l.get("error").is_some())
-        .map(|l| (l["error"]["code"].as_i64().unwrap_or(0), reason(&l["error"]).to_owned()))
+        .map(|l| {
+            (
+                l["error"]["code"].as_i64().unwrap_or(0),
+                reason(&l["error"]).to_owned(),
+            )
+        })
         .collect();
     errors.sort();
     assert_eq!(
@@ -402,7 +485,12 @@ fn malformed_and_oversized_messages_get_json_rpc_errors_and_the_session_keeps_se
         .collect::<Vec<_>>()
         .tap_sorted()
     );
-    assert!(lines.iter().any(|l| l["id"] == 4 && l["result"] == serde_json::json!({})), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["id"] == 4 && l["result"] == serde_json::json!({})),
+        "{lines:?}"
+    );
     assert!(f.audited("mcp.call", "-", "malformed_request"));
     assert!(f.audited("mcp.call", "-", "limit_exceeded"));
 }
@@ -435,7 +523,10 @@ fn streamable_http_client_gets_the_same_decisions() {
         .expect("spawn");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the gateway did not listen");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway did not listen"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let steps = serde_json::json!([
@@ -447,8 +538,16 @@ fn streamable_http_client_gets_the_same_decisions() {
     let _ = server.wait();
     assert_eq!(r["echo"]["text"], "over http");
     assert_eq!(reason(&r["add"]), "rule_deny", "{}", r["add"]);
-    let tools: Vec<&str> = r["tools"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(tools.contains(&"t.echo") && !tools.contains(&"t.add"), "{tools:?}");
+    let tools: Vec<&str> = r["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"t.echo") && !tools.contains(&"t.add"),
+        "{tools:?}"
+    );
     assert!(f.audit().iter().any(|e| e["action"] == "mcp.call"
         && e["resource"] == "t.add"
         && e["reason"] == "rule_deny"

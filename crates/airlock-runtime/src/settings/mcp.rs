@@ -121,7 +121,11 @@ pub struct RawArg {
     pub max_bytes: Option<u64>,
 }
 
-fn labels(src: &SourceText<'_>, field: &str, raw: &[Spanned<String>]) -> Result<Labels, DocumentError> {
+fn labels(
+    src: &SourceText<'_>,
+    field: &str,
+    raw: &[Spanned<String>],
+) -> Result<Labels, DocumentError> {
     let mut l = Labels::default();
     for s in raw {
         match s.get_ref().as_str() {
@@ -192,14 +196,21 @@ pub fn validate(
             None => EgressPolicy::deny_all(),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| {
-                    src.error(s.name.span(), &field("policy"), format!("{}: {e}", p.display()))
+                    src.error(
+                        s.name.span(),
+                        &field("policy"),
+                        format!("{}: {e}", p.display()),
+                    )
                 })?;
                 airlock_policy::parse_document(&text, &p.display().to_string())?.policy
             }
         };
         let mut tool_labels = BTreeMap::new();
         for (t, l) in &s.tool_labels {
-            tool_labels.insert(t.clone(), labels(src, &field(&format!("tool_labels.{t}")), l)?);
+            tool_labels.insert(
+                t.clone(),
+                labels(src, &field(&format!("tool_labels.{t}")), l)?,
+            );
         }
         servers.push(ServerConfig {
             name,
@@ -232,8 +243,10 @@ pub fn validate(
             if let Some(p) = &a.path_prefix {
                 let mut norm = Vec::new();
                 for x in p {
-                    let n = airlock_mcp::rules::normalize(&x.display().to_string())
-                        .map_err(|m| src.error(at.clone(), &f, format!("path_prefix {}: {m}", x.display())))?;
+                    let n =
+                        airlock_mcp::rules::normalize(&x.display().to_string()).map_err(|m| {
+                            src.error(at.clone(), &f, format!("path_prefix {}: {m}", x.display()))
+                        })?;
                     norm.push(n);
                 }
                 args.push((name.clone(), ArgConstraint::PathPrefix(norm)));
@@ -241,7 +254,10 @@ pub fn validate(
             if let Some(m) = &a.url_method {
                 args.push((
                     name.clone(),
-                    ArgConstraint::Url { method: m.to_ascii_uppercase(), policy: egress.clone() },
+                    ArgConstraint::Url {
+                        method: m.to_ascii_uppercase(),
+                        policy: egress.clone(),
+                    },
                 ));
             }
             if let Some(p) = &a.pattern {
@@ -250,10 +266,19 @@ pub fn validate(
                 args.push((name.clone(), ArgConstraint::Pattern(re)));
             }
             if a.min.is_some() || a.max.is_some() {
-                args.push((name.clone(), ArgConstraint::Range { min: a.min, max: a.max }));
+                args.push((
+                    name.clone(),
+                    ArgConstraint::Range {
+                        min: a.min,
+                        max: a.max,
+                    },
+                ));
             }
             if let Some(m) = a.max_bytes {
-                args.push((name.clone(), ArgConstraint::MaxBytes(usize::try_from(m).unwrap_or(usize::MAX))));
+                args.push((
+                    name.clone(),
+                    ArgConstraint::MaxBytes(usize::try_from(m).unwrap_or(usize::MAX)),
+                ));
             }
         }
         rules.push(ToolRule {
@@ -272,14 +297,33 @@ pub fn validate(
             return Err(src.error(p, "mcp.pin", "must be \"first_use\" or \"explicit\""));
         }
     };
-    let secs = |f: &str, v: Option<&Spanned<u64>>, max: u64, d: u64| in_range(src, f, v, 1, max, d).map(Duration::from_secs);
+    let secs = |f: &str, v: Option<&Spanned<u64>>, max: u64, d: u64| {
+        in_range(src, f, v, 1, max, d).map(Duration::from_secs)
+    };
     let policy_version = airlock_mcp::pin::sha256_hex(format!("{:?}", raw.rules).as_bytes());
     Ok(McpConfig {
         servers,
         rules,
-        max_message_bytes: in_range(src, "mcp.max_message_bytes", raw.max_message_bytes.as_ref(), 1024, 268_435_456, 4 << 20)? as usize,
-        call_timeout: secs("mcp.call_timeout_secs", raw.call_timeout_secs.as_ref(), 86_400, 60)?,
-        approval_wait: secs("mcp.approval_wait_secs", raw.approval_wait_secs.as_ref(), 86_400, 300)?,
+        max_message_bytes: in_range(
+            src,
+            "mcp.max_message_bytes",
+            raw.max_message_bytes.as_ref(),
+            1024,
+            268_435_456,
+            4 << 20,
+        )? as usize,
+        call_timeout: secs(
+            "mcp.call_timeout_secs",
+            raw.call_timeout_secs.as_ref(),
+            86_400,
+            60,
+        )?,
+        approval_wait: secs(
+            "mcp.approval_wait_secs",
+            raw.approval_wait_secs.as_ref(),
+            86_400,
+            300,
+        )?,
         progress_every: Duration::from_secs(5),
         redact_pii: raw.redact_pii.unwrap_or(false),
         pin,

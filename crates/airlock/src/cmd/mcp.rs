@@ -45,9 +45,24 @@ pub fn run(ctx: &Ctx, cmd: McpCmd) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new()?;
     match cmd {
         McpCmd::Serve { listen, agent, run } => rt.block_on(async {
-            let opts = SessionOptions { tenant: tenant.clone(), agent: agent.or(cfg.mcp.default_agent.clone()), run };
-            let (approver, taint) = (Arc::new(airlock_types::NoApprover), Arc::new(airlock_mcp::MemoryTaint::default()));
-            let gw = mcp::gateway(ctx, cfg.mcp.clone(), launcher, auditor.sink(), approver, taint, &tenant)?;
+            let opts = SessionOptions {
+                tenant: tenant.clone(),
+                agent: agent.or(cfg.mcp.default_agent.clone()),
+                run,
+            };
+            let (approver, taint) = (
+                Arc::new(airlock_types::NoApprover),
+                Arc::new(airlock_mcp::MemoryTaint::default()),
+            );
+            let gw = mcp::gateway(
+                ctx,
+                cfg.mcp.clone(),
+                launcher,
+                auditor.sink(),
+                approver,
+                taint,
+                &tenant,
+            )?;
             match listen {
                 None => mcp::serve_stdio(gw, opts.context()?).await,
                 Some(a) => {
@@ -68,7 +83,15 @@ pub fn run(ctx: &Ctx, cmd: McpCmd) -> anyhow::Result<u8> {
             }
         }
         McpCmd::Pin { tool, sha256 } => {
-            let sha = rt.block_on(mcp::pin(ctx, &cfg.mcp, launcher, auditor.sink(), &tenant, &tool, sha256.as_deref()))?;
+            let sha = rt.block_on(mcp::pin(
+                ctx,
+                &cfg.mcp,
+                launcher,
+                auditor.sink(),
+                &tenant,
+                &tool,
+                sha256.as_deref(),
+            ))?;
             println!("pinned {tool} {sha}");
         }
     }
