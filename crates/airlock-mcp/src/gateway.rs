@@ -983,11 +983,14 @@ impl Gateway {
     }
 }
 
+/// A server's granted secrets, by name.
+type KnownSecrets = Vec<(String, Secret<String>)>;
+
 /// Records the known secrets a launch hands back.
 #[derive(Debug)]
 struct Capture {
     inner: Arc<dyn Launcher>,
-    known: Arc<Mutex<Vec<(String, Secret<String>)>>>,
+    known: Arc<Mutex<KnownSecrets>>,
 }
 
 impl Launcher for Capture {

@@ -102,7 +102,7 @@ enum ConnKind {
         waiters: Waiters,
         stop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     },
-    Http(HttpConn),
+    Http(Box<HttpConn>),
 }
 
 impl std::fmt::Debug for ConnKind {
@@ -250,7 +250,7 @@ pub async fn connect(
             server: name.clone(),
             next_id: AtomicU64::new(1),
             alive: Arc::new(AtomicBool::new(true)),
-            kind: ConnKind::Http(HttpConn::new(server, url, max_message)?),
+            kind: ConnKind::Http(Box::new(HttpConn::new(server, url, max_message)?)),
         }),
     };
     let init = conn

@@ -63,7 +63,7 @@ struct TestApprover {
 
 impl Approver for TestApprover {
     fn ask(&self, request: ApprovalRequest, _wait: Duration) -> AskFuture<'_> {
-        self.asked.lock().unwrap().push(request);
+        self.asked.lock().expect("test").push(request);
         let approve = self.approve;
         Box::pin(async move {
             if approve {
@@ -140,24 +140,24 @@ fn setup(
             approver: approver.clone(),
             taint: Arc::new(MemoryTaint::default()),
             pins: Arc::new(MemoryPins::default()),
-            tenant: TenantId::new("default").unwrap(),
+            tenant: TenantId::new("default").expect("test"),
         },
     )
-    .unwrap();
+    .expect("test");
     let ctx = RunContext::new(
-        TenantId::new("default").unwrap(),
-        RunId::new("run-test").unwrap(),
+        TenantId::new("default").expect("test"),
+        RunId::new("run-test").expect("test"),
         Actor::new(ActorKind::Agent, "mcp"),
     )
-    .with_agent(AgentId::new("alice").unwrap());
+    .with_agent(AgentId::new("alice").expect("test"));
     (gw, approver, sink, Session { ctx, notify: None })
 }
 
 async fn call(gw: &Gateway, s: &Session) -> Value {
     let m = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t.send", "arguments": {"to": "bob"}}});
-    gw.handle(s, &serde_json::to_vec(&m).unwrap())
+    gw.handle(s, &serde_json::to_vec(&m).expect("test"))
         .await
-        .unwrap()
+        .expect("test")
 }
 
 #[tokio::test]
@@ -166,7 +166,7 @@ async fn an_ask_rule_waits_for_the_approver_and_runs_the_call_once_approved() {
     let (gw, approver, sink, s) = setup(&py, RuleAction::Ask, None, true);
     let r = call(&gw, &s).await;
     assert_eq!(r["result"]["content"][0]["text"], "sent to bob", "{r}");
-    let asked = approver.asked.lock().unwrap().clone();
+    let asked = approver.asked.lock().expect("test").clone();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].reason, Reason::ApprovalRequired);
     assert_eq!(
@@ -181,7 +181,7 @@ async fn an_ask_rule_waits_for_the_approver_and_runs_the_call_once_approved() {
         .events()
         .into_iter()
         .find(|e| e.resource == "t.send" && e.action == airlock_types::Action::McpCall)
-        .unwrap();
+        .expect("test");
     assert_eq!(ev.reason, Reason::ApprovalGranted);
     assert_eq!(ev.details["approval_sha256"], json!("ab".repeat(32)));
 }
@@ -205,5 +205,5 @@ async fn autonomy_ask_writes_asks_even_where_a_rule_allows() {
     let (gw, approver, _sink, s) = setup(&py, RuleAction::Allow, Some(Autonomy::AskWrites), false);
     let r = call(&gw, &s).await;
     assert_eq!(r["error"]["data"]["reason"], "approval_denied", "{r}");
-    assert_eq!(approver.asked.lock().unwrap().len(), 1);
+    assert_eq!(approver.asked.lock().expect("test").len(), 1);
 }

@@ -480,9 +480,6 @@ fn malformed_and_oversized_messages_get_json_rpc_errors_and_the_session_keeps_se
             (-32600, "limit_exceeded".to_owned()),
             (-32600, "malformed_request".to_owned()),
         ]
-        .into_iter()
-        .map(|(c, r)| (c, r))
-        .collect::<Vec<_>>()
         .tap_sorted()
     );
     assert!(
