@@ -331,3 +331,198 @@ pub async fn pin(
         .map_err(|e| refused(format!("the pin was stored but could not be audited: {e}")))?;
     Ok(sha)
 }
+
+/// What `airlock mcp` needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct McpSetup {
+    /// `[mcp]`.
+    pub mcp: McpConfig,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Where stdio servers run.
+    pub launcher: SandboxLauncher,
+}
+
+/// `airlock mcp serve`: stdio, or streamable HTTP on `listen` (its address
+/// is passed to `ready`). Blocks until stdin ends or SIGINT/SIGTERM. The
+/// approver and taint tracker are the caller's (the approval service and
+/// the store-backed tracker once wired; `NoApprover` refuses every ask).
+#[allow(clippy::too_many_arguments)]
+pub fn serve(
+    home: &Home,
+    setup: McpSetup,
+    sink: Arc<dyn EventSink>,
+    listen: Option<std::net::SocketAddr>,
+    opts: SessionOptions,
+    approver: Arc<dyn Approver>,
+    taint: Arc<dyn TaintTracker>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), RuntimeError> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let launcher = Arc::new(setup.launcher.clone());
+        let gw = gateway(
+            home,
+            setup.mcp,
+            launcher,
+            sink,
+            approver,
+            taint,
+            &setup.tenant,
+        )?;
+        match listen {
+            None => serve_stdio(gw, opts.context()?).await,
+            Some(a) => {
+                let io = |source| RuntimeError::Supervise {
+                    what: "cannot listen",
+                    source,
+                };
+                let l = tokio::net::TcpListener::bind(a).await.map_err(io)?;
+                ready(l.local_addr().map_err(io)?);
+                serve_http(gw, l, opts).await
+            }
+        }
+        Ok(())
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
+    tokio::runtime::Runtime::new().map_err(|source| RuntimeError::Supervise {
+        what: "cannot start the async runtime",
+        source,
+    })
+}
+
+/// `airlock mcp tools`, blocking.
+pub fn tools_blocking(home: &Home, setup: &McpSetup) -> Result<Vec<ToolState>, RuntimeError> {
+    runtime()?.block_on(tools(
+        home,
+        &setup.mcp,
+        Arc::new(setup.launcher.clone()),
+        &setup.tenant,
+    ))
+}
+
+/// `airlock mcp pin`, blocking.
+pub fn pin_blocking(
+    home: &Home,
+    setup: &McpSetup,
+    sink: Arc<dyn EventSink>,
+    name: &str,
+    expect: Option<&str>,
+) -> Result<String, RuntimeError> {
+    let l = Arc::new(setup.launcher.clone());
+    runtime()?.block_on(pin(home, &setup.mcp, l, sink, &setup.tenant, name, expect))
+}
+
+impl McpSetup {
+    /// The setup from the validated configuration sections.
+    pub fn new(
+        home: &Home,
+        tenant: TenantId,
+        mcp: McpConfig,
+        sandbox: SandboxSettings,
+        proxy: ProxyConfig,
+        audit: AuditSettings,
+    ) -> McpSetup {
+        let launcher = SandboxLauncher {
+            home: home.clone(),
+            tenant: tenant.clone(),
+            sandbox,
+            proxy,
+            audit,
+            init_exe: PathBuf::from("/proc/self/exe"),
+        };
+        McpSetup {
+            mcp,
+            tenant,
+            launcher,
+        }
+    }
+}
+
+/// One `airlock mcp` command as typed.
+#[derive(Debug, Clone, Default)]
+pub struct McpAction {
+    /// `serve`, `tools` or `pin`.
+    pub name: String,
+    /// `pin`'s `SERVER.TOOL`.
+    pub tool: Option<String>,
+    /// `serve --listen ADDR`: streamable HTTP instead of stdio.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `serve --agent NAME`.
+    pub agent: Option<String>,
+    /// `serve --run ID`: join that run.
+    pub run: Option<String>,
+    /// `tools --json`.
+    pub json: bool,
+    /// `pin --sha256 HEX`.
+    pub sha256: Option<String>,
+}
+
+impl McpAction {
+    /// All the fields, in order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        tool: Option<String>,
+        listen: Option<std::net::SocketAddr>,
+        agent: Option<String>,
+        run: Option<String>,
+        json: bool,
+        sha256: Option<String>,
+    ) -> McpAction {
+        McpAction {
+            name,
+            tool,
+            listen,
+            agent,
+            run,
+            json,
+            sha256,
+        }
+    }
+}
+
+/// Run one `airlock mcp` command; returns the lines to print. `notice`
+/// gets messages for the operator (the HTTP address).
+pub fn command(
+    home: &Home,
+    setup: McpSetup,
+    sink: Arc<dyn EventSink>,
+    a: McpAction,
+    approver: Arc<dyn Approver>,
+    taint: Arc<dyn TaintTracker>,
+    notice: &dyn Fn(&str),
+) -> Result<Vec<String>, RuntimeError> {
+    match a.name.as_str() {
+        "serve" => {
+            let opts = SessionOptions {
+                tenant: setup.tenant.clone(),
+                agent: a.agent.or(setup.mcp.default_agent.clone()),
+                run: a.run,
+            };
+            serve(home, setup, sink, a.listen, opts, approver, taint, |addr| {
+                notice(&format!("airlock mcp listening on http://{addr}/mcp"))
+            })?;
+            Ok(Vec::new())
+        }
+        "tools" => tools_blocking(home, &setup)?
+            .into_iter()
+            .map(|t| match a.json {
+                true => serde_json::to_string(&t).map_err(|e| RuntimeError::Refused(e.to_string())),
+                false => Ok(format!("{}\t{}\t{}", t.name, t.state, t.sha256)),
+            })
+            .collect(),
+        "pin" => {
+            let tool = a
+                .tool
+                .ok_or_else(|| RuntimeError::Refused("pin: name the tool (SERVER.TOOL)".into()))?;
+            let sha = pin_blocking(home, &setup, sink, &tool, a.sha256.as_deref())?;
+            Ok(vec![format!("pinned {tool} {sha}")])
+        }
+        other => Err(RuntimeError::Refused(format!(
+            "mcp {other}: use serve, tools or pin"
+        ))),
+    }
+}

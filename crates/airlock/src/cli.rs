@@ -53,8 +53,7 @@ pub enum Command {
     /// The LLM gateway: an OpenAI/Anthropic-compatible listener with virtual keys.
     Gateway(cmd::gateway::GatewayArgs),
     /// The MCP gateway: serve, list tools with their pins, pin a tool.
-    #[command(subcommand)]
-    Mcp(cmd::mcp::McpCmd),
+    Mcp(cmd::mcp::McpArgs),
     /// The LLM gateway's spending limits.
     #[command(subcommand)]
     Budget(cmd::budget::BudgetCmd),
