@@ -40,6 +40,7 @@ pub mod gateway;
 mod home;
 pub mod init;
 pub mod master_key;
+pub mod mcp;
 pub mod production;
 mod run;
 pub mod settings;

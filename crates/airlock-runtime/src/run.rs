@@ -585,6 +585,24 @@ impl Prepared {
         &self.plan
     }
 
+    /// Speak to the command over its stdin and stdout (an MCP tool server):
+    /// stdin becomes a pipe and stdout is handed to the caller by
+    /// [`Started::take_stdio`] instead of being pumped, so it is not
+    /// scrubbed here. Returns the run's secrets (name and value) for the
+    /// caller's own scrubbing of what it reads.
+    pub fn pipe_stdio(&mut self) -> Vec<(String, airlock_types::Secret<String>)> {
+        self.plan.stdin = airlock_sandbox::StdinSource::Piped;
+        self.scrubber = None;
+        match &self.creds {
+            Some((broker, _, _)) => broker
+                .run_secrets(&self.ctx.run)
+                .into_iter()
+                .map(|k| (k.name, k.value))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Stop here without running anything: revoke, close the audit log.
     pub fn close(self) -> Result<(), RuntimeError> {
         drop(self.creds);
@@ -657,6 +675,17 @@ impl Started {
     /// The run's context.
     pub fn context(&self) -> &RunContext {
         &self.prepared.ctx
+    }
+
+    /// The command's stdin and stdout, after [`Prepared::pipe_stdio`]
+    /// (then [`Started::wait`] supervises it without pumping stdout).
+    pub fn take_stdio(
+        &mut self,
+    ) -> (
+        Option<std::process::ChildStdin>,
+        Option<std::process::ChildStdout>,
+    ) {
+        (self.running.take_stdin(), self.running.take_stdout())
     }
 
     /// A channel to signal the run's command (a server's "stop" button).

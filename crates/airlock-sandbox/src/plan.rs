@@ -175,6 +175,9 @@ pub enum StdinSource {
     Inherit,
     /// `/dev/null`: Airlock's standard input is a terminal and `--interactive` was not given.
     Null,
+    /// A new pipe the caller writes ([`crate::Running::take_stdin`]): a
+    /// server the supervisor speaks to (an MCP tool server).
+    Piped,
 }
 
 /// The contents of a generated file.
@@ -880,6 +883,7 @@ impl fmt::Display for SandboxPlan {
                 StdinSource::Inherit => "inherited from airlock (not a terminal, or --interactive)",
                 StdinSource::Null =>
                     "/dev/null (airlock's stdin is a terminal; --interactive passes it)",
+                StdinSource::Piped => "a pipe from the supervisor",
             }
         )?;
         writeln!(

@@ -176,6 +176,7 @@ pub fn start(plan: &SandboxPlan, exe: &Path, pre: &Preflight) -> Result<Running,
         .stdin(match plan.stdin {
             StdinSource::Inherit => Stdio::inherit(),
             StdinSource::Null => Stdio::null(),
+            StdinSource::Piped => Stdio::piped(),
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -258,6 +259,11 @@ impl Running {
     /// network at all.
     pub fn take_listener(&mut self) -> Option<TcpListener> {
         self.listener.take()
+    }
+
+    /// The command's stdin, when the plan pipes it ([`StdinSource::Piped`]).
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// The agent's stdout (piped through the supervisor).

@@ -25,6 +25,7 @@
 mod approvals;
 mod gateway;
 mod limited;
+mod mcp;
 mod secrets;
 mod sqlite;
 
@@ -33,6 +34,7 @@ pub use gateway::{
     BudgetRow, BudgetUsage, CallBegin, CallEnd, CallScopes, KeyRow, NewCall, StoredResponse,
 };
 pub use limited::read_limited;
+pub use mcp::ToolPin;
 pub use secrets::{DataKeyRow, MasterRow, SecretRow, SecretStore};
 pub use sqlite::SqliteStore;
 
@@ -156,6 +158,13 @@ pub enum StoreError {
     /// A gateway query (budgets, calls, virtual keys) failed.
     #[error("{}: gateway {what} failed: {source}", path.display())]
     Gateway {
+        path: PathBuf,
+        what: &'static str,
+        source: DbError,
+    },
+    /// An MCP gateway query (tool pins) failed.
+    #[error("{}: MCP {what} failed: {source}", path.display())]
+    Mcp {
         path: PathBuf,
         what: &'static str,
         source: DbError,

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "approvals",
         sql: include_str!("sqlite/0005_approvals.sql"),
     },
+    Migration {
+        version: 6,
+        name: "mcp_tool_pins",
+        sql: include_str!("sqlite/0006_mcp.sql"),
+    },
 ];
 
 /// How long a connection waits for another connection's write lock before
@@ -653,7 +658,8 @@ mod tests {
                 ("sqlite".to_owned(), 2),
                 ("sqlite".to_owned(), 3),
                 ("sqlite".to_owned(), 4),
-                ("sqlite".to_owned(), 5)
+                ("sqlite".to_owned(), 5),
+                ("sqlite".to_owned(), 6)
             ]
         );
         let mode: String = s

@@ -52,6 +52,8 @@ pub enum Command {
     Keys(cmd::keys::KeysCmd),
     /// The LLM gateway: an OpenAI/Anthropic-compatible listener with virtual keys.
     Gateway(cmd::gateway::GatewayArgs),
+    /// The MCP gateway: serve, list tools with their pins, pin a tool.
+    Mcp(cmd::mcp::McpArgs),
     /// The LLM gateway's spending limits.
     #[command(subcommand)]
     Budget(cmd::budget::BudgetCmd),
@@ -82,6 +84,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Secret(c) => cmd::secret::run(&ctx, c),
         Command::Keys(c) => cmd::keys::run(&ctx, c),
         Command::Gateway(a) => cmd::gateway::run(&ctx, a),
+        Command::Mcp(a) => cmd::mcp::run(&ctx, a),
         Command::Budget(c) => cmd::budget::run(&ctx, c),
         Command::Approvals(c) => cmd::approvals::run(&ctx, c),
         Command::Demo(a) => cmd::demo::run(&ctx, a),

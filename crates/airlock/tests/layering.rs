@@ -21,7 +21,7 @@ fn layer(name: &str) -> Option<u8> {
         "airlock-policy" | "airlock-scrub" | "airlock-store" | "airlock-broker"
         | "airlock-hook" => 1,
         "airlock-audit" | "airlock-vault" | "airlock-approval" => 2,
-        "airlock-sandbox" | "airlock-proxy" | "airlock-gateway" => 3,
+        "airlock-sandbox" | "airlock-proxy" | "airlock-gateway" | "airlock-mcp" => 3,
         // Runs a run over the boundaries; every front end uses it.
         "airlock-runtime" => 4,
         "airlock-api" => 5,

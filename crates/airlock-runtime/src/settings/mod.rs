@@ -8,6 +8,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod gateway;
+pub mod mcp;
 pub mod proxy;
 pub mod sandbox;
 

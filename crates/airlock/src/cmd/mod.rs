@@ -8,6 +8,7 @@ pub mod demo;
 pub mod gateway;
 pub mod init;
 pub mod keys;
+pub mod mcp;
 pub mod policy;
 pub mod proxy;
 pub mod run;

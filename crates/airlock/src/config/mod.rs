@@ -9,7 +9,7 @@ mod policy;
 mod proxy;
 mod source;
 
-use airlock_runtime::settings::{approvals, audit, gateway, sandbox};
+use airlock_runtime::settings::{approvals, audit, gateway, mcp, sandbox};
 pub use airlock_runtime::{AuditSettings, SandboxSettings};
 pub use gateway::GatewaySettings;
 pub use policy::{PolicySettings, load_file as load_policy_file};
@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// Approvals: lifetimes, each agent's autonomy, the lethal-trifecta guard.
     #[serde(default)]
     pub approvals: approvals::RawApprovals,
+    /// The MCP gateway: tool servers, rules, limits.
+    #[serde(default)]
+    pub mcp: mcp::RawMcp,
 }
 
 /// The validated configuration.
@@ -56,6 +59,7 @@ pub struct Config {
     pub sandbox: SandboxSettings,
     pub gateway: GatewaySettings,
     pub approvals: approvals::ApprovalsSettings,
+    pub mcp: airlock_mcp::config::McpConfig,
 }
 
 impl Config {
@@ -79,16 +83,19 @@ pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
 }
 
 fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
+    let policy = policy::validate(&raw.policy, src)?;
+    let approvals = approvals::validate(&raw.approvals, &src.located())?;
     Ok(Config {
         origin: src.name().to_owned(),
         audit: audit::validate(&raw.audit, &src.located())?,
-        policy: policy::validate(&raw.policy, src)?,
+        mcp: mcp::validate(&raw.mcp, &src.located(), &policy.policy, &approvals)?,
+        policy,
         proxy: ProxySettings {
             proxy: airlock_runtime::settings::proxy::validate(&raw.proxy, &src.located())?,
         },
         sandbox: sandbox::validate(&raw.sandbox, &src.located())?,
         gateway: gateway::validate(&raw.gateway, &src.located())?,
-        approvals: approvals::validate(&raw.approvals, &src.located())?,
+        approvals,
     })
 }
 
