@@ -18,7 +18,10 @@
 //! colliding with a keyword's bucket (a handful of common words do so tens
 //! of thousands of times), so each candidate is first looked up in a
 //! second table of the same windows under an independent hash; a bucket is
-//! read only if both agree (≈ 10 % faster with secret rules alone).
+//! read only if both agree (≈ 10 % faster with secret rules alone). A real
+//! four-byte prefix shared with many keywords (" for" with the street
+//! suffixes " ford", " forge", " fork.", ...) passes both; the bucket's set
+//! of allowed fifth bytes rejects it before the bucket is walked.
 
 /// Bits of the prefix hash: 2^18 bits = 32 KiB of table.
 const HASH_BITS: u32 = 18;
@@ -69,33 +72,67 @@ const WORDS: usize = BUCKETS / 64;
 /// Keywords of 4+ bytes are entered under their first four folded bytes;
 /// a three-byte keyword under each of the 128 folded values the byte after
 /// it can take, so one lookup per position serves both.
+///
+/// Each non-empty bucket also keeps the set of folded fifth bytes its
+/// keywords can be followed by (every value when a keyword is shorter than
+/// five bytes): common words share a four-byte prefix with many keywords
+/// (" for" with the street suffixes " ford", " forge", " fork.", ...) and
+/// are told apart by the next byte before the bucket is walked.
 #[derive(Debug)]
 struct Table {
-    /// `ids[off[h]..off[h + 1]]` are the keywords in bucket `h`.
-    off: Vec<u32>,
+    /// Per bucket: the index of its entry in `spans`, `u32::MAX` if empty.
+    slot: Vec<u32>,
+    /// Per non-empty bucket: `ids[start..end]` are its keywords, and the
+    /// bit set of the folded fifth bytes they allow (`fifth`).
+    spans: Vec<(u32, u32, [u64; 2])>,
     ids: Vec<u32>,
 }
 
+/// The index (0..128) of a folded byte (bit 5 set) in a fifth-byte set.
+#[inline]
+fn fifth(c: u8) -> usize {
+    usize::from((c & 0x1F) | ((c & 0xC0) >> 1))
+}
+
 impl Table {
-    fn new(entries: &[(usize, u32)]) -> Table {
-        let mut off = vec![0u32; BUCKETS + 1];
-        for &(h, _) in entries {
-            off[h + 1] += 1;
-        }
-        for h in 1..off.len() {
-            off[h] += off[h - 1];
-        }
-        let mut fill = off.clone();
-        let mut ids = vec![0u32; entries.len()];
+    /// `entries`: (bucket, keyword id), sorted; `words`: the lower-cased
+    /// keywords.
+    fn new(entries: &[(usize, u32)], words: &[Vec<u8>]) -> Table {
+        let mut slot = vec![u32::MAX; BUCKETS];
+        let mut spans: Vec<(u32, u32, [u64; 2])> = Vec::new();
+        let mut ids = Vec::with_capacity(entries.len());
         for &(h, id) in entries {
-            ids[fill[h] as usize] = id;
-            fill[h] += 1;
+            if slot[h] == u32::MAX {
+                slot[h] = spans.len() as u32;
+                let at = ids.len() as u32;
+                spans.push((at, at, [0; 2]));
+            }
+            let span = &mut spans[slot[h] as usize];
+            ids.push(id);
+            span.1 += 1;
+            match words[id as usize].get(4) {
+                Some(&b) => {
+                    let f = fifth(b | 0x20);
+                    span.2[f / 64] |= 1 << (f % 64);
+                }
+                None => span.2 = [u64::MAX; 2],
+            }
         }
-        Table { off, ids }
+        Table { slot, spans, ids }
     }
 
-    fn bucket(&self, h: usize) -> &[u32] {
-        &self.ids[self.off[h] as usize..self.off[h + 1] as usize]
+    /// The keywords of bucket `h` that can be followed by the folded byte
+    /// `c` (empty when none).
+    #[inline]
+    fn bucket(&self, h: usize, c: u8) -> &[u32] {
+        let Some(&(a, b, set)) = self.spans.get(self.slot[h] as usize) else {
+            return &[];
+        };
+        let f = fifth(c);
+        if (set[f / 64] >> (f % 64)) & 1 == 0 {
+            return &[];
+        }
+        &self.ids[a as usize..b as usize]
     }
 }
 
@@ -172,7 +209,7 @@ impl Keywords {
             head8,
             bits,
             bits2,
-            table: Table::new(&entries),
+            table: Table::new(&entries, &words),
             words,
         })
     }
@@ -234,7 +271,7 @@ impl Keywords {
     /// Report the keywords that really occur at `p`.
     fn verify(&self, hay: &[u8], p: usize, found: &mut dyn FnMut(usize, usize, usize)) {
         let w8 = window8(hay, p);
-        for &id in self.table.bucket(hash(w8 as u32)) {
+        for &id in self.table.bucket(hash(w8 as u32), (w8 >> 32) as u8) {
             let (key, mask) = self.head8[id as usize];
             if w8 & mask != key {
                 continue;
