@@ -424,13 +424,78 @@ fn the_trifecta_turns_a_write_into_an_ask_and_a_crashing_or_hanging_server_fails
         ["crash", "t.crash", {}],
         ["after_crash", "t.echo", {"text": "still here"}],
     ]);
-    let r = f.client("alice", "stdio", &steps);
+    // The reviewer, in another process: finds the held call, is refused
+    // with a wrong hash, approves the hash `show` printed; the approval
+    // cannot be used twice.
+    let r = std::thread::scope(|sc| {
+        let reviewer = sc.spawn(|| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let pending = loop {
+                let out = f.env.airlock(&["approvals", "list", "--json"]);
+                assert!(out.status.success(), "{out:?}");
+                let list: Vec<Value> = serde_json::from_str(&out.stdout).unwrap_or_default();
+                if let Some(p) = list.into_iter().find(|p| p["state"] == "pending") {
+                    break p;
+                }
+                assert!(std::time::Instant::now() < deadline, "no call was held");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            };
+            assert_eq!(pending["reason"], "lethal_trifecta", "{pending}");
+            let (id, hash) = (
+                pending["id"].as_str().expect("id").to_owned(),
+                pending["sha256"].as_str().expect("sha256").to_owned(),
+            );
+            let show = f.env.airlock(&["approvals", "show", &id]);
+            assert!(
+                show.status.success() && show.stdout.contains(&hash),
+                "{show:?}"
+            );
+            assert!(show.stdout.contains("evil@example.com"), "{show:?}");
+            let wrong = "0".repeat(64);
+            let bad = f
+                .env
+                .airlock(&["approvals", "approve", &id, "--sha256", &wrong]);
+            assert!(
+                !bad.status.success(),
+                "a wrong hash must be refused: {bad:?}"
+            );
+            let ok = f
+                .env
+                .airlock(&["approvals", "approve", &id, "--sha256", &hash]);
+            assert!(ok.status.success(), "{ok:?}");
+            (id, hash)
+        });
+        let r = f.client("alice", "stdio", &steps);
+        (r, reviewer.join().expect("reviewer"))
+    });
+    let (r, (id, hash)) = r;
     assert_eq!(r["send1"]["text"], "sent to a@example.com");
-    // No reviewer is wired in this build (`NoApprover`): the ask is refused.
-    assert_eq!(reason(&r["send2"]), "lethal_trifecta", "{}", r["send2"]);
+    // Held as an approval (private + untrusted, then a write), approved by
+    // its hash, run once.
+    assert_eq!(
+        r["send2"]["text"], "sent to evil@example.com",
+        "{}",
+        r["send2"]
+    );
+    let again = f
+        .env
+        .airlock(&["approvals", "approve", &id, "--sha256", &hash]);
+    assert!(
+        !again.status.success(),
+        "an approval is single use: {again:?}"
+    );
     assert_eq!(reason(&r["crash"]), "tool_server_failed", "{}", r["crash"]);
     assert_eq!(r["after_crash"]["text"], "still here");
-    assert!(f.audited("mcp.call", "t.send", "lethal_trifecta"));
+    let audit = f.audit();
+    for action in ["approval.proposed", "approval.decided", "approval.executed"] {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e["action"] == action && e.to_string().contains(&hash)),
+            "{action} linked by {hash}"
+        );
+    }
+    assert!(f.audited("mcp.call", "t.send", "approval_granted"));
     assert!(f.audited("mcp.call", "t.crash", "tool_server_failed"));
 }
 
