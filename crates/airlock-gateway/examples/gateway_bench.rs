@@ -184,7 +184,12 @@ async fn load(secs: f64, conc: usize, streams: usize, targets: Vec<Target>) {
     for t in targets {
         let dur = Duration::from_secs_f64(secs);
         // Warm-up (also checks that the target answers).
-        let _ = run_until(t.clone(), body.clone(), Instant::now() + Duration::from_secs(1)).await;
+        let _ = run_until(
+            t.clone(),
+            body.clone(),
+            Instant::now() + Duration::from_secs(1),
+        )
+        .await;
         let mut lat = run_until(t.clone(), body.clone(), Instant::now() + dur).await;
         let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
         let start = Instant::now();
@@ -240,13 +245,18 @@ async fn load(secs: f64, conc: usize, streams: usize, targets: Vec<Target>) {
             r.total - base.total
         );
     }
-    let ours: Vec<&Row> = rows.iter().filter(|r| r.name.starts_with("airlock")).collect();
+    let ours: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.name.starts_with("airlock"))
+        .collect();
     let peers: Vec<&Row> = rows[1..]
         .iter()
         .filter(|r| !r.name.starts_with("airlock"))
         .collect();
     if !ours.is_empty() && !peers.is_empty() {
-        println!("\nratios (added latency: peer / airlock, higher = airlock better; req/s: airlock / peer)");
+        println!(
+            "\nratios (added latency: peer / airlock, higher = airlock better; req/s: airlock / peer)"
+        );
         for a in &ours {
             for p in &peers {
                 println!(
@@ -304,6 +314,8 @@ fn main() {
             let targets = args.iter().skip(4).map(|t| parse_target(t)).collect();
             rt.block_on(load(secs, conc, streams, targets));
         }
-        _ => eprintln!("usage: see the doc comment of crates/airlock-gateway/examples/gateway_bench.rs"),
+        _ => eprintln!(
+            "usage: see the doc comment of crates/airlock-gateway/examples/gateway_bench.rs"
+        ),
     }
 }
