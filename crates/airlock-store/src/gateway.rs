@@ -284,9 +284,11 @@ fn begin_inner(
     let t = tenant.as_str();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let earlier: Option<Earlier> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT id, body_hash, state, status, content_type, response, updated FROM gateway_calls
              WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3 ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(
             params![t, call.idem_key, call.window_start],
             |r| {
                 Ok((
@@ -336,8 +338,7 @@ fn begin_inner(
         && l.day == day
         && l.budgets == budgets
     {
-        drawn = tx.execute(
-            "UPDATE gateway_leases SET remaining = remaining - ?2 WHERE id = ?1 AND remaining >= ?2",
+        drawn = tx.prepare_cached("UPDATE gateway_leases SET remaining = remaining - ?2 WHERE id = ?1 AND remaining >= ?2")?.execute(
             params![l.id, amount],
         )? == 1;
     }
@@ -349,10 +350,8 @@ fn begin_inner(
         // Release what is left of the old lease, then check every budget
         // (leases included) and take a new one.
         if let Some(old) = leases.0.remove(&lkey) {
-            tx.execute(
-                "UPDATE gateway_leases SET remaining = 0 WHERE id = ?1",
-                [old.id],
-            )?;
+            tx.prepare_cached("UPDATE gateway_leases SET remaining = 0 WHERE id = ?1")?
+                .execute([old.id])?;
         }
         let mut headroom = i64::MAX;
         for b in &budgets {
@@ -380,8 +379,7 @@ fn begin_inner(
             .max(amount);
         if chunk > amount {
             let s = call.scopes;
-            tx.execute(
-                "INSERT INTO gateway_leases (tenant, team, agent, run, vkey, remaining, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            tx.prepare_cached("INSERT INTO gateway_leases (tenant, team, agent, run, vkey, remaining, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
                 params![t, s.team, s.agent, s.run, s.key, chunk - amount, call.now],
             )?;
             taken = Some(Lease {
@@ -394,16 +392,14 @@ fn begin_inner(
     let s = call.scopes;
     let begin = match retry_of {
         Some(id) => {
-            tx.execute(
-                "UPDATE gateway_calls SET reserved = ?2, settled = NULL, state = 'pending', updated = ?3 WHERE id = ?1",
+            tx.prepare_cached("UPDATE gateway_calls SET reserved = ?2, settled = NULL, state = 'pending', updated = ?3 WHERE id = ?1")?.execute(
                 params![id, amount, call.now],
             )?;
             CallBegin::Reserved { id, retry: true }
         }
         None => {
-            tx.execute(
-                "INSERT INTO gateway_calls (tenant, idem_key, body_hash, team, agent, run, vkey, reserved, state, created, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
+            tx.prepare_cached("INSERT INTO gateway_calls (tenant, idem_key, body_hash, team, agent, run, vkey, reserved, state, created, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)")?.execute(
                 params![t, call.idem_key, call.body_hash, s.team, s.agent, s.run, s.key, amount, call.now],
             )?;
             CallBegin::Reserved {
@@ -555,8 +551,9 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(&err)?;
         let r = match end {
-            CallEnd::Done(r) => conn.execute(
+            CallEnd::Done(r) => conn.prepare_cached(
                 "UPDATE gateway_calls SET settled = ?2, state = 'done', status = ?3, content_type = ?4, response = ?5, updated = ?6 WHERE id = ?1",
+            ).and_then(|mut st| st.execute(
                 params![
                     id,
                     settled_micros,
@@ -566,11 +563,12 @@ impl SqliteStore {
                     (!r.body.is_empty()).then_some(&r.body),
                     now
                 ],
-            ),
-            CallEnd::Failed => conn.execute(
+            )),
+            CallEnd::Failed => conn.prepare_cached(
                 "UPDATE gateway_calls SET settled = ?2, state = 'failed', updated = ?3 WHERE id = ?1",
+            ).and_then(|mut st| st.execute(
                 params![id, settled_micros, now],
-            ),
+            )),
         };
         let restored = conn.pragma_update(None, "synchronous", "FULL");
         r.map_err(&err)?;
@@ -649,12 +647,13 @@ impl SqliteStore {
         sha256: &str,
     ) -> Result<Option<(String, KeyRow)>, StoreError> {
         self.conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT id, sha256, agent, team, created, revoked, tenant FROM gateway_keys WHERE sha256 = ?1 AND revoked IS NULL",
-                [sha256],
-                |r| Ok((r.get(6)?, key_row(r)?)),
             )
-            .optional()
+            .and_then(|mut st| {
+                st.query_row([sha256], |r| Ok((r.get(6)?, key_row(r)?)))
+                    .optional()
+            })
             .map_err(self.gw_err("key lookup"))
     }
 

@@ -83,6 +83,12 @@ impl LlmUpstream {
         LlmUpstream::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), None).await
     }
 
+    /// Start on a given address, e.g. a fixed port other processes are
+    /// pointed at (inside a tokio runtime; panics if it cannot bind).
+    pub async fn start_at(addr: SocketAddr) -> LlmUpstream {
+        LlmUpstream::start_on(addr, None).await
+    }
+
     /// HTTPS on `ip` (ephemeral port) with a certificate for `names` from
     /// `ca`, as a provider behind the egress proxy is reached (inside a
     /// tokio runtime).
@@ -103,6 +109,10 @@ impl LlmUpstream {
         let st = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
+                // Streams are written one event at a time: without this,
+                // Nagle's algorithm holds the second for the peer's delayed
+                // ACK (~40 ms).
+                let _ = s.set_nodelay(true);
                 let (st, tls) = (st.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
