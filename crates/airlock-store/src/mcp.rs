@@ -66,31 +66,13 @@ impl SqliteStore {
 
     /// Pin (or re-pin) a tool's definition.
     pub fn mcp_set_pin(&mut self, tenant: &TenantId, pin: &ToolPin) -> Result<(), StoreError> {
-        self.writable()?;
-        let path = self.path().to_owned();
-        self.conn_mut()
-            .execute(
-                "INSERT INTO mcp_tool_pins (tenant, server, tool, sha256, definition, pinned_by, pinned_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (tenant, server, tool) DO UPDATE SET sha256 = excluded.sha256,
-                   definition = excluded.definition, pinned_by = excluded.pinned_by,
-                   pinned_at = excluded.pinned_at",
-                params![
-                    tenant.as_str(),
-                    pin.server,
-                    pin.tool,
-                    pin.sha256,
-                    pin.definition,
-                    pin.pinned_by,
-                    pin.pinned_at
-                ],
-            )
-            .map_err(|source| StoreError::Mcp {
-                path,
-                what: "pin write",
-                source: DbError::sqlite(source),
-            })?;
-        Ok(())
+        self.write_pin(
+            tenant,
+            pin,
+            "DO UPDATE SET sha256 = excluded.sha256, definition = excluded.definition,
+               pinned_by = excluded.pinned_by, pinned_at = excluded.pinned_at",
+        )
+        .map(|_| ())
     }
 
     /// Pin a tool only if it has no pin yet (trust on first use); returns
@@ -100,13 +82,26 @@ impl SqliteStore {
         tenant: &TenantId,
         pin: &ToolPin,
     ) -> Result<bool, StoreError> {
+        self.write_pin(tenant, pin, "DO NOTHING").map(|n| n == 1)
+    }
+
+    /// Insert `pin`; on an existing pin of the tool, `on_conflict` (a fixed
+    /// clause, never input). Returns the rows changed.
+    fn write_pin(
+        &mut self,
+        tenant: &TenantId,
+        pin: &ToolPin,
+        on_conflict: &'static str,
+    ) -> Result<usize, StoreError> {
         self.writable()?;
         let path = self.path().to_owned();
-        let n = self
-            .conn_mut()
+        let sql = format!(
+            "INSERT INTO mcp_tool_pins (tenant, server, tool, sha256, definition, pinned_by, pinned_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tenant, server, tool) {on_conflict}"
+        );
+        self.conn_mut()
             .execute(
-                "INSERT INTO mcp_tool_pins (tenant, server, tool, sha256, definition, pinned_by, pinned_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tenant, server, tool) DO NOTHING",
+                &sql,
                 params![
                     tenant.as_str(),
                     pin.server,
@@ -121,8 +116,7 @@ impl SqliteStore {
                 path,
                 what: "pin write",
                 source: DbError::sqlite(source),
-            })?;
-        Ok(n == 1)
+            })
     }
 }
 
