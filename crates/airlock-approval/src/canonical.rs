@@ -56,16 +56,18 @@ pub fn canonicalize(value: &Value) -> Result<String, CanonicalError> {
 fn check_numbers(v: &Value) -> Result<(), CanonicalError> {
     match v {
         Value::Number(n) => {
-            // An integer a double holds exactly canonicalizes to itself;
-            // one it does not would be rounded into another call's hash.
-            let exact = match (n.as_u64(), n.as_i64()) {
-                (Some(u), _) => u <= MAX_SAFE || (u as f64) as u64 == u && u < u64::MAX,
-                (None, Some(i)) => {
-                    i.unsigned_abs() <= MAX_SAFE || ((i as f64) as i64 == i && i > i64::MIN)
-                }
+            // A safe integer canonicalizes to itself. Beyond ±(2^53 - 1)
+            // an integer is accepted only when its text *is* its canonical
+            // text: otherwise the reviewer would be shown another number
+            // than the one that runs (2^60 + 256 is an exact double but
+            // prints as 1152921504606847200), or two integers that round
+            // to one double would share a hash.
+            let safe = match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => u <= MAX_SAFE,
+                (None, Some(i)) => i.unsigned_abs() <= MAX_SAFE,
                 (None, None) => true,
             };
-            if exact {
+            if safe || serde_json_canonicalizer::to_string(v).is_ok_and(|c| c == n.to_string()) {
                 Ok(())
             } else {
                 Err(CanonicalError::Number)
@@ -196,6 +198,18 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(t).expect("json");
             assert_eq!(canonicalize(&v), Err(CanonicalError::Number), "{t}");
         }
+        // 2^60 + 256 is an exact double, but its canonical text is
+        // another integer: shown one number, the tool would run another.
+        let exact: serde_json::Value = serde_json::from_str("1152921504606847232").expect("json");
+        assert_eq!(canonicalize(&exact), Err(CanonicalError::Number));
+        // The text the canonicalizer prints for that double is accepted,
+        // and canonicalizes to itself (the CI failure of stop 22).
+        let shown: serde_json::Value = serde_json::from_str("1152921504606847200").expect("json");
+        assert_eq!(canonicalize(&shown).as_deref(), Ok("1152921504606847200"));
+        let float = serde_json::json!(1152921504606847232.0f64);
+        let c = canonicalize(&float).expect("a double");
+        let back: serde_json::Value = serde_json::from_str(&c).expect("json");
+        assert_eq!(canonicalize(&back).as_deref(), Ok(c.as_str()));
     }
 
     fn request(agent: bool) -> ApprovalRequest {
