@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod approvals;
+mod control;
 mod gateway;
 mod limited;
 mod mcp;
@@ -30,6 +31,9 @@ mod secrets;
 mod sqlite;
 
 pub use approvals::{ApprovalRow, ApprovalState, NewApproval, TaintRow};
+pub use control::{
+    AgentRow, ApiTokenRow, ControlStore, PolicyVersionRow, RunRow, RunState, TeamRow, TenantRow,
+};
 pub use gateway::{
     BudgetRow, BudgetUsage, CallBegin, CallEnd, CallScopes, KeyRow, NewCall, StoredResponse,
 };
@@ -158,6 +162,13 @@ pub enum StoreError {
     /// A gateway query (budgets, calls, virtual keys) failed.
     #[error("{}: gateway {what} failed: {source}", path.display())]
     Gateway {
+        path: PathBuf,
+        what: &'static str,
+        source: DbError,
+    },
+    /// A control-plane query (tenants, teams, agents, policies, tokens, runs) failed.
+    #[error("{}: control {what} failed: {source}", path.display())]
+    Control {
         path: PathBuf,
         what: &'static str,
         source: DbError,
