@@ -91,6 +91,8 @@ pub(crate) fn message(reason: Reason) -> &'static str {
         Reason::LethalTrifecta => {
             "the run holds private data and read untrusted content, so this write needs approval"
         }
+        Reason::Unauthenticated => "no valid API token was presented",
+        Reason::ScopeMissing => "the API token does not grant this",
         _ => "the request was refused",
     }
 }

@@ -108,6 +108,21 @@ actions! {
     ApprovalResult => "approval.result",
     /// A run gained a taint label (private data, untrusted content).
     RunTaint => "run.taint",
+    /// An authenticated control-plane API request (token id, method, route, status).
+    ApiRequest => "api.request",
+    /// A control-plane request whose credentials were refused (missing,
+    /// unknown, expired, revoked, wrong node or scope).
+    ApiAuthFailed => "api.auth_failed",
+    /// A tenant was created.
+    TenantCreated => "tenant.created",
+    /// An API token was created (its id and scopes, never the token).
+    TokenCreated => "token.created",
+    /// An API token was revoked.
+    TokenRevoked => "token.revoked",
+    /// A policy version was stored or activated for an agent.
+    PolicyChanged => "policy.changed",
+    /// A team or an agent was created or changed.
+    AgentChanged => "agent.changed",
 }
 
 impl fmt::Display for Action {

@@ -232,6 +232,11 @@ reasons! {
     /// The run holds private data and has read untrusted content, so a write
     /// to a destination no rule allows for writes needs approval.
     LethalTrifecta => "lethal_trifecta",
+    /// A control-plane request carried no token, an unknown one, or one
+    /// that expired or was revoked.
+    Unauthenticated => "unauthenticated",
+    /// The token is valid but lacks the scope, agent or node the request needs.
+    ScopeMissing => "scope_missing",
 }
 
 impl fmt::Display for Reason {
