@@ -27,6 +27,7 @@ mod control;
 mod gateway;
 mod limited;
 mod mcp;
+mod postgres;
 mod secrets;
 mod sqlite;
 
@@ -39,6 +40,7 @@ pub use gateway::{
 };
 pub use limited::read_limited;
 pub use mcp::ToolPin;
+pub use postgres::{LATEST_PG_VERSION, PgBudget, PgConnectOptions, PgStore, migrate as pg_migrate};
 pub use secrets::{DataKeyRow, MasterRow, SecretRow, SecretStore};
 pub use sqlite::SqliteStore;
 
@@ -50,7 +52,7 @@ use std::path::PathBuf;
 /// depend on which engine (SQLite today, PostgreSQL next) produced it. Its
 /// message is the engine's; its source chain is the engine's.
 #[derive(Debug)]
-pub struct DbError(Box<dyn std::error::Error + Send + Sync + 'static>);
+pub struct DbError(pub(crate) Box<dyn std::error::Error + Send + Sync + 'static>);
 
 impl DbError {
     pub(crate) fn sqlite(e: rusqlite::Error) -> DbError {
@@ -173,6 +175,41 @@ pub enum StoreError {
         what: &'static str,
         source: DbError,
     },
+    /// The PostgreSQL connection settings are unusable (bad URL, TLS
+    /// settings, a remote database without `sslmode=require`). Never holds
+    /// the password.
+    #[error("PostgreSQL settings: {detail}")]
+    PgConfig { detail: String },
+    /// The database cannot be reached or cannot serve now (connection
+    /// refused or lost, shutting down, too many connections). Nothing of
+    /// the operation was written; retry later (an API answers 503).
+    #[error("{}: database unavailable ({what}): {source}", path.display())]
+    Unavailable {
+        path: PathBuf,
+        what: &'static str,
+        source: DbError,
+    },
+    /// A PostgreSQL statement failed; nothing of its transaction was written.
+    #[error("{}: {what} failed: {source}", path.display())]
+    Postgres {
+        path: PathBuf,
+        what: &'static str,
+        source: DbError,
+    },
+    /// The PostgreSQL role Airlock connected as could bypass row-level
+    /// security (superuser, BYPASSRLS, table owner): refused to serve.
+    #[error("{}: refusing to serve as role {role:?}: {detail}", path.display())]
+    UnsafeRole {
+        path: PathBuf,
+        role: String,
+        detail: String,
+    },
+    /// A write was attempted inside a read snapshot.
+    #[error("{}: cannot {what} inside a read snapshot", path.display())]
+    PgSnapshotWrite { path: PathBuf, what: &'static str },
+    /// The store was called again from inside one of its own callbacks.
+    #[error("{}: store called re-entrantly", path.display())]
+    Reentered { path: PathBuf },
     /// An MCP gateway query (tool pins) failed.
     #[error("{}: MCP {what} failed: {source}", path.display())]
     Mcp {
