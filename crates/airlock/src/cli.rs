@@ -62,6 +62,9 @@ pub enum Command {
     Approvals(airlock_runtime::approvals::Command),
     /// Show every layer working, offline: a local upstream, a secret, an agent run, the audit trail.
     Demo(cmd::demo::DemoArgs),
+    /// PostgreSQL: `db migrate` (as the owner role; AIRLOCK_DATABASE_ADMIN_URL).
+    #[command(subcommand)]
+    Db(cmd::db::DbCmd),
     /// Print version and build information.
     Version(cmd::version::VersionArgs),
 }
@@ -88,6 +91,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Budget(c) => cmd::budget::run(&ctx, c),
         Command::Approvals(c) => cmd::approvals::run(&ctx, c),
         Command::Demo(a) => cmd::demo::run(&ctx, a),
+        Command::Db(c) => cmd::db::run(&ctx, c),
         Command::Version(a) => cmd::version::run(&ctx, a),
     }
 }

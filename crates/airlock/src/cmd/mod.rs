@@ -4,6 +4,7 @@ pub mod approvals;
 pub mod audit;
 pub mod budget;
 pub mod config;
+pub mod db;
 pub mod demo;
 pub mod gateway;
 pub mod init;

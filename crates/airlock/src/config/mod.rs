@@ -9,7 +9,7 @@ mod policy;
 mod proxy;
 mod source;
 
-use airlock_runtime::settings::{approvals, audit, gateway, mcp, sandbox};
+use airlock_runtime::settings::{approvals, audit, gateway, mcp, sandbox, store};
 pub use airlock_runtime::{AuditSettings, SandboxSettings};
 pub use gateway::GatewaySettings;
 pub use policy::{PolicySettings, load_file as load_policy_file};
@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// The MCP gateway: tool servers, rules, limits.
     #[serde(default)]
     pub mcp: mcp::RawMcp,
+    /// Where records live: the embedded SQLite database, or PostgreSQL.
+    #[serde(default)]
+    pub store: store::RawStore,
 }
 
 /// The validated configuration.
@@ -60,6 +63,7 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub approvals: approvals::ApprovalsSettings,
     pub mcp: airlock_mcp::config::McpConfig,
+    pub store: store::StoreSettings,
 }
 
 impl Config {
@@ -95,6 +99,7 @@ fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
         },
         sandbox: sandbox::validate(&raw.sandbox, &src.located())?,
         gateway: gateway::validate(&raw.gateway, &src.located())?,
+        store: store::validate(&raw.store, &src.located())?,
         approvals,
     })
 }
