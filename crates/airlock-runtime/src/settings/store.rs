@@ -33,12 +33,21 @@ pub struct RawStore {
 }
 
 /// The validated `[store]` section.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct StoreSettings {
     /// The PostgreSQL URL from the file, if any (it may hold a password).
     pub database_url: Option<Secret<String>>,
     /// The extra CA certificate file.
     pub ca_file: Option<PathBuf>,
+}
+
+impl Clone for StoreSettings {
+    fn clone(&self) -> Self {
+        StoreSettings {
+            database_url: self.database_url.as_ref().map(Secret::duplicate),
+            ca_file: self.ca_file.clone(),
+        }
+    }
 }
 
 /// Validate `[store]`: the URL must be a PostgreSQL URL that parses.
@@ -48,11 +57,7 @@ pub fn validate(raw: &RawStore, src: &SourceText<'_>) -> Result<StoreSettings, D
         Some(u) => {
             let text = u.get_ref();
             if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
-                return Err(src.error(
-                    u.span(),
-                    "store.database_url",
-                    "must be a postgres:// URL".into(),
-                ));
+                return Err(src.error(u.span(), "store.database_url", "must be a postgres:// URL"));
             }
             if let Err(e) = PgConnectOptions::new(text, None) {
                 return Err(src.error(u.span(), "store.database_url", e.to_string()));
@@ -62,7 +67,7 @@ pub fn validate(raw: &RawStore, src: &SourceText<'_>) -> Result<StoreSettings, D
     };
     let ca_file = match &raw.ca_file {
         Some(f) if f.get_ref().is_empty() => {
-            return Err(src.error(f.span(), "store.ca_file", "must not be empty".into()));
+            return Err(src.error(f.span(), "store.ca_file", "must not be empty"));
         }
         Some(f) => Some(PathBuf::from(f.get_ref())),
         None => None,
@@ -92,7 +97,7 @@ impl StoreSettings {
     pub fn effective_url(&self) -> Option<Secret<String>> {
         match std::env::var(DATABASE_URL_ENV) {
             Ok(u) if !u.is_empty() => Some(Secret::new(u)),
-            _ => self.database_url.clone(),
+            _ => self.database_url.as_ref().map(Secret::duplicate),
         }
     }
 
