@@ -12,7 +12,11 @@
 #   BIN=path/to/airlock             (default: a release build, made if missing)
 #   AIRLOCK_TEST_PYTHON=python      (a Python with `mcp`; default: scripts/test's venv)
 #
-# HTTP tool servers (the issue's ≤ 0.5 ms target) are not covered yet.
+# Then the same for an HTTP tool server (the SDK's streamable HTTP server on
+# loopback, default settings: event-stream answers): a raw keep-alive HTTP
+# client calls it directly and through `airlock mcp serve --listen` (the
+# HTTP front: the client code is the same on both sides), at c1 and cN
+# (N threads, one connection each, one session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS=${1:-2000}
@@ -29,7 +33,8 @@ fi
 BIN=$(realpath "$BIN")
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 site=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 mkdir -p "$tmp/srv"
 cp -a "$site" "$tmp/srv/site-packages"
@@ -125,6 +130,118 @@ d, v = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(f"tools/call over stdio, {sys.argv[3]} calls; c1 latency, c{sys.argv[4]} throughput (ms, req/s)")
 print(f"{'':24}{'p50':>9}{'p99':>9}{'req/s':>10}")
 for name, r in (("direct", d), ("through airlock mcp", v)):
+    print(f"{name:24}{r['p50']:9.3f}{r['p99']:9.3f}{r['rate']:10.0f}")
+print(f"added p50 {v['p50'] - d['p50']:+.3f} ms, added p99 {v['p99'] - d['p99']:+.3f} ms, "
+      f"throughput {v['rate'] / d['rate']:.2f}x direct")
+EOF
+
+# --- HTTP tool server -------------------------------------------------------
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
+PS=$(free_port); PG=$(free_port)
+cat > "$tmp/http_server.py" <<'EOF'
+import sys
+from mcp.server.mcpserver import MCPServer
+app = MCPServer("w")
+
+@app.tool(description="Echo text back.")
+def echo(text: str) -> str:
+    return text
+
+app.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+EOF
+"$PY" "$tmp/http_server.py" "$PS" >/dev/null 2>&1 & pids+=($!)
+cat > "$tmp/w.toml" <<EOF
+mode = "deny_all"
+allow_private = ["127.0.0.0/8"]
+
+[[rules]]
+hosts = ["127.0.0.1"]
+ports = [$PS]
+methods = ["POST", "DELETE"]
+action = "allow"
+EOF
+cat > "$tmp/airlock-http.toml" <<EOF
+[[mcp.servers]]
+name = "w"
+url = "http://127.0.0.1:$PS/mcp"
+policy = "$tmp/w.toml"
+
+[[mcp.rules]]
+tools = ["w.*"]
+action = "allow"
+EOF
+"$BIN" --data-dir "$tmp/data-http" --config "$tmp/airlock-http.toml" init >/dev/null
+"$BIN" --data-dir "$tmp/data-http" --config "$tmp/airlock-http.toml" mcp serve \
+    --listen "127.0.0.1:$PG" --agent bench >/dev/null 2>&1 & pids+=($!)
+wait_port "$PS"; wait_port "$PG"
+
+cat > "$tmp/http_client.py" <<'EOF'
+import http.client, json, sys, threading, time
+
+calls, conc, tool, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+sid = None
+
+def conn():
+    return http.client.HTTPConnection("127.0.0.1", port)
+
+def post(c, obj):
+    global sid
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+         "mcp-protocol-version": "2025-06-18"}
+    if sid:
+        h["mcp-session-id"] = sid
+    c.request("POST", "/mcp", json.dumps(obj), h)
+    r = c.getresponse()
+    body = r.read()
+    sid = sid or r.getheader("mcp-session-id")
+    if r.getheader("content-type", "").startswith("text/event-stream"):
+        for line in body.decode().splitlines():
+            if line.startswith("data:"):
+                m = json.loads(line[5:])
+                if "id" in m and "method" not in m:
+                    return m
+        raise SystemExit("no answer in the event stream")
+    return json.loads(body) if body else None
+
+c = conn()
+post(c, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}})
+post(c, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+post(c, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+
+def call(c, i):
+    m = post(c, {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                 "params": {"name": tool, "arguments": {"text": "hello %d" % i}}})
+    assert "result" in m, m
+
+for i in range(50):  # warm up
+    call(c, 10 + i)
+lat = []
+for i in range(calls):
+    t = time.perf_counter(); call(c, 100 + i); lat.append(time.perf_counter() - t)
+lat.sort()
+per = calls // conc
+def worker(k):
+    w = conn()
+    for i in range(per):
+        call(w, 10**6 + k * per + i)
+ts = [threading.Thread(target=worker, args=(k,)) for k in range(conc)]
+t0 = time.perf_counter()
+for t in ts: t.start()
+for t in ts: t.join()
+rate = per * conc / (time.perf_counter() - t0)
+print(json.dumps({"p50": lat[len(lat) // 2] * 1e3, "p99": lat[int(len(lat) * 0.99)] * 1e3, "rate": rate}))
+EOF
+
+direct=$("$PY" "$tmp/http_client.py" "$CALLS" "$C" echo "$PS")
+via=$("$PY" "$tmp/http_client.py" "$CALLS" "$C" w.echo "$PG")
+"$PY" - "$direct" "$via" "$CALLS" "$C" <<'EOF'
+import json, sys
+d, v = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"tools/call to a streamable-HTTP server, {sys.argv[3]} calls; c1 latency, c{sys.argv[4]} throughput (ms, req/s)")
+print(f"{'':24}{'p50':>9}{'p99':>9}{'req/s':>10}")
+for name, r in (("direct", d), ("through --listen", v)):
     print(f"{name:24}{r['p50']:9.3f}{r['p99']:9.3f}{r['rate']:10.0f}")
 print(f"added p50 {v['p50'] - d['p50']:+.3f} ms, added p99 {v['p99'] - d['p99']:+.3f} ms, "
       f"throughput {v['rate'] / d['rate']:.2f}x direct")

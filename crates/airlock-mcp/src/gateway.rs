@@ -172,7 +172,8 @@ pub struct Parts {
 struct Slot {
     cfg: ServerConfig,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
-    tools: Mutex<Option<Vec<Value>>>,
+    /// The definitions last read, with the connection's tools epoch then.
+    tools: Mutex<Option<(u64, Vec<Value>)>>,
     scrubber: Mutex<Option<Arc<airlock_scrub::Scrubber>>>,
 }
 
@@ -457,11 +458,36 @@ impl Gateway {
         Ok(c)
     }
 
+    /// A server that did not answer in time is stopped (a stdio server's
+    /// sandbox is killed, every call waiting on it fails) and audited; the
+    /// next use starts a new one.
+    fn stop_hung(&self, s: &Session, slot: &Slot, conn: &Conn, e: &UpstreamError) {
+        conn.kill();
+        let ev = self
+            .event(
+                s,
+                Action::McpServer,
+                &slot.cfg.name,
+                Reason::ToolServerFailed,
+                EventResult::Failure,
+            )
+            .with_detail("error", e.to_string())
+            .with_detail("stopped", true);
+        let _ = self.audit(ev);
+    }
+
+    /// A server's tool definitions: read again on `refresh`, after the
+    /// server announced a change (its connection's tools epoch moved) and
+    /// on a new connection; else the cached ones.
     async fn server_tools(&self, slot: &Slot, refresh: bool) -> Result<Vec<Value>, UpstreamError> {
-        if !refresh && let Some(t) = slot.tools.lock().ok().and_then(|t| t.clone()) {
+        let conn = self.conn(slot).await?;
+        let epoch = conn.tools_epoch();
+        if !refresh
+            && let Some((e, t)) = slot.tools.lock().ok().and_then(|t| t.clone())
+            && e == epoch
+        {
             return Ok(t);
         }
-        let conn = self.conn(slot).await?;
         let mut out = Vec::new();
         let mut cursor: Option<Value> = None;
         for _ in 0..64 {
@@ -476,6 +502,7 @@ impl Gateway {
                 Ok(r) => r,
                 Err(e) => {
                     if matches!(e, UpstreamError::Timeout { .. }) {
+                        // Audited as `mcp.server` by the caller.
                         conn.kill();
                     }
                     return Err(e);
@@ -502,7 +529,7 @@ impl Gateway {
             }
         }
         if let Ok(mut t) = slot.tools.lock() {
-            *t = Some(out.clone());
+            *t = Some((epoch, out.clone()));
         }
         Ok(out)
     }
@@ -841,8 +868,7 @@ impl Gateway {
             Ok(r) => r,
             Err(e) => {
                 if matches!(e, UpstreamError::Timeout { .. }) {
-                    // A hung server is stopped; the next use starts a new one.
-                    conn.kill();
+                    self.stop_hung(s, slot, &conn, &e);
                 }
                 return self.refuse(
                     s,

@@ -28,8 +28,10 @@
 //! the host (prefix checks are lexical plus the host's symlinks); methods
 //! other than `initialize`, `ping`, `tools/list` and `tools/call`
 //! (resources, prompts, sampling) are not offered. Definitions are
-//! re-read on `tools/list` and on a server's `list_changed`, not before
-//! every call.
+//! re-read on `tools/list` and after a server's `list_changed` (before the
+//! next call to it), not before every call: a server that changes a
+//! definition without announcing it keeps being judged by the one it
+//! announced last (which is the one the client was shown).
 #![forbid(unsafe_code)]
 
 pub mod config;

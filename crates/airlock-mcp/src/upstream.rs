@@ -5,7 +5,13 @@
 //! name resolves to (the connection dials only a checked address).
 //!
 //! A connection that dies fails every call waiting on it
-//! (`tool_server_failed`); the next use starts a new one.
+//! (`tool_server_failed`); the next use starts a new one. A call that
+//! times out stops its connection (a stdio server's sandbox is killed).
+//!
+//! A server's `notifications/tools/list_changed` bumps the connection's
+//! [`Conn::tools_epoch`] in the reader, before any later message of that
+//! server is delivered: a response that follows the notification can never
+//! be acted on with the definitions cached before it.
 
 use crate::config::{ServerConfig, Transport};
 use crate::jsonrpc;
@@ -93,6 +99,7 @@ pub struct Conn {
     server: String,
     next_id: AtomicU64,
     alive: Arc<AtomicBool>,
+    epoch: Arc<AtomicU64>,
     kind: ConnKind,
 }
 
@@ -124,6 +131,12 @@ impl Conn {
     /// Is it still usable?
     pub fn alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
+    }
+
+    /// How many times the server announced that its tools changed; a
+    /// definition cached at another epoch must be read again.
+    pub fn tools_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// Stop it (a stdio server's sandbox is killed).
@@ -217,6 +230,26 @@ fn fail_all(waiters: &Waiters, why: &str) {
     }
 }
 
+/// Marks a server's announced tool changes: the epoch first (synchronously,
+/// in the reader), then the event that tells the clients.
+#[derive(Debug, Clone)]
+struct Changed {
+    server: String,
+    epoch: Arc<AtomicU64>,
+    events: mpsc::UnboundedSender<ServerEvent>,
+}
+
+impl Changed {
+    fn seen(&self, method: &str) {
+        if method == "notifications/tools/list_changed" {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            let _ = self
+                .events
+                .send(ServerEvent::ToolsChanged(self.server.clone()));
+        }
+    }
+}
+
 /// Events a connection reports to the gateway.
 #[derive(Debug, Clone)]
 pub enum ServerEvent {
@@ -246,12 +279,21 @@ pub async fn connect(
                 })?;
             stdio_conn(&name, pipes, max_message, events)?
         }
-        Transport::Http { url } => Arc::new(Conn {
-            server: name.clone(),
-            next_id: AtomicU64::new(1),
-            alive: Arc::new(AtomicBool::new(true)),
-            kind: ConnKind::Http(Box::new(HttpConn::new(server, url, max_message)?)),
-        }),
+        Transport::Http { url } => {
+            let epoch = Arc::new(AtomicU64::new(0));
+            let changed = Changed {
+                server: name.clone(),
+                epoch: epoch.clone(),
+                events,
+            };
+            Arc::new(Conn {
+                server: name.clone(),
+                next_id: AtomicU64::new(1),
+                alive: Arc::new(AtomicBool::new(true)),
+                epoch,
+                kind: ConnKind::Http(Box::new(HttpConn::new(server, url, max_message, changed)?)),
+            })
+        }
     };
     let init = conn
         .request(
@@ -344,10 +386,16 @@ fn stdio_conn(
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
     let waiters: Waiters = Arc::default();
     let alive = Arc::new(AtomicBool::new(true));
+    let changed = Changed {
+        server: name.to_owned(),
+        epoch: Arc::new(AtomicU64::new(0)),
+        events,
+    };
     let conn = Arc::new(Conn {
         server: name.to_owned(),
         next_id: AtomicU64::new(1),
         alive: alive.clone(),
+        epoch: changed.epoch.clone(),
         kind: ConnKind::Stdio {
             tx: tx.clone(),
             waiters: waiters.clone(),
@@ -387,11 +435,7 @@ fn stdio_conn(
                         let _ = w.send(Ok(raw));
                     }
                 }
-                Ok(jsonrpc::Message::Notification { method, .. }) => {
-                    if method == "notifications/tools/list_changed" {
-                        let _ = events.send(ServerEvent::ToolsChanged(server.clone()));
-                    }
-                }
+                Ok(jsonrpc::Message::Notification { method, .. }) => changed.seen(&method),
                 Ok(jsonrpc::Message::Request { id, method, .. }) => {
                     // The gateway offers its servers nothing (no sampling,
                     // roots or elicitation); a ping is answered.
@@ -464,6 +508,7 @@ struct HttpConn {
     version: Mutex<String>,
     max_message: usize,
     tls: Option<tokio_rustls::TlsConnector>,
+    changed: Changed,
 }
 
 impl HttpConn {
@@ -471,6 +516,7 @@ impl HttpConn {
         server: &ServerConfig,
         url: &str,
         max_message: usize,
+        changed: Changed,
     ) -> Result<HttpConn, UpstreamError> {
         let uri: http::Uri = url.parse().map_err(|_| UpstreamError::Start {
             server: server.name.clone(),
@@ -502,6 +548,7 @@ impl HttpConn {
             version: Mutex::new(UPSTREAM_PROTOCOL_VERSION.to_owned()),
             max_message,
             tls,
+            changed,
         })
     }
 
@@ -602,7 +649,7 @@ impl HttpConn {
         }
         let limited = http_body_util::Limited::new(resp.into_body(), self.max_message);
         if sse {
-            read_sse(limited, id).await
+            read_sse(limited, id, &self.changed).await
         } else {
             let body = limited
                 .collect()
@@ -631,8 +678,9 @@ where
     sender.send_request(req).await.map_err(|e| e.to_string())
 }
 
-/// Read SSE events until the response with `id`.
-async fn read_sse<B>(body: B, id: u64) -> Result<Value, String>
+/// Read SSE events until the response with `id`; a `list_changed` on the
+/// way is marked.
+async fn read_sse<B>(body: B, id: u64, changed: &Changed) -> Result<Value, String>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -663,11 +711,12 @@ where
             if payload.is_empty() {
                 continue;
             }
-            if let Ok(jsonrpc::Message::Response { id: rid, raw }) =
-                jsonrpc::parse(payload.as_bytes())
-                && rid.as_u64() == Some(id)
-            {
-                return Ok(raw);
+            match jsonrpc::parse(payload.as_bytes()) {
+                Ok(jsonrpc::Message::Response { id: rid, raw }) if rid.as_u64() == Some(id) => {
+                    return Ok(raw);
+                }
+                Ok(jsonrpc::Message::Notification { method, .. }) => changed.seen(&method),
+                _ => {}
             }
         }
     }
