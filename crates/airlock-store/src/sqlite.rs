@@ -664,7 +664,8 @@ mod tests {
                 ("sqlite".to_owned(), 3),
                 ("sqlite".to_owned(), 4),
                 ("sqlite".to_owned(), 5),
-                ("sqlite".to_owned(), 6)
+                ("sqlite".to_owned(), 6),
+                ("sqlite".to_owned(), 7)
             ]
         );
         let mode: String = s
