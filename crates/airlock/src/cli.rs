@@ -62,6 +62,14 @@ pub enum Command {
     Approvals(airlock_runtime::approvals::Command),
     /// Show every layer working, offline: a local upstream, a secret, an agent run, the audit trail.
     Demo(cmd::demo::DemoArgs),
+    /// The control-plane API server (HTTPS, JSON under /v1).
+    Serve(airlock_api::cli::ServeArgs),
+    /// The control plane's tenants.
+    #[command(subcommand)]
+    Tenant(airlock_api::cli::TenantCmd),
+    /// API tokens of a tenant (`--tenant NAME`); a new token is printed once.
+    #[command(subcommand)]
+    Token(airlock_api::cli::TokenCmd),
     /// Print version and build information.
     Version(cmd::version::VersionArgs),
 }
@@ -89,5 +97,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Approvals(c) => cmd::approvals::run(&ctx, c),
         Command::Demo(a) => cmd::demo::run(&ctx, a),
         Command::Version(a) => cmd::version::run(&ctx, a),
+        Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Tenant(c) => Ok(airlock_api::cli::tenant(&ctx, &ctx.load_config()?.audit, c).map(|()| 0)?),
+        Command::Token(c) => {
+            let t = ctx.tenant.as_deref().ok_or_else(|| anyhow::anyhow!("token: name the tenant with --tenant NAME"))?;
+            Ok(airlock_api::cli::token(&ctx, &ctx.load_config()?.audit, t, c).map(|()| 0)?)
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod mcp;
 pub mod proxy;
 pub mod sandbox;
+pub mod serve;
 
 use airlock_policy::document::{DocumentError, SourceText};
 use serde_spanned::Spanned;

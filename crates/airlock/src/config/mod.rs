@@ -9,7 +9,7 @@ mod policy;
 mod proxy;
 mod source;
 
-use airlock_runtime::settings::{approvals, audit, gateway, mcp, sandbox};
+use airlock_runtime::settings::{approvals, audit, gateway, mcp, sandbox, serve};
 pub use airlock_runtime::{AuditSettings, SandboxSettings};
 pub use gateway::GatewaySettings;
 pub use policy::{PolicySettings, load_file as load_policy_file};
@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// The MCP gateway: tool servers, rules, limits.
     #[serde(default)]
     pub mcp: mcp::RawMcp,
+    /// The control-plane API server (`airlock serve`).
+    #[serde(default)]
+    pub serve: serve::RawServe,
 }
 
 /// The validated configuration.
@@ -60,6 +63,7 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub approvals: approvals::ApprovalsSettings,
     pub mcp: airlock_mcp::config::McpConfig,
+    pub serve: serve::ServeSettings,
 }
 
 impl Config {
@@ -96,6 +100,7 @@ fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
         sandbox: sandbox::validate(&raw.sandbox, &src.located())?,
         gateway: gateway::validate(&raw.gateway, &src.located())?,
         approvals,
+        serve: serve::validate(&raw.serve, &src.located())?,
     })
 }
 
