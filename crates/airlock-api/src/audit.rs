@@ -1,9 +1,9 @@
 //! The tenant's audit log: query, verify, and live streams over WebSocket.
 
+use crate::ApiError;
 use crate::auth::Authed;
 use crate::handlers::run_of;
 use crate::state::AppState;
-use crate::ApiError;
 use airlock_types::TenantId;
 use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -74,7 +74,10 @@ fn read(
                 Ok(ev) => {
                     if keep(&ev) {
                         match serde_json::to_value(&ev) {
-                            Ok(v) => out.push(AuditRecord { index: r.index, event: v }),
+                            Ok(v) => out.push(AuditRecord {
+                                index: r.index,
+                                event: v,
+                            }),
                             Err(e) => failed = Some(e.to_string()),
                         }
                     }
@@ -103,7 +106,9 @@ pub async fn list(
 ) -> Result<Json<AuditPage>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
     if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing("audit:read (a token limited to agents reads run events only)".into()));
+        return Err(ApiError::ScopeMissing(
+            "audit:read (a token limited to agents reads run events only)".into(),
+        ));
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000) as usize;
     let tenant = a.tenant.clone();
@@ -111,7 +116,9 @@ pub async fn list(
         .audit_read(move |s| {
             read(s, &tenant, q.from.unwrap_or(0), limit, &|ev| {
                 q.action.as_deref().is_none_or(|x| ev.action.as_str() == x)
-                    && q.run.as_deref().is_none_or(|x| ev.run_id.as_ref().is_some_and(|r| r.as_str() == x))
+                    && q.run
+                        .as_deref()
+                        .is_none_or(|x| ev.run_id.as_ref().is_some_and(|r| r.as_str() == x))
             })
         })
         .await?;
@@ -141,15 +148,19 @@ pub async fn verify(
     Extension(a): Extension<Authed>,
 ) -> Result<Json<VerifyStatus>, ApiError> {
     if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing("audit:read (a token limited to agents)".into()));
+        return Err(ApiError::ScopeMissing(
+            "audit:read (a token limited to agents)".into(),
+        ));
     }
     let tenant = a.tenant.clone();
     let key_path = st.home.audit_pubkey_path();
     let cp_path = st.home.checkpoint_path_for(&tenant);
     let report = st
         .audit_read(move |s| {
-            let key = airlock_audit::load_public_key(&key_path).map_err(|e| ApiError::Internal(e.to_string()))?;
-            airlock_audit::verify_log(s, &tenant, &key, &cp_path).map_err(|e| ApiError::Internal(e.to_string()))
+            let key = airlock_audit::load_public_key(&key_path)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            airlock_audit::verify_log(s, &tenant, &key, &cp_path)
+                .map_err(|e| ApiError::Internal(e.to_string()))
         })
         .await?;
     Ok(Json(VerifyStatus {
@@ -170,7 +181,9 @@ pub async fn stream(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing("audit:read (a token limited to agents)".into()));
+        return Err(ApiError::ScopeMissing(
+            "audit:read (a token limited to agents)".into(),
+        ));
     }
     let ws = ws.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     Ok(ws.on_upgrade(move |sock| pump(sock, st, a.tenant, None)))
@@ -201,7 +214,8 @@ async fn pump(mut sock: WebSocket, st: Arc<AppState>, tenant: TenantId, run: Opt
         let page = st
             .audit_read(move |s| {
                 read(s, &t, from, 500, &|ev| {
-                    r.as_deref().is_none_or(|x| ev.run_id.as_ref().is_some_and(|id| id.as_str() == x))
+                    r.as_deref()
+                        .is_none_or(|x| ev.run_id.as_ref().is_some_and(|id| id.as_str() == x))
                 })
                 .map(|(recs, next, seen)| (recs, next.unwrap_or(seen)))
             })
@@ -211,7 +225,9 @@ async fn pump(mut sock: WebSocket, st: Arc<AppState>, tenant: TenantId, run: Opt
             return;
         };
         for rec in records {
-            let Ok(text) = serde_json::to_string(&rec) else { continue };
+            let Ok(text) = serde_json::to_string(&rec) else {
+                continue;
+            };
             if sock.send(Message::Text(text.into())).await.is_err() {
                 return;
             }

@@ -159,7 +159,9 @@ pub struct TokenSpec {
 /// Mint a token for `tenant`.
 pub fn mint(tenant: &TenantId, spec: &TokenSpec, now: i64) -> Result<Minted, ApiError> {
     if spec.scopes.is_empty() {
-        return Err(ApiError::BadRequest("a token needs at least one scope".into()));
+        return Err(ApiError::BadRequest(
+            "a token needs at least one scope".into(),
+        ));
     }
     let token = format!("alt_{}", random_hex(32)?);
     let mut scopes: Vec<String> = spec.scopes.iter().map(|s| s.as_str().to_owned()).collect();
@@ -217,17 +219,14 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
     let v = header?.strip_prefix("Bearer ")?.trim();
     let ok = v.len() == 68
         && v.starts_with("alt_")
-        && v[4..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        && v[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     ok.then_some(v)
 }
 
 /// Check a looked-up row against the presented token, the clock and this node.
-pub fn check(
-    row: &ApiTokenRow,
-    presented: &[u8; 32],
-    now: i64,
-    node: &str,
-) -> Result<(), Refusal> {
+pub fn check(row: &ApiTokenRow, presented: &[u8; 32], now: i64, node: &str) -> Result<(), Refusal> {
     if aws_lc_rs::constant_time::verify_slices_are_equal(&row.sha256, presented).is_err() {
         return Err(Refusal::Unknown);
     }
@@ -319,7 +318,10 @@ mod tests {
         assert_eq!(a.row.scopes, vec!["runs:read".to_owned()]);
         assert_ne!(a.row.sha256, b.row.sha256);
         assert_ne!(a.row.id, b.row.id);
-        assert!(!format!("{a:?}").contains(&text), "Debug never shows the token");
+        assert!(
+            !format!("{a:?}").contains(&text),
+            "Debug never shows the token"
+        );
         assert_eq!(check(&a.row, &token_hash(&text), 2, "n"), Ok(()));
         assert_eq!(check(&a.row, &[0; 32], 2, "n"), Err(Refusal::Unknown));
     }
@@ -343,7 +345,10 @@ mod tests {
         assert_eq!(check(&row, &h, 10, "n1"), Err(Refusal::Expired));
         assert_eq!(check(&row, &h, 5, "n2"), Err(Refusal::WrongNode));
         let a = Authed::from_row(&row);
-        assert!(matches!(a.require(Scope::PoliciesWrite), Err(ApiError::ScopeMissing(_))));
+        assert!(matches!(
+            a.require(Scope::PoliciesWrite),
+            Err(ApiError::ScopeMissing(_))
+        ));
         assert!(a.may_agent(Some("bot")) && !a.may_agent(Some("other")) && !a.may_agent(None));
         row.revoked_at = Some(3);
         assert_eq!(check(&row, &h, 5, "n1"), Err(Refusal::Revoked));

@@ -98,7 +98,9 @@ fn parse_duration_secs(s: &str) -> Result<u64, CliError> {
     };
     match num.parse::<u64>() {
         Ok(n) if n > 0 => Ok(n.saturating_mul(mult)),
-        _ => Err(CliError(format!("--expires {s:?}: use e.g. 90s, 30m, 12h, 30d"))),
+        _ => Err(CliError(format!(
+            "--expires {s:?}: use e.g. 90s, 30m, 12h, 30d"
+        ))),
     }
 }
 
@@ -119,8 +121,21 @@ pub fn tenant(home: &Home, audit: &AuditSettings, cmd: TenantCmd) -> Result<(), 
                 return Err(CliError(format!("tenant {t} exists")));
             }
             let op = airlock_runtime::audit::operator(home);
-            record(home, audit, AuditEvent::new(t.clone(), op, Action::TenantCreated, format!("tenant:{t}"), Reason::Recorded, EventResult::Success))?;
-            store.tenant_create(&t, Timestamp::now().as_micros()).map_err(err)?;
+            record(
+                home,
+                audit,
+                AuditEvent::new(
+                    t.clone(),
+                    op,
+                    Action::TenantCreated,
+                    format!("tenant:{t}"),
+                    Reason::Recorded,
+                    EventResult::Success,
+                ),
+            )?;
+            store
+                .tenant_create(&t, Timestamp::now().as_micros())
+                .map_err(err)?;
             println!("created tenant {t}");
         }
         TenantCmd::List => {
@@ -133,47 +148,114 @@ pub fn tenant(home: &Home, audit: &AuditSettings, cmd: TenantCmd) -> Result<(), 
 }
 
 /// `airlock --tenant NAME token …`.
-pub fn token(home: &Home, audit: &AuditSettings, tenant: &str, cmd: TokenCmd) -> Result<(), CliError> {
+pub fn token(
+    home: &Home,
+    audit: &AuditSettings,
+    tenant: &str,
+    cmd: TokenCmd,
+) -> Result<(), CliError> {
     let t = TenantId::new(tenant).map_err(err)?;
     let mut store = open_stores(home)?.control;
     if store.tenant(&t).map_err(err)?.is_none() {
-        return Err(CliError(format!("no tenant {t} (create it with `airlock tenant create {t}`)")));
+        return Err(CliError(format!(
+            "no tenant {t} (create it with `airlock tenant create {t}`)"
+        )));
     }
     let op = airlock_runtime::audit::operator(home);
     let now = Timestamp::now().as_micros();
     match cmd {
-        TokenCmd::Create { scopes, agents, nodes, expires, description } => {
+        TokenCmd::Create {
+            scopes,
+            agents,
+            nodes,
+            expires,
+            description,
+        } => {
             for n in agents.iter().chain(&nodes) {
                 crate::handlers::valid_name("--agent/--node", n).map_err(err)?;
             }
             let expires_at = match expires {
                 None => None,
-                Some(s) => Some(now.saturating_add(i64::try_from(parse_duration_secs(&s)?.saturating_mul(1_000_000)).unwrap_or(i64::MAX))),
+                Some(s) => Some(
+                    now.saturating_add(
+                        i64::try_from(parse_duration_secs(&s)?.saturating_mul(1_000_000))
+                            .unwrap_or(i64::MAX),
+                    ),
+                ),
             };
-            let minted = crate::auth::mint(&t, &TokenSpec { scopes, agents, nodes, description, expires_at }, now).map_err(err)?;
+            let minted = crate::auth::mint(
+                &t,
+                &TokenSpec {
+                    scopes,
+                    agents,
+                    nodes,
+                    description,
+                    expires_at,
+                },
+                now,
+            )
+            .map_err(err)?;
             record(
                 home,
                 audit,
-                AuditEvent::new(t.clone(), op, Action::TokenCreated, format!("token:{}", minted.row.id), Reason::Recorded, EventResult::Success)
-                    .with_detail("scopes", minted.row.scopes.clone())
-                    .with_detail("agents", minted.row.agents.clone()),
+                AuditEvent::new(
+                    t.clone(),
+                    op,
+                    Action::TokenCreated,
+                    format!("token:{}", minted.row.id),
+                    Reason::Recorded,
+                    EventResult::Success,
+                )
+                .with_detail("scopes", minted.row.scopes.clone())
+                .with_detail("agents", minted.row.agents.clone()),
             )?;
             store.token_insert(&minted.row).map_err(err)?;
-            eprintln!("created token {} for tenant {t} (shown once; store it now)", minted.row.id);
+            eprintln!(
+                "created token {} for tenant {t} (shown once; store it now)",
+                minted.row.id
+            );
             println!("{}", minted.token.expose());
         }
         TokenCmd::List => {
             for r in store.tokens(&t).map_err(err)? {
-                let state = if r.revoked_at.is_some() { "revoked" } else if r.expires_at.is_some_and(|e| e <= now) { "expired" } else { "active" };
-                println!("{}\t{}\t{}\t{}", r.id, state, r.scopes.join(","), r.agents.join(","));
+                let state = if r.revoked_at.is_some() {
+                    "revoked"
+                } else if r.expires_at.is_some_and(|e| e <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    r.id,
+                    state,
+                    r.scopes.join(","),
+                    r.agents.join(",")
+                );
             }
         }
         TokenCmd::Revoke { id } => {
             crate::handlers::valid_name("id", &id).map_err(err)?;
-            if !store.tokens(&t).map_err(err)?.iter().any(|r| r.id == id && r.revoked_at.is_none()) {
+            if !store
+                .tokens(&t)
+                .map_err(err)?
+                .iter()
+                .any(|r| r.id == id && r.revoked_at.is_none())
+            {
                 return Err(CliError(format!("no active token {id} in tenant {t}")));
             }
-            record(home, audit, AuditEvent::new(t.clone(), op, Action::TokenRevoked, format!("token:{id}"), Reason::Recorded, EventResult::Success))?;
+            record(
+                home,
+                audit,
+                AuditEvent::new(
+                    t.clone(),
+                    op,
+                    Action::TokenRevoked,
+                    format!("token:{id}"),
+                    Reason::Recorded,
+                    EventResult::Success,
+                ),
+            )?;
             store.token_revoke(&t, &id, now).map_err(err)?;
             println!("revoked {id}");
         }
@@ -204,10 +286,27 @@ pub fn serve(
         return Err(CliError("production mode: configure serve.tls_cert_file and serve.tls_key_file (no plain HTTP, no self-signed certificate)".into()));
     }
     let stores = open_stores(home)?;
-    let state = Arc::new(AppState::new(home.clone(), settings.node.clone(), stores, audit, defaults));
-    let app = crate::router(state.clone(), settings.max_body_bytes, !matches!(mode, TlsMode::Plain));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(err)?;
-    let scheme = if matches!(mode, TlsMode::Plain) { "http" } else { "https" };
+    let state = Arc::new(AppState::new(
+        home.clone(),
+        settings.node.clone(),
+        stores,
+        audit,
+        defaults,
+    ));
+    let app = crate::router(
+        state.clone(),
+        settings.max_body_bytes,
+        !matches!(mode, TlsMode::Plain),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(err)?;
+    let scheme = if matches!(mode, TlsMode::Plain) {
+        "http"
+    } else {
+        "https"
+    };
     let note = match &mode {
         TlsMode::SelfSigned(p) => format!(" (development certificate: {})", p.display()),
         _ => String::new(),
@@ -218,10 +317,11 @@ pub fn serve(
         mode,
         |addr| eprintln!("airlock: API listening on {scheme}://{addr}/v1{note}"),
         async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return std::future::pending().await,
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

@@ -26,7 +26,8 @@ pub(crate) fn valid_name(what: &str, s: &str) -> Result<(), ApiError> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -92,16 +93,27 @@ pub async fn create_team(
 ) -> Result<(StatusCode, Json<Team>), ApiError> {
     valid_name("name", &body.name)?;
     if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing("agents:write (a token limited to agents)".into()));
+        return Err(ApiError::ScopeMissing(
+            "agents:write (a token limited to agents)".into(),
+        ));
     }
     let now = Timestamp::now().as_micros();
-    st.record(event(&a, Action::AgentChanged, format!("team:{}", body.name)).with_detail("change", "team_created"))
-        .await?;
+    st.record(
+        event(&a, Action::AgentChanged, format!("team:{}", body.name))
+            .with_detail("change", "team_created"),
+    )
+    .await?;
     let (t, n) = (a.tenant.clone(), body.name.clone());
     if !st.db(move |s| s.team_create(&t, &n, now)).await? {
         return Err(ApiError::Conflict("the team exists".into()));
     }
-    Ok((StatusCode::CREATED, Json(Team { name: body.name, created_at: now })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Team {
+            name: body.name,
+            created_at: now,
+        }),
+    ))
 }
 
 /// An agent.
@@ -165,7 +177,9 @@ pub async fn create_agent(
         valid_name("team", team)?;
     }
     if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing("agents:write (a token limited to agents)".into()));
+        return Err(ApiError::ScopeMissing(
+            "agents:write (a token limited to agents)".into(),
+        ));
     }
     if let Some(team) = body.team.clone() {
         let t = a.tenant.clone();
@@ -175,15 +189,26 @@ pub async fn create_agent(
         }
     }
     let now = Timestamp::now().as_micros();
-    st.record(event(&a, Action::AgentChanged, format!("agent:{}", body.name)).with_detail("change", "created"))
-        .await?;
+    st.record(
+        event(&a, Action::AgentChanged, format!("agent:{}", body.name))
+            .with_detail("change", "created"),
+    )
+    .await?;
     let (t, n, team) = (a.tenant.clone(), body.name.clone(), body.team.clone());
-    if !st.db(move |s| s.agent_create(&t, &n, team.as_deref(), now)).await? {
+    if !st
+        .db(move |s| s.agent_create(&t, &n, team.as_deref(), now))
+        .await?
+    {
         return Err(ApiError::Conflict("the agent exists".into()));
     }
     Ok((
         StatusCode::CREATED,
-        Json(Agent { name: body.name, team: body.team, active_policy: None, created_at: now }),
+        Json(Agent {
+            name: body.name,
+            team: body.team,
+            active_policy: None,
+            created_at: now,
+        }),
     ))
 }
 
@@ -193,7 +218,9 @@ async fn agent_of(st: &Arc<AppState>, a: &Authed, name: &str) -> Result<AgentRow
         return Err(ApiError::NotFound);
     }
     let (t, n) = (a.tenant.clone(), name.to_owned());
-    st.db(move |s| s.agent(&t, &n)).await?.ok_or(ApiError::NotFound)
+    st.db(move |s| s.agent(&t, &n))
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 /// One agent.
@@ -262,7 +289,11 @@ pub async fn list_policies(
     let row = agent_of(&st, &a, &agent).await?;
     let t = a.tenant.clone();
     let v = st.db(move |s| s.policy_versions(&t, &agent)).await?;
-    Ok(Json(v.into_iter().map(|r| version_of(r, row.active_policy)).collect()))
+    Ok(Json(
+        v.into_iter()
+            .map(|r| version_of(r, row.active_policy))
+            .collect(),
+    ))
 }
 
 /// Store a new policy version (validated first).
@@ -279,17 +310,34 @@ pub async fn put_policy(
     if let Err(e) = airlock_policy::parse_document(&body.text, "policy") {
         return Err(ApiError::BadRequest(format!("text: {e}")));
     }
-    let sha = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.text.as_bytes()));
+    let sha = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        body.text.as_bytes(),
+    ));
     let now = Timestamp::now().as_micros();
     st.record(
         event(&a, Action::PolicyChanged, format!("agent:{agent}"))
-            .with_agent(AgentId::new(agent.clone()).map_err(|e| ApiError::BadRequest(e.to_string()))?)
-            .with_detail("change", if body.activate { "stored_and_activated" } else { "stored" })
+            .with_agent(
+                AgentId::new(agent.clone()).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            )
+            .with_detail(
+                "change",
+                if body.activate {
+                    "stored_and_activated"
+                } else {
+                    "stored"
+                },
+            )
             .with_detail("sha256", sha.clone()),
     )
     .await?;
-    let (t, ag, text, sha2, author) =
-        (a.tenant.clone(), agent.clone(), body.text.clone(), sha.clone(), a.token_id.clone());
+    let (t, ag, text, sha2, author) = (
+        a.tenant.clone(),
+        agent.clone(),
+        body.text.clone(),
+        sha.clone(),
+        a.token_id.clone(),
+    );
     let activate = body.activate;
     let version = st
         .db(move |s| {
@@ -326,8 +374,13 @@ pub async fn get_policy(
 ) -> Result<Json<PolicyVersion>, ApiError> {
     let row = agent_of(&st, &a, &agent).await?;
     let t = a.tenant.clone();
-    let v = st.db(move |s| s.policy_version(&t, &agent, version)).await?;
-    Ok(Json(version_of(v.ok_or(ApiError::NotFound)?, row.active_policy)))
+    let v = st
+        .db(move |s| s.policy_version(&t, &agent, version))
+        .await?;
+    Ok(Json(version_of(
+        v.ok_or(ApiError::NotFound)?,
+        row.active_policy,
+    )))
 }
 
 /// Make a version the agent's active policy.
@@ -341,7 +394,11 @@ pub async fn activate_policy(
 ) -> Result<Json<Agent>, ApiError> {
     let mut row = agent_of(&st, &a, &agent).await?;
     let (t, ag) = (a.tenant.clone(), agent.clone());
-    if st.db(move |s| s.policy_version(&t, &ag, version)).await?.is_none() {
+    if st
+        .db(move |s| s.policy_version(&t, &ag, version))
+        .await?
+        .is_none()
+    {
         return Err(ApiError::NotFound);
     }
     st.record(
@@ -431,7 +488,13 @@ pub struct CreatedToken {
     responses((status = 200, body = [Token]), (status = 403, body = crate::ErrorBody)))]
 pub async fn list_tokens(State(st): S, Extension(a): A) -> Result<Json<Vec<Token>>, ApiError> {
     let t = a.tenant.clone();
-    Ok(Json(st.db(move |s| s.tokens(&t)).await?.into_iter().map(Token::from).collect()))
+    Ok(Json(
+        st.db(move |s| s.tokens(&t))
+            .await?
+            .into_iter()
+            .map(Token::from)
+            .collect(),
+    ))
 }
 
 /// Create a token.
@@ -444,27 +507,48 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     for s in &body.scopes {
         if !a.holds(*s) {
-            return Err(ApiError::ScopeMissing(format!("{} (a token never mints a scope it does not hold)", s.as_str())));
+            return Err(ApiError::ScopeMissing(format!(
+                "{} (a token never mints a scope it does not hold)",
+                s.as_str()
+            )));
         }
     }
     for n in body.agents.iter().chain(&body.nodes) {
         valid_name("agents/nodes", n)?;
     }
-    if !a.agents.is_empty() && (body.agents.is_empty() || body.agents.iter().any(|x| !a.agents.contains(x))) {
-        return Err(ApiError::ScopeMissing("agents (a token limited to agents mints only within them)".into()));
+    if !a.agents.is_empty()
+        && (body.agents.is_empty() || body.agents.iter().any(|x| !a.agents.contains(x)))
+    {
+        return Err(ApiError::ScopeMissing(
+            "agents (a token limited to agents mints only within them)".into(),
+        ));
     }
     if body.description.len() > 256 || body.description.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest("description: at most 256 printable characters".into()));
+        return Err(ApiError::BadRequest(
+            "description: at most 256 printable characters".into(),
+        ));
     }
     let now = Timestamp::now().as_micros();
     let expires_at = match body.expires_in_secs {
         None => None,
-        Some(0) => return Err(ApiError::BadRequest("expires_in_secs: must be positive".into())),
-        Some(s) => Some(now.saturating_add(i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX))),
+        Some(0) => {
+            return Err(ApiError::BadRequest(
+                "expires_in_secs: must be positive".into(),
+            ));
+        }
+        Some(s) => {
+            Some(now.saturating_add(i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX)))
+        }
     };
     let minted = crate::auth::mint(
         &a.tenant,
-        &TokenSpec { scopes: body.scopes, agents: body.agents, nodes: body.nodes, description: body.description, expires_at },
+        &TokenSpec {
+            scopes: body.scopes,
+            agents: body.agents,
+            nodes: body.nodes,
+            description: body.description,
+            expires_at,
+        },
         now,
     )?;
     st.record(
@@ -477,7 +561,10 @@ pub async fn create_token(
     st.db(move |s| s.token_insert(&row)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedToken { token: minted.token.expose().clone(), meta: minted.row.into() }),
+        Json(CreatedToken {
+            token: minted.token.expose().clone(),
+            meta: minted.row.into(),
+        }),
     ))
 }
 
@@ -492,11 +579,18 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     valid_name("id", &id)?;
     let (t, i) = (a.tenant.clone(), id.clone());
-    let exists = st.db(move |s| Ok(s.tokens(&t)?.into_iter().any(|r| r.id == i && r.revoked_at.is_none()))).await?;
+    let exists = st
+        .db(move |s| {
+            Ok(s.tokens(&t)?
+                .into_iter()
+                .any(|r| r.id == i && r.revoked_at.is_none()))
+        })
+        .await?;
     if !exists {
         return Err(ApiError::NotFound);
     }
-    st.record(event(&a, Action::TokenRevoked, format!("token:{id}"))).await?;
+    st.record(event(&a, Action::TokenRevoked, format!("token:{id}")))
+        .await?;
     let now = Timestamp::now().as_micros();
     let t = a.tenant.clone();
     if !st.db(move |s| s.token_revoke(&t, &id, now)).await? {
@@ -576,12 +670,19 @@ pub async fn start_run(
     Extension(a): A,
     JsonBody(body): JsonBody<NewRun>,
 ) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
-    if body.command.is_empty() || body.command.len() > 4096 || body.command.iter().any(|x| x.contains('\0')) {
-        return Err(ApiError::BadRequest("command: 1-4096 arguments without NUL bytes".into()));
+    if body.command.is_empty()
+        || body.command.len() > 4096
+        || body.command.iter().any(|x| x.contains('\0'))
+    {
+        return Err(ApiError::BadRequest(
+            "command: 1-4096 arguments without NUL bytes".into(),
+        ));
     }
     if !a.may_agent(body.agent.as_deref()) {
         return Err(if body.agent.is_none() {
-            ApiError::ScopeMissing("runs:write without an agent (this token is limited to agents)".into())
+            ApiError::ScopeMissing(
+                "runs:write without an agent (this token is limited to agents)".into(),
+            )
         } else {
             ApiError::NotFound
         });
@@ -594,11 +695,16 @@ pub async fn start_run(
                 None => st.runs.defaults.policy.clone(),
                 Some(v) => {
                     let (t, n) = (a.tenant.clone(), name.clone());
-                    let pv = st.db(move |s| s.policy_version(&t, &n, v)).await?.ok_or_else(|| {
-                        ApiError::Internal("the active policy version is missing".into())
-                    })?;
+                    let pv = st
+                        .db(move |s| s.policy_version(&t, &n, v))
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::Internal("the active policy version is missing".into())
+                        })?;
                     airlock_policy::parse_document(&pv.text, "policy")
-                        .map_err(|e| ApiError::Internal(format!("stored policy does not parse: {e}")))?
+                        .map_err(|e| {
+                            ApiError::Internal(format!("stored policy does not parse: {e}"))
+                        })?
                         .policy
                 }
             }
@@ -618,7 +724,12 @@ pub async fn start_run(
     .await
     .map_err(|e| ApiError::Internal(format!("run task failed: {e}")))?
     .map_err(|e| ApiError::Unprocessable(format!("the run was refused: {}", first_line(&e.0))))?;
-    Ok((StatusCode::CREATED, Json(RunStarted { id: id.as_str().to_owned() })))
+    Ok((
+        StatusCode::CREATED,
+        Json(RunStarted {
+            id: id.as_str().to_owned(),
+        }),
+    ))
 }
 
 fn first_line(s: &str) -> &str {
@@ -628,7 +739,10 @@ fn first_line(s: &str) -> &str {
 pub(crate) async fn run_of(st: &Arc<AppState>, a: &Authed, id: &str) -> Result<RunRow, ApiError> {
     valid_name("id", id)?;
     let (t, i) = (a.tenant.clone(), id.to_owned());
-    let row = st.db(move |s| s.run(&t, &i)).await?.ok_or(ApiError::NotFound)?;
+    let row = st
+        .db(move |s| s.run(&t, &i))
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if !a.may_agent(row.agent.as_deref()) {
         return Err(ApiError::NotFound);
     }
@@ -639,7 +753,11 @@ pub(crate) async fn run_of(st: &Arc<AppState>, a: &Authed, id: &str) -> Result<R
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", security(("token" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = RunInfo), (status = 404, body = crate::ErrorBody)))]
-pub async fn get_run(State(st): S, Extension(a): A, Path(id): Path<String>) -> Result<Json<RunInfo>, ApiError> {
+pub async fn get_run(
+    State(st): S,
+    Extension(a): A,
+    Path(id): Path<String>,
+) -> Result<Json<RunInfo>, ApiError> {
     Ok(Json(run_of(&st, &a, &id).await?.into()))
 }
 
@@ -667,14 +785,22 @@ pub async fn list_runs(
 #[utoipa::path(post, path = "/v1/runs/{id}/stop", tag = "runs", security(("token" = [])),
     params(("id" = String, Path)),
     responses((status = 202), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
-pub async fn stop_run(State(st): S, Extension(a): A, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn stop_run(
+    State(st): S,
+    Extension(a): A,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let row = run_of(&st, &a, &id).await?;
     if row.state != airlock_store::RunState::Running || row.node != st.node {
-        return Err(ApiError::Conflict("the run is not running on this node".into()));
+        return Err(ApiError::Conflict(
+            "the run is not running on this node".into(),
+        ));
     }
     if st.runs.stop(&id) {
         Ok(StatusCode::ACCEPTED)
     } else {
-        Err(ApiError::Conflict("the run is not running on this node".into()))
+        Err(ApiError::Conflict(
+            "the run is not running on this node".into(),
+        ))
     }
 }

@@ -131,9 +131,8 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("api-run".into())
         .spawn(move || {
-            let no_prompt = || {
-                Err("the vault passphrase cannot be asked for by the API server".to_owned())
-            };
+            let no_prompt =
+                || Err("the vault passphrase cannot be asked for by the API server".to_owned());
             let started = Run::prepare(&home, spec, &no_prompt).and_then(|p| p.start());
             let started = match started {
                 Ok(s) => s,

@@ -5,7 +5,9 @@ use crate::auth::{self, Authed, Refusal, Scope};
 use crate::error::ErrorReason;
 use crate::state::AppState;
 use crate::{ApiError, audit, handlers};
-use airlock_types::{Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp};
+use airlock_types::{
+    Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
+};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
@@ -37,7 +39,14 @@ fn required_scope(method: &Method, route: &str) -> Option<Scope> {
     })
 }
 
-fn api_event(tenant: TenantId, actor: Actor, action: Action, resource: String, reason: Reason, result: EventResult) -> AuditEvent {
+fn api_event(
+    tenant: TenantId,
+    actor: Actor,
+    action: Action,
+    resource: String,
+    reason: Reason,
+    result: EventResult,
+) -> AuditEvent {
     AuditEvent::new(tenant, actor, action, resource, reason, result)
 }
 
@@ -56,14 +65,22 @@ fn resource(req: &Request) -> String {
 
 /// Authenticate, check the route's scope, run the handler, record the use.
 async fn authenticate(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
     let Some(scope) = required_scope(req.method(), &route) else {
         return next.run(req).await;
     };
     let res = resource(&req);
     let now = Timestamp::now().as_micros();
-    let presented = auth::bearer(req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
-        .map(auth::token_hash);
+    let presented = auth::bearer(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .map(auth::token_hash);
     let looked_up = match presented {
         None => Err((Refusal::Missing, None)),
         Some(hash) => match st.db(move |s| s.token_by_hash(&hash)).await {
@@ -80,10 +97,20 @@ async fn authenticate(State(st): State<Arc<AppState>>, mut req: Request, next: N
         Err((why, row)) => {
             let (tenant, actor) = match &row {
                 Some(r) => (r.tenant.clone(), Actor::new(ActorKind::Token, r.id.clone())),
-                None => (TenantId::default_tenant(), Actor::new(ActorKind::Token, "unknown")),
+                None => (
+                    TenantId::default_tenant(),
+                    Actor::new(ActorKind::Token, "unknown"),
+                ),
             };
-            let ev = api_event(tenant, actor, Action::ApiAuthFailed, res, Reason::Unauthenticated, EventResult::Denied)
-                .with_detail("refusal", why.as_str());
+            let ev = api_event(
+                tenant,
+                actor,
+                Action::ApiAuthFailed,
+                res,
+                Reason::Unauthenticated,
+                EventResult::Denied,
+            )
+            .with_detail("refusal", why.as_str());
             if let Err(e) = st.record(ev).await {
                 return e.into_response();
             }
@@ -93,8 +120,15 @@ async fn authenticate(State(st): State<Arc<AppState>>, mut req: Request, next: N
     let authed = Authed::from_row(&row);
     let actor = Actor::new(ActorKind::Token, authed.token_id.clone());
     if let Err(e) = authed.require(scope) {
-        let ev = api_event(authed.tenant.clone(), actor, Action::ApiAuthFailed, res, Reason::ScopeMissing, EventResult::Denied)
-            .with_detail("scope", scope.as_str());
+        let ev = api_event(
+            authed.tenant.clone(),
+            actor,
+            Action::ApiAuthFailed,
+            res,
+            Reason::ScopeMissing,
+            EventResult::Denied,
+        )
+        .with_detail("scope", scope.as_str());
         if let Err(e) = st.record(ev).await {
             return e.into_response();
         }
@@ -109,8 +143,15 @@ async fn authenticate(State(st): State<Arc<AppState>>, mut req: Request, next: N
         Some(ErrorReason(r)) => (*r, EventResult::Failure),
         None => (Reason::Recorded, EventResult::Success),
     };
-    let ev = api_event(authed.tenant.clone(), actor, Action::ApiRequest, res, reason, result)
-        .with_detail("status", status.as_u16());
+    let ev = api_event(
+        authed.tenant.clone(),
+        actor,
+        Action::ApiRequest,
+        res,
+        reason,
+        result,
+    )
+    .with_detail("status", status.as_u16());
     if let Err(e) = st.record(ev).await {
         return e.into_response();
     }
@@ -158,7 +199,12 @@ impl utoipa::Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("alt_ token").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("alt_ token")
+                    .build(),
+            ),
         );
     }
 }
@@ -179,15 +225,36 @@ pub fn openapi_json() -> String {
 pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router {
     let api = Router::new()
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/teams", get(handlers::list_teams).post(handlers::create_team))
-        .route("/v1/agents", get(handlers::list_agents).post(handlers::create_agent))
+        .route(
+            "/v1/teams",
+            get(handlers::list_teams).post(handlers::create_team),
+        )
+        .route(
+            "/v1/agents",
+            get(handlers::list_agents).post(handlers::create_agent),
+        )
         .route("/v1/agents/{agent}", get(handlers::get_agent))
-        .route("/v1/agents/{agent}/policies", get(handlers::list_policies).post(handlers::put_policy))
-        .route("/v1/agents/{agent}/policies/{version}", get(handlers::get_policy))
-        .route("/v1/agents/{agent}/policies/{version}/activate", post(handlers::activate_policy))
-        .route("/v1/tokens", get(handlers::list_tokens).post(handlers::create_token))
+        .route(
+            "/v1/agents/{agent}/policies",
+            get(handlers::list_policies).post(handlers::put_policy),
+        )
+        .route(
+            "/v1/agents/{agent}/policies/{version}",
+            get(handlers::get_policy),
+        )
+        .route(
+            "/v1/agents/{agent}/policies/{version}/activate",
+            post(handlers::activate_policy),
+        )
+        .route(
+            "/v1/tokens",
+            get(handlers::list_tokens).post(handlers::create_token),
+        )
         .route("/v1/tokens/{id}/revoke", post(handlers::revoke_token))
-        .route("/v1/runs", get(handlers::list_runs).post(handlers::start_run))
+        .route(
+            "/v1/runs",
+            get(handlers::list_runs).post(handlers::start_run),
+        )
         .route("/v1/runs/{id}", get(handlers::get_run))
         .route("/v1/runs/{id}/stop", post(handlers::stop_run))
         .route("/v1/runs/{id}/events", get(audit::run_events))
@@ -202,13 +269,19 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
     let headers: [(&str, &str); 5] = [
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
-        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
         ("referrer-policy", "no-referrer"),
         ("cache-control", "no-store"),
     ];
     let mut r = api;
     for (k, v) in headers {
-        r = r.layer(SetResponseHeaderLayer::overriding(HeaderName::from_static(k), HeaderValue::from_static(v)));
+        r = r.layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(k),
+            HeaderValue::from_static(v),
+        ));
     }
     if tls {
         r = r.layer(SetResponseHeaderLayer::overriding(
@@ -242,7 +315,10 @@ pub enum ServeError {
     Tls(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 fn tls_config(mode: &TlsMode) -> Result<Option<Arc<rustls::ServerConfig>>, ServeError> {
@@ -254,14 +330,23 @@ fn tls_config(mode: &TlsMode) -> Result<Option<Arc<rustls::ServerConfig>>, Serve
             let certs = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?;
             (certs, key)
         }
         TlsMode::SelfSigned(out) => {
-            let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])
-                .map_err(|e| ServeError::Tls(format!("cannot generate a development certificate: {e}")))?;
-            std::fs::write(out, ck.cert.pem()).map_err(|e| ServeError::Tls(format!("{}: {e}", out.display())))?;
-            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+            let ck = rcgen::generate_simple_self_signed(vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ])
+            .map_err(|e| {
+                ServeError::Tls(format!("cannot generate a development certificate: {e}"))
+            })?;
+            std::fs::write(out, ck.cert.pem())
+                .map_err(|e| ServeError::Tls(format!("{}: {e}", out.display())))?;
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
             (vec![ck.cert.der().clone()], key)
         }
     };
@@ -291,8 +376,14 @@ pub async fn serve(
     let tls = tls_config(&mode)?.map(tokio_rustls::TlsAcceptor::from);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|source| ServeError::Bind { addr: listen, source })?;
-    let local = listener.local_addr().map_err(|source| ServeError::Bind { addr: listen, source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: listen,
+        source,
+    })?;
     ready(local);
     tokio::pin!(shutdown);
     loop {
@@ -311,16 +402,30 @@ pub async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper_util::service::TowerToHyperService::new(app);
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let res = match tls {
-                Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await {
-                    Ok(Ok(s)) => builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(s), svc).await,
-                    _ => {
-                        tracing::debug!(%peer, "TLS handshake failed");
-                        return;
+                Some(acc) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await {
+                        Ok(Ok(s)) => {
+                            builder
+                                .serve_connection_with_upgrades(
+                                    hyper_util::rt::TokioIo::new(s),
+                                    svc,
+                                )
+                                .await
+                        }
+                        _ => {
+                            tracing::debug!(%peer, "TLS handshake failed");
+                            return;
+                        }
                     }
-                },
-                None => builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc).await,
+                }
+                None => {
+                    builder
+                        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await
+                }
             };
             if let Err(e) = res {
                 tracing::debug!(%peer, error = %e, "connection ended");
@@ -335,11 +440,26 @@ mod tests {
 
     #[test]
     fn every_route_has_a_scope_and_unknown_ones_need_admin() {
-        assert_eq!(required_scope(&Method::GET, "/v1/runs/{id}"), Some(Scope::RunsRead));
-        assert_eq!(required_scope(&Method::POST, "/v1/runs"), Some(Scope::RunsWrite));
-        assert_eq!(required_scope(&Method::POST, "/v1/agents/{agent}/policies"), Some(Scope::PoliciesWrite));
-        assert_eq!(required_scope(&Method::GET, "/v1/agents/{agent}"), Some(Scope::AgentsRead));
+        assert_eq!(
+            required_scope(&Method::GET, "/v1/runs/{id}"),
+            Some(Scope::RunsRead)
+        );
+        assert_eq!(
+            required_scope(&Method::POST, "/v1/runs"),
+            Some(Scope::RunsWrite)
+        );
+        assert_eq!(
+            required_scope(&Method::POST, "/v1/agents/{agent}/policies"),
+            Some(Scope::PoliciesWrite)
+        );
+        assert_eq!(
+            required_scope(&Method::GET, "/v1/agents/{agent}"),
+            Some(Scope::AgentsRead)
+        );
         assert_eq!(required_scope(&Method::GET, "/v1/openapi.json"), None);
-        assert_eq!(required_scope(&Method::GET, "/v1/new-thing"), Some(Scope::Admin));
+        assert_eq!(
+            required_scope(&Method::GET, "/v1/new-thing"),
+            Some(Scope::Admin)
+        );
     }
 }

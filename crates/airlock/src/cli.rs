@@ -98,9 +98,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(a) => cmd::demo::run(&ctx, a),
         Command::Version(a) => cmd::version::run(&ctx, a),
         Command::Serve(a) => cmd::serve::run(&ctx, a),
-        Command::Tenant(c) => Ok(airlock_api::cli::tenant(&ctx, &ctx.load_config()?.audit, c).map(|()| 0)?),
+        Command::Tenant(c) => {
+            Ok(airlock_api::cli::tenant(&ctx, &ctx.load_config()?.audit, c).map(|()| 0)?)
+        }
         Command::Token(c) => {
-            let t = ctx.tenant.as_deref().ok_or_else(|| anyhow::anyhow!("token: name the tenant with --tenant NAME"))?;
+            let t = ctx
+                .tenant
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("token: name the tenant with --tenant NAME"))?;
             Ok(airlock_api::cli::token(&ctx, &ctx.load_config()?.audit, t, c).map(|()| 0)?)
         }
     }

@@ -51,7 +51,10 @@ impl Ctx {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
         let home = Home::resolve(g.data_dir, g.config, env)?;
-        Ok(Ctx { home, tenant: g.tenant })
+        Ok(Ctx {
+            home,
+            tenant: g.tenant,
+        })
     }
 
     /// Load and validate the configuration. A missing file at the default

@@ -82,10 +82,18 @@ pub fn validate(raw: &RawServe, src: &SourceText<'_>) -> Result<ServeSettings, D
         (None, None) => None,
         (Some(c), Some(k)) => Some((c.get_ref().clone(), k.get_ref().clone())),
         (Some(c), None) => {
-            return Err(src.error(c.span(), "serve.tls_key_file", "missing (tls_cert_file is set)"));
+            return Err(src.error(
+                c.span(),
+                "serve.tls_key_file",
+                "missing (tls_cert_file is set)",
+            ));
         }
         (None, Some(k)) => {
-            return Err(src.error(k.span(), "serve.tls_cert_file", "missing (tls_key_file is set)"));
+            return Err(src.error(
+                k.span(),
+                "serve.tls_cert_file",
+                "missing (tls_key_file is set)",
+            ));
         }
     };
     let node = match &raw.node {
@@ -93,8 +101,7 @@ pub fn validate(raw: &RawServe, src: &SourceText<'_>) -> Result<ServeSettings, D
         Some(n) => {
             let ok = !n.get_ref().is_empty()
                 && n.get_ref().len() <= 64
-                && n
-                    .get_ref()
+                && n.get_ref()
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !ok {
@@ -142,7 +149,10 @@ mod tests {
     fn defaults_and_errors_are_located() {
         let s = parse("[serve]\n").expect("defaults");
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!((s.node.as_str(), s.max_body_bytes, s.plain_http), ("local", 1 << 20, false));
+        assert_eq!(
+            (s.node.as_str(), s.max_body_bytes, s.plain_http),
+            ("local", 1 << 20, false)
+        );
         let e = parse("[serve]\nlisten = \"0.0.0.0:80\"\ndangerously_plain_http = true\n")
             .expect_err("plain on a public address");
         assert_eq!(
