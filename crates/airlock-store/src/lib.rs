@@ -24,6 +24,7 @@
 
 mod approvals;
 mod control;
+mod control_sqlite;
 mod gateway;
 mod limited;
 mod mcp;

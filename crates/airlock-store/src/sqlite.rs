@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "mcp_tool_pins",
         sql: include_str!("sqlite/0006_mcp.sql"),
     },
+    Migration {
+        version: 7,
+        name: "control",
+        sql: include_str!("sqlite/0007_control.sql"),
+    },
 ];
 
 /// How long a connection waits for another connection's write lock before
@@ -659,7 +664,8 @@ mod tests {
                 ("sqlite".to_owned(), 3),
                 ("sqlite".to_owned(), 4),
                 ("sqlite".to_owned(), 5),
-                ("sqlite".to_owned(), 6)
+                ("sqlite".to_owned(), 6),
+                ("sqlite".to_owned(), 7)
             ]
         );
         let mode: String = s

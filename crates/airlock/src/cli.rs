@@ -65,6 +65,14 @@ pub enum Command {
     /// PostgreSQL: `db migrate` (as the owner role; AIRLOCK_DATABASE_ADMIN_URL).
     #[command(subcommand)]
     Db(cmd::db::DbCmd),
+    /// The control-plane API server (HTTPS, JSON under /v1).
+    Serve(airlock_api::cli::ServeArgs),
+    /// The control plane's tenants.
+    #[command(subcommand)]
+    Tenant(airlock_api::cli::TenantCmd),
+    /// API tokens of a tenant (`--tenant NAME`); a new token is printed once.
+    #[command(subcommand)]
+    Token(airlock_api::cli::TokenCmd),
     /// Print version and build information.
     Version(cmd::version::VersionArgs),
 }
@@ -93,5 +101,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(a) => cmd::demo::run(&ctx, a),
         Command::Db(c) => cmd::db::run(&ctx, c),
         Command::Version(a) => cmd::version::run(&ctx, a),
+        Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Tenant(c) => {
+            Ok(airlock_api::cli::tenant(&ctx, &ctx.load_config()?.audit, c).map(|()| 0)?)
+        }
+        Command::Token(c) => {
+            let t = ctx
+                .tenant
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("token: name the tenant with --tenant NAME"))?;
+            Ok(airlock_api::cli::token(&ctx, &ctx.load_config()?.audit, t, c).map(|()| 0)?)
+        }
     }
 }

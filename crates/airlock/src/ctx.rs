@@ -20,6 +20,9 @@ pub struct GlobalArgs {
     /// Configuration file [default: <data-dir>/airlock.toml].
     #[arg(long, global = true, env = "AIRLOCK_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The control plane's tenant for `token` commands.
+    #[arg(long, global = true, env = "AIRLOCK_TENANT", value_name = "NAME")]
+    pub tenant: Option<String>,
 }
 
 /// Resolved global context: the runtime's [`Home`] (data directory,
@@ -27,6 +30,7 @@ pub struct GlobalArgs {
 #[derive(Debug)]
 pub struct Ctx {
     pub home: Home,
+    pub tenant: Option<String>,
 }
 
 impl std::ops::Deref for Ctx {
@@ -47,7 +51,10 @@ impl Ctx {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
         let home = Home::resolve(g.data_dir, g.config, env)?;
-        Ok(Ctx { home })
+        Ok(Ctx {
+            home,
+            tenant: g.tenant,
+        })
     }
 
     /// Load and validate the configuration. A missing file at the default

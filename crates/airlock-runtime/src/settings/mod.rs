@@ -12,6 +12,7 @@ pub mod mcp;
 pub mod proxy;
 pub mod sandbox;
 pub mod store;
+pub mod serve;
 
 use airlock_policy::document::{DocumentError, SourceText};
 use serde_spanned::Spanned;

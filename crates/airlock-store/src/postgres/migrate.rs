@@ -16,7 +16,7 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
 pub const LATEST_PG_VERSION: u32 = 2;
 
 /// The advisory lock key all migrating processes take ("airlock" in ASCII).
-const LOCK_KEY: i64 = 0x6169_726c_6f63_6b;
+const LOCK_KEY: i64 = 0x0061_6972_6c6f_636b;
 
 /// Bring the database's schema to [`LATEST_PG_VERSION`], connected as the
 /// owner role (it will own every table; serve as another role). Returns the

@@ -15,4 +15,5 @@ pub mod proxy;
 pub mod run;
 pub mod scan;
 pub mod secret;
+pub mod serve;
 pub mod version;

@@ -9,7 +9,7 @@ mod policy;
 mod proxy;
 mod source;
 
-use airlock_runtime::settings::{approvals, audit, gateway, mcp, sandbox, store};
+use airlock_runtime::settings::{approvals, audit, gateway, mcp, sandbox, serve, store};
 pub use airlock_runtime::{AuditSettings, SandboxSettings};
 pub use gateway::GatewaySettings;
 pub use policy::{PolicySettings, load_file as load_policy_file};
@@ -49,6 +49,9 @@ pub struct RawConfig {
     /// Where records live: the embedded SQLite database, or PostgreSQL.
     #[serde(default)]
     pub store: store::RawStore,
+    /// The control-plane API server (`airlock serve`).
+    #[serde(default)]
+    pub serve: serve::RawServe,
 }
 
 /// The validated configuration.
@@ -64,6 +67,7 @@ pub struct Config {
     pub approvals: approvals::ApprovalsSettings,
     pub mcp: airlock_mcp::config::McpConfig,
     pub store: store::StoreSettings,
+    pub serve: serve::ServeSettings,
 }
 
 impl Config {
@@ -101,6 +105,7 @@ fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
         gateway: gateway::validate(&raw.gateway, &src.located())?,
         store: store::validate(&raw.store, &src.located())?,
         approvals,
+        serve: serve::validate(&raw.serve, &src.located())?,
     })
 }
 

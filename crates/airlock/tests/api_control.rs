@@ -1,0 +1,560 @@
+//! The control-plane API end to end: the real `airlock serve` (TLS with
+//! its development certificate, on a loopback port), tokens made with the
+//! real CLI, and `curl` as the client. Two tenants; every refusal must be
+//! the right status in the API's JSON error format *and* be in the audit
+//! log with its reason code.
+
+use airlock_store::SqliteStore;
+use airlock_types::TenantId;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+
+fn airlock(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .env("AIRLOCK_DATA_DIR", dir)
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ENV")
+        .output()
+        .expect("run airlock");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    cert: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn serve(dir: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("AIRLOCK_DATA_DIR", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let s = Server {
+        child,
+        base: format!("https://127.0.0.1:{port}"),
+        cert: dir.join("api-dev-cert.pem"),
+    };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s
+}
+
+/// One response: status, headers (lower-case), body.
+struct Resp {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+fn req(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    extra: &[&str],
+) -> Resp {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (hf, bf) = (tmp.path().join("h"), tmp.path().join("b"));
+    let mut c = Command::new("curl");
+    c.args(["-s", "--max-time", "20", "--cacert"]).arg(&s.cert);
+    c.args(["-X", method, "-D"]).arg(&hf).arg("-o").arg(&bf);
+    c.args(["-w", "%{http_code}"]);
+    if let Some(t) = token {
+        c.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        // From a file: a large body does not fit in an argument list.
+        let f = tmp.path().join("req");
+        std::fs::write(&f, b).expect("request body");
+        c.args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", f.display()));
+    }
+    for h in extra {
+        c.args(["-H", h]);
+    }
+    c.arg(format!("{}{path}", s.base));
+    let o = c.output().expect("curl");
+    Resp {
+        status: String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        headers: std::fs::read_to_string(&hf)
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        body: std::fs::read_to_string(&bf).unwrap_or_default(),
+    }
+}
+
+/// `(action, reason, details)` of every record in `tenant`'s log.
+fn audit(dir: &Path, tenant: &str) -> Vec<serde_json::Value> {
+    let store = SqliteStore::open_read_only(&dir.join("airlock.db")).expect("db");
+    let mut out = Vec::new();
+    airlock_audit::export(
+        &store,
+        &TenantId::new(tenant).expect("tenant"),
+        0,
+        airlock_audit::ExportFormat::RecordJsonl,
+        &mut out,
+    )
+    .expect("export");
+    String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["event"].clone())
+        .collect()
+}
+
+fn count(events: &[serde_json::Value], action: &str, reason: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| e["action"] == action && e["reason"] == reason)
+        .count()
+}
+
+fn token(dir: &Path, tenant: &str, args: &[&str]) -> String {
+    let mut a = vec!["--tenant", tenant, "token", "create"];
+    a.extend_from_slice(args);
+    let (code, out, err) = airlock(dir, &a);
+    assert_eq!(code, 0, "{err}");
+    let t = out.trim().to_owned();
+    assert!(t.starts_with("alt_") && t.len() == 68, "{t}");
+    t
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    assert_eq!(airlock(&dir, &["init"]).0, 0);
+    for t in ["acme", "globex"] {
+        let (code, _, err) = airlock(&dir, &["tenant", "create", t]);
+        assert_eq!(code, 0, "{err}");
+    }
+    (tmp, dir)
+}
+
+#[test]
+fn tenants_are_isolated_scopes_enforced_and_every_refusal_audited() {
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme", &["--scope", "admin"]);
+    let globex = token(&dir, "globex", &["--scope", "admin"]);
+    let acme_ro = token(&dir, "acme", &["--scope", "agents:read"]);
+    let expired = token(&dir, "acme", &["--scope", "admin", "--expires", "1s"]);
+    let s = serve(&dir);
+
+    // Security headers and the document, without a token.
+    let doc = req(&s, "GET", "/v1/openapi.json", None, None, &[]);
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.json()["openapi"], "3.1.0");
+    for h in [
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "content-security-policy: default-src 'none'",
+        "referrer-policy: no-referrer",
+        "strict-transport-security: max-age=",
+    ] {
+        assert!(doc.headers.contains(h), "missing {h}: {}", doc.headers);
+    }
+
+    // acme creates a team, an agent, a policy.
+    let r = req(
+        &s,
+        "POST",
+        "/v1/teams",
+        Some(&acme),
+        Some(r#"{"name":"ops"}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = req(
+        &s,
+        "POST",
+        "/v1/agents",
+        Some(&acme),
+        Some(r#"{"name":"bot","team":"ops"}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let pol = serde_json::json!({"text": "mode = \"read_public\"\n", "activate": true}).to_string();
+    let r = req(
+        &s,
+        "POST",
+        "/v1/agents/bot/policies",
+        Some(&acme),
+        Some(&pol),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["version"], 1);
+    let bad = serde_json::json!({"text": "mode = \"nope\"\n"}).to_string();
+    let r = req(
+        &s,
+        "POST",
+        "/v1/agents/bot/policies",
+        Some(&acme),
+        Some(&bad),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "malformed_request"),
+        "{}",
+        r.body
+    );
+
+    // globex sees none of it: 404 for objects, empty lists.
+    for path in [
+        "/v1/agents/bot",
+        "/v1/agents/bot/policies",
+        "/v1/agents/bot/policies/1",
+    ] {
+        let r = req(&s, "GET", path, Some(&globex), None, &[]);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (404, "not_found"),
+            "{path}: {}",
+            r.body
+        );
+    }
+    let r = req(
+        &s,
+        "POST",
+        "/v1/agents/bot/policies/1/activate",
+        Some(&globex),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 404);
+    for path in ["/v1/agents", "/v1/teams", "/v1/runs"] {
+        let r = req(&s, "GET", path, Some(&globex), None, &[]);
+        assert_eq!((r.status, r.body.as_str()), (200, "[]"), "{path}");
+    }
+    let r = req(&s, "GET", "/v1/tokens", Some(&globex), None, &[]);
+    assert_eq!(
+        r.json().as_array().map(Vec::len),
+        Some(1),
+        "only globex's own token"
+    );
+
+    // Scopes: 403, audited as scope_missing.
+    let r = req(&s, "GET", "/v1/agents", Some(&acme_ro), None, &[]);
+    assert_eq!(r.status, 200);
+    let r = req(
+        &s,
+        "POST",
+        "/v1/agents",
+        Some(&acme_ro),
+        Some(r#"{"name":"x"}"#),
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (403, "scope_missing"));
+    let r = req(&s, "GET", "/v1/audit", Some(&acme_ro), None, &[]);
+    assert_eq!(r.status, 403);
+    // A token never mints a scope it does not hold.
+    let r = req(
+        &s,
+        "POST",
+        "/v1/tokens",
+        Some(&acme_ro),
+        Some(r#"{"scopes":["admin"]}"#),
+        &[],
+    );
+    assert_eq!(r.status, 403);
+
+    // A token limited to its agent can never write that agent's policy.
+    let mint = r#"{"scopes":["policies:write","policies:read","runs:read"],"agents":["bot"]}"#;
+    let r = req(&s, "POST", "/v1/tokens", Some(&acme), Some(mint), &[]);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let bot_token = r.json()["token"].as_str().expect("token").to_owned();
+    let bot_id = r.json()["id"].as_str().expect("id").to_owned();
+    let r = req(
+        &s,
+        "POST",
+        "/v1/agents/bot/policies",
+        Some(&bot_token),
+        Some(&pol),
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (403, "scope_missing"));
+    let r = req(
+        &s,
+        "POST",
+        "/v1/agents/bot/policies/1/activate",
+        Some(&bot_token),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 403);
+    let r = req(
+        &s,
+        "GET",
+        "/v1/agents/bot/policies/1",
+        Some(&bot_token),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "it may read it");
+
+    // Missing, unknown, expired, revoked: 401.
+    std::thread::sleep(Duration::from_millis(1100));
+    let unknown = format!("alt_{}", "0".repeat(64));
+    for t in [
+        None,
+        Some("garbage"),
+        Some(unknown.as_str()),
+        Some(expired.as_str()),
+    ] {
+        let r = req(&s, "GET", "/v1/agents", t, None, &[]);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (401, "unauthenticated"),
+            "{t:?}"
+        );
+    }
+    let r = req(
+        &s,
+        "POST",
+        &format!("/v1/tokens/{bot_id}/revoke"),
+        Some(&globex),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 404, "another tenant's token");
+    let r = req(
+        &s,
+        "POST",
+        &format!("/v1/tokens/{bot_id}/revoke"),
+        Some(&acme),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 204);
+    let r = req(
+        &s,
+        "GET",
+        "/v1/agents/bot/policies/1",
+        Some(&bot_token),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 401, "revoked");
+
+    // Bad input: 4xx in the JSON format, audited, and the server keeps serving.
+    let cases: [(&str, &str, &str, u16); 5] = [
+        ("POST", "/v1/agents", "{not json", 400),
+        ("POST", "/v1/agents", r#"{"name":"a","admin":true}"#, 400),
+        ("POST", "/v1/agents", r#"{"name":"x' OR 1=1 --"}"#, 400),
+        ("GET", "/v1/runs/..%2F..%2Fetc", "", 400),
+        (
+            "GET",
+            "/v1/runs/run'%3B%20DROP%20TABLE%20control_runs",
+            "",
+            400,
+        ),
+    ];
+    for (m, p, b, want) in cases {
+        let r = req(&s, m, p, Some(&acme), (!b.is_empty()).then_some(b), &[]);
+        assert_eq!(r.status, want, "{m} {p} {b}: {}", r.body);
+        assert!(!r.error_code().is_empty(), "{}", r.body);
+    }
+    let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(2 << 20));
+    let r = req(&s, "POST", "/v1/agents", Some(&acme), Some(&big), &[]);
+    assert_eq!((r.status, r.error_code().as_str()), (413, "limit_exceeded"));
+    let r = req(&s, "GET", "/v1/agents", Some(&acme), None, &[]);
+    assert_eq!(r.status, 200, "still serving");
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1));
+
+    // WebSockets: refused before the upgrade.
+    let ws = [
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ];
+    let r = req(&s, "GET", "/v1/audit/stream", None, None, &ws);
+    assert_eq!(r.status, 401);
+    let r = req(&s, "GET", "/v1/runs/run-1/events", Some(&globex), None, &ws);
+    assert_eq!(r.status, 404);
+
+    drop(s);
+    let a = audit(&dir, "acme");
+    assert!(count(&a, "api.auth_failed", "scope_missing") >= 4, "{a:#?}");
+    assert!(
+        count(&a, "api.auth_failed", "unauthenticated") >= 2,
+        "expired + revoked"
+    );
+    assert!(
+        count(&a, "api.request", "malformed_request") >= 6,
+        "bad input is recorded"
+    );
+    assert!(count(&a, "api.request", "limit_exceeded") >= 1);
+    assert!(count(&a, "policy.changed", "recorded") >= 1);
+    // acme, acme_ro and expired by the CLI, the agent-limited one by the API.
+    assert_eq!(count(&a, "token.created", "recorded"), 4);
+    assert_eq!(count(&a, "token.revoked", "recorded"), 1);
+    let g = audit(&dir, "globex");
+    assert!(
+        count(&g, "api.request", "malformed_request") >= 3,
+        "404s in globex's own log"
+    );
+    assert!(
+        g.iter().all(|e| !e.to_string().contains("\"agent:bot\"")),
+        "nothing of acme's in globex's log"
+    );
+    let d = audit(&dir, "default");
+    assert!(
+        count(&d, "api.auth_failed", "unauthenticated") >= 3,
+        "unknown tokens: the installation log"
+    );
+    for e in a.iter().chain(&g).chain(&d) {
+        let t = e.to_string();
+        assert!(
+            !t.contains(&acme) && !t.contains(&globex),
+            "no token text in the log"
+        );
+    }
+}
+
+#[test]
+fn a_run_started_through_the_api_runs_in_the_sandbox_and_is_audited_with_its_tenant_agent_and_run()
+{
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme", &["--scope", "admin"]);
+    let globex = token(&dir, "globex", &["--scope", "admin"]);
+    let s = serve(&dir);
+    let r = req(
+        &s,
+        "POST",
+        "/v1/agents",
+        Some(&acme),
+        Some(r#"{"name":"bot"}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let body = r#"{"command":["/bin/sh","-c","echo hi > /workspace/out"],"agent":"bot"}"#;
+    let r = req(&s, "POST", "/v1/runs", Some(&acme), Some(body), &[]);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["id"].as_str().expect("id").to_owned();
+    let start = Instant::now();
+    let run = loop {
+        let r = req(&s, "GET", &format!("/v1/runs/{id}"), Some(&acme), None, &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        if r.json()["state"] != "running" {
+            break r.json();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "run did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(run["state"], "exited", "{run}");
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert_eq!(run["agent"], "bot");
+    let r = req(
+        &s,
+        "GET",
+        &format!("/v1/runs/{id}"),
+        Some(&globex),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 404, "another tenant's run");
+    let r = req(
+        &s,
+        "GET",
+        &format!("/v1/audit?run={id}"),
+        Some(&acme),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let recs = r.json()["records"].as_array().cloned().unwrap_or_default();
+    let actions: Vec<String> = recs
+        .iter()
+        .map(|x| x["event"]["action"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        actions.contains(&"run.start".to_owned()) && actions.contains(&"run.end".to_owned()),
+        "{actions:?}"
+    );
+    for x in &recs {
+        assert_eq!(x["event"]["tenant"], "acme");
+        assert_eq!(x["event"]["agent_id"], "bot");
+        assert_eq!(x["event"]["run_id"], id.as_str());
+    }
+    let r = req(&s, "GET", "/v1/audit/verify", Some(&acme), None, &[]);
+    assert_eq!(r.json()["ok"], true, "{}", r.body);
+    let r = req(
+        &s,
+        "GET",
+        &format!("/v1/audit?run={id}"),
+        Some(&globex),
+        None,
+        &[],
+    );
+    assert_eq!(
+        r.json()["records"],
+        serde_json::json!([]),
+        "globex's log has none of it"
+    );
+}
+
+#[test]
+fn the_committed_openapi_document_is_current() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let (code, served, err) = airlock(&dir, &["serve", "--print-openapi"]);
+    assert_eq!(code, 0, "{err}");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../openapi/airlock-api.json"
+    ))
+    .unwrap_or_default();
+    assert!(
+        served == committed,
+        "openapi/airlock-api.json is stale: regenerate it with `cargo run -q -- serve --print-openapi > openapi/airlock-api.json`"
+    );
+}
