@@ -5,7 +5,7 @@ use crate::auth::{Scope, TokenSpec};
 use crate::{AppState, RunDefaults, Stores, TlsMode};
 use airlock_runtime::settings::serve::ServeSettings;
 use airlock_runtime::{AuditSettings, Home};
-use airlock_store::{ControlStore as _, SqliteStore};
+use airlock_store::SqliteStore;
 use airlock_types::{Action, AuditEvent, EventResult, Reason, TenantId, Timestamp};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -183,12 +183,12 @@ pub(crate) fn start(
                     (RunState::Failed, None)
                 }
             };
-            if stored.is_ok() {
-                if let Ok(mut s) = me.control.lock() {
-                    let now = Timestamp::now().as_micros();
-                    if let Err(e) = s.run_finish(&tenant, &id, state, code, now) {
-                        tracing::error!(run = %id, error = %e, "cannot record the run's end");
-                    }
+            if stored.is_ok()
+                && let Ok(mut s) = me.control.lock()
+            {
+                let now = Timestamp::now().as_micros();
+                if let Err(e) = s.run_finish(&tenant, &id, state, code, now) {
+                    tracing::error!(run = %id, error = %e, "cannot record the run's end");
                 }
             }
             let _ = std::fs::remove_dir_all(&workspace);

@@ -123,10 +123,10 @@ impl AppState {
     pub fn close(&self) {
         if let Ok(mut map) = self.auditors.lock() {
             for (_, a) in map.drain() {
-                if let Ok(a) = Arc::try_unwrap(a) {
-                    if let Err(e) = a.close() {
-                        tracing::warn!(error = %e.chain(), "closing an audit log");
-                    }
+                if let Ok(a) = Arc::try_unwrap(a)
+                    && let Err(e) = a.close()
+                {
+                    tracing::warn!(error = %e.chain(), "closing an audit log");
                 }
             }
         }

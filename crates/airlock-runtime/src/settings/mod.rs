@@ -11,8 +11,8 @@ pub mod gateway;
 pub mod mcp;
 pub mod proxy;
 pub mod sandbox;
-pub mod store;
 pub mod serve;
+pub mod store;
 
 use airlock_policy::document::{DocumentError, SourceText};
 use serde_spanned::Spanned;
