@@ -719,7 +719,7 @@ pub async fn start_run(
     let tenant = a.tenant.clone();
     let token = a.token_id.clone();
     let id = tokio::task::spawn_blocking(move || {
-        crate::runs::start(&me, tenant, agent, &token, body.command, policy)
+        crate::launch::start(&me, tenant, agent, &token, body.command, policy)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("run task failed: {e}")))?

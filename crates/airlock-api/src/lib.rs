@@ -30,6 +30,7 @@ pub mod auth;
 pub mod cli;
 mod error;
 pub mod handlers;
+mod launch;
 mod runs;
 mod server;
 mod state;
