@@ -108,10 +108,26 @@ impl SqliteStore {
             leases: Default::default(),
         };
         store.configure()?;
-        let mode: String = store
-            .conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| store.configure_error("journal_mode=WAL", e))?;
+        // Switching a fresh file to WAL needs an exclusive lock, and SQLite
+        // can answer SQLITE_BUSY here without calling the busy handler while
+        // another connection switches or migrates: retry within the same
+        // 30 s budget the busy timeout gives every other statement.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match store
+                .conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            {
+                Ok(m) => break m,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => return Err(store.configure_error("journal_mode=WAL", e)),
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt {
                 path: store.path.clone(),
