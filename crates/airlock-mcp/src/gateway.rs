@@ -488,46 +488,16 @@ impl Gateway {
         {
             return Ok(t);
         }
-        let mut out = Vec::new();
-        let mut cursor: Option<Value> = None;
-        for _ in 0..64 {
-            let params = match &cursor {
-                Some(c) => json!({ "cursor": c }),
-                None => json!({}),
-            };
-            let r = conn
-                .request("tools/list", params, self.cfg.call_timeout)
-                .await;
-            let r = match r {
-                Ok(r) => r,
-                Err(e) => {
-                    if matches!(e, UpstreamError::Timeout { .. }) {
-                        // Audited as `mcp.server` by the caller.
-                        conn.kill();
-                    }
-                    return Err(e);
+        let out = match conn.list_tools(&slot.cfg.name, self.cfg.call_timeout).await {
+            Ok(out) => out,
+            Err(e) => {
+                if matches!(e, UpstreamError::Timeout { .. }) {
+                    // Audited as `mcp.server` by the caller.
+                    conn.kill();
                 }
-            };
-            let Some(tools) = r.pointer("/result/tools").and_then(Value::as_array) else {
-                return Err(UpstreamError::Failed {
-                    server: slot.cfg.name.clone(),
-                    message: "tools/list answered without tools".into(),
-                });
-            };
-            out.extend(
-                tools
-                    .iter()
-                    .filter(|t| t.get("name").is_some_and(Value::is_string))
-                    .cloned(),
-            );
-            cursor = r
-                .pointer("/result/nextCursor")
-                .filter(|c| !c.is_null())
-                .cloned();
-            if cursor.is_none() {
-                break;
+                return Err(e);
             }
-        }
+        };
         if let Ok(mut t) = slot.tools.lock() {
             *t = Some((epoch, out.clone()));
         }

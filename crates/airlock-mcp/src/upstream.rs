@@ -150,6 +150,42 @@ impl Conn {
         }
     }
 
+    /// Every tool the server lists (`tools/list`, following `nextCursor`
+    /// for at most 64 pages); entries without a string `name` are dropped.
+    pub async fn list_tools(
+        &self,
+        server: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, UpstreamError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<Value> = None;
+        for _ in 0..64 {
+            let params = cursor.take().map_or(json!({}), |c| json!({ "cursor": c }));
+            let r = self.request("tools/list", params, timeout).await?;
+            let tools = r
+                .pointer("/result/tools")
+                .and_then(Value::as_array)
+                .ok_or_else(|| UpstreamError::Failed {
+                    server: server.to_owned(),
+                    message: "tools/list answered without tools".into(),
+                })?;
+            out.extend(
+                tools
+                    .iter()
+                    .filter(|t| t.get("name").is_some_and(Value::is_string))
+                    .cloned(),
+            );
+            cursor = r
+                .pointer("/result/nextCursor")
+                .filter(|c| !c.is_null())
+                .cloned();
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Send a request and wait for its response message (a result or the
     /// server's own JSON-RPC error).
     pub async fn request(
@@ -341,34 +377,9 @@ pub async fn list_server(
         tx,
     )
     .await?;
-    let mut out = Vec::new();
-    let mut cursor: Option<Value> = None;
-    for _ in 0..64 {
-        let params = cursor.take().map_or(json!({}), |c| json!({ "cursor": c }));
-        let r = conn.request("tools/list", params, cfg.call_timeout).await?;
-        let tools = r
-            .pointer("/result/tools")
-            .and_then(Value::as_array)
-            .ok_or_else(|| UpstreamError::Failed {
-                server: server.name.clone(),
-                message: "tools/list answered without tools".into(),
-            })?;
-        out.extend(
-            tools
-                .iter()
-                .filter(|t| t.get("name").is_some_and(Value::is_string))
-                .cloned(),
-        );
-        cursor = r
-            .pointer("/result/nextCursor")
-            .filter(|c| !c.is_null())
-            .cloned();
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let out = conn.list_tools(&server.name, cfg.call_timeout).await;
     conn.kill();
-    Ok(out)
+    out
 }
 
 fn stdio_conn(
