@@ -1,8 +1,11 @@
 //! The back: connections to tool servers. A stdio server is started by a
 //! [`Launcher`] (the runtime starts each in its own sandbox) and spoken to
-//! over its pipes; an HTTP server is reached with one POST per message,
-//! after the server's egress policy allowed its URL and every address the
-//! name resolves to (the connection dials only a checked address).
+//! over its pipes; an HTTP server is reached with one POST per message on
+//! kept-alive connections, each dialed only after the server's egress
+//! policy allowed its URL and every address the name resolves to (the
+//! connection dials only a checked address). Plain `http://` is refused
+//! for these POSTs (`write_requires_https`) unless every address is a
+//! loopback one: the messages then never leave the machine.
 //!
 //! A connection that dies fails every call waiting on it
 //! (`tool_server_failed`); the next use starts a new one. A call that
@@ -520,7 +523,14 @@ struct HttpConn {
     max_message: usize,
     tls: Option<tokio_rustls::TlsConnector>,
     changed: Changed,
+    /// Idle kept-alive connections (each was dialed after the policy check).
+    idle: Arc<Mutex<Vec<Sender>>>,
 }
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// How many idle connections one HTTP server keeps.
+const MAX_IDLE: usize = 8;
 
 impl HttpConn {
     fn new(
@@ -560,6 +570,7 @@ impl HttpConn {
             max_message,
             tls,
             changed,
+            idle: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -584,7 +595,7 @@ impl HttpConn {
             Vec::new()
         })
         .map_err(|e| e.to_string())?;
-        if !checked.decision.is_allow() {
+        if !checked.decision.is_allow() && !clear_text_stays_local(&checked.decision, &addrs) {
             return Err(format!(
                 "its URL is refused by its egress policy ({})",
                 checked.decision.reason.code()
@@ -596,9 +607,35 @@ impl HttpConn {
             .map_err(|e| format!("cannot connect: {e}"))
     }
 
-    async fn post(&self, msg: &Value, id: Option<u64>) -> Result<Value, String> {
+    /// An idle kept-alive connection, or a newly dialed one.
+    async fn sender(&self) -> Result<Sender, String> {
+        while let Some(s) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
+            if s.is_ready() {
+                return Ok(s);
+            }
+        }
         let tcp = self.dial().await?;
         let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => handshake(hyper_util::rt::TokioIo::new(tcp)).await,
+            Some(tls) => {
+                let name = rustls_pki_types::ServerName::try_from(
+                    self.uri.host().unwrap_or_default().to_owned(),
+                )
+                .map_err(|e| e.to_string())?;
+                let s = tls.connect(name, tcp).await.map_err(|e| e.to_string())?;
+                handshake(hyper_util::rt::TokioIo::new(s)).await
+            }
+        }
+    }
+
+    /// Keep a connection whose exchange completed for the next message.
+    fn keep(&self, s: Sender) {
+        keep(&self.idle, s);
+    }
+
+    async fn post(&self, msg: &Value, id: Option<u64>) -> Result<Value, String> {
+        let mut sender = self.sender().await?;
         let body = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
         let path = self
             .uri
@@ -623,17 +660,7 @@ impl HttpConn {
         let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let resp = match &self.tls {
-            None => send(hyper_util::rt::TokioIo::new(tcp), req).await?,
-            Some(tls) => {
-                let name = rustls_pki_types::ServerName::try_from(
-                    self.uri.host().unwrap_or_default().to_owned(),
-                )
-                .map_err(|e| e.to_string())?;
-                let s = tls.connect(name, tcp).await.map_err(|e| e.to_string())?;
-                send(hyper_util::rt::TokioIo::new(s), req).await?
-            }
-        };
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         if let Some(s) = resp
             .headers()
             .get("mcp-session-id")
@@ -648,8 +675,14 @@ impl HttpConn {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
+        let limited = http_body_util::Limited::new(resp.into_body(), self.max_message);
         let Some(id) = id else {
+            // Read the (empty) answer to the end so the connection can be kept.
+            let read = limited.collect().await.is_ok();
             return if status.is_success() {
+                if read {
+                    self.keep(sender);
+                }
                 Ok(Value::Null)
             } else {
                 Err(format!("answered {status}"))
@@ -658,45 +691,82 @@ impl HttpConn {
         if !status.is_success() {
             return Err(format!("answered {status}"));
         }
-        let limited = http_body_util::Limited::new(resp.into_body(), self.max_message);
-        if sse {
-            read_sse(limited, id, &self.changed).await
+        let out = if sse {
+            let mut limited = limited;
+            let v = read_sse(&mut limited, id, &self.changed).await;
+            if v.is_ok() {
+                // The stream ends after the answer; once it has, the
+                // connection is kept (off the caller's path).
+                let idle = Arc::clone(&self.idle);
+                tokio::spawn(async move {
+                    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+                        while let Some(f) = limited.frame().await {
+                            if f.is_err() {
+                                return false;
+                            }
+                        }
+                        true
+                    });
+                    if drained.await == Ok(true) {
+                        keep(&idle, sender);
+                    }
+                });
+            }
+            v
         } else {
             let body = limited
                 .collect()
                 .await
                 .map_err(|e| format!("reading its answer: {e}"))?
                 .to_bytes();
-            serde_json::from_slice(&body)
-                .map_err(|_| "answered with something that is not JSON".into())
-        }
+            let v = serde_json::from_slice(&body)
+                .map_err(|_| "answered with something that is not JSON".to_owned());
+            if v.is_ok() {
+                self.keep(sender);
+            }
+            v
+        };
+        out
     }
 }
 
-async fn send<T>(
-    io: hyper_util::rt::TokioIo<T>,
-    req: http::Request<Full<Bytes>>,
-) -> Result<http::Response<hyper::body::Incoming>, String>
+/// Whether a decision refused only because a POST would go in the clear,
+/// to addresses that are all loopback ones (the message never leaves the
+/// machine, so there is no wire to read it on).
+fn clear_text_stays_local(d: &airlock_types::Decision, addrs: &[std::net::SocketAddr]) -> bool {
+    d.reason == airlock_types::Reason::WriteRequiresHttps
+        && !addrs.is_empty()
+        && addrs.iter().all(|a| a.ip().is_loopback())
+}
+
+fn keep(idle: &Mutex<Vec<Sender>>, s: Sender) {
+    if let Ok(mut v) = idle.lock()
+        && v.len() < MAX_IDLE
+    {
+        v.push(s);
+    }
+}
+
+async fn handshake<T>(io: hyper_util::rt::TokioIo<T>) -> Result<Sender, String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    sender.send_request(req).await.map_err(|e| e.to_string())
+    Ok(sender)
 }
 
 /// Read SSE events until the response with `id`; a `list_changed` on the
 /// way is marked.
-async fn read_sse<B>(body: B, id: u64, changed: &Changed) -> Result<Value, String>
+async fn read_sse<B>(body: &mut B, id: u64, changed: &Changed) -> Result<Value, String>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let mut body = body;
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let frame = match body.frame().await {
@@ -754,6 +824,30 @@ mod tests {
         assert_eq!(l, b"{\"a\":1}\n");
         l.clear();
         assert!(read_line(&mut r, &mut l, 10).await.is_err());
+    }
+
+    #[test]
+    fn clear_text_is_allowed_only_when_every_address_is_loopback() {
+        use airlock_types::{Decision, Reason};
+        let clear = Decision::deny(Reason::WriteRequiresHttps);
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert!(clear_text_stays_local(&clear, &[a("127.0.0.1:80")]));
+        assert!(clear_text_stays_local(
+            &clear,
+            &[a("[::1]:80"), a("127.0.0.2:80")]
+        ));
+        assert!(!clear_text_stays_local(&clear, &[]));
+        assert!(!clear_text_stays_local(
+            &clear,
+            &[a("127.0.0.1:80"), a("10.0.0.1:80")]
+        ));
+        assert!(!clear_text_stays_local(
+            &clear,
+            &[a("[::ffff:10.0.0.1]:80")]
+        ));
+        // Any other refusal stands.
+        let private = Decision::deny(Reason::PrivateAddress);
+        assert!(!clear_text_stays_local(&private, &[a("127.0.0.1:80")]));
     }
 
     #[test]
