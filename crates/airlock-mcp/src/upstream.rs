@@ -691,7 +691,7 @@ impl HttpConn {
         if !status.is_success() {
             return Err(format!("answered {status}"));
         }
-        let out = if sse {
+        if sse {
             let mut limited = limited;
             let v = read_sse(&mut limited, id, &self.changed).await;
             if v.is_ok() {
@@ -725,8 +725,7 @@ impl HttpConn {
                 self.keep(sender);
             }
             v
-        };
-        out
+        }
     }
 }
 
