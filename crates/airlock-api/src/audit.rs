@@ -154,7 +154,8 @@ pub async fn verify(
     }
     let tenant = a.tenant.clone();
     let key_path = st.home.audit_pubkey_path();
-    let cp_path = st.home.checkpoint_path_for(&tenant);
+    let cp_path =
+        airlock_runtime::audit::checkpoint_path(&st.home, &tenant, &st.audit_settings.store);
     let report = st
         .audit_read(move |s| {
             let key = airlock_audit::load_public_key(&key_path)

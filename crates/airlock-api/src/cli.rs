@@ -4,6 +4,7 @@
 use crate::auth::{Scope, TokenSpec};
 use crate::{AppState, RunDefaults, Stores, TlsMode};
 use airlock_runtime::settings::serve::ServeSettings;
+use airlock_runtime::settings::store::StoreSettings;
 use airlock_runtime::{AuditSettings, Home};
 use airlock_store::SqliteStore;
 use airlock_types::{Action, AuditEvent, EventResult, Reason, TenantId, Timestamp};
@@ -75,11 +76,18 @@ pub enum TokenCmd {
     },
 }
 
-/// Open the stores a server uses. **The one place that picks the backend**:
-/// SQLite in the data directory today; a `[store] database_url` chooses
-/// PostgreSQL here once that backend lands.
-pub fn open_stores(home: &Home) -> Result<Stores, CliError> {
+/// Open the stores a server uses: PostgreSQL when `[store] database_url`
+/// (or `AIRLOCK_DATABASE_URL`) names one, else SQLite in the data directory.
+/// (Audit appends pick the same way, in `airlock_runtime::audit`.)
+pub fn open_stores(home: &Home, store: &StoreSettings) -> Result<Stores, CliError> {
     home.require_initialized().map_err(|e| err(e.chain()))?;
+    let pg = || airlock_runtime::audit::open_pg(store).map_err(|e| err(e.chain()));
+    if let (Some(control), Some(audit_reader)) = (pg()?, pg()?) {
+        return Ok(Stores {
+            control: Box::new(control),
+            audit_reader: Box::new(audit_reader),
+        });
+    }
     let control = SqliteStore::open(&home.db_path()).map_err(err)?;
     let audit_reader = SqliteStore::open(&home.db_path()).map_err(err)?;
     Ok(Stores {
@@ -112,7 +120,7 @@ fn record(home: &Home, audit: &AuditSettings, ev: AuditEvent) -> Result<(), CliE
 
 /// `airlock tenant …`.
 pub fn tenant(home: &Home, audit: &AuditSettings, cmd: TenantCmd) -> Result<(), CliError> {
-    let mut store = open_stores(home)?.control;
+    let mut store = open_stores(home, &audit.store)?.control;
     match cmd {
         TenantCmd::Create { name } => {
             crate::handlers::valid_name("tenant", &name).map_err(err)?;
@@ -155,7 +163,7 @@ pub fn token(
     cmd: TokenCmd,
 ) -> Result<(), CliError> {
     let t = TenantId::new(tenant).map_err(err)?;
-    let mut store = open_stores(home)?.control;
+    let mut store = open_stores(home, &audit.store)?.control;
     if store.tenant(&t).map_err(err)?.is_none() {
         return Err(CliError(format!(
             "no tenant {t} (create it with `airlock tenant create {t}`)"
@@ -285,7 +293,7 @@ pub fn serve(
     if home.production && !matches!(mode, TlsMode::Files(..)) {
         return Err(CliError("production mode: configure serve.tls_cert_file and serve.tls_key_file (no plain HTTP, no self-signed certificate)".into()));
     }
-    let stores = open_stores(home)?;
+    let stores = open_stores(home, &audit.store)?;
     let state = Arc::new(AppState::new(
         home.clone(),
         settings.node.clone(),

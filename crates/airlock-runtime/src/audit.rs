@@ -62,10 +62,61 @@ pub fn open(
 ) -> Result<Auditor, RuntimeError> {
     home.require_initialized()?;
     let signer = airlock_audit::load_signer(&home.audit_key_path())?;
-    let store = SqliteStore::open(&home.db_path())?;
-    let mut opts = LogOptions::new(tenant.clone(), home.checkpoint_path_for(tenant));
+    let store = open_store(home, &settings.store)?;
+    let mut opts = LogOptions::new(
+        tenant.clone(),
+        checkpoint_path(home, tenant, &settings.store),
+    );
     opts.checkpoint_every = settings.checkpoint_every;
     opts.checkpoint_interval = settings.checkpoint_interval;
-    let log = AuditLog::open(Box::new(store), signer, opts)?;
+    let log = AuditLog::open(store, signer, opts)?;
     Ok(Auditor { log })
+}
+
+/// The file of `tenant`'s signed checkpoints in this data directory. A log
+/// in PostgreSQL has its own files, named after the database (host, port
+/// and name; never the credentials): the embedded database's checkpoints
+/// describe another log.
+pub fn checkpoint_path(
+    home: &Home,
+    tenant: &TenantId,
+    store: &crate::settings::store::StoreSettings,
+) -> std::path::PathBuf {
+    let local = home.checkpoint_path_for(tenant);
+    let Some(url) = store.effective_url() else {
+        return local;
+    };
+    let url = url.expose();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let place = rest.split(['?', '#']).next().unwrap_or_default();
+    let digest = airlock_approval::canonical::sha256_hex(place.as_bytes());
+    let name = local
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    local.with_file_name(format!("{name}.pg-{}", &digest[..16]))
+}
+
+/// The store the audit log and the control plane live in: PostgreSQL when
+/// `[store]` (or `AIRLOCK_DATABASE_URL`) names one, else the data
+/// directory's SQLite database. Blocking: call off async worker threads.
+pub fn open_store(
+    home: &Home,
+    store: &crate::settings::store::StoreSettings,
+) -> Result<Box<dyn airlock_store::AuditStore>, RuntimeError> {
+    Ok(match open_pg(store)? {
+        Some(pg) => Box::new(pg),
+        None => Box::new(SqliteStore::open(&home.db_path())?),
+    })
+}
+
+/// The PostgreSQL store when one is configured.
+pub fn open_pg(
+    store: &crate::settings::store::StoreSettings,
+) -> Result<Option<airlock_store::PgStore>, RuntimeError> {
+    store.open_pg().map_err(|e| match e {
+        crate::settings::store::OpenStoreError::Store(e) => RuntimeError::Store(e),
+        other => RuntimeError::DataDir(other.to_string()),
+    })
 }

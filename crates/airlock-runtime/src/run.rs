@@ -26,13 +26,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The audit log's checkpoint settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The audit log's checkpoint settings and where its records live.
+#[derive(Debug, Clone)]
 pub struct AuditSettings {
     /// A signed checkpoint every this many records.
     pub checkpoint_every: u64,
     /// And at least this often.
     pub checkpoint_interval: Duration,
+    /// The store (`[store]`): PostgreSQL when configured, else the data
+    /// directory's SQLite database.
+    pub store: crate::settings::store::StoreSettings,
 }
 
 /// The sandbox a run gets, validated (the CLI reads it from `[sandbox]`).

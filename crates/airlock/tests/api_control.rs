@@ -2,9 +2,16 @@
 //! its development certificate, on a loopback port), tokens made with the
 //! real CLI, and `curl` as the client. Two tenants; every refusal must be
 //! the right status in the API's JSON error format *and* be in the audit
-//! log with its reason code.
+//! log with its reason code. The isolation test runs twice: on the
+//! embedded SQLite default and on PostgreSQL (the cluster `scripts/test`
+//! starts; served as a role row-level security applies to). Built with
+//! `--features airlock-store/test-no-app-filter`, the application's tenant
+//! filter is gone and the PostgreSQL run must still leak nothing.
 
-use airlock_store::SqliteStore;
+#[path = "../../airlock-store/tests/pg_support/mod.rs"]
+mod pg_support;
+
+use airlock_store::{AuditStore, SqliteStore};
 use airlock_types::TenantId;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -132,12 +139,27 @@ fn req(
     }
 }
 
+/// The PostgreSQL URL the data directory's configuration names, if any.
+fn database_url(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("airlock.toml")).ok()?;
+    let v: toml::Value = toml::from_str(&text).expect("config");
+    Some(v.get("store")?.get("database_url")?.as_str()?.to_owned())
+}
+
 /// `(action, reason, details)` of every record in `tenant`'s log.
 fn audit(dir: &Path, tenant: &str) -> Vec<serde_json::Value> {
-    let store = SqliteStore::open_read_only(&dir.join("airlock.db")).expect("db");
+    let store: Box<dyn AuditStore> = match database_url(dir) {
+        Some(url) => Box::new(
+            airlock_store::PgStore::connect(
+                &airlock_store::PgConnectOptions::new(&url, None).expect("url"),
+            )
+            .expect("connect"),
+        ),
+        None => Box::new(SqliteStore::open_read_only(&dir.join("airlock.db")).expect("db")),
+    };
     let mut out = Vec::new();
     airlock_audit::export(
-        &store,
+        &*store,
         &TenantId::new(tenant).expect("tenant"),
         0,
         airlock_audit::ExportFormat::RecordJsonl,
@@ -168,9 +190,31 @@ fn token(dir: &Path, tenant: &str, args: &[&str]) -> String {
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
+    setup_on(None)
+}
+
+/// A data directory whose control plane and audit log are in `db` (a
+/// fresh PostgreSQL database, migrated with `airlock db migrate` as its
+/// owner and served as the app role), else in the embedded SQLite.
+fn setup_on(db: Option<&pg_support::TestDb>) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("data");
     assert_eq!(airlock(&dir, &["init"]).0, 0);
+    if let Some(db) = db {
+        std::fs::write(
+            dir.join("airlock.toml"),
+            format!("[store]\ndatabase_url = {:?}\n", db.url(pg_support::APP)),
+        )
+        .expect("config");
+        let o = Command::new(BIN)
+            .args(["db", "migrate"])
+            .env("AIRLOCK_DATA_DIR", &dir)
+            .env("AIRLOCK_DATABASE_ADMIN_URL", db.url(pg_support::OWNER))
+            .env_remove("AIRLOCK_CONFIG")
+            .output()
+            .expect("migrate");
+        assert!(o.status.success(), "{o:?}");
+    }
     for t in ["acme", "globex"] {
         let (code, _, err) = airlock(&dir, &["tenant", "create", t]);
         assert_eq!(code, 0, "{err}");
@@ -181,6 +225,34 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn tenants_are_isolated_scopes_enforced_and_every_refusal_audited() {
     let (_tmp, dir) = setup();
+    isolation_matrix(&dir);
+}
+
+#[test]
+fn on_postgresql_tenants_are_isolated_and_every_refusal_audited() {
+    let Some(admin) = pg_support::admin_url() else {
+        return;
+    };
+    let db = pg_support::TestDb::unmigrated(&admin, "api_matrix");
+    let (_tmp, dir) = setup_on(Some(&db));
+    isolation_matrix(&dir);
+    // Nothing went to the embedded database: it has no tenant.
+    let sqlite = SqliteStore::open_read_only(&dir.join("airlock.db")).expect("db");
+    assert_eq!(
+        airlock_store::ControlStore::tenants(&sqlite)
+            .expect("tenants")
+            .len(),
+        0
+    );
+    // Each tenant's chain verifies with the CLI, from PostgreSQL.
+    for t in ["acme", "globex", "default"] {
+        let (code, out, err) = airlock(&dir, &["--tenant", t, "audit", "verify"]);
+        assert_eq!(code, 0, "{t}: {out}{err}");
+    }
+}
+
+fn isolation_matrix(dir: &Path) {
+    let dir = dir.to_owned();
     let acme = token(&dir, "acme", &["--scope", "admin"]);
     let globex = token(&dir, "globex", &["--scope", "admin"]);
     let acme_ro = token(&dir, "acme", &["--scope", "agents:read"]);

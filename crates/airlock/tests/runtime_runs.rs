@@ -50,6 +50,7 @@ fn audit_settings() -> AuditSettings {
     AuditSettings {
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(10),
+        store: Default::default(),
     }
 }
 

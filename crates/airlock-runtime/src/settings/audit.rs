@@ -47,5 +47,6 @@ pub fn validate(raw: &RawAudit, src: &SourceText<'_>) -> Result<AuditSettings, D
     Ok(AuditSettings {
         checkpoint_every: every,
         checkpoint_interval: Duration::from_secs(secs),
+        store: Default::default(),
     })
 }

@@ -6,6 +6,7 @@
 use crate::ctx::{Ctx, EXIT_CHECK_FAILED, EXIT_OK};
 use airlock_audit::{InclusionProof, ProofError, Report};
 use airlock_store::{AuditStore, SqliteStore};
+use airlock_types::TenantId;
 use anyhow::Context as _;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -79,18 +80,36 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<u8> {
     }
 }
 
-fn open_read_only(ctx: &Ctx) -> anyhow::Result<SqliteStore> {
+/// The log's store: PostgreSQL when `[store]` names one, else the data
+/// directory's database (read-only).
+fn open_read_only(ctx: &Ctx) -> anyhow::Result<Box<dyn AuditStore>> {
     ctx.require_initialized()?;
-    Ok(SqliteStore::open_read_only(&ctx.db_path())?)
+    let settings = ctx.load_config()?.audit.store;
+    if let Some(pg) = airlock_runtime::audit::open_pg(&settings)? {
+        return Ok(Box::new(pg));
+    }
+    Ok(Box::new(SqliteStore::open_read_only(&ctx.db_path())?))
+}
+
+/// The tenant whose log is read (`--tenant`, else the CLI's own) and its
+/// checkpoint file.
+fn log_of(ctx: &Ctx) -> anyhow::Result<(TenantId, PathBuf)> {
+    let tenant = match &ctx.tenant {
+        Some(t) => TenantId::new(t.clone()).context("--tenant")?,
+        None => crate::ctx::tenant(),
+    };
+    let store = ctx.load_config()?.audit.store;
+    let path = airlock_runtime::audit::checkpoint_path(ctx, &tenant, &store);
+    Ok((tenant, path))
 }
 
 fn verify_log(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<u8> {
     let store = open_read_only(ctx)?;
+    let (tenant, checkpoints) = log_of(ctx)?;
     let key_path = a.pubkey.unwrap_or_else(|| ctx.audit_pubkey_path());
     let key = airlock_audit::load_public_key(&key_path)?;
     // One consistent view while other processes may be appending.
-    let report =
-        airlock_audit::verify_log(&store, &crate::ctx::tenant(), &key, &ctx.checkpoint_path())?;
+    let report = airlock_audit::verify_log(&*store, &tenant, &key, &checkpoints)?;
     if a.json {
         let mut v = serde_json::to_value(&report).context("cannot serialize the report")?;
         if let Some(o) = v.as_object_mut() {
@@ -183,32 +202,40 @@ fn verify_proof(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<u8> {
 
 fn tail(ctx: &Ctx, a: TailArgs) -> anyhow::Result<u8> {
     let store = open_read_only(ctx)?;
-    let count = store.record_count(&crate::ctx::tenant())?;
+    let (tenant, _) = log_of(ctx)?;
+    let count = store.record_count(&tenant)?;
     let from = count.saturating_sub(a.n);
     let format = if a.json {
         airlock_audit::ExportFormat::RecordJsonl
     } else {
         airlock_audit::ExportFormat::Text
     };
-    stream(&store, from, format)
+    stream(&*store, &tenant, from, format)
 }
 
 fn export(ctx: &Ctx, a: ExportArgs) -> anyhow::Result<u8> {
     let store = open_read_only(ctx)?;
+    let (tenant, _) = log_of(ctx)?;
     let ExportFormat::Jsonl = a.format;
-    stream(&store, a.from, airlock_audit::ExportFormat::OcsfJsonl)
+    stream(
+        &*store,
+        &tenant,
+        a.from,
+        airlock_audit::ExportFormat::OcsfJsonl,
+    )
 }
 
 /// Stream records from `from` on to stdout. A closed pipe (`| head`) ends
 /// the stream quietly.
 fn stream(
-    store: &SqliteStore,
+    store: &dyn AuditStore,
+    tenant: &TenantId,
     from: u64,
     format: airlock_audit::ExportFormat,
 ) -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let exported = airlock_audit::export(store, &crate::ctx::tenant(), from, format, &mut out);
+    let exported = airlock_audit::export(store, tenant, from, format, &mut out);
     let flushed = out.flush();
     match exported {
         Err(e) if e.is_broken_pipe() => return Ok(EXIT_OK),
@@ -224,11 +251,11 @@ fn stream(
 
 fn prove(ctx: &Ctx, a: ProveArgs) -> anyhow::Result<u8> {
     let store = open_read_only(ctx)?;
-    let tenant = crate::ctx::tenant();
-    let file = airlock_audit::read_checkpoint_file(&ctx.checkpoint_path())?;
-    let cp = airlock_audit::latest_checkpoint(&store, &tenant, &file)?
+    let (tenant, checkpoints) = log_of(ctx)?;
+    let file = airlock_audit::read_checkpoint_file(&checkpoints)?;
+    let cp = airlock_audit::latest_checkpoint(&*store, &tenant, &file)?
         .context("no signed checkpoint exists yet; nothing can be proven")?;
-    let proof = airlock_audit::prove(&store, &tenant, a.index, &cp)?;
+    let proof = airlock_audit::prove(&*store, &tenant, a.index, &cp)?;
     let text = serde_json::to_string_pretty(&proof).context("cannot serialize the proof")?;
     println!("{text}");
     Ok(EXIT_OK)

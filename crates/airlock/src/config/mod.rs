@@ -93,9 +93,12 @@ pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
 fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
     let policy = policy::validate(&raw.policy, src)?;
     let approvals = approvals::validate(&raw.approvals, &src.located())?;
+    let store = store::validate(&raw.store, &src.located())?;
+    let mut audit = audit::validate(&raw.audit, &src.located())?;
+    audit.store = store.clone();
     Ok(Config {
         origin: src.name().to_owned(),
-        audit: audit::validate(&raw.audit, &src.located())?,
+        audit,
         mcp: mcp::validate(&raw.mcp, &src.located(), &policy.policy, &approvals)?,
         policy,
         proxy: ProxySettings {
@@ -103,7 +106,7 @@ fn validate(raw: RawConfig, src: &SourceFile) -> Result<Config, ConfigError> {
         },
         sandbox: sandbox::validate(&raw.sandbox, &src.located())?,
         gateway: gateway::validate(&raw.gateway, &src.located())?,
-        store: store::validate(&raw.store, &src.located())?,
+        store,
         approvals,
         serve: serve::validate(&raw.serve, &src.located())?,
     })
