@@ -38,12 +38,19 @@ struct Server {
     child: Child,
     base: String,
     cert: PathBuf,
+    log: PathBuf,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- airlock serve's log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
     }
 }
 
@@ -56,17 +63,19 @@ fn free_port() -> u16 {
 
 fn serve(dir: &Path) -> Server {
     let port = free_port();
+    let log = dir.join(format!("serve-{port}.log"));
     let child = Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("AIRLOCK_DATA_DIR", dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("serve");
     let s = Server {
         child,
         base: format!("https://127.0.0.1:{port}"),
         cert: dir.join("api-dev-cert.pem"),
+        log,
     };
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -88,7 +97,12 @@ struct Resp {
 
 impl Resp {
     fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): status {} {}\n{}",
+                self.status, self.body, self.headers
+            )
+        })
     }
     fn error_code(&self) -> String {
         self.json()["error"]["code"]
