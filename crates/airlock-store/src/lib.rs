@@ -301,4 +301,11 @@ pub trait AuditStore: Send + std::fmt::Debug {
     fn end_snapshot(&self) -> Result<(), StoreError>;
     /// Names of append-only guards (triggers) that are expected but missing.
     fn missing_guards(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Whether several nodes, each with its own checkpoint file, append to
+    /// this log (a database server shared by replicas): a checkpoint another
+    /// node wrote is then in the database but not in this node's file.
+    fn shared_by_nodes(&self) -> bool {
+        false
+    }
 }

@@ -264,4 +264,8 @@ impl AuditStore for PgStore {
             Ok(missing)
         })
     }
+
+    fn shared_by_nodes(&self) -> bool {
+        true
+    }
 }
