@@ -38,6 +38,12 @@ pub enum ApiError {
     /// carried out: 503.
     #[error("the audit log is unavailable; nothing was done")]
     AuditUnavailable,
+    /// A budget has less headroom than the reservation asked for: 409.
+    #[error("the budget {0} has less headroom than that; nothing was reserved")]
+    BudgetExceeded(String),
+    /// The database cannot serve now; nothing was done: 503.
+    #[error("the database is unavailable; nothing was done")]
+    StoreUnavailable,
     /// Something failed inside; the detail is logged, not returned: 500.
     #[error("internal error")]
     Internal(String),
@@ -54,8 +60,9 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: a reason code (`unauthenticated`, `scope_missing`,
-    /// `malformed_request`, `limit_exceeded`, `audit_unavailable`) or an
-    /// HTTP one (`not_found`, `conflict`, `internal`).
+    /// `malformed_request`, `limit_exceeded`, `audit_unavailable`,
+    /// `budget_exceeded`) or an HTTP one (`not_found`, `conflict`,
+    /// `store_unavailable`, `internal`).
     pub code: String,
     /// A message for the caller.
     pub message: String,
@@ -73,6 +80,8 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BudgetExceeded(_) => StatusCode::CONFLICT,
+            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,7 +97,8 @@ impl ApiError {
             ApiError::TooLarge => Reason::LimitExceeded,
             ApiError::Unprocessable(_) => Reason::SandboxControlFailed,
             ApiError::AuditUnavailable => Reason::AuditUnavailable,
-            ApiError::Internal(_) => Reason::CheckFailed,
+            ApiError::BudgetExceeded(_) => Reason::BudgetExceeded,
+            ApiError::StoreUnavailable | ApiError::Internal(_) => Reason::CheckFailed,
         }
     }
 
@@ -97,13 +107,22 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Internal(_) => "internal",
+            ApiError::StoreUnavailable => "store_unavailable",
             other => other.reason().code(),
         }
     }
 
-    /// A store failure: logged, answered as 500 without detail.
+    /// A store failure: logged, answered as 500 without detail (503 when
+    /// the database cannot serve now).
     pub(crate) fn store(e: airlock_store::StoreError) -> ApiError {
-        ApiError::Internal(e.to_string())
+        match e {
+            airlock_store::StoreError::Unavailable { .. } => {
+                tracing::error!(detail = %e, "the database is unavailable");
+                ApiError::StoreUnavailable
+            }
+            airlock_store::StoreError::BudgetPeriod { .. } => ApiError::BadRequest(e.to_string()),
+            e => ApiError::Internal(e.to_string()),
+        }
     }
 }
 

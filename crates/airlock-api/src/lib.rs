@@ -26,6 +26,7 @@
 
 mod audit;
 pub mod auth;
+mod budgets;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod error;

@@ -4,7 +4,7 @@
 use crate::auth::{self, Authed, Refusal, Scope};
 use crate::error::ErrorReason;
 use crate::state::AppState;
-use crate::{ApiError, audit, handlers};
+use crate::{ApiError, audit, budgets, handlers};
 use airlock_types::{
     Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
 };
@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         r if r.starts_with("/v1/runs") && write => Scope::RunsWrite,
         r if r.starts_with("/v1/runs") => Scope::RunsRead,
         r if r.starts_with("/v1/audit") => Scope::AuditRead,
+        r if r.starts_with("/v1/budgets") && write => Scope::BudgetsWrite,
+        r if r.starts_with("/v1/budgets") => Scope::BudgetsRead,
         // A route without an entry here is refused, not opened.
         _ => Scope::Admin,
     })
@@ -177,7 +179,7 @@ async fn openapi() -> Response {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
+    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs, budgets and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
     paths(
         handlers::list_teams, handlers::create_team,
         handlers::list_agents, handlers::create_agent, handlers::get_agent,
@@ -185,6 +187,7 @@ async fn openapi() -> Response {
         handlers::list_tokens, handlers::create_token, handlers::revoke_token,
         handlers::start_run, handlers::list_runs, handlers::get_run, handlers::stop_run,
         audit::list, audit::verify, audit::stream, audit::run_events,
+        budgets::list, budgets::put, budgets::reserve, budgets::settle,
     ),
     components(schemas(crate::ErrorBody, crate::ErrorDetail, Scope)),
     modifiers(&Security),
@@ -261,6 +264,13 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/stream", get(audit::stream))
+        .route("/v1/budgets", get(budgets::list))
+        .route("/v1/budgets/{scope}", put(budgets::put))
+        .route("/v1/budgets/{scope}/reservations", post(budgets::reserve))
+        .route(
+            "/v1/budgets/reservations/{id}/settle",
+            post(budgets::settle),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -709,6 +709,128 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
     })
 }
 
+/// The gateway's budgets through the control plane. A reservation is a
+/// pending row in `gateway_calls` (marked by its `api-reservation:` key and
+/// charged to the scope's column), so the gateway's own checks count it;
+/// reserving checks the scope's and the org's budget in the same IMMEDIATE
+/// transaction that inserts it.
+impl crate::BudgetStore for SqliteStore {
+    fn budget_list(
+        &self,
+        tenant: &TenantId,
+        now: i64,
+    ) -> Result<Vec<crate::BudgetState>, StoreError> {
+        Ok(self
+            .gateway_budget_usage(tenant, now)?
+            .into_iter()
+            .map(|u| crate::BudgetState {
+                scope: u.budget.scope,
+                period: u.budget.period,
+                limit_micros: u.budget.limit_micros,
+                used_micros: u.used_micros,
+            })
+            .collect())
+    }
+
+    fn budget_put(
+        &mut self,
+        tenant: &TenantId,
+        scope: &str,
+        period: &str,
+        limit_micros: i64,
+    ) -> Result<(), StoreError> {
+        self.gateway_set_budget(
+            tenant,
+            &BudgetRow {
+                scope: scope.to_owned(),
+                period: period.to_owned(),
+                limit_micros,
+            },
+        )
+    }
+
+    fn budget_reserve(
+        &mut self,
+        tenant: &TenantId,
+        scope: &str,
+        micros: i64,
+        now: i64,
+    ) -> Result<crate::Reserve, StoreError> {
+        self.writable()?;
+        let path = self.path().to_owned();
+        let err = move |source| StoreError::Gateway {
+            path: path.clone(),
+            what: "budget reserve",
+            source: DbError::sqlite(source),
+        };
+        let t = tenant.as_str();
+        let conn = self.conn_mut();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let budgets = budgets_of(&tx, t).map_err(&err)?;
+        let Some(own) = budgets.iter().find(|b| b.scope == scope).cloned() else {
+            return Ok(crate::Reserve::NoBudget);
+        };
+        let state = |b: &BudgetRow, used: i64| crate::BudgetState {
+            scope: b.scope.clone(),
+            period: b.period.clone(),
+            limit_micros: b.limit_micros,
+            used_micros: used,
+        };
+        for b in budgets
+            .iter()
+            .filter(|b| b.scope == scope || b.scope == "org")
+        {
+            let used =
+                used(&tx, t, &b.scope, period_start(&b.period, now), -1, true).map_err(&err)?;
+            if used.saturating_add(micros) > b.limit_micros {
+                return Ok(crate::Reserve::Exceeded(state(b, used)));
+            }
+        }
+        let (kind, name) = scope.split_once(':').unwrap_or(("org", ""));
+        let col = |k: &str| (kind == k).then_some(name);
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let key = format!(
+            "api-reservation:{now}:{}:{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        tx.execute(
+            "INSERT INTO gateway_calls (tenant, idem_key, body_hash, team, agent, run, vkey, reserved, state, created, updated)
+             VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
+            params![t, key, col("team"), col("agent").unwrap_or(""), col("run"), col("key"), micros, now],
+        )
+        .map_err(&err)?;
+        let id = tx.last_insert_rowid();
+        let after = used(&tx, t, scope, period_start(&own.period, now), -1, true).map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(crate::Reserve::Reserved {
+            id,
+            budget: state(&own, after),
+        })
+    }
+
+    fn budget_settle(
+        &mut self,
+        tenant: &TenantId,
+        id: i64,
+        actual: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.writable()?;
+        let n = self
+            .conn_mut()
+            .execute(
+                "UPDATE gateway_calls SET settled = ?3, state = 'done', updated = ?4
+                 WHERE tenant = ?1 AND id = ?2 AND state = 'pending' AND idem_key LIKE 'api-reservation:%'",
+                params![tenant.as_str(), id, actual.max(0), now],
+            )
+            .map_err(self.gw_err("budget settle"))?;
+        Ok(n == 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod approvals;
+mod budget;
 mod control;
 mod control_sqlite;
 mod gateway;
@@ -33,6 +34,7 @@ mod secrets;
 mod sqlite;
 
 pub use approvals::{ApprovalRow, ApprovalState, NewApproval, TaintRow};
+pub use budget::{BudgetState, BudgetStore, Reserve};
 pub use control::{
     AgentRow, ApiTokenRow, ControlStore, PolicyVersionRow, RunRow, RunState, TeamRow, TenantRow,
 };
@@ -176,6 +178,9 @@ pub enum StoreError {
         what: &'static str,
         source: DbError,
     },
+    /// A budget period this backend cannot keep.
+    #[error("budget period {period:?}: this database keeps `total` budgets only")]
+    BudgetPeriod { period: String },
     /// The PostgreSQL connection settings are unusable (bad URL, TLS
     /// settings, a remote database without `sslmode=require`). Never holds
     /// the password.

@@ -580,9 +580,9 @@ fn migrations_are_versioned_idempotent_and_race_free() {
     });
     let mut all: Vec<u32> = applied.iter().flatten().copied().collect();
     all.sort();
+    let every: Vec<u32> = (1..=airlock_store::LATEST_PG_VERSION).collect();
     assert_eq!(
-        all,
-        [1, 2],
+        all, every,
         "each migration applied exactly once: {applied:?}"
     );
     assert_eq!(
@@ -599,7 +599,14 @@ fn migrations_are_versioned_idempotent_and_race_free() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(rows, [(1, "control_audit".into()), (2, "budgets".into())]);
+    assert_eq!(
+        rows,
+        [
+            (1, "control_audit".into()),
+            (2, "budgets".into()),
+            (3, "budget_reservations".into())
+        ]
+    );
     db.app();
 }
 

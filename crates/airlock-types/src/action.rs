@@ -123,6 +123,9 @@ actions! {
     PolicyChanged => "policy.changed",
     /// A team or an agent was created or changed.
     AgentChanged => "agent.changed",
+    /// A budget was set, or headroom reserved or settled, through the API
+    /// (a refused reservation is `budget_exceeded`).
+    BudgetChanged => "budget.changed",
 }
 
 impl fmt::Display for Action {

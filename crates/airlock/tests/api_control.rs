@@ -507,6 +507,170 @@ fn isolation_matrix(dir: &Path) {
     let r = req(&s, "GET", "/v1/runs/run-1/events", Some(&globex), None, &ws);
     assert_eq!(r.status, 404);
 
+    // Budgets: set, reserve, refuse over the limit, settle once; another
+    // tenant sees none of it; a read-only token cannot spend.
+    let r = req(
+        &s,
+        "PUT",
+        "/v1/budgets/org",
+        Some(&acme),
+        Some(r#"{"limit_micros":1000}"#),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.json()["used_micros"].as_i64()),
+        (200, Some(0)),
+        "{}",
+        r.body
+    );
+    let r = req(
+        &s,
+        "PUT",
+        "/v1/budgets/agent:bot",
+        Some(&acme),
+        Some(r#"{"limit_micros":600}"#),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = req(
+        &s,
+        "POST",
+        "/v1/budgets/agent:bot/reservations",
+        Some(&acme),
+        Some(r#"{"micros":500}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["budget"]["used_micros"], 500);
+    let held = r.json()["id"].as_i64().expect("id");
+    let r = req(
+        &s,
+        "POST",
+        "/v1/budgets/agent:bot/reservations",
+        Some(&acme),
+        Some(r#"{"micros":200}"#),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (409, "budget_exceeded"),
+        "{}",
+        r.body
+    );
+    // The org's budget binds too: 500 held leaves 500 of the org's 1000.
+    let r = req(
+        &s,
+        "PUT",
+        "/v1/budgets/team:ops",
+        Some(&acme),
+        Some(r#"{"limit_micros":5000}"#),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let r = req(
+        &s,
+        "POST",
+        "/v1/budgets/team:ops/reservations",
+        Some(&acme),
+        Some(r#"{"micros":600}"#),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (409, "budget_exceeded"),
+        "{}",
+        r.body
+    );
+    for (path, body) in [
+        (
+            "/v1/budgets/reservations/999999/settle",
+            r#"{"actual_micros":1}"#,
+        ),
+        ("/v1/budgets/agent:nobody/reservations", r#"{"micros":1}"#),
+    ] {
+        let r = req(&s, "POST", path, Some(&acme), Some(body), &[]);
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+    }
+    // globex: no budgets, and acme's reservation is not there to settle.
+    let r = req(&s, "GET", "/v1/budgets", Some(&globex), None, &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    let path = format!("/v1/budgets/reservations/{held}/settle");
+    let r = req(
+        &s,
+        "POST",
+        &path,
+        Some(&globex),
+        Some(r#"{"actual_micros":0}"#),
+        &[],
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = req(
+        &s,
+        "POST",
+        "/v1/budgets/agent:bot/reservations",
+        Some(&globex),
+        Some(r#"{"micros":1}"#),
+        &[],
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    // Settled once: what was spent replaces what was held.
+    let r = req(
+        &s,
+        "POST",
+        &path,
+        Some(&acme),
+        Some(r#"{"actual_micros":120}"#),
+        &[],
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = req(
+        &s,
+        "POST",
+        &path,
+        Some(&acme),
+        Some(r#"{"actual_micros":120}"#),
+        &[],
+    );
+    assert_eq!(r.status, 404, "settled twice: {}", r.body);
+    let r = req(&s, "GET", "/v1/budgets", Some(&acme), None, &[]);
+    let used: Vec<(String, i64)> = r
+        .json()
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|b| {
+            (
+                b["scope"].as_str().unwrap_or("").to_owned(),
+                b["used_micros"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert!(
+        used.contains(&("agent:bot".into(), 120)) && used.contains(&("org".into(), 120)),
+        "{used:?}"
+    );
+    // Bad input and missing scopes.
+    for (path, body) in [
+        ("/v1/budgets/everyone", r#"{"limit_micros":1}"#),
+        ("/v1/budgets/agent:bot", r#"{"limit_micros":-1}"#),
+        (
+            "/v1/budgets/agent:bot",
+            r#"{"limit_micros":1,"period":"week"}"#,
+        ),
+        ("/v1/budgets/agent:bot", r#"{"limit_micros":1,"extra":1}"#),
+        ("/v1/budgets/agent:..", r#"{"limit_micros":1}"#),
+    ] {
+        let r = req(&s, "PUT", path, Some(&acme), Some(body), &[]);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (400, "malformed_request"),
+            "{path} {body}: {}",
+            r.body
+        );
+    }
+    let r = req(&s, "GET", "/v1/budgets", Some(&acme_ro), None, &[]);
+    assert_eq!((r.status, r.error_code().as_str()), (403, "scope_missing"));
+
     drop(s);
     let a = audit(&dir, "acme");
     assert!(count(&a, "api.auth_failed", "scope_missing") >= 4, "{a:#?}");
@@ -523,6 +687,8 @@ fn isolation_matrix(dir: &Path) {
     // acme, acme_ro and expired by the CLI, the agent-limited one by the API.
     assert_eq!(count(&a, "token.created", "recorded"), 4);
     assert_eq!(count(&a, "token.revoked", "recorded"), 1);
+    assert_eq!(count(&a, "budget.changed", "budget_exceeded"), 2);
+    assert!(count(&a, "budget.changed", "recorded") >= 6);
     let g = audit(&dir, "globex");
     assert!(
         count(&g, "api.request", "malformed_request") >= 3,
@@ -685,6 +851,49 @@ fn three_replicas_on_one_postgresql_keep_one_verifiable_chain_per_tenant() {
             }
         }
     });
+    // Budgets: 12 clients over the 3 replicas race for a budget with room
+    // for exactly 25 reservations; 25 succeed, the rest are refused.
+    let r = req(
+        &servers[0],
+        "PUT",
+        "/v1/budgets/agent:bot",
+        Some(&acme),
+        Some(r#"{"limit_micros":2500}"#),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for s in &servers {
+            for _ in 0..4 {
+                let (acme, taken, refused) = (&acme, &taken, &refused);
+                scope.spawn(move || {
+                    for _ in 0..4 {
+                        let r = req(
+                            s,
+                            "POST",
+                            "/v1/budgets/agent:bot/reservations",
+                            Some(acme),
+                            Some(r#"{"micros":100}"#),
+                            &[],
+                        );
+                        match (r.status, r.error_code().as_str()) {
+                            (201, _) => taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                            (409, "budget_exceeded") => {
+                                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                            }
+                            other => panic!("{other:?}: {}", r.body),
+                        };
+                    }
+                });
+            }
+        }
+    });
+    assert_eq!(taken.into_inner(), 25, "exactly the budget's room");
+    assert_eq!(refused.into_inner(), 3 * 4 * 4 - 25);
+    let r = req(&servers[2], "GET", "/v1/budgets", Some(&acme), None, &[]);
+    assert_eq!(r.json()[0]["used_micros"], 2500, "{}", r.body);
     // Every replica sees every team of its caller's tenant, and only those.
     let made = 3 * 4 * PER_CLIENT;
     for s in &servers {
@@ -714,6 +923,9 @@ fn three_replicas_on_one_postgresql_keep_one_verifiable_chain_per_tenant() {
             })
             .count();
         assert_eq!(created, made, "{t}: every team creation recorded once");
+        if t == "acme" {
+            assert_eq!(count(&events, "budget.changed", "budget_exceeded"), 23);
+        }
         for d in &dirs {
             let (code, out, err) = airlock(d, &["--tenant", t, "audit", "verify"]);
             assert_eq!(code, 0, "{t} from {}: {out}{err}", d.display());

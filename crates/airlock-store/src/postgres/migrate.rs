@@ -10,10 +10,15 @@ use postgres::Client;
 const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "control_audit", include_str!("0001_control_audit.sql")),
     (2, "budgets", include_str!("0002_budgets.sql")),
+    (
+        3,
+        "budget_reservations",
+        include_str!("0003_budget_reservations.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
-pub const LATEST_PG_VERSION: u32 = 2;
+pub const LATEST_PG_VERSION: u32 = 3;
 
 /// The advisory lock key all migrating processes take ("airlock" in ASCII).
 const LOCK_KEY: i64 = 0x0061_6972_6c6f_636b;

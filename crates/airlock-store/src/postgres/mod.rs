@@ -85,6 +85,7 @@ pub(crate) const TENANT_TABLES: &[&str] = &[
     "audit_records",
     "audit_checkpoints",
     "budgets",
+    "budget_reservations",
 ];
 
 /// How to reach the database: a `postgres://` URL (which may hold a
