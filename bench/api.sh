@@ -42,16 +42,17 @@ node() {
   local dir=$1
   AIRLOCK_DATA_DIR=$dir "$BIN" init >/dev/null
 }
+# start DIR: an `airlock serve` on DIR; its URL in $URL.
 start() {
   local dir=$1 port
   port=$(free_port)
-  AIRLOCK_DATA_DIR=$dir "${SRV[@]}" "$BIN" serve --listen "127.0.0.1:$port" 2>"$dir/serve.log" &
+  AIRLOCK_DATA_DIR=$dir "${SRV[@]}" "$BIN" serve --listen "127.0.0.1:$port" >"$dir/serve.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     curl -s -o /dev/null --cacert "$dir/api-dev-cert.pem" "https://127.0.0.1:$port/v1/openapi.json" && break
     sleep 0.1
   done
-  echo "https://127.0.0.1:$port"
+  URL="https://127.0.0.1:$port"
 }
 
 cat > "$tmp/lb.lua" <<'EOF'
@@ -59,12 +60,12 @@ cat > "$tmp/lb.lua" <<'EOF'
 -- send the token, and make every POST's team name unique.
 local servers, addrs = {}, {}
 for u in string.gmatch(os.getenv("SERVERS"), "%S+") do servers[#servers + 1] = u end
-local counter, tid = 0, 0
+local counter, threads = 0, 0
 function setup(thread)
-  tid = tid + 1
-  local host, port = string.match(servers[(tid - 1) % #servers + 1], "https://([^:]+):(%d+)")
+  threads = threads + 1
+  local host, port = string.match(servers[(threads - 1) % #servers + 1], "https://([^:]+):(%d+)")
   thread.addr = wrk.lookup(host, port)[1]
-  thread:set("tid", tid)
+  thread:set("tid", threads)
 end
 function init(args)
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
@@ -76,7 +77,7 @@ end
 function request()
   if wrk.method == "POST" then
     counter = counter + 1
-    return wrk.format(nil, nil, nil, string.format('{"name":"t%d-%d-%d"}', tid, counter, math.random(1e9)))
+    return wrk.format(nil, nil, nil, string.format('{"name":"t%d-%d-%d"}', tid, counter, os.time()))
   end
   return wrk.format()
 end
@@ -120,10 +121,10 @@ echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cpus; wrk -c$CONNS -d${SECS}s; s
 # SQLite (the embedded default).
 node "$tmp/sqlite"
 AIRLOCK_DATA_DIR=$tmp/sqlite "$BIN" tenant create acme >/dev/null
-TOKEN=$(AIRLOCK_DATA_DIR=$tmp/sqlite "$BIN" --tenant acme token create --scope admin)
+TOKEN=$(AIRLOCK_DATA_DIR=$tmp/sqlite "$BIN" --tenant acme token create --scope admin 2>/dev/null)
 CERT=$tmp/sqlite/api-dev-cert.pem
-url=$(start "$tmp/sqlite")
-suite sqlite "$url"
+start "$tmp/sqlite"
+suite sqlite "$URL"
 kill "${pids[@]}" 2>/dev/null || true
 pids=()
 
@@ -142,9 +143,9 @@ for n in 1 2 3; do
 done
 AIRLOCK_DATA_DIR=$tmp/pg1 AIRLOCK_DATABASE_ADMIN_URL="postgres://bench_owner@$hostport/bench?sslmode=disable" "$BIN" db migrate >/dev/null
 AIRLOCK_DATA_DIR=$tmp/pg1 "$BIN" tenant create acme >/dev/null
-TOKEN=$(AIRLOCK_DATA_DIR=$tmp/pg1 "$BIN" --tenant acme token create --scope admin)
+TOKEN=$(AIRLOCK_DATA_DIR=$tmp/pg1 "$BIN" --tenant acme token create --scope admin 2>/dev/null)
 urls=()
-for n in 1 2 3; do urls+=("$(start "$tmp/pg$n")"); done
+for n in 1 2 3; do start "$tmp/pg$n"; urls+=("$URL"); done
 CERT=$tmp/pg1/api-dev-cert.pem
 suite pg-1 "${urls[0]}"
 suite pg-3 "${urls[@]}"

@@ -174,7 +174,9 @@ async fn method_not_allowed() -> Response {
 }
 
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(openapi_json).as_str();
+    ([(header::CONTENT_TYPE, "application/json")], doc).into_response()
 }
 
 #[derive(OpenApi)]
