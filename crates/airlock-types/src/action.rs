@@ -123,6 +123,12 @@ actions! {
     PolicyChanged => "policy.changed",
     /// A team or an agent was created or changed.
     AgentChanged => "agent.changed",
+    /// A dashboard user was created (`airlock serve --init-admin`); never the password.
+    UserCreated => "user.created",
+    /// A dashboard user logged in (a new session; an older one presented is revoked).
+    SessionCreated => "session.created",
+    /// A dashboard session ended (logout).
+    SessionRevoked => "session.revoked",
 }
 
 impl fmt::Display for Action {
