@@ -152,25 +152,22 @@ pub struct Provenance<'a> {
     pub tls: bool,
 }
 
-/// Whether a state-changing request comes from this site: a browser's
-/// `Sec-Fetch-Site` must be `same-origin`, and an `Origin` must be this
-/// server's own (`null` never is). A client that sends neither (not a
-/// browser) passes here and still needs the CSRF token.
+/// Whether a state-changing request comes from this site. A browser's
+/// `Sec-Fetch-Site` (which pages cannot forge) must be `same-origin`; an
+/// `Origin` must be this server's own — except `null`, which a browser
+/// sends for its own form posts under `Referrer-Policy: no-referrer`, and
+/// which is accepted only together with `Sec-Fetch-Site: same-origin`. A
+/// client that sends neither header (not a browser) passes here and still
+/// needs the CSRF token.
 pub fn same_origin(p: Provenance<'_>) -> bool {
-    if let Some(site) = p.fetch_site
-        && site != "same-origin"
-    {
-        return false;
-    }
-    match p.origin {
-        None => true,
-        Some(o) => {
-            let scheme = if p.tls { "https" } else { "http" };
-            match p.host {
-                Some(h) => o == format!("{scheme}://{h}"),
-                None => false,
-            }
-        }
+    let scheme = if p.tls { "https" } else { "http" };
+    let own = |o: &str| p.host.is_some_and(|h| o == format!("{scheme}://{h}"));
+    match (p.fetch_site, p.origin) {
+        (Some(site), _) if site != "same-origin" => false,
+        (Some(_), None | Some("null")) => true,
+        (Some(_), Some(o)) => own(o),
+        (None, None) => true,
+        (None, Some(o)) => own(o),
     }
 }
 
@@ -198,7 +195,10 @@ mod tests {
         assert_ne!(a.expose(), b.expose());
         let t = new_session_token().expect("token");
         assert!(t.expose().starts_with("als_") && t.expose().len() == 68);
-        assert!(!format!("{t:?}").contains(t.expose().as_str()), "no value in Debug");
+        assert!(
+            !format!("{t:?}").contains(t.expose().as_str()),
+            "no value in Debug"
+        );
     }
 
     #[test]
@@ -247,10 +247,25 @@ mod tests {
             Some("https://127.0.0.1:8443"),
             Some("same-origin")
         )));
-        assert!(same_origin(p(None, None)), "not a browser: the token decides");
+        assert!(
+            same_origin(p(None, None)),
+            "not a browser: the token decides"
+        );
         assert!(!same_origin(p(Some("https://evil.example"), None)));
         assert!(!same_origin(p(Some("null"), None)));
-        assert!(!same_origin(p(Some("http://127.0.0.1:8443"), None)), "scheme");
+        assert!(
+            same_origin(p(Some("null"), Some("same-origin"))),
+            "a same-origin form post under no-referrer"
+        );
+        assert!(!same_origin(p(Some("null"), Some("cross-site"))));
+        assert!(!same_origin(p(
+            Some("https://evil.example"),
+            Some("same-origin")
+        )));
+        assert!(
+            !same_origin(p(Some("http://127.0.0.1:8443"), None)),
+            "scheme"
+        );
         assert!(!same_origin(p(None, Some("cross-site"))));
         assert!(!same_origin(p(None, Some("same-site"))));
         assert!(!same_origin(p(

@@ -91,7 +91,11 @@ pub fn page(title: &str, who: Option<&Who<'_>>, body: &str) -> String {
             esc(w.csrf)
         );
     }
-    let _ = write!(s, "</header>\n<main>\n<h1>{}</h1>\n{body}\n</main></body></html>\n", esc(title));
+    let _ = write!(
+        s,
+        "</header>\n<main>\n<h1>{}</h1>\n{body}\n</main></body></html>\n",
+        esc(title)
+    );
     s
 }
 
@@ -131,7 +135,10 @@ mod tests {
             "",
         );
         assert!(p.contains("<title>&lt;b&gt; · Airlock</title>"), "{p}");
-        assert!(p.contains("a&lt;b · t") && p.contains("value=\"c&quot;d\""), "{p}");
+        assert!(
+            p.contains("a&lt;b · t") && p.contains("value=\"c&quot;d\""),
+            "{p}"
+        );
         assert!(!p.contains("<script"), "no script on any page");
     }
 }

@@ -424,7 +424,16 @@ fn timeline(recs: &[(u64, AuditEvent)], with_run: bool) -> String {
         let details = if ev.details.is_empty() {
             String::new()
         } else {
-            serde_json::Value::Object(ev.details.clone()).to_string()
+            let text = esc(&serde_json::Value::Object(ev.details.clone()).to_string());
+            if text.len() > 160 {
+                // Long details (an attestation) fold away, without script.
+                format!(
+                    "<details><summary>{} fields</summary>{text}</details>",
+                    ev.details.len()
+                )
+            } else {
+                text
+            }
         };
         let _ = write!(b, "<tr><td>{i}</td><td>{}</td>", time(ev.time.as_micros()));
         if with_run {
@@ -445,7 +454,7 @@ fn timeline(recs: &[(u64, AuditEvent)], with_run: bool) -> String {
             esc(&ev.resource),
             state_class(&result),
             esc(&result),
-            esc(&details),
+            details,
         );
     }
     if recs.is_empty() {
@@ -514,8 +523,11 @@ pub(crate) async fn audit(
     .await?;
     let tenant = s.tenant.clone();
     let key_path = d.api.home().audit_pubkey_path();
-    let cp_path =
-        airlock_runtime::audit::checkpoint_path(d.api.home(), &tenant, &d.api.audit_settings().store);
+    let cp_path = airlock_runtime::audit::checkpoint_path(
+        d.api.home(),
+        &tenant,
+        &d.api.audit_settings().store,
+    );
     let report = d
         .api
         .audit_read(move |st| {
@@ -572,7 +584,11 @@ fn require_admin_user(d: &Arc<Dash>, s: &Session) -> impl Future<Output = Result
     }
 }
 
-async fn tokens_page(d: &Arc<Dash>, s: &Session, minted: Option<(&str, &str)>) -> Result<Response, DashError> {
+async fn tokens_page(
+    d: &Arc<Dash>,
+    s: &Session,
+    minted: Option<(&str, &str)>,
+) -> Result<Response, DashError> {
     let t = s.tenant.clone();
     let rows = d.api.db(move |c| c.tokens(&t)).await?;
     let now = Timestamp::now().as_micros();

@@ -195,7 +195,10 @@ mod tests {
         assert!(s.user_create(&u).expect("create"));
         let mut other = u.clone();
         other.tenant = t("globex");
-        assert!(!s.user_create(&other).expect("taken"), "a username is unique");
+        assert!(
+            !s.user_create(&other).expect("taken"),
+            "a username is unique"
+        );
         assert_eq!(s.user("admin@acme").expect("user"), Some(u.clone()));
         assert_eq!(s.user("nobody").expect("user"), None);
         assert!(!format!("{u:?}").contains("argon2id"), "no hash in Debug");
@@ -211,13 +214,17 @@ mod tests {
         s.session_insert(&row).expect("insert");
         s.session_touch(&[7; 32], 20).expect("touch");
         assert_eq!(
-            s.session_by_hash(&[7; 32]).expect("get").map(|r| r.last_seen_at),
+            s.session_by_hash(&[7; 32])
+                .expect("get")
+                .map(|r| r.last_seen_at),
             Some(20)
         );
         assert!(s.session_revoke(&[7; 32], 30).expect("revoke"));
         assert!(!s.session_revoke(&[7; 32], 31).expect("again"));
         assert_eq!(
-            s.session_by_hash(&[7; 32]).expect("get").and_then(|r| r.revoked_at),
+            s.session_by_hash(&[7; 32])
+                .expect("get")
+                .and_then(|r| r.revoked_at),
             Some(30)
         );
         assert_eq!(s.session_by_hash(&[8; 32]).expect("get"), None);

@@ -120,7 +120,10 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 }
 
 impl SqliteStore {
-    pub(crate) fn ctl_err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    pub(crate) fn ctl_err(
+        &self,
+        what: &'static str,
+    ) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Control {
             path: self.path().to_owned(),
             what,
