@@ -15,7 +15,7 @@
 //! `api.auth_failed` record with `csrf_refused`. Pages (runs, a run's
 //! audit timeline, the audit log with the chain's verification, tokens)
 //! are rendered on the server; every value passes one escaping function
-//! ([`html::esc`]), which also makes terminal escapes and bidirectional
+//! (`html::esc`), which also makes terminal escapes and bidirectional
 //! overrides visible. No script at all: the CSP allows none, and styles
 //! only from `/static/app.css`, embedded in the binary. Another tenant's
 //! objects are 404: every query takes the session's tenant.

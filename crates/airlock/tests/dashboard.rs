@@ -267,12 +267,10 @@ fn login(s: &Server, old: Option<&str>) -> String {
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.header("location").as_deref(), Some("/runs"));
     let c = r.header("set-cookie").expect("a session cookie");
-    let value = c
-        .strip_prefix("__host-airlock_session=")
+    c.strip_prefix("__host-airlock_session=")
         .and_then(|v| v.split(';').next())
         .expect("cookie value")
-        .to_owned();
-    value
+        .to_owned()
 }
 
 fn csrf_of(page: &str) -> String {
