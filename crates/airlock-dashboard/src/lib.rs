@@ -3,7 +3,8 @@
 //!
 //! **Boundary.** A person's browser. Local accounts (Argon2id password
 //! hashes, the first admin made by `airlock serve --init-admin`) log in
-//! through the form at `/login`; the session is a server-issued random
+//! through the form at `/login` (a password issued by `--init-admin` must
+//! be replaced at once: every page leads to `/password` until it is); the session is a server-issued random
 //! token (`als_` + 256 bits) in an `HttpOnly; Secure; SameSite=Strict`
 //! cookie (`__Host-` prefixed; not `Secure` only when serving plain HTTP,
 //! which the API allows on loopback only), stored as its SHA-256, new at
@@ -188,6 +189,10 @@ pub fn router(
         .route("/", get(pages::root))
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/logout", post(pages::logout))
+        .route(
+            "/password",
+            get(pages::password_page).post(pages::change_password),
+        )
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
         .route("/audit", get(pages::audit))
@@ -229,6 +234,7 @@ pub fn init_admin(
             .map_err(|e| InitAdminError::Auth(e.0))?,
         admin: true,
         created_at: now,
+        must_change_password: true,
     };
     if !accounts.user_create(&row)? {
         return Err(InitAdminError::Exists(username));

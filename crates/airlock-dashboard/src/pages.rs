@@ -69,6 +69,21 @@ impl FromRequestParts<Arc<Dash>> for Session {
         if auth::live(&row, now, limits).is_err() {
             return Err(to_login());
         }
+        let name = row.username.clone();
+        let user = d
+            .accounts(move |a| a.user(&name))
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match user {
+            Some(u) if u.tenant == row.tenant => {
+                // A one-time password is replaced before anything else.
+                let path = parts.uri.path();
+                if u.must_change_password && path != "/password" && path != "/logout" {
+                    return Err(Redirect::to("/password").into_response());
+                }
+            }
+            _ => return Err(to_login()),
+        }
         d.accounts(move |a| a.session_touch(&hash, now))
             .await
             .map_err(IntoResponse::into_response)?;
@@ -747,4 +762,136 @@ pub(crate) async fn revoke_token(
     let (t, now) = (s.tenant.clone(), Timestamp::now().as_micros());
     d.api.db(move |c| c.token_revoke(&t, &id, now)).await?;
     Ok(Redirect::to("/tokens").into_response())
+}
+
+fn password_form(s: &Session, error: Option<&str>) -> String {
+    let err = error
+        .map(|e| format!("<p class=\"error\" id=\"error\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    format!(
+        "<div class=\"login box\">{err}<p>Choose your own password (at least 12 characters). A password issued by <code>--init-admin</code> works only for this.</p>\
+         <form method=\"post\" action=\"/password\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label for=\"current\">Current password</label><input type=\"password\" id=\"current\" name=\"current\" autocomplete=\"current-password\" required>\
+         <label for=\"new\">New password</label><input type=\"password\" id=\"new\" name=\"new\" autocomplete=\"new-password\" minlength=\"12\" required>\
+         <label for=\"confirm\">New password again</label><input type=\"password\" id=\"confirm\" name=\"confirm\" autocomplete=\"new-password\" minlength=\"12\" required>\
+         <p><button type=\"submit\" id=\"change\">Change password</button></p></form></div>",
+        esc(&s.csrf())
+    )
+}
+
+pub(crate) async fn password_page(s: Session) -> Response {
+    html_page("Change password", &s, &password_form(&s, None))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordChange {
+    #[serde(default)]
+    csrf: String,
+    current: String,
+    new: String,
+    confirm: String,
+}
+
+/// Replace the user's password: the current one is checked (Argon2id),
+/// the new one must be 12–1024 characters and differ from it.
+pub(crate) async fn change_password(
+    State(d): State<Arc<Dash>>,
+    s: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, DashError> {
+    let f: PasswordChange = form(&body)?;
+    check_post(&d, &headers, Some(&s), Some(&f.csrf), "/password").await?;
+    let (current, new) = (
+        airlock_types::Secret::new(f.current),
+        airlock_types::Secret::new(f.new),
+    );
+    let problem = if new.expose().chars().count() < 12 || new.expose().len() > 1024 {
+        Some("The new password must have 12 to 1024 characters.")
+    } else if new.expose() != &f.confirm {
+        Some("The two new passwords differ.")
+    } else if new.expose() == current.expose() {
+        Some("The new password must differ from the current one.")
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        let (u, t, c) = who(&s);
+        let w = Who {
+            username: &u,
+            tenant: &t,
+            csrf: &c,
+        };
+        return Ok(html(
+            StatusCode::BAD_REQUEST,
+            page("Change password", Some(&w), &password_form(&s, Some(p))),
+        ));
+    }
+    let name = s.username.clone();
+    let Some(user) = d.accounts(move |a| a.user(&name)).await? else {
+        return Err(DashError::Forbidden);
+    };
+    let phc = user.password_hash.clone();
+    let hashed = tokio::task::spawn_blocking(move || {
+        if !auth::verify_password(current.expose(), &phc) {
+            return Ok(None);
+        }
+        auth::hash_password(new.expose()).map(Some)
+    })
+    .await
+    .map_err(|e| DashError::Internal(format!("password hash: {e}")))?
+    .map_err(|e| DashError::Internal(e.0))?;
+    let Some(hashed) = hashed else {
+        d.api
+            .record(
+                AuditEvent::new(
+                    s.tenant.clone(),
+                    s.actor(),
+                    Action::ApiAuthFailed,
+                    "POST /password",
+                    Reason::Unauthenticated,
+                    EventResult::Denied,
+                )
+                .with_detail("via", "dashboard")
+                .with_detail("refusal", "wrong_password"),
+            )
+            .await?;
+        let (u, t, c) = who(&s);
+        let w = Who {
+            username: &u,
+            tenant: &t,
+            csrf: &c,
+        };
+        return Ok(html(
+            StatusCode::UNAUTHORIZED,
+            page(
+                "Change password",
+                Some(&w),
+                &password_form(&s, Some("The current password is wrong.")),
+            ),
+        ));
+    };
+    d.api
+        .record(
+            AuditEvent::new(
+                s.tenant.clone(),
+                s.actor(),
+                Action::UserChanged,
+                format!("user:{}", s.username),
+                Reason::Recorded,
+                EventResult::Success,
+            )
+            .with_detail("via", "dashboard")
+            .with_detail("changed", "password"),
+        )
+        .await?;
+    let (t, name) = (s.tenant.clone(), s.username.clone());
+    if !d
+        .accounts(move |a| a.user_set_password(&t, &name, &hashed))
+        .await?
+    {
+        return Err(DashError::Forbidden);
+    }
+    Ok(Redirect::to("/runs").into_response())
 }

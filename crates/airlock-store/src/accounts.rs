@@ -23,6 +23,9 @@ pub struct UserRow {
     pub password_hash: String,
     /// Whether the user administers the tenant.
     pub admin: bool,
+    /// The password was issued, not chosen: it must be changed before
+    /// anything else.
+    pub must_change_password: bool,
     /// When it was created.
     pub created_at: i64,
 }
@@ -34,6 +37,7 @@ impl std::fmt::Debug for UserRow {
             .field("username", &self.username)
             .field("tenant", &self.tenant)
             .field("admin", &self.admin)
+            .field("must_change_password", &self.must_change_password)
             .field("created_at", &self.created_at)
             .finish_non_exhaustive()
     }
@@ -64,6 +68,14 @@ pub trait AccountStore: Send + std::fmt::Debug {
     fn user_create(&mut self, row: &UserRow) -> Result<bool, StoreError>;
     /// A user by login name (any tenant: the login form names no tenant).
     fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError>;
+    /// Replace the user's password hash (and clear `must_change_password`);
+    /// `Ok(false)` when there is no such user in `tenant`.
+    fn user_set_password(
+        &mut self,
+        tenant: &TenantId,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<bool, StoreError>;
     /// Store a new session.
     fn session_insert(&mut self, row: &SessionRow) -> Result<(), StoreError>;
     /// A session by the hash of its cookie value.
@@ -76,12 +88,14 @@ pub trait AccountStore: Send + std::fmt::Debug {
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     let admin: i64 = r.get(3)?;
+    let must: i64 = r.get(5)?;
     Ok(UserRow {
         username: r.get(0)?,
         tenant: tenant_of(r, 1)?,
         password_hash: r.get(2)?,
         admin: admin != 0,
         created_at: r.get(4)?,
+        must_change_password: must != 0,
     })
 }
 
@@ -109,13 +123,14 @@ impl AccountStore for SqliteStore {
     fn user_create(&mut self, row: &UserRow) -> Result<bool, StoreError> {
         self.ctl_exec(
             "user create",
-            "INSERT OR IGNORE INTO dashboard_users (username, tenant, password_hash, admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO dashboard_users (username, tenant, password_hash, admin, created_at, must_change_password) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 row.username,
                 row.tenant.as_str(),
                 row.password_hash,
                 i64::from(row.admin),
-                row.created_at
+                row.created_at,
+                i64::from(row.must_change_password)
             ],
         )
     }
@@ -123,9 +138,22 @@ impl AccountStore for SqliteStore {
     fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
         self.ctl_one(
             "user",
-            "SELECT username, tenant, password_hash, admin, created_at FROM dashboard_users WHERE username = ?1",
+            "SELECT username, tenant, password_hash, admin, created_at, must_change_password FROM dashboard_users WHERE username = ?1",
             params![username],
             user_row,
+        )
+    }
+
+    fn user_set_password(
+        &mut self,
+        tenant: &TenantId,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        self.ctl_exec(
+            "user set password",
+            "UPDATE dashboard_users SET password_hash = ?3, must_change_password = 0 WHERE tenant = ?1 AND username = ?2",
+            params![tenant.as_str(), username, password_hash],
         )
     }
 
@@ -191,6 +219,7 @@ mod tests {
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
             admin: true,
             created_at: 1,
+            must_change_password: true,
         };
         assert!(s.user_create(&u).expect("create"));
         let mut other = u.clone();
@@ -201,6 +230,20 @@ mod tests {
         );
         assert_eq!(s.user("admin@acme").expect("user"), Some(u.clone()));
         assert_eq!(s.user("nobody").expect("user"), None);
+        assert!(
+            !s.user_set_password(&t("globex"), "admin@acme", "x")
+                .expect("set"),
+            "another tenant's user"
+        );
+        assert!(
+            s.user_set_password(&t("acme"), "admin@acme", "new")
+                .expect("set")
+        );
+        let changed = s.user("admin@acme").expect("user").expect("exists");
+        assert_eq!(
+            (changed.password_hash.as_str(), changed.must_change_password),
+            ("new", false)
+        );
         assert!(!format!("{u:?}").contains("argon2id"), "no hash in Debug");
         let row = SessionRow {
             sha256: [7; 32],

@@ -129,6 +129,8 @@ actions! {
     SessionCreated => "session.created",
     /// A dashboard session ended (logout).
     SessionRevoked => "session.revoked",
+    /// A dashboard user changed (their password was replaced); never the password.
+    UserChanged => "user.changed",
 }
 
 impl fmt::Display for Action {

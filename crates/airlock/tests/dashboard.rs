@@ -371,7 +371,70 @@ fn sessions_cookies_csrf_isolation_and_logout_over_http() {
     let cookie = login(&s, Some(&first));
     assert_ne!(cookie, first);
     let r = req(&s, "GET", "/runs", Some(&first), None, &[]);
-    assert_eq!(r.status, 303, "the replaced session no longer works");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login".into())),
+        "the replaced session no longer works"
+    );
+
+    // The one-time password must be replaced before any page is shown.
+    let r = req(&s, "GET", "/runs", Some(&cookie), None, &[]);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/password".into()))
+    );
+    let r = req(&s, "GET", "/password", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200);
+    let csrf = csrf_of(&r.body);
+    let same = [
+        format!("Origin: {}", s.base),
+        "Sec-Fetch-Site: same-origin".to_owned(),
+    ];
+    let same: Vec<&str> = same.iter().map(String::as_str).collect();
+    let new_pw = "a much longer passphrase 42";
+    for (current, new, confirm, status) in [
+        ("wrong", new_pw, new_pw, 401),
+        (s.password.as_str(), new_pw, "something else entirely", 400),
+        (s.password.as_str(), "short", "short", 400),
+        (
+            s.password.as_str(),
+            s.password.as_str(),
+            s.password.as_str(),
+            400,
+        ),
+    ] {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("current", current),
+            ("new", new),
+            ("confirm", confirm),
+        ];
+        let r = req(&s, "POST", "/password", Some(&cookie), Some(&form), &same);
+        assert_eq!(r.status, status, "{current} {new} {confirm}: {}", r.body);
+    }
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("current", s.password.as_str()),
+        ("new", new_pw),
+        ("confirm", new_pw),
+    ];
+    let r = req(&s, "POST", "/password", Some(&cookie), Some(&form), &same);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/runs".into())),
+        "{}",
+        r.body
+    );
+    let r = req(
+        &s,
+        "POST",
+        "/login",
+        None,
+        Some(&[("username", &s.username), ("password", &s.password)]),
+        &[],
+    );
+    assert_eq!(r.status, 401, "the one-time password is spent");
+    assert_eq!(count(&audit(&dir, "acme"), "user.changed", "recorded"), 1);
 
     let r = req(&s, "GET", "/runs", Some(&cookie), None, &[]);
     assert_eq!(r.status, 200, "{}", r.body);
@@ -489,13 +552,18 @@ fn sessions_cookies_csrf_isolation_and_logout_over_http() {
             .is_some_and(|c| c.contains("max-age=0"))
     );
     let r = req(&s, "GET", "/runs", Some(&cookie), None, &[]);
-    assert_eq!(r.status, 303, "the old cookie no longer works");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login".into())),
+        "the old cookie no longer works"
+    );
     let events = audit(&dir, "acme");
     assert_eq!(count(&events, "session.created", "recorded"), 3);
     assert_eq!(count(&events, "session.revoked", "recorded"), 1);
     assert_eq!(count(&events, "user.created", "recorded"), 1);
     let text = serde_json::to_string(&events).expect("json");
     assert!(!text.contains(&s.password), "no password in the log");
+    assert!(!text.contains(new_pw), "no password in the log");
     assert!(!text.contains(&cookie), "no session token in the log");
 }
 
@@ -550,9 +618,15 @@ try:
     d.find_element(By.ID, "password").send_keys(pw)
     d.save_screenshot(os.path.join(shots, "1-login.png"))
     d.find_element(By.ID, "login").click()
+    wait.until(lambda d: d.current_url.endswith("/password"))
+    d.find_element(By.ID, "current").send_keys(pw)
+    d.find_element(By.ID, "new").send_keys("a much longer passphrase 42")
+    d.find_element(By.ID, "confirm").send_keys("a much longer passphrase 42")
+    d.save_screenshot(os.path.join(shots, "2-password.png"))
+    d.find_element(By.ID, "change").click()
     wait.until(lambda d: d.current_url.endswith("/runs"))
     out["runs_text"] = d.find_element(By.TAG_NAME, "body").text
-    d.save_screenshot(os.path.join(shots, "2-runs.png"))
+    d.save_screenshot(os.path.join(shots, "3-runs.png"))
     c = d.get_cookie("__Host-airlock_session")
     out["cookie"] = {k: c.get(k) for k in ["value", "httpOnly", "secure", "sameSite", "path"]}
     out["cookie_visible_to_js"] = d.execute_script("return document.cookie")
@@ -564,13 +638,13 @@ try:
     out["pwned"] = d.execute_script("return window.pwned === undefined ? null : window.pwned")
     out["resources"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "td.resource")]
     out["reasons"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "td.reason")]
-    d.save_screenshot(os.path.join(shots, "3-run.png"))
+    d.save_screenshot(os.path.join(shots, "4-run.png"))
     d.get(base + "/audit?run=" + run)
     out["verify"] = d.find_element(By.ID, "verify").text
-    d.save_screenshot(os.path.join(shots, "4-audit.png"))
+    d.save_screenshot(os.path.join(shots, "5-audit.png"))
     d.find_element(By.ID, "logout").click()
     wait.until(lambda d: d.current_url.endswith("/login"))
-    d.save_screenshot(os.path.join(shots, "5-logged-out.png"))
+    d.save_screenshot(os.path.join(shots, "6-logged-out.png"))
     d.get(base + "/runs")
     out["after_logout_url"] = d.current_url
 finally:
@@ -685,10 +759,11 @@ fn a_browser_logs_in_sees_the_blocked_run_and_its_reason_and_agent_markup_is_ine
     assert_eq!(r.status, 303);
     for f in [
         "1-login.png",
-        "2-runs.png",
-        "3-run.png",
-        "4-audit.png",
-        "5-logged-out.png",
+        "2-password.png",
+        "3-runs.png",
+        "4-run.png",
+        "5-audit.png",
+        "6-logged-out.png",
     ] {
         let len = std::fs::metadata(shots.join(f))
             .map(|m| m.len())

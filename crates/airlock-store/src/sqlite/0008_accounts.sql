@@ -1,7 +1,8 @@
 -- Dashboard accounts (`airlock serve`): local users with Argon2id password
 -- hashes (PHC strings) and their browser sessions. A username is unique
 -- across the installation (the login form does not ask for a tenant) and
--- belongs to one tenant. A session is stored only as the SHA-256 of its
+-- belongs to one tenant; `must_change_password` marks a one-time password
+-- (`airlock serve --init-admin`) that must be replaced at first login. A session is stored only as the SHA-256 of its
 -- cookie value; its end is `UPDATE … WHERE revoked_at IS NULL`, so it
 -- happens once.
 CREATE TABLE dashboard_users (
@@ -9,6 +10,7 @@ CREATE TABLE dashboard_users (
     tenant        TEXT    NOT NULL,
     password_hash TEXT    NOT NULL,
     admin         INTEGER NOT NULL CHECK (admin IN (0, 1)),
+    must_change_password INTEGER NOT NULL CHECK (must_change_password IN (0, 1)),
     created_at    INTEGER NOT NULL
 );
 CREATE INDEX dashboard_users_tenant ON dashboard_users (tenant);
