@@ -111,11 +111,18 @@ pub fn serve(
     } else {
         home.require_initialized().map_err(|e| err(e.chain()))?;
         let mut accounts = SqliteStore::open(&home.db_path()).map_err(err)?;
+        let approvals = SqliteStore::open(&home.db_path()).map_err(err)?;
         if args.init_admin {
             init_admin(home, &audit, &mut accounts, tenant.unwrap_or("default"))?;
         }
         let front = move |st, tls| {
-            crate::router(st, Box::new(accounts), tls, crate::SessionLimits::default())
+            crate::router(
+                st,
+                Box::new(accounts),
+                Some(approvals),
+                tls,
+                crate::SessionLimits::default(),
+            )
         };
         Some((Box::new(front) as _, "/login"))
     };

@@ -27,7 +27,9 @@
 //! **What it does not guarantee.** No rate limit on login attempts (each
 //! costs an Argon2id hash; a failure is audited). Accounts are SQLite
 //! only: with a PostgreSQL store the dashboard is not served. No OIDC yet,
-//! no approvals inbox, budgets or secrets pages.
+//! no deciding approvals here (the inbox shows each pending call's exact
+//! canonical form and hash, and the command that approves it), no budgets
+//! or secrets pages.
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -39,7 +41,7 @@ mod pages;
 pub use auth::SessionLimits;
 
 use airlock_api::{ApiError, AppState};
-use airlock_store::{AccountStore, StoreError, UserRow};
+use airlock_store::{AccountStore, SqliteStore, StoreError, UserRow};
 use airlock_types::{Secret, TenantId};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -57,6 +59,8 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; for
 pub(crate) struct Dash {
     api: Arc<AppState>,
     accounts: Arc<Mutex<Box<dyn AccountStore>>>,
+    /// Reads pending approvals (SQLite; `None`: no inbox).
+    approvals: Option<Arc<Mutex<SqliteStore>>>,
     tls: bool,
     limits: SessionLimits,
 }
@@ -173,15 +177,18 @@ impl IntoResponse for DashError {
 
 /// The dashboard's routes over the API's state (no fallback: unknown
 /// paths get the API's 404), with the API's security headers and [`CSP`].
+/// `approvals`: a store to read pending approvals from (the inbox).
 pub fn router(
     api: Arc<AppState>,
     accounts: Box<dyn AccountStore>,
+    approvals: Option<SqliteStore>,
     tls: bool,
     limits: SessionLimits,
 ) -> Router {
     let d = Arc::new(Dash {
         api,
         accounts: Arc::new(Mutex::new(accounts)),
+        approvals: approvals.map(|s| Arc::new(Mutex::new(s))),
         tls,
         limits,
     });
@@ -196,6 +203,7 @@ pub fn router(
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
         .route("/audit", get(pages::audit))
+        .route("/approvals", get(pages::approvals))
         .route("/tokens", get(pages::tokens).post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/static/app.css", get(pages::css))

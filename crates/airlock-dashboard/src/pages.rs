@@ -895,3 +895,51 @@ pub(crate) async fn change_password(
     }
     Ok(Redirect::to("/runs").into_response())
 }
+
+/// The tenant's pending approvals, read-only: each call's canonical form
+/// exactly as hashed, its SHA-256, and the command that approves it.
+pub(crate) async fn approvals(
+    State(d): State<Arc<Dash>>,
+    s: Session,
+) -> Result<Response, DashError> {
+    let Some(store) = d.approvals.clone() else {
+        return Err(DashError::NotFound);
+    };
+    let t = s.tenant.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        let g = store
+            .lock()
+            .map_err(|_| DashError::Internal("approvals lock poisoned".into()))?;
+        g.approvals(&t, Some(airlock_store::ApprovalState::Pending))
+            .map_err(|e| DashError::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| DashError::Internal(format!("approvals task: {e}")))??;
+    let now = Timestamp::now().as_micros();
+    let mut b = String::from(
+        "<p>Approve a call from a terminal by the SHA-256 of exactly what is shown: <code>airlock approvals approve ID --sha256 HEX</code>.</p>\n",
+    );
+    let mut shown = 0;
+    for a in rows.iter().filter(|a| a.expires > now) {
+        shown += 1;
+        let _ = write!(
+            b,
+            "<div class=\"box approval\"><p><b class=\"mono\">{id}</b> · run <a class=\"mono\" href=\"/runs/{run}\">{run}</a> · agent {} · reason <span class=\"reason\">{}</span> · taint {} · expires {} UTC</p>\
+             <pre class=\"mono subject\">{}</pre><p>SHA-256 <span class=\"mono sha256\">{}</span></p>\
+             <p class=\"mono\">airlock approvals approve {id} --sha256 {}</p></div>",
+            esc(a.agent.as_deref().unwrap_or("(none)")),
+            esc(&a.reason),
+            esc(&a.taint),
+            time(a.expires),
+            esc(&a.subject),
+            esc(&a.sha256),
+            esc(&a.sha256),
+            id = esc(&a.id),
+            run = esc(&a.run),
+        );
+    }
+    if shown == 0 {
+        b.push_str("<p id=\"none\">Nothing is waiting for approval.</p>");
+    }
+    Ok(html_page("Approvals", &s, &b))
+}

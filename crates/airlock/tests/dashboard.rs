@@ -442,6 +442,55 @@ fn sessions_cookies_csrf_isolation_and_logout_over_http() {
     assert!(!r.body.contains("<script"), "no script on the page");
     let csrf = csrf_of(&r.body);
 
+    // The approvals inbox: the tenant's pending calls, exactly as hashed
+    // (escaped), never another tenant's. (Proposed the way the approval
+    // service stores them.)
+    let db = airlock_store::SqliteStore::open(&dir.join("airlock.db")).expect("db");
+    let now = airlock_types::Timestamp::now().as_micros();
+    for (tenant, id, subject) in [
+        (
+            "acme",
+            "apr-acme-1",
+            r#"{"subject":{"url":"https://x.example/<script>alert(1)</script>"}}"#,
+        ),
+        ("globex", "apr-globex-1", r#"{"subject":{}}"#),
+    ] {
+        db.approval_insert(
+            &airlock_types::TenantId::new(tenant).expect("tenant"),
+            &airlock_store::NewApproval {
+                id,
+                run: "run-x",
+                agent: None,
+                subject,
+                sha256: &format!("{:0>64}", id.len()),
+                policy_version: "1",
+                reason: "approval_required",
+                taint: "",
+                created: now,
+                expires: now + 600_000_000,
+            },
+        )
+        .expect("propose");
+    }
+    let r = req(&s, "GET", "/approvals", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("apr-acme-1") && !r.body.contains("apr-globex-1"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("https://x.example/&lt;script&gt;alert(1)&lt;/script&gt;")
+            && !r.body.contains("<script>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains(&format!("approve apr-acme-1 --sha256 {:0>64}", 10))
+    );
+
     // Another tenant's run is 404, and not listed.
     assert!(!r.body.contains(&theirs));
     let r = req(
