@@ -207,6 +207,10 @@ pub fn router(
         .route("/tokens", get(pages::tokens).post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/static/app.css", get(pages::css))
+        .route_layer(axum::middleware::from_fn_with_state(
+            d.clone(),
+            pages::audit_malformed,
+        ))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(d);
     airlock_api::security_headers(r, CSP, tls)

@@ -824,7 +824,7 @@ pub(crate) async fn change_password(
             csrf: &c,
         };
         return Ok(html(
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             page("Change password", Some(&w), &password_form(&s, Some(p))),
         ));
     }
@@ -942,4 +942,64 @@ pub(crate) async fn approvals(
         b.push_str("<p id=\"none\">Nothing is waiting for approval.</p>");
     }
     Ok(html_page("Approvals", &s, &b))
+}
+
+/// Record every malformed request (400) in the tenant's log — the
+/// session's tenant when the request carries a live session, else the
+/// installation's `default` — as `api.request` / `malformed_request`. A
+/// record that cannot be written turns the answer into 503.
+pub(crate) async fn audit_malformed(
+    State(d): State<Arc<Dash>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resource = format!("{} {}", req.method(), req.uri().path());
+    let hash = cookie(req.headers(), d.cookie_name()).map(auth::session_hash);
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::BAD_REQUEST {
+        return resp;
+    }
+    let now = Timestamp::now().as_micros();
+    let limits = d.limits;
+    let session = match hash {
+        Some(h) => d
+            .accounts(move |a| a.session_by_hash(&h))
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| auth::live(r, now, limits).is_ok()),
+        None => None,
+    };
+    let (tenant, actor) = match session {
+        Some(r) => (
+            r.tenant,
+            Actor::new(ActorKind::Operator, format!("user:{}", r.username)),
+        ),
+        None => (
+            TenantId::default_tenant(),
+            Actor::new(ActorKind::Operator, "unknown"),
+        ),
+    };
+    let mut resource = resource;
+    if resource.len() > 256 {
+        let mut cut = 256;
+        while !resource.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        resource.truncate(cut);
+    }
+    let ev = AuditEvent::new(
+        tenant,
+        actor,
+        Action::ApiRequest,
+        resource,
+        Reason::MalformedRequest,
+        EventResult::Denied,
+    )
+    .with_detail("via", "dashboard")
+    .with_detail("status", 400);
+    match d.api.record(ev).await {
+        Ok(_) => resp,
+        Err(e) => DashError::from(e).into_response(),
+    }
 }

@@ -394,13 +394,13 @@ fn sessions_cookies_csrf_isolation_and_logout_over_http() {
     let new_pw = "a much longer passphrase 42";
     for (current, new, confirm, status) in [
         ("wrong", new_pw, new_pw, 401),
-        (s.password.as_str(), new_pw, "something else entirely", 400),
-        (s.password.as_str(), "short", "short", 400),
+        (s.password.as_str(), new_pw, "something else entirely", 422),
+        (s.password.as_str(), "short", "short", 422),
         (
             s.password.as_str(),
             s.password.as_str(),
             s.password.as_str(),
-            400,
+            422,
         ),
     ] {
         let form = [
@@ -546,6 +546,29 @@ fn sessions_cookies_csrf_isolation_and_logout_over_http() {
         .expect("refusal");
     assert_eq!(refusal["actor"]["id"], "user:admin@acme");
     assert_eq!(refusal["result"], "denied");
+
+    // A malformed form is 400 in HTML and audited in the user's tenant.
+    let r = req(
+        &s,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        Some(&[("csrf", &csrf), ("scopes", "admin"), ("admin", "true")]),
+        &same,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html"))
+    );
+    let events = audit(&dir, "acme");
+    let bad: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "api.request" && e["reason"] == "malformed_request")
+        .collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0]["resource"], "POST /tokens");
+    assert_eq!(bad[0]["actor"]["id"], "user:admin@acme");
 
     // The same form from this site creates a token, shown once, that works.
     let r = req(
