@@ -279,6 +279,26 @@ pub fn serve(
     audit: AuditSettings,
     defaults: RunDefaults,
 ) -> Result<(), CliError> {
+    serve_with(home, settings, args, audit, defaults, None)
+}
+
+/// A front end served next to `/v1` (the dashboard): given the API's state
+/// and whether the server speaks TLS, its routes (none under `/v1`, no
+/// fallback), and the path to print as its address.
+pub type Mount = (
+    Box<dyn FnOnce(Arc<AppState>, bool) -> axum::Router + Send>,
+    &'static str,
+);
+
+/// `airlock serve` with another front end mounted next to the API.
+pub fn serve_with(
+    home: &Home,
+    settings: &ServeSettings,
+    args: ServeArgs,
+    audit: AuditSettings,
+    defaults: RunDefaults,
+    mount: Option<Mount>,
+) -> Result<(), CliError> {
     if args.print_openapi {
         print!("{}", crate::openapi_json());
         return Ok(());
@@ -301,11 +321,13 @@ pub fn serve(
         audit,
         defaults,
     ));
-    let app = crate::router(
-        state.clone(),
-        settings.max_body_bytes,
-        !matches!(mode, TlsMode::Plain),
-    );
+    let tls = !matches!(mode, TlsMode::Plain);
+    let mut app = crate::router(state.clone(), settings.max_body_bytes, tls);
+    let mut also = String::new();
+    if let Some((front, path)) = mount {
+        app = app.merge(front(state.clone(), tls));
+        also = path.to_owned();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -323,7 +345,12 @@ pub fn serve(
         app,
         listen,
         mode,
-        |addr| eprintln!("airlock: API listening on {scheme}://{addr}/v1{note}"),
+        |addr| {
+            eprintln!("airlock: API listening on {scheme}://{addr}/v1{note}");
+            if !also.is_empty() {
+                eprintln!("airlock: dashboard at {scheme}://{addr}{also}");
+            }
+        },
         async {
             let mut term =
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

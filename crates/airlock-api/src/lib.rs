@@ -38,7 +38,7 @@ mod state;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use runs::RunDefaults;
-pub use server::{ServeError, TlsMode, openapi_json, router, serve};
+pub use server::{ServeError, TlsMode, openapi_json, router, security_headers, serve};
 pub use state::{AppState, Stores};
 
 use axum::body::Bytes;

@@ -278,17 +278,25 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state);
+    security_headers(
+        api,
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        tls,
+    )
+}
+
+/// The API's security headers on every answer of `r` (HSTS when `tls`),
+/// with this Content-Security-Policy. Front ends mounted next to the API
+/// (the dashboard) use it too.
+pub fn security_headers(r: Router, csp: &'static str, tls: bool) -> Router {
     let headers: [(&str, &str); 5] = [
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
-        (
-            "content-security-policy",
-            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
+        ("content-security-policy", csp),
         ("referrer-policy", "no-referrer"),
         ("cache-control", "no-store"),
     ];
-    let mut r = api;
+    let mut r = r;
     for (k, v) in headers {
         r = r.layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static(k),

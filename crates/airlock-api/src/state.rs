@@ -52,7 +52,7 @@ impl AppState {
     }
 
     /// Run `f` on the control store, off the async threads.
-    pub(crate) async fn db<T: Send + 'static>(
+    pub async fn db<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut dyn ControlStore) -> Result<T, airlock_store::StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -69,7 +69,7 @@ impl AppState {
     }
 
     /// Run `f` on the audit reader, off the async threads.
-    pub(crate) async fn audit_read<T: Send + 'static>(
+    pub async fn audit_read<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&dyn AuditStore) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -106,7 +106,7 @@ impl AppState {
     }
 
     /// Record `event` durably in its tenant's log; a failure refuses the request.
-    pub(crate) async fn record(self: &Arc<Self>, event: AuditEvent) -> Result<u64, ApiError> {
+    pub async fn record(self: &Arc<Self>, event: AuditEvent) -> Result<u64, ApiError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let a = me.auditor(&event.tenant)?;
@@ -117,6 +117,16 @@ impl AppState {
         })
         .await
         .map_err(|e| ApiError::Internal(format!("audit task failed: {e}")))?
+    }
+
+    /// The data directory the server runs on.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The audit settings (where checkpoints and the store are).
+    pub fn audit_settings(&self) -> &AuditSettings {
+        &self.audit_settings
     }
 
     /// Close every audit log (final checkpoints).

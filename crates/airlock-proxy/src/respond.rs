@@ -93,6 +93,7 @@ pub(crate) fn message(reason: Reason) -> &'static str {
         }
         Reason::Unauthenticated => "no valid API token was presented",
         Reason::ScopeMissing => "the API token does not grant this",
+        Reason::CsrfRefused => "a cross-site or unverified form submission was refused",
         _ => "the request was refused",
     }
 }

@@ -30,7 +30,7 @@ fn list_of(r: &rusqlite::Row<'_>, col: usize) -> rusqlite::Result<Vec<String>> {
     }
 }
 
-fn tenant_of(r: &rusqlite::Row<'_>, col: usize) -> rusqlite::Result<TenantId> {
+pub(crate) fn tenant_of(r: &rusqlite::Row<'_>, col: usize) -> rusqlite::Result<TenantId> {
     let text: String = r.get(col)?;
     match TenantId::new(text) {
         Ok(t) => Ok(t),
@@ -120,7 +120,10 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 }
 
 impl SqliteStore {
-    fn ctl_err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    pub(crate) fn ctl_err(
+        &self,
+        what: &'static str,
+    ) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Control {
             path: self.path().to_owned(),
             what,
@@ -129,7 +132,7 @@ impl SqliteStore {
     }
 
     /// Run `sql` with `params`; whether it changed a row.
-    fn ctl_exec(
+    pub(crate) fn ctl_exec(
         &self,
         what: &'static str,
         sql: &str,
@@ -143,7 +146,7 @@ impl SqliteStore {
             .map_err(self.ctl_err(what))
     }
 
-    fn ctl_list<T>(
+    pub(crate) fn ctl_list<T>(
         &self,
         what: &'static str,
         sql: &str,
@@ -156,7 +159,7 @@ impl SqliteStore {
             .map_err(self.ctl_err(what))
     }
 
-    fn ctl_one<T>(
+    pub(crate) fn ctl_one<T>(
         &self,
         what: &'static str,
         sql: &str,

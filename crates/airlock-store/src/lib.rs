@@ -22,6 +22,7 @@
 //! honest mistakes fail loudly and opens the file read-only when asked.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod approvals;
 mod budget;
 mod control;
@@ -33,6 +34,7 @@ mod postgres;
 mod secrets;
 mod sqlite;
 
+pub use accounts::{AccountStore, SessionRow, UserRow};
 pub use approvals::{ApprovalRow, ApprovalState, NewApproval, TaintRow};
 pub use budget::{BudgetState, BudgetStore, Reserve};
 pub use control::{

@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "control",
         sql: include_str!("sqlite/0007_control.sql"),
     },
+    Migration {
+        version: 8,
+        name: "dashboard_accounts",
+        sql: include_str!("sqlite/0008_accounts.sql"),
+    },
 ];
 
 /// How long a connection waits for another connection's write lock before
@@ -681,7 +686,8 @@ mod tests {
                 ("sqlite".to_owned(), 4),
                 ("sqlite".to_owned(), 5),
                 ("sqlite".to_owned(), 6),
-                ("sqlite".to_owned(), 7)
+                ("sqlite".to_owned(), 7),
+                ("sqlite".to_owned(), 8)
             ]
         );
         let mode: String = s

@@ -126,6 +126,14 @@ actions! {
     /// A budget was set, or headroom reserved or settled, through the API
     /// (a refused reservation is `budget_exceeded`).
     BudgetChanged => "budget.changed",
+    /// A dashboard user was created (`airlock serve --init-admin`); never the password.
+    UserCreated => "user.created",
+    /// A dashboard user logged in (a new session; an older one presented is revoked).
+    SessionCreated => "session.created",
+    /// A dashboard session ended (logout).
+    SessionRevoked => "session.revoked",
+    /// A dashboard user changed (their password was replaced); never the password.
+    UserChanged => "user.changed",
 }
 
 impl fmt::Display for Action {

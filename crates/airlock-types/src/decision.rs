@@ -237,6 +237,9 @@ reasons! {
     Unauthenticated => "unauthenticated",
     /// The token is valid but lacks the scope, agent or node the request needs.
     ScopeMissing => "scope_missing",
+    /// A state-changing dashboard request came from another site (Origin,
+    /// `Sec-Fetch-Site`) or without the session's CSRF token.
+    CsrfRefused => "csrf_refused",
 }
 
 impl fmt::Display for Reason {

@@ -65,8 +65,8 @@ pub enum Command {
     /// PostgreSQL: `db migrate` (as the owner role; AIRLOCK_DATABASE_ADMIN_URL).
     #[command(subcommand)]
     Db(cmd::db::DbCmd),
-    /// The control-plane API server (HTTPS, JSON under /v1).
-    Serve(airlock_api::cli::ServeArgs),
+    /// The control-plane API (HTTPS, JSON under /v1) and the dashboard (/login).
+    Serve(airlock_dashboard::cli::ServeCmd),
     /// The control plane's tenants.
     #[command(subcommand)]
     Tenant(airlock_api::cli::TenantCmd),

@@ -28,7 +28,9 @@ fn layer(name: &str) -> Option<u8> {
         // Local stand-ins for upstreams and DNS: below the binary only, so
         // no library (layers 0-5) can depend on it, even for its tests.
         "airlock-fixtures" => 5,
-        "airlock" => 6,
+        // The web dashboard: a front end over the API's state.
+        "airlock-dashboard" => 6,
+        "airlock" => 7,
         "airlock-testkit" => 5,
         _ => return None,
     })

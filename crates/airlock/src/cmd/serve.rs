@@ -1,9 +1,10 @@
-//! `airlock serve`: the control-plane API (logic in `airlock_api::cli`).
+//! `airlock serve`: the control-plane API and the dashboard (logic in
+//! `airlock_api::cli` and `airlock_dashboard::cli`).
 
 use crate::ctx::{Ctx, EXIT_OK};
 use std::path::PathBuf;
 
-pub fn run(ctx: &Ctx, args: airlock_api::cli::ServeArgs) -> anyhow::Result<u8> {
+pub fn run(ctx: &Ctx, args: airlock_dashboard::cli::ServeCmd) -> anyhow::Result<u8> {
     let cfg = ctx.load_checked_config()?;
     let mut protected = Vec::new();
     if let Ok(p) = std::env::current_exe() {
@@ -20,6 +21,7 @@ pub fn run(ctx: &Ctx, args: airlock_api::cli::ServeArgs) -> anyhow::Result<u8> {
         init_exe: PathBuf::from("/proc/self/exe"),
         workspace_root: std::env::temp_dir().join("airlock-api-runs"),
     };
-    airlock_api::cli::serve(ctx, &cfg.serve, args, cfg.audit.clone(), defaults)?;
+    let tenant = ctx.tenant.as_deref();
+    airlock_dashboard::cli::serve(ctx, &cfg.serve, tenant, args, cfg.audit.clone(), defaults)?;
     Ok(EXIT_OK)
 }

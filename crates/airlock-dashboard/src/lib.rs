@@ -1,0 +1,255 @@
+//! Airlock's web dashboard, served by `airlock serve` under `/` next to
+//! the API's `/v1`.
+//!
+//! **Boundary.** A person's browser. Local accounts (Argon2id password
+//! hashes, the first admin made by `airlock serve --init-admin`) log in
+//! through the form at `/login` (a password issued by `--init-admin` must
+//! be replaced at once: every page leads to `/password` until it is); the session is a server-issued random
+//! token (`als_` + 256 bits) in an `HttpOnly; Secure; SameSite=Strict`
+//! cookie (`__Host-` prefixed; not `Secure` only when serving plain HTTP,
+//! which the API allows on loopback only), stored as its SHA-256, new at
+//! every login (a session the browser still presents is revoked), ended
+//! by logout, after 30 minutes idle or 12 hours in all. Every
+//! state-changing request must come from this site (`Origin`,
+//! `Sec-Fetch-Site`) and carry the session's CSRF token (HMAC of the
+//! cookie value, compared in constant time); a refusal is 403 and an
+//! `api.auth_failed` record with `csrf_refused`. Pages (runs, a run's
+//! audit timeline, the audit log with the chain's verification, tokens)
+//! are rendered on the server; every value passes one escaping function
+//! (`html::esc`), which also makes terminal escapes and bidirectional
+//! overrides visible. No script at all: the CSP allows none, and styles
+//! only from `/static/app.css`, embedded in the binary. Another tenant's
+//! objects are 404: every query takes the session's tenant.
+//!
+//! **What it trusts.** The API's state ([`airlock_api::AppState`]) for
+//! runs, tokens and the audit log, and its account store (SQLite).
+//!
+//! **What it does not guarantee.** No rate limit on login attempts (each
+//! costs an Argon2id hash; a failure is audited). Accounts are SQLite
+//! only: with a PostgreSQL store the dashboard is not served. No OIDC yet,
+//! no deciding approvals here (the inbox shows each pending call's exact
+//! canonical form and hash, and the command that approves it), no budgets
+//! or secrets pages.
+#![forbid(unsafe_code)]
+
+mod auth;
+#[cfg(feature = "cli")]
+pub mod cli;
+mod html;
+mod pages;
+
+pub use auth::SessionLimits;
+
+use airlock_api::{ApiError, AppState};
+use airlock_store::{AccountStore, SqliteStore, StoreError, UserRow};
+use airlock_types::{Secret, TenantId};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::{Arc, Mutex};
+
+/// The dashboard's Content-Security-Policy: no script, no inline style,
+/// nothing from elsewhere, forms only to this site, never framed.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The dashboard's shared state.
+#[derive(Debug)]
+pub(crate) struct Dash {
+    api: Arc<AppState>,
+    accounts: Arc<Mutex<Box<dyn AccountStore>>>,
+    /// Reads pending approvals (SQLite; `None`: no inbox).
+    approvals: Option<Arc<Mutex<SqliteStore>>>,
+    tls: bool,
+    limits: SessionLimits,
+}
+
+impl Dash {
+    fn cookie_name(&self) -> &'static str {
+        if self.tls {
+            "__Host-airlock_session"
+        } else {
+            "airlock_session"
+        }
+    }
+
+    fn set_cookie(&self, value: &str) -> String {
+        let secure = if self.tls { "; Secure" } else { "" };
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict{secure}",
+            self.cookie_name()
+        )
+    }
+
+    fn clear_cookie(&self) -> String {
+        let secure = if self.tls { "; Secure" } else { "" };
+        format!(
+            "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}",
+            self.cookie_name()
+        )
+    }
+
+    /// Run `f` on the account store, off the async threads.
+    async fn accounts<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn AccountStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, DashError> {
+        let acc = self.accounts.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = acc
+                .lock()
+                .map_err(|_| DashError::Internal("account store lock poisoned".into()))?;
+            f(g.as_mut()).map_err(|e| DashError::Internal(e.to_string()))
+        })
+        .await
+        .map_err(|e| DashError::Internal(format!("account task failed: {e}")))?
+    }
+}
+
+/// Why a page could not be served; shown as an HTML page without detail
+/// (the detail goes to the server's log).
+#[derive(Debug, thiserror::Error)]
+pub enum DashError {
+    /// No such object in the session's tenant.
+    #[error("not found")]
+    NotFound,
+    /// A malformed form or query.
+    #[error("bad request")]
+    BadRequest,
+    /// The user may not do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// A cross-site request or a missing or wrong CSRF token.
+    #[error("cross-site request refused")]
+    Csrf,
+    /// The audit log cannot record the action, so it is not done.
+    #[error("audit log unavailable")]
+    AuditUnavailable,
+    /// Anything else.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ApiError> for DashError {
+    fn from(e: ApiError) -> DashError {
+        match e {
+            ApiError::NotFound => DashError::NotFound,
+            ApiError::BadRequest(_) => DashError::BadRequest,
+            ApiError::AuditUnavailable => DashError::AuditUnavailable,
+            other => DashError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for DashError {
+    fn into_response(self) -> Response {
+        let (status, text) = match &self {
+            DashError::NotFound => (StatusCode::NOT_FOUND, "Not found."),
+            DashError::BadRequest => (StatusCode::BAD_REQUEST, "Malformed request."),
+            DashError::Forbidden => (StatusCode::FORBIDDEN, "You may not do this."),
+            DashError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Refused: the form did not come from this dashboard (csrf_refused).",
+            ),
+            DashError::AuditUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The audit log cannot record this now, so it was not done.",
+            ),
+            DashError::Internal(e) => {
+                tracing::error!(error = %e, "dashboard request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal error.")
+            }
+        };
+        pages::html(
+            status,
+            html::page(
+                status.canonical_reason().unwrap_or("Error"),
+                None,
+                &format!(
+                    "<p class=\"error\">{}</p><p><a href=\"/runs\">Back</a></p>",
+                    html::esc(text)
+                ),
+            ),
+        )
+    }
+}
+
+/// The dashboard's routes over the API's state (no fallback: unknown
+/// paths get the API's 404), with the API's security headers and [`CSP`].
+/// `approvals`: a store to read pending approvals from (the inbox).
+pub fn router(
+    api: Arc<AppState>,
+    accounts: Box<dyn AccountStore>,
+    approvals: Option<SqliteStore>,
+    tls: bool,
+    limits: SessionLimits,
+) -> Router {
+    let d = Arc::new(Dash {
+        api,
+        accounts: Arc::new(Mutex::new(accounts)),
+        approvals: approvals.map(|s| Arc::new(Mutex::new(s))),
+        tls,
+        limits,
+    });
+    let r = Router::new()
+        .route("/", get(pages::root))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route(
+            "/password",
+            get(pages::password_page).post(pages::change_password),
+        )
+        .route("/runs", get(pages::runs))
+        .route("/runs/{id}", get(pages::run))
+        .route("/audit", get(pages::audit))
+        .route("/approvals", get(pages::approvals))
+        .route("/tokens", get(pages::tokens).post(pages::create_token))
+        .route("/tokens/{id}/revoke", post(pages::revoke_token))
+        .route("/static/app.css", get(pages::css))
+        .route_layer(axum::middleware::from_fn_with_state(
+            d.clone(),
+            pages::audit_malformed,
+        ))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(d);
+    airlock_api::security_headers(r, CSP, tls)
+}
+
+/// Creating the first admin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitAdminError {
+    /// The account already exists.
+    #[error("user {0} exists")]
+    Exists(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing or the random source failed.
+    #[error("{0}")]
+    Auth(String),
+}
+
+/// Create `admin@TENANT` with a generated password; returns the username
+/// and the password (show it once: only its Argon2id hash is stored).
+pub fn init_admin(
+    accounts: &mut dyn AccountStore,
+    tenant: &TenantId,
+    now: i64,
+) -> Result<(String, Secret<String>), InitAdminError> {
+    let username = format!("admin@{tenant}");
+    let password = auth::generate_password().map_err(|e| InitAdminError::Auth(e.0))?;
+    let row = UserRow {
+        username: username.clone(),
+        tenant: tenant.clone(),
+        password_hash: auth::hash_password(password.expose())
+            .map_err(|e| InitAdminError::Auth(e.0))?,
+        admin: true,
+        created_at: now,
+        must_change_password: true,
+    };
+    if !accounts.user_create(&row)? {
+        return Err(InitAdminError::Exists(username));
+    }
+    Ok((username, password))
+}

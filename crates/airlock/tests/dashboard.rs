@@ -1,0 +1,845 @@
+//! The web dashboard end to end: the real `airlock serve` (TLS with its
+//! development certificate, on a loopback port), its first admin made by
+//! `--init-admin`, a run started through the API whose request to the
+//! metadata address is blocked, `curl` for the HTTP-level checks (cookie
+//! flags, CSRF and cross-site refusals audited with `csrf_refused`, session
+//! rotation and revocation, tenant isolation, security headers) and
+//! headless Chromium from Debian (Selenium with `chromium-driver`) for what
+//! a person sees: the login form, the run and its blocked request with its
+//! reason, an audit record whose URL carries `<script>` and an ANSI escape
+//! rendered inert, the chain's verification, logout. Screenshots go to
+//! `$CARGO_TARGET_TMPDIR/dashboard-screenshots/`.
+//!
+//! The browser test needs `AIRLOCK_TEST_PYTHON` (a Python with `selenium`;
+//! `scripts/test` makes it), `/usr/bin/chromium` and `/usr/bin/chromedriver`:
+//! it skips without them, and fails instead when `AIRLOCK_REQUIRE_SDK_TESTS`
+//! is set (CI).
+
+use std::collections::HashMap;
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+
+fn airlock(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .env("AIRLOCK_DATA_DIR", dir)
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ENV")
+        .env_remove("AIRLOCK_TENANT")
+        .output()
+        .expect("run airlock");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    cert: PathBuf,
+    username: String,
+    password: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// `airlock --tenant acme serve --init-admin`: the printed credentials, then serving.
+fn serve(dir: &Path) -> Server {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "--tenant",
+            "acme",
+            "serve",
+            "--init-admin",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("AIRLOCK_DATA_DIR", dir)
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ENV")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(out).lines();
+    let mut field = |name: &str| {
+        let l = lines
+            .next()
+            .expect("a line of --init-admin output")
+            .expect("utf-8");
+        l.strip_prefix(&format!("{name}: "))
+            .unwrap_or_else(|| panic!("expected {name}: …, got {l:?}"))
+            .to_owned()
+    };
+    let username = field("username");
+    let password = field("password");
+    assert_eq!(username, "admin@acme");
+    assert!(password.len() >= 20, "a strong one-time password");
+    let s = Server {
+        child,
+        base: format!("https://127.0.0.1:{port}"),
+        cert: dir.join("api-dev-cert.pem"),
+        username,
+        password,
+    };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s
+}
+
+/// One response: status, headers (lower-case), body.
+struct Resp {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .map(|v| v.trim().to_owned())
+        })
+    }
+}
+
+/// A request with curl. `form`: a urlencoded body; `extra`: headers.
+fn req(
+    s: &Server,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&[(&str, &str)]>,
+    extra: &[&str],
+) -> Resp {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (hf, bf) = (tmp.path().join("h"), tmp.path().join("b"));
+    let mut c = Command::new("curl");
+    c.args(["-s", "--max-time", "30", "--cacert"]).arg(&s.cert);
+    c.args(["-X", method, "-D"]).arg(&hf).arg("-o").arg(&bf);
+    c.args(["-w", "%{http_code}"]);
+    if let Some(k) = cookie {
+        c.args(["-H", &format!("Cookie: __Host-airlock_session={k}")]);
+    }
+    if let Some(f) = form {
+        for (k, v) in f {
+            c.args(["--data-urlencode", &format!("{k}={v}")]);
+        }
+    }
+    for h in extra {
+        c.args(["-H", h]);
+    }
+    c.arg(format!("{}{path}", s.base));
+    let o = c.output().expect("curl");
+    Resp {
+        status: String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        headers: std::fs::read_to_string(&hf)
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        body: std::fs::read_to_string(&bf).unwrap_or_default(),
+    }
+}
+
+/// A JSON API request with a bearer token.
+fn api(s: &Server, method: &str, path: &str, token: &str, body: Option<&str>) -> serde_json::Value {
+    let mut c = Command::new("curl");
+    c.args(["-s", "--max-time", "30", "--cacert"]).arg(&s.cert);
+    c.args([
+        "-X",
+        method,
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+    ]);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    c.arg(format!("{}{path}", s.base));
+    let o = c.output().expect("curl");
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn token(dir: &Path, tenant: &str) -> String {
+    let (code, out, err) = airlock(
+        dir,
+        &["--tenant", tenant, "token", "create", "--scope", "admin"],
+    );
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_owned()
+}
+
+/// The tenant's audit records (events), in order.
+fn audit(dir: &Path, tenant: &str) -> Vec<serde_json::Value> {
+    let store = airlock_store::SqliteStore::open_read_only(&dir.join("airlock.db")).expect("db");
+    let mut out = Vec::new();
+    airlock_audit::export(
+        &store,
+        &airlock_types::TenantId::new(tenant).expect("tenant"),
+        0,
+        airlock_audit::ExportFormat::RecordJsonl,
+        &mut out,
+    )
+    .expect("export");
+    String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["event"].clone())
+        .collect()
+}
+
+fn count(events: &[serde_json::Value], action: &str, reason: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| e["action"] == action && e["reason"] == reason)
+        .count()
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    assert_eq!(airlock(&dir, &["init"]).0, 0);
+    for t in ["acme", "globex"] {
+        let (code, _, err) = airlock(&dir, &["tenant", "create", t]);
+        assert_eq!(code, 0, "{err}");
+    }
+    (tmp, dir)
+}
+
+/// Start a run through the API that asks for the cloud metadata address
+/// (refused: `link_local_address`) and wait for it to end; its id.
+fn blocked_run(s: &Server, token: &str) -> String {
+    let body =
+        r#"{"command":["curl","-s","-o","/dev/null","http://169.254.169.254/latest/meta-data/"]}"#;
+    let r = api(s, "POST", "/v1/runs", token, Some(body));
+    let id = r["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned();
+    let start = Instant::now();
+    loop {
+        let r = api(s, "GET", &format!("/v1/runs/{id}"), token, None);
+        if r["state"] != "running" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "run did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    id
+}
+
+fn login(s: &Server, old: Option<&str>) -> String {
+    let r = req(
+        s,
+        "POST",
+        "/login",
+        old,
+        Some(&[("username", &s.username), ("password", &s.password)]),
+        &[
+            &format!("Origin: {}", s.base),
+            "Sec-Fetch-Site: same-origin",
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location").as_deref(), Some("/runs"));
+    let c = r.header("set-cookie").expect("a session cookie");
+    c.strip_prefix("__host-airlock_session=")
+        .and_then(|v| v.split(';').next())
+        .expect("cookie value")
+        .to_owned()
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a CSRF field on the page");
+    page[at + 19..at + 19 + 64].to_owned()
+}
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn assert_security_headers(r: &Resp, what: &str) {
+    for (h, v) in [
+        ("content-security-policy", CSP),
+        ("x-frame-options", "deny"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        (
+            "strict-transport-security",
+            "max-age=31536000; includesubdomains",
+        ),
+    ] {
+        assert_eq!(
+            r.header(h).map(|x| x.to_ascii_lowercase()),
+            Some(v.to_ascii_lowercase()),
+            "{what}: {h}"
+        );
+    }
+}
+
+#[test]
+fn sessions_cookies_csrf_isolation_and_logout_over_http() {
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let globex = token(&dir, "globex");
+    let s = serve(&dir);
+    let theirs = blocked_run(&s, &globex);
+
+    // Without a session every page sends the browser to the form.
+    let r = req(&s, "GET", "/runs", None, None, &[]);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login".into()))
+    );
+    let r = req(&s, "GET", "/login", None, None, &[]);
+    assert_eq!(r.status, 200);
+    assert_security_headers(&r, "/login");
+    assert!(r.header("set-cookie").is_none(), "no cookie before login");
+
+    // A wrong password: 401, the form again, audited.
+    let r = req(
+        &s,
+        "POST",
+        "/login",
+        None,
+        Some(&[("username", &s.username), ("password", "wrong")]),
+        &[],
+    );
+    assert_eq!(r.status, 401);
+    assert!(r.header("set-cookie").is_none());
+    assert_eq!(
+        count(&audit(&dir, "acme"), "api.auth_failed", "unauthenticated"),
+        1
+    );
+
+    // A cross-site login form is refused too (login CSRF).
+    let r = req(
+        &s,
+        "POST",
+        "/login",
+        None,
+        Some(&[("username", &s.username), ("password", &s.password)]),
+        &["Origin: https://evil.example", "Sec-Fetch-Site: cross-site"],
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.header("set-cookie").is_none());
+
+    // Login: the cookie's flags.
+    let first = login(&s, None);
+    assert!(first.starts_with("als_") && first.len() == 68, "{first}");
+    let r = req(
+        &s,
+        "POST",
+        "/login",
+        None,
+        Some(&[("username", &s.username), ("password", &s.password)]),
+        &[],
+    );
+    let c = r.header("set-cookie").expect("cookie");
+    let flags: Vec<&str> = c.split(';').skip(1).map(str::trim).collect();
+    assert_eq!(
+        flags,
+        ["path=/", "httponly", "samesite=strict", "secure"],
+        "{c}"
+    );
+
+    // Logging in again with the old cookie rotates it: the old one is dead.
+    let cookie = login(&s, Some(&first));
+    assert_ne!(cookie, first);
+    let r = req(&s, "GET", "/runs", Some(&first), None, &[]);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login".into())),
+        "the replaced session no longer works"
+    );
+
+    // The one-time password must be replaced before any page is shown.
+    let r = req(&s, "GET", "/runs", Some(&cookie), None, &[]);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/password".into()))
+    );
+    let r = req(&s, "GET", "/password", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200);
+    let csrf = csrf_of(&r.body);
+    let same = [
+        format!("Origin: {}", s.base),
+        "Sec-Fetch-Site: same-origin".to_owned(),
+    ];
+    let same: Vec<&str> = same.iter().map(String::as_str).collect();
+    let new_pw = "a much longer passphrase 42";
+    for (current, new, confirm, status) in [
+        ("wrong", new_pw, new_pw, 401),
+        (s.password.as_str(), new_pw, "something else entirely", 422),
+        (s.password.as_str(), "short", "short", 422),
+        (
+            s.password.as_str(),
+            s.password.as_str(),
+            s.password.as_str(),
+            422,
+        ),
+    ] {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("current", current),
+            ("new", new),
+            ("confirm", confirm),
+        ];
+        let r = req(&s, "POST", "/password", Some(&cookie), Some(&form), &same);
+        assert_eq!(r.status, status, "{current} {new} {confirm}: {}", r.body);
+    }
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("current", s.password.as_str()),
+        ("new", new_pw),
+        ("confirm", new_pw),
+    ];
+    let r = req(&s, "POST", "/password", Some(&cookie), Some(&form), &same);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/runs".into())),
+        "{}",
+        r.body
+    );
+    let r = req(
+        &s,
+        "POST",
+        "/login",
+        None,
+        Some(&[("username", &s.username), ("password", &s.password)]),
+        &[],
+    );
+    assert_eq!(r.status, 401, "the one-time password is spent");
+    assert_eq!(count(&audit(&dir, "acme"), "user.changed", "recorded"), 1);
+
+    let r = req(&s, "GET", "/runs", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_security_headers(&r, "/runs");
+    assert!(!r.body.contains("<script"), "no script on the page");
+    let csrf = csrf_of(&r.body);
+
+    // The approvals inbox: the tenant's pending calls, exactly as hashed
+    // (escaped), never another tenant's. (Proposed the way the approval
+    // service stores them.)
+    let db = airlock_store::SqliteStore::open(&dir.join("airlock.db")).expect("db");
+    let now = airlock_types::Timestamp::now().as_micros();
+    for (tenant, id, subject) in [
+        (
+            "acme",
+            "apr-acme-1",
+            r#"{"subject":{"url":"https://x.example/<script>alert(1)</script>"}}"#,
+        ),
+        ("globex", "apr-globex-1", r#"{"subject":{}}"#),
+    ] {
+        db.approval_insert(
+            &airlock_types::TenantId::new(tenant).expect("tenant"),
+            &airlock_store::NewApproval {
+                id,
+                run: "run-x",
+                agent: None,
+                subject,
+                sha256: &format!("{:0>64}", id.len()),
+                policy_version: "1",
+                reason: "approval_required",
+                taint: "",
+                created: now,
+                expires: now + 600_000_000,
+            },
+        )
+        .expect("propose");
+    }
+    let r = req(&s, "GET", "/approvals", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("apr-acme-1") && !r.body.contains("apr-globex-1"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("https://x.example/&lt;script&gt;alert(1)&lt;/script&gt;")
+            && !r.body.contains("<script>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains(&format!("approve apr-acme-1 --sha256 {:0>64}", 10))
+    );
+
+    // Another tenant's run is 404, and not listed.
+    assert!(!r.body.contains(&theirs));
+    let r = req(
+        &s,
+        "GET",
+        &format!("/runs/{theirs}"),
+        Some(&cookie),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 404);
+    assert_security_headers(&r, "404");
+
+    // Cross-site POSTs are refused and audited, and change nothing.
+    let ids = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let tokens_before = ids(api(&s, "GET", "/v1/tokens", &acme, None));
+    let zeros = "0".repeat(64);
+    let cross = [
+        (
+            vec![("csrf", csrf.as_str()), ("scopes", "admin")],
+            vec!["Origin: https://evil.example", "Sec-Fetch-Site: cross-site"],
+        ),
+        (
+            vec![("csrf", csrf.as_str()), ("scopes", "admin")],
+            vec!["Origin: null"],
+        ),
+        (vec![("scopes", "admin")], vec![]),
+        (
+            vec![("csrf", zeros.as_str()), ("scopes", "admin")],
+            vec!["Sec-Fetch-Site: same-origin"],
+        ),
+    ];
+    for (form, headers) in &cross {
+        let r = req(&s, "POST", "/tokens", Some(&cookie), Some(form), headers);
+        assert_eq!(r.status, 403, "{form:?} {headers:?}: {}", r.body);
+        assert!(r.body.contains("csrf_refused"), "{}", r.body);
+    }
+    assert_eq!(
+        ids(api(&s, "GET", "/v1/tokens", &acme, None)),
+        tokens_before
+    );
+    let events = audit(&dir, "acme");
+    assert_eq!(count(&events, "api.auth_failed", "csrf_refused"), 4);
+    let refusal = events
+        .iter()
+        .find(|e| e["reason"] == "csrf_refused")
+        .expect("refusal");
+    assert_eq!(refusal["actor"]["id"], "user:admin@acme");
+    assert_eq!(refusal["result"], "denied");
+
+    // A malformed form is 400 in HTML and audited in the user's tenant.
+    let r = req(
+        &s,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        Some(&[("csrf", &csrf), ("scopes", "admin"), ("admin", "true")]),
+        &same,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html"))
+    );
+    let events = audit(&dir, "acme");
+    let bad: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "api.request" && e["reason"] == "malformed_request")
+        .collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0]["resource"], "POST /tokens");
+    assert_eq!(bad[0]["actor"]["id"], "user:admin@acme");
+
+    // The same form from this site creates a token, shown once, that works.
+    let r = req(
+        &s,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        Some(&[
+            ("csrf", &csrf),
+            ("scopes", "runs:read"),
+            ("description", "<b>ci</b>"),
+        ]),
+        &[
+            &format!("Origin: {}", s.base),
+            "Sec-Fetch-Site: same-origin",
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let at = r.body.find("id=\"new-token\">").expect("new token") + 15;
+    let new_token = r.body[at..at + 68].to_owned();
+    assert!(new_token.starts_with("alt_"));
+    assert!(r.body.contains("&lt;b&gt;ci&lt;/b&gt;") && !r.body.contains("<b>ci"));
+    let runs = api(&s, "GET", "/v1/runs", &new_token, None);
+    assert!(runs.is_array(), "{runs}");
+    let r = req(&s, "GET", "/tokens", Some(&cookie), None, &[]);
+    assert!(!r.body.contains(&new_token), "shown once");
+    assert!(count(&audit(&dir, "acme"), "token.created", "recorded") >= 1);
+
+    // Logout: needs the token, revokes the session, clears the cookie.
+    let r = req(
+        &s,
+        "POST",
+        "/logout",
+        Some(&cookie),
+        Some(&[("csrf", "x")]),
+        &[],
+    );
+    assert_eq!(r.status, 403);
+    let r = req(
+        &s,
+        "POST",
+        "/logout",
+        Some(&cookie),
+        Some(&[("csrf", &csrf)]),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login".into()))
+    );
+    assert!(
+        r.header("set-cookie")
+            .is_some_and(|c| c.contains("max-age=0"))
+    );
+    let r = req(&s, "GET", "/runs", Some(&cookie), None, &[]);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login".into())),
+        "the old cookie no longer works"
+    );
+    let events = audit(&dir, "acme");
+    assert_eq!(count(&events, "session.created", "recorded"), 3);
+    assert_eq!(count(&events, "session.revoked", "recorded"), 1);
+    assert_eq!(count(&events, "user.created", "recorded"), 1);
+    let text = serde_json::to_string(&events).expect("json");
+    assert!(!text.contains(&s.password), "no password in the log");
+    assert!(!text.contains(new_pw), "no password in the log");
+    assert!(!text.contains(&cookie), "no session token in the log");
+}
+
+/// The browser's Python, or `None` (skip) when it is not available locally.
+fn browser_python() -> Option<std::ffi::OsString> {
+    let required = std::env::var_os("AIRLOCK_REQUIRE_SDK_TESTS").is_some();
+    let missing = |what: &str| {
+        assert!(!required, "AIRLOCK_REQUIRE_SDK_TESTS is set but {what}");
+        eprintln!("*** SKIPPED: {what}");
+        None
+    };
+    let Some(py) = std::env::var_os("AIRLOCK_TEST_PYTHON") else {
+        return missing("AIRLOCK_TEST_PYTHON is not set (scripts/test sets it)");
+    };
+    for p in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        if !Path::new(p).exists() {
+            return missing(&format!(
+                "{p} is missing (Debian: chromium chromium-driver)"
+            ));
+        }
+    }
+    let ok = Command::new(&py)
+        .args(["-c", "import selenium"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return missing("selenium is not importable by AIRLOCK_TEST_PYTHON");
+    }
+    Some(py)
+}
+
+const SELENIUM: &str = r#"
+import json, os, sys
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+base, user, pw, run, shots = sys.argv[1:6]
+o = webdriver.ChromeOptions()
+o.binary_location = "/usr/bin/chromium"
+for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
+    o.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+out = {}
+try:
+    wait = WebDriverWait(d, 20)
+    d.get(base + "/runs")
+    wait.until(lambda d: d.current_url.endswith("/login"))
+    d.find_element(By.ID, "username").send_keys(user)
+    d.find_element(By.ID, "password").send_keys(pw)
+    d.save_screenshot(os.path.join(shots, "1-login.png"))
+    d.find_element(By.ID, "login").click()
+    wait.until(lambda d: d.current_url.endswith("/password"))
+    d.find_element(By.ID, "current").send_keys(pw)
+    d.find_element(By.ID, "new").send_keys("a much longer passphrase 42")
+    d.find_element(By.ID, "confirm").send_keys("a much longer passphrase 42")
+    d.save_screenshot(os.path.join(shots, "2-password.png"))
+    d.find_element(By.ID, "change").click()
+    wait.until(lambda d: d.current_url.endswith("/runs"))
+    out["runs_text"] = d.find_element(By.TAG_NAME, "body").text
+    d.save_screenshot(os.path.join(shots, "3-runs.png"))
+    c = d.get_cookie("__Host-airlock_session")
+    out["cookie"] = {k: c.get(k) for k in ["value", "httpOnly", "secure", "sameSite", "path"]}
+    out["cookie_visible_to_js"] = d.execute_script("return document.cookie")
+    d.find_element(By.LINK_TEXT, run).click()
+    wait.until(lambda d: run in d.current_url)
+    out["run_text"] = d.find_element(By.TAG_NAME, "body").text
+    out["run_title"] = d.title
+    out["scripts"] = len(d.find_elements(By.TAG_NAME, "script"))
+    out["pwned"] = d.execute_script("return window.pwned === undefined ? null : window.pwned")
+    out["resources"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "td.resource")]
+    out["reasons"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "td.reason")]
+    d.save_screenshot(os.path.join(shots, "4-run.png"))
+    d.get(base + "/audit?run=" + run)
+    out["verify"] = d.find_element(By.ID, "verify").text
+    d.save_screenshot(os.path.join(shots, "5-audit.png"))
+    d.find_element(By.ID, "logout").click()
+    wait.until(lambda d: d.current_url.endswith("/login"))
+    d.save_screenshot(os.path.join(shots, "6-logged-out.png"))
+    d.get(base + "/runs")
+    out["after_logout_url"] = d.current_url
+finally:
+    d.quit()
+print(json.dumps(out))
+"#;
+
+#[test]
+fn a_browser_logs_in_sees_the_blocked_run_and_its_reason_and_agent_markup_is_inert() {
+    let Some(py) = browser_python() else { return };
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let s = serve(&dir);
+    let run = blocked_run(&s, &acme);
+
+    // An agent that got `<script>` and terminal escapes into a URL of its
+    // own audit trail (appended as a second writer to the live log).
+    let hostile = "http://169.254.169.254/<script>window.pwned=1;document.title='pwned'</script>\u{1b}[31mred\u{1b}]8;;http://evil.example/\u{7}link\u{202e}gpj.exe";
+    let home =
+        airlock_runtime::Home::resolve(Some(dir.clone()), None, HashMap::new()).expect("home");
+    let settings = airlock_runtime::AuditSettings {
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(3600),
+        store: Default::default(),
+    };
+    let t = airlock_types::TenantId::new("acme").expect("tenant");
+    let a = airlock_runtime::audit::open(&home, &t, &settings).expect("audit");
+    a.record(
+        airlock_types::AuditEvent::new(
+            t.clone(),
+            airlock_types::Actor::new(airlock_types::ActorKind::Agent, run.clone()),
+            airlock_types::Action::EgressRequest,
+            hostile,
+            airlock_types::Reason::LinkLocalAddress,
+            airlock_types::EventResult::Denied,
+        )
+        .with_run(airlock_types::RunId::new(run.clone()).expect("run id"))
+        .with_decision(airlock_types::Decision::deny(
+            airlock_types::Reason::LinkLocalAddress,
+        )),
+    )
+    .expect("record");
+    a.close().expect("close");
+
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let o = Command::new(&py)
+        .args(["-c", SELENIUM, &s.base, &s.username, &s.password, &run])
+        .arg(&shots)
+        .output()
+        .expect("selenium");
+    assert!(
+        o.status.success(),
+        "selenium failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+
+    // The run the test started is listed; its page shows the blocked
+    // request with its reason.
+    assert!(
+        out["runs_text"].as_str().unwrap_or("").contains(&run),
+        "{out}"
+    );
+    let resources: Vec<String> = serde_json::from_value(out["resources"].clone()).expect("list");
+    let reasons: Vec<String> = serde_json::from_value(out["reasons"].clone()).expect("list");
+    let i = resources
+        .iter()
+        .position(|r| r == "http://169.254.169.254/latest/meta-data/")
+        .unwrap_or_else(|| panic!("the blocked request is on the run page: {resources:?}"));
+    assert_eq!(reasons[i], "link_local_address");
+
+    // The hostile URL is shown as text: markup literal, escapes visible,
+    // nothing executed.
+    let shown = resources
+        .iter()
+        .find(|r| r.contains("pwned"))
+        .expect("the hostile record is on the run page");
+    assert_eq!(
+        shown,
+        "http://169.254.169.254/<script>window.pwned=1;document.title='pwned'</script>\u{241b}[31mred\u{241b}]8;;http://evil.example/\u{2407}link\u{fffd}gpj.exe"
+    );
+    assert_eq!(out["scripts"], 0, "no script element on the page");
+    assert_eq!(out["pwned"], serde_json::Value::Null);
+    assert_eq!(out["run_title"], format!("Run {run} · Airlock"));
+
+    // The cookie as the browser holds it; JavaScript cannot read it.
+    let c = &out["cookie"];
+    assert_eq!(c["httpOnly"], true);
+    assert_eq!(c["secure"], true);
+    assert_eq!(c["sameSite"], "Strict");
+    assert_eq!(c["path"], "/");
+    assert_eq!(out["cookie_visible_to_js"], "");
+    assert!(
+        out["verify"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Chain verified"),
+        "{out}"
+    );
+
+    // Logged out: back at the form, and the old cookie is dead for any client.
+    assert!(
+        out["after_logout_url"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/login")
+    );
+    let old = c["value"].as_str().expect("cookie value");
+    let r = req(&s, "GET", "/runs", Some(old), None, &[]);
+    assert_eq!(r.status, 303);
+    for f in [
+        "1-login.png",
+        "2-password.png",
+        "3-runs.png",
+        "4-run.png",
+        "5-audit.png",
+        "6-logged-out.png",
+    ] {
+        let len = std::fs::metadata(shots.join(f))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 1000, "screenshot {f}");
+    }
+}
