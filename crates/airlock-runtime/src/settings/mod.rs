@@ -9,6 +9,7 @@ pub mod approvals;
 pub mod audit;
 pub mod gateway;
 pub mod mcp;
+pub mod oidc;
 pub mod proxy;
 pub mod sandbox;
 pub mod serve;

@@ -37,6 +37,8 @@ pub struct RawServe {
     /// DEVELOPMENT ONLY: serve plain HTTP (only on a loopback address;
     /// refused in production mode).
     pub dangerously_plain_http: Option<bool>,
+    /// Single sign-on for the dashboard (OpenID Connect).
+    pub oidc: Option<super::oidc::RawOidc>,
 }
 
 /// The validated `[serve]` section.
@@ -52,6 +54,8 @@ pub struct ServeSettings {
     pub max_body_bytes: usize,
     /// Serve plain HTTP (loopback only).
     pub plain_http: bool,
+    /// The dashboard's single sign-on, when configured.
+    pub oidc: Option<super::oidc::OidcSettings>,
 }
 
 /// Default listen address.
@@ -128,6 +132,11 @@ pub fn validate(raw: &RawServe, src: &SourceText<'_>) -> Result<ServeSettings, D
         node,
         max_body_bytes: usize::try_from(max_body).unwrap_or(1 << 20),
         plain_http,
+        oidc: raw
+            .oidc
+            .as_ref()
+            .map(|o| super::oidc::validate(o, src))
+            .transpose()?,
     })
 }
 
