@@ -115,13 +115,32 @@ pub fn serve(
         if args.init_admin {
             init_admin(home, &audit, &mut accounts, tenant.unwrap_or("default"))?;
         }
+        let listen = args.api.listen.unwrap_or(settings.listen);
+        let oidc = settings.oidc.clone();
+        if let Some(o) = &oidc {
+            let tls = !(args.api.dangerously_plain_http || settings.plain_http);
+            let url = o.redirect_url_for(listen, tls).map_err(CliError)?;
+            eprintln!(
+                "airlock: dashboard SSO through {} (redirect URL {url})",
+                o.issuer
+            );
+        }
         let front = move |st, tls| {
+            let oidc = oidc.and_then(|o| match o.redirect_url_for(listen, tls) {
+                Ok(u) => Some((o, u)),
+                Err(e) => {
+                    // Checked before serving (below); unreachable here.
+                    tracing::error!(error = %e, "SSO not served");
+                    None
+                }
+            });
             crate::router(
                 st,
                 Box::new(accounts),
                 Some(approvals),
                 tls,
                 crate::SessionLimits::default(),
+                oidc,
             )
         };
         Some((Box::new(front) as _, "/login"))

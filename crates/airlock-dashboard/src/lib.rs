@@ -36,11 +36,14 @@ mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod html;
+mod oidc;
 mod pages;
+mod sso;
 
 pub use auth::SessionLimits;
 
 use airlock_api::{ApiError, AppState};
+use airlock_runtime::settings::oidc::OidcSettings;
 use airlock_store::{AccountStore, SqliteStore, StoreError, UserRow};
 use airlock_types::{Secret, TenantId};
 use axum::Router;
@@ -63,6 +66,8 @@ pub(crate) struct Dash {
     approvals: Option<Arc<Mutex<SqliteStore>>>,
     tls: bool,
     limits: SessionLimits,
+    /// Single sign-on, when configured.
+    oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl Dash {
@@ -178,12 +183,15 @@ impl IntoResponse for DashError {
 /// The dashboard's routes over the API's state (no fallback: unknown
 /// paths get the API's 404), with the API's security headers and [`CSP`].
 /// `approvals`: a store to read pending approvals from (the inbox).
+/// `oidc`: single sign-on's settings and the redirect URL registered at
+/// the provider (adds `/login/oidc` and `/login/oidc/callback`).
 pub fn router(
     api: Arc<AppState>,
     accounts: Box<dyn AccountStore>,
     approvals: Option<SqliteStore>,
     tls: bool,
     limits: SessionLimits,
+    oidc: Option<(OidcSettings, String)>,
 ) -> Router {
     let d = Arc::new(Dash {
         api,
@@ -191,10 +199,13 @@ pub fn router(
         approvals: approvals.map(|s| Arc::new(Mutex::new(s))),
         tls,
         limits,
+        oidc: oidc.map(|(cfg, redirect)| Arc::new(oidc::Oidc::new(cfg, redirect))),
     });
     let r = Router::new()
         .route("/", get(pages::root))
         .route("/login", get(pages::login_page).post(pages::login))
+        .route("/login/oidc", get(sso::start))
+        .route("/login/oidc/callback", get(sso::callback))
         .route("/logout", post(pages::logout))
         .route(
             "/password",

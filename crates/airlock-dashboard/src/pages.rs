@@ -36,7 +36,7 @@ impl Session {
 }
 
 /// The session cookie's value, if the request carries one.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -184,10 +184,15 @@ pub(crate) async fn root() -> Redirect {
     Redirect::to("/runs")
 }
 
-fn login_form(error: Option<&str>) -> String {
+pub(crate) fn login_form(error: Option<&str>, sso: bool) -> String {
     let err = error
         .map(|e| format!("<p class=\"error\" id=\"error\">{}</p>", esc(e)))
         .unwrap_or_default();
+    let sso = if sso {
+        "<p><a class=\"button\" id=\"sso\" href=\"/login/oidc\">Log in with SSO</a></p>"
+    } else {
+        ""
+    };
     page(
         "Log in",
         None,
@@ -195,13 +200,13 @@ fn login_form(error: Option<&str>) -> String {
             "<div class=\"login box\">{err}<form method=\"post\" action=\"/login\">\
              <label for=\"username\">Username</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required>\
              <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-             <p><button type=\"submit\" id=\"login\">Log in</button></p></form></div>"
+             <p><button type=\"submit\" id=\"login\">Log in</button></p></form>{sso}</div>"
         ),
     )
 }
 
-pub(crate) async fn login_page() -> Response {
-    html(StatusCode::OK, login_form(None))
+pub(crate) async fn login_page(State(d): State<Arc<Dash>>) -> Response {
+    html(StatusCode::OK, login_form(None, d.oidc.is_some()))
 }
 
 #[derive(Deserialize)]
@@ -267,10 +272,25 @@ pub(crate) async fn login(
             d.api.record(ev).await?;
             return Ok(html(
                 StatusCode::UNAUTHORIZED,
-                login_form(Some("Wrong username or password.")),
+                login_form(Some("Wrong username or password."), d.oidc.is_some()),
             ));
         }
     };
+    let c = start_session(&d, &headers, &user, "password").await?;
+    let mut resp = Redirect::to("/runs").into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, c);
+    Ok(resp)
+}
+
+/// A new session for `user` (audited as `session.created`, `login` saying
+/// how), revoking the one the browser still presents; returns the
+/// `Set-Cookie` value.
+pub(crate) async fn start_session(
+    d: &Arc<Dash>,
+    headers: &HeaderMap,
+    user: &airlock_store::UserRow,
+    login: &'static str,
+) -> Result<HeaderValue, DashError> {
     let now = Timestamp::now().as_micros();
     let token = auth::new_session_token().map_err(|e| DashError::Internal(e.0))?;
     let row = SessionRow {
@@ -282,18 +302,23 @@ pub(crate) async fn login(
         expires_at: now.saturating_add(d.limits.absolute_us),
         revoked_at: None,
     };
-    let old = cookie(&headers, d.cookie_name()).map(auth::session_hash);
+    let old = cookie(headers, d.cookie_name()).map(auth::session_hash);
     d.api
         .record(
             AuditEvent::new(
                 user.tenant.clone(),
                 Actor::new(ActorKind::Operator, format!("user:{}", user.username)),
                 Action::SessionCreated,
-                "POST /login",
+                if login == "password" {
+                    "POST /login"
+                } else {
+                    "GET /login/oidc/callback"
+                },
                 Reason::Recorded,
                 EventResult::Success,
             )
             .with_detail("via", "dashboard")
+            .with_detail("login", login)
             .with_detail("replaced_session", old.is_some()),
         )
         .await?;
@@ -304,13 +329,8 @@ pub(crate) async fn login(
         a.session_insert(&row)
     })
     .await?;
-    let mut resp = Redirect::to("/runs").into_response();
-    let c = d.set_cookie(token.expose());
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&c).map_err(|_| DashError::Internal("cookie".into()))?,
-    );
-    Ok(resp)
+    HeaderValue::from_str(&d.set_cookie(token.expose()))
+        .map_err(|_| DashError::Internal("cookie".into()))
 }
 
 #[derive(Deserialize)]

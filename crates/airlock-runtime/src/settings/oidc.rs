@@ -64,8 +64,8 @@ pub enum TenantSource {
 /// The validated `[serve.oidc]` section.
 #[derive(Debug, Clone)]
 pub struct OidcSettings {
-    /// The issuer, exactly as configured (without a trailing `/`); the
-    /// discovery document and the ID tokens must name the same.
+    /// The issuer, exactly as configured; the discovery document and the
+    /// ID tokens must name exactly the same (OIDC Discovery §4.3).
     pub issuer: String,
     /// The client id.
     pub client_id: String,
@@ -217,7 +217,7 @@ pub fn validate(raw: &RawOidc, src: &SourceText<'_>) -> Result<OidcSettings, Doc
         }
     };
     Ok(OidcSettings {
-        issuer: issuer.get_ref().trim_end_matches('/').to_owned(),
+        issuer: issuer.get_ref().clone(),
         client_id: client_id_s,
         client_secret: raw
             .client_secret
@@ -255,7 +255,7 @@ mod tests {
             "[oidc]\nissuer = \"https://idp.example/\"\nclient_id = \"airlock\"\nclient_secret = \"hunter22\"\n",
         )
         .expect("valid");
-        assert_eq!(s.issuer, "https://idp.example");
+        assert_eq!(s.issuer, "https://idp.example/");
         let here = SocketAddr::from(([127, 0, 0, 1], 8443));
         assert_eq!(
             s.redirect_url_for(here, true).as_deref(),
