@@ -1,0 +1,440 @@
+//! The dashboard's SSO end to end: the real `airlock serve` (TLS with its
+//! development certificate) configured with `[serve.oidc]` against a real
+//! local OpenID provider (`oidc-provider-mock` from PyPI: discovery, JWKS
+//! with one key and no `kid`, PKCE, RS256 ID tokens with the nonce), driven
+//! with `curl` as the browser (a cookie jar; the provider's authorization
+//! form is submitted as a person would). A login lands on `/runs` with the
+//! session cookie; then the refusals, each answered with a page and
+//! audited (`api.auth_failed`, `unauthenticated`, `refusal` naming the
+//! check): a wrong `state`, a replayed callback, a callback without the
+//! browser's pre-login cookie (login CSRF), an error from the provider, an
+//! SSO identity whose username is a local (password) account, and an
+//! issuer that does not match the provider's discovery document. The
+//! ID token checks (signature, `alg`, `iss`, `aud`, `exp`, `nonce`) are
+//! unit-tested against tokens signed with a generated key in
+//! `airlock-dashboard` (`oidc::tests`).
+//!
+//! Needs `AIRLOCK_TEST_PYTHON` with `oidc_provider_mock` (`scripts/test`
+//! installs it): skips without, fails instead when
+//! `AIRLOCK_REQUIRE_SDK_TESTS` is set (CI).
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn wait_port(port: u16, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The test's Python with `oidc_provider_mock`, or `None` (skip) locally.
+fn provider_python() -> Option<std::ffi::OsString> {
+    let required = std::env::var_os("AIRLOCK_REQUIRE_SDK_TESTS").is_some();
+    let missing = |what: &str| {
+        assert!(!required, "AIRLOCK_REQUIRE_SDK_TESTS is set but {what}");
+        eprintln!("*** SKIPPED: {what}");
+        None
+    };
+    let Some(py) = std::env::var_os("AIRLOCK_TEST_PYTHON") else {
+        return missing("AIRLOCK_TEST_PYTHON is not set (scripts/test sets it)");
+    };
+    let ok = Command::new(&py)
+        .args(["-c", "import oidc_provider_mock"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return missing("oidc_provider_mock is not importable by AIRLOCK_TEST_PYTHON");
+    }
+    Some(py)
+}
+
+/// `oidc-provider-mock` on a loopback port; its issuer URL.
+fn provider(py: &std::ffi::OsStr) -> (Kill, String) {
+    let port = free_port();
+    let child = Command::new(py)
+        .args(["-m", "oidc_provider_mock", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("oidc-provider-mock");
+    let k = Kill(child);
+    wait_port(port, "oidc-provider-mock");
+    (k, format!("http://127.0.0.1:{port}"))
+}
+
+fn airlock(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .env("AIRLOCK_DATA_DIR", dir)
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ENV")
+        .env_remove("AIRLOCK_TENANT")
+        .output()
+        .expect("run airlock");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+struct Server {
+    _child: Kill,
+    base: String,
+    cert: PathBuf,
+    dir: PathBuf,
+    /// The local admin made by `--init-admin`.
+    admin: String,
+}
+
+/// `airlock init`, tenant `acme`, a config with `[serve.oidc]` (`oidc`:
+/// the section's body), then `airlock --tenant acme serve --init-admin`.
+fn serve(tmp: &Path, issuer: &str) -> Server {
+    let dir = tmp.join("data");
+    assert_eq!(airlock(&dir, &["init"]).0, 0);
+    let (code, _, err) = airlock(&dir, &["tenant", "create", "acme"]);
+    assert_eq!(code, 0, "{err}");
+    let port = free_port();
+    let cfg = tmp.join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[serve]\nlisten = \"127.0.0.1:{port}\"\n\n[serve.oidc]\nissuer = \"{issuer}\"\n\
+             client_id = \"airlock-dashboard\"\nclient_secret = \"not-a-real-secret-4711\"\ntenant = \"acme\"\n"
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(BIN)
+        .args(["--tenant", "acme", "serve", "--init-admin"])
+        .env("AIRLOCK_DATA_DIR", &dir)
+        .env("AIRLOCK_CONFIG", &cfg)
+        .env_remove("AIRLOCK_ENV")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(out).lines();
+    let first = lines.next().expect("--init-admin output").expect("utf-8");
+    let _password = lines.next();
+    let admin = first
+        .strip_prefix("username: ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_owned();
+    let s = Server {
+        _child: Kill(child),
+        base: format!("https://127.0.0.1:{port}"),
+        cert: dir.join("api-dev-cert.pem"),
+        dir,
+        admin,
+    };
+    wait_port(port, "airlock serve");
+    s
+}
+
+/// One response: status, headers (lower-case names), body, redirect target.
+struct Resp {
+    status: u16,
+    headers: String,
+    body: String,
+    location: String,
+}
+
+impl Resp {
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            if !k.eq_ignore_ascii_case("set-cookie") {
+                return None;
+            }
+            let v = v.trim();
+            let rest = v.strip_prefix(&format!("{name}="))?;
+            Some(rest.split(';').next().unwrap_or("").to_owned())
+        })
+    }
+    fn set_cookie_line(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.eq_ignore_ascii_case("set-cookie") && v.trim().starts_with(&format!("{name}=")))
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// A request with curl (no redirects followed). `cookies`: a `Cookie:`
+/// header's value; `form`: a urlencoded POST body.
+fn req(cert: &Path, url: &str, cookies: &str, form: Option<&[(&str, &str)]>) -> Resp {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (hf, bf) = (tmp.path().join("h"), tmp.path().join("b"));
+    let mut c = Command::new("curl");
+    c.args(["-s", "--max-time", "30", "--cacert"]).arg(cert);
+    c.arg("-D").arg(&hf).arg("-o").arg(&bf);
+    c.args(["-w", "%{http_code} %{redirect_url}"]);
+    if !cookies.is_empty() {
+        c.args(["-H", &format!("Cookie: {cookies}")]);
+    }
+    if let Some(f) = form {
+        for (k, v) in f {
+            c.args(["--data-urlencode", &format!("{k}={v}")]);
+        }
+    }
+    c.arg(url);
+    let o = c.output().expect("curl");
+    let w = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (status, location) = w.split_once(' ').unwrap_or((&w, ""));
+    Resp {
+        status: status.trim().parse().unwrap_or(0),
+        headers: std::fs::read_to_string(&hf).unwrap_or_default(),
+        body: std::fs::read_to_string(&bf).unwrap_or_default(),
+        location: location.trim().to_owned(),
+    }
+}
+
+/// `/login/oidc` then the provider's form submitted for `sub`: the
+/// callback URL the provider redirects to, and the pre-login cookie.
+fn authorize(s: &Server, sub: &str) -> (String, String) {
+    let r = req(&s.cert, &format!("{}/login/oidc", s.base), "", None);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let pre = r.cookie("airlock_oidc").expect("a pre-login cookie");
+    let line = r.set_cookie_line("airlock_oidc").expect("cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/login/oidc"] {
+        assert!(line.contains(flag), "{line}: {flag}");
+    }
+    for p in [
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "nonce=",
+        "state=",
+        "client_id=airlock-dashboard",
+    ] {
+        assert!(r.location.contains(p), "{}: {p}", r.location);
+    }
+    // The provider's authorization form, as the person submits it.
+    let r = req(&s.cert, &r.location, "", Some(&[("sub", sub)]));
+    assert_eq!(r.status, 302, "provider: {}", r.body);
+    assert!(
+        r.location
+            .starts_with(&format!("{}/login/oidc/callback?", s.base)),
+        "{}",
+        r.location
+    );
+    (r.location, pre)
+}
+
+fn callback(s: &Server, url: &str, pre: Option<&str>) -> Resp {
+    let c = pre.map(|p| format!("airlock_oidc={p}")).unwrap_or_default();
+    req(&s.cert, url, &c, None)
+}
+
+/// The tenant's audit events, in order.
+fn audit(dir: &Path, tenant: &str) -> Vec<serde_json::Value> {
+    let store = airlock_store::SqliteStore::open_read_only(&dir.join("airlock.db")).expect("db");
+    let mut out = Vec::new();
+    airlock_audit::export(
+        &store,
+        &airlock_types::TenantId::new(tenant).expect("tenant"),
+        0,
+        airlock_audit::ExportFormat::RecordJsonl,
+        &mut out,
+    )
+    .expect("export");
+    String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["event"].clone())
+        .collect()
+}
+
+fn refusals(dir: &Path, tenant: &str, check: &str) -> usize {
+    audit(dir, tenant)
+        .iter()
+        .filter(|e| {
+            e["action"] == "api.auth_failed"
+                && e["reason"] == "unauthenticated"
+                && e["details"]["login"] == "oidc"
+                && e["details"]["refusal"] == check
+        })
+        .count()
+}
+
+fn assert_refused(s: &Server, r: &Resp, tenant: &str, check: &str, before: usize) {
+    assert_eq!(r.status, 401, "{check}: {}", r.body);
+    assert!(
+        r.body.contains(&format!("Single sign-on failed ({check})")),
+        "{check}: {}",
+        r.body
+    );
+    assert!(
+        r.cookie("__Host-airlock_session").is_none(),
+        "{check}: no session"
+    );
+    assert_eq!(
+        refusals(&s.dir, tenant, check),
+        before + 1,
+        "{check}: audited"
+    );
+}
+
+#[test]
+fn sso_login_lands_on_runs_and_every_bad_callback_is_refused_and_audited() {
+    let Some(py) = provider_python() else { return };
+    let (_idp, issuer) = provider(&py);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = serve(tmp.path(), &issuer);
+
+    // The login page offers SSO.
+    let r = req(&s.cert, &format!("{}/login", s.base), "", None);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("href=\"/login/oidc\"") && r.body.contains("Log in with SSO"),
+        "{}",
+        r.body
+    );
+
+    // A login through the provider: a session cookie, then /runs.
+    let (cb, pre) = authorize(&s, "alice@example.com");
+    let r = callback(&s, &cb, Some(&pre));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("url=/runs"), "{}", r.body);
+    let line = r
+        .set_cookie_line("__Host-airlock_session")
+        .expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(line.contains(flag), "{line}: {flag}");
+    }
+    let session = r.cookie("__Host-airlock_session").expect("session");
+    assert!(session.starts_with("als_"), "{session}");
+    let runs = req(
+        &s.cert,
+        &format!("{}/runs", s.base),
+        &format!("__Host-airlock_session={session}"),
+        None,
+    );
+    assert_eq!(runs.status, 200, "{}", runs.body);
+    assert!(runs.body.contains("alice@example.com"), "{}", runs.body);
+    let ev = audit(&s.dir, "acme");
+    assert!(
+        ev.iter().any(|e| e["action"] == "user.created"
+            && e["details"]["login"] == "oidc"
+            && e["details"]["admin"] == false),
+        "the SSO user is created at the first login, not an admin"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["action"] == "session.created" && e["details"]["login"] == "oidc")
+    );
+    assert!(
+        !serde_json::to_string(&ev)
+            .expect("json")
+            .contains("not-a-real-secret-4711"),
+        "no client secret in the audit log"
+    );
+
+    // The same callback again (code and state replayed): the pending login
+    // was used up.
+    let r = callback(&s, &cb, Some(&pre));
+    assert_refused(&s, &r, "default", "state", 0);
+
+    // A state that was never issued.
+    let (cb, pre) = authorize(&s, "alice@example.com");
+    let wrong = cb.replace("state=", "state=x");
+    let r = callback(&s, &wrong, Some(&pre));
+    assert_refused(&s, &r, "default", "state", 1);
+
+    // The right state from another browser (no pre-login cookie, or
+    // another one): login CSRF refused, and the state is spent.
+    let (cb, pre) = authorize(&s, "mallory@example.com");
+    let (_, other_pre) = authorize(&s, "mallory@example.com");
+    let r = callback(&s, &cb, Some(&other_pre));
+    assert_refused(&s, &r, "default", "prelogin_cookie", 0);
+    let r = callback(&s, &cb, Some(&pre));
+    assert_refused(&s, &r, "default", "state", 2);
+    let (cb, _) = authorize(&s, "mallory@example.com");
+    let r = callback(&s, &cb, None);
+    assert_refused(&s, &r, "default", "prelogin_cookie", 1);
+
+    // The provider reports an error.
+    let r = req(
+        &s.cert,
+        &format!(
+            "{}/login/oidc/callback?error=access_denied&state=abc",
+            s.base
+        ),
+        "",
+        None,
+    );
+    assert_refused(&s, &r, "default", "provider_error", 0);
+    // A callback without code or state.
+    let r = req(
+        &s.cert,
+        &format!("{}/login/oidc/callback", s.base),
+        "",
+        None,
+    );
+    assert_refused(&s, &r, "default", "callback_malformed", 0);
+
+    // An SSO identity named like the local admin does not become it.
+    let (cb, pre) = authorize(&s, &s.admin);
+    let r = callback(&s, &cb, Some(&pre));
+    assert_refused(&s, &r, "acme", "username_is_a_local_account", 0);
+
+    // The server is still up and the first session still works.
+    let runs = req(
+        &s.cert,
+        &format!("{}/runs", s.base),
+        &format!("__Host-airlock_session={session}"),
+        None,
+    );
+    assert_eq!(runs.status, 200);
+}
+
+#[test]
+fn an_issuer_that_the_provider_does_not_name_is_refused_at_discovery() {
+    let Some(py) = provider_python() else { return };
+    let (_idp, issuer) = provider(&py);
+    // The provider's discovery document names "http://127.0.0.1:PORT";
+    // the configured issuer differs (a trailing slash), so it is not this
+    // provider.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = serve(tmp.path(), &format!("{issuer}/"));
+    let r = req(&s.cert, &format!("{}/login/oidc", s.base), "", None);
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(
+        r.body.contains("Single sign-on failed (discovery_issuer)"),
+        "{}",
+        r.body
+    );
+    assert!(r.cookie("airlock_oidc").is_none());
+    assert_eq!(refusals(&s.dir, "default", "discovery_issuer"), 1);
+    // An issuer with no provider behind it at all.
+    drop(_idp);
+    let tmp2 = tempfile::tempdir().expect("tmp");
+    let s2 = serve(tmp2.path(), &format!("http://127.0.0.1:{}", free_port()));
+    let r = req(&s2.cert, &format!("{}/login/oidc", s2.base), "", None);
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(refusals(&s2.dir, "default", "discovery"), 1);
+}
