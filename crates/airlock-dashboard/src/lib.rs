@@ -24,10 +24,28 @@
 //! **What it trusts.** The API's state ([`airlock_api::AppState`]) for
 //! runs, tokens and the audit log, and its account store (SQLite).
 //!
+//! **Single sign-on** (`[serve.oidc]`): OpenID Connect's
+//! authorization-code flow with PKCE (S256), `state` and `nonce` held
+//! server-side (one use, 10 minutes, bound to an `HttpOnly; SameSite=Lax`
+//! pre-login cookie), discovery, JWKS and the code exchange through one
+//! hyper/rustls client (`https://`, or `http://` on loopback), the ID
+//! token checked with `jsonwebtoken` (RS256/ES256 only; the key by `kid`,
+//! or the one key of a one-key set; `iss`, `aud`/`azp`, `exp`, `nbf`,
+//! `nonce`). The user is mapped by configured claims (username: `email`,
+//! else `sub`; tenant: fixed or a claim), created at the first login (an
+//! admin only if listed in `admins`), marked as an SSO account (no
+//! password opens it, and SSO never opens a local account of the same
+//! name), then gets the same session cookie as the form login. Every
+//! refusal is audited (`api.auth_failed`, `unauthenticated`, `refusal`
+//! naming the check) and answered with a page.
+//!
 //! **What it does not guarantee.** No rate limit on login attempts (each
 //! costs an Argon2id hash; a failure is audited). Accounts are SQLite
-//! only: with a PostgreSQL store the dashboard is not served. No OIDC yet,
-//! no deciding approvals here (the inbox shows each pending call's exact
+//! only: with a PostgreSQL store the dashboard is not served. Pending SSO
+//! logins live in memory (at most 10,000; lost on restart); the provider's
+//! endpoints are cached for an hour, its keys fetched at every login; no
+//! RP-initiated logout at the provider, no `userinfo` call (the ID token's
+//! claims only). No deciding approvals here (the inbox shows each pending call's exact
 //! canonical form and hash, and the command that approves it), no budgets
 //! or secrets pages.
 #![forbid(unsafe_code)]

@@ -175,7 +175,7 @@ pub(crate) async fn callback(
                 username: id.username.clone(),
                 tenant: id.tenant.clone(),
                 password_hash: marker,
-                admin: o.cfg.admins.iter().any(|a| *a == id.username),
+                admin: o.cfg.admins.contains(&id.username),
                 created_at: Timestamp::now().as_micros(),
                 must_change_password: false,
             };
