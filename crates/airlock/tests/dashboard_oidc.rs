@@ -438,3 +438,106 @@ fn an_issuer_that_the_provider_does_not_name_is_refused_at_discovery() {
     assert_eq!(r.status, 502, "{}", r.body);
     assert_eq!(refusals(&s2.dir, "default", "discovery"), 1);
 }
+
+const SELENIUM: &str = r#"
+import json, os, sys
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+base, sub, shots = sys.argv[1:4]
+o = webdriver.ChromeOptions()
+o.binary_location = "/usr/bin/chromium"
+for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
+    o.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+out = {}
+try:
+    wait = WebDriverWait(d, 20)
+    d.get(base + "/runs")
+    wait.until(lambda d: d.current_url.endswith("/login"))
+    d.save_screenshot(os.path.join(shots, "sso-1-login.png"))
+    d.find_element(By.ID, "sso").click()
+    wait.until(lambda d: "/oauth2/authorize" in d.current_url)
+    d.find_element(By.NAME, "sub").send_keys(sub)
+    d.save_screenshot(os.path.join(shots, "sso-2-provider.png"))
+    d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: d.current_url == base + "/runs")
+    out["runs_text"] = d.find_element(By.TAG_NAME, "body").text
+    out["cookies"] = [{"name": c["name"], "httpOnly": c.get("httpOnly"), "sameSite": c.get("sameSite")}
+                      for c in d.get_cookies()]
+    d.save_screenshot(os.path.join(shots, "sso-3-runs.png"))
+    d.find_element(By.ID, "logout").click()
+    wait.until(lambda d: d.current_url.endswith("/login"))
+    d.get(base + "/runs")
+    out["after_logout_url"] = d.current_url
+finally:
+    d.quit()
+print(json.dumps(out))
+"#;
+
+#[test]
+fn a_browser_logs_in_with_sso_and_lands_on_runs() {
+    let Some(py) = provider_python() else { return };
+    let required = std::env::var_os("AIRLOCK_REQUIRE_SDK_TESTS").is_some();
+    let browser_ok = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| Path::new(p).exists())
+        && Command::new(&py)
+            .args(["-c", "import selenium"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !browser_ok {
+        assert!(
+            !required,
+            "AIRLOCK_REQUIRE_SDK_TESTS is set but chromium, chromedriver or selenium is missing"
+        );
+        eprintln!("*** SKIPPED: chromium, chromedriver or selenium is missing");
+        return;
+    }
+    let (_idp, issuer) = provider(&py);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = serve(tmp.path(), &issuer);
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let o = Command::new(&py)
+        .args(["-c", SELENIUM, &s.base, "carol@example.com"])
+        .arg(&shots)
+        .output()
+        .expect("selenium");
+    assert!(
+        o.status.success(),
+        "selenium failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(
+        out["runs_text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("carol@example.com"),
+        "{out}"
+    );
+    let session = out["cookies"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "__Host-airlock_session"))
+        .unwrap_or_else(|| panic!("the session cookie is in the browser: {out}"));
+    assert_eq!(session["httpOnly"], true);
+    assert_eq!(session["sameSite"], "Strict");
+    assert!(
+        out["after_logout_url"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/login"),
+        "{out}"
+    );
+    for f in ["sso-1-login.png", "sso-2-provider.png", "sso-3-runs.png"] {
+        let len = std::fs::metadata(shots.join(f))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 1000, "screenshot {f}");
+    }
+}
