@@ -1,13 +1,13 @@
 //! The tenant's audit log: query, verify, and live streams over WebSocket.
 
-use crate::ApiError;
 use crate::auth::Authed;
 use crate::handlers::run_of;
 use crate::state::AppState;
+use crate::{ApiError, ApiPath};
 use airlock_types::TenantId;
 use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
@@ -197,7 +197,7 @@ pub async fn stream(
 pub async fn run_events(
     State(st): State<Arc<AppState>>,
     Extension(a): Extension<Authed>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     run_of(&st, &a, &id).await?;

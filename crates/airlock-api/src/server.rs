@@ -211,6 +211,51 @@ impl utoipa::Modify for Security {
                     .build(),
             ),
         );
+        // What every authenticated operation may answer besides its own
+        // responses (the middleware's and the body limit's refusals).
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                if op.security.is_none() {
+                    continue;
+                }
+                let mut common = vec![
+                    ("400", "malformed_request: a path or query value is invalid"),
+                    ("401", "unauthenticated: no valid token"),
+                    ("403", "scope_missing: the token does not grant this"),
+                    (
+                        "503",
+                        "audit_unavailable or store_unavailable: nothing was done",
+                    ),
+                ];
+                if op.request_body.is_some() {
+                    common.push(("413", "limit_exceeded: the body is too large"));
+                }
+                for (code, what) in common {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(what).into());
+                }
+            }
+        }
     }
 }
 
