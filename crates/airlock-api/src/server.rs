@@ -188,7 +188,7 @@ async fn openapi() -> Response {
         handlers::list_policies, handlers::put_policy, handlers::get_policy, handlers::activate_policy,
         handlers::list_tokens, handlers::create_token, handlers::revoke_token,
         handlers::start_run, handlers::list_runs, handlers::get_run, handlers::stop_run,
-        audit::list, audit::verify, audit::stream, audit::run_events,
+        audit::list, audit::verify, audit::export, audit::proof, audit::stream, audit::run_events,
         budgets::list, budgets::put, budgets::reserve, budgets::settle,
     ),
     components(schemas(crate::ErrorBody, crate::ErrorDetail, Scope)),
@@ -311,6 +311,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/stream", get(audit::stream))
+        .route("/v1/audit/export", get(audit::export))
+        .route("/v1/audit/proof/{index}", get(audit::proof))
         .route("/v1/budgets", get(budgets::list))
         .route("/v1/budgets/{scope}", put(budgets::put))
         .route("/v1/budgets/{scope}/reservations", post(budgets::reserve))

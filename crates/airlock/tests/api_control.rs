@@ -716,6 +716,8 @@ fn isolation_matrix(dir: &Path) {
 fn a_run_started_through_the_api_runs_in_the_sandbox_and_is_audited_with_its_tenant_agent_and_run()
 {
     let (_tmp, dir) = setup();
+    // A signed checkpoint after every record: proofs need one.
+    std::fs::write(dir.join("airlock.toml"), "[audit]\ncheckpoint_every = 1\n").expect("config");
     let acme = token(&dir, "acme", &["--scope", "admin"]);
     let globex = token(&dir, "globex", &["--scope", "admin"]);
     let s = serve(&dir);
@@ -779,6 +781,47 @@ fn a_run_started_through_the_api_runs_in_the_sandbox_and_is_audited_with_its_ten
     }
     let r = req(&s, "GET", "/v1/audit/verify", Some(&acme), None, &[]);
     assert_eq!(r.json()["ok"], true, "{}", r.body);
+    // Export: OCSF lines; an inclusion proof that the CLI checks offline.
+    let r = req(&s, "GET", "/v1/audit/export", Some(&acme), None, &[]);
+    assert!(
+        r.headers.contains("content-type: application/x-ndjson"),
+        "{}",
+        r.headers
+    );
+    let lines: Vec<serde_json::Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        lines.len() >= recs.len() && lines.iter().all(|l| l["class_uid"] == 6003),
+        "{}",
+        r.body
+    );
+    let r = req(&s, "GET", "/v1/audit/proof/1", Some(&acme), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let proof = dir.join("proof.json");
+    std::fs::write(&proof, &r.body).expect("proof");
+    let (code, out, err) = airlock(
+        &dir,
+        &[
+            "--tenant",
+            "acme",
+            "audit",
+            "verify",
+            "--proof",
+            proof.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let r = req(&s, "GET", "/v1/audit/proof/999999", Some(&acme), None, &[]);
+    assert_eq!(r.status, 404);
+    let r = req(&s, "GET", "/v1/audit/proof/1", Some(&globex), None, &[]);
+    assert_ne!(
+        r.body,
+        std::fs::read_to_string(&proof).expect("proof"),
+        "another tenant's record"
+    );
     let r = req(
         &s,
         "GET",
