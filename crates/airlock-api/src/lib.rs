@@ -24,6 +24,7 @@
 //! audit log has what they did). No rate limiting.
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod audit;
 pub mod auth;
 mod budgets;

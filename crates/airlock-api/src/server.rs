@@ -4,7 +4,7 @@
 use crate::auth::{self, Authed, Refusal, Scope};
 use crate::error::ErrorReason;
 use crate::state::AppState;
-use crate::{ApiError, audit, budgets, handlers};
+use crate::{ApiError, approvals, audit, budgets, handlers};
 use airlock_types::{
     Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
 };
@@ -34,6 +34,8 @@ fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         r if r.starts_with("/v1/runs") && write => Scope::RunsWrite,
         r if r.starts_with("/v1/runs") => Scope::RunsRead,
         r if r.starts_with("/v1/audit") => Scope::AuditRead,
+        r if r.starts_with("/v1/approvals") && write => Scope::ApprovalsDecide,
+        r if r.starts_with("/v1/approvals") => Scope::ApprovalsRead,
         r if r.starts_with("/v1/budgets") && write => Scope::BudgetsWrite,
         r if r.starts_with("/v1/budgets") => Scope::BudgetsRead,
         // A route without an entry here is refused, not opened.
@@ -181,7 +183,7 @@ async fn openapi() -> Response {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs, budgets and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
+    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs, approvals, budgets and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
     paths(
         handlers::list_teams, handlers::create_team,
         handlers::list_agents, handlers::create_agent, handlers::get_agent,
@@ -190,6 +192,7 @@ async fn openapi() -> Response {
         handlers::start_run, handlers::list_runs, handlers::get_run, handlers::stop_run,
         audit::list, audit::verify, audit::export, audit::proof, audit::stream, audit::run_events,
         budgets::list, budgets::put, budgets::reserve, budgets::settle,
+        approvals::list, approvals::show, approvals::approve, approvals::deny,
     ),
     components(schemas(crate::ErrorBody, crate::ErrorDetail, Scope)),
     modifiers(&Security),
@@ -313,6 +316,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
         .route("/v1/audit/stream", get(audit::stream))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/proof/{index}", get(audit::proof))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::show))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/v1/budgets", get(budgets::list))
         .route("/v1/budgets/{scope}", put(budgets::put))
         .route("/v1/budgets/{scope}/reservations", post(budgets::reserve))
