@@ -11,28 +11,15 @@
 #[path = "../../airlock-store/tests/pg_support/mod.rs"]
 mod pg_support;
 
+#[path = "api_support.rs"]
+mod api_support;
+use api_support::{BIN, airlock, free_port, wait_listening};
+
 use airlock_store::{AuditStore, SqliteStore};
 use airlock_types::TenantId;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_airlock");
-
-fn airlock(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(BIN)
-        .args(args)
-        .env("AIRLOCK_DATA_DIR", dir)
-        .env_remove("AIRLOCK_CONFIG")
-        .env_remove("AIRLOCK_ENV")
-        .output()
-        .expect("run airlock");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 struct Server {
     child: Child,
@@ -54,13 +41,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 fn serve(dir: &Path) -> Server {
     let port = free_port();
     let log = dir.join(format!("serve-{port}.log"));
@@ -77,14 +57,7 @@ fn serve(dir: &Path) -> Server {
         cert: dir.join("api-dev-cert.pem"),
         log,
     };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     s
 }
 
