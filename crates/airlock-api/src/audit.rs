@@ -1,14 +1,14 @@
 //! The tenant's audit log: query, verify, and live streams over WebSocket.
 
-use crate::ApiError;
 use crate::auth::Authed;
 use crate::handlers::run_of;
 use crate::state::AppState;
+use crate::{ApiError, ApiPath};
 use airlock_types::TenantId;
 use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, Path, Query, State};
-use axum::response::Response;
+use axum::extract::{Extension, Query, State};
+use axum::response::{IntoResponse as _, Response};
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -173,6 +173,120 @@ pub async fn verify(
     }))
 }
 
+/// `GET /v1/audit/export`: where to start and in which shape.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// First record index (default 0).
+    pub from: Option<u64>,
+    /// `ocsf` (default: OCSF API Activity objects) or `records` (`{"index", "event"}`).
+    pub format: Option<String>,
+}
+
+/// The most one export answers; a larger log is exported in parts (`from`).
+pub const MAX_EXPORT_BYTES: usize = 64 << 20;
+
+/// A writer that refuses to grow past [`MAX_EXPORT_BYTES`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_EXPORT_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "export too large",
+            ));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Export the tenant's log as JSON lines (at most 64 MiB per answer;
+/// continue with `from` = the last index + 1).
+#[utoipa::path(get, path = "/v1/audit/export", tag = "audit", security(("token" = [])), params(ExportQuery),
+    responses((status = 200, description = "JSON lines", content_type = "application/x-ndjson", body = String),
+        (status = 413, body = crate::ErrorBody)))]
+pub async fn export(
+    State(st): State<Arc<AppState>>,
+    Extension(a): Extension<Authed>,
+    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    if !a.agents.is_empty() {
+        return Err(ApiError::ScopeMissing(
+            "audit:read (a token limited to agents)".into(),
+        ));
+    }
+    let format = match q.format.as_deref() {
+        None | Some("ocsf") => airlock_audit::ExportFormat::OcsfJsonl,
+        Some("records") => airlock_audit::ExportFormat::RecordJsonl,
+        Some(_) => return Err(ApiError::BadRequest("format: ocsf or records".into())),
+    };
+    let tenant = a.tenant.clone();
+    let from = q.from.unwrap_or(0);
+    let body = st
+        .audit_read(move |s| {
+            let mut out = Capped(Vec::new());
+            match airlock_audit::export(s, &tenant, from, format, &mut out) {
+                Ok(()) => Ok(out.0),
+                Err(airlock_audit::ExportError::Write(e))
+                    if e.kind() == std::io::ErrorKind::FileTooLarge =>
+                {
+                    Err(ApiError::TooLarge)
+                }
+                Err(e) => Err(ApiError::Internal(e.to_string())),
+            }
+        })
+        .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response())
+}
+
+/// An inclusion proof of one record against the latest signed checkpoint
+/// (as `airlock audit prove`; check it offline with `airlock audit verify
+/// --proof FILE`). 404: no such record, or no checkpoint covers it yet.
+#[utoipa::path(get, path = "/v1/audit/proof/{index}", tag = "audit", security(("token" = [])),
+    params(("index" = u64, Path, description = "the record's index")),
+    responses((status = 200, description = "the proof", body = Object), (status = 404, body = crate::ErrorBody)))]
+pub async fn proof(
+    State(st): State<Arc<AppState>>,
+    Extension(a): Extension<Authed>,
+    ApiPath(index): ApiPath<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !a.agents.is_empty() {
+        return Err(ApiError::ScopeMissing(
+            "audit:read (a token limited to agents)".into(),
+        ));
+    }
+    let tenant = a.tenant.clone();
+    let cp_path =
+        airlock_runtime::audit::checkpoint_path(&st.home, &tenant, &st.audit_settings.store);
+    let proof = st
+        .audit_read(move |s| {
+            let internal = |e: airlock_audit::AuditError| ApiError::Internal(e.to_string());
+            let file = airlock_audit::read_checkpoint_file(&cp_path).map_err(internal)?;
+            let Some(cp) = airlock_audit::latest_checkpoint(s, &tenant, &file).map_err(internal)?
+            else {
+                return Err(ApiError::NotFound);
+            };
+            if index >= cp.size {
+                return Err(ApiError::NotFound);
+            }
+            airlock_audit::prove(s, &tenant, index, &cp).map_err(internal)
+        })
+        .await?;
+    serde_json::to_value(proof)
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
 /// Live records of the tenant's log (a WebSocket; read-only).
 #[utoipa::path(get, path = "/v1/audit/stream", tag = "audit", security(("token" = [])),
     responses((status = 101, description = "WebSocket: one JSON record per text message"), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
@@ -197,7 +311,7 @@ pub async fn stream(
 pub async fn run_events(
     State(st): State<Arc<AppState>>,
     Extension(a): Extension<Authed>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     run_of(&st, &a, &id).await?;

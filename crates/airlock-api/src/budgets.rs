@@ -7,11 +7,11 @@
 use crate::auth::Authed;
 use crate::handlers::valid_name;
 use crate::state::AppState;
-use crate::{ApiError, JsonBody};
+use crate::{ApiError, ApiPath, JsonBody};
 use airlock_store::{BudgetState, Reserve};
 use airlock_types::{Action, Actor, ActorKind, AuditEvent, EventResult, Reason, Timestamp};
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -145,7 +145,7 @@ pub async fn list(State(st): S, Extension(a): A) -> Result<Json<Vec<Budget>>, Ap
 pub async fn put(
     State(st): S,
     Extension(a): A,
-    Path(scope): Path<String>,
+    ApiPath(scope): ApiPath<String>,
     JsonBody(body): JsonBody<SetBudget>,
 ) -> Result<Json<Budget>, ApiError> {
     valid_scope(&scope)?;
@@ -185,7 +185,7 @@ pub async fn put(
 pub async fn reserve(
     State(st): S,
     Extension(a): A,
-    Path(scope): Path<String>,
+    ApiPath(scope): ApiPath<String>,
     JsonBody(body): JsonBody<NewReservation>,
 ) -> Result<(StatusCode, Json<Reservation>), ApiError> {
     valid_scope(&scope)?;
@@ -228,7 +228,7 @@ pub async fn reserve(
 pub async fn settle(
     State(st): S,
     Extension(a): A,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     JsonBody(body): JsonBody<Settle>,
 ) -> Result<StatusCode, ApiError> {
     unlimited(&a)?;

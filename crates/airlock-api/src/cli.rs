@@ -6,7 +6,7 @@ use crate::{AppState, RunDefaults, Stores, TlsMode};
 use airlock_runtime::settings::serve::ServeSettings;
 use airlock_runtime::settings::store::StoreSettings;
 use airlock_runtime::{AuditSettings, Home};
-use airlock_store::SqliteStore;
+use airlock_store::{ControlStore, SqliteStore};
 use airlock_types::{Action, AuditEvent, EventResult, Reason, TenantId, Timestamp};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +76,9 @@ pub enum TokenCmd {
     },
 }
 
+/// Connections a server keeps to its control store.
+const CONTROL_CONNECTIONS: usize = 4;
+
 /// Open the stores a server uses: PostgreSQL when `[store] database_url`
 /// (or `AIRLOCK_DATABASE_URL`) names one, else SQLite in the data directory.
 /// (Audit appends pick the same way, in `airlock_runtime::audit`.)
@@ -83,16 +86,27 @@ pub fn open_stores(home: &Home, store: &StoreSettings) -> Result<Stores, CliErro
     home.require_initialized().map_err(|e| err(e.chain()))?;
     let pg = || airlock_runtime::audit::open_pg(store).map_err(|e| err(e.chain()));
     if let (Some(control), Some(audit_reader)) = (pg()?, pg()?) {
+        let mut more_control: Vec<Box<dyn ControlStore>> = Vec::new();
+        for _ in 1..CONTROL_CONNECTIONS {
+            if let Some(c) = pg()? {
+                more_control.push(Box::new(c));
+            }
+        }
         return Ok(Stores {
             control: Box::new(control),
+            more_control,
             audit_reader: Box::new(audit_reader),
         });
     }
-    let control = SqliteStore::open(&home.db_path()).map_err(err)?;
-    let audit_reader = SqliteStore::open(&home.db_path()).map_err(err)?;
+    let sqlite = || SqliteStore::open(&home.db_path()).map_err(err);
+    let mut more_control: Vec<Box<dyn ControlStore>> = Vec::new();
+    for _ in 1..CONTROL_CONNECTIONS {
+        more_control.push(Box::new(sqlite()?));
+    }
     Ok(Stores {
-        control: Box::new(control),
-        audit_reader: Box::new(audit_reader),
+        control: Box::new(sqlite()?),
+        more_control,
+        audit_reader: Box::new(sqlite()?),
     })
 }
 

@@ -5,13 +5,13 @@
 
 use crate::auth::{Authed, Scope, TokenSpec};
 use crate::state::AppState;
-use crate::{ApiError, JsonBody};
+use crate::{ApiError, ApiPath, JsonBody};
 use airlock_store::{AgentRow, ApiTokenRow, PolicyVersionRow, RunRow, TeamRow};
 use airlock_types::{
     Action, Actor, ActorKind, AgentId, AuditEvent, EventResult, Reason, Timestamp,
 };
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -230,7 +230,7 @@ async fn agent_of(st: &Arc<AppState>, a: &Authed, name: &str) -> Result<AgentRow
 pub async fn get_agent(
     State(st): S,
     Extension(a): A,
-    Path(agent): Path<String>,
+    ApiPath(agent): ApiPath<String>,
 ) -> Result<Json<Agent>, ApiError> {
     Ok(Json(agent_of(&st, &a, &agent).await?.into()))
 }
@@ -284,7 +284,7 @@ pub struct NewPolicy {
 pub async fn list_policies(
     State(st): S,
     Extension(a): A,
-    Path(agent): Path<String>,
+    ApiPath(agent): ApiPath<String>,
 ) -> Result<Json<Vec<PolicyVersion>>, ApiError> {
     let row = agent_of(&st, &a, &agent).await?;
     let t = a.tenant.clone();
@@ -303,7 +303,7 @@ pub async fn list_policies(
 pub async fn put_policy(
     State(st): S,
     Extension(a): A,
-    Path(agent): Path<String>,
+    ApiPath(agent): ApiPath<String>,
     JsonBody(body): JsonBody<NewPolicy>,
 ) -> Result<(StatusCode, Json<PolicyVersion>), ApiError> {
     agent_of(&st, &a, &agent).await?;
@@ -370,7 +370,7 @@ pub async fn put_policy(
 pub async fn get_policy(
     State(st): S,
     Extension(a): A,
-    Path((agent, version)): Path<(String, u32)>,
+    ApiPath((agent, version)): ApiPath<(String, u32)>,
 ) -> Result<Json<PolicyVersion>, ApiError> {
     let row = agent_of(&st, &a, &agent).await?;
     let t = a.tenant.clone();
@@ -390,7 +390,7 @@ pub async fn get_policy(
 pub async fn activate_policy(
     State(st): S,
     Extension(a): A,
-    Path((agent, version)): Path<(String, u32)>,
+    ApiPath((agent, version)): ApiPath<(String, u32)>,
 ) -> Result<Json<Agent>, ApiError> {
     let mut row = agent_of(&st, &a, &agent).await?;
     let (t, ag) = (a.tenant.clone(), agent.clone());
@@ -575,7 +575,7 @@ pub async fn create_token(
 pub async fn revoke_token(
     State(st): S,
     Extension(a): A,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     valid_name("id", &id)?;
     let (t, i) = (a.tenant.clone(), id.clone());
@@ -756,7 +756,7 @@ pub(crate) async fn run_of(st: &Arc<AppState>, a: &Authed, id: &str) -> Result<R
 pub async fn get_run(
     State(st): S,
     Extension(a): A,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RunInfo>, ApiError> {
     Ok(Json(run_of(&st, &a, &id).await?.into()))
 }
@@ -788,7 +788,7 @@ pub async fn list_runs(
 pub async fn stop_run(
     State(st): S,
     Extension(a): A,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let row = run_of(&st, &a, &id).await?;
     if row.state != airlock_store::RunState::Running || row.node != st.node {

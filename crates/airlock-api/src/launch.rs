@@ -81,9 +81,8 @@ pub(crate) fn start(
                 }
             };
             let stored = me
-                .control
-                .lock()
-                .map_err(|_| "control store lock poisoned".to_owned())
+                .control()
+                .map_err(|e| e.to_string())
                 .and_then(|mut s| s.run_insert(&tenant, &row).map_err(|e| e.to_string()));
             if let Ok(mut live) = me.runs.live.lock() {
                 live.insert(id.clone(), (started.signals(), false));
@@ -122,7 +121,7 @@ pub(crate) fn start(
                 }
             };
             if stored.is_ok()
-                && let Ok(mut s) = me.control.lock()
+                && let Ok(mut s) = me.control()
             {
                 let now = Timestamp::now().as_micros();
                 if let Err(e) = s.run_finish(&tenant, &id, state, code, now) {

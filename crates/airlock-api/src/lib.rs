@@ -24,6 +24,7 @@
 //! audit log has what they did). No rate limiting.
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod audit;
 pub mod auth;
 mod budgets;
@@ -49,6 +50,25 @@ use serde::de::DeserializeOwned;
 /// limited in size, errors in the API's format.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
+
+/// Path parameters; a value that does not parse is a 400 in the API's
+/// error format (axum's own rejection is plain text).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;

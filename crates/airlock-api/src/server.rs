@@ -4,7 +4,7 @@
 use crate::auth::{self, Authed, Refusal, Scope};
 use crate::error::ErrorReason;
 use crate::state::AppState;
-use crate::{ApiError, audit, budgets, handlers};
+use crate::{ApiError, approvals, audit, budgets, handlers};
 use airlock_types::{
     Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
 };
@@ -34,6 +34,8 @@ fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         r if r.starts_with("/v1/runs") && write => Scope::RunsWrite,
         r if r.starts_with("/v1/runs") => Scope::RunsRead,
         r if r.starts_with("/v1/audit") => Scope::AuditRead,
+        r if r.starts_with("/v1/approvals") && write => Scope::ApprovalsDecide,
+        r if r.starts_with("/v1/approvals") => Scope::ApprovalsRead,
         r if r.starts_with("/v1/budgets") && write => Scope::BudgetsWrite,
         r if r.starts_with("/v1/budgets") => Scope::BudgetsRead,
         // A route without an entry here is refused, not opened.
@@ -181,15 +183,16 @@ async fn openapi() -> Response {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs, budgets and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
+    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs, approvals, budgets and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
     paths(
         handlers::list_teams, handlers::create_team,
         handlers::list_agents, handlers::create_agent, handlers::get_agent,
         handlers::list_policies, handlers::put_policy, handlers::get_policy, handlers::activate_policy,
         handlers::list_tokens, handlers::create_token, handlers::revoke_token,
         handlers::start_run, handlers::list_runs, handlers::get_run, handlers::stop_run,
-        audit::list, audit::verify, audit::stream, audit::run_events,
+        audit::list, audit::verify, audit::export, audit::proof, audit::stream, audit::run_events,
         budgets::list, budgets::put, budgets::reserve, budgets::settle,
+        approvals::list, approvals::show, approvals::approve, approvals::deny,
     ),
     components(schemas(crate::ErrorBody, crate::ErrorDetail, Scope)),
     modifiers(&Security),
@@ -211,6 +214,51 @@ impl utoipa::Modify for Security {
                     .build(),
             ),
         );
+        // What every authenticated operation may answer besides its own
+        // responses (the middleware's and the body limit's refusals).
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                if op.security.is_none() {
+                    continue;
+                }
+                let mut common = vec![
+                    ("400", "malformed_request: a path or query value is invalid"),
+                    ("401", "unauthenticated: no valid token"),
+                    ("403", "scope_missing: the token does not grant this"),
+                    (
+                        "503",
+                        "audit_unavailable or store_unavailable: nothing was done",
+                    ),
+                ];
+                if op.request_body.is_some() {
+                    common.push(("413", "limit_exceeded: the body is too large"));
+                }
+                for (code, what) in common {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(what).into());
+                }
+            }
+        }
     }
 }
 
@@ -266,6 +314,12 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
         .route("/v1/audit", get(audit::list))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/stream", get(audit::stream))
+        .route("/v1/audit/export", get(audit::export))
+        .route("/v1/audit/proof/{index}", get(audit::proof))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::show))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/v1/budgets", get(budgets::list))
         .route("/v1/budgets/{scope}", put(budgets::put))
         .route("/v1/budgets/{scope}/reservations", post(budgets::reserve))

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 pub struct AppState {
     pub(crate) home: Home,
     pub(crate) node: String,
-    pub(crate) control: Mutex<Box<dyn ControlStore>>,
+    /// Connections to the control store; a request takes a free one.
+    control: Vec<Mutex<Box<dyn ControlStore>>>,
+    next: std::sync::atomic::AtomicUsize,
     pub(crate) audit_reader: Mutex<Box<dyn AuditStore>>,
     pub(crate) audit_settings: AuditSettings,
     auditors: Mutex<HashMap<TenantId, Arc<Auditor>>>,
@@ -27,6 +29,9 @@ pub struct AppState {
 pub struct Stores {
     /// Tenants, agents, policies, tokens, runs.
     pub control: Box<dyn ControlStore>,
+    /// More connections to the same store, so requests need not wait for
+    /// one another's round trips (may be empty).
+    pub more_control: Vec<Box<dyn ControlStore>>,
     /// Reads the audit log (query, verify, proofs, streams).
     pub audit_reader: Box<dyn AuditStore>,
 }
@@ -43,7 +48,11 @@ impl AppState {
         AppState {
             home,
             node,
-            control: Mutex::new(stores.control),
+            control: std::iter::once(stores.control)
+                .chain(stores.more_control)
+                .map(Mutex::new)
+                .collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
             audit_reader: Mutex::new(stores.audit_reader),
             audit_settings,
             auditors: Mutex::new(HashMap::new()),
@@ -58,14 +67,27 @@ impl AppState {
     ) -> Result<T, ApiError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = me
-                .control
-                .lock()
-                .map_err(|_| ApiError::Internal("control store lock poisoned".into()))?;
+            let mut guard = me.control()?;
             f(guard.as_mut()).map_err(ApiError::store)
         })
         .await
         .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?
+    }
+
+    /// A free control-store connection (else wait for one). Blocking.
+    pub(crate) fn control(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Box<dyn ControlStore>>, ApiError> {
+        let n = self.control.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        for i in 0..n {
+            if let Ok(g) = self.control[(start + i) % n].try_lock() {
+                return Ok(g);
+            }
+        }
+        self.control[start]
+            .lock()
+            .map_err(|_| ApiError::Internal("control store lock poisoned".into()))
     }
 
     /// Run `f` on the audit reader, off the async threads.

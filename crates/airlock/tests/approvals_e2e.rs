@@ -497,3 +497,179 @@ fn a_run_with_private_data_and_untrusted_content_has_its_write_held_lethal_trife
         serde_json::json!(["private_data", "untrusted_content"])
     );
 }
+
+/// `airlock serve` on the fixture's data directory, with curl as its client.
+struct Api {
+    child: std::process::Child,
+    base: String,
+    cert: PathBuf,
+    token: String,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Api {
+    fn start(f: &Fixture, scopes: &[&str]) -> Api {
+        let out = f.cli(&["tenant", "create", "default"]);
+        assert!(out.status.success(), "{out:?}");
+        let mut args = vec!["--tenant", "default", "token", "create"];
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        let out = f.cli(&args);
+        assert!(out.status.success(), "{out:?}");
+        let token = out.stdout.trim().to_owned();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let mut cmd = f
+            .env
+            .command(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let api = Api {
+            child: cmd.spawn().expect("serve"),
+            base: format!("https://127.0.0.1:{port}"),
+            cert: f.env.data.join("api-dev-cert.pem"),
+            token,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        api
+    }
+
+    /// `(status, body)` of one request with the reviewer's token.
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.call_as(&self.token, method, path, body)
+    }
+
+    fn call_as(&self, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let mut c = Command::new("curl");
+        c.args(["-s", "--max-time", "20", "--cacert"])
+            .arg(&self.cert)
+            .args(["-X", method, "-w", "\n%{http_code}"])
+            .args(["-H", &format!("Authorization: Bearer {token}")]);
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let o = c
+            .arg(format!("{}{path}", self.base))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            status.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+}
+
+#[test]
+fn an_ask_is_decided_through_the_api_by_the_hash_of_what_was_shown() {
+    let f = Fixture::new("wait_secs = 60\n");
+    let api = Api::start(&f, &["approvals:read", "approvals:decide"]);
+    let reader = {
+        let out = f.cli(&[
+            "--tenant",
+            "default",
+            "token",
+            "create",
+            "--scope",
+            "approvals:read",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        out.stdout.trim().to_owned()
+    };
+    let script = format!(
+        "{}{}",
+        f.curl("POST", "api.held.test", "/v1/send", Some("hello")),
+        f.curl("POST", "api.held.test", "/v1/send", Some("again")),
+    );
+    let (out, first) = std::thread::scope(|s| {
+        let reviewer = s.spawn(|| {
+            let wait = |seen: &[String]| -> Value {
+                let start = Instant::now();
+                loop {
+                    let (st, list) = api.call("GET", "/v1/approvals", None);
+                    assert_eq!(st, 200, "{list}");
+                    if let Some(v) = list.as_array().and_then(|l| {
+                        l.iter()
+                            .find(|v| !seen.iter().any(|s| v["id"] == s.as_str()))
+                            .cloned()
+                    }) {
+                        return v;
+                    }
+                    assert!(start.elapsed() < Duration::from_secs(60), "nothing pending");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            };
+            let item = wait(&[]);
+            let id = item["id"].as_str().expect("id").to_owned();
+            // What the reviewer is shown hashes to what must be sent back.
+            let (st, shown) = api.call("GET", &format!("/v1/approvals/{id}"), None);
+            assert_eq!(st, 200, "{shown}");
+            let canonical = shown["canonical"].as_str().expect("canonical");
+            let sha = airlock_approval::sha256_hex(canonical.as_bytes());
+            assert_eq!(shown["sha256"], sha.as_str());
+            // A plan tampered with on the way to the reviewer hashes
+            // differently; that hash approves nothing.
+            let tampered = canonical.replace("/v1/send", "/v1/sent");
+            let bad = airlock_approval::sha256_hex(tampered.as_bytes());
+            let path = format!("/v1/approvals/{id}/approve");
+            let (st, err) = api.call("POST", &path, Some(&format!(r#"{{"sha256":"{bad}"}}"#)));
+            assert_eq!(
+                (st, err["error"]["code"].as_str()),
+                (409, Some("conflict")),
+                "{err}"
+            );
+            assert!(f.received().is_empty(), "sent before approval");
+            // A read-only token cannot decide.
+            let body = format!(r#"{{"sha256":"{sha}"}}"#);
+            let (st, _) = api.call_as(&reader, "POST", &path, Some(&body));
+            assert_eq!(st, 403);
+            let (st, ok) = api.call("POST", &path, Some(&format!(r#"{{"sha256":"{sha}"}}"#)));
+            assert_eq!((st, ok["state"].as_str()), (200, Some("approved")), "{ok}");
+            // The second request: denied through the API.
+            let item2 = wait(std::slice::from_ref(&id));
+            let id2 = item2["id"].as_str().expect("id").to_owned();
+            let (st, no) = api.call(
+                "POST",
+                &format!("/v1/approvals/{id2}/deny"),
+                Some(r#"{"reason":"not twice"}"#),
+            );
+            assert_eq!((st, no["state"].as_str()), (200, Some("denied")), "{no}");
+            let (st, _) = api.call("GET", "/v1/approvals/nope", None);
+            assert_eq!(st, 404);
+            id
+        });
+        let out = f.run(&script);
+        (out, reviewer.join().expect("reviewer"))
+    });
+    assert_eq!(status_lines(&out.stdout), ["200", "403"], "{out:?}");
+    let got = f.received();
+    assert_eq!(got.len(), 1, "exactly the approved request: {got:?}");
+    let events = f.events();
+    let decided: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "approval.decided")
+        .collect();
+    assert!(
+        decided
+            .iter()
+            .any(|e| e["actor"]["kind"] == "token" && e.to_string().contains(&first)),
+        "the API's decisions are recorded with the token as the actor: {decided:#?}"
+    );
+}

@@ -15,29 +15,15 @@
 //! it skips without them, and fails instead when `AIRLOCK_REQUIRE_SDK_TESTS`
 //! is set (CI).
 
+#[path = "api_support.rs"]
+mod api_support;
+use api_support::{BIN, airlock, free_port, wait_listening};
+
 use std::collections::HashMap;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_airlock");
-
-fn airlock(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(BIN)
-        .args(args)
-        .env("AIRLOCK_DATA_DIR", dir)
-        .env_remove("AIRLOCK_CONFIG")
-        .env_remove("AIRLOCK_ENV")
-        .env_remove("AIRLOCK_TENANT")
-        .output()
-        .expect("run airlock");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 struct Server {
     child: Child,
@@ -52,13 +38,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 /// `airlock --tenant acme serve --init-admin`: the printed credentials, then serving.
@@ -102,14 +81,7 @@ fn serve(dir: &Path) -> Server {
         username,
         password,
     };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     s
 }
 
