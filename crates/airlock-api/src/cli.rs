@@ -76,7 +76,7 @@ pub enum TokenCmd {
     },
 }
 
-/// Connections a server keeps to its control store.
+/// Connections a server keeps to a PostgreSQL control store.
 const CONTROL_CONNECTIONS: usize = 4;
 
 /// Open the stores a server uses: PostgreSQL when `[store] database_url`
@@ -98,14 +98,12 @@ pub fn open_stores(home: &Home, store: &StoreSettings) -> Result<Stores, CliErro
             audit_reader: Box::new(audit_reader),
         });
     }
+    // One SQLite connection: SQLite serializes writers anyway, and several
+    // connections waiting on its lock only lengthen the tail (measured).
     let sqlite = || SqliteStore::open(&home.db_path()).map_err(err);
-    let mut more_control: Vec<Box<dyn ControlStore>> = Vec::new();
-    for _ in 1..CONTROL_CONNECTIONS {
-        more_control.push(Box::new(sqlite()?));
-    }
     Ok(Stores {
         control: Box::new(sqlite()?),
-        more_control,
+        more_control: Vec::new(),
         audit_reader: Box::new(sqlite()?),
     })
 }
