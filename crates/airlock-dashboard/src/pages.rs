@@ -35,6 +35,34 @@ impl Session {
     }
 }
 
+/// An `api.auth_failed` record of the dashboard: in the user's tenant as
+/// `user:NAME` when known, else in the installation's (`default`) as `unknown`.
+pub(crate) fn auth_failed(
+    user: Option<(&TenantId, &str)>,
+    resource: impl Into<String>,
+    reason: Reason,
+) -> AuditEvent {
+    let (tenant, actor) = match user {
+        Some((t, name)) => (
+            t.clone(),
+            Actor::new(ActorKind::Operator, format!("user:{name}")),
+        ),
+        None => (
+            TenantId::default_tenant(),
+            Actor::new(ActorKind::Operator, "unknown"),
+        ),
+    };
+    AuditEvent::new(
+        tenant,
+        actor,
+        Action::ApiAuthFailed,
+        resource,
+        reason,
+        EventResult::Denied,
+    )
+    .with_detail("via", "dashboard")
+}
+
 /// The session cookie's value, if the request carries one.
 pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -128,23 +156,9 @@ async fn check_post(
     if site_ok && token_ok {
         return Ok(());
     }
-    let (tenant, actor) = match s {
-        Some(s) => (s.tenant.clone(), s.actor()),
-        None => (
-            TenantId::default_tenant(),
-            Actor::new(ActorKind::Operator, "unknown"),
-        ),
-    };
-    let ev = AuditEvent::new(
-        tenant,
-        actor,
-        Action::ApiAuthFailed,
-        format!("POST {what}"),
-        Reason::CsrfRefused,
-        EventResult::Denied,
-    )
-    .with_detail("via", "dashboard")
-    .with_detail("check", if site_ok { "csrf_token" } else { "origin" });
+    let user = s.map(|s| (&s.tenant, s.username.as_str()));
+    let ev = auth_failed(user, format!("POST {what}"), Reason::CsrfRefused)
+        .with_detail("check", if site_ok { "csrf_token" } else { "origin" });
     d.api.record(ev).await.map_err(DashError::from)?;
     Err(DashError::Csrf)
 }
@@ -242,26 +256,8 @@ pub(crate) async fn login(
     let user = match (user, ok) {
         (Some(u), true) => u,
         (u, _) => {
-            let (tenant, actor) = match &u {
-                Some(u) => (
-                    u.tenant.clone(),
-                    Actor::new(ActorKind::Operator, format!("user:{}", u.username)),
-                ),
-                None => (
-                    TenantId::default_tenant(),
-                    Actor::new(ActorKind::Operator, "unknown"),
-                ),
-            };
-            let ev = AuditEvent::new(
-                tenant,
-                actor,
-                Action::ApiAuthFailed,
-                "POST /login",
-                Reason::Unauthenticated,
-                EventResult::Denied,
-            )
-            .with_detail("via", "dashboard")
-            .with_detail(
+            let user = u.as_ref().map(|u| (&u.tenant, u.username.as_str()));
+            let ev = auth_failed(user, "POST /login", Reason::Unauthenticated).with_detail(
                 "refusal",
                 if u.is_some() {
                     "wrong_password"

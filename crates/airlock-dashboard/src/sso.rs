@@ -7,9 +7,7 @@ use crate::oidc::{Identity, PRELOGIN_COOKIE, Refusal};
 use crate::pages::{cookie, html, start_session};
 use crate::{Dash, DashError, html as h};
 use airlock_store::UserRow;
-use airlock_types::{
-    Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
-};
+use airlock_types::{Action, Actor, ActorKind, AuditEvent, EventResult, Reason, Timestamp};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -34,27 +32,10 @@ async fn refused(
     who: Option<&Identity>,
 ) -> Result<Response, DashError> {
     tracing::warn!(check = r.check, detail = %r.detail, "SSO login refused");
-    let (tenant, actor) = match who {
-        Some(i) => (
-            i.tenant.clone(),
-            Actor::new(ActorKind::Operator, format!("user:{}", i.username)),
-        ),
-        None => (
-            TenantId::default_tenant(),
-            Actor::new(ActorKind::Operator, "unknown"),
-        ),
-    };
-    let ev = AuditEvent::new(
-        tenant,
-        actor,
-        Action::ApiAuthFailed,
-        target,
-        Reason::Unauthenticated,
-        EventResult::Denied,
-    )
-    .with_detail("via", "dashboard")
-    .with_detail("login", "oidc")
-    .with_detail("refusal", r.check);
+    let user = who.map(|i| (&i.tenant, i.username.as_str()));
+    let ev = crate::pages::auth_failed(user, target, Reason::Unauthenticated)
+        .with_detail("login", "oidc")
+        .with_detail("refusal", r.check);
     d.api.record(ev).await?;
     let status = match r.check {
         "discovery" | "discovery_issuer" | "jwks" | "token_exchange" => StatusCode::BAD_GATEWAY,

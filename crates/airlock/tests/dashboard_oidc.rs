@@ -18,12 +18,13 @@
 //! installs it): skips without, fails instead when
 //! `AIRLOCK_REQUIRE_SDK_TESTS` is set (CI).
 
+#[path = "api_support.rs"]
+mod api_support;
+use api_support::{BIN, airlock, free_port};
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_airlock");
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -31,13 +32,6 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 fn wait_port(port: u16, what: &str) {
@@ -85,22 +79,6 @@ fn provider(py: &std::ffi::OsStr) -> (Kill, String) {
     let k = Kill(child);
     wait_port(port, "oidc-provider-mock");
     (k, format!("http://127.0.0.1:{port}"))
-}
-
-fn airlock(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(BIN)
-        .args(args)
-        .env("AIRLOCK_DATA_DIR", dir)
-        .env_remove("AIRLOCK_CONFIG")
-        .env_remove("AIRLOCK_ENV")
-        .env_remove("AIRLOCK_TENANT")
-        .output()
-        .expect("run airlock");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 struct Server {
