@@ -108,7 +108,7 @@ pub fn open_stores(home: &Home, store: &StoreSettings) -> Result<Stores, CliErro
     })
 }
 
-fn parse_duration_secs(s: &str) -> Result<u64, CliError> {
+pub(crate) fn parse_duration_secs(s: &str) -> Result<u64, CliError> {
     let (num, mult) = match s.char_indices().last() {
         Some((i, 's')) => (&s[..i], 1),
         Some((i, 'm')) => (&s[..i], 60),

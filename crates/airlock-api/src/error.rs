@@ -44,6 +44,10 @@ pub enum ApiError {
     /// The database cannot serve now; nothing was done: 503.
     #[error("the database is unavailable; nothing was done")]
     StoreUnavailable,
+    /// This node's vault cannot be opened (no key the server can use, or a
+    /// locked or damaged vault); nothing was done: 503.
+    #[error("the vault is unavailable on this node; nothing was done")]
+    VaultUnavailable,
     /// Something failed inside; the detail is logged, not returned: 500.
     #[error("internal error")]
     Internal(String),
@@ -62,7 +66,7 @@ pub struct ErrorDetail {
     /// A stable code: a reason code (`unauthenticated`, `scope_missing`,
     /// `malformed_request`, `limit_exceeded`, `audit_unavailable`,
     /// `budget_exceeded`) or an HTTP one (`not_found`, `conflict`,
-    /// `store_unavailable`, `internal`).
+    /// `store_unavailable`, `vault_unavailable`, `internal`).
     pub code: String,
     /// A message for the caller.
     pub message: String,
@@ -81,7 +85,9 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BudgetExceeded(_) => StatusCode::CONFLICT,
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable | ApiError::VaultUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,7 +104,9 @@ impl ApiError {
             ApiError::Unprocessable(_) => Reason::SandboxControlFailed,
             ApiError::AuditUnavailable => Reason::AuditUnavailable,
             ApiError::BudgetExceeded(_) => Reason::BudgetExceeded,
-            ApiError::StoreUnavailable | ApiError::Internal(_) => Reason::CheckFailed,
+            ApiError::StoreUnavailable | ApiError::VaultUnavailable | ApiError::Internal(_) => {
+                Reason::CheckFailed
+            }
         }
     }
 
@@ -108,6 +116,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Internal(_) => "internal",
             ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::VaultUnavailable => "vault_unavailable",
             other => other.reason().code(),
         }
     }

@@ -643,6 +643,10 @@ pub struct NewRun {
     pub command: Vec<String>,
     /// The agent whose active policy it runs with (else the default policy).
     pub agent: Option<String>,
+    /// Vault secrets (on this node) the run gets as handles, each only for
+    /// its bound hosts (see `/v1/secrets`).
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// A started run's id.
@@ -677,6 +681,13 @@ pub async fn start_run(
         return Err(ApiError::BadRequest(
             "command: 1-4096 arguments without NUL bytes".into(),
         ));
+    }
+    if body.secrets.len() > 64 {
+        return Err(ApiError::BadRequest("secrets: at most 64".into()));
+    }
+    for n in &body.secrets {
+        airlock_broker::validate_name(n)
+            .map_err(|e| ApiError::BadRequest(format!("secrets: {e}")))?;
     }
     if !a.may_agent(body.agent.as_deref()) {
         return Err(if body.agent.is_none() {
@@ -719,7 +730,17 @@ pub async fn start_run(
     let tenant = a.tenant.clone();
     let token = a.token_id.clone();
     let id = tokio::task::spawn_blocking(move || {
-        crate::launch::start(&me, tenant, agent, &token, body.command, policy)
+        crate::launch::start(
+            &me,
+            crate::launch::Launch {
+                tenant,
+                agent,
+                token_id: &token,
+                argv: body.command,
+                secrets: body.secrets,
+                policy,
+            },
+        )
     })
     .await
     .map_err(|e| ApiError::Internal(format!("run task failed: {e}")))?

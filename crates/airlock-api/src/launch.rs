@@ -10,15 +10,27 @@ use airlock_store::{RunRow, RunState};
 use airlock_types::{Actor, ActorKind, AgentId, RunContext, RunId, TenantId, Timestamp};
 use std::sync::Arc;
 
+/// What to start, for whom.
+pub(crate) struct Launch<'a> {
+    pub tenant: TenantId,
+    pub agent: Option<AgentId>,
+    pub token_id: &'a str,
+    pub argv: Vec<String>,
+    /// Vault secrets granted as handles.
+    pub secrets: Vec<String>,
+    pub policy: EgressPolicy,
+}
+
 /// Prepare and start a run on a thread; return once it started (or failed to).
-pub(crate) fn start(
-    state: &Arc<AppState>,
-    tenant: TenantId,
-    agent: Option<AgentId>,
-    token_id: &str,
-    argv: Vec<String>,
-    policy: EgressPolicy,
-) -> Result<RunId, StartError> {
+pub(crate) fn start(state: &Arc<AppState>, l: Launch<'_>) -> Result<RunId, StartError> {
+    let Launch {
+        tenant,
+        agent,
+        token_id,
+        argv,
+        secrets,
+        policy,
+    } = l;
     let run_id = airlock_runtime::new_run_id();
     let mut context = RunContext::new(
         tenant.clone(),
@@ -39,7 +51,7 @@ pub(crate) fn start(
         policy_file: None,
         protected: d.protected.clone(),
         env: Vec::new(),
-        secrets: Vec::new(),
+        secrets,
         timeout: None,
         idle_timeout: None,
         interactive: false,

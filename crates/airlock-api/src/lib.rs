@@ -30,10 +30,13 @@ pub mod auth;
 mod budgets;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
+pub mod client;
 mod error;
 pub mod handlers;
 mod launch;
 mod runs;
+mod secrets;
 mod server;
 mod state;
 

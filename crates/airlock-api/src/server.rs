@@ -4,7 +4,7 @@
 use crate::auth::{self, Authed, Refusal, Scope};
 use crate::error::ErrorReason;
 use crate::state::AppState;
-use crate::{ApiError, approvals, audit, budgets, handlers};
+use crate::{ApiError, approvals, audit, budgets, handlers, secrets};
 use airlock_types::{
     Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
 };
@@ -38,6 +38,8 @@ fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         r if r.starts_with("/v1/approvals") => Scope::ApprovalsRead,
         r if r.starts_with("/v1/budgets") && write => Scope::BudgetsWrite,
         r if r.starts_with("/v1/budgets") => Scope::BudgetsRead,
+        r if r.starts_with("/v1/secrets") && write => Scope::SecretsWrite,
+        r if r.starts_with("/v1/secrets") => Scope::SecretsRead,
         // A route without an entry here is refused, not opened.
         _ => Scope::Admin,
     })
@@ -183,7 +185,7 @@ async fn openapi() -> Response {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs, approvals, budgets and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
+    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs, approvals, budgets, secrets (set-only values) and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
     paths(
         handlers::list_teams, handlers::create_team,
         handlers::list_agents, handlers::create_agent, handlers::get_agent,
@@ -193,6 +195,7 @@ async fn openapi() -> Response {
         audit::list, audit::verify, audit::export, audit::proof, audit::stream, audit::run_events,
         budgets::list, budgets::put, budgets::reserve, budgets::settle,
         approvals::list, approvals::show, approvals::approve, approvals::deny,
+        secrets::list, secrets::show, secrets::put, secrets::remove,
     ),
     components(schemas(crate::ErrorBody, crate::ErrorDetail, Scope)),
     modifiers(&Security),
@@ -326,6 +329,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
         .route(
             "/v1/budgets/reservations/{id}/settle",
             post(budgets::settle),
+        )
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{name}",
+            get(secrets::show).put(secrets::put).delete(secrets::remove),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .fallback(not_found)

@@ -84,6 +84,9 @@ pub fn parse() -> Cli {
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx::resolve(cli.global)?;
+    if let Some(url) = &ctx.server {
+        return crate::remote::run(&ctx, url, cli.command);
+    }
     match cli.command {
         Command::Init(a) => cmd::init::run(&ctx, a),
         Command::Config(c) => cmd::config::run(&ctx, c),

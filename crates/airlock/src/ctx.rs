@@ -23,6 +23,9 @@ pub struct GlobalArgs {
     /// The control plane's tenant for `token` commands.
     #[arg(long, global = true, env = "AIRLOCK_TENANT", value_name = "NAME")]
     pub tenant: Option<String>,
+    /// Use this control-plane API (token in AIRLOCK_TOKEN) instead of the data directory.
+    #[arg(long, global = true, env = "AIRLOCK_SERVER", value_name = "URL")]
+    pub server: Option<String>,
 }
 
 /// Resolved global context: the runtime's [`Home`] (data directory,
@@ -31,6 +34,7 @@ pub struct GlobalArgs {
 pub struct Ctx {
     pub home: Home,
     pub tenant: Option<String>,
+    pub server: Option<String>,
 }
 
 impl std::ops::Deref for Ctx {
@@ -54,6 +58,7 @@ impl Ctx {
         Ok(Ctx {
             home,
             tenant: g.tenant,
+            server: g.server,
         })
     }
 

@@ -10,6 +10,7 @@ mod config;
 mod ctx;
 mod logging;
 mod master_key;
+mod remote;
 
 use std::process::ExitCode;
 

@@ -1011,3 +1011,337 @@ fn every_generated_request_gets_a_documented_answer_and_no_5xx() {
     assert!(o.status.success(), "{out}");
     assert!(out.contains("passed") && !out.contains("❌"), "{out}");
 }
+
+#[test]
+fn secrets_are_set_only_tenant_scoped_audited_and_granted_to_api_runs_as_handles() {
+    let (_tmp, dir) = setup();
+    let writer = token(
+        &dir,
+        "acme",
+        &[
+            "--scope",
+            "secrets:write",
+            "--scope",
+            "secrets:read",
+            "--scope",
+            "runs:write",
+            "--scope",
+            "runs:read",
+        ],
+    );
+    let reader = token(&dir, "acme", &["--scope", "secrets:read"]);
+    let agent_only = token(
+        &dir,
+        "acme",
+        &["--scope", "secrets:write", "--agent", "bot"],
+    );
+    let globex = token(&dir, "globex", &["--scope", "admin"]);
+    let value = "ghp_SetOnlyValue0123456789abcdefghijklmn";
+    let s = serve(&dir);
+    let body = format!(
+        r#"{{"value":"{value}","hosts":["api.github.com"],"methods":["GET"],"env":"GH_TOKEN"}}"#
+    );
+    let mut seen = Vec::new();
+    let r = req(&s, "PUT", "/v1/secrets/gh", Some(&writer), Some(&body), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["version"], 1);
+    assert_eq!(r.json()["replaced"], false);
+    seen.push(r.body);
+    let r = req(&s, "PUT", "/v1/secrets/gh", Some(&writer), Some(&body), &[]);
+    assert_eq!(
+        (r.json()["version"].clone(), r.json()["replaced"].clone()),
+        (2.into(), true.into())
+    );
+    seen.push(r.body);
+    // Metadata only, to a reader of the same tenant; nothing to another tenant.
+    let r = req(&s, "GET", "/v1/secrets", Some(&reader), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = r.json();
+    assert_eq!(list[0]["name"], "gh", "{list}");
+    assert_eq!(
+        list[0]["binding"]["hosts"],
+        serde_json::json!(["api.github.com"])
+    );
+    assert_eq!(list[0]["binding"]["methods"], serde_json::json!(["GET"]));
+    seen.push(r.body);
+    let r = req(&s, "GET", "/v1/secrets/gh", Some(&reader), None, &[]);
+    assert_eq!(r.status, 200);
+    seen.push(r.body);
+    assert_eq!(
+        req(&s, "GET", "/v1/secrets/gh", Some(&globex), None, &[]).status,
+        404
+    );
+    let r = req(&s, "GET", "/v1/secrets", Some(&globex), None, &[]);
+    assert_eq!(r.json(), serde_json::json!([]), "another tenant's list");
+    assert_eq!(
+        req(&s, "DELETE", "/v1/secrets/gh", Some(&globex), None, &[]).status,
+        404
+    );
+    // Refused: no write scope, a token limited to agents, bad input.
+    let r = req(&s, "PUT", "/v1/secrets/gh", Some(&reader), Some(&body), &[]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = req(
+        &s,
+        "PUT",
+        "/v1/secrets/gh",
+        Some(&agent_only),
+        Some(&body),
+        &[],
+    );
+    assert_eq!(r.status, 403, "an agent's token re-pointing a credential");
+    let r = req(&s, "DELETE", "/v1/secrets/gh", Some(&agent_only), None, &[]);
+    assert_eq!(r.status, 403);
+    for (path, bad) in [
+        (
+            "/v1/secrets/gh",
+            r#"{"value":"","hosts":["a.example"]}"#.to_owned(),
+        ),
+        (
+            "/v1/secrets/gh",
+            r#"{"value":"x\ny","hosts":["a.example"]}"#.to_owned(),
+        ),
+        ("/v1/secrets/gh", r#"{"value":"x","hosts":[]}"#.to_owned()),
+        (
+            "/v1/secrets/gh",
+            format!(r#"{{"value":"{value}","hosts":["a.example"],"extra":1}}"#),
+        ),
+        (
+            "/v1/secrets/..%2Fetc",
+            r#"{"value":"x","hosts":["a.example"]}"#.to_owned(),
+        ),
+    ] {
+        let r = req(&s, "PUT", path, Some(&writer), Some(&bad), &[]);
+        assert_eq!(r.status, 400, "{path} {bad}: {}", r.body);
+        seen.push(r.body);
+    }
+    // A run started through the API gets a handle, never the value.
+    let run = r#"{"command":["/bin/sh","-c","test -n \"$GH_TOKEN\" || exit 2; case \"$GH_TOKEN\" in ghp_SetOnly*) exit 3;; esac"],"secrets":["gh"]}"#;
+    let r = req(&s, "POST", "/v1/runs", Some(&writer), Some(run), &[]);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["id"].as_str().expect("id").to_owned();
+    let start = Instant::now();
+    let ended = loop {
+        let r = req(
+            &s,
+            "GET",
+            &format!("/v1/runs/{id}"),
+            Some(&writer),
+            None,
+            &[],
+        );
+        if r.json()["state"] != "running" {
+            break r.json();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "run did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        ended["exit_code"], 0,
+        "the run saw no handle, or the value: {ended}"
+    );
+    let r = req(
+        &s,
+        "POST",
+        "/v1/runs",
+        Some(&writer),
+        Some(r#"{"command":["true"],"secrets":["missing"]}"#),
+        &[],
+    );
+    assert_eq!(r.status, 422, "a secret that does not exist: {}", r.body);
+    // Removed, then gone.
+    assert_eq!(
+        req(&s, "DELETE", "/v1/secrets/gh", Some(&writer), None, &[]).status,
+        204
+    );
+    assert_eq!(
+        req(&s, "GET", "/v1/secrets/gh", Some(&reader), None, &[]).status,
+        404
+    );
+    assert_eq!(
+        req(&s, "DELETE", "/v1/secrets/gh", Some(&writer), None, &[]).status,
+        404
+    );
+    // Every change recorded with the token as actor; the value nowhere.
+    let events = audit(&dir, "acme");
+    assert_eq!(count(&events, "vault.secret_set", "recorded"), 2);
+    assert_eq!(count(&events, "vault.secret_rm", "recorded"), 1);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "run.start"
+                && e["details"]["secrets"] == serde_json::json!(["gh"])),
+        "the grant on the run's record"
+    );
+    let all = serde_json::to_string(&events).expect("json")
+        + &seen.join("\n")
+        + &std::fs::read_to_string(&s.log).unwrap_or_default();
+    assert!(!all.contains("SetOnlyValue"), "the value leaked");
+    let db = std::fs::read(dir.join("airlock.db")).expect("db");
+    assert!(
+        !db.windows(12).any(|w| w == b"SetOnlyValue"),
+        "stored in clear"
+    );
+    assert!(
+        audit(&dir, "globex")
+            .iter()
+            .all(|e| e["action"] != "vault.secret_set")
+    );
+}
+
+/// `airlock --server URL ARGS` from an empty data directory, with `token`
+/// in AIRLOCK_TOKEN and the server's development CA (when `ca`).
+fn remote(s: &Server, token: Option<&str>, ca: bool, args: &[&str]) -> (i32, String, String) {
+    let empty = tempfile::tempdir().expect("tmp");
+    let mut c = Command::new(BIN);
+    c.arg("--server").arg(&s.base).args(args);
+    c.env("AIRLOCK_DATA_DIR", empty.path().join("none"))
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_TENANT")
+        .env_remove("AIRLOCK_TOKEN")
+        .env_remove("AIRLOCK_SERVER_CA");
+    if let Some(t) = token {
+        c.env("AIRLOCK_TOKEN", t);
+    }
+    if ca {
+        c.env("AIRLOCK_SERVER_CA", &s.cert);
+    }
+    let o = c.output().expect("airlock --server");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_in_server_mode_uses_the_api_with_a_token_from_the_environment() {
+    let (_tmp, dir) = setup();
+    let admin = token(&dir, "acme", &["--scope", "admin"]);
+    let s = serve(&dir);
+    let r = req(
+        &s,
+        "POST",
+        "/v1/agents",
+        Some(&admin),
+        Some(r#"{"name":"bot"}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A token minted through the API, printed alone on stdout, then usable.
+    let (code, out, err) = remote(
+        &s,
+        Some(&admin),
+        true,
+        &[
+            "token",
+            "create",
+            "--scope",
+            "runs:write",
+            "--scope",
+            "runs:read",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let runner = out.trim().to_owned();
+    assert!(runner.starts_with("alt_") && runner.len() == 68, "{out}");
+    // A run on the server's node; the CLI exits with the run's exit code.
+    let (code, out, err) = remote(
+        &s,
+        Some(&runner),
+        true,
+        &["run", "--agent", "bot", "--", "/bin/sh", "-c", "exit 7"],
+    );
+    assert_eq!(code, 7, "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")["agent"],
+        "bot"
+    );
+    // Audit, budgets, approvals through the API.
+    let (code, out, err) = remote(&s, Some(&admin), true, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")["ok"],
+        true
+    );
+    let (code, out, err) = remote(&s, Some(&admin), true, &["audit", "tail", "-n", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let (code, out, _) = remote(&s, Some(&admin), true, &["audit", "export"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().all(
+            |l| serde_json::from_str::<serde_json::Value>(l).expect("line")["class_uid"] == 6003
+        )
+    );
+    let (code, _, err) = remote(
+        &s,
+        Some(&admin),
+        true,
+        &[
+            "budget",
+            "set",
+            "agent:bot",
+            "--usd",
+            "5",
+            "--period",
+            "total",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = remote(&s, Some(&admin), true, &["budget", "list"]);
+    assert!(
+        out.contains("5000000") && out.contains("agent:bot"),
+        "{out}"
+    );
+    let (code, out, err) = remote(&s, Some(&admin), true, &["approvals", "list"]);
+    assert_eq!((code, out.trim()), (0, "[]"), "{err}");
+    // Refused: a scope the token lacks (the API's own code), no token, a
+    // bad token, no CA for a self-signed server, plain HTTP off loopback,
+    // a command that has no server form. The token is never printed.
+    let (code, _, err) = remote(&s, Some(&runner), true, &["budget", "list"]);
+    assert!(code != 0 && err.contains("403 scope_missing"), "{err}");
+    let (code, _, err) = remote(&s, None, true, &["audit", "verify"]);
+    assert!(code != 0 && err.contains("AIRLOCK_TOKEN"), "{err}");
+    let bogus = format!("alt_{}", "0".repeat(64));
+    let (code, _, err) = remote(&s, Some(&bogus), true, &["audit", "verify"]);
+    assert!(
+        code != 0 && err.contains("401 unauthenticated") && !err.contains(&bogus),
+        "{err}"
+    );
+    let (code, _, err) = remote(&s, Some(&admin), false, &["audit", "verify"]);
+    assert!(
+        code != 0 && err.contains("TLS"),
+        "a self-signed server without its CA: {err}"
+    );
+    let o = Command::new(BIN)
+        .args(["--server", "http://192.0.2.1:8443", "audit", "verify"])
+        .env("AIRLOCK_TOKEN", &admin)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("loopback"), "{err}");
+    let (code, _, err) = remote(&s, Some(&admin), true, &["scan", "Cargo.toml"]);
+    assert!(
+        code != 0 && err.contains("local data directory only"),
+        "{err}"
+    );
+    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    assert!(
+        !log.contains(&admin[4..]) && !log.contains(&runner[4..]),
+        "a token in the log"
+    );
+    let events = audit(&dir, "acme");
+    assert!(count(&events, "token.created", "recorded") >= 2);
+    assert!(
+        events.iter().any(|e| e["reason"] == "scope_missing"),
+        "the refused budget list"
+    );
+    // An unknown token has no tenant: its refusal is in the default log.
+    assert!(
+        count(
+            &audit(&dir, "default"),
+            "api.auth_failed",
+            "unauthenticated"
+        ) >= 1
+    );
+}

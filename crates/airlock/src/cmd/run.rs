@@ -51,6 +51,9 @@ pub struct RunArgs {
     /// DEVELOPMENT ONLY: run even when Landlock or cgroups are unavailable (recorded in the attestation). Refused in production mode.
     #[arg(long)]
     pub dangerously_allow_weaker_sandbox: bool,
+    /// With --server: the agent whose active policy the run gets.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
     /// The command and its arguments (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -83,6 +86,7 @@ fn configured_upstream_ca(config: &Path) -> Option<PathBuf> {
 }
 
 pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
+    anyhow::ensure!(args.agent.is_none(), "--agent needs --server URL");
     airlock_runtime::init::first_use(
         ctx,
         &crate::ctx::tenant(),
