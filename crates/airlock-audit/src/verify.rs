@@ -352,7 +352,9 @@ pub fn verify(
             Some(_) => {}
             // Another node's checkpoint (checked against the records and
             // the key like every other); this node's file has only its own.
-            None if store.shared_by_nodes() => {}
+            None if store.shared_by_nodes() => {
+                merged.insert(*seq, (cp, Source::Database));
+            }
             None => {
                 problems.push(Problem::CheckpointMissingFromFile { seq: *seq });
                 merged.insert(*seq, (cp, Source::Database));

@@ -155,3 +155,25 @@ fn replica_child() {
     let cps = std::path::PathBuf::from(env("AIRLOCK_PG_REPLICA_CPS"));
     replica(&url, &key, &cps, &env("AIRLOCK_PG_REPLICA_NAME"), 200);
 }
+
+/// Each node keeps its own checkpoint file: a node whose file starts at a
+/// later checkpoint (the earlier ones were made by another node, and are
+/// in the database) verifies, and a checkpoint missing everywhere is found.
+#[test]
+fn a_node_verifies_checkpoints_other_nodes_made() {
+    let Some(admin) = admin_url() else { return };
+    let db = TestDb::new(&admin, "audit_two_files");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (
+        dir.path().join("a.checkpoints"),
+        dir.path().join("b.checkpoints"),
+    );
+    let key = Signer::generate_pkcs8().expect("keygen");
+    let url = db.url(pg_support::APP);
+    replica(&url, &key, &a, "first", 120);
+    replica(&url, &key, &b, "second", 120);
+    let a_text = std::fs::read_to_string(&a).expect("a's file");
+    assert!(!a_text.is_empty() && std::fs::read_to_string(&b).expect("b's file").len() > 0);
+    check(&db, &key, &b, 240);
+    check(&db, &key, &a, 240);
+}
