@@ -132,8 +132,17 @@ impl AppState {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let a = me.auditor(&event.tenant)?;
+            let tenant = event.tenant.clone();
             a.record(event).map_err(|e| {
                 tracing::error!(error = %e.chain(), "cannot record an API event");
+                // A log that failed an append stays failed (it no longer
+                // knows its chain's head): forget it, so the next request
+                // reopens it from the store once the store is back.
+                if let Ok(mut map) = me.auditors.lock()
+                    && map.get(&tenant).is_some_and(|x| Arc::ptr_eq(x, &a))
+                {
+                    map.remove(&tenant);
+                }
                 ApiError::AuditUnavailable
             })
         })

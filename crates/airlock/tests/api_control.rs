@@ -1345,3 +1345,105 @@ fn the_cli_in_server_mode_uses_the_api_with_a_token_from_the_environment() {
         ) >= 1
     );
 }
+
+#[test]
+fn with_the_database_down_requests_get_a_clear_503_nothing_is_half_written_and_service_resumes() {
+    let Some(admin) = pg_support::admin_url() else {
+        return;
+    };
+    let db = pg_support::TestDb::new(&admin, "api_down");
+    let (_tmp, dir) = setup_on(Some(&db));
+    let acme = token(&dir, "acme", &["--scope", "admin"]);
+    let s = serve(&dir);
+    let r = req(
+        &s,
+        "POST",
+        "/v1/teams",
+        Some(&acme),
+        Some(r#"{"name":"before"}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut su = pg_support::admin_client(&admin);
+    let cut = |su: &mut postgres::Client, allow: bool| {
+        su.batch_execute(&format!(
+            "ALTER DATABASE {0} ALLOW_CONNECTIONS {allow}; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{0}' AND pid <> pg_backend_pid()",
+            db.name
+        ))
+        .expect("cut the database off");
+    };
+    cut(&mut su, false);
+    for (method, path, body) in [
+        ("GET", "/v1/teams", None),
+        ("POST", "/v1/teams", Some(r#"{"name":"lost"}"#)),
+        ("PUT", "/v1/budgets/org", Some(r#"{"limit_micros":5}"#)),
+        ("GET", "/v1/audit/verify", None),
+    ] {
+        let r = req(&s, method, path, Some(&acme), body, &[]);
+        assert_eq!(r.status, 503, "{method} {path}: {}", r.body);
+        let code = r.error_code();
+        assert!(
+            code == "store_unavailable" || code == "audit_unavailable",
+            "{method} {path}: {}",
+            r.body
+        );
+        assert!(
+            !r.body.contains("postgres") && !r.body.contains(&db.name),
+            "internals: {}",
+            r.body
+        );
+    }
+    // Back: the same server serves again, and nothing refused was written.
+    su.batch_execute(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        db.name
+    ))
+    .expect("reconnect allowed");
+    let start = Instant::now();
+    let teams = loop {
+        let r = req(&s, "GET", "/v1/teams", Some(&acme), None, &[]);
+        if r.status == 200 {
+            break r.json();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no recovery: {} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let names: Vec<&str> = teams
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["before"], "a refused write left a row");
+    let r = req(
+        &s,
+        "POST",
+        "/v1/teams",
+        Some(&acme),
+        Some(r#"{"name":"after"}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = req(&s, "GET", "/v1/budgets", Some(&acme), None, &[]);
+    assert_eq!(
+        r.json(),
+        serde_json::json!([]),
+        "a refused budget was stored"
+    );
+    drop(s);
+    let events = audit(&dir, "acme");
+    assert!(
+        events.iter().all(|e| e["resource"] != "team:lost"),
+        "a refused change was recorded as done"
+    );
+    assert!(events.iter().any(|e| e["resource"] == "team:after"));
+    let (code, out, err) = airlock(&dir, &["--tenant", "acme", "audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
