@@ -17,9 +17,17 @@
 //! audit timeline, the audit log with the chain's verification, tokens)
 //! are rendered on the server; every value passes one escaping function
 //! (`html::esc`), which also makes terminal escapes and bidirectional
-//! overrides visible. No script at all: the CSP allows none, and styles
-//! only from `/static/app.css`, embedded in the binary. Another tenant's
-//! objects are 404: every query takes the session's tenant.
+//! overrides visible. One script, only on the approvals inbox:
+//! `/static/approve.js` (CSP `script-src 'self'`: no inline script, no
+//! eval), which hashes each pending call's canonical form *as the page
+//! displays it* (the element's `textContent`, UTF-8, WebCrypto SHA-256)
+//! into the approve form; the server approves through
+//! [`airlock_approval::Review`] as `user:NAME` only when that hash is the
+//! pending call's, so a page that shows anything else cannot approve
+//! (refusals are recorded as `hash_mismatch` with the hash given; without
+//! script nothing is approved). Styles only from `/static/app.css`; both
+//! embedded in the binary. Another tenant's objects are 404: every query
+//! takes the session's tenant.
 //!
 //! **What it trusts.** The API's state ([`airlock_api::AppState`]) for
 //! runs, tokens and the audit log, and its account store (SQLite).
@@ -45,15 +53,17 @@
 //! logins live in memory (at most 10,000; lost on restart); the provider's
 //! endpoints are cached for an hour, its keys fetched at every login; no
 //! RP-initiated logout at the provider, no `userinfo` call (the ID token's
-//! claims only). No deciding approvals here (the inbox shows each pending call's exact
-//! canonical form and hash, and the command that approves it), no budgets
-//! or secrets pages.
+//! claims only). A canonical form with characters `html::esc` must make
+//! visible (bidirectional overrides, C1 controls: JSON leaves them raw)
+//! shows differently from what was hashed, so it cannot be approved here
+//! (use the CLI). No secrets pages.
 #![forbid(unsafe_code)]
 
 mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod html;
+mod inbox;
 mod oidc;
 mod pages;
 mod sso;
@@ -73,7 +83,7 @@ use std::sync::{Arc, Mutex};
 
 /// The dashboard's Content-Security-Policy: no script, no inline style,
 /// nothing from elsewhere, forms only to this site, never framed.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The dashboard's shared state.
 #[derive(Debug)]
@@ -232,7 +242,10 @@ pub fn router(
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
         .route("/audit", get(pages::audit))
-        .route("/approvals", get(pages::approvals))
+        .route("/approvals", get(inbox::approvals))
+        .route("/approvals/{id}/approve", post(inbox::approve))
+        .route("/approvals/{id}/deny", post(inbox::deny))
+        .route("/static/approve.js", get(inbox::script))
         .route("/tokens", get(pages::tokens).post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/static/app.css", get(pages::css))

@@ -20,17 +20,17 @@ use std::sync::Arc;
 
 /// A logged-in user, from a live session cookie.
 pub(crate) struct Session {
-    tenant: TenantId,
-    username: String,
+    pub(crate) tenant: TenantId,
+    pub(crate) username: String,
     token: String,
     hash: [u8; 32],
 }
 
 impl Session {
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         auth::csrf_token(&self.token)
     }
-    fn actor(&self) -> Actor {
+    pub(crate) fn actor(&self) -> Actor {
         Actor::new(ActorKind::Operator, format!("user:{}", self.username))
     }
 }
@@ -135,13 +135,13 @@ fn provenance<'a>(d: &Dash, h: &'a HeaderMap) -> Provenance<'a> {
 }
 
 /// A form body (`application/x-www-form-urlencoded`), strict.
-fn form<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, DashError> {
+pub(crate) fn form<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, DashError> {
     serde_urlencoded::from_bytes(body).map_err(|_| DashError::BadRequest)
 }
 
 /// Refuse (403, audited as `csrf_refused`) a state-changing request from
 /// another site or without this session's CSRF token.
-async fn check_post(
+pub(crate) async fn check_post(
     d: &Arc<Dash>,
     h: &HeaderMap,
     s: Option<&Session>,
@@ -163,11 +163,11 @@ async fn check_post(
     Err(DashError::Csrf)
 }
 
-fn who(s: &Session) -> (String, String, String) {
+pub(crate) fn who(s: &Session) -> (String, String, String) {
     (s.username.clone(), s.tenant.as_str().to_owned(), s.csrf())
 }
 
-fn html_page(title: &str, s: &Session, body: &str) -> Response {
+pub(crate) fn html_page(title: &str, s: &Session, body: &str) -> Response {
     let (u, t, c) = who(s);
     let w = Who {
         username: &u,
@@ -910,54 +910,6 @@ pub(crate) async fn change_password(
         return Err(DashError::Forbidden);
     }
     Ok(Redirect::to("/runs").into_response())
-}
-
-/// The tenant's pending approvals, read-only: each call's canonical form
-/// exactly as hashed, its SHA-256, and the command that approves it.
-pub(crate) async fn approvals(
-    State(d): State<Arc<Dash>>,
-    s: Session,
-) -> Result<Response, DashError> {
-    let Some(store) = d.approvals.clone() else {
-        return Err(DashError::NotFound);
-    };
-    let t = s.tenant.clone();
-    let rows = tokio::task::spawn_blocking(move || {
-        let g = store
-            .lock()
-            .map_err(|_| DashError::Internal("approvals lock poisoned".into()))?;
-        g.approvals(&t, Some(airlock_store::ApprovalState::Pending))
-            .map_err(|e| DashError::Internal(e.to_string()))
-    })
-    .await
-    .map_err(|e| DashError::Internal(format!("approvals task: {e}")))??;
-    let now = Timestamp::now().as_micros();
-    let mut b = String::from(
-        "<p>Approve a call from a terminal by the SHA-256 of exactly what is shown: <code>airlock approvals approve ID --sha256 HEX</code>.</p>\n",
-    );
-    let mut shown = 0;
-    for a in rows.iter().filter(|a| a.expires > now) {
-        shown += 1;
-        let _ = write!(
-            b,
-            "<div class=\"box approval\"><p><b class=\"mono\">{id}</b> · run <a class=\"mono\" href=\"/runs/{run}\">{run}</a> · agent {} · reason <span class=\"reason\">{}</span> · taint {} · expires {} UTC</p>\
-             <pre class=\"mono subject\">{}</pre><p>SHA-256 <span class=\"mono sha256\">{}</span></p>\
-             <p class=\"mono\">airlock approvals approve {id} --sha256 {}</p></div>",
-            esc(a.agent.as_deref().unwrap_or("(none)")),
-            esc(&a.reason),
-            esc(&a.taint),
-            time(a.expires),
-            esc(&a.subject),
-            esc(&a.sha256),
-            esc(&a.sha256),
-            id = esc(&a.id),
-            run = esc(&a.run),
-        );
-    }
-    if shown == 0 {
-        b.push_str("<p id=\"none\">Nothing is waiting for approval.</p>");
-    }
-    Ok(html_page("Approvals", &s, &b))
 }
 
 /// Record every malformed request (400) in the tenant's log — the
