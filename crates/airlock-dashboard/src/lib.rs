@@ -60,6 +60,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod budgets;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod html;
@@ -90,7 +91,9 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 pub(crate) struct Dash {
     api: Arc<AppState>,
     accounts: Arc<Mutex<Box<dyn AccountStore>>>,
-    /// Reads pending approvals (SQLite; `None`: no inbox).
+    /// The node's SQLite database: pending approvals (decided through
+    /// `airlock_approval::Review`) and the gateway's budgets and calls
+    /// (`None`: no inbox and no budgets page).
     approvals: Option<Arc<Mutex<SqliteStore>>>,
     tls: bool,
     limits: SessionLimits,
@@ -242,6 +245,7 @@ pub fn router(
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
         .route("/audit", get(pages::audit))
+        .route("/budgets", get(budgets::budgets))
         .route("/approvals", get(inbox::approvals))
         .route("/approvals/{id}/approve", post(inbox::approve))
         .route("/approvals/{id}/deny", post(inbox::deny))

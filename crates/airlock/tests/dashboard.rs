@@ -1189,3 +1189,91 @@ fn a_reviewer_approves_by_the_hash_the_page_computes_and_a_tampered_page_cannot(
     assert_eq!(denied[0]["details"]["note"], "not this customer <b>");
     assert!(std::fs::metadata(shots.join("approvals.png")).is_ok_and(|m| m.len() > 1000));
 }
+
+#[test]
+fn the_budgets_page_shows_limit_spent_reserved_and_remaining_of_the_own_tenant() {
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let globex = token(&dir, "globex");
+    let s = serve(&dir);
+    let (cookie, _) = fresh_session(&s);
+
+    // acme: $10 for the org; one reservation settled at $1.25, one of $2.50
+    // still open. globex: a budget of its own that acme must not see.
+    let put = |tok: &str, scope: &str, body: &str| {
+        let r = api(&s, "PUT", &format!("/v1/budgets/{scope}"), tok, Some(body));
+        assert_eq!(r["scope"], scope, "{r}");
+    };
+    put(&acme, "org", r#"{"limit_micros":10000000,"period":"day"}"#);
+    put(&acme, "agent:triage", r#"{"limit_micros":500000}"#);
+    put(
+        &globex,
+        "team:globex-secret-team",
+        r#"{"limit_micros":777000000}"#,
+    );
+    let reserve = |micros: i64| {
+        let r = api(
+            &s,
+            "POST",
+            "/v1/budgets/org/reservations",
+            &acme,
+            Some(&format!("{{\"micros\":{micros}}}")),
+        );
+        r["id"].as_i64().unwrap_or_else(|| panic!("{r}"))
+    };
+    let first = reserve(3_000_000);
+    let _open = reserve(2_500_000);
+    let mut c = Command::new("curl");
+    c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&s.cert)
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {acme}"),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            r#"{"actual_micros":1250000}"#,
+            &format!("{}/v1/budgets/reservations/{first}/settle", s.base),
+        ]);
+    assert_eq!(
+        String::from_utf8_lossy(&c.output().expect("curl").stdout),
+        "204"
+    );
+
+    let r = req(&s, "GET", "/budgets", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_security_headers(&r, "/budgets");
+    assert!(!r.body.contains("<script"), "no script on the page");
+    assert!(!r.body.contains("style="), "no inline style (CSP)");
+    let row = |scope: &str| {
+        let at = r
+            .body
+            .find(&format!("<tr id=\"budget-{scope}\">"))
+            .unwrap_or_else(|| panic!("a row for {scope}: {}", r.body));
+        let end = r.body[at..].find("<td><svg").expect("bar") + at;
+        r.body[at..end].to_owned()
+    };
+    assert_eq!(
+        row("org"),
+        "<tr id=\"budget-org\"><td class=\"mono\">org</td><td>day</td><td class=\"limit\">$10.00</td>\
+         <td class=\"spent\">$1.25</td><td class=\"reserved\">$2.50</td><td class=\"remaining\">$6.25</td>"
+    );
+    assert_eq!(
+        row("agent:triage"),
+        "<tr id=\"budget-agent:triage\"><td class=\"mono\">agent:triage</td><td>total</td><td class=\"limit\">$0.50</td>\
+         <td class=\"spent\">$0.00</td><td class=\"reserved\">$0.00</td><td class=\"remaining\">$0.50</td>"
+    );
+    assert!(
+        !r.body.contains("globex-secret-team"),
+        "another tenant's budget"
+    );
+    // Today's bar in the chart carries both charges.
+    assert!(r.body.contains("<svg id=\"daily\""));
+    assert!(r.body.contains(": $3.75</title>"), "{}", r.body);
+    assert!(
+        r.body.contains("<a href=\"/budgets\">Budgets</a>"),
+        "in the nav"
+    );
+}
