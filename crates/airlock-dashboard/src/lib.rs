@@ -47,8 +47,16 @@
 //! refusal is audited (`api.auth_failed`, `unauthenticated`, `refusal`
 //! naming the check) and answered with a page.
 //!
-//! **What it does not guarantee.** No rate limit on login attempts (each
-//! costs an Argon2id hash; a failure is audited). Accounts are SQLite
+//! **Login throttling** (`throttle.rs`): 5 failed password checks of a
+//! username (known or not), or 20 from one client address, lock it for
+//! 30 s, doubling per further failure up to 15 min; while locked no
+//! password is checked and the answer is the same 429 page for every name
+//! (audited: `api.auth_failed`, `refusal = throttled`, `throttled_by`).
+//!
+//! **What it does not guarantee.** The login counters live in memory (lost
+//! on restart, not shared by replicas), and anyone can lock a username or
+//! an address by failing on purpose (at most 15 minutes at a time); behind
+//! a reverse proxy every client shares the proxy's address. Accounts are SQLite
 //! only: with a PostgreSQL store the dashboard is not served. Pending SSO
 //! logins live in memory (at most 10,000; lost on restart); the provider's
 //! endpoints are cached for an hour, its keys fetched at every login; no
@@ -68,6 +76,7 @@ mod inbox;
 mod oidc;
 mod pages;
 mod sso;
+mod throttle;
 
 pub use auth::SessionLimits;
 
@@ -99,6 +108,8 @@ pub(crate) struct Dash {
     limits: SessionLimits,
     /// Single sign-on, when configured.
     oidc: Option<Arc<oidc::Oidc>>,
+    /// Failed password checks per username and client address.
+    throttle: throttle::Throttle,
 }
 
 impl Dash {
@@ -231,6 +242,7 @@ pub fn router(
         tls,
         limits,
         oidc: oidc.map(|(cfg, redirect)| Arc::new(oidc::Oidc::new(cfg, redirect))),
+        throttle: throttle::Throttle::new(throttle::Policy::default()),
     });
     let r = Router::new()
         .route("/", get(pages::root))

@@ -2,6 +2,7 @@
 
 use crate::auth::{self, Provenance};
 use crate::html::{Who, esc, page, time};
+use crate::throttle::Key;
 use crate::{Dash, DashError};
 use airlock_api::auth::{Scope, TokenSpec};
 use airlock_store::SessionRow;
@@ -9,14 +10,16 @@ use airlock_types::{
     Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
 };
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, Extension, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A logged-in user, from a live session cookie.
 pub(crate) struct Session {
@@ -235,6 +238,7 @@ pub(crate) struct LoginForm {
 /// new one.
 pub(crate) async fn login(
     State(d): State<Arc<Dash>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, DashError> {
@@ -245,6 +249,31 @@ pub(crate) async fn login(
     }
     let name = f.username.clone();
     let user = d.accounts(move |a| a.user(&name)).await?;
+    let client = peer.map(|Extension(ConnectInfo(a))| a.ip());
+    let mut keys = vec![Key::user(&f.username)];
+    keys.extend(client.map(Key::addr));
+    if let Some((key, left)) = d.throttle.locked(&keys, Instant::now()) {
+        // No password is checked; the same answer for every name.
+        let who = user.as_ref().map(|u| (&u.tenant, u.username.as_str()));
+        let mut ev = auth_failed(who, "POST /login", Reason::Unauthenticated)
+            .with_detail("refusal", "throttled")
+            .with_detail("throttled_by", key.kind());
+        if let Some(ip) = client {
+            ev = ev.with_detail("client", ip.to_string());
+        }
+        d.api.record(ev).await?;
+        let mut resp = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_form(
+                Some("Too many failed logins. Wait a few minutes, then try again."),
+                d.oidc.is_some(),
+            ),
+        );
+        if let Ok(v) = HeaderValue::from_str(&left.as_secs().saturating_add(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(resp);
+    }
     let phc = user
         .as_ref()
         .map(|u| u.password_hash.clone())
@@ -256,6 +285,7 @@ pub(crate) async fn login(
     let user = match (user, ok) {
         (Some(u), true) => u,
         (u, _) => {
+            d.throttle.failed(&keys, Instant::now());
             let user = u.as_ref().map(|u| (&u.tenant, u.username.as_str()));
             let ev = auth_failed(user, "POST /login", Reason::Unauthenticated).with_detail(
                 "refusal",
@@ -272,6 +302,7 @@ pub(crate) async fn login(
             ));
         }
     };
+    d.throttle.succeeded(&Key::user(&f.username));
     let c = start_session(&d, &headers, &user, "password").await?;
     let mut resp = Redirect::to("/runs").into_response();
     resp.headers_mut().insert(header::SET_COOKIE, c);
@@ -848,6 +879,38 @@ pub(crate) async fn change_password(
     let Some(user) = d.accounts(move |a| a.user(&name)).await? else {
         return Err(DashError::Forbidden);
     };
+    // The current password is guessed no faster here than at the login.
+    let key = [Key::user(&s.username)];
+    if d.throttle.locked(&key, Instant::now()).is_some() {
+        d.api
+            .record(
+                auth_failed(
+                    Some((&s.tenant, s.username.as_str())),
+                    "POST /password",
+                    Reason::Unauthenticated,
+                )
+                .with_detail("refusal", "throttled")
+                .with_detail("throttled_by", "username"),
+            )
+            .await?;
+        let (u, t, c) = who(&s);
+        let w = Who {
+            username: &u,
+            tenant: &t,
+            csrf: &c,
+        };
+        return Ok(html(
+            StatusCode::TOO_MANY_REQUESTS,
+            page(
+                "Change password",
+                Some(&w),
+                &password_form(
+                    &s,
+                    Some("Too many failed attempts. Wait a few minutes, then try again."),
+                ),
+            ),
+        ));
+    }
     let phc = user.password_hash.clone();
     let hashed = tokio::task::spawn_blocking(move || {
         if !auth::verify_password(current.expose(), &phc) {
@@ -859,6 +922,7 @@ pub(crate) async fn change_password(
     .map_err(|e| DashError::Internal(format!("password hash: {e}")))?
     .map_err(|e| DashError::Internal(e.0))?;
     let Some(hashed) = hashed else {
+        d.throttle.failed(&key, Instant::now());
         d.api
             .record(
                 AuditEvent::new(

@@ -1277,3 +1277,72 @@ fn the_budgets_page_shows_limit_spent_reserved_and_remaining_of_the_own_tenant()
         "in the nav"
     );
 }
+
+#[test]
+fn failed_logins_are_throttled_alike_for_known_and_unknown_names_and_audited() {
+    let (_tmp, dir) = setup();
+    let s = serve(&dir);
+    let attempt = |user: &str, pw: &str| {
+        req(
+            &s,
+            "POST",
+            "/login",
+            None,
+            Some(&[("username", user), ("password", pw)]),
+            &[],
+        )
+    };
+    let mut throttled = Vec::new();
+    for user in [s.username.as_str(), "nobody@acme"] {
+        for i in 0..5 {
+            let r = attempt(user, "wrong");
+            assert_eq!(r.status, 401, "{user}: failure {i} is answered normally");
+        }
+        // Now even the right password is refused, without being checked.
+        let r = attempt(user, &s.password);
+        assert_eq!(r.status, 429, "{user}: {}", r.body);
+        assert!(r.header("set-cookie").is_none());
+        let wait: u64 = r
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After");
+        assert!((1..=31).contains(&wait), "{wait}");
+        throttled.push(r.body);
+    }
+    assert_eq!(
+        throttled[0], throttled[1],
+        "the same answer for a known and an unknown name"
+    );
+    assert!(throttled[0].contains("Too many failed logins"));
+    // Another name from the same address still gets its password checked.
+    let r = attempt("someone@acme", "wrong");
+    assert_eq!(r.status, 401);
+    // Twenty failures from one address lock the address, for any name.
+    for i in 0..9 {
+        let r = attempt(&format!("guess{i}@acme"), "wrong");
+        assert_eq!(r.status, 401, "failure {} of the address", 12 + i);
+    }
+    let r = attempt("fresh@acme", "wrong");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body, throttled[0]);
+
+    let refusals = |tenant: &str| -> Vec<serde_json::Value> {
+        audit(&dir, tenant)
+            .into_iter()
+            .filter(|e| e["action"] == "api.auth_failed" && e["details"]["refusal"] == "throttled")
+            .collect()
+    };
+    let known = refusals("acme");
+    assert_eq!(known.len(), 1, "{known:?}");
+    assert_eq!(known[0]["reason"], "unauthenticated");
+    assert_eq!(known[0]["actor"]["id"], "user:admin@acme");
+    assert_eq!(known[0]["details"]["throttled_by"], "username");
+    assert_eq!(known[0]["details"]["client"], "127.0.0.1");
+    let unknown = refusals("default");
+    assert_eq!(unknown.len(), 2, "{unknown:?}");
+    assert_eq!(unknown[0]["actor"]["id"], "unknown");
+    assert_eq!(unknown[0]["details"]["throttled_by"], "username");
+    assert_eq!(unknown[1]["details"]["throttled_by"], "address");
+    let text = serde_json::to_string(&audit(&dir, "acme")).expect("json");
+    assert!(!text.contains(&s.password), "no password in the log");
+}
