@@ -96,13 +96,20 @@ pub(crate) fn chart(first: i64, daily: &[(i64, i64)]) -> String {
             BAR - 4,
             usd(m)
         );
-        if i % 7 == 0 || i == DAYS - 1 {
+        let label = date.get(5..).unwrap_or(date);
+        if i == DAYS - 1 {
             let _ = write!(
                 s,
-                "<text x=\"{}\" y=\"{}\">{}</text>",
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>",
+                width - 2,
+                H + 15
+            );
+        } else if i % 7 == 0 && i + 4 < DAYS {
+            let _ = write!(
+                s,
+                "<text x=\"{}\" y=\"{}\">{label}</text>",
                 i * BAR + 2,
-                H + 15,
-                date.get(5..).unwrap_or(date)
+                H + 15
             );
         }
     }
@@ -137,7 +144,7 @@ pub(crate) async fn budgets(State(d): State<Arc<Dash>>, s: Session) -> Result<Re
     .map_err(|e| DashError::Internal(format!("budgets task: {e}")))??;
     let mut b = String::from(
         "<p>Each budget's current period (UTC): settled charges, reservations of calls still in flight, and what remains. \
-         Set budgets with <code>PUT /v1/budgets/SCOPE</code> or <code>[gateway]</code> settings.</p>\n\
+         Set a budget with <code>PUT /v1/budgets/SCOPE</code>.</p>\n\
          <table id=\"budgets\"><thead><tr><th>Scope</th><th>Period</th><th>Limit</th><th>Spent</th><th>Reserved</th><th>Remaining</th><th></th></tr></thead><tbody>\n",
     );
     for r in &rows {

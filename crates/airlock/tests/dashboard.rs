@@ -965,6 +965,10 @@ try:
     wait.until(lambda d: "Denied" in d.find_element(By.ID, "notice").text)
     out["denied_notice"] = d.find_element(By.ID, "notice").text
     out["after"] = d.find_element(By.TAG_NAME, "main").text
+    d.find_element(By.LINK_TEXT, "Budgets").click()
+    wait.until(lambda d: d.current_url.endswith("/budgets"))
+    out["budgets_chart"] = len(d.find_elements(By.CSS_SELECTOR, "svg#daily rect.day"))
+    d.save_screenshot(os.path.join(shots, "budgets.png"))
 finally:
     d.quit()
 print(json.dumps(out))
@@ -974,8 +978,24 @@ print(json.dumps(out))
 fn a_reviewer_approves_by_the_hash_the_page_computes_and_a_tampered_page_cannot() {
     let Some(py) = browser_python() else { return };
     let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
     let s = serve(&dir);
     let (cookie, pw) = fresh_session(&s);
+    // A budget with some of it reserved, for the budgets page's screenshot.
+    api(
+        &s,
+        "PUT",
+        "/v1/budgets/org",
+        &acme,
+        Some(r#"{"limit_micros":20000000,"period":"month"}"#),
+    );
+    api(
+        &s,
+        "POST",
+        "/v1/budgets/org/reservations",
+        &acme,
+        Some(r#"{"micros":4200000}"#),
+    );
 
     // Two held tool calls of a run; markup, an ampersand and non-ASCII in
     // the arguments (the hash is of the UTF-8 text as shown).
@@ -1187,7 +1207,13 @@ fn a_reviewer_approves_by_the_hash_the_page_computes_and_a_tampered_page_cannot(
         .collect();
     assert_eq!(denied.len(), 1, "{decided:?}");
     assert_eq!(denied[0]["details"]["note"], "not this customer <b>");
-    assert!(std::fs::metadata(shots.join("approvals.png")).is_ok_and(|m| m.len() > 1000));
+    assert_eq!(out["budgets_chart"], 30, "a bar per day");
+    for f in ["approvals.png", "budgets.png"] {
+        assert!(
+            std::fs::metadata(shots.join(f)).is_ok_and(|m| m.len() > 1000),
+            "{f}"
+        );
+    }
 }
 
 #[test]
