@@ -22,13 +22,5 @@ login() { "${c[@]}" -D - --data-urlencode "username=admin@acme" --data-urlencode
 cookie=$(login)
 start=$(date +%s%N); for _ in $(seq "$n"); do login >/dev/null; done; end=$(date +%s%N)
 echo "login (Argon2id verify + session insert + 1 audit record): $(( (end - start) / n / 1000000 )) ms mean over $n"
-# Failed logins: 4 wrong passwords (checked), the 5th locks the name for
-# 30 s, then N more are refused without a password check (429).
-wrong() { "${c[@]}" -w '%{http_code}' --data-urlencode "username=admin@acme" --data-urlencode "password=wrong" "$base/login"; }
-start=$(date +%s%N); for _ in 1 2 3 4; do [[ $(wrong) == 401 ]]; done; end=$(date +%s%N)
-echo "failed login (Argon2id verify + 1 audit record): $(( (end - start) / 4 / 1000000 )) ms mean over 4"
-[[ $(wrong) == 401 ]]
-start=$(date +%s%N); for _ in $(seq "$n"); do [[ $(wrong) == 429 ]]; done; end=$(date +%s%N)
-echo "throttled login (no password check, 1 audit record): $(( (end - start) / n / 1000000 )) ms mean over $n"
 start=$(date +%s%N); for _ in $(seq "$n"); do "${c[@]}" -H "Cookie: __Host-airlock_session=$cookie" "$base/password"; done; end=$(date +%s%N)
 echo "page behind a session (/password): $(( (end - start) / n / 1000000 )) ms mean over $n (includes curl start and the TLS handshake)"
