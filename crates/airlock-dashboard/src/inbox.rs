@@ -4,7 +4,7 @@
 //! [`airlock_approval::Review`] as the logged-in user.
 
 use crate::html::esc;
-use crate::pages::{Session, check_post, form, html_page};
+use crate::pages::{Session, check_post, form, html_page, require_admin_user};
 use crate::{Dash, DashError};
 use airlock_approval::{Review, ReviewError};
 use axum::body::Bytes;
@@ -180,6 +180,9 @@ pub(crate) async fn approve(
         "/approvals/{id}/approve",
     )
     .await?;
+    // Deciding is an administrator's (an SSO user is not one unless listed
+    // in `admins`); the API asks for the `approvals:decide` scope.
+    require_admin_user(&d, &s).await?;
     let empty = f.sha256.trim().is_empty();
     let given = f.sha256;
     let outcome = review(&d, &s, move |r| r.approve(&id, &given)).await?;
@@ -229,6 +232,7 @@ pub(crate) async fn deny(
         "/approvals/{id}/deny",
     )
     .await?;
+    require_admin_user(&d, &s).await?;
     if f.note.chars().count() > 500 {
         return Err(DashError::BadRequest);
     }

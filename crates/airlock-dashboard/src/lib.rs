@@ -21,8 +21,9 @@
 //! `/static/approve.js` (CSP `script-src 'self'`: no inline script, no
 //! eval), which hashes each pending call's canonical form *as the page
 //! displays it* (the element's `textContent`, UTF-8, WebCrypto SHA-256)
-//! into the approve form; the server approves through
-//! [`airlock_approval::Review`] as `user:NAME` only when that hash is the
+//! into the approve form; the server (for an administrator of the tenant
+//! only) approves through [`airlock_approval::Review`] as `user:NAME` only
+//! when that hash is the
 //! pending call's, so a page that shows anything else cannot approve
 //! (refusals are recorded as `hash_mismatch` with the hash given; without
 //! script nothing is approved). Styles only from `/static/app.css`; both

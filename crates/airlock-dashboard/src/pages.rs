@@ -636,7 +636,10 @@ pub(crate) async fn audit(
     Ok(html_page("Audit", &s, &b))
 }
 
-fn require_admin_user(d: &Arc<Dash>, s: &Session) -> impl Future<Output = Result<(), DashError>> {
+pub(crate) fn require_admin_user(
+    d: &Arc<Dash>,
+    s: &Session,
+) -> impl Future<Output = Result<(), DashError>> {
     let (d, name, tenant) = (d.clone(), s.username.clone(), s.tenant.clone());
     async move {
         match d.accounts(move |a| a.user(&name)).await? {
