@@ -483,7 +483,7 @@ pub async fn serve(
         let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let svc = hyper_util::service::TowerToHyperService::new(WithPeer { app, peer });
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let res = match tls {
@@ -513,6 +513,36 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
         });
+    }
+}
+
+/// The router with the client's address in every request's extensions
+/// (`ConnectInfo<SocketAddr>`: the dashboard throttles failed logins by it).
+#[derive(Clone)]
+struct WithPeer {
+    app: Router,
+    peer: SocketAddr,
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for WithPeer
+where
+    Router: tower_service::Service<axum::http::Request<B>>,
+{
+    type Response = <Router as tower_service::Service<axum::http::Request<B>>>::Response;
+    type Error = <Router as tower_service::Service<axum::http::Request<B>>>::Error;
+    type Future = <Router as tower_service::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.app.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        self.app.call(req)
     }
 }
 

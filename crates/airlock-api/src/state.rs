@@ -107,8 +107,9 @@ impl AppState {
         .map_err(|e| ApiError::Internal(format!("audit task failed: {e}")))?
     }
 
-    /// The tenant's audit log, opened once.
-    pub(crate) fn auditor(&self, tenant: &TenantId) -> Result<Arc<Auditor>, ApiError> {
+    /// The tenant's audit log, opened once (the dashboard's approval
+    /// decisions are recorded through its sink).
+    pub fn auditor(&self, tenant: &TenantId) -> Result<Arc<Auditor>, ApiError> {
         let mut map = self
             .auditors
             .lock()

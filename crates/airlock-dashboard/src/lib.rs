@@ -17,9 +17,18 @@
 //! audit timeline, the audit log with the chain's verification, tokens)
 //! are rendered on the server; every value passes one escaping function
 //! (`html::esc`), which also makes terminal escapes and bidirectional
-//! overrides visible. No script at all: the CSP allows none, and styles
-//! only from `/static/app.css`, embedded in the binary. Another tenant's
-//! objects are 404: every query takes the session's tenant.
+//! overrides visible. One script, only on the approvals inbox:
+//! `/static/approve.js` (CSP `script-src 'self'`: no inline script, no
+//! eval), which hashes each pending call's canonical form *as the page
+//! displays it* (the element's `textContent`, UTF-8, WebCrypto SHA-256)
+//! into the approve form; the server (for an administrator of the tenant
+//! only) approves through [`airlock_approval::Review`] as `user:NAME` only
+//! when that hash is the
+//! pending call's, so a page that shows anything else cannot approve
+//! (refusals are recorded as `hash_mismatch` with the hash given; without
+//! script nothing is approved). Styles only from `/static/app.css`; both
+//! embedded in the binary. Another tenant's objects are 404: every query
+//! takes the session's tenant.
 //!
 //! **What it trusts.** The API's state ([`airlock_api::AppState`]) for
 //! runs, tokens and the audit log, and its account store (SQLite).
@@ -39,24 +48,36 @@
 //! refusal is audited (`api.auth_failed`, `unauthenticated`, `refusal`
 //! naming the check) and answered with a page.
 //!
-//! **What it does not guarantee.** No rate limit on login attempts (each
-//! costs an Argon2id hash; a failure is audited). Accounts are SQLite
+//! **Login throttling** (`throttle.rs`): 5 failed password checks of a
+//! username (known or not), or 20 from one client address, lock it for
+//! 30 s, doubling per further failure up to 15 min; while locked no
+//! password is checked and the answer is the same 429 page for every name
+//! (audited: `api.auth_failed`, `refusal = throttled`, `throttled_by`).
+//!
+//! **What it does not guarantee.** The login counters live in memory (lost
+//! on restart, not shared by replicas), and anyone can lock a username or
+//! an address by failing on purpose (at most 15 minutes at a time); behind
+//! a reverse proxy every client shares the proxy's address. Accounts are SQLite
 //! only: with a PostgreSQL store the dashboard is not served. Pending SSO
 //! logins live in memory (at most 10,000; lost on restart); the provider's
 //! endpoints are cached for an hour, its keys fetched at every login; no
 //! RP-initiated logout at the provider, no `userinfo` call (the ID token's
-//! claims only). No deciding approvals here (the inbox shows each pending call's exact
-//! canonical form and hash, and the command that approves it), no budgets
-//! or secrets pages.
+//! claims only). A canonical form with characters `html::esc` must make
+//! visible (bidirectional overrides, C1 controls: JSON leaves them raw)
+//! shows differently from what was hashed, so it cannot be approved here
+//! (use the CLI). No secrets pages.
 #![forbid(unsafe_code)]
 
 mod auth;
+mod budgets;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod html;
+mod inbox;
 mod oidc;
 mod pages;
 mod sso;
+mod throttle;
 
 pub use auth::SessionLimits;
 
@@ -73,19 +94,23 @@ use std::sync::{Arc, Mutex};
 
 /// The dashboard's Content-Security-Policy: no script, no inline style,
 /// nothing from elsewhere, forms only to this site, never framed.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The dashboard's shared state.
 #[derive(Debug)]
 pub(crate) struct Dash {
     api: Arc<AppState>,
     accounts: Arc<Mutex<Box<dyn AccountStore>>>,
-    /// Reads pending approvals (SQLite; `None`: no inbox).
+    /// The node's SQLite database: pending approvals (decided through
+    /// `airlock_approval::Review`) and the gateway's budgets and calls
+    /// (`None`: no inbox and no budgets page).
     approvals: Option<Arc<Mutex<SqliteStore>>>,
     tls: bool,
     limits: SessionLimits,
     /// Single sign-on, when configured.
     oidc: Option<Arc<oidc::Oidc>>,
+    /// Failed password checks per username and client address.
+    throttle: throttle::Throttle,
 }
 
 impl Dash {
@@ -218,6 +243,7 @@ pub fn router(
         tls,
         limits,
         oidc: oidc.map(|(cfg, redirect)| Arc::new(oidc::Oidc::new(cfg, redirect))),
+        throttle: throttle::Throttle::new(throttle::Policy::default()),
     });
     let r = Router::new()
         .route("/", get(pages::root))
@@ -232,7 +258,11 @@ pub fn router(
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
         .route("/audit", get(pages::audit))
-        .route("/approvals", get(pages::approvals))
+        .route("/budgets", get(budgets::budgets))
+        .route("/approvals", get(inbox::approvals))
+        .route("/approvals/{id}/approve", post(inbox::approve))
+        .route("/approvals/{id}/deny", post(inbox::deny))
+        .route("/static/approve.js", get(inbox::script))
         .route("/tokens", get(pages::tokens).post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/static/app.css", get(pages::css))

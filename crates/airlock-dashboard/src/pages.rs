@@ -2,6 +2,7 @@
 
 use crate::auth::{self, Provenance};
 use crate::html::{Who, esc, page, time};
+use crate::throttle::Key;
 use crate::{Dash, DashError};
 use airlock_api::auth::{Scope, TokenSpec};
 use airlock_store::SessionRow;
@@ -9,28 +10,30 @@ use airlock_types::{
     Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
 };
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, Extension, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A logged-in user, from a live session cookie.
 pub(crate) struct Session {
-    tenant: TenantId,
-    username: String,
+    pub(crate) tenant: TenantId,
+    pub(crate) username: String,
     token: String,
     hash: [u8; 32],
 }
 
 impl Session {
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         auth::csrf_token(&self.token)
     }
-    fn actor(&self) -> Actor {
+    pub(crate) fn actor(&self) -> Actor {
         Actor::new(ActorKind::Operator, format!("user:{}", self.username))
     }
 }
@@ -135,13 +138,13 @@ fn provenance<'a>(d: &Dash, h: &'a HeaderMap) -> Provenance<'a> {
 }
 
 /// A form body (`application/x-www-form-urlencoded`), strict.
-fn form<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, DashError> {
+pub(crate) fn form<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, DashError> {
     serde_urlencoded::from_bytes(body).map_err(|_| DashError::BadRequest)
 }
 
 /// Refuse (403, audited as `csrf_refused`) a state-changing request from
 /// another site or without this session's CSRF token.
-async fn check_post(
+pub(crate) async fn check_post(
     d: &Arc<Dash>,
     h: &HeaderMap,
     s: Option<&Session>,
@@ -163,11 +166,11 @@ async fn check_post(
     Err(DashError::Csrf)
 }
 
-fn who(s: &Session) -> (String, String, String) {
+pub(crate) fn who(s: &Session) -> (String, String, String) {
     (s.username.clone(), s.tenant.as_str().to_owned(), s.csrf())
 }
 
-fn html_page(title: &str, s: &Session, body: &str) -> Response {
+pub(crate) fn html_page(title: &str, s: &Session, body: &str) -> Response {
     let (u, t, c) = who(s);
     let w = Who {
         username: &u,
@@ -235,6 +238,7 @@ pub(crate) struct LoginForm {
 /// new one.
 pub(crate) async fn login(
     State(d): State<Arc<Dash>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, DashError> {
@@ -245,6 +249,31 @@ pub(crate) async fn login(
     }
     let name = f.username.clone();
     let user = d.accounts(move |a| a.user(&name)).await?;
+    let client = peer.map(|Extension(ConnectInfo(a))| a.ip());
+    let mut keys = vec![Key::user(&f.username)];
+    keys.extend(client.map(Key::addr));
+    if let Some((key, left)) = d.throttle.locked(&keys, Instant::now()) {
+        // No password is checked; the same answer for every name.
+        let who = user.as_ref().map(|u| (&u.tenant, u.username.as_str()));
+        let mut ev = auth_failed(who, "POST /login", Reason::Unauthenticated)
+            .with_detail("refusal", "throttled")
+            .with_detail("throttled_by", key.kind());
+        if let Some(ip) = client {
+            ev = ev.with_detail("client", ip.to_string());
+        }
+        d.api.record(ev).await?;
+        let mut resp = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_form(
+                Some("Too many failed logins. Wait a few minutes, then try again."),
+                d.oidc.is_some(),
+            ),
+        );
+        if let Ok(v) = HeaderValue::from_str(&left.as_secs().saturating_add(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(resp);
+    }
     let phc = user
         .as_ref()
         .map(|u| u.password_hash.clone())
@@ -256,6 +285,7 @@ pub(crate) async fn login(
     let user = match (user, ok) {
         (Some(u), true) => u,
         (u, _) => {
+            d.throttle.failed(&keys, Instant::now());
             let user = u.as_ref().map(|u| (&u.tenant, u.username.as_str()));
             let ev = auth_failed(user, "POST /login", Reason::Unauthenticated).with_detail(
                 "refusal",
@@ -272,6 +302,7 @@ pub(crate) async fn login(
             ));
         }
     };
+    d.throttle.succeeded(&Key::user(&f.username));
     let c = start_session(&d, &headers, &user, "password").await?;
     let mut resp = Redirect::to("/runs").into_response();
     resp.headers_mut().insert(header::SET_COOKIE, c);
@@ -605,7 +636,10 @@ pub(crate) async fn audit(
     Ok(html_page("Audit", &s, &b))
 }
 
-fn require_admin_user(d: &Arc<Dash>, s: &Session) -> impl Future<Output = Result<(), DashError>> {
+pub(crate) fn require_admin_user(
+    d: &Arc<Dash>,
+    s: &Session,
+) -> impl Future<Output = Result<(), DashError>> {
     let (d, name, tenant) = (d.clone(), s.username.clone(), s.tenant.clone());
     async move {
         match d.accounts(move |a| a.user(&name)).await? {
@@ -848,6 +882,38 @@ pub(crate) async fn change_password(
     let Some(user) = d.accounts(move |a| a.user(&name)).await? else {
         return Err(DashError::Forbidden);
     };
+    // The current password is guessed no faster here than at the login.
+    let key = [Key::user(&s.username)];
+    if d.throttle.locked(&key, Instant::now()).is_some() {
+        d.api
+            .record(
+                auth_failed(
+                    Some((&s.tenant, s.username.as_str())),
+                    "POST /password",
+                    Reason::Unauthenticated,
+                )
+                .with_detail("refusal", "throttled")
+                .with_detail("throttled_by", "username"),
+            )
+            .await?;
+        let (u, t, c) = who(&s);
+        let w = Who {
+            username: &u,
+            tenant: &t,
+            csrf: &c,
+        };
+        return Ok(html(
+            StatusCode::TOO_MANY_REQUESTS,
+            page(
+                "Change password",
+                Some(&w),
+                &password_form(
+                    &s,
+                    Some("Too many failed attempts. Wait a few minutes, then try again."),
+                ),
+            ),
+        ));
+    }
     let phc = user.password_hash.clone();
     let hashed = tokio::task::spawn_blocking(move || {
         if !auth::verify_password(current.expose(), &phc) {
@@ -859,6 +925,7 @@ pub(crate) async fn change_password(
     .map_err(|e| DashError::Internal(format!("password hash: {e}")))?
     .map_err(|e| DashError::Internal(e.0))?;
     let Some(hashed) = hashed else {
+        d.throttle.failed(&key, Instant::now());
         d.api
             .record(
                 AuditEvent::new(
@@ -910,54 +977,6 @@ pub(crate) async fn change_password(
         return Err(DashError::Forbidden);
     }
     Ok(Redirect::to("/runs").into_response())
-}
-
-/// The tenant's pending approvals, read-only: each call's canonical form
-/// exactly as hashed, its SHA-256, and the command that approves it.
-pub(crate) async fn approvals(
-    State(d): State<Arc<Dash>>,
-    s: Session,
-) -> Result<Response, DashError> {
-    let Some(store) = d.approvals.clone() else {
-        return Err(DashError::NotFound);
-    };
-    let t = s.tenant.clone();
-    let rows = tokio::task::spawn_blocking(move || {
-        let g = store
-            .lock()
-            .map_err(|_| DashError::Internal("approvals lock poisoned".into()))?;
-        g.approvals(&t, Some(airlock_store::ApprovalState::Pending))
-            .map_err(|e| DashError::Internal(e.to_string()))
-    })
-    .await
-    .map_err(|e| DashError::Internal(format!("approvals task: {e}")))??;
-    let now = Timestamp::now().as_micros();
-    let mut b = String::from(
-        "<p>Approve a call from a terminal by the SHA-256 of exactly what is shown: <code>airlock approvals approve ID --sha256 HEX</code>.</p>\n",
-    );
-    let mut shown = 0;
-    for a in rows.iter().filter(|a| a.expires > now) {
-        shown += 1;
-        let _ = write!(
-            b,
-            "<div class=\"box approval\"><p><b class=\"mono\">{id}</b> · run <a class=\"mono\" href=\"/runs/{run}\">{run}</a> · agent {} · reason <span class=\"reason\">{}</span> · taint {} · expires {} UTC</p>\
-             <pre class=\"mono subject\">{}</pre><p>SHA-256 <span class=\"mono sha256\">{}</span></p>\
-             <p class=\"mono\">airlock approvals approve {id} --sha256 {}</p></div>",
-            esc(a.agent.as_deref().unwrap_or("(none)")),
-            esc(&a.reason),
-            esc(&a.taint),
-            time(a.expires),
-            esc(&a.subject),
-            esc(&a.sha256),
-            esc(&a.sha256),
-            id = esc(&a.id),
-            run = esc(&a.run),
-        );
-    }
-    if shown == 0 {
-        b.push_str("<p id=\"none\">Nothing is waiting for approval.</p>");
-    }
-    Ok(html_page("Approvals", &s, &b))
 }
 
 /// Record every malformed request (400) in the tenant's log — the

@@ -29,6 +29,18 @@ pub struct BudgetUsage {
     pub used_micros: i64,
 }
 
+/// A budget's current period split into what was settled and what is
+/// still reserved by calls in flight (their sum is [`BudgetUsage::used_micros`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetSpend {
+    /// The budget.
+    pub budget: BudgetRow,
+    /// Settled charges in the current period, micro-USD.
+    pub spent_micros: i64,
+    /// Open reservations (calls not yet settled) in the current period, micro-USD.
+    pub reserved_micros: i64,
+}
+
 /// Who a call is charged to (every level that may have a budget).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct CallScopes {
@@ -478,6 +490,72 @@ impl SqliteStore {
             .collect()
     }
 
+    /// Every budget of the tenant with its current period's settled
+    /// charges and open reservations apart (for display; the budget checks
+    /// use their sum, plus unused lease headroom).
+    pub fn gateway_budget_spend(
+        &self,
+        tenant: &TenantId,
+        now: i64,
+    ) -> Result<Vec<BudgetSpend>, StoreError> {
+        let conn = self.conn();
+        let rows = budgets_of(conn, tenant.as_str()).map_err(self.gw_err("budget list"))?;
+        rows.into_iter()
+            .map(|b| {
+                // The column a scope is charged to; names are fixed here,
+                // never taken from the scope.
+                let (col, name) = match b.scope.split_once(':') {
+                    None => ("'org'", "org"),
+                    Some(("team", n)) => ("team", n),
+                    Some(("agent", n)) => ("agent", n),
+                    Some(("run", n)) => ("run", n),
+                    Some((_, n)) => ("vkey", n),
+                };
+                let sql = format!(
+                    "SELECT coalesce(sum(settled), 0), coalesce(sum(CASE WHEN settled IS NULL THEN reserved ELSE 0 END), 0) \
+                     FROM gateway_calls WHERE tenant = ?1 AND created >= ?2 AND {col} = ?3"
+                );
+                let (spent_micros, reserved_micros) = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut st| {
+                        st.query_row(
+                            params![tenant.as_str(), period_start(&b.period, now), name],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                    })
+                    .map_err(self.gw_err("budget spend"))?;
+                Ok(BudgetSpend {
+                    budget: b,
+                    spent_micros,
+                    reserved_micros,
+                })
+            })
+            .collect()
+    }
+
+    /// The tenant's charges (settled, else reserved) per UTC day since
+    /// `since`: (the day's start in microseconds, micro-USD), oldest first;
+    /// days without calls are absent.
+    pub fn gateway_daily_spend(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        const DAY: i64 = 86_400_000_000;
+        let mut st = self
+            .conn()
+            .prepare_cached(
+                "SELECT created / ?3 AS day, coalesce(sum(coalesce(settled, reserved)), 0) \
+                 FROM gateway_calls WHERE tenant = ?1 AND created >= ?2 GROUP BY day ORDER BY day",
+            )
+            .map_err(self.gw_err("daily spend"))?;
+        st.query_map(params![tenant.as_str(), since, DAY], |r| {
+            Ok((r.get::<_, i64>(0)?.saturating_mul(DAY), r.get(1)?))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.gw_err("daily spend"))
+    }
+
     /// Look up the key, check every budget that applies and reserve, all in
     /// one IMMEDIATE transaction. See [`CallBegin`].
     ///
@@ -839,6 +917,64 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let s = SqliteStore::open(&d.path().join("db")).expect("open");
         (d, s)
+    }
+
+    #[test]
+    fn budget_spend_splits_settled_from_reserved_and_sums_per_day() {
+        let (_d, mut s) = store();
+        let t = TenantId::default_tenant();
+        let budget = BudgetRow {
+            scope: "agent:a".into(),
+            period: "day".into(),
+            limit_micros: 100,
+        };
+        s.gateway_set_budget(&t, &budget).expect("set");
+        let scopes = CallScopes {
+            agent: "a".into(),
+            ..Default::default()
+        };
+        const DAY: i64 = 86_400_000_000;
+        let call = |k: &'static str, amount, now| NewCall {
+            idem_key: k,
+            body_hash: "h",
+            scopes: &scopes,
+            reserve_micros: amount,
+            now,
+            window_start: 0,
+        };
+        let CallBegin::Reserved { id, .. } =
+            s.gateway_begin(&t, &call("k1", 60, DAY + 5)).expect("b")
+        else {
+            panic!("reserves")
+        };
+        s.gateway_finish(id, 30, &CallEnd::Failed, DAY + 6)
+            .expect("settle");
+        assert!(matches!(
+            s.gateway_begin(&t, &call("k2", 50, DAY + 7)).expect("b"),
+            CallBegin::Reserved { .. }
+        ));
+        assert_eq!(
+            s.gateway_budget_spend(&t, DAY + 8).expect("spend"),
+            vec![BudgetSpend {
+                budget,
+                spent_micros: 30,
+                reserved_micros: 50,
+            }]
+        );
+        assert_eq!(
+            s.gateway_daily_spend(&t, 0).expect("daily"),
+            vec![(DAY, 80)]
+        );
+        assert_eq!(
+            s.gateway_daily_spend(&TenantId::new("other").expect("t"), 0)
+                .expect("daily"),
+            vec![]
+        );
+        assert_eq!(
+            s.gateway_budget_spend(&t, 3 * DAY).expect("spend")[0].spent_micros,
+            0,
+            "a new day"
+        );
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub use control::{
     AgentRow, ApiTokenRow, ControlStore, PolicyVersionRow, RunRow, RunState, TeamRow, TenantRow,
 };
 pub use gateway::{
-    BudgetRow, BudgetUsage, CallBegin, CallEnd, CallScopes, KeyRow, NewCall, StoredResponse,
+    BudgetRow, BudgetSpend, BudgetUsage, CallBegin, CallEnd, CallScopes, KeyRow, NewCall,
+    StoredResponse,
 };
 pub use limited::read_limited;
 pub use mcp::ToolPin;

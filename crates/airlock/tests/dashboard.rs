@@ -252,7 +252,7 @@ fn csrf_of(page: &str) -> String {
     page[at + 19..at + 19 + 64].to_owned()
 }
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn assert_security_headers(r: &Resp, what: &str) {
     for (h, v) in [
@@ -814,4 +814,561 @@ fn a_browser_logs_in_sees_the_blocked_run_and_its_reason_and_agent_markup_is_ine
             .unwrap_or(0);
         assert!(len > 1000, "screenshot {f}");
     }
+}
+
+/// Log in with the one-time password and replace it (over HTTP): the
+/// session cookie and the new password.
+fn fresh_session(s: &Server) -> (String, String) {
+    let cookie = login(s, None);
+    let r = req(s, "GET", "/password", Some(&cookie), None, &[]);
+    let csrf = csrf_of(&r.body);
+    let new_pw = "a much longer passphrase 42".to_owned();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("current", s.password.as_str()),
+        ("new", new_pw.as_str()),
+        ("confirm", new_pw.as_str()),
+    ];
+    let r = req(s, "POST", "/password", Some(&cookie), Some(&form), &[]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    (cookie, new_pw)
+}
+
+/// A pending approval made by the real approval service (`Approvals::ask`,
+/// recording to the tenant's live audit log as a second writer), waiting
+/// in a thread for a reviewer: joins to its verdict.
+fn ask(
+    dir: &Path,
+    run: &str,
+    arguments: serde_json::Value,
+) -> std::thread::JoinHandle<airlock_types::Verdict> {
+    let dir = dir.to_owned();
+    let run = run.to_owned();
+    std::thread::spawn(move || {
+        let home =
+            airlock_runtime::Home::resolve(Some(dir.clone()), None, HashMap::new()).expect("home");
+        let settings = airlock_runtime::AuditSettings {
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(3600),
+            store: Default::default(),
+        };
+        let t = airlock_types::TenantId::new("acme").expect("tenant");
+        let auditor = airlock_runtime::audit::open(&home, &t, &settings).expect("audit");
+        let approvals = airlock_approval::Approvals::open(
+            &dir.join("airlock.db"),
+            auditor.sink(),
+            airlock_approval::ApprovalSettings::default(),
+        )
+        .expect("approvals");
+        let request = airlock_types::ApprovalRequest {
+            context: airlock_types::RunContext::new(
+                t.clone(),
+                airlock_types::RunId::new(run).expect("run id"),
+                airlock_types::Actor::new(airlock_types::ActorKind::Operator, "tester"),
+            ),
+            subject: airlock_types::Subject::Tool {
+                server: "crm".into(),
+                tool: "delete_customer".into(),
+                arguments,
+            },
+            policy_version: "v1".into(),
+            reason: airlock_types::Reason::ApprovalRequired,
+            taint: Default::default(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let verdict = rt.block_on(airlock_types::Approver::ask(
+            &approvals,
+            request,
+            Duration::from_secs(120),
+        ));
+        drop(approvals);
+        auditor.close().expect("close");
+        verdict
+    })
+}
+
+/// The pending approval of `acme` whose canonical form contains `needle`,
+/// waiting for it to be proposed: (id, stored SHA-256).
+fn pending(dir: &Path, needle: &str) -> (String, String) {
+    let start = Instant::now();
+    loop {
+        let db = airlock_store::SqliteStore::open_read_only(&dir.join("airlock.db")).expect("db");
+        let rows = db
+            .approvals(
+                &airlock_types::TenantId::new("acme").expect("tenant"),
+                Some(airlock_store::ApprovalState::Pending),
+            )
+            .expect("approvals");
+        if let Some(r) = rows.iter().find(|r| r.subject.contains(needle)) {
+            return (r.id.clone(), r.sha256.clone());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no approval proposed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const SELENIUM_APPROVE: &str = r#"
+import json, os, sys
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+base, user, pw, good, tampered, shots = sys.argv[1:7]
+o = webdriver.ChromeOptions()
+o.binary_location = "/usr/bin/chromium"
+for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
+    o.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+out = {}
+try:
+    wait = WebDriverWait(d, 20)
+    d.get(base + "/login")
+    d.find_element(By.ID, "username").send_keys(user)
+    d.find_element(By.ID, "password").send_keys(pw)
+    d.find_element(By.ID, "login").click()
+    wait.until(lambda d: d.current_url.endswith("/runs"))
+    d.find_element(By.LINK_TEXT, "Approvals").click()
+    wait.until(lambda d: d.current_url.endswith("/approvals"))
+    box = lambda i: d.find_element(By.ID, "approval-" + i)
+    for i in [good, tampered]:
+        wait.until(lambda d: box(i).find_element(By.CSS_SELECTOR, "button.approve").is_enabled())
+    out["shown"] = box(good).find_element(By.CSS_SELECTOR, "pre.subject").text
+    out["computed"] = box(good).find_element(By.CSS_SELECTOR, ".computed").text
+    out["field"] = box(good).find_element(By.NAME, "sha256").get_attribute("value")
+    out["stored"] = box(good).find_element(By.CSS_SELECTOR, ".sha256").text
+    out["pwned"] = d.execute_script("return window.pwned === undefined ? null : window.pwned")
+    d.save_screenshot(os.path.join(shots, "approvals.png"))
+    box(good).find_element(By.CSS_SELECTOR, "button.approve").click()
+    wait.until(lambda d: d.find_elements(By.ID, "notice"))
+    out["approved_notice"] = d.find_element(By.ID, "notice").text
+    # A page that shows the reviewer another call than the one pending:
+    # its hash is of what is shown, and the server refuses it.
+    wait.until(lambda d: box(tampered).find_element(By.CSS_SELECTOR, "button.approve").is_enabled())
+    d.execute_script(
+        "const p = document.querySelector('#approval-' + arguments[0] + ' pre.subject');"
+        "p.textContent = p.textContent.replace('delete_customer', 'read_customer');", tampered)
+    out["tampered_shown"] = box(tampered).find_element(By.CSS_SELECTOR, "pre.subject").text
+    box(tampered).find_element(By.CSS_SELECTOR, "button.approve").click()
+    wait.until(lambda d: d.find_elements(By.ID, "notice") and "Refused" in d.find_element(By.ID, "notice").text)
+    out["tampered_notice"] = d.find_element(By.ID, "notice").text
+    out["still_pending"] = len(d.find_elements(By.ID, "approval-" + tampered))
+    box(tampered).find_element(By.NAME, "note").send_keys("not this customer <b>")
+    box(tampered).find_element(By.CSS_SELECTOR, "button.deny").click()
+    wait.until(lambda d: "Denied" in d.find_element(By.ID, "notice").text)
+    out["denied_notice"] = d.find_element(By.ID, "notice").text
+    out["after"] = d.find_element(By.TAG_NAME, "main").text
+    d.find_element(By.LINK_TEXT, "Budgets").click()
+    wait.until(lambda d: d.current_url.endswith("/budgets"))
+    out["budgets_chart"] = len(d.find_elements(By.CSS_SELECTOR, "svg#daily rect.day"))
+    d.save_screenshot(os.path.join(shots, "budgets.png"))
+finally:
+    d.quit()
+print(json.dumps(out))
+"#;
+
+#[test]
+fn a_reviewer_approves_by_the_hash_the_page_computes_and_a_tampered_page_cannot() {
+    let Some(py) = browser_python() else { return };
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let s = serve(&dir);
+    let (cookie, pw) = fresh_session(&s);
+    // A budget with some of it reserved, for the budgets page's screenshot.
+    api(
+        &s,
+        "PUT",
+        "/v1/budgets/org",
+        &acme,
+        Some(r#"{"limit_micros":20000000,"period":"month"}"#),
+    );
+    api(
+        &s,
+        "POST",
+        "/v1/budgets/org/reservations",
+        &acme,
+        Some(r#"{"micros":4200000}"#),
+    );
+
+    // Two held tool calls of a run; markup, an ampersand and non-ASCII in
+    // the arguments (the hash is of the UTF-8 text as shown).
+    let args = serde_json::json!({"id": 42, "note": "<script>window.pwned=1</script> & café ✓"});
+    let good = ask(&dir, "run-approve", args.clone());
+    let (good_id, good_sha) = pending(&dir, "run-approve");
+    let other = ask(&dir, "run-other", args);
+    let (other_id, other_sha) = pending(&dir, "run-other");
+    assert_ne!(good_sha, other_sha, "bound to the run");
+
+    // Another tenant's approval: not shown, and 404 to decide.
+    let db = airlock_store::SqliteStore::open(&dir.join("airlock.db")).expect("db");
+    let now = airlock_types::Timestamp::now().as_micros();
+    db.approval_insert(
+        &airlock_types::TenantId::new("globex").expect("tenant"),
+        &airlock_store::NewApproval {
+            id: "apr-globex-1",
+            run: "run-x",
+            agent: None,
+            subject: r#"{"subject":{}}"#,
+            sha256: &airlock_approval::canonical::sha256_hex(br#"{"subject":{}}"#),
+            policy_version: "1",
+            reason: "approval_required",
+            taint: "",
+            created: now,
+            expires: now + 600_000_000,
+        },
+    )
+    .expect("propose");
+    drop(db);
+    let r = req(&s, "GET", "/approvals", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("apr-globex-1"));
+    assert!(
+        r.body
+            .contains("<script src=\"/static/approve.js\" defer></script>")
+    );
+    let csrf = csrf_of(&r.body);
+    let r = req(&s, "GET", "/static/approve.js", None, None, &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("crypto.subtle.digest(\"SHA-256\""));
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/javascript"))
+    );
+    let post = |path: &str, form: &[(&str, &str)]| {
+        req(
+            &s,
+            "POST",
+            path,
+            Some(&cookie),
+            Some(form),
+            &["Sec-Fetch-Site: same-origin"],
+        )
+    };
+    let r = post(
+        "/approvals/apr-globex-1/approve",
+        &[
+            ("csrf", &csrf),
+            (
+                "sha256",
+                &airlock_approval::canonical::sha256_hex(br#"{"subject":{}}"#),
+            ),
+        ],
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = post("/approvals/apr-globex-1/deny", &[("csrf", &csrf)]);
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // Without a script nothing is approved; a wrong hash (valid session and
+    // CSRF token) is refused; neither needs JavaScript to be refused.
+    let r = post(
+        &format!("/approvals/{other_id}/approve"),
+        &[("csrf", &csrf), ("sha256", "")],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("Nothing was approved") && r.body.contains("no script ran"),
+        "{}",
+        r.body
+    );
+    let zeros = "0".repeat(64);
+    let r = post(
+        &format!("/approvals/{other_id}/approve"),
+        &[("csrf", &csrf), ("sha256", &zeros)],
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("Refused (hash_mismatch)"), "{}", r.body);
+    // Without the CSRF token: refused before anything is looked at.
+    let r = post(
+        &format!("/approvals/{other_id}/approve"),
+        &[("sha256", &other_sha)],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // The browser: approve one by the hash the page computes; a tampered
+    // page is refused; deny the other with a note.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let o = Command::new(&py)
+        .args([
+            "-c",
+            SELENIUM_APPROVE,
+            &s.base,
+            &s.username,
+            &pw,
+            &good_id,
+            &other_id,
+        ])
+        .arg(&shots)
+        .output()
+        .expect("selenium");
+    assert!(
+        o.status.success(),
+        "selenium failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let shown = out["shown"].as_str().expect("shown");
+    assert!(
+        shown.contains(r#""note":"<script>window.pwned=1</script> & café ✓""#),
+        "{out}"
+    );
+    assert_eq!(
+        out["pwned"],
+        serde_json::Value::Null,
+        "the arguments stay text"
+    );
+    assert_eq!(
+        airlock_approval::canonical::sha256_hex(shown.as_bytes()),
+        good_sha
+    );
+    assert_eq!(out["computed"], good_sha.as_str());
+    assert_eq!(out["field"], good_sha.as_str());
+    assert_eq!(out["stored"], good_sha.as_str());
+    assert_eq!(
+        out["approved_notice"],
+        format!("Approved {good_id} (SHA-256 {good_sha}).")
+    );
+    assert!(
+        out["tampered_shown"]
+            .as_str()
+            .unwrap_or("")
+            .contains("read_customer")
+    );
+    assert!(
+        out["tampered_notice"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Refused (hash_mismatch)"),
+        "{out}"
+    );
+    assert_eq!(out["still_pending"], 1, "{out}");
+    assert_eq!(out["denied_notice"], format!("Denied {other_id}."));
+    assert!(
+        !out["after"].as_str().unwrap_or("").contains(&good_id),
+        "{out}"
+    );
+
+    // The held calls: the approved one may run (by the approved hash), the
+    // denied one may not.
+    assert_eq!(
+        good.join().expect("ask"),
+        airlock_types::Verdict::Approved {
+            id: good_id.clone(),
+            sha256: good_sha.clone()
+        }
+    );
+    assert_eq!(
+        other.join().expect("ask"),
+        airlock_types::Verdict::Refused {
+            id: Some(other_id.clone()),
+            reason: airlock_types::Reason::ApprovalDenied
+        }
+    );
+
+    // The audit: the decisions with the user as approver; each refused hash.
+    let events = audit(&dir, "acme");
+    let decided: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["action"] == "approval.decided")
+        .collect();
+    let granted: Vec<_> = decided
+        .iter()
+        .filter(|e| e["reason"] == "approval_granted")
+        .collect();
+    assert_eq!(granted.len(), 1, "{decided:?}");
+    assert_eq!(granted[0]["resource"], good_id.as_str());
+    assert_eq!(granted[0]["actor"]["id"], "user:admin@acme");
+    assert_eq!(granted[0]["details"]["decided_by"], "user:admin@acme");
+    assert_eq!(granted[0]["details"]["sha256"], good_sha.as_str());
+    let refused: Vec<_> = decided
+        .iter()
+        .filter(|e| e["details"]["refused"] == "hash_mismatch")
+        .collect();
+    assert_eq!(
+        refused.len(),
+        3,
+        "empty, zeros, the tampered page: {decided:?}"
+    );
+    assert!(refused.iter().all(|e| e["resource"] == other_id.as_str()
+        && e["result"] == "denied"
+        && e["actor"]["id"] == "user:admin@acme"));
+    assert_eq!(refused[1]["details"]["sha256_given"], zeros.as_str());
+    let denied: Vec<_> = decided
+        .iter()
+        .filter(|e| e["reason"] == "approval_denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{decided:?}");
+    assert_eq!(denied[0]["details"]["note"], "not this customer <b>");
+    assert_eq!(out["budgets_chart"], 30, "a bar per day");
+    for f in ["approvals.png", "budgets.png"] {
+        assert!(
+            std::fs::metadata(shots.join(f)).is_ok_and(|m| m.len() > 1000),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn the_budgets_page_shows_limit_spent_reserved_and_remaining_of_the_own_tenant() {
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let globex = token(&dir, "globex");
+    let s = serve(&dir);
+    let (cookie, _) = fresh_session(&s);
+
+    // acme: $10 for the org; one reservation settled at $1.25, one of $2.50
+    // still open. globex: a budget of its own that acme must not see.
+    let put = |tok: &str, scope: &str, body: &str| {
+        let r = api(&s, "PUT", &format!("/v1/budgets/{scope}"), tok, Some(body));
+        assert_eq!(r["scope"], scope, "{r}");
+    };
+    put(&acme, "org", r#"{"limit_micros":10000000,"period":"day"}"#);
+    put(&acme, "agent:triage", r#"{"limit_micros":500000}"#);
+    put(
+        &globex,
+        "team:globex-secret-team",
+        r#"{"limit_micros":777000000}"#,
+    );
+    let reserve = |micros: i64| {
+        let r = api(
+            &s,
+            "POST",
+            "/v1/budgets/org/reservations",
+            &acme,
+            Some(&format!("{{\"micros\":{micros}}}")),
+        );
+        r["id"].as_i64().unwrap_or_else(|| panic!("{r}"))
+    };
+    let first = reserve(3_000_000);
+    let _open = reserve(2_500_000);
+    let mut c = Command::new("curl");
+    c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&s.cert)
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {acme}"),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            r#"{"actual_micros":1250000}"#,
+            &format!("{}/v1/budgets/reservations/{first}/settle", s.base),
+        ]);
+    assert_eq!(
+        String::from_utf8_lossy(&c.output().expect("curl").stdout),
+        "204"
+    );
+
+    let r = req(&s, "GET", "/budgets", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_security_headers(&r, "/budgets");
+    assert!(!r.body.contains("<script"), "no script on the page");
+    assert!(!r.body.contains("style="), "no inline style (CSP)");
+    let row = |scope: &str| {
+        let at = r
+            .body
+            .find(&format!("<tr id=\"budget-{scope}\">"))
+            .unwrap_or_else(|| panic!("a row for {scope}: {}", r.body));
+        let end = r.body[at..].find("<td><svg").expect("bar") + at;
+        r.body[at..end].to_owned()
+    };
+    assert_eq!(
+        row("org"),
+        "<tr id=\"budget-org\"><td class=\"mono\">org</td><td>day</td><td class=\"limit\">$10.00</td>\
+         <td class=\"spent\">$1.25</td><td class=\"reserved\">$2.50</td><td class=\"remaining\">$6.25</td>"
+    );
+    assert_eq!(
+        row("agent:triage"),
+        "<tr id=\"budget-agent:triage\"><td class=\"mono\">agent:triage</td><td>total</td><td class=\"limit\">$0.50</td>\
+         <td class=\"spent\">$0.00</td><td class=\"reserved\">$0.00</td><td class=\"remaining\">$0.50</td>"
+    );
+    assert!(
+        !r.body.contains("globex-secret-team"),
+        "another tenant's budget"
+    );
+    // Today's bar in the chart carries both charges.
+    assert!(r.body.contains("<svg id=\"daily\""));
+    assert!(r.body.contains(": $3.75</title>"), "{}", r.body);
+    assert!(
+        r.body.contains("<a href=\"/budgets\">Budgets</a>"),
+        "in the nav"
+    );
+}
+
+#[test]
+fn failed_logins_are_throttled_alike_for_known_and_unknown_names_and_audited() {
+    let (_tmp, dir) = setup();
+    let s = serve(&dir);
+    let attempt = |user: &str, pw: &str| {
+        req(
+            &s,
+            "POST",
+            "/login",
+            None,
+            Some(&[("username", user), ("password", pw)]),
+            &[],
+        )
+    };
+    let mut throttled = Vec::new();
+    for user in [s.username.as_str(), "nobody@acme"] {
+        for i in 0..5 {
+            let r = attempt(user, "wrong");
+            assert_eq!(r.status, 401, "{user}: failure {i} is answered normally");
+        }
+        // Now even the right password is refused, without being checked.
+        let r = attempt(user, &s.password);
+        assert_eq!(r.status, 429, "{user}: {}", r.body);
+        assert!(r.header("set-cookie").is_none());
+        let wait: u64 = r
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After");
+        assert!((1..=31).contains(&wait), "{wait}");
+        throttled.push(r.body);
+    }
+    assert_eq!(
+        throttled[0], throttled[1],
+        "the same answer for a known and an unknown name"
+    );
+    assert!(throttled[0].contains("Too many failed logins"));
+    // Another name from the same address still gets its password checked.
+    let r = attempt("someone@acme", "wrong");
+    assert_eq!(r.status, 401);
+    // Twenty failures from one address lock the address, for any name.
+    for i in 0..9 {
+        let r = attempt(&format!("guess{i}@acme"), "wrong");
+        assert_eq!(r.status, 401, "failure {} of the address", 12 + i);
+    }
+    let r = attempt("fresh@acme", "wrong");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body, throttled[0]);
+
+    let refusals = |tenant: &str| -> Vec<serde_json::Value> {
+        audit(&dir, tenant)
+            .into_iter()
+            .filter(|e| e["action"] == "api.auth_failed" && e["details"]["refusal"] == "throttled")
+            .collect()
+    };
+    let known = refusals("acme");
+    assert_eq!(known.len(), 1, "{known:?}");
+    assert_eq!(known[0]["reason"], "unauthenticated");
+    assert_eq!(known[0]["actor"]["id"], "user:admin@acme");
+    assert_eq!(known[0]["details"]["throttled_by"], "username");
+    assert_eq!(known[0]["details"]["client"], "127.0.0.1");
+    let unknown = refusals("default");
+    assert_eq!(unknown.len(), 2, "{unknown:?}");
+    assert_eq!(unknown[0]["actor"]["id"], "unknown");
+    assert_eq!(unknown[0]["details"]["throttled_by"], "username");
+    assert_eq!(unknown[1]["details"]["throttled_by"], "address");
+    let text = serde_json::to_string(&audit(&dir, "acme")).expect("json");
+    assert!(!text.contains(&s.password), "no password in the log");
 }

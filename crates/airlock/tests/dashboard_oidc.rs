@@ -314,6 +314,26 @@ fn sso_login_lands_on_runs_and_every_bad_callback_is_refused_and_audited() {
     );
     assert_eq!(runs.status, 200, "{}", runs.body);
     assert!(runs.body.contains("alice@example.com"), "{}", runs.body);
+    // An SSO user who is not an administrator cannot decide approvals.
+    let at = runs.body.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+    let csrf = runs.body[at..at + 64].to_owned();
+    let zeros = "0".repeat(64);
+    for (what, form) in [
+        (
+            "approve",
+            vec![("csrf", csrf.as_str()), ("sha256", zeros.as_str())],
+        ),
+        ("deny", vec![("csrf", csrf.as_str())]),
+    ] {
+        let r = req(
+            &s.cert,
+            &format!("{}/approvals/apr_x/{what}", s.base),
+            &format!("__Host-airlock_session={session}"),
+            Some(&form),
+        );
+        assert_eq!(r.status, 403, "{what}: {}", r.body);
+        assert!(r.body.contains("You may not do this."), "{}", r.body);
+    }
     let ev = audit(&s.dir, "acme");
     assert!(
         ev.iter().any(|e| e["action"] == "user.created"
