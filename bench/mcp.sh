@@ -11,6 +11,9 @@
 #   bench/mcp.sh [CALLS] [C]        (defaults 2000 16)
 #   BIN=path/to/airlock             (default: a release build, made if missing)
 #   AIRLOCK_TEST_PYTHON=python      (a Python with `mcp`; default: scripts/test's venv)
+#   MODES="stdio http"              (which halves to run)
+#   GW_WRAP="strace -f -c -o F"     (a prefix for the HTTP half's gateway command,
+#                                    to profile it: strace, valgrind --tool=callgrind)
 #
 # Then the same for an HTTP tool server (the SDK's streamable HTTP server on
 # loopback, default settings: event-stream answers): a raw keep-alive HTTP
@@ -21,6 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS=${1:-2000}
 C=${2:-16}
+MODES=${MODES:-stdio http}
+GW_WRAP=${GW_WRAP:-}
 PY=${AIRLOCK_TEST_PYTHON:-$HOME/.cache/airlock-venv/bin/python}
 if ! "$PY" -c 'import mcp' 2>/dev/null; then
     echo "needs a Python with the mcp package: scripts/test makes one (or set AIRLOCK_TEST_PYTHON)" >&2
@@ -109,35 +114,42 @@ lat = []
 for _ in range(calls):
     t = time.perf_counter(); call(nid); until(nid); lat.append(time.perf_counter() - t); nid += 1
 lat.sort()
-sent, done, t0, inflight = 0, 0, time.perf_counter(), {}
+sent, done, t0, inflight, latc = 0, 0, time.perf_counter(), {}, []
 while done < calls:
     while sent < calls and len(inflight) < conc:
         inflight[nid] = time.perf_counter(); call(nid); nid += 1; sent += 1
     m = recv()
     if m.get("id") in inflight:
-        del inflight[m["id"]]; done += 1
+        latc.append(time.perf_counter() - inflight.pop(m["id"])); done += 1
 rate = calls / (time.perf_counter() - t0)
+latc.sort()
 p.stdin.close(); p.wait(timeout=30)
-print(json.dumps({"p50": lat[len(lat) // 2] * 1e3, "p99": lat[int(len(lat) * 0.99)] * 1e3, "rate": rate}))
+print(json.dumps({"p50": lat[len(lat) // 2] * 1e3, "p99": lat[int(len(lat) * 0.99)] * 1e3, "rate": rate,
+                  "p50c": latc[len(latc) // 2] * 1e3, "p99c": latc[int(len(latc) * 0.99)] * 1e3}))
 EOF
 
+if [[ " $MODES " == *" stdio "* ]]; then
 direct=$("$PY" "$tmp/client.py" "$CALLS" "$C" echo "$PY" "$tmp/srv/server.py")
 via=$("$PY" "$tmp/client.py" "$CALLS" "$C" t.echo \
     "$BIN" --data-dir "$tmp/data" --config "$tmp/airlock.toml" mcp serve --agent bench 2>/dev/null)
 "$PY" - "$direct" "$via" "$CALLS" "$C" <<'EOF'
 import json, sys
 d, v = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"tools/call over stdio, {sys.argv[3]} calls; c1 latency, c{sys.argv[4]} throughput (ms, req/s)")
-print(f"{'':24}{'p50':>9}{'p99':>9}{'req/s':>10}")
+c = sys.argv[4]
+print(f"tools/call over stdio, {sys.argv[3]} calls; c1 and c{c} latency (ms), c{c} throughput (req/s)")
+print(f"{'':24}{'c1 p50':>9}{'c1 p99':>9}{'c'+c+' p50':>9}{'c'+c+' p99':>9}{'req/s':>10}")
 for name, r in (("direct", d), ("through airlock mcp", v)):
-    print(f"{name:24}{r['p50']:9.3f}{r['p99']:9.3f}{r['rate']:10.0f}")
-print(f"added p50 {v['p50'] - d['p50']:+.3f} ms, added p99 {v['p99'] - d['p99']:+.3f} ms, "
-      f"throughput {v['rate'] / d['rate']:.2f}x direct")
+    print(f"{name:24}{r['p50']:9.3f}{r['p99']:9.3f}{r['p50c']:9.3f}{r['p99c']:9.3f}{r['rate']:10.0f}")
+print(f"added p50 c1 {v['p50'] - d['p50']:+.3f} ms, c{c} {v['p50c'] - d['p50c']:+.3f} ms; "
+      f"added p99 c1 {v['p99'] - d['p99']:+.3f} ms; throughput {v['rate'] / d['rate']:.2f}x direct")
 EOF
 
+fi
+
 # --- HTTP tool server -------------------------------------------------------
+[[ " $MODES " == *" http "* ]] || exit 0
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
+wait_port() { for _ in $(seq 600); do "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 PS=$(free_port); PG=$(free_port)
 cat > "$tmp/http_server.py" <<'EOF'
 import sys
@@ -172,7 +184,7 @@ tools = ["w.*"]
 action = "allow"
 EOF
 "$BIN" --data-dir "$tmp/data-http" --config "$tmp/airlock-http.toml" init >/dev/null
-"$BIN" --data-dir "$tmp/data-http" --config "$tmp/airlock-http.toml" mcp serve \
+$GW_WRAP "$BIN" --data-dir "$tmp/data-http" --config "$tmp/airlock-http.toml" mcp serve \
     --listen "127.0.0.1:$PG" --agent bench >/dev/null 2>&1 & pids+=($!)
 wait_port "$PS"; wait_port "$PG"
 
@@ -222,16 +234,19 @@ for i in range(calls):
     t = time.perf_counter(); call(c, 100 + i); lat.append(time.perf_counter() - t)
 lat.sort()
 per = calls // conc
+latc = []
 def worker(k):
     w = conn()
     for i in range(per):
-        call(w, 10**6 + k * per + i)
+        t = time.perf_counter(); call(w, 10**6 + k * per + i); latc.append(time.perf_counter() - t)
 ts = [threading.Thread(target=worker, args=(k,)) for k in range(conc)]
 t0 = time.perf_counter()
 for t in ts: t.start()
 for t in ts: t.join()
 rate = per * conc / (time.perf_counter() - t0)
-print(json.dumps({"p50": lat[len(lat) // 2] * 1e3, "p99": lat[int(len(lat) * 0.99)] * 1e3, "rate": rate}))
+latc.sort()
+print(json.dumps({"p50": lat[len(lat) // 2] * 1e3, "p99": lat[int(len(lat) * 0.99)] * 1e3, "rate": rate,
+                  "p50c": latc[len(latc) // 2] * 1e3, "p99c": latc[int(len(latc) * 0.99)] * 1e3}))
 EOF
 
 direct=$("$PY" "$tmp/http_client.py" "$CALLS" "$C" echo "$PS")
@@ -239,10 +254,11 @@ via=$("$PY" "$tmp/http_client.py" "$CALLS" "$C" w.echo "$PG")
 "$PY" - "$direct" "$via" "$CALLS" "$C" <<'EOF'
 import json, sys
 d, v = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"tools/call to a streamable-HTTP server, {sys.argv[3]} calls; c1 latency, c{sys.argv[4]} throughput (ms, req/s)")
-print(f"{'':24}{'p50':>9}{'p99':>9}{'req/s':>10}")
+c = sys.argv[4]
+print(f"tools/call over a streamable-HTTP server, {sys.argv[3]} calls; c1 and c{c} latency (ms), c{c} throughput (req/s)")
+print(f"{'':24}{'c1 p50':>9}{'c1 p99':>9}{'c'+c+' p50':>9}{'c'+c+' p99':>9}{'req/s':>10}")
 for name, r in (("direct", d), ("through --listen", v)):
-    print(f"{name:24}{r['p50']:9.3f}{r['p99']:9.3f}{r['rate']:10.0f}")
-print(f"added p50 {v['p50'] - d['p50']:+.3f} ms, added p99 {v['p99'] - d['p99']:+.3f} ms, "
-      f"throughput {v['rate'] / d['rate']:.2f}x direct")
+    print(f"{name:24}{r['p50']:9.3f}{r['p99']:9.3f}{r['p50c']:9.3f}{r['p99c']:9.3f}{r['rate']:10.0f}")
+print(f"added p50 c1 {v['p50'] - d['p50']:+.3f} ms, c{c} {v['p50c'] - d['p50c']:+.3f} ms; "
+      f"added p99 c1 {v['p99'] - d['p99']:+.3f} ms; throughput {v['rate'] / d['rate']:.2f}x direct")
 EOF

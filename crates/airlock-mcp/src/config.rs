@@ -3,6 +3,7 @@
 
 use airlock_policy::EgressPolicy;
 use airlock_types::Autonomy;
+pub use rustls_pki_types::CertificateDer;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,7 +24,50 @@ pub enum Transport {
     Http {
         /// The endpoint URL.
         url: String,
+        /// For an `https://` URL: the only CAs trusted for this server
+        /// (`ca_file`, DER certificates, checked by [`parse_ca_pem`]);
+        /// `None`: the web PKI roots.
+        ca: Option<Vec<CertificateDer<'static>>>,
     },
+}
+
+/// Why a `ca_file` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaError {
+    /// A PEM block could not be read.
+    #[error("not a PEM certificate file: {0}")]
+    NotPem(String),
+    /// No `CERTIFICATE` block.
+    #[error("holds no PEM CERTIFICATE block")]
+    Empty,
+    /// A certificate cannot be a trust anchor.
+    #[error("certificate {index} cannot be used as a trust anchor: {message}")]
+    Unusable {
+        /// Its position in the file (from 1).
+        index: usize,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The certificates of a PEM bundle (one or more `CERTIFICATE` blocks;
+/// other blocks are ignored), each checked to be usable as a trust anchor.
+pub fn parse_ca_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CaError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut out = Vec::new();
+    for (i, c) in CertificateDer::pem_slice_iter(pem).enumerate() {
+        let c = c.map_err(|e| CaError::NotPem(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(c.clone()).map_err(|e| CaError::Unusable {
+            index: i + 1,
+            message: e.to_string(),
+        })?;
+        out.push(c);
+    }
+    if out.is_empty() {
+        return Err(CaError::Empty);
+    }
+    Ok(out)
 }
 
 /// Labels on a server's tools.

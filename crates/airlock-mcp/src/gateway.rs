@@ -172,9 +172,54 @@ pub struct Parts {
 struct Slot {
     cfg: ServerConfig,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
-    /// The definitions last read, with the connection's tools epoch then.
-    tools: Mutex<Option<(u64, Vec<Value>)>>,
+    /// The definitions last read.
+    tools: Mutex<Option<Arc<Tools>>>,
     scrubber: Mutex<Option<Arc<airlock_scrub::Scrubber>>>,
+}
+
+/// A server's tool definitions as last read, with the connection's tools
+/// epoch then. What every call needs of a definition (its pin hash, its
+/// compiled input schema) is worked out once per read, not per call.
+struct Tools {
+    epoch: u64,
+    list: Vec<Tool>,
+}
+
+/// One tool definition as the server announced it.
+struct Tool {
+    def: Value,
+    name: String,
+    /// [`pin::definition_hash`] of `def`.
+    hash: String,
+    /// Its `inputSchema` compiled on first use (`Err`: Airlock cannot use
+    /// it); `None` inside when it declares none.
+    validator: std::sync::OnceLock<Result<Option<Arc<jsonschema::Validator>>, ()>>,
+}
+
+impl Tool {
+    fn new(def: Value) -> Tool {
+        Tool {
+            name: def
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            hash: pin::definition_hash(&def),
+            def,
+            validator: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn validator(&self) -> Result<Option<Arc<jsonschema::Validator>>, ()> {
+        self.validator
+            .get_or_init(|| match self.def.get("inputSchema") {
+                None => Ok(None),
+                Some(schema) => jsonschema::validator_for(schema)
+                    .map(|v| Some(Arc::new(v)))
+                    .map_err(|_| ()),
+            })
+            .clone()
+    }
 }
 
 /// One client session: a run context.
@@ -479,12 +524,12 @@ impl Gateway {
     /// A server's tool definitions: read again on `refresh`, after the
     /// server announced a change (its connection's tools epoch moved) and
     /// on a new connection; else the cached ones.
-    async fn server_tools(&self, slot: &Slot, refresh: bool) -> Result<Vec<Value>, UpstreamError> {
+    async fn server_tools(&self, slot: &Slot, refresh: bool) -> Result<Arc<Tools>, UpstreamError> {
         let conn = self.conn(slot).await?;
         let epoch = conn.tools_epoch();
         if !refresh
-            && let Some((e, t)) = slot.tools.lock().ok().and_then(|t| t.clone())
-            && e == epoch
+            && let Some(t) = slot.tools.lock().ok().and_then(|t| t.clone())
+            && t.epoch == epoch
         {
             return Ok(t);
         }
@@ -498,8 +543,12 @@ impl Gateway {
                 return Err(e);
             }
         };
+        let out = Arc::new(Tools {
+            epoch,
+            list: out.into_iter().map(Tool::new).collect(),
+        });
         if let Ok(mut t) = slot.tools.lock() {
-            *t = Some((epoch, out.clone()));
+            *t = Some(out.clone());
         }
         Ok(out)
     }
@@ -509,17 +558,16 @@ impl Gateway {
         &self,
         s: &Session,
         server: &str,
-        tool: &Value,
+        tool: &Tool,
         visible_by_rule: bool,
     ) -> Result<(), Reason> {
-        let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
-        let hash = pin::definition_hash(tool);
+        let (name, hash) = (tool.name.as_str(), &tool.hash);
         let pinned = self.parts.pins.get(server, name).map_err(|e| {
             tracing::error!("pin store: {e}");
             Reason::CheckFailed
         })?;
         match pinned {
-            Some(p) if p == hash => Ok(()),
+            Some(p) if p == *hash => Ok(()),
             Some(p) => {
                 let key = (server.to_owned(), name.to_owned(), hash.clone());
                 let first = self
@@ -537,17 +585,17 @@ impl Gateway {
                             EventResult::Denied,
                         )
                         .with_detail("pinned_sha256", p)
-                        .with_detail("seen_sha256", hash);
+                        .with_detail("seen_sha256", hash.clone());
                     self.audit(ev)?;
                 }
                 Err(Reason::ToolDefinitionChanged)
             }
             None if self.cfg.pin == PinMode::FirstUse && visible_by_rule => {
-                let def = pin::canonical_definition(tool);
+                let def = pin::canonical_definition(&tool.def);
                 let pinned_now = self
                     .parts
                     .pins
-                    .pin_if_absent(server, name, &hash, &def)
+                    .pin_if_absent(server, name, hash, &def)
                     .map_err(|e| {
                         tracing::error!("pin store: {e}");
                         Reason::CheckFailed
@@ -561,7 +609,7 @@ impl Gateway {
                             Reason::Recorded,
                             EventResult::Success,
                         )
-                        .with_detail("sha256", hash)
+                        .with_detail("sha256", hash.clone())
                         .with_detail("pinned_by", "tofu");
                     self.audit(ev)?;
                     Ok(())
@@ -595,18 +643,15 @@ impl Gateway {
                     continue;
                 }
             };
-            for t in tools {
-                let Some(name) = t.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                let full = format!("{}.{name}", slot.cfg.name);
+            for t in &tools.list {
+                let full = format!("{}.{}", slot.cfg.name, t.name);
                 if !rules::judge(&self.cfg.rules, agent.as_deref(), &full).visible() {
                     continue;
                 }
-                if self.pin_state(s, &slot.cfg.name, &t, true).is_err() {
+                if self.pin_state(s, &slot.cfg.name, t, true).is_err() {
                     continue;
                 }
-                let mut t = t.clone();
+                let mut t = t.def.clone();
                 t["name"] = Value::String(full);
                 out.push(t);
             }
@@ -690,10 +735,7 @@ impl Gateway {
                 );
             }
         };
-        let Some(def) = tools
-            .iter()
-            .find(|t| t.get("name").and_then(Value::as_str) == Some(tool))
-        else {
+        let Some(def) = tools.list.iter().find(|t| t.name == tool) else {
             return unknown(self);
         };
         if let Err(r) = self.pin_state(s, server, def, true) {
@@ -707,9 +749,9 @@ impl Gateway {
             return self.refuse(s, id, &full, r, msg, json!({}));
         }
         // The tool's declared schema.
-        if let Some(schema) = def.get("inputSchema") {
-            match jsonschema::validator_for(schema) {
-                Err(_) => {
+        if let Some(v) = def.validator().transpose() {
+            match v {
+                Err(()) => {
                     return self.refuse(
                         s,
                         id,
@@ -857,16 +899,16 @@ impl Gateway {
             .and_then(|s| s.clone())
             .unwrap_or_else(|| self.base_scrubber.clone());
         let mut masked = 0usize;
-        let mut out = match resp.get("result") {
-            Some(r) => {
-                let mut r = r.clone();
+        let mut resp = resp;
+        let mut out = match resp.get_mut("result").map(Value::take) {
+            Some(mut r) => {
                 scrub_value(&scrubber, &mut r, &mut masked);
                 jsonrpc::result(id, r)
             }
             None => {
                 let mut e = resp
-                    .get("error")
-                    .cloned()
+                    .get_mut("error")
+                    .map(Value::take)
                     .unwrap_or(json!({"code": jsonrpc::SERVER_FAILED, "message": "no result"}));
                 scrub_value(&scrubber, &mut e, &mut masked);
                 json!({"jsonrpc": "2.0", "id": id, "error": e})
@@ -999,28 +1041,76 @@ impl Launcher for Capture {
     }
 }
 
-/// Mask every string in `v` (object keys included).
+/// Mask every string in `v` (object keys included). A string is only
+/// rebuilt when the scrubber finds something in it (most hold nothing:
+/// `scan` costs a search, `redact` a search and a masker), and an object
+/// only when one of its keys changes.
 fn scrub_value(sc: &airlock_scrub::Scrubber, v: &mut Value, masked: &mut usize) {
     match v {
         Value::String(s) => {
-            let r = sc.redact(s);
-            if r.text != *s {
+            if let Some(r) = redacted(sc, s) {
                 *masked += 1;
-                *s = r.text;
+                *s = r;
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| scrub_value(sc, x, masked)),
         Value::Object(m) => {
-            let old = std::mem::take(m);
-            for (k, mut x) in old {
-                scrub_value(sc, &mut x, masked);
-                let r = sc.redact(&k);
-                if r.text != k {
-                    *masked += 1;
+            let keys: Vec<(String, String)> = m
+                .keys()
+                .filter_map(|k| redacted(sc, k).map(|r| (k.clone(), r)))
+                .collect();
+            for (old, new) in keys {
+                *masked += 1;
+                if let Some(x) = m.remove(&old) {
+                    m.insert(new, x);
                 }
-                m.insert(r.text, x);
             }
+            m.values_mut().for_each(|x| scrub_value(sc, x, masked));
         }
         _ => {}
+    }
+}
+
+/// `s` masked, or `None` when nothing in it is found.
+fn redacted(sc: &airlock_scrub::Scrubber, s: &str) -> Option<String> {
+    if sc.scan(s).is_empty() {
+        return None;
+    }
+    let r = sc.redact(s);
+    (r.text != s).then_some(r.text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_scrubbed_in_values_and_keys_and_left_alone_when_clean() {
+        let secret = Secret::new("tok-9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a".to_owned());
+        let sc = scrubber_builder(false)
+            .known_secret("tok", &secret)
+            .build()
+            .expect("scrubber");
+        let mut v = json!({
+            "content": [{"type": "text", "text": "the token is tok-9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a."}],
+            "structuredContent": {"tok-9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a": {"n": 1, "ok": "fine"}},
+            "isError": false
+        });
+        let mut masked = 0;
+        scrub_value(&sc, &mut v, &mut masked);
+        assert_eq!(
+            v,
+            json!({
+                "content": [{"type": "text", "text": "the token is [SECRET:tok]."}],
+                "structuredContent": {"[SECRET:tok]": {"n": 1, "ok": "fine"}},
+                "isError": false
+            })
+        );
+        assert_eq!(masked, 2);
+        let clean = json!({"content": [{"type": "text", "text": "hello"}], "isError": false});
+        let mut c = clean.clone();
+        let mut masked = 0;
+        scrub_value(&sc, &mut c, &mut masked);
+        assert_eq!((c, masked), (clean, 0));
     }
 }

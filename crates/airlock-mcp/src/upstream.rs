@@ -318,7 +318,7 @@ pub async fn connect(
                 })?;
             stdio_conn(&name, pipes, max_message, events)?
         }
-        Transport::Http { url } => {
+        Transport::Http { url, ca } => {
             let epoch = Arc::new(AtomicU64::new(0));
             let changed = Changed {
                 server: name.clone(),
@@ -330,7 +330,13 @@ pub async fn connect(
                 next_id: AtomicU64::new(1),
                 alive: Arc::new(AtomicBool::new(true)),
                 epoch,
-                kind: ConnKind::Http(Box::new(HttpConn::new(server, url, max_message, changed)?)),
+                kind: ConnKind::Http(Box::new(HttpConn::new(
+                    server,
+                    url,
+                    ca.as_deref(),
+                    max_message,
+                    changed,
+                )?)),
             })
         }
     };
@@ -523,9 +529,80 @@ struct HttpConn {
     max_message: usize,
     tls: Option<tokio_rustls::TlsConnector>,
     changed: Changed,
-    /// Idle kept-alive connections (each was dialed after the policy check).
-    idle: Arc<Mutex<Vec<Sender>>>,
+    /// Kept-alive connections (each was dialed after the policy check).
+    pool: Arc<Pool>,
 }
+
+/// An HTTP server's kept-alive connections.
+#[derive(Default)]
+struct Pool {
+    /// Idle, ready for the next message.
+    idle: Mutex<Vec<Sender>>,
+    /// Connections still reading the end of an answered event stream.
+    draining: AtomicU64,
+    /// Fires when one of those lands in `idle` (or is given up).
+    landed: tokio::sync::Notify,
+}
+
+impl Pool {
+    fn pop(&self) -> Option<Sender> {
+        while let Some(s) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
+            if s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keep a connection whose exchange completed for the next message.
+    fn keep(&self, s: Sender) {
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < MAX_IDLE
+        {
+            v.push(s);
+        }
+    }
+
+    /// Keep `s` once `body` (an event stream whose answer was read) has
+    /// ended: at once when its end is already here, else off the caller's
+    /// path (bounded).
+    fn keep_after<B>(self: &Arc<Self>, mut body: B, s: Sender)
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin + Send + 'static,
+    {
+        use futures_util::FutureExt as _;
+        loop {
+            match body.frame().now_or_never() {
+                Some(Some(Ok(_))) => continue,
+                Some(Some(Err(_))) => return,
+                Some(None) => return self.keep(s),
+                None => break,
+            }
+        }
+        self.draining.fetch_add(1, Ordering::SeqCst);
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            let drained = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(f) = body.frame().await {
+                    if f.is_err() {
+                        return false;
+                    }
+                }
+                true
+            });
+            if drained.await == Ok(true) {
+                pool.keep(s);
+            }
+            pool.draining.fetch_sub(1, Ordering::SeqCst);
+            pool.landed.notify_waiters();
+        });
+    }
+}
+
+/// How long a message waits for a connection that is finishing its
+/// previous answer before it dials a new one (a new connection costs the
+/// server a TCP and maybe a TLS handshake).
+const DRAIN_WAIT: Duration = Duration::from_millis(2);
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
@@ -536,6 +613,7 @@ impl HttpConn {
     fn new(
         server: &ServerConfig,
         url: &str,
+        ca: Option<&[rustls_pki_types::CertificateDer<'static>]>,
         max_message: usize,
         changed: Changed,
     ) -> Result<HttpConn, UpstreamError> {
@@ -545,8 +623,21 @@ impl HttpConn {
         })?;
         let tls = match uri.scheme_str() {
             Some("https") => {
+                // A server with a `ca_file` trusts only those CAs: a
+                // private CA names an internal server, and a public CA
+                // has no say over it.
                 let mut roots = rustls::RootCertStore::empty();
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                match ca {
+                    None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+                    Some(certs) => {
+                        for c in certs {
+                            roots.add(c.clone()).map_err(|e| UpstreamError::Start {
+                                server: server.name.clone(),
+                                message: format!("ca_file: {e}"),
+                            })?;
+                        }
+                    }
+                }
                 let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
                     rustls::crypto::aws_lc_rs::default_provider(),
                 ))
@@ -570,7 +661,7 @@ impl HttpConn {
             max_message,
             tls,
             changed,
-            idle: Arc::new(Mutex::new(Vec::new())),
+            pool: Arc::default(),
         })
     }
 
@@ -609,8 +700,15 @@ impl HttpConn {
 
     /// An idle kept-alive connection, or a newly dialed one.
     async fn sender(&self) -> Result<Sender, String> {
-        while let Some(s) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
-            if s.is_ready() {
+        let landed = self.pool.landed.notified();
+        tokio::pin!(landed);
+        landed.as_mut().enable();
+        if let Some(s) = self.pool.pop() {
+            return Ok(s);
+        }
+        if self.pool.draining.load(Ordering::SeqCst) > 0 {
+            let _ = tokio::time::timeout(DRAIN_WAIT, landed).await;
+            if let Some(s) = self.pool.pop() {
                 return Ok(s);
             }
         }
@@ -623,7 +721,10 @@ impl HttpConn {
                     self.uri.host().unwrap_or_default().to_owned(),
                 )
                 .map_err(|e| e.to_string())?;
-                let s = tls.connect(name, tcp).await.map_err(|e| e.to_string())?;
+                let s = tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
                 handshake(hyper_util::rt::TokioIo::new(s)).await
             }
         }
@@ -631,7 +732,7 @@ impl HttpConn {
 
     /// Keep a connection whose exchange completed for the next message.
     fn keep(&self, s: Sender) {
-        keep(&self.idle, s);
+        self.pool.keep(s);
     }
 
     async fn post(&self, msg: &Value, id: Option<u64>) -> Result<Value, String> {
@@ -696,21 +797,8 @@ impl HttpConn {
             let v = read_sse(&mut limited, id, &self.changed).await;
             if v.is_ok() {
                 // The stream ends after the answer; once it has, the
-                // connection is kept (off the caller's path).
-                let idle = Arc::clone(&self.idle);
-                tokio::spawn(async move {
-                    let drained = tokio::time::timeout(Duration::from_secs(5), async {
-                        while let Some(f) = limited.frame().await {
-                            if f.is_err() {
-                                return false;
-                            }
-                        }
-                        true
-                    });
-                    if drained.await == Ok(true) {
-                        keep(&idle, sender);
-                    }
-                });
+                // connection is kept.
+                self.pool.keep_after(limited, sender);
             }
             v
         } else {
@@ -736,14 +824,6 @@ fn clear_text_stays_local(d: &airlock_types::Decision, addrs: &[std::net::Socket
     d.reason == airlock_types::Reason::WriteRequiresHttps
         && !addrs.is_empty()
         && addrs.iter().all(|a| a.ip().is_loopback())
-}
-
-fn keep(idle: &Mutex<Vec<Sender>>, s: Sender) {
-    if let Ok(mut v) = idle.lock()
-        && v.len() < MAX_IDLE
-    {
-        v.push(s);
-    }
 }
 
 async fn handshake<T>(io: hyper_util::rt::TokioIo<T>) -> Result<Sender, String>

@@ -962,3 +962,117 @@ fn a_hanging_server_fails_only_its_call_after_the_timeout_is_stopped_and_restart
         );
     }
 }
+
+/// An HTTPS tool server (the SDK's streamable-HTTP app under uvicorn with
+/// TLS): argv port, certificate chain, key.
+const HTTPS_SERVER: &str = r#"
+import sys, uvicorn
+from mcp.server.mcpserver import MCPServer
+app = MCPServer("w")
+
+@app.tool(description="Echo text back.")
+def echo(text: str) -> str:
+    return text
+
+uvicorn.run(app.streamable_http_app(), host="127.0.0.1", port=int(sys.argv[1]),
+            ssl_certfile=sys.argv[2], ssl_keyfile=sys.argv[3], log_level="warning")
+"#;
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[test]
+fn an_https_tool_server_with_a_private_ca_is_reached_with_its_ca_file_and_refused_without_it() {
+    let Some((py, _)) = sdk() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = airlock_fixtures::LocalCa::new("Internal Tools CA").expect("ca");
+    let other = airlock_fixtures::LocalCa::new("Some Other CA").expect("ca");
+    let (chain, key) = ca.issue(&["127.0.0.1"]).expect("issue");
+    let (cert_path, key_path) = (dir.path().join("srv.pem"), dir.path().join("srv.key"));
+    std::fs::write(&cert_path, pem("CERTIFICATE", chain[0].as_ref())).expect("cert");
+    std::fs::write(&key_path, pem("PRIVATE KEY", key.secret_der())).expect("key");
+    let (ca_path, other_path) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+    std::fs::write(&ca_path, ca.cert_pem()).expect("ca");
+    std::fs::write(&other_path, other.cert_pem()).expect("other");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let _https = Reaped(
+        Command::new(&py)
+            .args(["-c", HTTPS_SERVER, &port.to_string()])
+            .arg(&cert_path)
+            .arg(&key_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("https server"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HTTPS server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let policy = dir.path().join("w.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "mode = \"deny_all\"\nallow_private = [\"127.0.0.0/8\"]\n\n[[rules]]\nhosts = [\"127.0.0.1\"]\nports = [{port}]\nmethods = [\"POST\", \"DELETE\"]\naction = \"allow\"\n"
+        ),
+    )
+    .expect("policy");
+    let steps = serde_json::json!([["echo", "w.echo", {"text": "over private TLS"}]]);
+    let run = |ca_line: &str| {
+        let cfg = format!(
+            "[[mcp.servers]]\nname = \"w\"\nurl = \"https://127.0.0.1:{port}/mcp\"\npolicy = {policy:?}\n{ca_line}\n\n\
+             [[mcp.rules]]\ntools = [\"w.*\"]\naction = \"allow\"\n"
+        );
+        let f = Fixture {
+            env: Env::new().with_config(&cfg),
+            py: py.clone(),
+            srv: dir.path().to_owned(),
+        };
+        let r = f.client("alice", "stdio", &steps);
+        (f, r)
+    };
+
+    // Its CA named: the server is reached, verified, and answers.
+    let (f, r) = run(&format!("ca_file = {ca_path:?}"));
+    assert_eq!(names(&r["tools"]), ["w.echo"], "{r}");
+    assert_eq!(r["echo"]["text"], "over private TLS", "{r}");
+    assert!(f.audited("mcp.call", "w.echo", "rule_allow"));
+
+    // No ca_file (the web PKI roots) or the wrong CA: the handshake fails,
+    // nothing is listed, the call is refused and audited, and the error
+    // says why.
+    for ca_line in [String::new(), format!("ca_file = {other_path:?}")] {
+        let (f, r) = run(&ca_line);
+        assert_eq!(names(&r["tools"]), Vec::<&str>::new(), "{ca_line}: {r}");
+        assert_eq!(reason(&r["echo"]), "tool_server_failed", "{ca_line}: {r}");
+        let msg = r["echo"]["error"].as_str().unwrap_or("");
+        assert!(
+            msg.contains("TLS handshake failed") && msg.contains("UnknownIssuer"),
+            "{ca_line}: {msg}"
+        );
+        assert!(
+            f.audited("mcp.call", "w.echo", "tool_server_failed"),
+            "{ca_line}"
+        );
+        assert!(
+            f.audited("mcp.server", "w", "tool_server_failed"),
+            "{ca_line}"
+        );
+    }
+}

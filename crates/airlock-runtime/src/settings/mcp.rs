@@ -55,6 +55,10 @@ pub struct RawServer {
     pub command: Option<Vec<String>>,
     /// A streamable-HTTP server's URL (must be allowed by `policy`).
     pub url: Option<String>,
+    /// For an `https://` url: a PEM file of the CA certificates to trust for
+    /// this server *instead of* the web PKI roots (a private CA).
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
+    pub ca_file: Option<Spanned<PathBuf>>,
     /// A stdio server's workspace (default: an empty directory).
     pub workspace: Option<PathBuf>,
     /// Environment for a stdio server: `NAME` or `NAME=VALUE`.
@@ -139,6 +143,29 @@ fn labels(
     Ok(l)
 }
 
+/// Read and check a server's `ca_file` (at load, with its location, rather
+/// than at the first call).
+fn ca_file(
+    src: &SourceText<'_>,
+    field: &str,
+    p: &Spanned<PathBuf>,
+    url: &str,
+) -> Result<Vec<airlock_mcp::config::CertificateDer<'static>>, DocumentError> {
+    if !url.starts_with("https://") {
+        return Err(src.error(p.span(), field, "ca_file is for https:// servers only"));
+    }
+    let path = p.get_ref();
+    let pem = airlock_store::read_limited(path, super::MAX_PEM_BYTES).map_err(|e| {
+        src.error(
+            p.span(),
+            field,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    airlock_mcp::config::parse_ca_pem(&pem)
+        .map_err(|e| src.error(p.span(), field, format!("{}: {e}", path.display())))
+}
+
 /// Validate `[mcp]`. `egress` is the configuration's egress policy (URL
 /// argument constraints are judged by it).
 pub fn validate(
@@ -156,6 +183,13 @@ pub fn validate(
                 s.name.span(),
                 &field("name"),
                 "must be unique, 1-64 characters of A-Z a-z 0-9 _ -",
+            ));
+        }
+        if let (Some(p), None) = (&s.ca_file, &s.url) {
+            return Err(src.error(
+                p.span(),
+                &field("ca_file"),
+                "ca_file is for https:// servers only (url = \"https://...\")",
             ));
         }
         let transport = match (&s.command, &s.url) {
@@ -178,7 +212,11 @@ pub fn validate(
                 if !ok {
                     return Err(src.error(s.name.span(), &field("url"), "must be an http(s) URL"));
                 }
-                Transport::Http { url: u.clone() }
+                let ca = match &s.ca_file {
+                    None => None,
+                    Some(p) => Some(ca_file(src, &field("ca_file"), p, u)?),
+                };
+                Transport::Http { url: u.clone(), ca }
             }
             _ => {
                 return Err(src.error(
@@ -329,4 +367,80 @@ pub fn validate(
         default_autonomy: approvals.autonomy,
         policy_version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Default)]
+    struct Doc {
+        #[serde(default)]
+        mcp: RawMcp,
+    }
+
+    fn parse_str(text: &str) -> String {
+        let src = SourceText::new("t.toml", text);
+        let approvals = super::super::approvals::ApprovalsSettings::default();
+        match src
+            .deserialize::<Doc>()
+            .and_then(|d| validate(&d.mcp, &src, &EgressPolicy::deny_all(), &approvals))
+        {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn server(lines: &str) -> String {
+        parse_str(&format!("[[mcp.servers]]\nname = \"w\"\n{lines}"))
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_located() {
+        let msg =
+            server("url = \"https://tools.internal/mcp\"\nca_file = \"/nonexistent/ca.pem\"\n");
+        assert!(
+            msg.starts_with("t.toml:4:11: mcp.servers[0].ca_file: cannot read /nonexistent/ca.pem"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_located() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, "not a certificate\n").expect("write");
+        let at = p.display().to_string();
+        assert_eq!(
+            server(&format!(
+                "url = \"https://tools.internal/mcp\"\nca_file = {at:?}\n"
+            )),
+            format!("t.toml:4:11: mcp.servers[0].ca_file: {at}: holds no PEM CERTIFICATE block")
+        );
+        std::fs::write(
+            &p,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let msg = server(&format!(
+            "url = \"https://tools.internal/mcp\"\nca_file = {at:?}\n"
+        ));
+        assert!(
+            msg.starts_with(&format!("t.toml:4:11: mcp.servers[0].ca_file: {at}: ")),
+            "{msg}"
+        );
+        assert_ne!(msg, "ok");
+    }
+
+    #[test]
+    fn a_ca_file_is_for_https_servers_only() {
+        assert_eq!(
+            server("url = \"http://127.0.0.1:1/mcp\"\nca_file = \"ca.pem\"\n"),
+            "t.toml:4:11: mcp.servers[0].ca_file: ca_file is for https:// servers only"
+        );
+        assert_eq!(
+            server("command = [\"prog\"]\nca_file = \"ca.pem\"\n"),
+            "t.toml:4:11: mcp.servers[0].ca_file: ca_file is for https:// servers only (url = \"https://...\")"
+        );
+    }
 }
