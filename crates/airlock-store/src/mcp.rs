@@ -37,14 +37,16 @@ impl SqliteStore {
         server: &str,
         tool: &str,
     ) -> Result<Option<ToolPin>, StoreError> {
+        // Read on every tool call: the statement is prepared once.
         self.conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT server, tool, sha256, definition, pinned_by, pinned_at FROM mcp_tool_pins
                  WHERE tenant = ?1 AND server = ?2 AND tool = ?3",
-                params![tenant.as_str(), server, tool],
-                row_pin,
             )
-            .optional()
+            .and_then(|mut st| {
+                st.query_row(params![tenant.as_str(), server, tool], row_pin)
+                    .optional()
+            })
             .map_err(self.mcp_err("pin read"))
     }
 
