@@ -4,6 +4,7 @@
 use crate::cmd;
 use crate::ctx::{Ctx, GlobalArgs};
 use crate::logging::LogFormat;
+use airlock_api::client::{Remote, RemoteCmd};
 use clap::{Parser, Subcommand};
 
 /// Airlock: a zero-trust security runtime for AI agents.
@@ -85,7 +86,7 @@ pub fn parse() -> Cli {
 pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx::resolve(cli.global)?;
     if let Some(url) = &ctx.server {
-        return crate::remote::run(&ctx, url, cli.command);
+        return remote(&ctx, url, cli.command);
     }
     match cli.command {
         Command::Init(a) => cmd::init::run(&ctx, a),
@@ -116,4 +117,37 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(airlock_api::cli::token(&ctx, &ctx.load_config()?.audit, t, c).map(|()| 0)?)
         }
     }
+}
+
+/// `--server URL`: the commands that make sense against a control-plane API.
+fn remote(ctx: &Ctx, url: &str, command: Command) -> anyhow::Result<u8> {
+    use cmd::{audit::AuditCmd, budget::BudgetCmd, secret::SecretCmd};
+    let remote = Remote::new(url, &ctx.env)?;
+    let request = match command {
+        Command::Run(a) => RemoteCmd::Run {
+            agent: a.agent,
+            secrets: a.secrets,
+            command: a.command,
+            timeout: a.timeout,
+        },
+        Command::Audit(AuditCmd::Verify(a)) if a.proof.is_none() => RemoteCmd::AuditVerify,
+        Command::Audit(AuditCmd::Tail(a)) => RemoteCmd::AuditTail { n: a.n },
+        Command::Audit(AuditCmd::Export(a)) => RemoteCmd::AuditExport { from: a.from },
+        Command::Audit(AuditCmd::Prove(a)) => RemoteCmd::AuditProve { index: a.index },
+        Command::Approvals(c) => RemoteCmd::Approvals(c),
+        Command::Budget(BudgetCmd::Set { scope, usd, period }) => {
+            RemoteCmd::BudgetSet { scope, usd, period }
+        }
+        Command::Budget(_) => RemoteCmd::BudgetList,
+        Command::Token(c) => RemoteCmd::Token(c),
+        Command::Secret(SecretCmd::List { .. }) => RemoteCmd::SecretList,
+        _ => anyhow::bail!(
+            "--server: this command works on the local data directory only (with a server: run, audit verify|tail|export|prove, approvals, budget, token, secret list)"
+        ),
+    };
+    Ok(airlock_api::client::run(
+        &remote,
+        request,
+        &mut std::io::stdout().lock(),
+    )?)
 }

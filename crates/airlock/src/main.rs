@@ -10,7 +10,6 @@ mod config;
 mod ctx;
 mod logging;
 mod master_key;
-mod remote;
 
 use std::process::ExitCode;
 
