@@ -76,8 +76,14 @@
 //! records, as `user:NAME`, `via = dashboard`). A value is never shown,
 //! never put in a redirect, and an error re-renders the form empty. A
 //! vault locked with a passphrase answers 503: the server cannot ask for it.
+//!
+//! **Agents** (`agents.rs`, `/agents`): the tenant's agents with their
+//! active policy version; an agent's page lists its policy versions
+//! (SHA-256, author, when) and a line diff between two (`?from=N&to=M`,
+//! computed on the server, every line escaped). Read-only.
 #![forbid(unsafe_code)]
 
+mod agents;
 mod auth;
 mod budgets;
 #[cfg(feature = "cli")]
@@ -274,6 +280,8 @@ pub fn router(
         .route("/approvals/{id}/approve", post(inbox::approve))
         .route("/approvals/{id}/deny", post(inbox::deny))
         .route("/static/approve.js", get(inbox::script))
+        .route("/agents", get(agents::agents))
+        .route("/agents/{name}", get(agents::agent))
         .route("/secrets", get(secrets::secrets).post(secrets::set))
         .route("/secrets/{name}/rotate", post(secrets::rotate))
         .route(

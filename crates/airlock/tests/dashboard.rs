@@ -1680,3 +1680,107 @@ fn secrets_are_set_and_rotated_in_the_browser_never_shown_sealed_audited_and_per
         assert!(!text.contains(v), "no value in the log");
     }
 }
+
+#[test]
+fn the_agents_page_shows_active_policies_and_a_diff_between_versions_of_the_own_tenant() {
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let globex = token(&dir, "globex");
+    let s = serve(&dir);
+    let (cookie, _) = fresh_session(&s);
+    let agent = |tok: &str, name: &str| {
+        let r = api(
+            &s,
+            "POST",
+            "/v1/agents",
+            tok,
+            Some(&format!("{{\"name\":\"{name}\"}}")),
+        );
+        assert_eq!(r["name"], name, "{r}");
+    };
+    agent(&acme, "triage");
+    agent(&globex, "payroll");
+    let policy = |tok: &str, name: &str, text: &str, activate: bool| {
+        let body = serde_json::json!({"text": text, "activate": activate}).to_string();
+        let r = api(
+            &s,
+            "POST",
+            &format!("/v1/agents/{name}/policies"),
+            tok,
+            Some(&body),
+        );
+        assert!(r["version"].is_u64(), "{r}");
+        r["sha256"].as_str().unwrap_or_default().to_owned()
+    };
+    let v1 = "# first\nmode = \"read_public\"\n";
+    let v2 = "# second <script>alert(1)</script>\nmode = \"deny_all\"\n";
+    let sha1 = policy(&acme, "triage", v1, true);
+    let sha2 = policy(&acme, "triage", v2, false);
+    policy(&globex, "payroll", "mode = \"deny_all\"\n", true);
+
+    let r = req(&s, "GET", "/agents", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_security_headers(&r, "/agents");
+    assert!(
+        r.body.contains("<td class=\"mono\"><a href=\"/agents/triage\">triage</a></td><td></td><td class=\"active\">v1</td>"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("payroll"), "another tenant's agent");
+    assert!(
+        r.body.contains("<a href=\"/agents\">Agents</a>"),
+        "in the nav"
+    );
+
+    let r = req(
+        &s,
+        "GET",
+        "/agents/triage?from=1&to=2",
+        Some(&cookie),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_security_headers(&r, "/agents/triage");
+    for sha in [&sha1, &sha2] {
+        assert_eq!(sha.len(), 64);
+        assert!(r.body.contains(sha.as_str()), "{sha} listed");
+    }
+    assert!(r.body.contains("<b class=\"ok\">active</b>"));
+    let at = r
+        .body
+        .find("<pre class=\"mono diff\" id=\"diff\">")
+        .expect("a diff");
+    let end = r.body[at..].find("</pre>").expect("end") + at;
+    assert_eq!(
+        &r.body[at..end],
+        "<pre class=\"mono diff\" id=\"diff\">\
+         <span class=\"del\">- # first</span>\n\
+         <span class=\"del\">- mode = &quot;read_public&quot;</span>\n\
+         <span class=\"ins\">+ # second &lt;script&gt;alert(1)&lt;/script&gt;</span>\n\
+         <span class=\"ins\">+ mode = &quot;deny_all&quot;</span>\n"
+    );
+    assert!(!r.body.contains("<script>"), "agent text is inert");
+    // Without a query: the last two versions.
+    let d = req(&s, "GET", "/agents/triage", Some(&cookie), None, &[]);
+    assert!(d.body.contains("<h2>v1 → v2</h2>"), "{}", d.body);
+
+    for (path, status) in [
+        ("/agents/payroll", 404),
+        ("/agents/payroll?from=1&to=1", 404),
+        ("/agents/nobody", 404),
+        ("/agents/triage?from=1&to=9", 404),
+        ("/agents/triage?from=x", 400),
+        ("/agents/triage?evil=1", 400),
+    ] {
+        let r = req(&s, "GET", path, Some(&cookie), None, &[]);
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert!(!r.body.contains("payroll"), "{path}");
+    }
+    let r = req(&s, "GET", "/agents/triage", None, None, &[]);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login".into())),
+        "needs a session"
+    );
+}
