@@ -155,9 +155,9 @@ pub(crate) async fn agent(
                 })
                 .collect::<String>()
         };
-        let _ = write!(
+        let _ = writeln!(
             b,
-            "<form method=\"get\" action=\"/agents/{}\" class=\"box\">Compare <select name=\"from\">{}</select> with <select name=\"to\">{}</select> <button type=\"submit\">Diff</button></form>\n",
+            "<form method=\"get\" action=\"/agents/{}\" class=\"box\">Compare <select name=\"from\">{}</select> with <select name=\"to\">{}</select> <button type=\"submit\">Diff</button></form>",
             esc(&agent.name),
             options(from),
             options(to)
