@@ -1379,6 +1379,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import StaleElementReferenceException
 
 base, user, pw, new_pw, v1, v2, shots = sys.argv[1:8]
 o = webdriver.ChromeOptions()
@@ -1389,7 +1391,7 @@ for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
 d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
 out = {}
 try:
-    wait = WebDriverWait(d, 20)
+    wait = WebDriverWait(d, 30, ignored_exceptions=[StaleElementReferenceException])
     d.get(base + "/login")
     d.find_element(By.ID, "username").send_keys(user)
     d.find_element(By.ID, "password").send_keys(pw)
@@ -1419,7 +1421,9 @@ try:
     out["set_source"] = d.page_source
     d.save_screenshot(os.path.join(shots, "secrets-1-set.png"))
     d.find_element(By.CSS_SELECTOR, "#secret-stripe input[name=value]").send_keys(v2)
+    old = d.find_element(By.ID, "secret-stripe")
     d.find_element(By.CSS_SELECTOR, "#secret-stripe button.rotate").click()
+    wait.until(EC.staleness_of(old))
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#secret-stripe td.version").text == "2")
     out["rotated"] = row()
     out["rotated_source"] = d.page_source
