@@ -42,6 +42,10 @@ mod state;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use runs::RunDefaults;
+pub use secrets::{
+    SecretBinding, SecretMeta, SecretSet, SetSecret, list_secrets, remove_secret, rotate_secret,
+    set_secret,
+};
 pub use server::{ServeError, TlsMode, openapi_json, router, security_headers, serve};
 pub use state::{AppState, Stores};
 

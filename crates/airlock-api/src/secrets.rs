@@ -128,16 +128,20 @@ pub struct SecretSet {
     pub replaced: bool,
 }
 
-fn event(a: &Authed, action: Action, name: &str) -> AuditEvent {
+fn event(tenant: &TenantId, actor: Actor, via: &str, action: Action, name: &str) -> AuditEvent {
     AuditEvent::new(
-        a.tenant.clone(),
-        Actor::new(ActorKind::Token, a.token_id.clone()),
+        tenant.clone(),
+        actor,
         action,
         name.to_owned(),
         Reason::Recorded,
         EventResult::Success,
     )
-    .with_detail("via", "api")
+    .with_detail("via", via)
+}
+
+fn token_actor(a: &Authed) -> Actor {
+    Actor::new(ActorKind::Token, a.token_id.clone())
 }
 
 /// A token limited to agents changes no secret: an agent must not be able
@@ -199,13 +203,22 @@ fn list_of(st: &AppState, tenant: &TenantId) -> Result<Vec<SecretInfo>, ApiError
     airlock_vault::list_secrets(&store, tenant).map_err(vault_err)
 }
 
+/// The tenant's secrets by name, bindings and metadata (never values),
+/// from this node's vault: what `GET /v1/secrets` and the dashboard show.
+pub async fn list_secrets(
+    st: &Arc<AppState>,
+    tenant: &TenantId,
+) -> Result<Vec<SecretMeta>, ApiError> {
+    let t = tenant.clone();
+    let rows = on_vault(st, move |s| list_of(s, &t)).await?;
+    Ok(rows.into_iter().map(SecretMeta::from).collect())
+}
+
 /// The tenant's secrets by name: bindings and metadata, never values.
 #[utoipa::path(get, path = "/v1/secrets", tag = "secrets", security(("token" = [])),
     responses((status = 200, body = [SecretMeta])))]
 pub async fn list(State(st): S, Extension(a): A) -> Result<Json<Vec<SecretMeta>>, ApiError> {
-    let t = a.tenant.clone();
-    let rows = on_vault(&st, move |s| list_of(s, &t)).await?;
-    Ok(Json(rows.into_iter().map(SecretMeta::from).collect()))
+    Ok(Json(list_secrets(&st, &a.tenant).await?))
 }
 
 /// One secret's binding and metadata (never its value).
@@ -226,24 +239,24 @@ pub async fn show(
         .ok_or(ApiError::NotFound)
 }
 
-/// Set or replace a secret: its value (write-only) and its binding.
-#[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets", security(("token" = [])),
-    params(("name" = String, Path, description = "1-64 characters of [A-Za-z0-9_.-]")),
-    request_body = SetSecret,
-    responses((status = 200, body = SecretSet), (status = 400, body = crate::ErrorBody)))]
-pub async fn put(
-    State(st): S,
-    Extension(a): A,
-    ApiPath(name): ApiPath<String>,
-    JsonBody(mut body): JsonBody<SetSecret>,
-) -> Result<Json<SecretSet>, ApiError> {
+/// Set or replace `name`'s value and binding in the tenant's vault as
+/// `actor` (`via`: `api`, `dashboard`), recorded (`vault.secret_set`, the
+/// binding, never the value) before it is made. The caller checks who may.
+/// Errors (a bad name, value or binding: `BadRequest`) never carry the value.
+pub async fn set_secret(
+    st: &Arc<AppState>,
+    tenant: &TenantId,
+    actor: Actor,
+    via: &str,
+    name: &str,
+    mut body: SetSecret,
+) -> Result<SecretSet, ApiError> {
     let value = Secret::new(std::mem::take(&mut body.value));
-    valid_secret_name(&name)?;
-    unlimited(&a)?;
+    valid_secret_name(name)?;
     airlock_broker::validate_value(value.expose())
         .map_err(|e| ApiError::BadRequest(format!("value: {e}")))?;
     let mut binding = Binding::new(
-        &name,
+        name,
         body.hosts,
         body.header,
         body.format,
@@ -262,11 +275,51 @@ pub async fn put(
             .as_basic_password()
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
-    st.record(event(&a, Action::VaultSecretSet, &name).with_detail("binding", binding.to_json()))
-        .await?;
-    let t = a.tenant.clone();
-    let n = name.clone();
-    let out = on_vault(&st, move |s| {
+    set_bound(st, tenant, actor, via, name, value, binding).await
+}
+
+/// Replace `name`'s value, keeping its binding (the dashboard's rotate):
+/// `NotFound` when the tenant has no such secret.
+pub async fn rotate_secret(
+    st: &Arc<AppState>,
+    tenant: &TenantId,
+    actor: Actor,
+    via: &str,
+    name: &str,
+    value: Secret<String>,
+) -> Result<SecretSet, ApiError> {
+    valid_secret_name(name)?;
+    airlock_broker::validate_value(value.expose())
+        .map_err(|e| ApiError::BadRequest(format!("value: {e}")))?;
+    let (t, n) = (tenant.clone(), name.to_owned());
+    let binding = on_vault(st, move |s| {
+        list_of(s, &t)?
+            .into_iter()
+            .find(|x| x.name == n)
+            .map(|x| x.binding)
+            .ok_or(ApiError::NotFound)
+    })
+    .await?;
+    set_bound(st, tenant, actor, via, name, value, binding).await
+}
+
+async fn set_bound(
+    st: &Arc<AppState>,
+    tenant: &TenantId,
+    actor: Actor,
+    via: &str,
+    name: &str,
+    value: Secret<String>,
+    binding: Binding,
+) -> Result<SecretSet, ApiError> {
+    st.record(
+        event(tenant, actor, via, Action::VaultSecretSet, name)
+            .with_detail("binding", binding.to_json()),
+    )
+    .await?;
+    let t = tenant.clone();
+    let n = name.to_owned();
+    let out = on_vault(st, move |s| {
         airlock_runtime::master_key::ensure_master_key(&s.home).map_err(runtime_err)?;
         let no_prompt =
             || Err("the vault passphrase cannot be asked for by the API server".to_owned());
@@ -275,11 +328,27 @@ pub async fn put(
         vault.set(&t, &n, &value, &binding).map_err(vault_err)
     })
     .await?;
-    Ok(Json(SecretSet {
-        name,
+    Ok(SecretSet {
+        name: name.to_owned(),
         version: out.version,
         replaced: out.replaced,
-    }))
+    })
+}
+
+/// Set or replace a secret: its value (write-only) and its binding.
+#[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets", security(("token" = [])),
+    params(("name" = String, Path, description = "1-64 characters of [A-Za-z0-9_.-]")),
+    request_body = SetSecret,
+    responses((status = 200, body = SecretSet), (status = 400, body = crate::ErrorBody)))]
+pub async fn put(
+    State(st): S,
+    Extension(a): A,
+    ApiPath(name): ApiPath<String>,
+    JsonBody(body): JsonBody<SetSecret>,
+) -> Result<Json<SecretSet>, ApiError> {
+    unlimited(&a)?;
+    let out = set_secret(&st, &a.tenant, token_actor(&a), "api", &name, body).await?;
+    Ok(Json(out))
 }
 
 /// Remove a secret.
@@ -291,27 +360,37 @@ pub async fn remove(
     Extension(a): A,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    valid_secret_name(&name)?;
     unlimited(&a)?;
-    let t = a.tenant.clone();
-    let n = name.clone();
-    if !on_vault(&st, move |s| {
-        Ok(list_of(s, &t)?.iter().any(|x| x.name == n))
-    })
-    .await?
-    {
+    remove_secret(&st, &a.tenant, token_actor(&a), "api", &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove `name` from the tenant's vault as `actor`, recorded
+/// (`vault.secret_rm`) before it is done; `NotFound` when there is none.
+/// The caller checks who may.
+pub async fn remove_secret(
+    st: &Arc<AppState>,
+    tenant: &TenantId,
+    actor: Actor,
+    via: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    valid_secret_name(name)?;
+    let (t, n) = (tenant.clone(), name.to_owned());
+    if !on_vault(st, move |s| Ok(list_of(s, &t)?.iter().any(|x| x.name == n))).await? {
         return Err(ApiError::NotFound);
     }
-    st.record(event(&a, Action::VaultSecretRm, &name)).await?;
-    let t = a.tenant.clone();
-    let removed = on_vault(&st, move |s| {
+    st.record(event(tenant, actor, via, Action::VaultSecretRm, name))
+        .await?;
+    let (t, n) = (tenant.clone(), name.to_owned());
+    let removed = on_vault(st, move |s| {
         let mut store =
             airlock_store::SqliteStore::open(&s.home.db_path()).map_err(ApiError::store)?;
-        airlock_vault::remove_secret(&mut store, &t, &name).map_err(vault_err)
+        airlock_vault::remove_secret(&mut store, &t, &n).map_err(vault_err)
     })
     .await?;
     if removed {
-        Ok(StatusCode::NO_CONTENT)
+        Ok(())
     } else {
         Err(ApiError::NotFound)
     }

@@ -79,7 +79,7 @@ pub fn page(title: &str, who: Option<&Who<'_>>, body: &str) -> String {
     if let Some(w) = who {
         let _ = write!(
             s,
-            "<a href=\"/runs\">Runs</a><a href=\"/audit\">Audit</a><a href=\"/approvals\">Approvals</a><a href=\"/budgets\">Budgets</a><a href=\"/tokens\">Tokens</a>\
+            "<a href=\"/runs\">Runs</a><a href=\"/audit\">Audit</a><a href=\"/approvals\">Approvals</a><a href=\"/budgets\">Budgets</a><a href=\"/agents\">Agents</a><a href=\"/secrets\">Secrets</a><a href=\"/tokens\">Tokens</a>\
              <form method=\"post\" action=\"/logout\"><span class=\"who\">{} · {}</span> \
              <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" id=\"logout\">Log out</button></form>",
             esc(w.username),

@@ -65,9 +65,25 @@
 //! claims only). A canonical form with characters `html::esc` must make
 //! visible (bidirectional overrides, C1 controls: JSON leaves them raw)
 //! shows differently from what was hashed, so it cannot be approved here
-//! (use the CLI). No secrets pages.
+//! (use the CLI).
+//!
+//! **Secrets** (`secrets.rs`, `/secrets`): names, bindings, versions and
+//! last changes of the tenant's secrets in this node's vault; an
+//! administrator of the tenant sets one (a password field,
+//! `autocomplete="off"`), rotates its value (keeping the binding) or
+//! removes it after a confirmation page, through the same functions as the
+//! API's `/v1/secrets` (so the same `vault.secret_set`/`vault.secret_rm`
+//! records, as `user:NAME`, `via = dashboard`). A value is never shown,
+//! never put in a redirect, and an error re-renders the form empty. A
+//! vault locked with a passphrase answers 503: the server cannot ask for it.
+//!
+//! **Agents** (`agents.rs`, `/agents`): the tenant's agents with their
+//! active policy version; an agent's page lists its policy versions
+//! (SHA-256, author, when) and a line diff between two (`?from=N&to=M`,
+//! computed on the server, every line escaped). Read-only.
 #![forbid(unsafe_code)]
 
+mod agents;
 mod auth;
 mod budgets;
 #[cfg(feature = "cli")]
@@ -76,6 +92,7 @@ mod html;
 mod inbox;
 mod oidc;
 mod pages;
+mod secrets;
 mod sso;
 mod throttle;
 
@@ -263,6 +280,14 @@ pub fn router(
         .route("/approvals/{id}/approve", post(inbox::approve))
         .route("/approvals/{id}/deny", post(inbox::deny))
         .route("/static/approve.js", get(inbox::script))
+        .route("/agents", get(agents::agents))
+        .route("/agents/{name}", get(agents::agent))
+        .route("/secrets", get(secrets::secrets).post(secrets::set))
+        .route("/secrets/{name}/rotate", post(secrets::rotate))
+        .route(
+            "/secrets/{name}/remove",
+            get(secrets::confirm_remove).post(secrets::remove),
+        )
         .route("/tokens", get(pages::tokens).post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/static/app.css", get(pages::css))

@@ -364,7 +364,7 @@ pub(crate) async fn start_session(
 #[serde(deny_unknown_fields)]
 pub(crate) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 pub(crate) async fn logout(
@@ -634,6 +634,14 @@ pub(crate) async fn audit(
     let newest: Vec<(u64, AuditEvent)> = recs.into_iter().rev().collect();
     b.push_str(&timeline(&newest, true));
     Ok(html_page("Audit", &s, &b))
+}
+
+/// Whether the session's user is an administrator of its tenant.
+pub(crate) async fn is_admin_user(d: &Arc<Dash>, s: &Session) -> Result<bool, DashError> {
+    let (name, tenant) = (s.username.clone(), s.tenant.clone());
+    Ok(d.accounts(move |a| a.user(&name))
+        .await?
+        .is_some_and(|u| u.admin && u.tenant == tenant))
 }
 
 pub(crate) fn require_admin_user(

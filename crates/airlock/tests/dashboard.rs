@@ -1372,3 +1372,419 @@ fn failed_logins_are_throttled_alike_for_known_and_unknown_names_and_audited() {
     let text = serde_json::to_string(&audit(&dir, "acme")).expect("json");
     assert!(!text.contains(&s.password), "no password in the log");
 }
+
+const SECRETS_SELENIUM: &str = r##"
+import json, os, sys
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import StaleElementReferenceException
+
+base, user, pw, new_pw, v1, v2, shots = sys.argv[1:8]
+o = webdriver.ChromeOptions()
+o.binary_location = "/usr/bin/chromium"
+for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
+    o.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+out = {}
+try:
+    wait = WebDriverWait(d, 30, ignored_exceptions=[StaleElementReferenceException])
+    d.get(base + "/login")
+    d.find_element(By.ID, "username").send_keys(user)
+    d.find_element(By.ID, "password").send_keys(pw)
+    d.find_element(By.ID, "login").click()
+    wait.until(lambda d: d.current_url.endswith("/password"))
+    d.find_element(By.ID, "current").send_keys(pw)
+    d.find_element(By.ID, "new").send_keys(new_pw)
+    d.find_element(By.ID, "confirm").send_keys(new_pw)
+    d.find_element(By.ID, "change").click()
+    wait.until(lambda d: d.current_url.endswith("/runs"))
+    d.find_element(By.LINK_TEXT, "Secrets").click()
+    wait.until(lambda d: d.current_url.endswith("/secrets"))
+    v = d.find_element(By.ID, "value")
+    out["value_input"] = [v.get_attribute("type"), v.get_attribute("autocomplete")]
+    d.find_element(By.ID, "name").send_keys("stripe")
+    v.send_keys(v1)
+    d.find_element(By.ID, "hosts").send_keys("api.stripe.com")
+    d.find_element(By.ID, "methods").send_keys("GET POST")
+    d.find_element(By.ID, "paths").send_keys("/v1/*")
+    d.find_element(By.ID, "env").send_keys("STRIPE_KEY")
+    d.find_element(By.ID, "set").click()
+    wait.until(lambda d: len(d.find_elements(By.ID, "secret-stripe")) == 1)
+    out["after_set_url"] = d.current_url
+    row = lambda: {c: d.find_element(By.CSS_SELECTOR, "#secret-stripe td." + c).text
+                   for c in ["name", "hosts", "header", "methods", "paths", "env", "version"]}
+    out["set"] = row()
+    out["set_source"] = d.page_source
+    d.save_screenshot(os.path.join(shots, "secrets-1-set.png"))
+    d.find_element(By.CSS_SELECTOR, "#secret-stripe input[name=value]").send_keys(v2)
+    old = d.find_element(By.ID, "secret-stripe")
+    d.find_element(By.CSS_SELECTOR, "#secret-stripe button.rotate").click()
+    wait.until(EC.staleness_of(old))
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#secret-stripe td.version").text == "2")
+    out["rotated"] = row()
+    out["rotated_source"] = d.page_source
+    out["rotated_url"] = d.current_url
+    out["cookie"] = d.get_cookie("__Host-airlock_session")["value"]
+    d.save_screenshot(os.path.join(shots, "secrets-2-rotated.png"))
+finally:
+    d.quit()
+print(json.dumps(out))
+"##;
+
+#[test]
+fn secrets_are_set_and_rotated_in_the_browser_never_shown_sealed_audited_and_per_tenant() {
+    let Some(py) = browser_python() else { return };
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let globex = token(&dir, "globex");
+    let s = serve(&dir);
+    // globex's own secret, which acme's page must not show.
+    let r = api(
+        &s,
+        "PUT",
+        "/v1/secrets/globex-only",
+        &globex,
+        Some(r#"{"value":"globex-value-0000","hosts":["api.globex.example"]}"#),
+    );
+    assert_eq!(r["version"], 1, "{r}");
+
+    let (v1, v2) = (
+        "sk_live_FIRSTvalue0123456789",
+        "sk_live_SECONDvalue987654321",
+    );
+    let new_pw = "a much longer passphrase 42";
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let o = Command::new(&py)
+        .args([
+            "-c",
+            SECRETS_SELENIUM,
+            &s.base,
+            &s.username,
+            &s.password,
+            new_pw,
+            v1,
+            v2,
+        ])
+        .arg(&shots)
+        .output()
+        .expect("selenium");
+    assert!(
+        o.status.success(),
+        "selenium failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(out["value_input"], serde_json::json!(["password", "off"]));
+    let row = |version: &str| {
+        serde_json::json!({
+            "name": "stripe", "hosts": "api.stripe.com", "header": "Authorization: Bearer {}",
+            "methods": "GET POST", "paths": "/v1/*", "env": "STRIPE_KEY", "version": version,
+        })
+    };
+    assert_eq!(out["set"], row("1"));
+    assert_eq!(out["rotated"], row("2"));
+    for k in ["after_set_url", "rotated_url"] {
+        assert_eq!(
+            out[k],
+            format!("{}/secrets", s.base),
+            "a redirect to the list"
+        );
+    }
+    for k in ["set_source", "rotated_source"] {
+        let src = out[k].as_str().expect("source");
+        assert!(!src.contains(v1) && !src.contains(v2), "no value in {k}");
+        assert!(!src.contains("globex"), "another tenant's secret in {k}");
+        assert!(
+            src.contains("<a href=\"/secrets\">Secrets</a>"),
+            "in the nav"
+        );
+    }
+
+    // The API sees what the page set; globex does not.
+    let list = api(&s, "GET", "/v1/secrets", &acme, None);
+    assert_eq!(list[0]["name"], "stripe", "{list}");
+    assert_eq!(list[0]["version"], 2, "{list}");
+    let other = api(&s, "GET", "/v1/secrets", &globex, None);
+    assert_eq!(
+        other.as_array().map(|a| a.len()),
+        Some(1),
+        "globex sees only its own: {other}"
+    );
+    assert_eq!(other[0]["name"], "globex-only");
+
+    // Recorded as the user, with the binding and never the value.
+    let events = audit(&dir, "acme");
+    let sets: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "vault.secret_set")
+        .collect();
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    for e in &sets {
+        assert_eq!(e["actor"]["id"], "user:admin@acme", "{e}");
+        assert_eq!(e["resource"], "stripe");
+        assert_eq!(e["details"]["via"], "dashboard");
+        assert_eq!(e["details"]["binding"]["hosts"][0], "api.stripe.com", "{e}");
+    }
+    let text = serde_json::to_string(&events).expect("json");
+    assert!(
+        !text.contains(v1) && !text.contains(v2),
+        "no value in the log"
+    );
+
+    // Sealed: the database holds neither value in clear.
+    for f in ["airlock.db", "airlock.db-wal"] {
+        let bytes = std::fs::read(dir.join(f)).unwrap_or_default();
+        for v in [v1, v2] {
+            assert!(
+                !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                "{v} in clear in {f}"
+            );
+        }
+    }
+
+    let cookie = out["cookie"].as_str().expect("cookie").to_owned();
+    let same = [
+        format!("Origin: {}", s.base),
+        "Sec-Fetch-Site: same-origin".to_owned(),
+    ];
+    let same: Vec<&str> = same.iter().map(String::as_str).collect();
+    let page = req(&s, "GET", "/secrets", Some(&cookie), None, &[]);
+    assert_eq!(page.status, 200);
+    assert_security_headers(&page, "/secrets");
+    let csrf = csrf_of(&page.body);
+
+    // No CSRF token: refused and audited, nothing changed.
+    let r = req(
+        &s,
+        "POST",
+        "/secrets/stripe/rotate",
+        Some(&cookie),
+        Some(&[("value", "sk_live_FORGEDvalue")]),
+        &same,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = req(
+        &s,
+        "POST",
+        "/secrets",
+        Some(&cookie),
+        Some(&[
+            ("csrf", &csrf),
+            ("name", "evil"),
+            ("value", "sk_live_FORGEDvalue"),
+            ("hosts", "evil.example"),
+        ]),
+        &["Origin: https://evil.example", "Sec-Fetch-Site: cross-site"],
+    );
+    assert_eq!(r.status, 403, "a cross-site form");
+    let events = audit(&dir, "acme");
+    assert_eq!(count(&events, "api.auth_failed", "csrf_refused"), 2);
+    assert_eq!(count(&events, "vault.secret_set", "recorded"), 2);
+
+    // A bad binding (no hosts): a clear error, the value not echoed.
+    let bad = "sk_live_NOHOSTSvalue";
+    let r = req(
+        &s,
+        "POST",
+        "/secrets",
+        Some(&cookie),
+        Some(&[("csrf", &csrf), ("name", "nohosts"), ("value", bad)]),
+        &same,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("id=\"notice\">Not set: "), "{}", r.body);
+    assert!(
+        r.body.contains("host"),
+        "the error names the field: {}",
+        r.body
+    );
+    assert!(!r.body.contains(bad), "the value is not echoed");
+    assert!(
+        r.body.contains("id=\"value\" name=\"value\" required"),
+        "an empty value field"
+    );
+
+    // A run started through the API gets the secret set in the page (as a handle).
+    let body = r#"{"command":["sh","-c","test -n \"$STRIPE_KEY\""],"secrets":["stripe"]}"#;
+    let r = api(&s, "POST", "/v1/runs", &acme, Some(body));
+    let id = r["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned();
+    let start = Instant::now();
+    let run = loop {
+        let r = api(&s, "GET", &format!("/v1/runs/{id}"), &acme, None);
+        if r["state"] != "running" {
+            break r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "run did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(run["exit_code"], 0, "{run}");
+
+    // Remove: a confirmation page, then the POST.
+    let r = req(
+        &s,
+        "GET",
+        "/secrets/stripe/remove",
+        Some(&cookie),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("id=\"confirm-remove\""), "{}", r.body);
+    let r = req(
+        &s,
+        "GET",
+        "/secrets/globex-only/remove",
+        Some(&cookie),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 404, "another tenant's secret");
+    let r = req(
+        &s,
+        "POST",
+        "/secrets/globex-only/remove",
+        Some(&cookie),
+        Some(&[("csrf", &csrf)]),
+        &same,
+    );
+    assert_eq!(r.status, 404, "another tenant's secret");
+    let r = req(
+        &s,
+        "POST",
+        "/secrets/stripe/remove",
+        Some(&cookie),
+        Some(&[("csrf", &csrf)]),
+        &same,
+    );
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/secrets".into()))
+    );
+    let list = api(&s, "GET", "/v1/secrets", &acme, None);
+    assert_eq!(list, serde_json::json!([]));
+    assert_eq!(
+        api(&s, "GET", "/v1/secrets", &globex, None)[0]["name"],
+        "globex-only"
+    );
+    let events = audit(&dir, "acme");
+    let rm: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "vault.secret_rm")
+        .collect();
+    assert_eq!(rm.len(), 1);
+    assert_eq!(rm[0]["actor"]["id"], "user:admin@acme");
+    let text = serde_json::to_string(&events).expect("json");
+    for v in [v1, v2, bad] {
+        assert!(!text.contains(v), "no value in the log");
+    }
+}
+
+#[test]
+fn the_agents_page_shows_active_policies_and_a_diff_between_versions_of_the_own_tenant() {
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let globex = token(&dir, "globex");
+    let s = serve(&dir);
+    let (cookie, _) = fresh_session(&s);
+    let agent = |tok: &str, name: &str| {
+        let r = api(
+            &s,
+            "POST",
+            "/v1/agents",
+            tok,
+            Some(&format!("{{\"name\":\"{name}\"}}")),
+        );
+        assert_eq!(r["name"], name, "{r}");
+    };
+    agent(&acme, "triage");
+    agent(&globex, "payroll");
+    let policy = |tok: &str, name: &str, text: &str, activate: bool| {
+        let body = serde_json::json!({"text": text, "activate": activate}).to_string();
+        let r = api(
+            &s,
+            "POST",
+            &format!("/v1/agents/{name}/policies"),
+            tok,
+            Some(&body),
+        );
+        assert!(r["version"].is_u64(), "{r}");
+        r["sha256"].as_str().unwrap_or_default().to_owned()
+    };
+    let v1 = "# first\nmode = \"read_public\"\n";
+    let v2 = "# second <script>alert(1)</script>\nmode = \"deny_all\"\n";
+    let sha1 = policy(&acme, "triage", v1, true);
+    let sha2 = policy(&acme, "triage", v2, false);
+    policy(&globex, "payroll", "mode = \"deny_all\"\n", true);
+
+    let r = req(&s, "GET", "/agents", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_security_headers(&r, "/agents");
+    assert!(
+        r.body.contains("<td class=\"mono\"><a href=\"/agents/triage\">triage</a></td><td></td><td class=\"active\">v1</td>"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("payroll"), "another tenant's agent");
+    assert!(
+        r.body.contains("<a href=\"/agents\">Agents</a>"),
+        "in the nav"
+    );
+
+    let r = req(
+        &s,
+        "GET",
+        "/agents/triage?from=1&to=2",
+        Some(&cookie),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_security_headers(&r, "/agents/triage");
+    for sha in [&sha1, &sha2] {
+        assert_eq!(sha.len(), 64);
+        assert!(r.body.contains(sha.as_str()), "{sha} listed");
+    }
+    assert!(r.body.contains("<b class=\"ok\">active</b>"));
+    let at = r
+        .body
+        .find("<pre class=\"mono diff\" id=\"diff\">")
+        .expect("a diff");
+    let end = r.body[at..].find("</pre>").expect("end") + at;
+    assert_eq!(
+        &r.body[at..end],
+        "<pre class=\"mono diff\" id=\"diff\">\
+         <span class=\"del\">- # first</span>\n\
+         <span class=\"del\">- mode = &quot;read_public&quot;</span>\n\
+         <span class=\"ins\">+ # second &lt;script&gt;alert(1)&lt;/script&gt;</span>\n\
+         <span class=\"ins\">+ mode = &quot;deny_all&quot;</span>\n"
+    );
+    assert!(!r.body.contains("<script>"), "agent text is inert");
+    // Without a query: the last two versions.
+    let d = req(&s, "GET", "/agents/triage", Some(&cookie), None, &[]);
+    assert!(d.body.contains("<h2>v1 → v2</h2>"), "{}", d.body);
+
+    for (path, status) in [
+        ("/agents/payroll", 404),
+        ("/agents/payroll?from=1&to=1", 404),
+        ("/agents/nobody", 404),
+        ("/agents/triage?from=1&to=9", 404),
+        ("/agents/triage?from=x", 400),
+        ("/agents/triage?evil=1", 400),
+    ] {
+        let r = req(&s, "GET", path, Some(&cookie), None, &[]);
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert!(!r.body.contains("payroll"), "{path}");
+    }
+    let r = req(&s, "GET", "/agents/triage", None, None, &[]);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login".into())),
+        "needs a session"
+    );
+}

@@ -334,6 +334,43 @@ fn sso_login_lands_on_runs_and_every_bad_callback_is_refused_and_audited() {
         assert_eq!(r.status, 403, "{what}: {}", r.body);
         assert!(r.body.contains("You may not do this."), "{}", r.body);
     }
+    // Nor set or remove secrets: the page is read-only for them.
+    let cookie = format!("__Host-airlock_session={session}");
+    let page = req(&s.cert, &format!("{}/secrets", s.base), &cookie, None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"read-only\""), "{}", page.body);
+    assert!(!page.body.contains("action=\"/secrets\""), "no set form");
+    let sso_value = "sk_live_SSOUSERvalue0000";
+    for (path, form) in [
+        (
+            "/secrets",
+            vec![
+                ("csrf", csrf.as_str()),
+                ("name", "stolen"),
+                ("value", sso_value),
+                ("hosts", "evil.example"),
+            ],
+        ),
+        (
+            "/secrets/stolen/rotate",
+            vec![("csrf", csrf.as_str()), ("value", sso_value)],
+        ),
+        ("/secrets/stolen/remove", vec![("csrf", csrf.as_str())]),
+    ] {
+        let r = req(&s.cert, &format!("{}{path}", s.base), &cookie, Some(&form));
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert!(!r.body.contains(sso_value), "{path}");
+    }
+    let ev = audit(&s.dir, "acme");
+    assert!(
+        !ev.iter().any(|e| e["action"] == "vault.secret_set"),
+        "nothing was set"
+    );
+    assert!(
+        !serde_json::to_string(&ev)
+            .expect("json")
+            .contains(sso_value)
+    );
     let ev = audit(&s.dir, "acme");
     assert!(
         ev.iter().any(|e| e["action"] == "user.created"
