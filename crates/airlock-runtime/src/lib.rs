@@ -39,6 +39,7 @@ mod error;
 pub mod gateway;
 mod home;
 pub mod init;
+pub mod listed;
 pub mod master_key;
 pub mod mcp;
 pub mod production;

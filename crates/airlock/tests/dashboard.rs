@@ -42,11 +42,15 @@ impl Drop for Server {
 
 /// `airlock --tenant acme serve --init-admin`: the printed credentials, then serving.
 fn serve(dir: &Path) -> Server {
+    serve_as(dir, "acme")
+}
+
+fn serve_as(dir: &Path, tenant: &str) -> Server {
     let port = free_port();
     let mut child = Command::new(BIN)
         .args([
             "--tenant",
-            "acme",
+            tenant,
             "serve",
             "--init-admin",
             "--listen",
@@ -72,7 +76,7 @@ fn serve(dir: &Path) -> Server {
     };
     let username = field("username");
     let password = field("password");
-    assert_eq!(username, "admin@acme");
+    assert_eq!(username, format!("admin@{tenant}"));
     assert!(password.len() >= 20, "a strong one-time password");
     let s = Server {
         child,
@@ -1786,5 +1790,66 @@ fn the_agents_page_shows_active_policies_and_a_diff_between_versions_of_the_own_
         (r.status, r.header("location")),
         (303, Some("/login".into())),
         "needs a session"
+    );
+}
+
+/// The first steps for a newcomer: `airlock demo`, then
+/// `airlock serve --init-admin` on its data directory, log in, and the
+/// demo's runs (started with `airlock run`, not through the API) are on
+/// the runs page with their state, each with its timeline.
+#[test]
+fn the_runs_of_airlock_demo_are_on_the_runs_page() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let demo = tmp.path().join("demo");
+    let o = Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(&demo)
+        .env_remove("AIRLOCK_DATA_DIR")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ENV")
+        .output()
+        .expect("airlock demo");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let dir = demo.join("data");
+    assert!(
+        said.contains(&format!(
+            "airlock --data-dir {} serve --init-admin",
+            dir.display()
+        )),
+        "{said}"
+    );
+    let runs: Vec<String> = audit(&dir, "default")
+        .iter()
+        .filter(|e| e["action"] == "run.start")
+        .filter_map(|e| e["run_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!runs.is_empty(), "the demo's run: {runs:?}");
+    let s = serve_as(&dir, "default");
+    let (cookie, _) = fresh_session(&s);
+    let page = req(&s, "GET", "/runs", Some(&cookie), None, &[]);
+    assert_eq!(page.status, 200);
+    for id in &runs {
+        assert!(
+            page.body.contains(id.as_str()),
+            "run {id} is not listed:\n{}",
+            page.body
+        );
+        let r = req(&s, "GET", &format!("/runs/{id}"), Some(&cookie), None, &[]);
+        assert_eq!(r.status, 200, "{id}");
+        assert!(
+            r.body.contains("run.start") || r.body.contains("run.end"),
+            "{id}: {}",
+            r.body
+        );
+    }
+    assert!(
+        !page.body.contains(">running<"),
+        "every demo run has ended:\n{}",
+        page.body
     );
 }

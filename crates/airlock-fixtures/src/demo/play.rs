@@ -206,6 +206,11 @@ pub fn play(
     drop(scene);
     if keep {
         say!(out, "kept {}", tmp.display());
+        say!(
+            out,
+            "see its runs in the dashboard: airlock --data-dir {} serve --init-admin",
+            data.display()
+        );
     } else {
         let _ = std::fs::remove_dir_all(&tmp);
     }

@@ -152,6 +152,19 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     let started = prepared.start()?;
+    let listed = airlock_runtime::listed::RunList::open(ctx, &cfg.store, &cfg.serve.node).and_then(
+        |mut l| {
+            l.started(
+                started.context(),
+                args.command.first().map_or("", String::as_str),
+            )
+            .map(|()| l)
+        },
+    );
+    if let Err(e) = &listed {
+        eprintln!("airlock: run {run_id} is not listed for the dashboard: {e}");
+    }
+    let run_ctx = started.context().clone();
     let ended = started.wait(RunIo {
         stdout: Box::new(tokio::io::stdout()),
         stderr: Box::new(tokio::io::stderr()),
@@ -159,7 +172,11 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         terminal_err: !args.raw_output && std::io::stderr().is_terminal(),
         forward_process_signals: true,
         notice: Arc::new(|m: &str| eprintln!("airlock: {m}")),
-    })?;
+    });
+    if let Ok(mut l) = listed {
+        let _ = l.ended(&run_ctx, ended.as_ref());
+    }
+    let ended = ended?;
     match ended.ended_by {
         EndedBy::Exit => Ok(ended.exit_code),
         EndedBy::WallTimeout => {
