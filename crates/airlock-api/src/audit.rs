@@ -152,25 +152,40 @@ pub async fn verify(
             "audit:read (a token limited to agents)".into(),
         ));
     }
-    let tenant = a.tenant.clone();
+    let (status, _) = verify_tenant(&st, a.tenant.clone()).await?;
+    Ok(Json(status))
+}
+
+/// Verify `tenant`'s log and read its latest signed checkpoint (in the
+/// same task): what `GET /v1/audit/verify` answers, and the checkpoint the
+/// dashboard shows beside it (`None`: none made yet).
+pub async fn verify_tenant(
+    st: &Arc<AppState>,
+    tenant: TenantId,
+) -> Result<(VerifyStatus, Option<airlock_audit::Checkpoint>), ApiError> {
     let key_path = st.home.audit_pubkey_path();
     let cp_path =
         airlock_runtime::audit::checkpoint_path(&st.home, &tenant, &st.audit_settings.store);
-    let report = st
+    let (report, cp) = st
         .audit_read(move |s| {
-            let key = airlock_audit::load_public_key(&key_path)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            airlock_audit::verify_log(s, &tenant, &key, &cp_path)
-                .map_err(|e| ApiError::Internal(e.to_string()))
+            let internal = |e: airlock_audit::AuditError| ApiError::Internal(e.to_string());
+            let key = airlock_audit::load_public_key(&key_path).map_err(internal)?;
+            let report = airlock_audit::verify_log(s, &tenant, &key, &cp_path).map_err(internal)?;
+            let file = airlock_audit::read_checkpoint_file(&cp_path).map_err(internal)?;
+            let cp = airlock_audit::latest_checkpoint(s, &tenant, &file).map_err(internal)?;
+            Ok((report, cp))
         })
         .await?;
-    Ok(Json(VerifyStatus {
-        ok: report.ok(),
-        records: report.records,
-        signed_records: report.signed_records,
-        root: report.root.clone(),
-        problems: report.problems.iter().map(|p| p.to_string()).collect(),
-    }))
+    Ok((
+        VerifyStatus {
+            ok: report.ok(),
+            records: report.records,
+            signed_records: report.signed_records,
+            root: report.root.clone(),
+            problems: report.problems.iter().map(|p| p.to_string()).collect(),
+        },
+        cp,
+    ))
 }
 
 /// `GET /v1/audit/export`: where to start and in which shape.
@@ -226,27 +241,36 @@ pub async fn export(
         Some("records") => airlock_audit::ExportFormat::RecordJsonl,
         Some(_) => return Err(ApiError::BadRequest("format: ocsf or records".into())),
     };
-    let tenant = a.tenant.clone();
-    let from = q.from.unwrap_or(0);
-    let body = st
-        .audit_read(move |s| {
-            let mut out = Capped(Vec::new());
-            match airlock_audit::export(s, &tenant, from, format, &mut out) {
-                Ok(()) => Ok(out.0),
-                Err(airlock_audit::ExportError::Write(e))
-                    if e.kind() == std::io::ErrorKind::FileTooLarge =>
-                {
-                    Err(ApiError::TooLarge)
-                }
-                Err(e) => Err(ApiError::Internal(e.to_string())),
-            }
-        })
-        .await?;
+    let body = export_tenant(&st, a.tenant.clone(), q.from.unwrap_or(0), format).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
         body,
     )
         .into_response())
+}
+
+/// `tenant`'s log from record `from` as JSON lines in `format`, at most
+/// [`MAX_EXPORT_BYTES`] (else [`ApiError::TooLarge`]): the body of
+/// `GET /v1/audit/export` and of the dashboard's export download.
+pub async fn export_tenant(
+    st: &Arc<AppState>,
+    tenant: TenantId,
+    from: u64,
+    format: airlock_audit::ExportFormat,
+) -> Result<Vec<u8>, ApiError> {
+    st.audit_read(move |s| {
+        let mut out = Capped(Vec::new());
+        match airlock_audit::export(s, &tenant, from, format, &mut out) {
+            Ok(()) => Ok(out.0),
+            Err(airlock_audit::ExportError::Write(e))
+                if e.kind() == std::io::ErrorKind::FileTooLarge =>
+            {
+                Err(ApiError::TooLarge)
+            }
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        }
+    })
+    .await
 }
 
 /// An inclusion proof of one record against the latest signed checkpoint
@@ -265,7 +289,19 @@ pub async fn proof(
             "audit:read (a token limited to agents)".into(),
         ));
     }
-    let tenant = a.tenant.clone();
+    proof_of(&st, a.tenant.clone(), index).await.map(Json)
+}
+
+/// The inclusion proof of record `index` of `tenant`'s log against its
+/// latest signed checkpoint, as JSON (what `airlock audit verify --proof`
+/// reads). [`ApiError::NotFound`]: no such record, or no checkpoint covers
+/// it yet. Indexes are per tenant: another tenant's index names this
+/// tenant's record of that number, or nothing.
+pub async fn proof_of(
+    st: &Arc<AppState>,
+    tenant: TenantId,
+    index: u64,
+) -> Result<serde_json::Value, ApiError> {
     let cp_path =
         airlock_runtime::audit::checkpoint_path(&st.home, &tenant, &st.audit_settings.store);
     let proof = st
@@ -282,9 +318,7 @@ pub async fn proof(
             airlock_audit::prove(s, &tenant, index, &cp).map_err(internal)
         })
         .await?;
-    serde_json::to_value(proof)
-        .map(Json)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    serde_json::to_value(proof).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Live records of the tenant's log (a WebSocket; read-only).

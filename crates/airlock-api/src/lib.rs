@@ -40,6 +40,7 @@ mod secrets;
 mod server;
 mod state;
 
+pub use audit::{MAX_EXPORT_BYTES, VerifyStatus, export_tenant, proof_of, verify_tenant};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use runs::RunDefaults;
 pub use secrets::{

@@ -84,6 +84,7 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+mod audit;
 mod auth;
 mod budgets;
 #[cfg(feature = "cli")]
@@ -188,6 +189,9 @@ pub enum DashError {
     /// A cross-site request or a missing or wrong CSRF token.
     #[error("cross-site request refused")]
     Csrf,
+    /// The answer would be larger than allowed (an export past 64 MiB).
+    #[error("too large")]
+    TooLarge,
     /// The audit log cannot record the action, so it is not done.
     #[error("audit log unavailable")]
     AuditUnavailable,
@@ -202,6 +206,7 @@ impl From<ApiError> for DashError {
             ApiError::NotFound => DashError::NotFound,
             ApiError::BadRequest(_) => DashError::BadRequest,
             ApiError::AuditUnavailable => DashError::AuditUnavailable,
+            ApiError::TooLarge => DashError::TooLarge,
             other => DashError::Internal(other.to_string()),
         }
     }
@@ -216,6 +221,10 @@ impl IntoResponse for DashError {
             DashError::Csrf => (
                 StatusCode::FORBIDDEN,
                 "Refused: the form did not come from this dashboard (csrf_refused).",
+            ),
+            DashError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Too large: export the log in parts (from = the last index + 1).",
             ),
             DashError::AuditUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -275,6 +284,8 @@ pub fn router(
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
         .route("/audit", get(pages::audit))
+        .route("/audit/proof/{index}", get(audit::proof))
+        .route("/audit/export", get(audit::export))
         .route("/budgets", get(budgets::budgets))
         .route("/approvals", get(inbox::approvals))
         .route("/approvals/{id}/approve", post(inbox::approve))

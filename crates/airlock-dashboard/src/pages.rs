@@ -471,12 +471,19 @@ async fn records(
     Ok(out)
 }
 
-fn timeline(recs: &[(u64, AuditEvent)], with_run: bool) -> String {
+/// The records as a table; `with_run`: a column linking each record's run;
+/// `proofs`: the number of records the latest signed checkpoint covers (a
+/// column linking each covered record's inclusion proof download).
+fn timeline(recs: &[(u64, AuditEvent)], with_run: bool, proofs: Option<u64>) -> String {
     let mut b = String::from("<table class=\"timeline\"><thead><tr><th>#</th><th>Time (UTC)</th>");
     if with_run {
         b.push_str("<th>Run</th>");
     }
-    b.push_str("<th>Action</th><th>Decision</th><th>Reason</th><th>Resource</th><th>Result</th><th>Details</th></tr></thead><tbody>\n");
+    b.push_str("<th>Action</th><th>Decision</th><th>Reason</th><th>Resource</th><th>Result</th><th>Details</th>");
+    if proofs.is_some() {
+        b.push_str("<th>Proof</th>");
+    }
+    b.push_str("</tr></thead><tbody>\n");
     for (i, ev) in recs {
         let decision = ev.decision.map(|o| o.as_str()).unwrap_or("");
         let result = serde_json::to_value(ev.result)
@@ -506,9 +513,9 @@ fn timeline(recs: &[(u64, AuditEvent)], with_run: bool) -> String {
                 r = esc(run)
             );
         }
-        let _ = writeln!(
+        let _ = write!(
             b,
-            "<td>{}</td><td class=\"{}\">{}</td><td class=\"reason\">{}</td><td class=\"mono resource\">{}</td><td class=\"{}\">{}</td><td class=\"mono\">{}</td></tr>",
+            "<td>{}</td><td class=\"{}\">{}</td><td class=\"reason\">{}</td><td class=\"mono resource\">{}</td><td class=\"{}\">{}</td><td class=\"mono\">{}</td>",
             esc(ev.action.as_str()),
             state_class(decision),
             esc(decision),
@@ -518,9 +525,20 @@ fn timeline(recs: &[(u64, AuditEvent)], with_run: bool) -> String {
             esc(&result),
             details,
         );
+        match proofs {
+            Some(n) if *i < n => {
+                let _ = write!(
+                    b,
+                    "<td><a class=\"proof\" href=\"/audit/proof/{i}\" download>proof</a></td>"
+                );
+            }
+            Some(_) => b.push_str("<td>not signed yet</td>"),
+            None => {}
+        }
+        b.push_str("</tr>\n");
     }
     if recs.is_empty() {
-        b.push_str("<tr><td colspan=\"9\">No records.</td></tr>\n");
+        b.push_str("<tr><td colspan=\"10\">No records.</td></tr>\n");
     }
     b.push_str("</tbody></table>");
     b
@@ -556,7 +574,7 @@ pub(crate) async fn run(
             .unwrap_or_default(),
         esc(&r.command.join(" ")),
     );
-    b.push_str(&timeline(&recs, false));
+    b.push_str(&timeline(&recs, false, None));
     Ok(html_page(&format!("Run {}", r.id), &s, &b))
 }
 
@@ -583,48 +601,20 @@ pub(crate) async fn audit(
                 .is_none_or(|x| ev.run_id.as_ref().is_some_and(|r| r.as_str() == x))
     })
     .await?;
-    let tenant = s.tenant.clone();
-    let key_path = d.api.home().audit_pubkey_path();
-    let cp_path = airlock_runtime::audit::checkpoint_path(
-        d.api.home(),
-        &tenant,
-        &d.api.audit_settings().store,
-    );
-    let report = d
-        .api
-        .audit_read(move |st| {
-            let key = airlock_audit::load_public_key(&key_path)
-                .map_err(|e| airlock_api::ApiError::Internal(e.to_string()))?;
-            airlock_audit::verify_log(st, &tenant, &key, &cp_path)
-                .map_err(|e| airlock_api::ApiError::Internal(e.to_string()))
-        })
-        .await;
+    let status = airlock_api::verify_tenant(&d.api, s.tenant.clone()).await;
     let mut b = String::new();
-    match report {
-        Ok(r) if r.ok() => {
-            let _ = write!(
-                b,
-                "<div class=\"box\" id=\"verify\"><span class=\"ok\">Chain verified</span>: {} records, {} covered by the latest signed checkpoint; root <span class=\"mono\">{}</span></div>",
-                r.records,
-                r.signed_records,
-                esc(&r.root)
-            );
-        }
-        Ok(r) => {
-            let _ = write!(
-                b,
-                "<div class=\"box\" id=\"verify\"><span class=\"bad\">Verification FAILED</span><ul>"
-            );
-            for p in &r.problems {
-                let _ = write!(b, "<li>{}</li>", esc(&p.to_string()));
-            }
-            b.push_str("</ul></div>");
+    let mut covered = None;
+    match status {
+        Ok((v, cp)) => {
+            b.push_str(&crate::audit::status_box(&v, cp.as_ref()));
+            covered = cp.map(|c| c.size.min(v.records));
         }
         Err(e) => {
             tracing::warn!(error = %e, "audit verification could not run");
             b.push_str("<div class=\"box\" id=\"verify\"><span class=\"bad\">Verification could not run</span> (see the server log)</div>");
         }
     }
+    b.push_str(crate::audit::EXPORT_LINKS);
     let _ = write!(
         b,
         "<form method=\"get\" action=\"/audit\" class=\"box\">Action <input type=\"text\" name=\"action\" value=\"{}\" style=\"width:14em\"> Run <input type=\"text\" name=\"run\" value=\"{}\" style=\"width:22em\"> <button type=\"submit\">Search</button></form>",
@@ -632,7 +622,7 @@ pub(crate) async fn audit(
         esc(run.as_deref().unwrap_or(""))
     );
     let newest: Vec<(u64, AuditEvent)> = recs.into_iter().rev().collect();
-    b.push_str(&timeline(&newest, true));
+    b.push_str(&timeline(&newest, true, Some(covered.unwrap_or(0))));
     Ok(html_page("Audit", &s, &b))
 }
 

@@ -1853,3 +1853,151 @@ fn the_runs_of_airlock_demo_are_on_the_runs_page() {
         page.body
     );
 }
+
+#[test]
+fn the_audit_page_shows_the_checkpoint_and_downloads_proofs_the_cli_verifies_and_the_export() {
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let globex = token(&dir, "globex");
+    let s = serve(&dir);
+    blocked_run(&s, &acme);
+    // globex's log grows past acme's: its higher indexes are nothing of acme's.
+    blocked_run(&s, &globex);
+    blocked_run(&s, &globex);
+
+    // Without a session: to the login form, nothing downloaded.
+    for path in ["/audit/proof/1", "/audit/export"] {
+        let r = req(&s, "GET", path, None, None, &[]);
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some("/login".into())),
+            "{path}"
+        );
+        assert!(r.header("content-disposition").is_none(), "{path}");
+    }
+
+    let (cookie, _) = fresh_session(&s);
+    let r = req(&s, "GET", "/audit", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Chain verified"), "{}", r.body);
+    // The latest signed checkpoint beside the status: as the CLI's proof names it.
+    let api_proof = api(&s, "GET", "/v1/audit/proof/1", &acme, None);
+    let cp = &api_proof["checkpoint"];
+    let shown = format!(
+        "<dl id=\"checkpoint\"><dt>Latest signed checkpoint</dt><dd>#{}</dd><dt>Records covered</dt><dd>{}</dd><dt>Root</dt><dd class=\"mono\">{}</dd><dt>Signed at (UTC)</dt><dd>",
+        cp["seq"],
+        cp["size"],
+        cp["root"].as_str().expect("root")
+    );
+    assert!(r.body.contains(&shown), "{shown}\n{}", r.body);
+    assert!(
+        r.body
+            .contains("<a class=\"proof\" href=\"/audit/proof/1\" download>proof</a>"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("href=\"/audit/export\""), "{}", r.body);
+
+    // A record's proof from the page: an attachment, the API's JSON, and
+    // `airlock audit verify --proof` accepts it offline.
+    let r = req(&s, "GET", "/audit/proof/1", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("content-disposition").as_deref(),
+        Some("attachment; filename=\"airlock-audit-proof-1.json\"")
+    );
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let page_proof: serde_json::Value = serde_json::from_str(&r.body).expect("proof JSON");
+    assert_eq!(page_proof, api_proof);
+    assert_eq!(page_proof["checkpoint"]["tenant"], "acme");
+    let file = dir.join("page-proof.json");
+    std::fs::write(&file, &r.body).expect("proof");
+    let (code, out, err) = airlock(
+        &dir,
+        &[
+            "--tenant",
+            "acme",
+            "audit",
+            "verify",
+            "--proof",
+            file.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Indexes are per tenant (as the API's): the same number is acme's own
+    // record, never globex's, and an index only globex's log has is 404.
+    let theirs = api(&s, "GET", "/v1/audit/proof/1", &globex, None);
+    assert_eq!(theirs["checkpoint"]["tenant"], "globex");
+    assert_ne!(page_proof["record"], theirs["record"]);
+    let acme_count = audit(&dir, "acme").len();
+    let globex_count = audit(&dir, "globex").len();
+    assert!(
+        globex_count > acme_count + 1,
+        "{globex_count} vs {acme_count}"
+    );
+    for i in [globex_count - 1, 999_999] {
+        let r = req(
+            &s,
+            "GET",
+            &format!("/audit/proof/{i}"),
+            Some(&cookie),
+            None,
+            &[],
+        );
+        assert_eq!(r.status, 404, "index {i}: {}", r.body);
+        assert!(r.header("content-disposition").is_none());
+    }
+    let r = req(&s, "GET", "/audit/proof/x", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 404);
+
+    // The export: a JSON-lines attachment, one line per record of acme's log.
+    let r = req(
+        &s,
+        "GET",
+        "/audit/export?format=records",
+        Some(&cookie),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("content-disposition").as_deref(),
+        Some("attachment; filename=\"airlock-audit-export.jsonl\"")
+    );
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/x-ndjson")
+    );
+    let events = audit(&dir, "acme");
+    let lines: Vec<serde_json::Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), events.len());
+    for (i, (l, e)) in lines.iter().zip(&events).enumerate() {
+        assert_eq!((l["index"].as_u64(), &l["event"]), (Some(i as u64), e));
+    }
+    let r = req(&s, "GET", "/audit/export", Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200);
+    let ocsf: Vec<serde_json::Value> = r
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(ocsf.len(), events.len());
+    assert!(ocsf.iter().all(|l| l["class_uid"] == 6003), "{}", r.body);
+    let r = req(
+        &s,
+        "GET",
+        "/audit/export?format=xml",
+        Some(&cookie),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 400);
+}
