@@ -93,6 +93,7 @@ mod html;
 mod inbox;
 mod oidc;
 mod pages;
+mod run_summary;
 mod secrets;
 mod sso;
 mod throttle;

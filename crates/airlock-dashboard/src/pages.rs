@@ -562,7 +562,7 @@ pub(crate) async fn run(
     let _ = write!(
         b,
         "<div class=\"box\"><p>Agent: <b>{}</b> · State: <b class=\"{}\">{}</b> · Exit: {} · Node: {}</p>\
-         <p>Started {} UTC{}</p><p class=\"mono\">{}</p></div><h2>Timeline</h2>",
+         <p>Started {} UTC{}</p><p class=\"mono\">{}</p></div>",
         esc(r.agent.as_deref().unwrap_or("(none)")),
         state_class(r.state.as_str()),
         r.state.as_str(),
@@ -574,6 +574,8 @@ pub(crate) async fn run(
             .unwrap_or_default(),
         esc(&r.command.join(" ")),
     );
+    b.push_str(&crate::run_summary::summary(&recs));
+    b.push_str("<h2>Timeline</h2>");
     b.push_str(&timeline(&recs, false, None));
     Ok(html_page(&format!("Run {}", r.id), &s, &b))
 }

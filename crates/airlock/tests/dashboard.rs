@@ -2001,3 +2001,57 @@ fn the_audit_page_shows_the_checkpoint_and_downloads_proofs_the_cli_verifies_and
     );
     assert_eq!(r.status, 400);
 }
+
+#[test]
+fn the_run_page_shows_the_sandbox_attestation_and_the_decisions_by_outcome() {
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let s = serve(&dir);
+    let id = blocked_run(&s, &acme);
+    let (cookie, _) = fresh_session(&s);
+    let r = req(&s, "GET", &format!("/runs/{id}"), Some(&cookie), None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The one refused request (the metadata address), nothing allowed by policy.
+    let events = audit(&dir, "acme");
+    let of_run = |d: &str| {
+        events
+            .iter()
+            .filter(|e| e["run_id"] == id.as_str() && e["decision"] == d)
+            .count()
+    };
+    assert_eq!(of_run("deny"), 1);
+    assert!(
+        r.body.contains(&format!(
+            "<span class=\"allow\" id=\"allowed\">{}</span> allowed · <span class=\"deny\" id=\"denied\">1</span> denied",
+            of_run("allow")
+        )),
+        "{}",
+        r.body
+    );
+    // The attestation's fields, as the sandbox recorded them.
+    let att = events
+        .iter()
+        .find(|e| e["action"] == "sandbox.attestation" && e["run_id"] == id.as_str())
+        .expect("an attestation record");
+    let ns = att["details"]["init"]["namespaces"].to_string();
+    let esc = |s: &str| s.replace('&', "&amp;").replace('"', "&quot;");
+    assert!(
+        r.body
+            .contains(&format!("<dt>init.namespaces</dt><dd>{}</dd>", esc(&ns))),
+        "{ns}\n{}",
+        r.body
+    );
+    let landlock = att["details"]["init"]["landlock"]["status"]
+        .as_str()
+        .expect("landlock status");
+    assert!(
+        r.body.contains(&format!(
+            "<dt>init.landlock.status</dt><dd>{}</dd>",
+            esc(landlock)
+        )),
+        "{}",
+        r.body
+    );
+    // No gateway call in this run: no cost line.
+    assert!(!r.body.contains("id=\"llm-cost\""), "{}", r.body);
+}
