@@ -30,6 +30,21 @@
 //! embedded in the binary. Another tenant's objects are 404: every query
 //! takes the session's tenant.
 //!
+//! **Audit page and downloads** (`audit.rs`): the chain's verification
+//! beside the latest signed checkpoint (sequence number, records covered,
+//! root, time), a link per covered record to its inclusion proof
+//! (`/audit/proof/{index}`, an attachment: the API's JSON, which `airlock
+//! audit verify --proof FILE` checks offline) and the log's export
+//! (`/audit/export`, OCSF or `?format=records` JSON lines, `?from=`; the
+//! API's 64 MiB cap, 413 past it). Both need a session and read only its
+//! tenant's log (indexes are per tenant: a number past its checkpoint is
+//! 404), through the same functions as `/v1/audit/{verify,proof,export}`.
+//! A run's page (`run_summary.rs`) shows its sandbox attestation (the
+//! `sandbox.attestation` record's fields, nested keys dotted), its
+//! decisions counted by outcome, and the settled cost of its LLM calls
+//! (`gateway.call`/`llm.*` records: `settled_micros`, else `cost_usd`),
+//! all from the run's newest 1,000 records.
+//!
 //! **What it trusts.** The API's state ([`airlock_api::AppState`]) for
 //! runs, tokens and the audit log, and its account store (SQLite).
 //!
