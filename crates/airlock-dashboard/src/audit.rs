@@ -5,9 +5,10 @@
 //! API's; the session's tenant is the only tenant read.
 
 use crate::html::{esc, time};
-use crate::pages::Session;
+use crate::pages::{Session, html_page, records, timeline};
 use crate::{Dash, DashError};
 use airlock_api::VerifyStatus;
+use airlock_types::AuditEvent;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -121,4 +122,54 @@ fn download(content_type: &'static str, name: &str, body: Vec<u8>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditFilter {
+    action: Option<String>,
+    run: Option<String>,
+}
+
+/// The audit page: the chain's status, the latest checkpoint, the export
+/// links and the records (filtered by action or run).
+pub(crate) async fn page(
+    State(d): State<Arc<Dash>>,
+    s: Session,
+    q: Result<Query<AuditFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, DashError> {
+    let Query(q) = q.map_err(|_| DashError::BadRequest)?;
+    let action = q.action.filter(|a| !a.is_empty());
+    let run = q.run.filter(|r| !r.is_empty());
+    let (fa, fr) = (action.clone(), run.clone());
+    let recs = records(&d, s.tenant.clone(), 500, move |ev| {
+        fa.as_deref().is_none_or(|x| ev.action.as_str() == x)
+            && fr
+                .as_deref()
+                .is_none_or(|x| ev.run_id.as_ref().is_some_and(|r| r.as_str() == x))
+    })
+    .await?;
+    let status = airlock_api::verify_tenant(&d.api, s.tenant.clone()).await;
+    let mut b = String::new();
+    let mut covered = None;
+    match status {
+        Ok((v, cp)) => {
+            b.push_str(&status_box(&v, cp.as_ref()));
+            covered = cp.map(|c| c.size.min(v.records));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "audit verification could not run");
+            b.push_str("<div class=\"box\" id=\"verify\"><span class=\"bad\">Verification could not run</span> (see the server log)</div>");
+        }
+    }
+    b.push_str(EXPORT_LINKS);
+    let _ = write!(
+        b,
+        "<form method=\"get\" action=\"/audit\" class=\"box\">Action <input type=\"text\" name=\"action\" value=\"{}\" style=\"width:14em\"> Run <input type=\"text\" name=\"run\" value=\"{}\" style=\"width:22em\"> <button type=\"submit\">Search</button></form>",
+        esc(action.as_deref().unwrap_or("")),
+        esc(run.as_deref().unwrap_or(""))
+    );
+    let newest: Vec<(u64, AuditEvent)> = recs.into_iter().rev().collect();
+    b.push_str(&timeline(&newest, true, Some(covered.unwrap_or(0))));
+    Ok(html_page("Audit", &s, &b))
 }

@@ -299,7 +299,7 @@ pub fn router(
         )
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
-        .route("/audit", get(pages::audit))
+        .route("/audit", get(audit::page))
         .route("/audit/proof/{index}", get(audit::proof))
         .route("/audit/export", get(audit::export))
         .route("/budgets", get(budgets::budgets))

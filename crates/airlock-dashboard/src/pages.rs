@@ -10,7 +10,7 @@ use airlock_types::{
     Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
 };
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Extension, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, Extension, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -434,7 +434,7 @@ pub(crate) async fn runs(State(d): State<Arc<Dash>>, s: Session) -> Result<Respo
 }
 
 /// Audit records of `tenant` that `keep` accepts, from the start, at most `limit`.
-async fn records(
+pub(crate) async fn records(
     d: &Arc<Dash>,
     tenant: TenantId,
     limit: usize,
@@ -474,7 +474,7 @@ async fn records(
 /// The records as a table; `with_run`: a column linking each record's run;
 /// `proofs`: the number of records the latest signed checkpoint covers (a
 /// column linking each covered record's inclusion proof download).
-fn timeline(recs: &[(u64, AuditEvent)], with_run: bool, proofs: Option<u64>) -> String {
+pub(crate) fn timeline(recs: &[(u64, AuditEvent)], with_run: bool, proofs: Option<u64>) -> String {
     let mut b = String::from("<table class=\"timeline\"><thead><tr><th>#</th><th>Time (UTC)</th>");
     if with_run {
         b.push_str("<th>Run</th>");
@@ -578,54 +578,6 @@ pub(crate) async fn run(
     b.push_str("<h2>Timeline</h2>");
     b.push_str(&timeline(&recs, false, None));
     Ok(html_page(&format!("Run {}", r.id), &s, &b))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AuditFilter {
-    action: Option<String>,
-    run: Option<String>,
-}
-
-pub(crate) async fn audit(
-    State(d): State<Arc<Dash>>,
-    s: Session,
-    q: Result<Query<AuditFilter>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, DashError> {
-    let Query(q) = q.map_err(|_| DashError::BadRequest)?;
-    let action = q.action.filter(|a| !a.is_empty());
-    let run = q.run.filter(|r| !r.is_empty());
-    let (fa, fr) = (action.clone(), run.clone());
-    let recs = records(&d, s.tenant.clone(), 500, move |ev| {
-        fa.as_deref().is_none_or(|x| ev.action.as_str() == x)
-            && fr
-                .as_deref()
-                .is_none_or(|x| ev.run_id.as_ref().is_some_and(|r| r.as_str() == x))
-    })
-    .await?;
-    let status = airlock_api::verify_tenant(&d.api, s.tenant.clone()).await;
-    let mut b = String::new();
-    let mut covered = None;
-    match status {
-        Ok((v, cp)) => {
-            b.push_str(&crate::audit::status_box(&v, cp.as_ref()));
-            covered = cp.map(|c| c.size.min(v.records));
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "audit verification could not run");
-            b.push_str("<div class=\"box\" id=\"verify\"><span class=\"bad\">Verification could not run</span> (see the server log)</div>");
-        }
-    }
-    b.push_str(crate::audit::EXPORT_LINKS);
-    let _ = write!(
-        b,
-        "<form method=\"get\" action=\"/audit\" class=\"box\">Action <input type=\"text\" name=\"action\" value=\"{}\" style=\"width:14em\"> Run <input type=\"text\" name=\"run\" value=\"{}\" style=\"width:22em\"> <button type=\"submit\">Search</button></form>",
-        esc(action.as_deref().unwrap_or("")),
-        esc(run.as_deref().unwrap_or(""))
-    );
-    let newest: Vec<(u64, AuditEvent)> = recs.into_iter().rev().collect();
-    b.push_str(&timeline(&newest, true, Some(covered.unwrap_or(0))));
-    Ok(html_page("Audit", &s, &b))
 }
 
 /// Whether the session's user is an administrator of its tenant.
