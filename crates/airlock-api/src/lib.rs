@@ -45,7 +45,7 @@ pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use runs::RunDefaults;
 pub use secrets::{
     SecretBinding, SecretMeta, SecretSet, SetSecret, list_secrets, remove_secret, rotate_secret,
-    set_secret,
+    secret_meta, set_secret,
 };
 pub use server::{ServeError, TlsMode, openapi_json, router, security_headers, serve};
 pub use state::{AppState, Stores};

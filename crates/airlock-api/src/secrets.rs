@@ -203,6 +203,26 @@ fn list_of(st: &AppState, tenant: &TenantId) -> Result<Vec<SecretInfo>, ApiError
     airlock_vault::list_secrets(&store, tenant).map_err(vault_err)
 }
 
+/// One of the tenant's secrets (`NotFound` when there is none).
+fn one_of(st: &AppState, tenant: &TenantId, name: &str) -> Result<SecretInfo, ApiError> {
+    list_of(st, tenant)?
+        .into_iter()
+        .find(|x| x.name == name)
+        .ok_or(ApiError::NotFound)
+}
+
+/// One secret's binding and metadata (never its value): what
+/// `GET /v1/secrets/{name}` and the dashboard show.
+pub async fn secret_meta(
+    st: &Arc<AppState>,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<SecretMeta, ApiError> {
+    valid_secret_name(name)?;
+    let (t, n) = (tenant.clone(), name.to_owned());
+    Ok(on_vault(st, move |s| one_of(s, &t, &n)).await?.into())
+}
+
 /// The tenant's secrets by name, bindings and metadata (never values),
 /// from this node's vault: what `GET /v1/secrets` and the dashboard show.
 pub async fn list_secrets(
@@ -230,13 +250,7 @@ pub async fn show(
     Extension(a): A,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<SecretMeta>, ApiError> {
-    valid_secret_name(&name)?;
-    let t = a.tenant.clone();
-    let rows = on_vault(&st, move |s| list_of(s, &t)).await?;
-    rows.into_iter()
-        .find(|s| s.name == name)
-        .map(|s| Json(s.into()))
-        .ok_or(ApiError::NotFound)
+    Ok(Json(secret_meta(&st, &a.tenant, &name).await?))
 }
 
 /// Set or replace `name`'s value and binding in the tenant's vault as
@@ -292,14 +306,7 @@ pub async fn rotate_secret(
     airlock_broker::validate_value(value.expose())
         .map_err(|e| ApiError::BadRequest(format!("value: {e}")))?;
     let (t, n) = (tenant.clone(), name.to_owned());
-    let binding = on_vault(st, move |s| {
-        list_of(s, &t)?
-            .into_iter()
-            .find(|x| x.name == n)
-            .map(|x| x.binding)
-            .ok_or(ApiError::NotFound)
-    })
-    .await?;
+    let binding = on_vault(st, move |s| one_of(s, &t, &n)).await?.binding;
     set_bound(st, tenant, actor, via, name, value, binding).await
 }
 
@@ -377,9 +384,7 @@ pub async fn remove_secret(
 ) -> Result<(), ApiError> {
     valid_secret_name(name)?;
     let (t, n) = (tenant.clone(), name.to_owned());
-    if !on_vault(st, move |s| Ok(list_of(s, &t)?.iter().any(|x| x.name == n))).await? {
-        return Err(ApiError::NotFound);
-    }
+    on_vault(st, move |s| one_of(s, &t, &n)).await?;
     st.record(event(tenant, actor, via, Action::VaultSecretRm, name))
         .await?;
     let (t, n) = (tenant.clone(), name.to_owned());

@@ -171,13 +171,23 @@ pub(crate) fn who(s: &Session) -> (String, String, String) {
 }
 
 pub(crate) fn html_page(title: &str, s: &Session, body: &str) -> Response {
+    html_page_status(StatusCode::OK, title, s, body)
+}
+
+/// A page for the session's user, answered with `status`.
+pub(crate) fn html_page_status(
+    status: StatusCode,
+    title: &str,
+    s: &Session,
+    body: &str,
+) -> Response {
     let (u, t, c) = who(s);
     let w = Who {
         username: &u,
         tenant: &t,
         csrf: &c,
     };
-    html(StatusCode::OK, page(title, Some(&w), body))
+    html(status, page(title, Some(&w), body))
 }
 
 pub(crate) fn html(status: StatusCode, body: String) -> Response {
@@ -819,15 +829,11 @@ pub(crate) async fn change_password(
         None
     };
     if let Some(p) = problem {
-        let (u, t, c) = who(&s);
-        let w = Who {
-            username: &u,
-            tenant: &t,
-            csrf: &c,
-        };
-        return Ok(html(
+        return Ok(html_page_status(
             StatusCode::UNPROCESSABLE_ENTITY,
-            page("Change password", Some(&w), &password_form(&s, Some(p))),
+            "Change password",
+            &s,
+            &password_form(&s, Some(p)),
         ));
     }
     let name = s.username.clone();
@@ -848,21 +854,13 @@ pub(crate) async fn change_password(
                 .with_detail("throttled_by", "username"),
             )
             .await?;
-        let (u, t, c) = who(&s);
-        let w = Who {
-            username: &u,
-            tenant: &t,
-            csrf: &c,
-        };
-        return Ok(html(
+        return Ok(html_page_status(
             StatusCode::TOO_MANY_REQUESTS,
-            page(
-                "Change password",
-                Some(&w),
-                &password_form(
-                    &s,
-                    Some("Too many failed attempts. Wait a few minutes, then try again."),
-                ),
+            "Change password",
+            &s,
+            &password_form(
+                &s,
+                Some("Too many failed attempts. Wait a few minutes, then try again."),
             ),
         ));
     }
@@ -892,19 +890,11 @@ pub(crate) async fn change_password(
                 .with_detail("refusal", "wrong_password"),
             )
             .await?;
-        let (u, t, c) = who(&s);
-        let w = Who {
-            username: &u,
-            tenant: &t,
-            csrf: &c,
-        };
-        return Ok(html(
+        return Ok(html_page_status(
             StatusCode::UNAUTHORIZED,
-            page(
-                "Change password",
-                Some(&w),
-                &password_form(&s, Some("The current password is wrong.")),
-            ),
+            "Change password",
+            &s,
+            &password_form(&s, Some("The current password is wrong.")),
         ));
     };
     d.api

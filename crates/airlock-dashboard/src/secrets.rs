@@ -265,13 +265,11 @@ pub(crate) async fn confirm_remove(
     Path(name): Path<String>,
 ) -> Result<Response, DashError> {
     require_admin_user(&d, &s).await?;
-    let rows = match airlock_api::list_secrets(&d.api, &s.tenant).await {
-        Ok(r) => r,
+    let m = match airlock_api::secret_meta(&d.api, &s.tenant, &name).await {
+        Ok(m) => m,
         Err(ApiError::VaultUnavailable) => return Ok(vault_unavailable(&s)),
+        Err(ApiError::NotFound | ApiError::BadRequest(_)) => return Err(DashError::NotFound),
         Err(e) => return Err(e.into()),
-    };
-    let Some(m) = rows.iter().find(|m| m.name == name) else {
-        return Err(DashError::NotFound);
     };
     let b = format!(
         "<div class=\"box\"><p>Remove the secret <b class=\"mono\">{n}</b> (version {}, sent to {})? Runs that use it will no longer get it. This cannot be undone.</p>\
