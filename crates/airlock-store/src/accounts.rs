@@ -4,8 +4,8 @@
 //! A username is unique in the installation and belongs to one tenant. A
 //! session is stored only as the SHA-256 of its cookie value; the caller
 //! checks expiry and revocation (it knows its limits). Times are
-//! microseconds since the Unix epoch. PostgreSQL does not implement this
-//! yet.
+//! microseconds since the Unix epoch. PostgreSQL implements the same trait
+//! (`postgres/accounts.rs`, migration 0004) under row-level security.
 
 use crate::control_sqlite::tenant_of;
 use crate::{SqliteStore, StoreError};
@@ -68,6 +68,16 @@ pub trait AccountStore: Send + std::fmt::Debug {
     fn user_create(&mut self, row: &UserRow) -> Result<bool, StoreError>;
     /// A user by login name (any tenant: the login form names no tenant).
     fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError>;
+    /// The tenant's users, by name.
+    fn users(&self, tenant: &TenantId) -> Result<Vec<UserRow>, StoreError>;
+    /// Delete the tenant's user `username` and revoke its sessions at
+    /// `now`; `Ok(false)` when there is no such user in `tenant`.
+    fn user_delete(
+        &mut self,
+        tenant: &TenantId,
+        username: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
     /// Replace the user's password hash (and clear `must_change_password`);
     /// `Ok(false)` when there is no such user in `tenant`.
     fn user_set_password(
@@ -141,6 +151,35 @@ impl AccountStore for SqliteStore {
             "SELECT username, tenant, password_hash, admin, created_at, must_change_password FROM dashboard_users WHERE username = ?1",
             params![username],
             user_row,
+        )
+    }
+
+    fn users(&self, tenant: &TenantId) -> Result<Vec<UserRow>, StoreError> {
+        self.ctl_list(
+            "users",
+            "SELECT username, tenant, password_hash, admin, created_at, must_change_password FROM dashboard_users WHERE tenant = ?1 ORDER BY username",
+            params![tenant.as_str()],
+            user_row,
+        )
+    }
+
+    fn user_delete(
+        &mut self,
+        tenant: &TenantId,
+        username: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        // Sessions first: should the second statement fail, the user still
+        // exists but can no longer act (the safe half).
+        self.ctl_exec(
+            "user sessions revoke",
+            "UPDATE dashboard_sessions SET revoked_at = ?3 WHERE tenant = ?1 AND username = ?2 AND revoked_at IS NULL",
+            params![tenant.as_str(), username, now],
+        )?;
+        self.ctl_exec(
+            "user delete",
+            "DELETE FROM dashboard_users WHERE tenant = ?1 AND username = ?2",
+            params![tenant.as_str(), username],
         )
     }
 
@@ -271,5 +310,65 @@ mod tests {
             Some(30)
         );
         assert_eq!(s.session_by_hash(&[8; 32]).expect("get"), None);
+    }
+
+    #[test]
+    fn a_deleted_user_is_gone_with_its_sessions_and_only_in_its_tenant() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s = SqliteStore::open(&dir.path().join("a.db")).expect("open");
+        for (name, tenant) in [
+            ("b@acme", "acme"),
+            ("a@acme", "acme"),
+            ("c@globex", "globex"),
+        ] {
+            let u = UserRow {
+                username: name.into(),
+                tenant: t(tenant),
+                password_hash: "h".into(),
+                admin: false,
+                created_at: 1,
+                must_change_password: false,
+            };
+            assert!(s.user_create(&u).expect("create"));
+        }
+        let names = |s: &SqliteStore, t: &TenantId| -> Vec<String> {
+            s.users(t)
+                .expect("users")
+                .into_iter()
+                .map(|u| u.username)
+                .collect()
+        };
+        assert_eq!(names(&s, &t("acme")), ["a@acme", "b@acme"]);
+        let live = SessionRow {
+            sha256: [1; 32],
+            tenant: t("acme"),
+            username: "a@acme".into(),
+            created_at: 1,
+            last_seen_at: 1,
+            expires_at: 100,
+            revoked_at: None,
+        };
+        s.session_insert(&live).expect("insert");
+        assert!(
+            !s.user_delete(&t("globex"), "a@acme", 5).expect("delete"),
+            "another tenant's user stays"
+        );
+        assert_eq!(
+            s.session_by_hash(&[1; 32])
+                .expect("get")
+                .and_then(|r| r.revoked_at),
+            None
+        );
+        assert!(s.user_delete(&t("acme"), "a@acme", 5).expect("delete"));
+        assert!(!s.user_delete(&t("acme"), "a@acme", 6).expect("again"));
+        assert_eq!(names(&s, &t("acme")), ["b@acme"]);
+        assert_eq!(names(&s, &t("globex")), ["c@globex"]);
+        assert_eq!(
+            s.session_by_hash(&[1; 32])
+                .expect("get")
+                .and_then(|r| r.revoked_at),
+            Some(5),
+            "its sessions end with it"
+        );
     }
 }

@@ -150,7 +150,7 @@ pub struct RunRow {
 /// Storage of the control plane's records. Writes take `&mut self`; each
 /// is one atomic transaction. Creating something that exists returns
 /// `Ok(false)` and changes nothing.
-pub trait ControlStore: crate::BudgetStore + Send + std::fmt::Debug {
+pub trait ControlStore: crate::BudgetStore + crate::AccountStore + Send + std::fmt::Debug {
     /// Create a tenant. Returns whether it was created.
     fn tenant_create(&mut self, tenant: &TenantId, now: i64) -> Result<bool, StoreError>;
     /// One tenant, if it exists.

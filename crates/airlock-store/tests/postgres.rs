@@ -7,8 +7,8 @@
 mod pg_support;
 
 use airlock_store::{
-    ApiTokenRow, AuditStore, CheckpointRow, ControlStore, NewRecord, PgConnectOptions, PgStore,
-    RunRow, RunState, StoreError,
+    AccountStore, ApiTokenRow, AuditStore, CheckpointRow, ControlStore, NewRecord,
+    PgConnectOptions, PgStore, RunRow, RunState, SessionRow, StoreError, UserRow,
 };
 use airlock_types::TenantId;
 use pg_support::{APP, OWNER, TestDb, admin_url};
@@ -81,6 +81,27 @@ fn populate(s: &mut PgStore, tenant: &TenantId, seed: u8) {
         },
     )
     .expect("checkpoint");
+    assert!(
+        s.user_create(&UserRow {
+            username: format!("admin@{tenant}"),
+            tenant: tenant.clone(),
+            password_hash: format!("hash of {tenant}"),
+            admin: true,
+            must_change_password: true,
+            created_at: 7,
+        })
+        .expect("user")
+    );
+    s.session_insert(&SessionRow {
+        sha256: [seed ^ 0xff; 32],
+        tenant: tenant.clone(),
+        username: format!("admin@{tenant}"),
+        created_at: 8,
+        last_seen_at: 8,
+        expires_at: 1_000,
+        revoked_at: None,
+    })
+    .expect("session");
 }
 
 #[test]
@@ -310,7 +331,57 @@ fn tenants_never_see_each_other() {
         assert!(!s.token_revoke(me, &other_tok, 99).expect("revoke other's"));
         s.token_touch(me, &other_tok, 99).expect("touch other's");
         assert_eq!(s.tokens(me).expect("tokens").len(), 1);
+
+        // Accounts: a tenant lists only its own users and cannot delete,
+        // re-password or end the sessions of another's.
+        let users = s.users(me).expect("users");
+        assert_eq!(
+            users.iter().map(|u| u.username.clone()).collect::<Vec<_>>(),
+            [format!("admin@{me}")]
+        );
+        let other_user = format!("admin@{other}");
+        assert!(!s.user_delete(me, &other_user, 50).expect("delete other's"));
+        assert!(
+            !s.user_set_password(me, &other_user, "mine")
+                .expect("password of other's")
+        );
+        assert!(
+            !s.user_create(&UserRow {
+                username: other_user.clone(),
+                tenant: me.clone(),
+                password_hash: "x".into(),
+                admin: true,
+                must_change_password: false,
+                created_at: 9,
+            })
+            .expect("create taken"),
+            "a username is unique in the installation"
+        );
     }
+    // The lookups made before the tenant is known find one row each, and
+    // the other tenant's user and session are as they were.
+    for (tenant, seed) in [(&a, 0xau8), (&b, 0xb)] {
+        let u = s
+            .user(&format!("admin@{tenant}"))
+            .expect("user")
+            .expect("exists");
+        assert_eq!(
+            (&u.tenant, u.password_hash.as_str(), u.must_change_password),
+            (tenant, format!("hash of {tenant}").as_str(), true)
+        );
+        let h = [seed ^ 0xff; 32];
+        s.session_touch(&h, 20).expect("touch");
+        let row = s.session_by_hash(&h).expect("session").expect("exists");
+        assert_eq!(
+            (&row.tenant, row.last_seen_at, row.revoked_at),
+            (tenant, 20, None)
+        );
+    }
+    assert!(s.session_revoke(&[0xa ^ 0xff; 32], 30).expect("revoke"));
+    assert!(!s.session_revoke(&[0xa ^ 0xff; 32], 31).expect("again"));
+    assert!(s.user_delete(&a, "admin@tenant-a", 40).expect("delete own"));
+    assert_eq!(s.user("admin@tenant-a").expect("user"), None);
+    assert!(s.user("admin@tenant-b").expect("user").is_some());
     // The other tenant's token was neither revoked nor touched.
     for (tenant, seed) in [(&a, 0xa), (&b, 0xb)] {
         let tok = s.token_by_hash(&[seed; 32]).expect("hash").expect("exists");
@@ -393,6 +464,8 @@ fn row_level_security_refuses_cross_tenant_reads_and_writes() {
         "audit_heads",
         "audit_records",
         "audit_checkpoints",
+        "dashboard_users",
+        "dashboard_sessions",
     ];
     // No tenant set: nothing at all.
     for table in tables {
@@ -437,6 +510,10 @@ fn row_level_security_refuses_cross_tenant_reads_and_writes() {
         "INSERT INTO audit_records (tenant, idx, body, chain) VALUES ('tenant-b', 1, 'x', decode(repeat('00', 32), 'hex'))",
         "INSERT INTO api_tokens (id, tenant, sha256, scopes, agents, nodes, description, created_at) \
          VALUES ('tok_evil', 'tenant-b', decode(repeat('ee', 32), 'hex'), '{admin}', '{}', '{}', '', 1)",
+        "INSERT INTO dashboard_users (username, tenant, password_hash, admin, must_change_password, created_at) \
+         VALUES ('evil@tenant-b', 'tenant-b', 'x', true, false, 1)",
+        "INSERT INTO dashboard_sessions (sha256, tenant, username, created_at, last_seen_at, expires_at) \
+         VALUES (decode(repeat('dd', 32), 'hex'), 'tenant-b', 'admin@tenant-b', 1, 1, 9)",
         // Moving one's own row into another tenant.
         "UPDATE audit_heads SET tenant = 'tenant-b' WHERE tenant = 'tenant-a'",
     ];
@@ -604,7 +681,8 @@ fn migrations_are_versioned_idempotent_and_race_free() {
         [
             (1, "control_audit".into()),
             (2, "budgets".into()),
-            (3, "budget_reservations".into())
+            (3, "budget_reservations".into()),
+            (4, "accounts".into())
         ]
     );
     db.app();

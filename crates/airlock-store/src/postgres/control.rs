@@ -10,7 +10,7 @@ use crate::control::{
 use airlock_types::TenantId;
 use postgres::Row;
 
-fn malformed(store: &PgStore, what: &'static str, detail: String) -> TxError {
+pub(super) fn malformed(store: &PgStore, what: &'static str, detail: String) -> TxError {
     TxError::Store(StoreError::Malformed {
         path: store.label().to_owned(),
         what,
@@ -19,7 +19,7 @@ fn malformed(store: &PgStore, what: &'static str, detail: String) -> TxError {
     })
 }
 
-fn tenant_id(store: &PgStore, s: String) -> Result<TenantId, TxError> {
+pub(super) fn tenant_id(store: &PgStore, s: String) -> Result<TenantId, TxError> {
     TenantId::new(s).map_err(|e| malformed(store, "tenant", e.to_string()))
 }
 

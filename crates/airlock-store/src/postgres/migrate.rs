@@ -15,10 +15,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "budget_reservations",
         include_str!("0003_budget_reservations.sql"),
     ),
+    (4, "accounts", include_str!("0004_accounts.sql")),
 ];
 
 /// The schema version this build expects.
-pub const LATEST_PG_VERSION: u32 = 3;
+pub const LATEST_PG_VERSION: u32 = 4;
 
 /// The advisory lock key all migrating processes take ("airlock" in ASCII).
 const LOCK_KEY: i64 = 0x0061_6972_6c6f_636b;

@@ -35,6 +35,7 @@
 //! database that is not on loopback or a Unix socket must use
 //! `sslmode=require`: anything else is refused.
 
+mod accounts;
 mod audit;
 mod budget;
 mod control;
@@ -86,6 +87,8 @@ pub(crate) const TENANT_TABLES: &[&str] = &[
     "audit_checkpoints",
     "budgets",
     "budget_reservations",
+    "dashboard_users",
+    "dashboard_sessions",
 ];
 
 /// How to reach the database: a `postgres://` URL (which may hold a
