@@ -39,6 +39,7 @@ mod runs;
 mod secrets;
 mod server;
 mod state;
+mod users;
 
 pub use audit::{MAX_EXPORT_BYTES, VerifyStatus, export_tenant, proof_of, verify_tenant};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -49,6 +50,10 @@ pub use secrets::{
 };
 pub use server::{ServeError, TlsMode, openapi_json, router, security_headers, serve};
 pub use state::{AppState, Stores};
+pub use users::{
+    NewAccountError, PasswordError, create_local_account, decoy_hash, generate_password,
+    hash_password, verify_password,
+};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

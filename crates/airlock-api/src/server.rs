@@ -4,7 +4,7 @@
 use crate::auth::{self, Authed, Refusal, Scope};
 use crate::error::ErrorReason;
 use crate::state::AppState;
-use crate::{ApiError, approvals, audit, budgets, handlers, secrets};
+use crate::{ApiError, approvals, audit, budgets, handlers, secrets, users};
 use airlock_types::{
     Action, Actor, ActorKind, AuditEvent, EventResult, Reason, TenantId, Timestamp,
 };
@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +40,8 @@ fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         r if r.starts_with("/v1/budgets") => Scope::BudgetsRead,
         r if r.starts_with("/v1/secrets") && write => Scope::SecretsWrite,
         r if r.starts_with("/v1/secrets") => Scope::SecretsRead,
+        // Users (operators) are administered, read or written.
+        r if r.starts_with("/v1/users") => Scope::Admin,
         // A route without an entry here is refused, not opened.
         _ => Scope::Admin,
     })
@@ -185,7 +187,7 @@ async fn openapi() -> Response {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs, approvals, budgets, secrets (set-only values) and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
+    info(title = "Airlock control-plane API", description = "Tenants, scoped tokens, agents, versioned policies, runs, approvals, budgets, secrets (set-only values), users (operators) and the audit log. Every route but this document needs `Authorization: Bearer alt_…`; another tenant's object is 404."),
     paths(
         handlers::list_teams, handlers::create_team,
         handlers::list_agents, handlers::create_agent, handlers::get_agent,
@@ -196,6 +198,7 @@ async fn openapi() -> Response {
         budgets::list, budgets::put, budgets::reserve, budgets::settle,
         approvals::list, approvals::show, approvals::approve, approvals::deny,
         secrets::list, secrets::show, secrets::put, secrets::remove,
+        users::list, users::create, users::remove,
     ),
     components(schemas(crate::ErrorBody, crate::ErrorDetail, Scope)),
     modifiers(&Security),
@@ -335,6 +338,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, tls: bool) -> Router 
             "/v1/secrets/{name}",
             get(secrets::show).put(secrets::put).delete(secrets::remove),
         )
+        .route("/v1/users", get(users::list).post(users::create))
+        .route("/v1/users/{username}", delete(users::remove))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

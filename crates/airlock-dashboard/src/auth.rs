@@ -3,13 +3,12 @@
 
 use airlock_store::SessionRow;
 use airlock_types::Secret;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use aws_lc_rs::{constant_time, digest, hmac};
 
-/// The dashboard could not do a check (the random source or hashing failed).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AuthError(pub String);
+/// The dashboard could not do a check (the random source or hashing
+/// failed): the same error as the API's password primitives.
+pub use airlock_api::PasswordError as AuthError;
+pub use airlock_api::{decoy_hash, hash_password, verify_password};
 
 /// How long a session lives: without use (idle) and at most (absolute),
 /// in microseconds.
@@ -35,51 +34,6 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
     let mut b = [0u8; N];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| AuthError("system random source failed".into()))?;
     Ok(b)
-}
-
-/// Argon2id with the crate's defaults (m = 19 MiB, t = 2, p = 1: OWASP's
-/// recommendation), as a PHC string.
-pub fn hash_password(password: &str) -> Result<String, AuthError> {
-    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
-        .map_err(|e| AuthError(format!("salt: {e}")))?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AuthError(format!("password hash: {e}")))
-}
-
-/// A stored hash every unknown username is checked against, so an unknown
-/// name costs as much time as a wrong password.
-pub fn decoy_hash() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| {
-        hash_password("airlock decoy password").unwrap_or_else(|_| {
-            // Same parameters, so the same cost, even without randomness.
-            "$argon2id$v=19$m=19456,t=2,p=1$YWlybG9jay1kZWNveS1zYWx0$h8Xc2l1Dx3Jb0oJg0s3cIoJq2QyQm0S6oP3q5b7S1nE".to_owned()
-        })
-    })
-}
-
-/// Whether `password` matches the PHC string `phc` (false on any error).
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(h) => argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// A one-time password for a new account: 20 characters from a
-/// 32-letter alphabet without look-alikes (100 bits).
-pub fn generate_password() -> Result<Secret<String>, AuthError> {
-    const ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz23456789Z";
-    let bytes = random_bytes::<20>()?;
-    let s: String = bytes
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(b & 31)]))
-        .collect();
-    Ok(Secret::new(s))
 }
 
 /// A new session's cookie value (`als_` + 256 random bits in hex).
@@ -177,22 +131,7 @@ mod tests {
     use airlock_types::TenantId;
 
     #[test]
-    fn a_password_verifies_only_against_its_own_hash() {
-        let h = hash_password("correct horse").expect("hash");
-        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("correct horsf", &h));
-        assert!(!verify_password("correct horse", "not a phc string"));
-        assert!(!verify_password("", decoy_hash()));
-        assert_ne!(h, hash_password("correct horse").expect("hash"), "salted");
-    }
-
-    #[test]
     fn generated_secrets_are_long_and_distinct() {
-        let a = generate_password().expect("pw");
-        let b = generate_password().expect("pw");
-        assert_eq!(a.expose().len(), 20);
-        assert_ne!(a.expose(), b.expose());
         let t = new_session_token().expect("token");
         assert!(t.expose().starts_with("als_") && t.expose().len() == 68);
         assert!(

@@ -38,13 +38,13 @@ fn record(home: &Home, audit: &AuditSettings, ev: AuditEvent) -> Result<(), CliE
 fn init_admin(
     home: &Home,
     audit: &AuditSettings,
-    accounts: &mut SqliteStore,
+    accounts: &mut dyn ControlStore,
     tenant: &str,
 ) -> Result<(), CliError> {
     let t = TenantId::new(tenant).map_err(err)?;
     let op = airlock_runtime::audit::operator(home);
     let now = Timestamp::now().as_micros();
-    if ControlStore::tenant(accounts, &t).map_err(err)?.is_none() {
+    if accounts.tenant(&t).map_err(err)?.is_none() {
         record(
             home,
             audit,
@@ -60,10 +60,7 @@ fn init_admin(
         accounts.tenant_create(&t, now).map_err(err)?;
     }
     let username = format!("admin@{t}");
-    if airlock_store::AccountStore::user(accounts, &username)
-        .map_err(err)?
-        .is_some()
-    {
+    if accounts.user(&username).map_err(err)?.is_some() {
         return Err(CliError(format!("dashboard user {username} exists")));
     }
     record(
@@ -86,9 +83,8 @@ fn init_admin(
     Ok(())
 }
 
-/// `airlock serve`: the API, and the dashboard next to it (local accounts
-/// live in the SQLite database; with a PostgreSQL store the dashboard is
-/// not served yet).
+/// `airlock serve`: the API, and the dashboard next to it (accounts live in
+/// the control store, SQLite or PostgreSQL).
 pub fn serve(
     home: &Home,
     settings: &ServeSettings,
@@ -100,21 +96,22 @@ pub fn serve(
     if args.api.print_openapi {
         return airlock_api::cli::serve(home, settings, args.api, audit, defaults).map_err(err);
     }
-    let mount = if audit.store.effective_url().is_some() {
-        if args.init_admin {
-            return Err(CliError(
-                "--init-admin: dashboard accounts need the embedded SQLite store for now".into(),
-            ));
-        }
-        eprintln!("airlock: the dashboard is not served with a PostgreSQL store yet");
-        None
-    } else {
-        home.require_initialized().map_err(|e| err(e.chain()))?;
-        let mut accounts = SqliteStore::open(&home.db_path()).map_err(err)?;
-        let approvals = SqliteStore::open(&home.db_path()).map_err(err)?;
-        if args.init_admin {
-            init_admin(home, &audit, &mut accounts, tenant.unwrap_or("default"))?;
-        }
+    home.require_initialized().map_err(|e| err(e.chain()))?;
+    // Accounts live in the control store: PostgreSQL when one is
+    // configured (then the inbox and the budgets page, which read this
+    // node's SQLite database, are not served), else SQLite.
+    let (mut accounts, approvals): (Box<dyn ControlStore>, _) =
+        match airlock_runtime::audit::open_pg(&audit.store).map_err(|e| err(e.chain()))? {
+            Some(pg) => (Box::new(pg), None),
+            None => (
+                Box::new(SqliteStore::open(&home.db_path()).map_err(err)?),
+                Some(SqliteStore::open(&home.db_path()).map_err(err)?),
+            ),
+        };
+    if args.init_admin {
+        init_admin(home, &audit, accounts.as_mut(), tenant.unwrap_or("default"))?;
+    }
+    let mount = {
         let listen = args.api.listen.unwrap_or(settings.listen);
         let oidc = settings.oidc.clone();
         if let Some(o) = &oidc {
@@ -136,8 +133,8 @@ pub fn serve(
             });
             crate::router(
                 st,
-                Box::new(accounts),
-                Some(approvals),
+                accounts,
+                approvals,
                 tls,
                 crate::SessionLimits::default(),
                 oidc,

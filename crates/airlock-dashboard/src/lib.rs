@@ -117,7 +117,7 @@ pub use auth::SessionLimits;
 
 use airlock_api::{ApiError, AppState};
 use airlock_runtime::settings::oidc::OidcSettings;
-use airlock_store::{AccountStore, SqliteStore, StoreError, UserRow};
+use airlock_store::{AccountStore, SqliteStore, StoreError};
 use airlock_types::{Secret, TenantId};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -327,40 +327,15 @@ pub fn router(
     airlock_api::security_headers(r, CSP, tls)
 }
 
-/// Creating the first admin failed.
-#[derive(Debug, thiserror::Error)]
-pub enum InitAdminError {
-    /// The account already exists.
-    #[error("user {0} exists")]
-    Exists(String),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Hashing or the random source failed.
-    #[error("{0}")]
-    Auth(String),
-}
-
-/// Create `admin@TENANT` with a generated password; returns the username
-/// and the password (show it once: only its Argon2id hash is stored).
+/// Create `admin@TENANT` with a generated one-time password; returns the
+/// username and the password (show it once: only its Argon2id hash is
+/// stored).
 pub fn init_admin(
     accounts: &mut dyn AccountStore,
     tenant: &TenantId,
     now: i64,
-) -> Result<(String, Secret<String>), InitAdminError> {
+) -> Result<(String, Secret<String>), airlock_api::NewAccountError> {
     let username = format!("admin@{tenant}");
-    let password = auth::generate_password().map_err(|e| InitAdminError::Auth(e.0))?;
-    let row = UserRow {
-        username: username.clone(),
-        tenant: tenant.clone(),
-        password_hash: auth::hash_password(password.expose())
-            .map_err(|e| InitAdminError::Auth(e.0))?,
-        admin: true,
-        created_at: now,
-        must_change_password: true,
-    };
-    if !accounts.user_create(&row)? {
-        return Err(InitAdminError::Exists(username));
-    }
+    let password = airlock_api::create_local_account(accounts, tenant, &username, true, now)?;
     Ok((username, password))
 }

@@ -644,6 +644,8 @@ fn isolation_matrix(dir: &Path) {
     let r = req(&s, "GET", "/v1/budgets", Some(&acme_ro), None, &[]);
     assert_eq!((r.status, r.error_code().as_str()), (403, "scope_missing"));
 
+    users_matrix(&dir, &s, &acme, &globex, &acme_ro);
+
     drop(s);
     let a = audit(&dir, "acme");
     assert!(count(&a, "api.auth_failed", "scope_missing") >= 4, "{a:#?}");
@@ -657,8 +659,9 @@ fn isolation_matrix(dir: &Path) {
     );
     assert!(count(&a, "api.request", "limit_exceeded") >= 1);
     assert!(count(&a, "policy.changed", "recorded") >= 1);
-    // acme, acme_ro and expired by the CLI, the agent-limited one by the API.
-    assert_eq!(count(&a, "token.created", "recorded"), 4);
+    // acme, acme_ro, expired and the users test's agent-limited one by the
+    // CLI, another agent-limited one by the API.
+    assert_eq!(count(&a, "token.created", "recorded"), 5);
     assert_eq!(count(&a, "token.revoked", "recorded"), 1);
     assert_eq!(count(&a, "budget.changed", "budget_exceeded"), 2);
     assert!(count(&a, "budget.changed", "recorded") >= 6);
@@ -683,6 +686,194 @@ fn isolation_matrix(dir: &Path) {
             "no token text in the log"
         );
     }
+}
+
+/// A form login at the dashboard: (status, the session cookie's value).
+fn form_login(s: &Server, username: &str, password: &str) -> (u16, Option<String>) {
+    let o = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--cacert"])
+        .arg(&s.cert)
+        .args(["-o", "/dev/null", "-D", "-", "-w", "%{http_code}"])
+        .args(["-H", "Sec-Fetch-Site: same-origin"])
+        .args(["-H", &format!("Origin: {}", s.base)])
+        .args(["--data-urlencode", &format!("username={username}")])
+        .args(["--data-urlencode", &format!("password={password}")])
+        .arg(format!("{}/login", s.base))
+        .output()
+        .expect("curl");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let status = out.lines().last().unwrap_or("").trim().parse().unwrap_or(0);
+    let cookie = out.lines().find_map(|l| {
+        let l = l.to_ascii_lowercase();
+        let v = l.strip_prefix("set-cookie: __host-airlock_session=")?;
+        Some(v.split(';').next()?.to_owned())
+    });
+    (status, cookie)
+}
+
+/// Where the dashboard sends a request with this session cookie.
+fn page_redirect(s: &Server, path: &str, cookie: &str) -> (u16, String) {
+    let r = req(
+        s,
+        "GET",
+        path,
+        None,
+        None,
+        &[&format!("Cookie: __Host-airlock_session={cookie}")],
+    );
+    let loc = r
+        .headers
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    (r.status, loc)
+}
+
+/// Users (operators) through the API: admin tokens only, one-time
+/// passwords shown once and usable at the dashboard's login, tenant-scoped
+/// (another tenant's user is 404), the last admin kept, a deleted user's
+/// session ended, every change recorded.
+fn users_matrix(dir: &Path, s: &Server, acme: &str, globex: &str, acme_ro: &str) {
+    let r = req(
+        s,
+        "POST",
+        "/v1/users",
+        Some(acme),
+        Some(r#"{"username":"alice","admin":true}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = r.json();
+    assert_eq!(created["username"], "alice@acme");
+    assert_eq!(created["admin"], true);
+    let password = created["password"]
+        .as_str()
+        .expect("a one-time password")
+        .to_owned();
+    assert_eq!(password.len(), 20);
+    let r = req(
+        s,
+        "POST",
+        "/v1/users",
+        Some(acme),
+        Some(r#"{"username":"bob@acme"}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Taken, malformed, another tenant's suffix, unknown fields: refused.
+    for (body, status, code) in [
+        (r#"{"username":"alice"}"#, 409, "conflict"),
+        (r#"{"username":"alice@globex"}"#, 400, "malformed_request"),
+        (r#"{"username":"a b"}"#, 400, "malformed_request"),
+        (
+            r#"{"username":"carol","password":"chosen"}"#,
+            400,
+            "malformed_request",
+        ),
+    ] {
+        let r = req(s, "POST", "/v1/users", Some(acme), Some(body), &[]);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (status, code),
+            "{body}: {}",
+            r.body
+        );
+    }
+    // Listed without any password or hash; globex sees none of them.
+    let r = req(s, "GET", "/v1/users", Some(acme), None, &[]);
+    assert_eq!(r.status, 200);
+    let names: Vec<String> = r
+        .json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|u| u["username"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(names, ["alice@acme", "bob@acme"]);
+    assert!(
+        r.json()
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|u| u["login"] == "local" && u["must_change_password"] == true)
+    );
+    assert!(
+        !r.body.contains(&password) && !r.body.contains("argon2"),
+        "{}",
+        r.body
+    );
+    let r = req(s, "GET", "/v1/users", Some(globex), None, &[]);
+    assert_eq!(r.json().as_array().map(Vec::len), Some(0), "{}", r.body);
+    let r = req(s, "DELETE", "/v1/users/bob@acme", Some(globex), None, &[]);
+    assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"));
+    // Not an admin token, or limited to agents: refused.
+    let r = req(s, "GET", "/v1/users", Some(acme_ro), None, &[]);
+    assert_eq!((r.status, r.error_code().as_str()), (403, "scope_missing"));
+    let limited = token(dir, "acme", &["--scope", "admin", "--agent", "bot"]);
+    let r = req(
+        s,
+        "POST",
+        "/v1/users",
+        Some(&limited),
+        Some(r#"{"username":"mallory","admin":true}"#),
+        &[],
+    );
+    assert_eq!((r.status, r.error_code().as_str()), (403, "scope_missing"));
+
+    // The one-time password logs in, and the first page is the password change.
+    assert_eq!(form_login(s, "alice@acme", "wrong"), (401, None));
+    let (status, cookie) = form_login(s, "alice@acme", &password);
+    assert_eq!(status, 303);
+    let cookie = cookie.expect("a session for the right password");
+    assert_eq!(
+        page_redirect(s, "/runs", &cookie),
+        (303, "/password".into())
+    );
+
+    // Deleting ends the session at once; the last admin stays.
+    let r = req(s, "DELETE", "/v1/users/alice@acme", Some(acme), None, &[]);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (409, "conflict"),
+        "the last admin"
+    );
+    let r = req(
+        s,
+        "POST",
+        "/v1/users",
+        Some(acme),
+        Some(r#"{"username":"ops","admin":true}"#),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = req(s, "DELETE", "/v1/users/alice@acme", Some(acme), None, &[]);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        page_redirect(s, "/password", &cookie),
+        (303, "/login".into())
+    );
+    assert_eq!(
+        form_login(s, "alice@acme", &password),
+        (401, None),
+        "a deleted user cannot log in"
+    );
+    let r = req(s, "DELETE", "/v1/users/alice@acme", Some(acme), None, &[]);
+    assert_eq!(r.status, 404);
+
+    let a = audit(dir, "acme");
+    let users: Vec<_> = a.iter().filter(|e| e["action"] == "user.created").collect();
+    assert_eq!(users.len(), 3, "{users:#?}");
+    assert!(
+        a.iter()
+            .any(|e| e["action"] == "user.changed" && e["resource"] == "user:alice@acme"),
+        "the deletion is recorded"
+    );
+    assert!(
+        a.iter().all(|e| !e.to_string().contains(&password)),
+        "no password in the log"
+    );
 }
 
 #[test]
