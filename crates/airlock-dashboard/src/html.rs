@@ -19,21 +19,34 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            '\n' | '\t' => out.push(c),
-            '\u{0}'..='\u{1f}' => {
-                out.push(char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{fffd}'))
-            }
-            '\u{7f}' => out.push('\u{2421}'),
-            '\u{80}'..='\u{9f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{061c}' => out.push('\u{fffd}'),
-            _ => out.push(c),
+            c => out.push(shown(c)),
         }
     }
     out
+}
+
+/// `s` as plain text for a page's script to set with `textContent` (the
+/// live timeline): the same visible symbols as [`esc`] for control and
+/// bidirectional characters, and no entities (none are parsed there).
+pub fn visible(s: &str) -> String {
+    s.chars().map(shown).collect()
+}
+
+/// What a character is displayed as: control characters as visible
+/// symbols, bidirectional controls as U+FFFD, anything else as itself.
+fn shown(c: char) -> char {
+    match c {
+        '\n' | '\t' => c,
+        '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + u32::from(c)).unwrap_or('\u{fffd}'),
+        '\u{7f}' => '\u{2421}',
+        '\u{80}'..='\u{9f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200e}'
+        | '\u{200f}'
+        | '\u{061c}' => '\u{fffd}',
+        _ => c,
+    }
 }
 
 /// A time in microseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
@@ -104,6 +117,10 @@ mod tests {
         assert_eq!(
             esc("<script>alert('x')</script>&\"\u{1b}[31m\u{202e}"),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;\u{241b}[31m\u{fffd}"
+        );
+        assert_eq!(
+            visible("<b>&\u{1b}[31m\u{202e}\u{85}\t"),
+            "<b>&\u{241b}[31m\u{fffd}\u{fffd}\t"
         );
         assert_eq!(esc("\u{7f}\u{9b}ok\n"), "\u{2421}\u{fffd}ok\n");
         for s in ["<", ">", "\"", "'", "\u{1b}", "\u{0}"] {

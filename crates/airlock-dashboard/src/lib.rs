@@ -106,6 +106,7 @@ mod budgets;
 pub mod cli;
 mod html;
 mod inbox;
+mod live;
 mod oidc;
 mod pages;
 mod run_summary;
@@ -126,9 +127,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::{Arc, Mutex};
 
-/// The dashboard's Content-Security-Policy: no script, no inline style,
-/// nothing from elsewhere, forms only to this site, never framed.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The dashboard's Content-Security-Policy: only this site's own script
+/// files (no inline script), no inline style, connections (the live
+/// socket) and forms only to this site, nothing from elsewhere, never framed.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The dashboard's shared state.
 #[derive(Debug)]
@@ -307,6 +309,8 @@ pub fn router(
         .route("/approvals/{id}/approve", post(inbox::approve))
         .route("/approvals/{id}/deny", post(inbox::deny))
         .route("/static/approve.js", get(inbox::script))
+        .route("/live/runs/{id}", get(live::run))
+        .route("/static/live.js", get(live::script))
         .route("/agents", get(agents::agents))
         .route("/agents/{name}", get(agents::agent))
         .route("/secrets", get(secrets::secrets).post(secrets::set))

@@ -36,6 +36,23 @@ impl Session {
     pub(crate) fn actor(&self) -> Actor {
         Actor::new(ActorKind::Operator, format!("user:{}", self.username))
     }
+
+    /// Whether the session is still live now (not logged out, revoked,
+    /// expired or idle, and its user still exists in its tenant): what a
+    /// long-lived socket re-checks.
+    pub(crate) async fn still_live(&self, d: &Arc<Dash>) -> bool {
+        let (hash, name, tenant) = (self.hash, self.username.clone(), self.tenant.clone());
+        let now = Timestamp::now().as_micros();
+        let limits = d.limits;
+        d.accounts(move |a| {
+            let live = a
+                .session_by_hash(&hash)?
+                .is_some_and(|r| auth::live(&r, now, limits).is_ok());
+            Ok(live && a.user(&name)?.is_some_and(|u| u.tenant == tenant))
+        })
+        .await
+        .unwrap_or(false)
+    }
 }
 
 /// An `api.auth_failed` record of the dashboard: in the user's tenant as
@@ -127,7 +144,7 @@ impl FromRequestParts<Arc<Dash>> for Session {
     }
 }
 
-fn provenance<'a>(d: &Dash, h: &'a HeaderMap) -> Provenance<'a> {
+pub(crate) fn provenance<'a>(d: &Dash, h: &'a HeaderMap) -> Provenance<'a> {
     let get = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
     Provenance {
         origin: get(header::ORIGIN),
@@ -409,7 +426,7 @@ pub(crate) async fn logout(
     Ok(resp)
 }
 
-fn state_class(s: &str) -> &'static str {
+pub(crate) fn state_class(s: &str) -> &'static str {
     match s {
         "deny" | "denied" | "failed" | "failure" => "deny",
         "allow" | "success" | "exited" => "allow",
@@ -586,7 +603,16 @@ pub(crate) async fn run(
     );
     b.push_str(&crate::run_summary::summary(&recs));
     b.push_str("<h2>Timeline</h2>");
+    // Live: `/static/live.js` appends the records that follow the last
+    // one shown, from the session-authenticated socket.
+    let next = recs.last().map_or(0, |(i, _)| i + 1);
+    let _ = write!(
+        b,
+        "<p id=\"live-status\" class=\"muted\" data-live=\"/live/runs/{}?from={next}\">Live updates need script.</p>",
+        esc(&r.id)
+    );
     b.push_str(&timeline(&recs, false, None));
+    b.push_str("<script src=\"/static/live.js\" defer></script>");
     Ok(html_page(&format!("Run {}", r.id), &s, &b))
 }
 

@@ -256,7 +256,7 @@ fn csrf_of(page: &str) -> String {
     page[at + 19..at + 19 + 64].to_owned()
 }
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn assert_security_headers(r: &Resp, what: &str) {
     for (h, v) in [
@@ -682,7 +682,7 @@ try:
     wait.until(lambda d: run in d.current_url)
     out["run_text"] = d.find_element(By.TAG_NAME, "body").text
     out["run_title"] = d.title
-    out["scripts"] = len(d.find_elements(By.TAG_NAME, "script"))
+    out["scripts"] = [e.get_attribute("src") for e in d.find_elements(By.TAG_NAME, "script")]
     out["pwned"] = d.execute_script("return window.pwned === undefined ? null : window.pwned")
     out["resources"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "td.resource")]
     out["reasons"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "td.reason")]
@@ -776,7 +776,11 @@ fn a_browser_logs_in_sees_the_blocked_run_and_its_reason_and_agent_markup_is_ine
         shown,
         "http://169.254.169.254/<script>window.pwned=1;document.title='pwned'</script>\u{241b}[31mred\u{241b}]8;;http://evil.example/\u{2407}link\u{fffd}gpj.exe"
     );
-    assert_eq!(out["scripts"], 0, "no script element on the page");
+    assert_eq!(
+        out["scripts"],
+        serde_json::json!([format!("{}/static/live.js", s.base)]),
+        "no script on the page but the site's own live-update file"
+    );
     assert_eq!(out["pwned"], serde_json::Value::Null);
     assert_eq!(out["run_title"], format!("Run {run} · Airlock"));
 
@@ -818,6 +822,179 @@ fn a_browser_logs_in_sees_the_blocked_run_and_its_reason_and_agent_markup_is_ine
             .unwrap_or(0);
         assert!(len > 1000, "screenshot {f}");
     }
+}
+
+const LIVE_SELENIUM: &str = r#"
+import json, os, sys
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+base, cookie, run, shots = sys.argv[1:5]
+o = webdriver.ChromeOptions()
+o.binary_location = "/usr/bin/chromium"
+for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
+    o.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+out = {}
+try:
+    wait = WebDriverWait(d, 30)
+    d.get(base + "/login")
+    d.add_cookie({"name": "__Host-airlock_session", "value": cookie, "path": "/", "secure": True, "httpOnly": True, "sameSite": "Strict"})
+    d.get(base + "/runs/" + run)
+    wait.until(lambda d: d.find_element(By.ID, "live-status").text.startswith("Live:"))
+    out["before"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "td.resource")]
+    print("READY", flush=True)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.live")) > 0)
+    row = d.find_elements(By.CSS_SELECTOR, "tr.live")[0]
+    out["live_cells"] = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    out["live_reason"] = row.find_element(By.CSS_SELECTOR, "td.reason").text
+    out["pwned"] = d.execute_script("return window.pwned === undefined ? null : window.pwned")
+    out["title"] = d.title
+    d.save_screenshot(os.path.join(shots, "live-run.png"))
+    d.find_element(By.ID, "logout").click()
+    wait.until(lambda d: d.current_url.endswith("/login"))
+finally:
+    d.quit()
+print(json.dumps(out), flush=True)
+"#;
+
+#[test]
+fn a_run_page_shows_new_records_live_over_the_session_socket_and_cross_site_sockets_are_refused() {
+    let (_tmp, dir) = setup();
+    let acme = token(&dir, "acme");
+    let globex = token(&dir, "globex");
+    let s = serve(&dir);
+    let run = blocked_run(&s, &acme);
+    let theirs = blocked_run(&s, &globex);
+    let (cookie, _) = fresh_session(&s);
+
+    // The socket without the page's own origin, or for another tenant's
+    // run: refused before any upgrade; the cross-site one is recorded.
+    let upgrade = [
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ];
+    let with = |origin: Option<&str>| -> Vec<String> {
+        let mut h: Vec<String> = upgrade.iter().map(|x| (*x).to_owned()).collect();
+        if let Some(o) = origin {
+            h.push(format!("Origin: {o}"));
+        }
+        h
+    };
+    for origin in [Some("https://evil.example"), None, Some("null")] {
+        let h = with(origin);
+        let h: Vec<&str> = h.iter().map(String::as_str).collect();
+        let r = req(
+            &s,
+            "GET",
+            &format!("/live/runs/{run}"),
+            Some(&cookie),
+            None,
+            &h,
+        );
+        assert_eq!(r.status, 403, "{origin:?}: {}", r.headers);
+    }
+    let own = with(Some(&s.base));
+    let own: Vec<&str> = own.iter().map(String::as_str).collect();
+    let r = req(
+        &s,
+        "GET",
+        &format!("/live/runs/{theirs}"),
+        Some(&cookie),
+        None,
+        &own,
+    );
+    assert_eq!(r.status, 404, "another tenant's run");
+    let r = req(&s, "GET", &format!("/live/runs/{run}"), None, None, &own);
+    assert_eq!(r.status, 303, "no session: to the login form");
+    let a = audit(&dir, "acme");
+    assert!(
+        a.iter()
+            .filter(|e| e["action"] == "api.auth_failed"
+                && e["reason"] == "csrf_refused"
+                && e["resource"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("GET /live/runs/")))
+            .count()
+            >= 3,
+        "cross-site sockets are recorded"
+    );
+
+    let Some(py) = browser_python() else { return };
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let mut child = Command::new(&py)
+        .args(["-c", LIVE_SELENIUM, &s.base, &cookie, &run])
+        .arg(&shots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("selenium");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(ready, "READY", "the page did not go live");
+
+    // While the page is open, a record of this run is appended (a second
+    // writer to the live log), holding markup and terminal escapes.
+    let hostile = "http://169.254.169.254/live/<img src=x onerror=\"window.pwned=1\">\u{1b}[31m\u{202e}gpj.exe";
+    let home =
+        airlock_runtime::Home::resolve(Some(dir.clone()), None, HashMap::new()).expect("home");
+    let settings = airlock_runtime::AuditSettings {
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(3600),
+        store: Default::default(),
+    };
+    let t = airlock_types::TenantId::new("acme").expect("tenant");
+    let log = airlock_runtime::audit::open(&home, &t, &settings).expect("audit");
+    log.record(
+        airlock_types::AuditEvent::new(
+            t.clone(),
+            airlock_types::Actor::new(airlock_types::ActorKind::Agent, run.clone()),
+            airlock_types::Action::EgressRequest,
+            hostile,
+            airlock_types::Reason::LinkLocalAddress,
+            airlock_types::EventResult::Denied,
+        )
+        .with_run(airlock_types::RunId::new(run.clone()).expect("run id"))
+        .with_decision(airlock_types::Decision::deny(
+            airlock_types::Reason::LinkLocalAddress,
+        )),
+    )
+    .expect("record");
+    log.close().expect("close");
+
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("selenium");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(status.success(), "selenium failed: {rest:?}\n{err}");
+    let out: serde_json::Value =
+        serde_json::from_str(rest.last().map(String::as_str).unwrap_or("")).expect("json");
+    let before: Vec<String> = serde_json::from_value(out["before"].clone()).expect("list");
+    assert!(
+        before.iter().all(|r| !r.contains("/live/")),
+        "the record was not on the page when it loaded: {before:?}"
+    );
+    let cells: Vec<String> = serde_json::from_value(out["live_cells"].clone()).expect("cells");
+    assert_eq!(out["live_reason"], "link_local_address", "{out}");
+    assert!(
+        cells.iter().any(|c| c
+            == "http://169.254.169.254/live/<img src=x onerror=\"window.pwned=1\">\u{241b}[31m\u{fffd}gpj.exe"),
+        "shown as inert text, escapes visible: {cells:?}"
+    );
+    assert!(cells.iter().any(|c| c == "deny"), "{cells:?}");
+    assert_eq!(out["pwned"], serde_json::Value::Null, "nothing executed");
+    let len = std::fs::metadata(shots.join("live-run.png"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(len > 1000, "screenshot");
 }
 
 /// Log in with the one-time password and replace it (over HTTP): the
