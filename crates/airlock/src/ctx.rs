@@ -20,7 +20,7 @@ pub struct GlobalArgs {
     /// Configuration file [default: <data-dir>/airlock.toml].
     #[arg(long, global = true, env = "AIRLOCK_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The control plane's tenant for `token` commands.
+    /// The tenant a command acts for (its log, vault, budgets, keys, runs) [default: default].
     #[arg(long, global = true, env = "AIRLOCK_TENANT", value_name = "NAME")]
     pub tenant: Option<String>,
     /// Use this control-plane API (token in AIRLOCK_TOKEN) instead of the data directory.
@@ -44,12 +44,13 @@ impl std::ops::Deref for Ctx {
     }
 }
 
-/// The tenant whose log and vault the embedded single-user CLI uses.
-pub fn tenant() -> TenantId {
-    TenantId::default_tenant()
-}
-
 impl Ctx {
+    /// The tenant a command acts for: `--tenant` (`AIRLOCK_TENANT`), else the default.
+    pub fn tenant_id(&self) -> anyhow::Result<TenantId> {
+        let t = self.tenant.clone().map(TenantId::new).transpose();
+        Ok(anyhow::Context::context(t, "--tenant")?.unwrap_or_else(TenantId::default_tenant))
+    }
+
     pub fn resolve(g: GlobalArgs) -> anyhow::Result<Ctx> {
         let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -92,7 +93,7 @@ impl Ctx {
     pub fn auditor(&self, cfg: &Config) -> anyhow::Result<airlock_runtime::audit::Auditor> {
         Ok(airlock_runtime::audit::open(
             &self.home,
-            &tenant(),
+            &self.tenant_id()?,
             &cfg.audit,
         )?)
     }

@@ -997,6 +997,213 @@ fn a_run_page_shows_new_records_live_over_the_session_socket_and_cross_site_sock
     assert!(len > 1000, "screenshot");
 }
 
+const BUDGET_SELENIUM: &str = r#"
+import json, os, sys, time
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+base, cookie, scope, shots = sys.argv[1:5]
+o = webdriver.ChromeOptions()
+o.binary_location = "/usr/bin/chromium"
+for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
+    o.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+out = {}
+def row():
+    r = d.find_element(By.ID, "budget-" + scope)
+    return {c: r.find_element(By.CSS_SELECTOR, "td." + c).text for c in ["limit", "spent", "reserved", "remaining"]}
+try:
+    d.get(base + "/login")
+    d.add_cookie({"name": "__Host-airlock_session", "value": cookie, "path": "/", "secure": True, "httpOnly": True, "sameSite": "Strict"})
+    d.get(base + "/budgets")
+    out["before"] = row()
+    d.save_screenshot(os.path.join(shots, "budget-before.png"))
+    print("READY", flush=True)
+    end = time.time() + 30
+    while time.time() < end:
+        d.get(base + "/budgets")
+        out["after"] = row()
+        if out["after"]["spent"] != out["before"]["spent"]:
+            break
+        time.sleep(0.5)
+    d.save_screenshot(os.path.join(shots, "budget-after.png"))
+finally:
+    d.quit()
+print(json.dumps(out), flush=True)
+"#;
+
+/// USD text of a budgets page cell (`$0.000123`) in micro-USD.
+fn micros(cell: &serde_json::Value) -> i64 {
+    let t = cell.as_str().unwrap_or("").trim().trim_start_matches('$');
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    let frac = format!("{frac:0<6}");
+    whole.parse::<i64>().unwrap_or(-1) * 1_000_000 + frac[..6].parse::<i64>().unwrap_or(-1)
+}
+
+#[test]
+fn the_budgets_page_shows_the_budget_drop_after_a_real_llm_call_through_the_gateway() {
+    let Some(py) = browser_python() else { return };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let up = rt.block_on(airlock_testkit::LlmUpstream::start());
+    let (_tmp, dir) = setup();
+    std::fs::write(
+        dir.join("airlock.toml"),
+        format!(
+            "[gateway.providers.openai]\nkind = \"openai\"\nbase_url = \"{}\"\nsecret = \"openai\"\n",
+            up.url()
+        ),
+    )
+    .expect("config");
+    let with_stdin = |args: &[&str], input: &str| {
+        let mut c = Command::new(BIN)
+            .args(args)
+            .env("AIRLOCK_DATA_DIR", &dir)
+            .env_remove("AIRLOCK_CONFIG")
+            .env_remove("AIRLOCK_ENV")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("airlock");
+        std::io::Write::write_all(&mut c.stdin.take().expect("stdin"), input.as_bytes())
+            .expect("stdin");
+        let o = c.wait_with_output().expect("wait");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    with_stdin(
+        &[
+            "--tenant",
+            "acme",
+            "secret",
+            "set",
+            "openai",
+            "--host",
+            "api.openai.com",
+        ],
+        "sk-proj-DashboardBudgetProviderKey0123456789\n",
+    );
+    let key = with_stdin(
+        &[
+            "--tenant", "acme", "gateway", "key", "create", "--agent", "triage",
+        ],
+        "",
+    )
+    .lines()
+    .next()
+    .unwrap_or("")
+    .to_owned();
+    assert!(key.starts_with("alk_"), "{key}");
+    with_stdin(
+        &[
+            "--tenant",
+            "acme",
+            "budget",
+            "set",
+            "agent:triage",
+            "--usd",
+            "1",
+        ],
+        "",
+    );
+    // `--tenant` is the tenant the command acts for: not the default's.
+    assert!(with_stdin(&["--tenant", "acme", "budget", "list"], "").contains("agent:triage"));
+    assert!(!with_stdin(&["budget", "list"], "").contains("agent:triage"));
+    assert!(!with_stdin(&["gateway", "key", "list"], "").contains("triage"));
+    let mut gw = Command::new(BIN);
+    gw.args(["--tenant", "acme", "gateway", "--listen", "127.0.0.1:0"])
+        .env("AIRLOCK_DATA_DIR", &dir)
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ENV");
+    let (_gw, line) =
+        airlock_testkit::spawn_and_read_line(gw, "listening on", Duration::from_secs(30));
+    let gw_addr = line.rsplit(' ').next().expect("address").to_owned();
+
+    let s = serve(&dir);
+    let (cookie, _) = fresh_session(&s);
+    let page = req(&s, "GET", "/budgets", Some(&cookie), None, &[]);
+    assert!(
+        page.body.contains("id=\"budget-agent:triage\""),
+        "{}",
+        page.body
+    );
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let mut child = Command::new(&py)
+        .args(["-c", BUDGET_SELENIUM, &s.base, &cookie, "agent:triage"])
+        .arg(&shots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("selenium");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+    if ready != "READY" {
+        let _ = child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        panic!("the budgets page did not load: {ready}\n{err}");
+    }
+
+    // One chat completion through the gateway, as an OpenAI client sends it.
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":200,"messages":[{"role":"user","content":"summarise the ticket"}]}"#;
+    let o = Command::new("curl")
+        .args(["-s", "--max-time", "30", "-w", "\n%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {key}")])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ])
+        .arg(format!("http://{gw_addr}/v1/chat/completions"))
+        .output()
+        .expect("curl");
+    let answer = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(answer.ends_with("\n200"), "{answer}");
+    assert_eq!(up.received().len(), 1, "the provider got the call");
+
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("selenium");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(status.success(), "selenium failed: {rest:?}\n{err}");
+    let out: serde_json::Value =
+        serde_json::from_str(rest.last().map(String::as_str).unwrap_or("")).expect("json");
+    let (b, a) = (&out["before"], &out["after"]);
+    assert_eq!(micros(&b["limit"]), 1_000_000, "{out}");
+    assert_eq!(micros(&b["spent"]), 0, "{out}");
+    assert!(micros(&a["spent"]) > 0, "the call is charged: {out}");
+    assert_eq!(
+        micros(&a["reserved"]),
+        0,
+        "settled, nothing left reserved: {out}"
+    );
+    assert_eq!(
+        micros(&a["remaining"]),
+        1_000_000 - micros(&a["spent"]),
+        "the remainder dropped by the charge: {out}"
+    );
+    for f in ["budget-before.png", "budget-after.png"] {
+        let len = std::fs::metadata(shots.join(f))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 1000, "screenshot {f}");
+    }
+    drop(rt);
+}
+
 /// Log in with the one-time password and replace it (over HTTP): the
 /// session cookie and the new password.
 fn fresh_session(s: &Server) -> (String, String) {

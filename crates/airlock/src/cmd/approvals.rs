@@ -6,7 +6,7 @@ pub fn run(ctx: &Ctx, cmd: airlock_runtime::approvals::Command) -> anyhow::Resul
     let audit = ctx.load_config()?.audit;
     print!(
         "{}",
-        airlock_runtime::approvals::command(ctx, &crate::ctx::tenant(), &audit, cmd)?
+        airlock_runtime::approvals::command(ctx, &ctx.tenant_id()?, &audit, cmd)?
     );
     Ok(EXIT_OK)
 }

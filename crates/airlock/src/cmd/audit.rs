@@ -94,10 +94,7 @@ fn open_read_only(ctx: &Ctx) -> anyhow::Result<Box<dyn AuditStore>> {
 /// The tenant whose log is read (`--tenant`, else the CLI's own) and its
 /// checkpoint file.
 fn log_of(ctx: &Ctx) -> anyhow::Result<(TenantId, PathBuf)> {
-    let tenant = match &ctx.tenant {
-        Some(t) => TenantId::new(t.clone()).context("--tenant")?,
-        None => crate::ctx::tenant(),
-    };
+    let tenant = ctx.tenant_id()?;
     let store = ctx.load_config()?.audit.store;
     let path = airlock_runtime::audit::checkpoint_path(ctx, &tenant, &store);
     Ok((tenant, path))

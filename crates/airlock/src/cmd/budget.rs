@@ -24,7 +24,7 @@ pub enum BudgetCmd {
 }
 
 pub fn run(ctx: &Ctx, cmd: BudgetCmd) -> anyhow::Result<u8> {
-    let tenant = crate::ctx::tenant();
+    let tenant = ctx.tenant_id()?;
     let mut out = std::io::stdout().lock();
     match cmd {
         BudgetCmd::Set { scope, usd, period } => {

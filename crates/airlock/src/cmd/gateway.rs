@@ -52,7 +52,7 @@ pub fn run(ctx: &Ctx, args: GatewayArgs) -> anyhow::Result<u8> {
 }
 
 fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<u8> {
-    let tenant = crate::ctx::tenant();
+    let tenant = ctx.tenant_id()?;
     let mut out = std::io::stdout().lock();
     match cmd {
         KeyCmd::Create {
@@ -97,7 +97,7 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<u8> {
 
 fn serve(ctx: &Ctx, listen: SocketAddr) -> anyhow::Result<u8> {
     let cfg = ctx.load_checked_config()?;
-    let tenant = crate::ctx::tenant();
+    let tenant = ctx.tenant_id()?;
     let auditor = ctx.auditor(&cfg)?;
     let gw = gateway::standalone(
         ctx,

@@ -13,7 +13,7 @@ pub struct InitArgs {
 pub fn run(ctx: &Ctx, args: InitArgs) -> anyhow::Result<u8> {
     let done = airlock_runtime::init::initialize(
         ctx,
-        &crate::ctx::tenant(),
+        &airlock_types::TenantId::default_tenant(),
         crate::config::DEFAULT_TOML,
         || ctx.audit_settings(),
     )?;

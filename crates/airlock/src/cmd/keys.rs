@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx, cmd: KeysCmd) -> anyhow::Result<u8> {
             match ensure_master_key(ctx)? {
                 Some(path) => {
                     let ev = AuditEvent::new(
-                        crate::ctx::tenant(),
+                        airlock_types::TenantId::default_tenant(),
                         airlock_runtime::audit::operator(ctx),
                         airlock_types::Action::VaultKeysInit,
                         path.display().to_string(),
@@ -89,7 +89,7 @@ fn rotate(ctx: &Ctx, cfg: &crate::config::Config, to: Option<KeyKind>) -> anyhow
     });
     let r = master_key::rotate(ctx, to, ctx.production, &prompt, &new_passphrase)?;
     let ev = AuditEvent::new(
-        crate::ctx::tenant(),
+        airlock_types::TenantId::default_tenant(),
         airlock_runtime::audit::operator(ctx),
         airlock_types::Action::VaultKeysRotate,
         "master key",

@@ -22,7 +22,7 @@ pub struct McpArgs {
 }
 
 pub fn run(ctx: &Ctx, a: McpArgs) -> anyhow::Result<u8> {
-    let (c, tenant) = (ctx.load_checked_config()?, crate::ctx::tenant());
+    let (c, tenant) = (ctx.load_checked_config()?, ctx.tenant_id()?);
     let auditor = ctx.auditor(&c)?;
     let setup = McpSetup::new(ctx, tenant, c.mcp, c.sandbox, c.proxy.proxy, c.audit);
     let action = McpAction::new(a.name, a.tool, a.listen, a.agent, a.run, a.json, a.sha256);

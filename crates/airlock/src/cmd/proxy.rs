@@ -38,7 +38,7 @@ pub fn run(ctx: &Ctx, args: ProxyArgs) -> anyhow::Result<u8> {
         anyhow::ensure!(n >= 1, "--workers: must be at least 1");
     }
     let svc = ProxyService {
-        tenant: crate::ctx::tenant(),
+        tenant: ctx.tenant_id()?,
         proxy: cfg.proxy.proxy.clone(),
         policy,
         policy_source: args

@@ -89,7 +89,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(args.agent.is_none(), "--agent needs --server URL");
     airlock_runtime::init::first_use(
         ctx,
-        &crate::ctx::tenant(),
+        &airlock_types::TenantId::default_tenant(),
         crate::config::DEFAULT_TOML,
         || ctx.audit_settings(),
         |m| eprintln!("airlock: {m}"),
@@ -98,9 +98,9 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     if ctx.production && args.dangerously_allow_weaker_sandbox {
         return Err(airlock_runtime::production::refuse_weaker_sandbox().into());
     }
-    // The single-user CLI: the default tenant, no agent, the operator "cli".
+    // The CLI: its tenant (`--tenant`, else the default), no agent, the operator "cli".
     let context = RunContext::new(
-        crate::ctx::tenant(),
+        ctx.tenant_id()?,
         airlock_runtime::new_run_id(),
         Actor::new(ActorKind::Operator, "cli"),
     );

@@ -71,7 +71,7 @@ pub struct SetArgs {
 pub fn run(ctx: &Ctx, cmd: SecretCmd) -> anyhow::Result<u8> {
     let cfg = ctx.load_checked_config()?;
     ctx.require_initialized()?;
-    let tenant = crate::ctx::tenant();
+    let tenant = ctx.tenant_id()?;
     match cmd {
         SecretCmd::Set(a) => {
             airlock_broker::validate_name(&a.name)?;
