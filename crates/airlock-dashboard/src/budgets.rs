@@ -122,10 +122,10 @@ pub(crate) fn chart(first: i64, daily: &[(i64, i64)]) -> String {
 }
 
 pub(crate) async fn budgets(State(d): State<Arc<Dash>>, s: Session) -> Result<Response, DashError> {
-    let Some(store) = d.approvals.clone() else {
-        return Err(DashError::NotFound);
-    };
     let now = Timestamp::now().as_micros();
+    let Some(store) = d.approvals.clone() else {
+        return shared_budgets(&d, &s, now).await;
+    };
     let first = now - now.rem_euclid(DAY) - (DAYS - 1) * DAY;
     let t = s.tenant.clone();
     let (rows, daily) = tokio::task::spawn_blocking(move || {
@@ -171,6 +171,38 @@ pub(crate) async fn budgets(State(d): State<Arc<Dash>>, s: Session) -> Result<Re
     b.push_str("</tbody></table>\n<h2>Spend per day (UTC), last 30 days</h2>\n");
     b.push_str(&chart(first, &daily));
     Ok(html_page("Budgets", &s, &b))
+}
+
+/// With a PostgreSQL control store: the budgets every replica shares
+/// (`/v1/budgets`), their limit and use (settled plus reserved) in the
+/// current period; no daily chart (that needs this node's gateway store).
+async fn shared_budgets(d: &Arc<Dash>, s: &Session, now: i64) -> Result<Response, DashError> {
+    let t = s.tenant.clone();
+    let rows = d.api.db(move |c| c.budget_list(&t, now)).await?;
+    let mut b = String::from(
+        "<p>The budgets every replica shares, in their current period (UTC): what is used (settled and reserved) and what remains. \
+         Set a budget with <code>PUT /v1/budgets/SCOPE</code>.</p>\n\
+         <table id=\"budgets\"><thead><tr><th>Scope</th><th>Period</th><th>Limit</th><th>Used</th><th>Remaining</th><th></th></tr></thead><tbody>\n",
+    );
+    for r in &rows {
+        let remaining = r.limit_micros.saturating_sub(r.used_micros);
+        let _ = writeln!(
+            b,
+            "<tr id=\"budget-{scope}\"><td class=\"mono\">{scope}</td><td>{}</td><td class=\"limit\">{}</td><td class=\"used\">{}</td><td class=\"remaining{}\">{}</td><td>{}</td></tr>",
+            esc(&r.period),
+            usd(r.limit_micros),
+            usd(r.used_micros),
+            if remaining < 0 { " bad" } else { "" },
+            usd(remaining),
+            bar(r.limit_micros, r.used_micros, 0),
+            scope = esc(&r.scope),
+        );
+    }
+    if rows.is_empty() {
+        b.push_str("<tr><td colspan=\"6\" id=\"none\">No budgets set.</td></tr>\n");
+    }
+    b.push_str("</tbody></table>\n");
+    Ok(html_page("Budgets", s, &b))
 }
 
 #[cfg(test)]

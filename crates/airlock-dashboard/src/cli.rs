@@ -98,8 +98,9 @@ pub fn serve(
     }
     home.require_initialized().map_err(|e| err(e.chain()))?;
     // Accounts live in the control store: PostgreSQL when one is
-    // configured (then the inbox and the budgets page, which read this
-    // node's SQLite database, are not served), else SQLite.
+    // configured (then the inbox, which reads this node's SQLite
+    // approvals, is not served, and the budgets page shows the shared
+    // budgets), else SQLite.
     let (mut accounts, approvals): (Box<dyn ControlStore>, _) =
         match airlock_runtime::audit::open_pg(&audit.store).map_err(|e| err(e.chain()))? {
             Some(pg) => (Box::new(pg), None),

@@ -731,6 +731,49 @@ fn page_redirect(s: &Server, path: &str, cookie: &str) -> (u16, String) {
     (r.status, loc)
 }
 
+/// Log in as `user` with its one-time password, replace it, and check
+/// that the budgets page shows the tenant's budgets (the API's shared ones
+/// on PostgreSQL, the gateway's on SQLite).
+fn budgets_on_the_dashboard(s: &Server, user: &str, one_time: &str) {
+    let (status, cookie) = form_login(s, user, one_time);
+    assert_eq!(status, 303);
+    let cookie = cookie.expect("session");
+    let c = format!("Cookie: __Host-airlock_session={cookie}");
+    let page = req(s, "GET", "/password", None, None, &[&c]);
+    let at = page
+        .body
+        .find("name=\"csrf\" value=\"")
+        .expect("csrf field")
+        + 19;
+    let csrf = page.body[at..at + 64].to_owned();
+    let o = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--cacert"])
+        .arg(&s.cert)
+        .args(["-o", "/dev/null", "-w", "%{http_code}", "-H", &c])
+        .args(["-H", "Sec-Fetch-Site: same-origin"])
+        .args(["--data-urlencode", &format!("csrf={csrf}")])
+        .args(["--data-urlencode", &format!("current={one_time}")])
+        .args(["--data-urlencode", "new=a much longer passphrase 42"])
+        .args(["--data-urlencode", "confirm=a much longer passphrase 42"])
+        .arg(format!("{}/password", s.base))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "303",
+        "password changed"
+    );
+    let page = req(s, "GET", "/budgets", None, None, &[&c]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    for scope in ["org", "agent:bot", "team:ops"] {
+        assert!(
+            page.body.contains(&format!("id=\"budget-{scope}\"")),
+            "{scope}: {}",
+            page.body
+        );
+    }
+}
+
 /// Users (operators) through the API: admin tokens only, one-time
 /// passwords shown once and usable at the dashboard's login, tenant-scoped
 /// (another tenant's user is 404), the last admin kept, a deleted user's
@@ -848,6 +891,8 @@ fn users_matrix(dir: &Path, s: &Server, acme: &str, globex: &str, acme_ro: &str)
         &[],
     );
     assert_eq!(r.status, 201, "{}", r.body);
+    let ops_pw = r.json()["password"].as_str().expect("password").to_owned();
+    budgets_on_the_dashboard(s, "ops@acme", &ops_pw);
     let r = req(s, "DELETE", "/v1/users/alice@acme", Some(acme), None, &[]);
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(
