@@ -139,7 +139,7 @@ pub(crate) struct Dash {
     accounts: Arc<Mutex<Box<dyn AccountStore>>>,
     /// The node's SQLite database: pending approvals (decided through
     /// `airlock_approval::Review`) and the gateway's budgets and calls
-    /// (`None`: no inbox and no budgets page).
+    /// (`None`, on PostgreSQL: no inbox; the budgets page shows the shared budgets).
     approvals: Option<Arc<Mutex<SqliteStore>>>,
     tls: bool,
     limits: SessionLimits,
