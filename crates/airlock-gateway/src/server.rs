@@ -134,16 +134,7 @@ async fn handle(gw: Gateway, client: Upstream, req: Request<Incoming>) -> Respon
         .cloned();
     // Authenticate before anything else.
     let caller = match presented_key(&req) {
-        Some(k) => {
-            let store = gw.inner.store.clone();
-            tokio::task::spawn_blocking(move || {
-                let s = store.lock().ok()?;
-                crate::keys::verify_key(&s, &k).ok().flatten()
-            })
-            .await
-            .ok()
-            .flatten()
-        }
+        Some(k) => gw.inner.writer.key(k).await,
         None => None,
     };
     let Some((_tenant, row)) = caller else {
