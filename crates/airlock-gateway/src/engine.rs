@@ -5,7 +5,7 @@ use crate::price::{Price, PriceTable};
 use crate::provider::{Endpoint, ProviderKind, Usage, error_response};
 use crate::redact::{self, Walk};
 use crate::restore::{Format, Restorer, SseRestore};
-use crate::writer::{Begin, Writer};
+use crate::writer::{Begin, Begun, Writer};
 use airlock_hook::{BoxError, HookBody};
 use airlock_scrub::{Category, Mask, Scrubber, Session, Stats};
 use airlock_store::{CallBegin, CallEnd, CallScopes, SqliteStore, StoredResponse};
@@ -183,6 +183,11 @@ pub(crate) struct Inner {
     /// Does the per-call store work (key lookup, reserve, settle) in
     /// group-committed batches.
     pub writer: Writer,
+    /// Virtual keys seen live, by the SHA-256 of the key: tenant and row.
+    /// A hit skips the lookup; the key is checked again (live, not
+    /// revoked) in the store hop that reserves the call, before anything
+    /// is forwarded (see `server`).
+    pub keys: Mutex<HashMap<String, (String, airlock_store::KeyRow)>>,
     sink: Arc<dyn EventSink>,
     sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
     /// Per run (session key): tokens and micro-USD reserved or settled.
@@ -322,6 +327,7 @@ impl Gateway {
                 echo: e.build()?,
                 store,
                 writer,
+                keys: Mutex::new(HashMap::new()),
                 sink,
                 sessions: Mutex::new(HashMap::new()),
                 meters: Mutex::new(HashMap::new()),
@@ -861,12 +867,12 @@ impl Gateway {
                 serde_json::to_value(&walk.stats.by_type).unwrap_or_default(),
             ),
         ];
-        if !matches!(begun, Ok(CallBegin::Reserved { .. })) {
+        if !matches!(begun, Ok(Begun::Store(CallBegin::Reserved { .. }))) {
             self.meter_settle(&meter, (meter_tokens, reserve), (0, 0));
         }
         let (row, retry) = match begun {
-            Ok(CallBegin::Reserved { id, retry }) => (id, retry),
-            Ok(CallBegin::Exceeded { scope }) => {
+            Ok(Begun::Store(CallBegin::Reserved { id, retry })) => (id, retry),
+            Ok(Begun::Store(CallBegin::Exceeded { scope })) => {
                 details.push(("scope", scope.into()));
                 return refuse(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -874,11 +880,11 @@ impl Gateway {
                     &details,
                 );
             }
-            Ok(CallBegin::InFlight) => {
+            Ok(Begun::Store(CallBegin::InFlight)) => {
                 details.push(("detail", "in flight".into()));
                 return refuse(StatusCode::CONFLICT, Reason::IdempotencyConflict, &details);
             }
-            Ok(CallBegin::KeyReused) => {
+            Ok(Begun::Store(CallBegin::KeyReused)) => {
                 details.push(("detail", "key reused with a different body".into()));
                 return refuse(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -886,7 +892,7 @@ impl Gateway {
                     &details,
                 );
             }
-            Ok(CallBegin::Replay(stored)) => {
+            Ok(Begun::Store(CallBegin::Replay(stored))) => {
                 let Some(stored) = self.open_stored(&idem_key, stored) else {
                     details.push((
                         "detail",
@@ -917,6 +923,13 @@ impl Gateway {
                     privacy: eff.privacy,
                 };
                 return Prepared::Answer(self.replay(call, stored));
+            }
+            Ok(Begun::KeyRevoked) => {
+                return refuse(
+                    StatusCode::UNAUTHORIZED,
+                    Reason::VirtualKeyInvalid,
+                    &[("detail", "virtual key revoked".into())],
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "gateway budget store failed");

@@ -35,9 +35,19 @@ pub(crate) struct Begin {
 /// A failure, as text (the store's error names the database and the step).
 pub(crate) type JobResult<T> = Result<T, String>;
 
+/// What a reservation came to.
+#[derive(Debug)]
+pub(crate) enum Begun {
+    /// The store's decision.
+    Store(CallBegin),
+    /// The call's virtual key (`scopes.key`) is revoked or gone: nothing
+    /// was reserved.
+    KeyRevoked,
+}
+
 enum Job {
     Key(String, oneshot::Sender<Option<(String, KeyRow)>>),
-    Begin(Box<Begin>, oneshot::Sender<JobResult<CallBegin>>),
+    Begin(Box<Begin>, oneshot::Sender<JobResult<Begun>>),
     Finish(i64, i64, CallEnd, i64, oneshot::Sender<JobResult<()>>),
 }
 
@@ -65,8 +75,9 @@ impl Writer {
         rx.await.ok().flatten()
     }
 
-    /// Reserve (see [`SqliteStore::gateway_begin`]).
-    pub async fn begin(&self, b: Begin) -> JobResult<CallBegin> {
+    /// Reserve (see [`SqliteStore::gateway_begin`]), after checking again
+    /// that the call's virtual key, if it has one, is live.
+    pub async fn begin(&self, b: Begin) -> JobResult<Begun> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Job::Begin(Box::new(b), tx))
@@ -111,13 +122,23 @@ fn run(store: &Mutex<SqliteStore>, rx: &mpsc::Receiver<Job>) {
 }
 
 fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
-    // Key lookups first: reads, no transaction needed.
+    // Key lookups and key checks first: reads, no transaction needed. A
+    // call whose key was revoked since it was looked up reserves nothing.
     let mut writes = Vec::with_capacity(jobs.len());
     for j in jobs.drain(..) {
         match j {
             Job::Key(k, tx) => {
                 let _ = tx.send(crate::keys::verify_key(s, &k).ok().flatten());
             }
+            Job::Begin(b, tx) => match b.scopes.key.as_deref().map(|id| s.gateway_key_live(id)) {
+                None | Some(Ok(true)) => writes.push(Job::Begin(b, tx)),
+                Some(Ok(false)) => {
+                    let _ = tx.send(Ok(Begun::KeyRevoked));
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+            },
             w => writes.push(w),
         }
     }
@@ -151,7 +172,7 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
             for (j, r) in writes.into_iter().zip(results) {
                 match (j, r) {
                     (Job::Begin(_, tx), Ok(GatewayDone::Begin(b))) => {
-                        let _ = tx.send(Ok(b));
+                        let _ = tx.send(Ok(Begun::Store(b)));
                     }
                     (Job::Finish(.., tx), Ok(GatewayDone::Finished)) => {
                         let _ = tx.send(Ok(()));

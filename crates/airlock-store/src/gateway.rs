@@ -729,7 +729,8 @@ impl SqliteStore {
     /// The batch commits with `synchronous=NORMAL`, which is what a lone
     /// draw from a held lease and a lone settlement use; a `Begin` that
     /// its lease does not cover is done after the batch, alone, with a
-    /// `FULL` commit (it takes a new lease, checking every budget). Every
+    /// `FULL` commit (it takes a new lease, checking every budget; the
+    /// next ones short of a lease draw from that one). Every
     /// result is returned only after its commit, so a reservation is
     /// visible to every process before its caller goes on. If the commit
     /// fails, the whole batch is `Err` (nothing of it was written).
@@ -780,12 +781,10 @@ impl SqliteStore {
             .zip(out)
             .map(|(op, r)| match (op, r) {
                 (_, Some(r)) => r,
+                // Alone, as gateway_begin does it: the first takes a new
+                // lease (FULL), the next ones draw from it (NORMAL).
                 (GatewayOp::Begin(tenant, call), None) => {
-                    let (conn, leases) = self.conn_and_leases();
-                    begin_inner(conn, leases, tenant, call, true)
-                        .map_err(err("call reservation"))?
-                        .map(GatewayDone::Begin)
-                        .ok_or_else(|| err("call reservation")(rusqlite::Error::InvalidQuery))
+                    self.gateway_begin(tenant, call).map(GatewayDone::Begin)
                 }
                 (GatewayOp::Finish(..), None) => {
                     Err(err("call settlement")(rusqlite::Error::InvalidQuery))
@@ -873,6 +872,14 @@ impl SqliteStore {
                     .optional()
             })
             .map_err(self.gw_err("key lookup"))
+    }
+
+    /// Whether the key with this id exists and is not revoked.
+    pub fn gateway_key_live(&self, id: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .prepare_cached("SELECT 1 FROM gateway_keys WHERE id = ?1 AND revoked IS NULL")
+            .and_then(|mut st| st.exists([id]))
+            .map_err(self.gw_err("key check"))
     }
 
     /// Revoke a key; `false` if there was no live key with that id.
