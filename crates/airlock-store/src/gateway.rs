@@ -1124,6 +1124,93 @@ mod tests {
         );
     }
 
+    /// A batch does each op as alone, in order: two calls with one key,
+    /// the second is in flight; a settlement in the batch lets the same
+    /// key replay in the next; calls past the lease get one and none goes
+    /// over the budget; another connection sees every reservation.
+    #[test]
+    fn a_batch_is_its_ops_done_one_after_another() {
+        let (d, mut s) = store();
+        let t = TenantId::default_tenant();
+        s.gateway_set_budget(
+            &t,
+            &BudgetRow {
+                scope: "agent:a".into(),
+                period: "total".into(),
+                limit_micros: 1000,
+            },
+        )
+        .expect("set");
+        let scopes = CallScopes {
+            agent: "a".into(),
+            ..Default::default()
+        };
+        let call = |k: &'static str, amount| NewCall {
+            idem_key: k,
+            body_hash: "h",
+            scopes: &scopes,
+            reserve_micros: amount,
+            now: 10,
+            window_start: 0,
+        };
+        let r = s
+            .gateway_batch(&[
+                GatewayOp::Begin(&t, call("k1", 10)),
+                GatewayOp::Begin(&t, call("k1", 10)),
+            ])
+            .expect("batch");
+        let Ok(GatewayDone::Begin(CallBegin::Reserved { id, retry: false })) = r[0] else {
+            panic!("first reserves: {r:?}")
+        };
+        assert!(matches!(r[1], Ok(GatewayDone::Begin(CallBegin::InFlight))));
+        let done = CallEnd::Done(StoredResponse {
+            status: 200,
+            content_type: "application/json".into(),
+            body: b"{}".to_vec(),
+        });
+        let r = s
+            .gateway_batch(&[
+                GatewayOp::Finish(id, 4, &done, 11),
+                GatewayOp::Begin(&t, call("k1", 10)),
+            ])
+            .expect("batch");
+        assert!(matches!(r[0], Ok(GatewayDone::Finished)));
+        assert!(
+            matches!(&r[1], Ok(GatewayDone::Begin(CallBegin::Replay(a))) if a.body == b"{}"),
+            "{r:?}"
+        );
+        // 200 calls of 10 against what is left (996): 99 fit, leases or not.
+        let keys: Vec<String> = (0..200).map(|i| format!("many{i}")).collect();
+        let ops: Vec<GatewayOp<'_>> = keys
+            .iter()
+            .map(|k| {
+                GatewayOp::Begin(
+                    &t,
+                    NewCall {
+                        idem_key: k,
+                        body_hash: "h",
+                        scopes: &scopes,
+                        reserve_micros: 10,
+                        now: 12,
+                        window_start: 0,
+                    },
+                )
+            })
+            .collect();
+        let r = s.gateway_batch(&ops).expect("batch");
+        let reserved = r
+            .iter()
+            .filter(|x| matches!(x, Ok(GatewayDone::Begin(CallBegin::Reserved { .. }))))
+            .count();
+        let exceeded = r
+            .iter()
+            .filter(|x| matches!(x, Ok(GatewayDone::Begin(CallBegin::Exceeded { .. }))))
+            .count();
+        assert_eq!((reserved, exceeded), (99, 101), "{r:?}");
+        let other = SqliteStore::open(&d.path().join("db")).expect("reopen");
+        assert_eq!(other.gateway_spent(&t, 0).expect("spent"), 4 + 99 * 10);
+    }
+
     #[test]
     fn reservations_never_exceed_any_level_and_retries_share_a_row() {
         let (_d, mut s) = store();
