@@ -6,12 +6,12 @@
 # bench/gateway.sh (inside `unshare -n`; gateways pinned to core 1,
 # provider and load generator on core 0), without the peers.
 #
-# Usage: bench/gateway_ab.sh BIN_A BIN_B [ROUNDS=3] [SECONDS=3] [C=16]
+# Usage: bench/gateway_ab.sh BIN_A BIN_B [ROUNDS=3] [SECONDS=3] [C=16] [STREAMS=0]
 # BIN_*: paths to gateway_bench binaries (build one with
 #   cargo build --release -p airlock-gateway --example gateway_bench
 # and copy it aside before changing the code).
 set -euo pipefail
-A="$1"; B="$2"; ROUNDS="${3:-3}"; SECS="${4:-3}"; C="${5:-16}"
+A="$1"; B="$2"; ROUNDS="${3:-3}"; SECS="${4:-3}"; C="${5:-16}"; STREAMS="${6:-0}"
 if [ -z "${GATEWAY_AB_INNER:-}" ]; then
   exec env GATEWAY_AB_INNER=1 unshare -n "$0" "$@"
 fi
@@ -53,5 +53,5 @@ for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) -eq 1 ]; then order=(0 1 2 3 4); else order=(0 3 4 1 2); fi
   args=()
   for i in "${order[@]}"; do args+=("${T[$i]}"); done
-  taskset -c 0 "$A" load "$SECS" "$C" 0 "${args[@]}" | grep -v '^ratios'
+  taskset -c 0 "$A" load "$SECS" "$C" "$STREAMS" "${args[@]}" | grep -v '^ratios'
 done

@@ -365,7 +365,7 @@ fn begin_in(
             _ => retry_of = Some(id),
         }
     }
-    let mut budgets = budgets_of(&tx, t)?;
+    let mut budgets = budgets_of(tx, t)?;
     budgets.retain(|b| call.scopes.applies(&b.scope));
     budgets.sort_by_key(|b| level(&b.scope));
     let day = call.now.div_euclid(DAY_MICROS);
@@ -396,7 +396,7 @@ fn begin_in(
         let mut headroom = i64::MAX;
         for b in &budgets {
             let spent = used(
-                &tx,
+                tx,
                 t,
                 &b.scope,
                 period_start(&b.period, call.now),
