@@ -5,9 +5,10 @@ use crate::price::{Price, PriceTable};
 use crate::provider::{Endpoint, ProviderKind, Usage, error_response};
 use crate::redact::{self, Walk};
 use crate::restore::{Format, Restorer, SseRestore};
+use crate::writer::{Begin, Begun, Writer};
 use airlock_hook::{BoxError, HookBody};
 use airlock_scrub::{Category, Mask, Scrubber, Session, Stats};
-use airlock_store::{CallBegin, CallEnd, CallScopes, NewCall, SqliteStore, StoredResponse};
+use airlock_store::{CallBegin, CallEnd, CallScopes, SqliteStore, StoredResponse};
 use airlock_types::{
     Action, Actor, ActorKind, AuditEvent, EventResult, EventSink, Reason, RequestId, Secret,
     TenantId, Timestamp,
@@ -169,6 +170,9 @@ pub enum GatewayError {
     /// Expired stored answers could not be purged.
     #[error("gateway: purging expired answers: {0}")]
     Purge(#[from] airlock_store::StoreError),
+    /// The thread that does the store work of calls could not be started.
+    #[error("gateway: cannot start the store thread: {0}")]
+    StoreThread(std::io::Error),
 }
 
 pub(crate) struct Inner {
@@ -176,6 +180,14 @@ pub(crate) struct Inner {
     scrubber: Scrubber,
     echo: Scrubber,
     pub store: Arc<Mutex<SqliteStore>>,
+    /// Does the per-call store work (key lookup, reserve, settle) in
+    /// group-committed batches.
+    pub writer: Writer,
+    /// Virtual keys seen live, by the SHA-256 of the key: tenant and row.
+    /// A hit skips the lookup; the key is checked again (live, not
+    /// revoked) in the store hop that reserves the call, before anything
+    /// is forwarded (see `server`).
+    pub keys: Mutex<HashMap<String, (String, airlock_store::KeyRow)>>,
     sink: Arc<dyn EventSink>,
     sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
     /// Per run (session key): tokens and micro-USD reserved or settled.
@@ -306,12 +318,16 @@ impl Gateway {
         let now = Timestamp::now().as_micros();
         let before = now - i64::try_from(cfg.replay_retention.as_micros()).unwrap_or(i64::MAX);
         store.gateway_purge_responses(before)?;
+        let store = Arc::new(Mutex::new(store));
+        let writer = Writer::start(store.clone()).map_err(GatewayError::StoreThread)?;
         Ok(Gateway {
             inner: Arc::new(Inner {
                 cfg,
                 scrubber: b.build()?,
                 echo: e.build()?,
-                store: Arc::new(Mutex::new(store)),
+                store,
+                writer,
+                keys: Mutex::new(HashMap::new()),
                 sink,
                 sessions: Mutex::new(HashMap::new()),
                 meters: Mutex::new(HashMap::new()),
@@ -503,11 +519,15 @@ impl Gateway {
             return;
         }
         let keep = i64::try_from(self.inner.cfg.replay_retention.as_micros()).unwrap_or(i64::MAX);
-        if let Ok(mut s) = self.inner.store.lock()
-            && let Err(e) = s.gateway_purge_responses(now.saturating_sub(keep))
-        {
-            tracing::warn!(error = %e, "gateway could not purge expired answers");
-        }
+        // Off the async threads: it waits for the store's lock.
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Ok(mut s) = store.lock()
+                && let Err(e) = s.gateway_purge_responses(now.saturating_sub(keep))
+            {
+                tracing::warn!(error = %e, "gateway could not purge expired answers");
+            }
+        });
     }
 
     fn event(
@@ -824,28 +844,20 @@ impl Gateway {
             run: caller.run.clone(),
             key: caller.key.clone(),
         };
-        let store = self.inner.store.clone();
-        let tenant = self.inner.cfg.tenant.clone();
-        let (k2, h2) = (idem_key.clone(), body_hash.clone());
         let window_start = now - i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-        let begun = tokio::task::spawn_blocking(move || {
-            let mut s = store
-                .lock()
-                .map_err(|_| "store lock poisoned".to_string())?;
-            s.gateway_begin(
-                &tenant,
-                &NewCall {
-                    idem_key: &k2,
-                    body_hash: &h2,
-                    scopes: &scopes,
-                    reserve_micros: reserve,
-                    now,
-                    window_start,
-                },
-            )
-            .map_err(|e| e.to_string())
-        })
-        .await;
+        let begun = self
+            .inner
+            .writer
+            .begin(Begin {
+                tenant: self.inner.cfg.tenant.clone(),
+                idem_key: idem_key.clone(),
+                body_hash,
+                scopes,
+                reserve_micros: reserve,
+                now,
+                window_start,
+            })
+            .await;
         let mut details: Vec<(&str, Value)> = vec![
             ("model", model.clone().into()),
             ("reserved_micros", reserve.into()),
@@ -855,12 +867,12 @@ impl Gateway {
                 serde_json::to_value(&walk.stats.by_type).unwrap_or_default(),
             ),
         ];
-        if !matches!(begun, Ok(Ok(CallBegin::Reserved { .. }))) {
+        if !matches!(begun, Ok(Begun::Store(CallBegin::Reserved { .. }))) {
             self.meter_settle(&meter, (meter_tokens, reserve), (0, 0));
         }
         let (row, retry) = match begun {
-            Ok(Ok(CallBegin::Reserved { id, retry })) => (id, retry),
-            Ok(Ok(CallBegin::Exceeded { scope })) => {
+            Ok(Begun::Store(CallBegin::Reserved { id, retry })) => (id, retry),
+            Ok(Begun::Store(CallBegin::Exceeded { scope })) => {
                 details.push(("scope", scope.into()));
                 return refuse(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -868,11 +880,11 @@ impl Gateway {
                     &details,
                 );
             }
-            Ok(Ok(CallBegin::InFlight)) => {
+            Ok(Begun::Store(CallBegin::InFlight)) => {
                 details.push(("detail", "in flight".into()));
                 return refuse(StatusCode::CONFLICT, Reason::IdempotencyConflict, &details);
             }
-            Ok(Ok(CallBegin::KeyReused)) => {
+            Ok(Begun::Store(CallBegin::KeyReused)) => {
                 details.push(("detail", "key reused with a different body".into()));
                 return refuse(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -880,7 +892,7 @@ impl Gateway {
                     &details,
                 );
             }
-            Ok(Ok(CallBegin::Replay(stored))) => {
+            Ok(Begun::Store(CallBegin::Replay(stored))) => {
                 let Some(stored) = self.open_stored(&idem_key, stored) else {
                     details.push((
                         "detail",
@@ -912,15 +924,15 @@ impl Gateway {
                 };
                 return Prepared::Answer(self.replay(call, stored));
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "gateway budget store failed");
+            Ok(Begun::KeyRevoked) => {
                 return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Reason::CheckFailed,
-                    &[("detail", "budget store unavailable".into())],
+                    StatusCode::UNAUTHORIZED,
+                    Reason::VirtualKeyInvalid,
+                    &[("detail", "virtual key revoked".into())],
                 );
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::warn!(error = %e, "gateway budget store failed");
                 return refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
                     Reason::CheckFailed,
@@ -955,8 +967,10 @@ impl Gateway {
         }
     }
 
-    /// Settle and audit one call (blocking: call from a blocking context).
-    fn settle(
+    /// Settle and audit one call: its settlement is committed (by the
+    /// store thread) before its audit record is emitted and before this
+    /// returns, so the caller's answer ends only after both.
+    async fn settle(
         &self,
         call: &Call,
         outcome: &str,
@@ -964,6 +978,45 @@ impl Gateway {
         usage: Option<Usage>,
         end: CallEnd,
         replay: bool,
+    ) {
+        let (pending, event) = self.settle_start(call, outcome, status, usage, end, replay);
+        if let Some(rx) = pending {
+            let r = match rx.await {
+                Ok(r) => r,
+                Err(_) => Err("gateway store thread gone".to_string()),
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
+            }
+        }
+        if let Err(err) = self.inner.sink.emit(event) {
+            tracing::error!(error = %err, "gateway audit record refused");
+        }
+    }
+
+    /// Settle a call in the background (its answer is already decided).
+    fn settle_later(&self, call: Call, outcome: &'static str, status: u16, replay: bool) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.settle(&call, outcome, status, None, CallEnd::Failed, replay)
+                .await
+        });
+    }
+
+    /// The synchronous part of [`Gateway::settle`]: meters, sealing, the
+    /// settlement queued on the store thread (its receiver, when there is
+    /// a row to settle) and the audit record to emit once it is committed.
+    fn settle_start(
+        &self,
+        call: &Call,
+        outcome: &str,
+        status: u16,
+        usage: Option<Usage>,
+        end: CallEnd,
+        replay: bool,
+    ) -> (
+        Option<tokio::sync::oneshot::Receiver<crate::writer::JobResult<()>>>,
+        AuditEvent,
     ) {
         let settled = match (&end, usage, call.price) {
             (_, _, None) => 0,
@@ -986,21 +1039,16 @@ impl Gateway {
             CallEnd::Done(r) => CallEnd::Done(self.seal_stored(call, r)),
             e => e,
         };
+        let mut pending = None;
         if let Some(row) = call.row
             && !replay
         {
-            let r = self
-                .inner
-                .store
-                .lock()
-                .map_err(|_| "store lock poisoned".to_string())
-                .and_then(|mut s| {
-                    s.gateway_finish(row, settled, &end, Timestamp::now().as_micros())
-                        .map_err(|e| e.to_string())
-                });
-            if let Err(e) = r {
-                tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
-            }
+            pending = Some(self.inner.writer.finish(
+                row,
+                settled,
+                end,
+                Timestamp::now().as_micros(),
+            ));
             self.maybe_purge();
         }
         let ok = outcome == "ok" || outcome == "replayed";
@@ -1054,9 +1102,7 @@ impl Gateway {
         if !call.idem_key.is_empty() {
             e = e.with_detail("idempotency_key", call.idem_key.clone());
         }
-        if let Err(err) = self.inner.sink.emit(e) {
-            tracing::error!(error = %err, "gateway audit record refused");
-        }
+        (pending, e)
     }
 
     fn replay(&self, call: Call, stored: StoredResponse) -> Response<HookBody> {
@@ -1070,7 +1116,6 @@ impl Gateway {
         } else {
             call.restorer.body(&stored.body).map(|x| x.0)
         };
-        let this = self.clone();
         match restored {
             Ok(body) => {
                 let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
@@ -1081,22 +1126,11 @@ impl Gateway {
                 }
                 r.headers_mut()
                     .insert("x-airlock-replayed", HeaderValue::from_static("true"));
-                std::thread::spawn(move || {
-                    this.settle(
-                        &call,
-                        "replayed",
-                        stored.status,
-                        None,
-                        CallEnd::Failed,
-                        true,
-                    )
-                });
+                self.settle_later(call, "replayed", stored.status, true);
                 r
             }
             Err(_) => {
-                std::thread::spawn(move || {
-                    this.settle(&call, "unrestorable", 502, None, CallEnd::Failed, true)
-                });
+                self.settle_later(call, "unrestorable", 502, true);
                 error_response(kind, StatusCode::BAD_GATEWAY, Reason::UnscrubbableResponse)
                     .map(full)
             }
@@ -1106,10 +1140,7 @@ impl Gateway {
     /// The upstream could not be reached: settle at nothing, audit, answer.
     pub(crate) fn unreachable(&self, call: Box<Call>) -> Response<HookBody> {
         let kind = call.kind;
-        let this = self.clone();
-        std::thread::spawn(move || {
-            this.settle(&call, "upstream_error", 502, None, CallEnd::Failed, false)
-        });
+        self.settle_later(*call, "upstream_error", 502, false);
         error_response(kind, StatusCode::BAD_GATEWAY, Reason::UpstreamUnreachable).map(full)
     }
 
@@ -1132,10 +1163,7 @@ impl Gateway {
         if encoded {
             // Compressed answers cannot be restored or scrubbed: refuse.
             let kind = call.kind;
-            let this = self.clone();
-            std::thread::spawn(move || {
-                this.settle(&call, "unrestorable", 502, None, CallEnd::Failed, false)
-            });
+            self.settle_later(*call, "unrestorable", 502, false);
             return error_response(kind, StatusCode::BAD_GATEWAY, Reason::UnscrubbableResponse)
                 .map(full);
         }
@@ -1228,12 +1256,9 @@ impl BodyState {
     /// Finish the call (settle + audit) off the async threads.
     async fn end(&mut self, outcome: &'static str, usage: Option<Usage>, end: CallEnd) {
         if let Some(call) = self.call.take() {
-            let gw = self.gw.clone();
-            let status = self.status;
-            let _ = tokio::task::spawn_blocking(move || {
-                gw.settle(&call, outcome, status, usage, end, false)
-            })
-            .await;
+            self.gw
+                .settle(&call, outcome, self.status, usage, end, false)
+                .await;
         }
     }
 

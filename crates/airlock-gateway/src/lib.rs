@@ -55,6 +55,7 @@ mod provider;
 mod redact;
 mod restore;
 mod server;
+mod writer;
 
 pub use engine::{
     Caller, Gateway, GatewayConfig, GatewayError, Guardrails, Privacy, Provider, StepLimit,

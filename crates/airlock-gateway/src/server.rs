@@ -44,6 +44,9 @@ const BACK: &[&str] = &[
     "x-should-retry",
 ];
 
+/// Most virtual keys remembered as seen live (then forgotten at once).
+const KEY_CACHE: usize = 4096;
+
 /// Serve the gateway on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, gw: Gateway) -> std::io::Result<()> {
     let client = upstream_client();
@@ -132,17 +135,33 @@ async fn handle(gw: Gateway, client: Upstream, req: Request<Incoming>) -> Respon
         .iter()
         .find(|p| p.kind == kind && wanted.as_deref().is_none_or(|w| w == p.name))
         .cloned();
-    // Authenticate before anything else.
+    // Authenticate before anything else. A POST (every endpoint that is
+    // forwarded only after a reservation) may use a key seen live before:
+    // the reservation's store hop checks again that it is not revoked
+    // (`Begun::KeyRevoked`), so a revoked key never gets a call through.
+    // Anything else (`GET /v1/models`) is looked up every time.
+    let cacheable = req.method() == http::Method::POST;
     let caller = match presented_key(&req) {
         Some(k) => {
-            let store = gw.inner.store.clone();
-            tokio::task::spawn_blocking(move || {
-                let s = store.lock().ok()?;
-                crate::keys::verify_key(&s, &k).ok().flatten()
-            })
-            .await
-            .ok()
-            .flatten()
+            let h = crate::keys::key_hash(&k);
+            let hit = if cacheable {
+                gw.inner.keys.lock().ok().and_then(|m| m.get(&h).cloned())
+            } else {
+                None
+            };
+            match hit {
+                Some(c) => Some(c),
+                None => {
+                    let found = gw.inner.writer.key(k).await;
+                    if let (Some(c), Ok(mut m)) = (&found, gw.inner.keys.lock()) {
+                        if m.len() >= KEY_CACHE {
+                            m.clear();
+                        }
+                        m.insert(h, c.clone());
+                    }
+                    found
+                }
+            }
         }
         None => None,
     };

@@ -908,3 +908,54 @@ async fn stored_answers_are_sealed_kept_only_under_standard_and_purged_after_ret
     assert_eq!(store.gateway_stored_answers().expect("count"), 0);
     assert!(e.calls().iter().any(|c| d(c, "privacy") == "strict"));
 }
+
+/// A virtual key the gateway has seen live (and remembers) is revoked
+/// by another connection to the database, as `airlock gateway key revoke`
+/// in another process does: its next call is refused with
+/// `virtual_key_invalid` before anything is reserved or forwarded, and
+/// audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_key_revoked_elsewhere_gets_no_call_through() {
+    let e = env(&[], 1 << 20).await;
+    let body = serde_json::to_vec(&json!({"model": "gpt-4o-mini", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hello"}]}))
+    .expect("json");
+    let (status, _, _) = post(e.addr, &e.key, "/v1/chat/completions", body.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(e.upstream.received().len(), 1);
+    let spent = e.spent();
+    let mut other = SqliteStore::open(&e.db).expect("reopen");
+    let tenant = TenantId::default_tenant();
+    let id = other.gateway_keys(&tenant).expect("keys")[0].id.clone();
+    assert!(other.gateway_revoke_key(&tenant, &id, 1).expect("revoke"));
+    let body = serde_json::to_vec(&json!({"model": "gpt-4o-mini", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hello again"}]}))
+    .expect("json");
+    let (status, reason, resp) = post(e.addr, &e.key, "/v1/chat/completions", body).await;
+    assert_eq!((status, reason.as_str()), (401, "virtual_key_invalid"));
+    assert!(String::from_utf8_lossy(&resp).contains("virtual_key_invalid"));
+    assert_eq!(e.upstream.received().len(), 1, "nothing forwarded");
+    assert_eq!(e.spent(), spent, "nothing reserved");
+    let refused: Vec<AuditEvent> = e
+        .calls()
+        .into_iter()
+        .filter(|c| c.reason.code() == "virtual_key_invalid")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    // GET /v1/models is looked up every time: refused as well.
+    let tcp = tokio::net::TcpStream::connect(e.addr)
+        .await
+        .expect("connect");
+    let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(c);
+    let req = http::Request::get("/v1/models")
+        .header("host", "gw")
+        .header("authorization", format!("Bearer {}", e.key))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = s.send_request(req).await.expect("send");
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(e.upstream.received().len(), 1, "nothing forwarded");
+}

@@ -226,6 +226,15 @@ impl Masker {
         if self.mapping.is_empty() {
             return text.to_vec();
         }
+        // The whole text is one placeholder (the gateway restores token by
+        // token): a map lookup, not an automaton built per call. Same
+        // answer: a leftmost-longest search would match all of it.
+        if let Some(v) = std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| self.mapping.get(t))
+        {
+            return v.expose().clone();
+        }
         let keys: Vec<&String> = self.mapping.keys().collect();
         let Ok(ac) = aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)

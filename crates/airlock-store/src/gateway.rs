@@ -293,8 +293,33 @@ fn begin_inner(
     call: &NewCall<'_>,
     acquire: bool,
 ) -> rusqlite::Result<Option<CallBegin>> {
-    let t = tenant.as_str();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (begin, taken) = begin_in(&tx, leases, tenant, call, acquire)?;
+    // Commit also when refused (Exceeded): the old lease's release stands.
+    tx.commit()?;
+    if let Some((lkey, l)) = taken {
+        if leases.0.len() >= MAX_LEASES {
+            leases.0.clear();
+        }
+        leases.0.insert(lkey, l);
+    }
+    Ok(begin)
+}
+
+/// A lease taken by [`begin_in`], to be held once its transaction commits.
+type Taken = Option<((String, CallScopes), Lease)>;
+
+/// The body of one reservation attempt, inside a transaction the caller
+/// opened (IMMEDIATE) and commits. Changes nothing in `leases` unless
+/// `acquire` (then it may drop the old lease; the new one is returned).
+fn begin_in(
+    tx: &rusqlite::Connection,
+    leases: &mut Leases,
+    tenant: &TenantId,
+    call: &NewCall<'_>,
+    acquire: bool,
+) -> rusqlite::Result<(Option<CallBegin>, Taken)> {
+    let t = tenant.as_str();
     let earlier: Option<Earlier> = tx
         .prepare_cached(
             "SELECT id, body_hash, state, status, content_type, response, updated FROM gateway_calls
@@ -318,26 +343,29 @@ fn begin_inner(
     let mut retry_of = None;
     if let Some((id, hash, state, status, ctype, body, updated)) = earlier {
         if hash != call.body_hash {
-            return Ok(Some(CallBegin::KeyReused));
+            return Ok((Some(CallBegin::KeyReused), None));
         }
         match state.as_str() {
             "done" => {
-                return Ok(Some(CallBegin::Replay(StoredResponse {
-                    status: status.unwrap_or(200),
-                    content_type: ctype.unwrap_or_default(),
-                    body: body.unwrap_or_default(),
-                })));
+                return Ok((
+                    Some(CallBegin::Replay(StoredResponse {
+                        status: status.unwrap_or(200),
+                        content_type: ctype.unwrap_or_default(),
+                        body: body.unwrap_or_default(),
+                    })),
+                    None,
+                ));
             }
             // A call whose end was never recorded (its process died, or
             // the answer never came back) stops blocking its key after
             // STALE_PENDING; its reservation is taken over, not added.
             "pending" if updated >= call.now - STALE_PENDING => {
-                return Ok(Some(CallBegin::InFlight));
+                return Ok((Some(CallBegin::InFlight), None));
             }
             _ => retry_of = Some(id),
         }
     }
-    let mut budgets = budgets_of(&tx, t)?;
+    let mut budgets = budgets_of(tx, t)?;
     budgets.retain(|b| call.scopes.applies(&b.scope));
     budgets.sort_by_key(|b| level(&b.scope));
     let day = call.now.div_euclid(DAY_MICROS);
@@ -357,7 +385,7 @@ fn begin_inner(
     let mut taken = None;
     if !drawn {
         if !acquire {
-            return Ok(None);
+            return Ok((None, None));
         }
         // Release what is left of the old lease, then check every budget
         // (leases included) and take a new one.
@@ -368,7 +396,7 @@ fn begin_inner(
         let mut headroom = i64::MAX;
         for b in &budgets {
             let spent = used(
-                &tx,
+                tx,
                 t,
                 &b.scope,
                 period_start(&b.period, call.now),
@@ -377,11 +405,13 @@ fn begin_inner(
             )?;
             let room = b.limit_micros.saturating_sub(spent);
             if room < amount {
-                // Keep the release; nothing was reserved.
-                tx.commit()?;
-                return Ok(Some(CallBegin::Exceeded {
-                    scope: b.scope.clone(),
-                }));
+                // Nothing was reserved (the caller commits the release).
+                return Ok((
+                    Some(CallBegin::Exceeded {
+                        scope: b.scope.clone(),
+                    }),
+                    None,
+                ));
             }
             headroom = headroom.min(room);
         }
@@ -394,11 +424,14 @@ fn begin_inner(
             tx.prepare_cached("INSERT INTO gateway_leases (tenant, team, agent, run, vkey, remaining, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(
                 params![t, s.team, s.agent, s.run, s.key, chunk - amount, call.now],
             )?;
-            taken = Some(Lease {
-                id: tx.last_insert_rowid(),
-                day,
-                budgets,
-            });
+            taken = Some((
+                lkey,
+                Lease {
+                    id: tx.last_insert_rowid(),
+                    day,
+                    budgets,
+                },
+            ));
         }
     }
     let s = call.scopes;
@@ -420,14 +453,65 @@ fn begin_inner(
             }
         }
     };
-    tx.commit()?;
-    if let Some(l) = taken {
-        if leases.0.len() >= MAX_LEASES {
-            leases.0.clear();
-        }
-        leases.0.insert(lkey, l);
+    Ok((Some(begin), taken))
+}
+
+/// Settle one call's row (inside or outside a transaction).
+fn finish_in(
+    conn: &rusqlite::Connection,
+    id: i64,
+    settled_micros: i64,
+    end: &CallEnd,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    match end {
+        CallEnd::Done(r) => conn.prepare_cached(
+            "UPDATE gateway_calls SET settled = ?2, state = 'done', status = ?3, content_type = ?4, response = ?5, updated = ?6 WHERE id = ?1",
+        ).and_then(|mut st| st.execute(
+            params![
+                id,
+                settled_micros,
+                r.status,
+                r.content_type,
+                // An empty answer is none kept (strict privacy).
+                (!r.body.is_empty()).then_some(&r.body),
+                now
+            ],
+        )),
+        CallEnd::Failed => conn.prepare_cached(
+            "UPDATE gateway_calls SET settled = ?2, state = 'failed', updated = ?3 WHERE id = ?1",
+        ).and_then(|mut st| st.execute(
+            params![id, settled_micros, now],
+        )),
     }
-    Ok(Some(begin))
+}
+
+/// One piece of work for [`SqliteStore::gateway_batch`].
+#[derive(Debug)]
+pub enum GatewayOp<'a> {
+    /// What [`SqliteStore::gateway_begin`] does.
+    Begin(&'a TenantId, NewCall<'a>),
+    /// What [`SqliteStore::gateway_finish`] does: row, settled micro-USD,
+    /// how it ended, now.
+    Finish(i64, i64, &'a CallEnd, i64),
+}
+
+/// The result of one [`GatewayOp`], in the same order.
+#[derive(Debug)]
+pub enum GatewayDone {
+    /// A `Begin`'s decision.
+    Begin(CallBegin),
+    /// A `Finish` was recorded.
+    Finished,
+}
+
+fn set_sync(conn: &rusqlite::Connection, full: bool) -> rusqlite::Result<()> {
+    let sql = if full {
+        "PRAGMA synchronous = FULL"
+    } else {
+        "PRAGMA synchronous = NORMAL"
+    };
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 impl SqliteStore {
@@ -628,30 +712,85 @@ impl SqliteStore {
         // reservation, so spending is over-counted, never under-counted.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(&err)?;
-        let r = match end {
-            CallEnd::Done(r) => conn.prepare_cached(
-                "UPDATE gateway_calls SET settled = ?2, state = 'done', status = ?3, content_type = ?4, response = ?5, updated = ?6 WHERE id = ?1",
-            ).and_then(|mut st| st.execute(
-                params![
-                    id,
-                    settled_micros,
-                    r.status,
-                    r.content_type,
-                    // An empty answer is none kept (strict privacy).
-                    (!r.body.is_empty()).then_some(&r.body),
-                    now
-                ],
-            )),
-            CallEnd::Failed => conn.prepare_cached(
-                "UPDATE gateway_calls SET settled = ?2, state = 'failed', updated = ?3 WHERE id = ?1",
-            ).and_then(|mut st| st.execute(
-                params![id, settled_micros, now],
-            )),
-        };
+        let r = finish_in(conn, id, settled_micros, end, now);
         let restored = conn.pragma_update(None, "synchronous", "FULL");
         r.map_err(&err)?;
         restored.map_err(err)?;
         Ok(())
+    }
+
+    /// Do many reservations and settlements (of concurrent calls) in one
+    /// transaction, so they share one commit: each op exactly as
+    /// [`SqliteStore::gateway_begin`] / [`SqliteStore::gateway_finish`]
+    /// would do it alone, in order (a later op sees an earlier one's
+    /// writes: two `Begin`s with one key make the second `InFlight`), each
+    /// in its own savepoint so a failing op leaves the others standing.
+    ///
+    /// The batch commits with `synchronous=NORMAL`, which is what a lone
+    /// draw from a held lease and a lone settlement use; a `Begin` that
+    /// its lease does not cover is done after the batch, alone, with a
+    /// `FULL` commit (it takes a new lease, checking every budget; the
+    /// next ones short of a lease draw from that one). Every
+    /// result is returned only after its commit, so a reservation is
+    /// visible to every process before its caller goes on. If the commit
+    /// fails, the whole batch is `Err` (nothing of it was written).
+    pub fn gateway_batch(
+        &mut self,
+        ops: &[GatewayOp<'_>],
+    ) -> Result<Vec<Result<GatewayDone, StoreError>>, StoreError> {
+        let path = self.path().to_owned();
+        let err = |what: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Gateway {
+                path: path.clone(),
+                what,
+                source: DbError::sqlite(source),
+            }
+        };
+        self.writable()?;
+        let (conn, leases) = self.conn_and_leases();
+        // None: not done yet (a Begin whose lease is short).
+        let mut out: Vec<Option<Result<GatewayDone, StoreError>>> = Vec::with_capacity(ops.len());
+        let batch = (|| -> rusqlite::Result<()> {
+            set_sync(conn, false)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for op in ops {
+                tx.prepare_cached("SAVEPOINT gw_op")?.execute([])?;
+                let r = match op {
+                    GatewayOp::Begin(tenant, call) => begin_in(&tx, leases, tenant, call, false)
+                        .map(|(b, _)| b.map(GatewayDone::Begin))
+                        .map_err(err("call reservation")),
+                    GatewayOp::Finish(id, settled, end, now) => {
+                        finish_in(&tx, *id, *settled, end, *now)
+                            .map(|_| Some(GatewayDone::Finished))
+                            .map_err(err("call settlement"))
+                    }
+                };
+                if !matches!(r, Ok(Some(_))) {
+                    tx.prepare_cached("ROLLBACK TO gw_op")?.execute([])?;
+                }
+                tx.prepare_cached("RELEASE gw_op")?.execute([])?;
+                out.push(r.transpose());
+            }
+            tx.commit()
+        })();
+        let restored = set_sync(conn, true);
+        batch.and(restored).map_err(err("call batch"))?;
+        Ok(ops
+            .iter()
+            .zip(out)
+            .map(|(op, r)| match (op, r) {
+                (_, Some(r)) => r,
+                // Alone, as gateway_begin does it: the first takes a new
+                // lease (FULL), the next ones draw from it (NORMAL).
+                (GatewayOp::Begin(tenant, call), None) => {
+                    self.gateway_begin(tenant, call).map(GatewayDone::Begin)
+                }
+                (GatewayOp::Finish(..), None) => {
+                    Err(err("call settlement")(rusqlite::Error::InvalidQuery))
+                }
+            })
+            .collect())
     }
 
     /// Forget the stored answers of calls last updated before `before`
@@ -733,6 +872,14 @@ impl SqliteStore {
                     .optional()
             })
             .map_err(self.gw_err("key lookup"))
+    }
+
+    /// Whether the key with this id exists and is not revoked.
+    pub fn gateway_key_live(&self, id: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .prepare_cached("SELECT 1 FROM gateway_keys WHERE id = ?1 AND revoked IS NULL")
+            .and_then(|mut st| st.exists([id]))
+            .map_err(self.gw_err("key check"))
     }
 
     /// Revoke a key; `false` if there was no live key with that id.
@@ -975,6 +1122,93 @@ mod tests {
             0,
             "a new day"
         );
+    }
+
+    /// A batch does each op as alone, in order: two calls with one key,
+    /// the second is in flight; a settlement in the batch lets the same
+    /// key replay in the next; calls past the lease get one and none goes
+    /// over the budget; another connection sees every reservation.
+    #[test]
+    fn a_batch_is_its_ops_done_one_after_another() {
+        let (d, mut s) = store();
+        let t = TenantId::default_tenant();
+        s.gateway_set_budget(
+            &t,
+            &BudgetRow {
+                scope: "agent:a".into(),
+                period: "total".into(),
+                limit_micros: 1000,
+            },
+        )
+        .expect("set");
+        let scopes = CallScopes {
+            agent: "a".into(),
+            ..Default::default()
+        };
+        let call = |k: &'static str, amount| NewCall {
+            idem_key: k,
+            body_hash: "h",
+            scopes: &scopes,
+            reserve_micros: amount,
+            now: 10,
+            window_start: 0,
+        };
+        let r = s
+            .gateway_batch(&[
+                GatewayOp::Begin(&t, call("k1", 10)),
+                GatewayOp::Begin(&t, call("k1", 10)),
+            ])
+            .expect("batch");
+        let Ok(GatewayDone::Begin(CallBegin::Reserved { id, retry: false })) = r[0] else {
+            panic!("first reserves: {r:?}")
+        };
+        assert!(matches!(r[1], Ok(GatewayDone::Begin(CallBegin::InFlight))));
+        let done = CallEnd::Done(StoredResponse {
+            status: 200,
+            content_type: "application/json".into(),
+            body: b"{}".to_vec(),
+        });
+        let r = s
+            .gateway_batch(&[
+                GatewayOp::Finish(id, 4, &done, 11),
+                GatewayOp::Begin(&t, call("k1", 10)),
+            ])
+            .expect("batch");
+        assert!(matches!(r[0], Ok(GatewayDone::Finished)));
+        assert!(
+            matches!(&r[1], Ok(GatewayDone::Begin(CallBegin::Replay(a))) if a.body == b"{}"),
+            "{r:?}"
+        );
+        // 200 calls of 10 against what is left (996): 99 fit, leases or not.
+        let keys: Vec<String> = (0..200).map(|i| format!("many{i}")).collect();
+        let ops: Vec<GatewayOp<'_>> = keys
+            .iter()
+            .map(|k| {
+                GatewayOp::Begin(
+                    &t,
+                    NewCall {
+                        idem_key: k,
+                        body_hash: "h",
+                        scopes: &scopes,
+                        reserve_micros: 10,
+                        now: 12,
+                        window_start: 0,
+                    },
+                )
+            })
+            .collect();
+        let r = s.gateway_batch(&ops).expect("batch");
+        let reserved = r
+            .iter()
+            .filter(|x| matches!(x, Ok(GatewayDone::Begin(CallBegin::Reserved { .. }))))
+            .count();
+        let exceeded = r
+            .iter()
+            .filter(|x| matches!(x, Ok(GatewayDone::Begin(CallBegin::Exceeded { .. }))))
+            .count();
+        assert_eq!((reserved, exceeded), (99, 101), "{r:?}");
+        let other = SqliteStore::open(&d.path().join("db")).expect("reopen");
+        assert_eq!(other.gateway_spent(&t, 0).expect("spent"), 4 + 99 * 10);
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub use control::{
     AgentRow, ApiTokenRow, ControlStore, PolicyVersionRow, RunRow, RunState, TeamRow, TenantRow,
 };
 pub use gateway::{
-    BudgetRow, BudgetSpend, BudgetUsage, CallBegin, CallEnd, CallScopes, KeyRow, NewCall,
-    StoredResponse,
+    BudgetRow, BudgetSpend, BudgetUsage, CallBegin, CallEnd, CallScopes, GatewayDone, GatewayOp,
+    KeyRow, NewCall, StoredResponse,
 };
 pub use limited::read_limited;
 pub use mcp::ToolPin;

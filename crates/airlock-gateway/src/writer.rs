@@ -1,0 +1,209 @@
+//! The gateway's store thread: every per-call store operation (virtual key
+//! lookup, reservation, settlement) goes to one thread over a channel, and
+//! the thread does everything that is waiting in one SQLite transaction
+//! (group commit). Under load, concurrent calls share a commit instead of
+//! taking turns on the store mutex with a commit each; alone, a call pays
+//! one thread hand-off per operation, as it did with `spawn_blocking`.
+//!
+//! Guarantees are the store's ([`SqliteStore::gateway_batch`]): each
+//! operation is done exactly as alone, and its answer is sent only after its
+//! transaction committed — a reservation is in the database, visible to
+//! every process, before its call is forwarded.
+
+use airlock_store::{
+    CallBegin, CallEnd, CallScopes, GatewayDone, GatewayOp, KeyRow, NewCall, SqliteStore,
+};
+use airlock_types::TenantId;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Most operations done in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// A reservation to make (owned [`NewCall`]).
+pub(crate) struct Begin {
+    pub tenant: TenantId,
+    pub idem_key: String,
+    pub body_hash: String,
+    pub scopes: CallScopes,
+    pub reserve_micros: i64,
+    pub now: i64,
+    pub window_start: i64,
+}
+
+/// A failure, as text (the store's error names the database and the step).
+pub(crate) type JobResult<T> = Result<T, String>;
+
+/// What a reservation came to.
+#[derive(Debug)]
+pub(crate) enum Begun {
+    /// The store's decision.
+    Store(CallBegin),
+    /// The call's virtual key (`scopes.key`) is revoked or gone: nothing
+    /// was reserved.
+    KeyRevoked,
+}
+
+enum Job {
+    Key(String, oneshot::Sender<Option<(String, KeyRow)>>),
+    Begin(Box<Begin>, oneshot::Sender<JobResult<Begun>>),
+    Finish(i64, i64, CallEnd, i64, oneshot::Sender<JobResult<()>>),
+}
+
+/// The sending side; the thread ends when every clone of it is dropped.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Start the thread for `store`.
+    pub fn start(store: Arc<Mutex<SqliteStore>>) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("airlock-gateway-store".into())
+            .spawn(move || run(&store, &rx))?;
+        Ok(Writer { tx })
+    }
+
+    /// The live key row for a presented key (`None`: unknown, revoked, or
+    /// the lookup failed — the caller refuses).
+    pub async fn key(&self, presented: String) -> Option<(String, KeyRow)> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Job::Key(presented, tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Reserve (see [`SqliteStore::gateway_begin`]), after checking again
+    /// that the call's virtual key, if it has one, is live.
+    pub async fn begin(&self, b: Begin) -> JobResult<Begun> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Begin(Box::new(b), tx))
+            .map_err(|_| "gateway store thread gone".to_string())?;
+        rx.await
+            .map_err(|_| "gateway store thread gone".to_string())?
+    }
+
+    /// Queue a settlement (see [`SqliteStore::gateway_finish`]); the
+    /// receiver says when it is committed.
+    pub fn finish(
+        &self,
+        id: i64,
+        settled: i64,
+        end: CallEnd,
+        now: i64,
+    ) -> oneshot::Receiver<JobResult<()>> {
+        let (tx, rx) = oneshot::channel();
+        // A send to a gone thread drops `tx`: the receiver reports it.
+        let _ = self.tx.send(Job::Finish(id, settled, end, now, tx));
+        rx
+    }
+}
+
+fn run(store: &Mutex<SqliteStore>, rx: &mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let Ok(mut s) = store.lock() else {
+            // Poisoned: every job fails (dropping its sender says so).
+            jobs.clear();
+            continue;
+        };
+        batch(&mut s, &mut jobs);
+    }
+}
+
+fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
+    // Key lookups and key checks first: reads, no transaction needed. A
+    // call whose key was revoked since it was looked up reserves nothing.
+    let mut writes = Vec::with_capacity(jobs.len());
+    for j in jobs.drain(..) {
+        match j {
+            Job::Key(k, tx) => {
+                let _ = tx.send(crate::keys::verify_key(s, &k).ok().flatten());
+            }
+            Job::Begin(b, tx) => match b.scopes.key.as_deref().map(|id| s.gateway_key_live(id)) {
+                None | Some(Ok(true)) => writes.push(Job::Begin(b, tx)),
+                Some(Ok(false)) => {
+                    let _ = tx.send(Ok(Begun::KeyRevoked));
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+            },
+            w => writes.push(w),
+        }
+    }
+    if writes.is_empty() {
+        return;
+    }
+    let ops: Vec<GatewayOp<'_>> = writes
+        .iter()
+        .filter_map(|j| match j {
+            Job::Begin(b, _) => Some(GatewayOp::Begin(
+                &b.tenant,
+                NewCall {
+                    idem_key: &b.idem_key,
+                    body_hash: &b.body_hash,
+                    scopes: &b.scopes,
+                    reserve_micros: b.reserve_micros,
+                    now: b.now,
+                    window_start: b.window_start,
+                },
+            )),
+            Job::Finish(id, settled, end, now, _) => {
+                Some(GatewayOp::Finish(*id, *settled, end, *now))
+            }
+            Job::Key(..) => None,
+        })
+        .collect();
+    let results = s.gateway_batch(&ops);
+    drop(ops);
+    match results {
+        Ok(results) => {
+            for (j, r) in writes.into_iter().zip(results) {
+                match (j, r) {
+                    (Job::Begin(_, tx), Ok(GatewayDone::Begin(b))) => {
+                        let _ = tx.send(Ok(Begun::Store(b)));
+                    }
+                    (Job::Finish(.., tx), Ok(GatewayDone::Finished)) => {
+                        let _ = tx.send(Ok(()));
+                    }
+                    (Job::Begin(_, tx), r) => {
+                        let _ = tx.send(Err(err_text(r.err())));
+                    }
+                    (Job::Finish(.., tx), r) => {
+                        let _ = tx.send(Err(err_text(r.err())));
+                    }
+                    (Job::Key(..), _) => {}
+                }
+            }
+        }
+        Err(e) => {
+            let e = e.to_string();
+            for j in writes {
+                match j {
+                    Job::Begin(_, tx) => {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    Job::Finish(.., tx) => {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    Job::Key(..) => {}
+                }
+            }
+        }
+    }
+}
+
+fn err_text(e: Option<airlock_store::StoreError>) -> String {
+    e.map_or_else(|| "unexpected store answer".to_string(), |e| e.to_string())
+}
