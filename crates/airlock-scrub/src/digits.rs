@@ -236,6 +236,31 @@ impl Shape {
             ) || self.fits_bytes(hay, start, end))
     }
 
+    /// A necessary condition of [`Shape::fits`] on the run's digit count
+    /// and its [`RunFlags`] alone (tested: `fits` implies it), so that the
+    /// anchor pass can select the shapes a run may fit by two table
+    /// lookups and call `fits` only for those.
+    pub(crate) fn may_fit(self, digits: usize, f: RunFlags) -> bool {
+        let has = |bit: u8| f.0 & bit != 0;
+        digits >= self.min_run_digits()
+            && match self {
+                Shape::PhoneInternational => has(RunFlags::PLUS),
+                Shape::PhoneDe => has(RunFlags::DASH_OR_SLASH) && has(RunFlags::ZERO_LED),
+                Shape::UsSsn => has(RunFlags::DASH_OR_SLASH) && has(RunFlags::GROUP4),
+                Shape::PhoneNanp | Shape::PaymentCard | Shape::UsSsnSpaced => {
+                    has(RunFlags::GROUP4)
+                }
+                Shape::PhoneUk => has(RunFlags::GROUP4) && has(RunFlags::ZERO_LED),
+                Shape::PhoneFr => has(RunFlags::ZERO_LED),
+                Shape::PhoneNational => has(RunFlags::ZERO_LED) || has(RunFlags::PAREN),
+                // `iban_fits`: an upper-case letter right before the run.
+                Shape::Iban => has(RunFlags::UPPER_BEFORE),
+                // `postcode_fits`: an inward-code letter right after it.
+                Shape::UkPostcode => has(RunFlags::UPPER_AFTER),
+                Shape::PhoneExtension => has(RunFlags::EXT_AFTER),
+            }
+    }
+
     /// A cheap necessary condition of [`Shape::fits`] on the run
     /// `hay[start..end]`, for the shapes that fit runs of few digits: an
     /// IBAN's whole check (at the run's start), a '+' for an international
@@ -273,6 +298,43 @@ impl Shape {
                 matches!(hay.get(end), Some(b'x' | b'X' | b'e' | b'E' | b'\t'))
             }
         }
+    }
+}
+
+/// What [`Shape::may_fit`] reads of a run besides its digit count: its
+/// [`RunStats`] flags and the bytes right around it, as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunFlags(pub u8);
+
+impl RunFlags {
+    pub const PLUS: u8 = 1;
+    pub const DASH_OR_SLASH: u8 = 2;
+    pub const ZERO_LED: u8 = 4;
+    pub const PAREN: u8 = 8;
+    /// `longest_group >= 4`.
+    pub const GROUP4: u8 = 16;
+    /// The byte before the run is an ASCII upper-case letter.
+    pub const UPPER_BEFORE: u8 = 32;
+    /// The byte after the run is an ASCII upper-case letter.
+    pub const UPPER_AFTER: u8 = 64;
+    /// The byte after the run can open an extension marker (`x`, `e`, tab).
+    pub const EXT_AFTER: u8 = 128;
+
+    /// The flags of the run `hay[start..end]` with stats `st`.
+    #[inline]
+    pub(crate) fn of(hay: &[u8], start: usize, end: usize, st: RunStats) -> RunFlags {
+        let before = start.checked_sub(1).and_then(|j| hay.get(j)).copied();
+        let after = hay.get(end).copied();
+        RunFlags(
+            u8::from(st.plus)
+                | u8::from(st.dash_or_slash) << 1
+                | u8::from(st.zero_led) << 2
+                | u8::from(st.paren) << 3
+                | u8::from(st.longest_group >= 4) << 4
+                | u8::from(before.is_some_and(|b| b.is_ascii_uppercase())) << 5
+                | u8::from(after.is_some_and(|b| b.is_ascii_uppercase())) << 6
+                | u8::from(matches!(after, Some(b'x' | b'X' | b'e' | b'E' | b'\t'))) << 7,
+        )
     }
 }
 
@@ -692,6 +754,33 @@ pub(crate) mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+        /// `may_fit` is a necessary condition of `fits`: the anchor pass
+        /// tries only the shapes it selects. Every range of the soup, not
+        /// only the anchor pass's runs, with random bytes around it.
+        #[test]
+        fn fits_implies_may_fit(
+            hay in digit_soup(),
+            before in "[ A-Za-z0-9\t(+-]",
+            after in "[ A-Za-z0-9\t.x-]",
+        ) {
+            let hay = [before.as_bytes(), &hay, after.as_bytes()].concat();
+            for s in 0..hay.len() {
+                for e in s..=hay.len().min(s + 40) {
+                    let st = RunStats::of(&hay[s..e]);
+                    let flags = RunFlags::of(&hay, s, e, st);
+                    for (shape, _) in PATTERNS {
+                        if shape.fits(&hay, s, e, st) {
+                            prop_assert!(
+                                shape.may_fit(st.digits, flags),
+                                "{shape:?} fits {:?} but may_fit says no",
+                                String::from_utf8_lossy(&hay[s..e])
+                            );
+                        }
+                    }
+                }
+            }
+        }
 
         /// Each shape is a necessary condition of its rule's regex: every
         /// match it can report over any range lies on a run with the shape.

@@ -11,7 +11,7 @@
 
 use crate::Category;
 use crate::checks;
-use crate::digits::{RunStats, Shape};
+use crate::digits::{RunFlags, RunStats, Shape};
 use crate::keywords::Keywords;
 use crate::rules::{Anchor, Rule};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -90,6 +90,9 @@ pub(crate) struct Engine {
     skip_shapes: Vec<(usize, Shape)>,
     /// The smallest `min_run_digits` of `skip_shapes`.
     skip_shape_min: usize,
+    /// `skip_shapes` selected by table (bit `j`: `skip_shapes[j]`); `None`
+    /// past 32 of them (each is then tried in turn).
+    shape_sets: Option<ShapeSets>,
     /// The digit rules' filters as bit sets (bit `k`: `digit_rules[k]`),
     /// so that a run selects its rules in a few operations instead of a
     /// loop of data-dependent branches; `None` past 64 digit rules (the
@@ -311,6 +314,51 @@ impl RuleSets {
             & (!self.plus | all(plus))
             & (!self.dash | all(dash))
             & (!self.dots | all(dots >= 3))
+    }
+}
+
+/// The run shapes a run may fit by necessary conditions alone
+/// ([`Shape::may_fit`]): a bit set over `skip_shapes` per digit count and
+/// per [`RunFlags`], ANDed, so that most runs (a timestamp, a count) call
+/// no shape's `fits` at all.
+#[derive(Debug)]
+struct ShapeSets {
+    /// Index: the digit count, capped at `DIGITS_CAP`.
+    by_digits: [u32; DIGITS_CAP + 1],
+    by_flags: Box<[u32; 256]>,
+}
+
+/// No shape needs more digits than this (`ShapeSets::new` checks).
+const DIGITS_CAP: usize = 16;
+
+impl ShapeSets {
+    fn new(shapes: &[(usize, Shape)]) -> Option<ShapeSets> {
+        if shapes.len() > 32 || shapes.iter().any(|(_, s)| s.min_run_digits() > DIGITS_CAP) {
+            return None;
+        }
+        let mut by_digits = [0u32; DIGITS_CAP + 1];
+        let mut by_flags = Box::new([0u32; 256]);
+        for (j, (_, shape)) in shapes.iter().enumerate() {
+            for (d, m) in by_digits.iter_mut().enumerate() {
+                if d >= shape.min_run_digits() {
+                    *m |= 1 << j;
+                }
+            }
+            for (f, m) in (0u8..=255).zip(by_flags.iter_mut()) {
+                if shape.may_fit(usize::MAX, RunFlags(f)) {
+                    *m |= 1 << j;
+                }
+            }
+        }
+        Some(ShapeSets {
+            by_digits,
+            by_flags,
+        })
+    }
+
+    #[inline]
+    fn select(&self, digits: usize, flags: RunFlags) -> u32 {
+        self.by_digits[digits.min(DIGITS_CAP)] & self.by_flags[usize::from(flags.0)]
     }
 }
 
@@ -556,6 +604,7 @@ impl Engine {
             .map(|(_, s)| s.min_run_digits())
             .min()
             .unwrap_or(usize::MAX);
+        let shape_sets = ShapeSets::new(&skip_shapes);
         let short_shapes = skip_shapes
             .iter()
             .filter(|(_, s)| s.min_run_digits() < digit_min)
@@ -589,6 +638,7 @@ impl Engine {
             shape_skip_of,
             skip_shapes,
             skip_shape_min,
+            shape_sets,
             rule_sets,
             short_shapes,
             label_max,
@@ -918,11 +968,30 @@ impl Engine {
                     // Runs for the shape skip, short ones included: a match
                     // near a run that wakes a rule may lie in a short run.
                     if long || digits >= self.skip_shape_min {
-                        for &(k, shape) in &self.skip_shapes {
-                            if (long || shape.fits(hay, start, i, st))
-                                && let Some(runs) = shape_runs.get_mut(k)
-                            {
-                                runs.push((start, i));
+                        match &self.shape_sets {
+                            // Only the shapes whose necessary conditions
+                            // the run meets are tried.
+                            Some(sets) if !long => {
+                                let mut m = sets.select(digits, RunFlags::of(hay, start, i, st));
+                                while m != 0 {
+                                    let j = m.trailing_zeros() as usize;
+                                    m &= m - 1;
+                                    if let Some(&(k, shape)) = self.skip_shapes.get(j)
+                                        && shape.fits(hay, start, i, st)
+                                        && let Some(runs) = shape_runs.get_mut(k)
+                                    {
+                                        runs.push((start, i));
+                                    }
+                                }
+                            }
+                            _ => {
+                                for &(k, shape) in &self.skip_shapes {
+                                    if (long || shape.fits(hay, start, i, st))
+                                        && let Some(runs) = shape_runs.get_mut(k)
+                                    {
+                                        runs.push((start, i));
+                                    }
+                                }
                             }
                         }
                     }
