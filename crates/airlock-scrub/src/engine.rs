@@ -318,14 +318,23 @@ impl RuleSets {
 }
 
 /// The run shapes a run may fit by necessary conditions alone
-/// ([`Shape::may_fit`]): a bit set over `skip_shapes` per digit count and
-/// per [`RunFlags`], ANDed, so that most runs (a timestamp, a count) call
-/// no shape's `fits` at all.
+/// ([`Shape::may_fit`]): bit sets over `skip_shapes` per digit count and
+/// per byte of [`RunFlags`], ANDed, so that most runs (a date, a float, a
+/// count) call no shape's `fits` at all. `may_fit` is monotone in the
+/// flags, so a table of one byte's flags with the other byte's all set
+/// holds every shape that `may_fit` allows: the AND is a superset of the
+/// exact selection, and `fits` decides.
 #[derive(Debug)]
 struct ShapeSets {
     /// Index: the digit count, capped at `DIGITS_CAP`.
     by_digits: [u32; DIGITS_CAP + 1],
-    by_flags: Box<[u32; 256]>,
+    /// By the low flags ([`RunFlags::of`]).
+    by_lo: Box<[u32; 256]>,
+    /// By the high flags ([`RunFlags::groups`]).
+    by_hi: Box<[u32; 256]>,
+    /// The shapes that need some high flag (`by_hi[0]` lacks them): the
+    /// groups are walked only when one of them is still selected.
+    need_hi: u32,
 }
 
 /// No shape needs more digits than this (`ShapeSets::new` checks).
@@ -337,28 +346,42 @@ impl ShapeSets {
             return None;
         }
         let mut by_digits = [0u32; DIGITS_CAP + 1];
-        let mut by_flags = Box::new([0u32; 256]);
+        let mut by_lo = Box::new([0u32; 256]);
+        let mut by_hi = Box::new([0u32; 256]);
         for (j, (_, shape)) in shapes.iter().enumerate() {
             for (d, m) in by_digits.iter_mut().enumerate() {
                 if d >= shape.min_run_digits() {
                     *m |= 1 << j;
                 }
             }
-            for (f, m) in (0u8..=255).zip(by_flags.iter_mut()) {
-                if shape.may_fit(usize::MAX, RunFlags(f)) {
-                    *m |= 1 << j;
+            for b in 0u16..=255 {
+                if shape.may_fit(usize::MAX, RunFlags(b | 0xFF00)) {
+                    by_lo[usize::from(b)] |= 1 << j;
+                }
+                if shape.may_fit(usize::MAX, RunFlags(b << 8 | 0x00FF)) {
+                    by_hi[usize::from(b)] |= 1 << j;
                 }
             }
         }
+        let need_hi = !by_hi[0];
         Some(ShapeSets {
             by_digits,
-            by_flags,
+            by_lo,
+            by_hi,
+            need_hi,
         })
     }
 
+    /// The shapes the run `hay[start..end]` with stats `st` may fit.
     #[inline]
-    fn select(&self, digits: usize, flags: RunFlags) -> u32 {
-        self.by_digits[digits.min(DIGITS_CAP)] & self.by_flags[usize::from(flags.0)]
+    fn select(&self, hay: &[u8], start: usize, end: usize, st: RunStats) -> u32 {
+        let lo = RunFlags::of(hay, start, end, st).0;
+        let m = self.by_digits[st.digits.min(DIGITS_CAP)] & self.by_lo[usize::from(lo & 0xFF)];
+        if m & self.need_hi == 0 {
+            return m;
+        }
+        let hi = RunFlags::groups(hay, start, end).0 >> 8;
+        m & self.by_hi[usize::from(hi & 0xFF)]
     }
 }
 
@@ -972,7 +995,7 @@ impl Engine {
                             // Only the shapes whose necessary conditions
                             // the run meets are tried.
                             Some(sets) if !long => {
-                                let mut m = sets.select(digits, RunFlags::of(hay, start, i, st));
+                                let mut m = sets.select(hay, start, i, st);
                                 while m != 0 {
                                     let j = m.trailing_zeros() as usize;
                                     m &= m - 1;
@@ -1002,9 +1025,20 @@ impl Engine {
                     // The rules this run wakes: those whose filters it
                     // meets and, where the shape filters windows, whose
                     // shape it has.
+                    // (`may_fit` first: a necessary condition of `fits`
+                    // on flags computed once per run.)
+                    let flags = std::cell::OnceCell::new();
+                    let fits = |sh: Shape| {
+                        let f = *flags.get_or_init(|| {
+                            RunFlags(
+                                RunFlags::of(hay, start, i, st).0
+                                    | RunFlags::groups(hay, start, i).0,
+                            )
+                        });
+                        sh.may_fit(digits, f) && sh.fits(hay, start, i, st)
+                    };
                     let wakes = |d: &DigitRule| {
-                        long || !(d.shape_filters_windows
-                            && d.shape.is_some_and(|sh| !sh.fits(hay, start, i, st)))
+                        long || !(d.shape_filters_windows && d.shape.is_some_and(|sh| !fits(sh)))
                     };
                     if let Some(sets) = &self.rule_sets {
                         let mut m = if long {
