@@ -428,7 +428,14 @@ impl ColonRun {
 /// in linear time: a counting sort on the label (labels are small dense
 /// integers), then each label's run sorted by `(start, end)` only if it is
 /// not already (windows mostly arrive in ascending order).
+/// Few windows (a short input) are sorted directly: the counting sort's
+/// passes over every label would cost more than the sort.
 fn group_by_label(wins: &[(u32, usize, usize)], labels: usize) -> Vec<(u32, usize, usize)> {
+    if wins.len() <= labels / 4 {
+        let mut out = wins.to_vec();
+        out.sort_unstable();
+        return out;
+    }
     let mut at = vec![0usize; labels + 1];
     for w in wins {
         at[w.0 as usize + 1] += 1;
@@ -709,8 +716,11 @@ impl Engine {
         // One open window per rule; a new window that overlaps the rule's
         // open one extends it (anchors arrive in nearly ascending order), so
         // dense anchors cost O(1) each.
+        // Scratch per label is allocated on first use, so that a short
+        // input that wakes no rule (a path, a sentence, a number: what the
+        // MCP gateway scrubs string by string) allocates nothing per label.
         let mut wins: Vec<(u32, usize, usize)> = Vec::new();
-        let mut open: Vec<u32> = vec![u32::MAX; self.labels.len()];
+        let mut open: Vec<u32> = Vec::new();
         let push = |label: u32,
                     a: usize,
                     b: usize,
@@ -721,6 +731,9 @@ impl Engine {
             let e = b.saturating_add(m).min(len);
             if e <= from {
                 return;
+            }
+            if open.is_empty() {
+                open.resize(self.labels.len(), u32::MAX);
             }
             let slot = &mut open[label as usize];
             if let Some(w) = wins.get_mut(*slot as usize)
@@ -742,13 +755,17 @@ impl Engine {
             // to right and skipping those inside the last match gives what a
             // leftmost-first search over windows around them gives. The rest
             // get windows.
-            let mut next = vec![0usize; self.labels.len()];
+            let mut next: Vec<usize> = Vec::new();
             kw.for_each(hay, kstart, &mut |k, a, b| {
                 for &li in &self.kw_rules[k] {
                     push(li, a, b, &mut wins, &mut open);
                 }
                 if a >= from {
-                    for &li in &self.kw_anchored[k] {
+                    let anchored = &self.kw_anchored[k];
+                    if !anchored.is_empty() && next.is_empty() {
+                        next.resize(self.labels.len(), 0);
+                    }
+                    for &li in anchored {
                         let n = &mut next[li as usize];
                         if a >= *n {
                             *n = self.search_at(hay, li, a, &mut out).unwrap_or(a + 1);
@@ -795,6 +812,9 @@ impl Engine {
         // holds no match (every match's secret lies in a run with the
         // shape, and inside the component). Components of one rule and its
         // runs both ascend, so one cursor per rule suffices.
+        if comps.is_empty() {
+            return self.known_secrets(hay, from, out);
+        }
         let mut skip = vec![false; comps.len()];
         let mut cursor = vec![0usize; shape_runs.len()];
         for (c, skip) in comps.iter().zip(skip.iter_mut()) {
@@ -859,8 +879,14 @@ impl Engine {
             self.search(hay, li, s, e, &mut out);
         }
 
+        self.known_secrets(hay, from, out)
+    }
+
+    /// Appends every occurrence of a known secret starting at or after
+    /// `from` to `out`.
+    fn known_secrets(&self, hay: &[u8], from: usize, mut out: Vec<Raw>) -> Vec<Raw> {
         if let Some(ac) = &self.known_ac {
-            let input = aho_corasick::Input::new(hay).range(from..len);
+            let input = aho_corasick::Input::new(hay).range(from..hay.len());
             for m in ac.find_overlapping_iter(input) {
                 out.push(Raw {
                     full: (m.start(), m.end()),
@@ -1275,6 +1301,40 @@ mod tests {
                 .prop_map(|s| s.as_bytes().to_vec()),
         ];
         prop::collection::vec(piece, 0..30).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// Both ways of grouping windows (a sort for few, a counting sort
+        /// for many) give what `sort_unstable` gives.
+        #[test]
+        fn group_by_label_sorts(
+            wins in prop::collection::vec((0u32..40, 0usize..50, 0usize..50), 0..120),
+        ) {
+            let mut want = wins.clone();
+            want.sort_unstable();
+            prop_assert_eq!(group_by_label(&wins, 40), want.clone());
+            prop_assert_eq!(group_by_label(&wins, 4000), want);
+        }
+    }
+
+    /// A short input that wakes no rule, and one that does, scanned through
+    /// the public API (the MCP gateway's per-string use).
+    #[test]
+    fn short_inputs() {
+        let s = crate::Scrubber::builtin();
+        for quiet in [
+            "",
+            "/home/agent/src/engine.rs",
+            "1732541923",
+            "All tests passed.",
+        ] {
+            assert!(s.scan(quiet).is_empty(), "{quiet:?}");
+        }
+        let f = s.scan("mail bob@example.com now");
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].start, f[0].end), (5, 20));
     }
 
     proptest! {

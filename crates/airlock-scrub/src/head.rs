@@ -398,7 +398,10 @@ mod tests {
     fn follows_names_are_the_patterns_alternation() {
         assert_eq!(
             FOLLOWS_NAMES,
-            format!("(?i:{})[A-Za-z0-9_\\-]{{0,16}}", FOLLOWS_NAME_LIST.join("|"))
+            format!(
+                "(?i:{})[A-Za-z0-9_\\-]{{0,16}}",
+                FOLLOWS_NAME_LIST.join("|")
+            )
         );
         // Both rules are tried anchored at their keywords.
         for r in follows_rules() {
