@@ -236,6 +236,61 @@ impl Shape {
             ) || self.fits_bytes(hay, start, end))
     }
 
+    /// A necessary condition of [`Shape::fits`] on an anchor-pass run's
+    /// digit count and its [`RunFlags`] alone (tested: `fits` implies it
+    /// on every run the anchor pass cuts), so that the anchor pass can
+    /// select the shapes a run may fit by table lookups and call `fits`
+    /// only for those. Monotone in the flags (no negation: a set flag
+    /// never turns it false), which the split tables rely on.
+    pub(crate) fn may_fit(self, digits: usize, f: RunFlags) -> bool {
+        let has = |bit: u16| f.0 & bit != 0;
+        digits >= self.min_run_digits()
+            && match self {
+                Shape::PhoneInternational => has(RunFlags::PLUS),
+                // `de_at`: a 0-led group of 3 to 5 digits.
+                Shape::PhoneDe => {
+                    has(RunFlags::DASH_OR_SLASH)
+                        && has(RunFlags::ZERO_LED)
+                        && has(RunFlags::ZERO_LED2)
+                }
+                // `ssn_at`: `\d{3}-\d{2}-\d{4}` from a group start.
+                Shape::UsSsn => {
+                    has(RunFlags::DASH_OR_SLASH)
+                        && has(RunFlags::GROUP4)
+                        && has(RunFlags::GROUP3)
+                        && has(RunFlags::GROUP2)
+                }
+                // `nanp_at`: `[2-9]\d{2}[ .\-]` from a group start.
+                Shape::PhoneNanp => has(RunFlags::GROUP4) && has(RunFlags::GROUP3),
+                // `card_fits`: a start and an end.
+                Shape::PaymentCard => {
+                    has(RunFlags::GROUP4) && has(RunFlags::CARD_START) && has(RunFlags::DIGIT_END)
+                }
+                // `ssn_spaced_at`: `\d{3}[ .]\d{2}[ .]\d{4}` from a group start.
+                Shape::UsSsnSpaced => {
+                    has(RunFlags::GROUP4) && has(RunFlags::GROUP3) && has(RunFlags::GROUP2)
+                }
+                // `uk_at`: `0[127]` at a group start.
+                Shape::PhoneUk => {
+                    has(RunFlags::GROUP4) && has(RunFlags::ZERO_LED) && has(RunFlags::ZERO_LED2)
+                }
+                // `fr_at`: `0[1-9][ .]` from a group start.
+                Shape::PhoneFr => {
+                    has(RunFlags::ZERO_LED) && has(RunFlags::ZERO_LED2) && has(RunFlags::GROUP2)
+                }
+                // `national_at`: a `(` before a group start (inside the
+                // run: `(` is a separator, so a run never starts right
+                // after one unless it holds four separators before its
+                // first digit), or a 0-led group of 2 to 5 digits.
+                Shape::PhoneNational => has(RunFlags::ZERO_LED2) || has(RunFlags::PAREN),
+                // `iban_fits`: an upper-case letter right before the run.
+                Shape::Iban => has(RunFlags::UPPER_BEFORE),
+                // `postcode_fits`: an inward-code letter right after it.
+                Shape::UkPostcode => has(RunFlags::UPPER_AFTER),
+                Shape::PhoneExtension => has(RunFlags::EXT_AFTER),
+            }
+    }
+
     /// A cheap necessary condition of [`Shape::fits`] on the run
     /// `hay[start..end]`, for the shapes that fit runs of few digits: an
     /// IBAN's whole check (at the run's start), a '+' for an international
@@ -273,6 +328,89 @@ impl Shape {
                 matches!(hay.get(end), Some(b'x' | b'X' | b'e' | b'E' | b'\t'))
             }
         }
+    }
+}
+
+/// What [`Shape::may_fit`] reads of a run besides its digit count, as
+/// bits: the low byte from its [`RunStats`] and the bytes around it
+/// ([`RunFlags::of`], cheap), the high byte from one walk over its digit
+/// groups ([`RunFlags::groups`], done only when a shape needs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunFlags(pub u16);
+
+impl RunFlags {
+    pub const PLUS: u16 = 1;
+    pub const DASH_OR_SLASH: u16 = 1 << 1;
+    pub const ZERO_LED: u16 = 1 << 2;
+    pub const PAREN: u16 = 1 << 3;
+    /// `longest_group >= 4`.
+    pub const GROUP4: u16 = 1 << 4;
+    /// The byte before the run is an ASCII upper-case letter.
+    pub const UPPER_BEFORE: u16 = 1 << 5;
+    /// The byte after the run is an ASCII upper-case letter.
+    pub const UPPER_AFTER: u16 = 1 << 6;
+    /// The byte after the run can open an extension marker (`x`, `e`, tab).
+    pub const EXT_AFTER: u16 = 1 << 7;
+    /// A group of at least two digits starts with '0'.
+    pub const ZERO_LED2: u16 = 1 << 8;
+    /// A group of exactly two digits.
+    pub const GROUP2: u16 = 1 << 9;
+    /// A group of exactly three digits.
+    pub const GROUP3: u16 = 1 << 10;
+    /// A group of at least four digits after `^` or `[^\w\-.]` (a card's
+    /// start).
+    pub const CARD_START: u16 = 1 << 11;
+    /// A digit followed by the end or a byte other than a word byte and
+    /// '-' (a card's end).
+    pub const DIGIT_END: u16 = 1 << 12;
+
+    /// The low flags of the run `hay[start..end]` with stats `st`.
+    #[inline]
+    pub(crate) fn of(hay: &[u8], start: usize, end: usize, st: RunStats) -> RunFlags {
+        let before = start.checked_sub(1).and_then(|j| hay.get(j)).copied();
+        let after = hay.get(end).copied();
+        RunFlags(
+            u16::from(st.plus)
+                | u16::from(st.dash_or_slash) << 1
+                | u16::from(st.zero_led) << 2
+                | u16::from(st.paren) << 3
+                | u16::from(st.longest_group >= 4) << 4
+                | u16::from(before.is_some_and(|b| b.is_ascii_uppercase())) << 5
+                | u16::from(after.is_some_and(|b| b.is_ascii_uppercase())) << 6
+                | u16::from(matches!(after, Some(b'x' | b'X' | b'e' | b'E' | b'\t'))) << 7,
+        )
+    }
+
+    /// The high flags of the run `hay[start..end]`, from its digit groups
+    /// (a run's groups end inside it: the byte after it is no digit).
+    pub(crate) fn groups(hay: &[u8], start: usize, end: usize) -> RunFlags {
+        let end = end.min(hay.len());
+        let mut f = 0u16;
+        let mut i = start;
+        while i < end {
+            if !hay[i].is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            let g = i;
+            while i < end && hay[i].is_ascii_digit() {
+                i += 1;
+            }
+            let n = i - g;
+            if n >= 2 && hay[g] == b'0' {
+                f |= RunFlags::ZERO_LED2;
+            }
+            match n {
+                2 => f |= RunFlags::GROUP2,
+                3 => f |= RunFlags::GROUP3,
+                4.. if prefix_ok(hay, g, b"-.") => f |= RunFlags::CARD_START,
+                _ => {}
+            }
+            if hay.get(i).is_none_or(|&b| !is_word(b) && b != b'-') {
+                f |= RunFlags::DIGIT_END;
+            }
+        }
+        RunFlags(f)
     }
 }
 
@@ -692,6 +830,33 @@ pub(crate) mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+        /// `may_fit` is a necessary condition of `fits` on the runs the
+        /// anchor pass cuts: it tries only the shapes `may_fit` selects.
+        /// Random bytes around the soup.
+        #[test]
+        fn fits_implies_may_fit(
+            hay in digit_soup(),
+            before in "[ A-Za-z0-9\t(+-]",
+            after in "[ A-Za-z0-9\t.x-]",
+        ) {
+            let hay = [before.as_bytes(), &hay, after.as_bytes()].concat();
+            for (s, e) in runs(&hay) {
+                {
+                    let st = RunStats::of(&hay[s..e]);
+                    let flags = RunFlags(RunFlags::of(&hay, s, e, st).0 | RunFlags::groups(&hay, s, e).0);
+                    for (shape, _) in PATTERNS {
+                        if shape.fits(&hay, s, e, st) {
+                            prop_assert!(
+                                shape.may_fit(st.digits, flags),
+                                "{shape:?} fits {:?} but may_fit says no",
+                                String::from_utf8_lossy(&hay[s..e])
+                            );
+                        }
+                    }
+                }
+            }
+        }
 
         /// Each shape is a necessary condition of its rule's regex: every
         /// match it can report over any range lies on a run with the shape.

@@ -11,7 +11,7 @@
 
 use crate::Category;
 use crate::checks;
-use crate::digits::{RunStats, Shape};
+use crate::digits::{RunFlags, RunStats, Shape};
 use crate::keywords::Keywords;
 use crate::rules::{Anchor, Rule};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -90,6 +90,9 @@ pub(crate) struct Engine {
     skip_shapes: Vec<(usize, Shape)>,
     /// The smallest `min_run_digits` of `skip_shapes`.
     skip_shape_min: usize,
+    /// `skip_shapes` selected by table (bit `j`: `skip_shapes[j]`); `None`
+    /// past 32 of them (each is then tried in turn).
+    shape_sets: Option<ShapeSets>,
     /// The digit rules' filters as bit sets (bit `k`: `digit_rules[k]`),
     /// so that a run selects its rules in a few operations instead of a
     /// loop of data-dependent branches; `None` past 64 digit rules (the
@@ -314,6 +317,74 @@ impl RuleSets {
     }
 }
 
+/// The run shapes a run may fit by necessary conditions alone
+/// ([`Shape::may_fit`]): bit sets over `skip_shapes` per digit count and
+/// per byte of [`RunFlags`], ANDed, so that most runs (a date, a float, a
+/// count) call no shape's `fits` at all. `may_fit` is monotone in the
+/// flags, so a table of one byte's flags with the other byte's all set
+/// holds every shape that `may_fit` allows: the AND is a superset of the
+/// exact selection, and `fits` decides.
+#[derive(Debug)]
+struct ShapeSets {
+    /// Index: the digit count, capped at `DIGITS_CAP`.
+    by_digits: [u32; DIGITS_CAP + 1],
+    /// By the low flags ([`RunFlags::of`]).
+    by_lo: Box<[u32; 256]>,
+    /// By the high flags ([`RunFlags::groups`]).
+    by_hi: Box<[u32; 256]>,
+    /// The shapes that need some high flag (`by_hi[0]` lacks them): the
+    /// groups are walked only when one of them is still selected.
+    need_hi: u32,
+}
+
+/// No shape needs more digits than this (`ShapeSets::new` checks).
+const DIGITS_CAP: usize = 16;
+
+impl ShapeSets {
+    fn new(shapes: &[(usize, Shape)]) -> Option<ShapeSets> {
+        if shapes.len() > 32 || shapes.iter().any(|(_, s)| s.min_run_digits() > DIGITS_CAP) {
+            return None;
+        }
+        let mut by_digits = [0u32; DIGITS_CAP + 1];
+        let mut by_lo = Box::new([0u32; 256]);
+        let mut by_hi = Box::new([0u32; 256]);
+        for (j, (_, shape)) in shapes.iter().enumerate() {
+            for (d, m) in by_digits.iter_mut().enumerate() {
+                if d >= shape.min_run_digits() {
+                    *m |= 1 << j;
+                }
+            }
+            for b in 0u16..=255 {
+                if shape.may_fit(usize::MAX, RunFlags(b | 0xFF00)) {
+                    by_lo[usize::from(b)] |= 1 << j;
+                }
+                if shape.may_fit(usize::MAX, RunFlags(b << 8 | 0x00FF)) {
+                    by_hi[usize::from(b)] |= 1 << j;
+                }
+            }
+        }
+        let need_hi = !by_hi[0];
+        Some(ShapeSets {
+            by_digits,
+            by_lo,
+            by_hi,
+            need_hi,
+        })
+    }
+
+    /// The shapes the run `hay[start..end]` with stats `st` may fit.
+    #[inline]
+    fn select(&self, hay: &[u8], start: usize, end: usize, st: RunStats) -> u32 {
+        let lo = RunFlags::of(hay, start, end, st).0;
+        let m = self.by_digits[st.digits.min(DIGITS_CAP)] & self.by_lo[usize::from(lo & 0xFF)];
+        if m & self.need_hi == 0 {
+            return m;
+        }
+        let hi = RunFlags::groups(hay, start, end).0 >> 8;
+        m & self.by_hi[usize::from(hi & 0xFF)]
+    }
+}
+
 /// The maximal run of hex digits, ':' and '.' around a colon, as
 /// [`has_colon_run`] sees it.
 #[derive(Debug, Default, Clone, Copy)]
@@ -357,7 +428,14 @@ impl ColonRun {
 /// in linear time: a counting sort on the label (labels are small dense
 /// integers), then each label's run sorted by `(start, end)` only if it is
 /// not already (windows mostly arrive in ascending order).
+/// Few windows (a short input) are sorted directly: the counting sort's
+/// passes over every label would cost more than the sort.
 fn group_by_label(wins: &[(u32, usize, usize)], labels: usize) -> Vec<(u32, usize, usize)> {
+    if wins.len() <= labels / 4 {
+        let mut out = wins.to_vec();
+        out.sort_unstable();
+        return out;
+    }
     let mut at = vec![0usize; labels + 1];
     for w in wins {
         at[w.0 as usize + 1] += 1;
@@ -556,6 +634,7 @@ impl Engine {
             .map(|(_, s)| s.min_run_digits())
             .min()
             .unwrap_or(usize::MAX);
+        let shape_sets = ShapeSets::new(&skip_shapes);
         let short_shapes = skip_shapes
             .iter()
             .filter(|(_, s)| s.min_run_digits() < digit_min)
@@ -589,6 +668,7 @@ impl Engine {
             shape_skip_of,
             skip_shapes,
             skip_shape_min,
+            shape_sets,
             rule_sets,
             short_shapes,
             label_max,
@@ -636,8 +716,11 @@ impl Engine {
         // One open window per rule; a new window that overlaps the rule's
         // open one extends it (anchors arrive in nearly ascending order), so
         // dense anchors cost O(1) each.
+        // Scratch per label is allocated on first use, so that a short
+        // input that wakes no rule (a path, a sentence, a number: what the
+        // MCP gateway scrubs string by string) allocates nothing per label.
         let mut wins: Vec<(u32, usize, usize)> = Vec::new();
-        let mut open: Vec<u32> = vec![u32::MAX; self.labels.len()];
+        let mut open: Vec<u32> = Vec::new();
         let push = |label: u32,
                     a: usize,
                     b: usize,
@@ -648,6 +731,9 @@ impl Engine {
             let e = b.saturating_add(m).min(len);
             if e <= from {
                 return;
+            }
+            if open.is_empty() {
+                open.resize(self.labels.len(), u32::MAX);
             }
             let slot = &mut open[label as usize];
             if let Some(w) = wins.get_mut(*slot as usize)
@@ -669,13 +755,17 @@ impl Engine {
             // to right and skipping those inside the last match gives what a
             // leftmost-first search over windows around them gives. The rest
             // get windows.
-            let mut next = vec![0usize; self.labels.len()];
+            let mut next: Vec<usize> = Vec::new();
             kw.for_each(hay, kstart, &mut |k, a, b| {
                 for &li in &self.kw_rules[k] {
                     push(li, a, b, &mut wins, &mut open);
                 }
                 if a >= from {
-                    for &li in &self.kw_anchored[k] {
+                    let anchored = &self.kw_anchored[k];
+                    if !anchored.is_empty() && next.is_empty() {
+                        next.resize(self.labels.len(), 0);
+                    }
+                    for &li in anchored {
                         let n = &mut next[li as usize];
                         if a >= *n {
                             *n = self.search_at(hay, li, a, &mut out).unwrap_or(a + 1);
@@ -722,6 +812,9 @@ impl Engine {
         // holds no match (every match's secret lies in a run with the
         // shape, and inside the component). Components of one rule and its
         // runs both ascend, so one cursor per rule suffices.
+        if comps.is_empty() {
+            return self.known_secrets(hay, from, out);
+        }
         let mut skip = vec![false; comps.len()];
         let mut cursor = vec![0usize; shape_runs.len()];
         for (c, skip) in comps.iter().zip(skip.iter_mut()) {
@@ -786,8 +879,14 @@ impl Engine {
             self.search(hay, li, s, e, &mut out);
         }
 
+        self.known_secrets(hay, from, out)
+    }
+
+    /// Appends every occurrence of a known secret starting at or after
+    /// `from` to `out`.
+    fn known_secrets(&self, hay: &[u8], from: usize, mut out: Vec<Raw>) -> Vec<Raw> {
         if let Some(ac) = &self.known_ac {
-            let input = aho_corasick::Input::new(hay).range(from..len);
+            let input = aho_corasick::Input::new(hay).range(from..hay.len());
             for m in ac.find_overlapping_iter(input) {
                 out.push(Raw {
                     full: (m.start(), m.end()),
@@ -918,11 +1017,30 @@ impl Engine {
                     // Runs for the shape skip, short ones included: a match
                     // near a run that wakes a rule may lie in a short run.
                     if long || digits >= self.skip_shape_min {
-                        for &(k, shape) in &self.skip_shapes {
-                            if (long || shape.fits(hay, start, i, st))
-                                && let Some(runs) = shape_runs.get_mut(k)
-                            {
-                                runs.push((start, i));
+                        match &self.shape_sets {
+                            // Only the shapes whose necessary conditions
+                            // the run meets are tried.
+                            Some(sets) if !long => {
+                                let mut m = sets.select(hay, start, i, st);
+                                while m != 0 {
+                                    let j = m.trailing_zeros() as usize;
+                                    m &= m - 1;
+                                    if let Some(&(k, shape)) = self.skip_shapes.get(j)
+                                        && shape.fits(hay, start, i, st)
+                                        && let Some(runs) = shape_runs.get_mut(k)
+                                    {
+                                        runs.push((start, i));
+                                    }
+                                }
+                            }
+                            _ => {
+                                for &(k, shape) in &self.skip_shapes {
+                                    if (long || shape.fits(hay, start, i, st))
+                                        && let Some(runs) = shape_runs.get_mut(k)
+                                    {
+                                        runs.push((start, i));
+                                    }
+                                }
                             }
                         }
                     }
@@ -933,9 +1051,20 @@ impl Engine {
                     // The rules this run wakes: those whose filters it
                     // meets and, where the shape filters windows, whose
                     // shape it has.
+                    // (`may_fit` first: a necessary condition of `fits`
+                    // on flags computed once per run.)
+                    let flags = std::cell::OnceCell::new();
+                    let fits = |sh: Shape| {
+                        let f = *flags.get_or_init(|| {
+                            RunFlags(
+                                RunFlags::of(hay, start, i, st).0
+                                    | RunFlags::groups(hay, start, i).0,
+                            )
+                        });
+                        sh.may_fit(digits, f) && sh.fits(hay, start, i, st)
+                    };
                     let wakes = |d: &DigitRule| {
-                        long || !(d.shape_filters_windows
-                            && d.shape.is_some_and(|sh| !sh.fits(hay, start, i, st)))
+                        long || !(d.shape_filters_windows && d.shape.is_some_and(|sh| !fits(sh)))
                     };
                     if let Some(sets) = &self.rule_sets {
                         let mut m = if long {
@@ -1172,6 +1301,40 @@ mod tests {
                 .prop_map(|s| s.as_bytes().to_vec()),
         ];
         prop::collection::vec(piece, 0..30).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// Both ways of grouping windows (a sort for few, a counting sort
+        /// for many) give what `sort_unstable` gives.
+        #[test]
+        fn group_by_label_sorts(
+            wins in prop::collection::vec((0u32..40, 0usize..50, 0usize..50), 0..120),
+        ) {
+            let mut want = wins.clone();
+            want.sort_unstable();
+            prop_assert_eq!(group_by_label(&wins, 40), want.clone());
+            prop_assert_eq!(group_by_label(&wins, 4000), want);
+        }
+    }
+
+    /// A short input that wakes no rule, and one that does, scanned through
+    /// the public API (the MCP gateway's per-string use).
+    #[test]
+    fn short_inputs() {
+        let s = crate::Scrubber::builtin();
+        for quiet in [
+            "",
+            "/home/agent/src/engine.rs",
+            "1732541923",
+            "All tests passed.",
+        ] {
+            assert!(s.scan(quiet).is_empty(), "{quiet:?}");
+        }
+        let f = s.scan("mail bob@example.com now");
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].start, f[0].end), (5, 20));
     }
 
     proptest! {

@@ -208,7 +208,27 @@ const FOLLOWS_SECRET: &str = r#"(?P<secret>[A-Za-z0-9_\-+/=.~!@#$%^&*?:]{8,128})
 /// The longest name run: `credential` and 16 more bytes.
 const FOLLOWS_RUN: usize = 10 + 16;
 
+/// The names `FOLLOWS_NAMES` opens with: every match of a `Follows`
+/// pattern starts with one of them (ASCII case-insensitively).
+const FOLLOWS_NAME_LIST: [&str; 9] = [
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "secret",
+    "token",
+    "key",
+    "credential",
+    "auth",
+];
+
 impl Follows {
+    /// The names a match of the pattern starts with (the alternation
+    /// `for_pattern` found at its start).
+    pub(crate) fn names(self) -> &'static [&'static str] {
+        &FOLLOWS_NAME_LIST
+    }
+
     /// The condition derived from exactly this pattern, if any.
     pub(crate) fn for_pattern(pattern: &str) -> Option<Follows> {
         let rest = pattern.strip_prefix(FOLLOWS_NAMES)?;
@@ -372,6 +392,21 @@ mod tests {
         .into_iter()
         .filter(|r| r.follows.is_some())
         .collect()
+    }
+
+    #[test]
+    fn follows_names_are_the_patterns_alternation() {
+        assert_eq!(
+            FOLLOWS_NAMES,
+            format!(
+                "(?i:{})[A-Za-z0-9_\\-]{{0,16}}",
+                FOLLOWS_NAME_LIST.join("|")
+            )
+        );
+        // Both rules are tried anchored at their keywords.
+        for r in follows_rules() {
+            assert!(r.starts_with_keyword && r.anchored_only(), "{}", r.id);
+        }
     }
 
     #[test]

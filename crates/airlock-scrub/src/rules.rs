@@ -405,9 +405,23 @@ pub(crate) fn load(
                 .iter()
                 .all(|c| c.bytes().all(head::is_name_byte)))
         .then(|| spec.context.iter().map(String::len).max().unwrap_or(0) + NAME_STRETCH);
+        // The call-argument and XML-element patterns open with an
+        // alternation of names too large for the literal extractor (its
+        // case variants exceed its limits), so their prefixes come out
+        // inexact; `Follows::for_pattern` recognizes exactly those patterns,
+        // whose every match starts with one of `Follows::names`.
+        let follows = head::Follows::for_pattern(&pattern);
         let starts_with_keyword = match &anchor {
             Anchor::Keywords(kws) => {
                 context_names
+                    || follows.is_some_and(|f| {
+                        f.names().iter().all(|n| {
+                            kws.iter().any(|k| {
+                                n.len() >= k.len()
+                                    && n.as_bytes()[..k.len()].eq_ignore_ascii_case(k.as_bytes())
+                            })
+                        })
+                    })
                     || prefixes.as_ref().is_some_and(|ps| {
                         !ps.is_empty()
                             && ps.iter().all(|p| {
@@ -472,7 +486,6 @@ pub(crate) fn load(
                 && scanner.is_none()
                 && !matches!(check, Check::GithubCrc32 | Check::Jwt),
         );
-        let follows = head::Follows::for_pattern(&pattern_text);
         let rule = Rule {
             id: spec.id,
             kind: spec.kind,
