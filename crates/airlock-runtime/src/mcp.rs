@@ -361,17 +361,7 @@ pub fn serve(
     taint: Arc<dyn TaintTracker>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), RuntimeError> {
-    // One thread: a call's hops (client connection, gateway, tool server)
-    // then wake one another on the same thread instead of across cores —
-    // the latency a call adds is what matters here. Launching a stdio
-    // server goes to the blocking pool as before.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| RuntimeError::Supervise {
-            what: "cannot start the async runtime",
-            source,
-        })?;
+    let rt = runtime()?;
     rt.block_on(async {
         let launcher = Arc::new(setup.launcher.clone());
         let gw = gateway(
