@@ -83,7 +83,25 @@ awk -v n="$n" '
   /task-clock/ {gsub(",", "", $1); printf "  task-clock   %8.2f us/req\n", $1 * 1000 / n}
   /context-switches/ {gsub(",", "", $1); printf "  ctx switches %8.3f /req\n", $1 / n}' "$work/stat"
 
-# 2. call graph
+# 2. heap allocations per request: uprobes on libc's malloc/calloc/realloc
+# (exact counts; the probes slow the proxy, so the rate here means nothing).
+libc=$(ldd "$bin" | awk '/libc.so.6/ {print $3}')
+for f in malloc calloc realloc; do perf probe -q -x "$libc" --add "$f" 2>/dev/null || true; done
+perf stat -e 'probe_libc:malloc,probe_libc:calloc,probe_libc:realloc' -p "$proxy_pid" -o "$work/stat2" -- sleep 3 &
+st=$!
+n2=$(wrkrun 3 | reqs)
+wait "$st" || true
+awk -v n="$n2" '/probe_libc/ {gsub(",", "", $1); t += $1; printf "  %-20s %6.1f /req\n", $2, $1 / n} END {printf "  heap allocations     %6.1f /req (%d requests)\n", t / n, n}' "$work/stat2"
+# who allocates: the malloc calls' call graphs, split like the CPU samples
+perf record -q -e probe_libc:malloc --call-graph dwarf,16384 -p "$proxy_pid" -o "$out/malloc.data" -- sleep 1 2>/dev/null &
+pr=$!
+wrkrun 1 >/dev/null
+wait "$pr" || true
+echo "malloc calls by component:"
+perf script -i "$out/malloc.data" --no-inline -F comm,ip,sym 2>/dev/null | python3 bench/proxy/buckets.py --callers | sed -n '/%  /p' | grep -v "allocator leaf"
+for f in malloc calloc realloc; do perf probe -q -d "probe_libc:$f" 2>/dev/null || true; done
+
+# 3. call graph
 perf record -q -F 1999 --call-graph dwarf,16384 -p "$proxy_pid" -o "$out/perf.data" -- sleep "$secs" 2>/dev/null &
 pr=$!
 wrkrun "$secs" >/dev/null

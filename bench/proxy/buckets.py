@@ -5,7 +5,8 @@ Each sample goes to the deepest frame (nearest the leaf) that matches one of
 the component patterns below, so malloc inside the audit encoder counts as
 audit, and the kernel's TCP send under hyper's writev counts as "kernel:
 send". Separately, the share of samples whose leaf is the allocator.
-Usage: perf script -i perf.data --no-inline -F comm,ip,sym | buckets.py
+Usage: perf script -i perf.data --no-inline -F comm,ip,sym | buckets.py [--callers]
+(--callers: the samples are calls of malloc; each goes to its caller's component.)
 """
 import re
 import sys
@@ -43,6 +44,11 @@ COMP = [(n, re.compile(p)) for n, p in COMPONENTS]
 ALLOC = re.compile(r"^(malloc|_int_malloc|cfree|free|_int_free|realloc|_int_realloc|calloc|malloc_consolidate|__libc_malloc|__libc_free|unlink_chunk|tcache)")
 
 
+# --callers: samples are allocator calls (a uprobe); judge their callers.
+CALLERS = "--callers" in sys.argv
+WRAP = re.compile(r"^(__GI___libc_malloc|__libc_malloc|__rust_alloc|__rdl_alloc|alloc::|<alloc::|bytes::|<bytes::|core::ptr::drop)")
+
+
 def main():
     counts, alloc, total, threads = {}, 0, 0, {}
     frames, comm = [], None
@@ -54,6 +60,9 @@ def main():
         total += 1
         threads[comm] = threads.get(comm, 0) + 1
         syms = [f[1] for f in frames]
+        if CALLERS:
+            while syms and (ALLOC.match(syms[0]) or WRAP.match(syms[0])):
+                syms.pop(0)
         name = "other"
         for s in syms:
             hit = next((n for n, r in COMP if r.search(s)), None)

@@ -341,7 +341,8 @@ impl Proxy {
 /// `scheme://host[:port]/path`: no userinfo, no query, no fragment.
 /// Built by hand, not with `format!`: it runs for every request.
 fn resource(scheme: Scheme, host: &Host, port: u16, path: &str) -> String {
-    let mut out = String::with_capacity(scheme.as_str().len() + 3 + host_len(host) + 6 + path.len());
+    let mut out =
+        String::with_capacity(scheme.as_str().len() + 3 + host_len(host) + 6 + path.len());
     out.push_str(scheme.as_str());
     out.push_str("://");
     push_host(&mut out, host);
@@ -448,8 +449,7 @@ impl Inner {
         push_hex(&mut id, self.boot);
         id.push('-');
         push_hex(&mut id, n);
-        RequestId::new(id)
-            .expect("invariant: hex digits and '-' form a valid id")
+        RequestId::new(id).expect("invariant: hex digits and '-' form a valid id")
     }
 
     fn event(
