@@ -233,8 +233,30 @@ pub fn parse_host(input: &str) -> Result<Host, HostError> {
             .map(|a| Host::Ip(IpAddr::V6(a)))
             .ok_or_else(|| HostError::InvalidIpv6(input.to_owned()));
     }
-    let decoded = percent_decode(input.as_bytes());
-    let decoded = String::from_utf8(decoded).map_err(|_| HostError::NotUtf8)?;
+    // A dotted-decimal IPv4 literal (digits and single dots, no empty
+    // label but a trailing one) is its own percent-decoding, IDNA mapping
+    // and lowercase form: go straight to the number parser, as the slow
+    // path below would. The common case on the egress path.
+    if is_plain_dotted_digits(input) && ends_in_number(input) {
+        return parse_ipv4(input)
+            .map(|a| Host::Ip(IpAddr::V4(a)))
+            .ok_or_else(|| HostError::InvalidIpv4(input.to_owned()));
+    }
+    parse_host_general(input)
+}
+
+/// [`parse_host`] for any input but a bracketed IPv6 literal: percent
+/// decoding, IDNA, lowercase, then a number or a DNS name.
+fn parse_host_general(input: &str) -> Result<Host, HostError> {
+    // Without a `%`, percent-decoding is the identity: skip its copies.
+    let decoded_buf;
+    let decoded: &str = if input.contains('%') {
+        decoded_buf =
+            String::from_utf8(percent_decode(input.as_bytes())).map_err(|_| HostError::NotUtf8)?;
+        &decoded_buf
+    } else {
+        input
+    };
     let ascii = idna::domain_to_ascii_cow(decoded.as_bytes(), idna::AsciiDenyList::URL)
         .map_err(|_| HostError::Idna(input.to_owned()))?;
     let ascii = ascii.to_ascii_lowercase();
@@ -249,6 +271,14 @@ pub fn parse_host(input: &str) -> Result<Host, HostError> {
     let name = ascii.strip_suffix('.').unwrap_or(&ascii);
     check_dns_shape(name).map_err(|()| HostError::InvalidName(ascii.clone()))?;
     Ok(Host::Domain(name.to_owned()))
+}
+
+/// ASCII digits and dots, starting with a digit, without two dots in a row.
+fn is_plain_dotted_digits(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.first().is_some_and(u8::is_ascii_digit)
+        && b.iter().all(|c| c.is_ascii_digit() || *c == b'.')
+        && !s.contains("..")
 }
 
 /// Parse a CONNECT target or `Host` header: `host`, `host:port`, `[v6]` or
@@ -483,6 +513,42 @@ mod tests {
     }
     fn dom(s: &str) -> Host {
         Host::Domain(s.into())
+    }
+
+    /// The dotted-digits shortcut answers exactly as the general path.
+    #[test]
+    fn ipv4_shortcut_matches_the_general_path() {
+        for s in [
+            "127.0.0.1",
+            "127.0.0.1.",
+            "1.2.3",
+            "1",
+            "0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "1.2.3.4.5",
+            "01.02.03.04",
+            "08.1.1.1",
+            "4294967295",
+            "4294967296",
+            "1.2.3.",
+            "1.2.3.4..",
+            "1..2",
+            ".1.2",
+            "0.0.0.0",
+            "00000000000000000001.1",
+        ] {
+            if is_plain_dotted_digits(s) && ends_in_number(s) {
+                let fast = parse_host(s);
+                assert_eq!(fast, parse_host_general(s), "{s}");
+            } else {
+                assert_eq!(parse_host(s), parse_host_general(s), "{s}");
+            }
+        }
+        assert!(is_plain_dotted_digits("127.0.0.1"));
+        assert!(!is_plain_dotted_digits("1..2"));
+        assert!(!is_plain_dotted_digits(".1"));
+        assert!(!is_plain_dotted_digits("0x7f.1"));
     }
 
     #[test]

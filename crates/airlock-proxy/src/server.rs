@@ -339,12 +339,19 @@ impl Proxy {
 }
 
 /// `scheme://host[:port]/path`: no userinfo, no query, no fragment.
+/// Built by hand, not with `format!`: it runs for every request.
 fn resource(scheme: Scheme, host: &Host, port: u16, path: &str) -> String {
-    if port == scheme.default_port() {
-        format!("{scheme}://{host}{path}")
-    } else {
-        format!("{scheme}://{host}:{port}{path}")
+    let mut out =
+        String::with_capacity(scheme.as_str().len() + 3 + host_len(host) + 6 + path.len());
+    out.push_str(scheme.as_str());
+    out.push_str("://");
+    push_host(&mut out, host);
+    if port != scheme.default_port() {
+        out.push(':');
+        push_decimal(&mut out, u64::from(port));
     }
+    out.push_str(path);
+    out
 }
 
 /// The audit resource for a client connection: its address without the
@@ -355,18 +362,94 @@ fn client(peer: SocketAddr) -> String {
 }
 
 fn authority_string(scheme: Scheme, host: &Host, port: u16) -> String {
-    if port == scheme.default_port() {
-        host.to_string()
-    } else {
-        format!("{host}:{port}")
+    let mut out = String::with_capacity(host_len(host) + 6);
+    push_host(&mut out, host);
+    if port != scheme.default_port() {
+        out.push(':');
+        push_decimal(&mut out, u64::from(port));
+    }
+    out
+}
+
+/// A host's text without URL brackets (an IPv6 address bare), as TLS names
+/// and pool keys use it.
+fn host_name(host: &Host) -> String {
+    match host {
+        Host::Domain(d) => d.clone(),
+        Host::Ip(IpAddr::V4(a)) => {
+            let mut out = String::with_capacity(15);
+            push_ipv4(&mut out, *a);
+            out
+        }
+        Host::Ip(ip) => ip.to_string(),
+    }
+}
+
+/// An upper bound of the host's text length (for capacity only).
+fn host_len(host: &Host) -> usize {
+    match host {
+        Host::Domain(d) => d.len(),
+        Host::Ip(_) => 41,
+    }
+}
+
+/// Append the host as [`Host`]'s `Display` writes it (IPv6 in brackets).
+fn push_host(out: &mut String, host: &Host) {
+    match host {
+        Host::Domain(d) => out.push_str(d),
+        Host::Ip(IpAddr::V4(a)) => push_ipv4(out, *a),
+        Host::Ip(IpAddr::V6(a)) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "[{a}]");
+        }
+    }
+}
+
+/// Dotted decimal, as `Ipv4Addr`'s `Display` writes it.
+fn push_ipv4(out: &mut String, a: std::net::Ipv4Addr) {
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(out, u64::from(o));
+    }
+}
+
+fn push_decimal(out: &mut String, n: u64) {
+    push_digits(out, n, 10);
+}
+
+fn push_hex(out: &mut String, n: u64) {
+    push_digits(out, n, 16);
+}
+
+/// `n` in base `radix` (10 or 16, lowercase), without leading zeros.
+fn push_digits(out: &mut String, mut n: u64, radix: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        // `n % radix` < 16: always an index of DIGITS.
+        buf[i] = DIGITS[(n % radix) as usize];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
     }
 }
 
 impl Inner {
     fn request_id(&self) -> RequestId {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        RequestId::new(format!("{:x}-{n:x}", self.boot))
-            .expect("invariant: hex digits and '-' form a valid id")
+        let mut id = String::with_capacity(33);
+        push_hex(&mut id, self.boot);
+        id.push('-');
+        push_hex(&mut id, n);
+        RequestId::new(id).expect("invariant: hex digits and '-' form a valid id")
     }
 
     fn event(
@@ -502,4 +585,53 @@ impl Inner {
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     // The borrow guard is dropped here, not held across the caller's awaits.
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// The hand-built strings are exactly what `format!` made before.
+    #[test]
+    fn strings_match_format() {
+        let hosts = [
+            Host::Domain("example.com".into()),
+            Host::Ip(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))),
+            Host::Ip(IpAddr::V4(Ipv4Addr::new(0, 255, 10, 100))),
+            Host::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            Host::Ip(IpAddr::V6("2001:db8::1:0".parse().unwrap())),
+        ];
+        for scheme in [Scheme::Http, Scheme::Https] {
+            for host in &hosts {
+                for port in [80u16, 443, 1, 8080, 65535] {
+                    let res = if port == scheme.default_port() {
+                        format!("{scheme}://{host}/a?b")
+                    } else {
+                        format!("{scheme}://{host}:{port}/a?b")
+                    };
+                    assert_eq!(resource(scheme, host, port, "/a?b"), res);
+                    let auth = if port == scheme.default_port() {
+                        host.to_string()
+                    } else {
+                        format!("{host}:{port}")
+                    };
+                    assert_eq!(authority_string(scheme, host, port), auth);
+                }
+                let name = match host {
+                    Host::Domain(d) => d.clone(),
+                    Host::Ip(ip) => ip.to_string(),
+                };
+                assert_eq!(host_name(host), name);
+            }
+        }
+        for n in [0u64, 9, 10, 255, 0xdead_beef, u64::MAX] {
+            let mut s = String::new();
+            push_hex(&mut s, n);
+            assert_eq!(s, format!("{n:x}"));
+            s.clear();
+            push_decimal(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+    }
 }

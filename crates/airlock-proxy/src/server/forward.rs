@@ -2,7 +2,7 @@
 //! exactly a checked address (or reusing a pooled connection), the upstream
 //! exchange, upgrades, and the response on its way back.
 
-use super::{Inner, TunnelTarget, authority_string, resource};
+use super::{Inner, TunnelTarget, authority_string, host_name, resource};
 use crate::body::{OnEnd, ProxyBody, TimeoutBody, empty};
 use crate::glue::{self, RequestFacts};
 use crate::idle::splice;
@@ -118,10 +118,7 @@ impl Inner {
             .map(|ip| SocketAddr::new(*ip, url.port))
             .collect();
         let https = url.scheme == Scheme::Https;
-        let tls_name = match &url.host {
-            Host::Domain(d) => d.clone(),
-            Host::Ip(ip) => ip.to_string(),
-        };
+        let tls_name = host_name(&url.host);
         let key = PoolKey {
             https,
             host: tls_name.clone(),
