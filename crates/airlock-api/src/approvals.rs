@@ -50,12 +50,8 @@ async fn review<T: Send + 'static>(
     a: &Authed,
     f: impl FnOnce(&Review<'_>) -> Result<T, ReviewError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    if !a.agents.is_empty() {
-        // Approvals are the reviewer's, never an agent's own.
-        return Err(ApiError::ScopeMissing(
-            "approvals (a token limited to agents)".into(),
-        ));
-    }
+    // Approvals are the reviewer's, never an agent's own.
+    a.not_agent_limited("approvals")?;
     let st = st.clone();
     let tenant = a.tenant.clone();
     let actor = Actor::new(ActorKind::Token, a.token_id.clone());

@@ -147,11 +147,7 @@ pub async fn verify(
     State(st): State<Arc<AppState>>,
     Extension(a): Extension<Authed>,
 ) -> Result<Json<VerifyStatus>, ApiError> {
-    if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing(
-            "audit:read (a token limited to agents)".into(),
-        ));
-    }
+    a.not_agent_limited("audit:read")?;
     let (status, _) = verify_tenant(&st, a.tenant.clone()).await?;
     Ok(Json(status))
 }
@@ -231,11 +227,7 @@ pub async fn export(
     q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
-    if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing(
-            "audit:read (a token limited to agents)".into(),
-        ));
-    }
+    a.not_agent_limited("audit:read")?;
     let format = match q.format.as_deref() {
         None | Some("ocsf") => airlock_audit::ExportFormat::OcsfJsonl,
         Some("records") => airlock_audit::ExportFormat::RecordJsonl,
@@ -284,11 +276,7 @@ pub async fn proof(
     Extension(a): Extension<Authed>,
     ApiPath(index): ApiPath<u64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing(
-            "audit:read (a token limited to agents)".into(),
-        ));
-    }
+    a.not_agent_limited("audit:read")?;
     proof_of(&st, a.tenant.clone(), index).await.map(Json)
 }
 
@@ -329,11 +317,7 @@ pub async fn stream(
     Extension(a): Extension<Authed>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing(
-            "audit:read (a token limited to agents)".into(),
-        ));
-    }
+    a.not_agent_limited("audit:read")?;
     let ws = ws.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     Ok(ws.on_upgrade(move |sock| pump(sock, st, a.tenant, None)))
 }

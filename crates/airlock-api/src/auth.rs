@@ -256,6 +256,19 @@ pub struct Authed {
 }
 
 impl Authed {
+    /// Refuse (403 `scope_missing`, naming `scope`) when the token is
+    /// limited to agents: what only an operator may do — tenant-wide reads
+    /// of the audit log, approvals, secrets, budgets, agents, users.
+    pub(crate) fn not_agent_limited(&self, scope: &str) -> Result<(), ApiError> {
+        if self.agents.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::ScopeMissing(format!(
+                "{scope} (a token limited to agents)"
+            )))
+        }
+    }
+
     /// From a checked row (unknown scope names grant nothing).
     pub fn from_row(row: &ApiTokenRow) -> Authed {
         Authed {

@@ -116,17 +116,6 @@ fn event(a: &Authed, resource: String, change: &str) -> AuditEvent {
     .with_detail("change", change)
 }
 
-/// A token limited to agents manages no budget.
-fn unlimited(a: &Authed) -> Result<(), ApiError> {
-    if a.agents.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::ScopeMissing(
-            "budgets:write (a token limited to agents)".into(),
-        ))
-    }
-}
-
 /// The tenant's budgets with their current use.
 #[utoipa::path(get, path = "/v1/budgets", tag = "budgets", security(("token" = [])),
     responses((status = 200, body = [Budget])))]
@@ -149,7 +138,7 @@ pub async fn put(
     JsonBody(body): JsonBody<SetBudget>,
 ) -> Result<Json<Budget>, ApiError> {
     valid_scope(&scope)?;
-    unlimited(&a)?;
+    a.not_agent_limited("budgets:write")?;
     valid_micros("limit_micros", body.limit_micros, 0)?;
     let period = body.period.unwrap_or_else(|| "total".into());
     if !["day", "month", "total"].contains(&period.as_str()) {
@@ -189,7 +178,7 @@ pub async fn reserve(
     JsonBody(body): JsonBody<NewReservation>,
 ) -> Result<(StatusCode, Json<Reservation>), ApiError> {
     valid_scope(&scope)?;
-    unlimited(&a)?;
+    a.not_agent_limited("budgets:write")?;
     valid_micros("micros", body.micros, 1)?;
     let resource = format!("budget:{scope}");
     st.record(event(&a, resource.clone(), "reserve").with_detail("micros", body.micros))
@@ -231,7 +220,7 @@ pub async fn settle(
     ApiPath(id): ApiPath<i64>,
     JsonBody(body): JsonBody<Settle>,
 ) -> Result<StatusCode, ApiError> {
-    unlimited(&a)?;
+    a.not_agent_limited("budgets:write")?;
     valid_micros("actual_micros", body.actual_micros, 0)?;
     st.record(
         event(&a, format!("budget-reservation:{id}"), "settle")

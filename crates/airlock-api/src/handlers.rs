@@ -92,11 +92,7 @@ pub async fn create_team(
     JsonBody(body): JsonBody<NewTeam>,
 ) -> Result<(StatusCode, Json<Team>), ApiError> {
     valid_name("name", &body.name)?;
-    if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing(
-            "agents:write (a token limited to agents)".into(),
-        ));
-    }
+    a.not_agent_limited("agents:write")?;
     let now = Timestamp::now().as_micros();
     st.record(
         event(&a, Action::AgentChanged, format!("team:{}", body.name))
@@ -176,11 +172,7 @@ pub async fn create_agent(
     if let Some(team) = &body.team {
         valid_name("team", team)?;
     }
-    if !a.agents.is_empty() {
-        return Err(ApiError::ScopeMissing(
-            "agents:write (a token limited to agents)".into(),
-        ));
-    }
+    a.not_agent_limited("agents:write")?;
     if let Some(team) = body.team.clone() {
         let t = a.tenant.clone();
         let teams = st.db(move |s| s.teams(&t)).await?;

@@ -144,18 +144,6 @@ fn token_actor(a: &Authed) -> Actor {
     Actor::new(ActorKind::Token, a.token_id.clone())
 }
 
-/// A token limited to agents changes no secret: an agent must not be able
-/// to re-point or replace the credentials it is given.
-fn unlimited(a: &Authed) -> Result<(), ApiError> {
-    if a.agents.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::ScopeMissing(
-            "secrets:write (a token limited to agents)".into(),
-        ))
-    }
-}
-
 fn valid_secret_name(name: &str) -> Result<(), ApiError> {
     airlock_broker::validate_name(name).map_err(|e| ApiError::BadRequest(format!("name: {e}")))
 }
@@ -353,7 +341,9 @@ pub async fn put(
     ApiPath(name): ApiPath<String>,
     JsonBody(body): JsonBody<SetSecret>,
 ) -> Result<Json<SecretSet>, ApiError> {
-    unlimited(&a)?;
+    // An agent must not be able to re-point or replace the credentials it
+    // is given.
+    a.not_agent_limited("secrets:write")?;
     let out = set_secret(&st, &a.tenant, token_actor(&a), "api", &name, body).await?;
     Ok(Json(out))
 }
@@ -367,7 +357,7 @@ pub async fn remove(
     Extension(a): A,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    unlimited(&a)?;
+    a.not_agent_limited("secrets:write")?;
     remove_secret(&st, &a.tenant, token_actor(&a), "api", &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

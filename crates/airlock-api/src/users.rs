@@ -208,17 +208,6 @@ impl std::fmt::Debug for UserCreated {
     }
 }
 
-/// Users are managed by administrators, never by a token limited to agents.
-fn admin_unlimited(a: &Authed) -> Result<(), ApiError> {
-    if a.agents.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::ScopeMissing(
-            "admin (a token limited to agents)".into(),
-        ))
-    }
-}
-
 fn event(a: &Authed, action: Action, username: &str) -> AuditEvent {
     AuditEvent::new(
         a.tenant.clone(),
@@ -235,7 +224,7 @@ fn event(a: &Authed, action: Action, username: &str) -> AuditEvent {
 #[utoipa::path(get, path = "/v1/users", tag = "users", security(("token" = [])),
     responses((status = 200, body = [UserInfo])))]
 pub async fn list(State(st): S, Extension(a): A) -> Result<Json<Vec<UserInfo>>, ApiError> {
-    admin_unlimited(&a)?;
+    a.not_agent_limited("admin")?;
     let t = a.tenant.clone();
     let rows = st.db(move |s| s.users(&t)).await?;
     Ok(Json(rows.into_iter().map(UserInfo::from).collect()))
@@ -251,7 +240,7 @@ pub async fn create(
     Extension(a): A,
     JsonBody(body): JsonBody<CreateUser>,
 ) -> Result<(StatusCode, Json<UserCreated>), ApiError> {
-    admin_unlimited(&a)?;
+    a.not_agent_limited("admin")?;
     let username = local_username(&a.tenant, &body.username)?;
     let u = username.clone();
     if st.db(move |s| s.user(&u)).await?.is_some() {
@@ -293,7 +282,7 @@ pub async fn remove(
     Extension(a): A,
     ApiPath(username): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    admin_unlimited(&a)?;
+    a.not_agent_limited("admin")?;
     let t = a.tenant.clone();
     let users = st.db(move |s| s.users(&t)).await?;
     let Some(user) = users.iter().find(|u| u.username == username) else {

@@ -12,7 +12,7 @@
 
 use crate::auth;
 use crate::html::{time, visible};
-use crate::pages::{Session, auth_failed, provenance, state_class};
+use crate::pages::{Session, auth_failed, outcome_of, provenance, state_class};
 use crate::{Dash, DashError};
 use airlock_types::{AuditEvent, Reason, TenantId};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -60,11 +60,7 @@ fn row(index: u64, ev: &AuditEvent) -> Row {
         text: visible(&text),
         class,
     };
-    let decision = ev.decision.map(|o| o.as_str()).unwrap_or("");
-    let result = serde_json::to_value(ev.result)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let (decision, result) = outcome_of(ev);
     let details = if ev.details.is_empty() {
         String::new()
     } else {

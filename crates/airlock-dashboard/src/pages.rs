@@ -501,6 +501,16 @@ pub(crate) async fn records(
 /// The records as a table; `with_run`: a column linking each record's run;
 /// `proofs`: the number of records the latest signed checkpoint covers (a
 /// column linking each covered record's inclusion proof download).
+/// A record's decision (`allow`, `deny`, … or empty) and result, as text.
+pub(crate) fn outcome_of(ev: &AuditEvent) -> (&'static str, String) {
+    let decision = ev.decision.map(|o| o.as_str()).unwrap_or("");
+    let result = serde_json::to_value(ev.result)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (decision, result)
+}
+
 pub(crate) fn timeline(recs: &[(u64, AuditEvent)], with_run: bool, proofs: Option<u64>) -> String {
     let mut b = String::from("<table class=\"timeline\"><thead><tr><th>#</th><th>Time (UTC)</th>");
     if with_run {
@@ -512,11 +522,7 @@ pub(crate) fn timeline(recs: &[(u64, AuditEvent)], with_run: bool, proofs: Optio
     }
     b.push_str("</tr></thead><tbody>\n");
     for (i, ev) in recs {
-        let decision = ev.decision.map(|o| o.as_str()).unwrap_or("");
-        let result = serde_json::to_value(ev.result)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let (decision, result) = outcome_of(ev);
         let details = if ev.details.is_empty() {
             String::new()
         } else {

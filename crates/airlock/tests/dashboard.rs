@@ -249,6 +249,36 @@ fn login(s: &Server, old: Option<&str>) -> String {
         .to_owned()
 }
 
+/// Append, as a second writer to acme's live log, a denied egress record
+/// of `run` whose URL is `resource` (what an agent can get into its trail).
+fn append_denied(dir: &Path, run: &str, resource: &str) {
+    let home =
+        airlock_runtime::Home::resolve(Some(dir.to_owned()), None, HashMap::new()).expect("home");
+    let settings = airlock_runtime::AuditSettings {
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(3600),
+        store: Default::default(),
+    };
+    let t = airlock_types::TenantId::new("acme").expect("tenant");
+    let log = airlock_runtime::audit::open(&home, &t, &settings).expect("audit");
+    log.record(
+        airlock_types::AuditEvent::new(
+            t.clone(),
+            airlock_types::Actor::new(airlock_types::ActorKind::Agent, run),
+            airlock_types::Action::EgressRequest,
+            resource,
+            airlock_types::Reason::LinkLocalAddress,
+            airlock_types::EventResult::Denied,
+        )
+        .with_run(airlock_types::RunId::new(run).expect("run id"))
+        .with_decision(airlock_types::Decision::deny(
+            airlock_types::Reason::LinkLocalAddress,
+        )),
+    )
+    .expect("record");
+    log.close().expect("close");
+}
+
 fn csrf_of(page: &str) -> String {
     let at = page
         .find("name=\"csrf\" value=\"")
@@ -643,20 +673,34 @@ fn browser_python() -> Option<std::ffi::OsString> {
     Some(py)
 }
 
-const SELENIUM: &str = r#"
-import json, os, sys
+/// The imports every browser script needs and `chrome()`: headless
+/// Chromium from Debian through its chromedriver (nothing downloaded).
+macro_rules! chrome {
+    () => {
+        r#"
+import json, os, sys, time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+def chrome():
+    o = webdriver.ChromeOptions()
+    o.binary_location = "/usr/bin/chromium"
+    for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+              "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
+        o.add_argument(a)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+"#
+    };
+}
+
+const SELENIUM: &str = concat!(
+    chrome!(),
+    r#"
+
 base, user, pw, run, shots = sys.argv[1:6]
-o = webdriver.ChromeOptions()
-o.binary_location = "/usr/bin/chromium"
-for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
-    o.add_argument(a)
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+d = chrome()
 out = {}
 try:
     wait = WebDriverWait(d, 20)
@@ -698,7 +742,8 @@ try:
 finally:
     d.quit()
 print(json.dumps(out))
-"#;
+"#
+);
 
 #[test]
 fn a_browser_logs_in_sees_the_blocked_run_and_its_reason_and_agent_markup_is_inert() {
@@ -711,31 +756,7 @@ fn a_browser_logs_in_sees_the_blocked_run_and_its_reason_and_agent_markup_is_ine
     // An agent that got `<script>` and terminal escapes into a URL of its
     // own audit trail (appended as a second writer to the live log).
     let hostile = "http://169.254.169.254/<script>window.pwned=1;document.title='pwned'</script>\u{1b}[31mred\u{1b}]8;;http://evil.example/\u{7}link\u{202e}gpj.exe";
-    let home =
-        airlock_runtime::Home::resolve(Some(dir.clone()), None, HashMap::new()).expect("home");
-    let settings = airlock_runtime::AuditSettings {
-        checkpoint_every: 1000,
-        checkpoint_interval: Duration::from_secs(3600),
-        store: Default::default(),
-    };
-    let t = airlock_types::TenantId::new("acme").expect("tenant");
-    let a = airlock_runtime::audit::open(&home, &t, &settings).expect("audit");
-    a.record(
-        airlock_types::AuditEvent::new(
-            t.clone(),
-            airlock_types::Actor::new(airlock_types::ActorKind::Agent, run.clone()),
-            airlock_types::Action::EgressRequest,
-            hostile,
-            airlock_types::Reason::LinkLocalAddress,
-            airlock_types::EventResult::Denied,
-        )
-        .with_run(airlock_types::RunId::new(run.clone()).expect("run id"))
-        .with_decision(airlock_types::Decision::deny(
-            airlock_types::Reason::LinkLocalAddress,
-        )),
-    )
-    .expect("record");
-    a.close().expect("close");
+    append_denied(&dir, &run, hostile);
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
@@ -824,20 +845,12 @@ fn a_browser_logs_in_sees_the_blocked_run_and_its_reason_and_agent_markup_is_ine
     }
 }
 
-const LIVE_SELENIUM: &str = r#"
-import json, os, sys
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+const LIVE_SELENIUM: &str = concat!(
+    chrome!(),
+    r#"
 
 base, cookie, run, shots = sys.argv[1:5]
-o = webdriver.ChromeOptions()
-o.binary_location = "/usr/bin/chromium"
-for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
-    o.add_argument(a)
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+d = chrome()
 out = {}
 try:
     wait = WebDriverWait(d, 30)
@@ -859,7 +872,8 @@ try:
 finally:
     d.quit()
 print(json.dumps(out), flush=True)
-"#;
+"#
+);
 
 #[test]
 fn a_run_page_shows_new_records_live_over_the_session_socket_and_cross_site_sockets_are_refused() {
@@ -942,31 +956,7 @@ fn a_run_page_shows_new_records_live_over_the_session_socket_and_cross_site_sock
     // While the page is open, a record of this run is appended (a second
     // writer to the live log), holding markup and terminal escapes.
     let hostile = "http://169.254.169.254/live/<img src=x onerror=\"window.pwned=1\">\u{1b}[31m\u{202e}gpj.exe";
-    let home =
-        airlock_runtime::Home::resolve(Some(dir.clone()), None, HashMap::new()).expect("home");
-    let settings = airlock_runtime::AuditSettings {
-        checkpoint_every: 1000,
-        checkpoint_interval: Duration::from_secs(3600),
-        store: Default::default(),
-    };
-    let t = airlock_types::TenantId::new("acme").expect("tenant");
-    let log = airlock_runtime::audit::open(&home, &t, &settings).expect("audit");
-    log.record(
-        airlock_types::AuditEvent::new(
-            t.clone(),
-            airlock_types::Actor::new(airlock_types::ActorKind::Agent, run.clone()),
-            airlock_types::Action::EgressRequest,
-            hostile,
-            airlock_types::Reason::LinkLocalAddress,
-            airlock_types::EventResult::Denied,
-        )
-        .with_run(airlock_types::RunId::new(run.clone()).expect("run id"))
-        .with_decision(airlock_types::Decision::deny(
-            airlock_types::Reason::LinkLocalAddress,
-        )),
-    )
-    .expect("record");
-    log.close().expect("close");
+    append_denied(&dir, &run, hostile);
 
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().expect("selenium");
@@ -997,20 +987,12 @@ fn a_run_page_shows_new_records_live_over_the_session_socket_and_cross_site_sock
     assert!(len > 1000, "screenshot");
 }
 
-const BUDGET_SELENIUM: &str = r#"
-import json, os, sys, time
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+const BUDGET_SELENIUM: &str = concat!(
+    chrome!(),
+    r#"
 
 base, cookie, scope, shots = sys.argv[1:5]
-o = webdriver.ChromeOptions()
-o.binary_location = "/usr/bin/chromium"
-for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
-    o.add_argument(a)
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+d = chrome()
 out = {}
 def row():
     r = d.find_element(By.ID, "budget-" + scope)
@@ -1033,7 +1015,8 @@ try:
 finally:
     d.quit()
 print(json.dumps(out), flush=True)
-"#;
+"#
+);
 
 /// USD text of a budgets page cell (`$0.000123`) in micro-USD.
 fn micros(cell: &serde_json::Value) -> i64 {
@@ -1301,20 +1284,12 @@ fn pending(dir: &Path, needle: &str) -> (String, String) {
     }
 }
 
-const SELENIUM_APPROVE: &str = r#"
-import json, os, sys
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+const SELENIUM_APPROVE: &str = concat!(
+    chrome!(),
+    r#"
 
 base, user, pw, good, tampered, shots = sys.argv[1:7]
-o = webdriver.ChromeOptions()
-o.binary_location = "/usr/bin/chromium"
-for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
-    o.add_argument(a)
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+d = chrome()
 out = {}
 try:
     wait = WebDriverWait(d, 20)
@@ -1360,7 +1335,8 @@ try:
 finally:
     d.quit()
 print(json.dumps(out))
-"#;
+"#
+);
 
 #[test]
 fn a_reviewer_approves_by_the_hash_the_page_computes_and_a_tampered_page_cannot() {
@@ -1761,22 +1737,14 @@ fn failed_logins_are_throttled_alike_for_known_and_unknown_names_and_audited() {
     assert!(!text.contains(&s.password), "no password in the log");
 }
 
-const SECRETS_SELENIUM: &str = r##"
-import json, os, sys
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+const SECRETS_SELENIUM: &str = concat!(
+    chrome!(),
+    r##"
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.common.exceptions import StaleElementReferenceException
 
 base, user, pw, new_pw, v1, v2, shots = sys.argv[1:8]
-o = webdriver.ChromeOptions()
-o.binary_location = "/usr/bin/chromium"
-for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-          "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
-    o.add_argument(a)
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+d = chrome()
 out = {}
 try:
     wait = WebDriverWait(d, 30, ignored_exceptions=[StaleElementReferenceException])
@@ -1821,7 +1789,8 @@ try:
 finally:
     d.quit()
 print(json.dumps(out))
-"##;
+"##
+);
 
 #[test]
 fn secrets_are_set_and_rotated_in_the_browser_never_shown_sealed_audited_and_per_tenant() {
