@@ -279,6 +279,53 @@ fn append_denied(dir: &Path, run: &str, resource: &str) {
     log.close().expect("close");
 }
 
+/// A browser script that prints `READY` once its page is open, then waits
+/// for what the test does meanwhile, and prints its findings as JSON.
+struct Browser {
+    child: Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Browser {
+    fn until_ready(py: &std::ffi::OsStr, script: &str, args: &[&str], shots: &Path) -> Browser {
+        let mut child = Command::new(py)
+            .args(["-c", script])
+            .args(args)
+            .arg(shots)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("selenium");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+        let mut b = Browser { child, lines };
+        if ready != "READY" {
+            let (_, _, err) = b.end();
+            panic!("the page did not open: {ready}\n{err}");
+        }
+        b
+    }
+
+    /// Wait for the script: whether it succeeded, its remaining output
+    /// lines and its stderr.
+    fn end(&mut self) -> (bool, Vec<String>, String) {
+        let rest: Vec<String> = self.lines.by_ref().map_while(Result::ok).collect();
+        let status = self.child.wait().expect("selenium");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        (status.success(), rest, err)
+    }
+
+    /// Wait for the script to succeed; its JSON findings.
+    fn finish(mut self) -> serde_json::Value {
+        let (ok, rest, err) = self.end();
+        assert!(ok, "selenium failed: {rest:?}\n{err}");
+        serde_json::from_str(rest.last().map(String::as_str).unwrap_or("")).expect("json")
+    }
+}
+
 fn csrf_of(page: &str) -> String {
     let at = page
         .find("name=\"csrf\" value=\"")
@@ -942,31 +989,14 @@ fn a_run_page_shows_new_records_live_over_the_session_socket_and_cross_site_sock
     let Some(py) = browser_python() else { return };
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let mut child = Command::new(&py)
-        .args(["-c", LIVE_SELENIUM, &s.base, &cookie, &run])
-        .arg(&shots)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("selenium");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let ready = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert_eq!(ready, "READY", "the page did not go live");
+    let b = Browser::until_ready(&py, LIVE_SELENIUM, &[&s.base, &cookie, &run], &shots);
 
     // While the page is open, a record of this run is appended (a second
     // writer to the live log), holding markup and terminal escapes.
     let hostile = "http://169.254.169.254/live/<img src=x onerror=\"window.pwned=1\">\u{1b}[31m\u{202e}gpj.exe";
     append_denied(&dir, &run, hostile);
 
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().expect("selenium");
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
-    assert!(status.success(), "selenium failed: {rest:?}\n{err}");
-    let out: serde_json::Value =
-        serde_json::from_str(rest.last().map(String::as_str).unwrap_or("")).expect("json");
+    let out = b.finish();
     let before: Vec<String> = serde_json::from_value(out["before"].clone()).expect("list");
     assert!(
         before.iter().all(|r| !r.contains("/live/")),
@@ -1119,23 +1149,12 @@ fn the_budgets_page_shows_the_budget_drop_after_a_real_llm_call_through_the_gate
     );
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let mut child = Command::new(&py)
-        .args(["-c", BUDGET_SELENIUM, &s.base, &cookie, "agent:triage"])
-        .arg(&shots)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("selenium");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let ready = lines.next().and_then(Result::ok).unwrap_or_default();
-    if ready != "READY" {
-        let _ = child.wait();
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut err);
-        }
-        panic!("the budgets page did not load: {ready}\n{err}");
-    }
+    let b = Browser::until_ready(
+        &py,
+        BUDGET_SELENIUM,
+        &[&s.base, &cookie, "agent:triage"],
+        &shots,
+    );
 
     // One chat completion through the gateway, as an OpenAI client sends it.
     let body = r#"{"model":"gpt-4o-mini","max_tokens":200,"messages":[{"role":"user","content":"summarise the ticket"}]}"#;
@@ -1155,15 +1174,7 @@ fn the_budgets_page_shows_the_budget_drop_after_a_real_llm_call_through_the_gate
     assert!(answer.ends_with("\n200"), "{answer}");
     assert_eq!(up.received().len(), 1, "the provider got the call");
 
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().expect("selenium");
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
-    assert!(status.success(), "selenium failed: {rest:?}\n{err}");
-    let out: serde_json::Value =
-        serde_json::from_str(rest.last().map(String::as_str).unwrap_or("")).expect("json");
+    let out = b.finish();
     let (b, a) = (&out["before"], &out["after"]);
     assert_eq!(micros(&b["limit"]), 1_000_000, "{out}");
     assert_eq!(micros(&b["spent"]), 0, "{out}");
