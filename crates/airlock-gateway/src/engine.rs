@@ -258,6 +258,8 @@ pub(crate) struct Call {
     meter_tokens: u64,
     meter_micros: i64,
     privacy: Privacy,
+    /// Counts the call as holding a reservation while it lives.
+    _open: Option<crate::writer::Open>,
 }
 
 /// What `prepare` made of a request.
@@ -665,6 +667,7 @@ impl Gateway {
                     meter_tokens: 0,
                     meter_micros: 0,
                     privacy: Privacy::Strict,
+                    _open: None,
                 }),
                 body: bytes,
             };
@@ -845,6 +848,7 @@ impl Gateway {
             key: caller.key.clone(),
         };
         let window_start = now - i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+        let open = self.inner.writer.opened();
         let begun = self
             .inner
             .writer
@@ -921,6 +925,7 @@ impl Gateway {
                     meter_tokens: 0,
                     meter_micros: 0,
                     privacy: eff.privacy,
+                    _open: None,
                 };
                 return Prepared::Answer(self.replay(call, stored));
             }
@@ -962,6 +967,7 @@ impl Gateway {
                 meter_tokens,
                 meter_micros: reserve,
                 privacy: eff.privacy,
+                _open: Some(open),
             }),
             body,
         }

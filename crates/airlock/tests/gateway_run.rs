@@ -47,7 +47,8 @@ with a.messages.stream(model="claude-3-5-haiku-latest", max_tokens=200,
     print("ANTHROPIC-STREAM", "".join(st.text_stream))
 "#;
 
-fn sdk_site_packages() -> Option<String> {
+/// Where the SDKs are installed, and the `anthropic` package's major version.
+fn sdk_site_packages() -> Option<(String, u32)> {
     let Some(py) = std::env::var_os("AIRLOCK_TEST_PYTHON") else {
         assert!(
             std::env::var_os("AIRLOCK_REQUIRE_SDK_TESTS").is_none(),
@@ -59,12 +60,20 @@ fn sdk_site_packages() -> Option<String> {
     let out = Command::new(py)
         .args([
             "-c",
-            "import sysconfig, openai, anthropic; print(sysconfig.get_paths()['purelib'])",
+            "import sysconfig, openai, anthropic; print(sysconfig.get_paths()['purelib']); print(anthropic.__version__)",
         ])
         .output()
         .expect("run AIRLOCK_TEST_PYTHON");
     assert!(out.status.success(), "the SDKs are not importable: {out:?}");
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let site = lines.next().unwrap_or_default().trim().to_owned();
+    let major = lines
+        .next()
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.trim().parse().ok())
+        .expect("anthropic.__version__");
+    Some((site, major))
 }
 
 /// `airlock secret set NAME --host HOST ARGS...` with the value on stdin.
@@ -86,7 +95,7 @@ fn secret_set(env: &Env, name: &str, host: &str, args: &[&str], value: &str) {
 
 #[test]
 fn official_sdks_in_a_run_reach_the_provider_redacted_with_the_real_key_and_get_originals_back() {
-    let Some(site) = sdk_site_packages() else {
+    let Some((site, anthropic_major)) = sdk_site_packages() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -139,23 +148,23 @@ fn official_sdks_in_a_run_reach_the_provider_redacted_with_the_real_key_and_get_
         &["--env", "OPENAI_API_KEY"],
         OPENAI_KEY,
     );
-    // Anthropic's SDK sends the key as `x-api-key`.
+    // Anthropic's SDK sends the key as `x-api-key` before 2.0 and as
+    // `Authorization: Bearer` from 2.0 on: the secret is bound where the
+    // installed SDK puts it (a handle anywhere else is refused).
     let anthropic_host = format!("{ANTHROPIC_HOST}:{port}");
-    let x_api_key = [
-        "--env",
-        "ANTHROPIC_API_KEY",
-        "--header",
-        "x-api-key",
-        "--format",
-        "{}",
-    ];
-    secret_set(
-        &env,
-        "anthropic",
-        &anthropic_host,
-        &x_api_key,
-        ANTHROPIC_KEY,
-    );
+    let binding: &[&str] = if anthropic_major >= 2 {
+        &["--env", "ANTHROPIC_API_KEY"]
+    } else {
+        &[
+            "--env",
+            "ANTHROPIC_API_KEY",
+            "--header",
+            "x-api-key",
+            "--format",
+            "{}",
+        ]
+    };
+    secret_set(&env, "anthropic", &anthropic_host, binding, ANTHROPIC_KEY);
 
     let hosts = (
         format!("OPENAI_HOST={OPENAI_HOST}:{port}"),
@@ -219,7 +228,7 @@ fn official_sdks_in_a_run_reach_the_provider_redacted_with_the_real_key_and_get_
             .or_else(|| r.header("x-api-key"))
             .unwrap_or("");
         assert!(
-            key.ends_with(OPENAI_KEY) || key == ANTHROPIC_KEY,
+            key.ends_with(OPENAI_KEY) || key.ends_with(ANTHROPIC_KEY),
             "the provider got {key:?}, not the real key"
         );
         assert!(
