@@ -181,7 +181,7 @@ pub(crate) fn assignment_follows(hay: &[u8], p: usize, max_run: usize) -> bool {
         return false;
     };
     // At most two quotes or brackets, each perhaps escaped.
-    if hay[q..i].iter().filter(|&&b| b != b'\\').count() > 2 {
+    if i - q > 2 && hay[q..i].iter().filter(|&&b| b != b'\\').count() > 2 {
         return false;
     }
     let Some(i) = run(i, 12, |b| matches!(b, b' ' | b'\t')) else {
