@@ -377,6 +377,64 @@ fn is_uuid(value: &[u8]) -> bool {
         })
 }
 
+/// Generic `name = value` secrets, given what the name says
+/// ([`crate::names`]): nothing when the name is about a secret rather than
+/// one; a UUID when the name ends in a secret word (several vendors' keys
+/// are UUIDs); otherwise what [`generic_ok`] accepts.
+pub(crate) fn generic_named_ok(value: &[u8], name: crate::names::Name) -> bool {
+    if name.not_secret {
+        return false;
+    }
+    if name.secret_tail && is_uuid(value) {
+        return !low_information(value);
+    }
+    generic_ok(value)
+}
+
+fn n_last(value: &[u8]) -> usize {
+    value.len().saturating_sub(1)
+}
+
+/// A dotted name or host in lower case (`jetbrains.mps.v8_elimination`,
+/// `sm02915.int.contoso.com`): every dot-separated part starts with a
+/// letter and holds only letters, digits, `_` and `-`.
+fn dotted_name(value: &[u8]) -> bool {
+    value.contains(&b'.')
+        && !value.iter().any(u8::is_ascii_uppercase)
+        && value.split(|&b| b == b'.').all(|part| {
+            part.first().is_some_and(u8::is_ascii_alphabetic)
+                && part
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        })
+}
+
+/// A name with a version or build number at its end (`jjwt-jackson-0.11.2`,
+/// `api-client_v3.2.1`): letters and `_ - . :` before a trailing
+/// `[-_.:]v?digits(.digits)+`.
+fn versioned_name(value: &[u8]) -> bool {
+    let Some(cut) = value
+        .iter()
+        .rposition(|b| !(b.is_ascii_digit() || *b == b'.'))
+    else {
+        return false;
+    };
+    let tail = &value[cut + 1..];
+    let dotted = tail.iter().filter(|&&b| b == b'.').count() >= 1
+        && tail.first().is_some_and(u8::is_ascii_digit)
+        && !tail.ends_with(b".");
+    let mut head = &value[..=cut];
+    if head.last().is_some_and(|b| matches!(b, b'v' | b'V')) {
+        head = &head[..head.len() - 1];
+    }
+    dotted
+        && head.len() >= 3
+        && matches!(head.last(), Some(b'-' | b'_' | b'.' | b':'))
+        && head
+            .iter()
+            .all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
 /// Generic `name = value` secrets: not a placeholder, not an identifier,
 /// a path, a UUID or resource name, high enough entropy, more than one
 /// character class.
@@ -390,6 +448,8 @@ fn generic_ok(value: &[u8]) -> bool {
     // their algorithm, URLs, and values that only name the thing
     // (`my_password_1`, `secret-token-v2`).
     if is_uuid(value)
+        || dotted_name(value)
+        || versioned_name(value)
         || [
             "arn:",
             "sha1:",
@@ -410,7 +470,7 @@ fn generic_ok(value: &[u8]) -> bool {
         .iter()
         .any(|p| lower.starts_with(p.as_bytes()))
         || [
-            "password", "passwd", "secret", "token", "apikey", "api_key", "api-key",
+            "password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "key",
         ]
         .iter()
         .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()))
@@ -426,8 +486,15 @@ fn generic_ok(value: &[u8]) -> bool {
         .filter(|&&b| b)
         .count();
     // Lower case and punctuation only: selectors, paths, labels, words
-    // (`.password-field`, `/etc/ssl/private`, `app.kubernetes.io/name`).
-    if classes < 2 || (!has_digit && !has_upper) {
+    // (`.password-field`, `/etc/ssl/private`, `app.kubernetes.io/name`) —
+    // unless the punctuation is of the kind passwords hold and names do
+    // not (`super$ecret`, `open!sesame?`).
+    let name_punct = !(value[0].is_ascii_alphanumeric()
+        && value[n_last(value)].is_ascii_alphanumeric())
+        || value.iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b':' | b'#' | b'=')
+        });
+    if classes < 2 || (!has_digit && !has_upper && name_punct) {
         return false;
     }
     // Dotted or pathed identifiers (`self.config.token`, `a/b/c`, `os.getenv`).

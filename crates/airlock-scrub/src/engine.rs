@@ -465,6 +465,14 @@ fn group_by_label(wins: &[(u32, usize, usize)], labels: usize) -> Vec<(u32, usiz
 /// or a value cut short by another tool (`ya29.a0Af…`, `•••`: UTF-8
 /// punctuation opening with 0xE2). Only bytes inside the match are read,
 /// so the stream scrubber sees the same bytes.
+/// A generic value judged with the name in front of it. Kept out of line:
+/// `accept` runs for every digit-run and keyword candidate, and inlining
+/// the name reading into it made every call slower.
+#[inline(never)]
+fn generic_with_name(value: &[u8], hay: &[u8], at: usize) -> bool {
+    checks::generic_named_ok(value, crate::names::classify(hay, at))
+}
+
 fn calls_or_types(hay: &[u8], span: (usize, usize), full: (usize, usize)) -> bool {
     span.1 < full.1 && matches!(hay.get(span.1), Some(b'(' | b'[' | 0xE2))
 }
@@ -1138,7 +1146,15 @@ impl Engine {
         out: &mut Vec<Raw>,
     ) {
         let value = &hay[span.0..span.1];
-        let valid = rule.check.passes(value, &self.phone_regions)
+        // Generic values are judged with the name in front of them (a
+        // bounded look-behind of `names::LOOK_BACK` bytes, well inside the
+        // context a stream keeps).
+        let checked = if rule.check == checks::Check::Generic {
+            generic_with_name(value, hay, full.0)
+        } else {
+            rule.check.passes(value, &self.phone_regions)
+        };
+        let valid = checked
             && rule
                 .min_entropy
                 .is_none_or(|min| checks::entropy(value) >= min)

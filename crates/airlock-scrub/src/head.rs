@@ -155,8 +155,9 @@ pub(crate) fn is_name_byte(b: u8) -> bool {
 }
 
 /// The shape after a `context` rule's name (`rules::context_pattern`):
-/// name bytes, at most 2 of `"'` `]`, at most 4 spaces or tabs, then an
-/// operator starting with `=`, `:` or `?`. When every name consists of name
+/// name bytes, at most 2 of `"'` `]` (each perhaps escaped with `\`), at
+/// most 12 spaces or tabs, then an operator starting with `=`, `:`, `?`,
+/// `+`, `.` or `,`, or a type word, blanks and `=`. When every name consists of name
 /// bytes, a match at `p` starts with one run of name bytes (the name, then
 /// up to 24 more) of at most `max_run` bytes, and since the four byte
 /// classes are disjoint, each stretch is a maximal run: this is a necessary
@@ -175,13 +176,31 @@ pub(crate) fn assignment_follows(hay: &[u8], p: usize, max_run: usize) -> bool {
     let Some(i) = run(p, max_run, is_name_byte) else {
         return false;
     };
-    let Some(i) = run(i, 2, |b| matches!(b, b'"' | b'\'' | b']')) else {
+    let q = i;
+    let Some(i) = run(i, 4, |b| matches!(b, b'"' | b'\'' | b']' | b'\\')) else {
         return false;
     };
-    let Some(i) = run(i, 4, |b| matches!(b, b' ' | b'\t')) else {
+    // At most two quotes or brackets, each perhaps escaped.
+    if i - q > 2 && hay[q..i].iter().filter(|&&b| b != b'\\').count() > 2 {
+        return false;
+    }
+    let Some(i) = run(i, 12, |b| matches!(b, b' ' | b'\t')) else {
         return false;
     };
-    matches!(hay.get(i), Some(b'=' | b':' | b'?'))
+    match hay.get(i) {
+        Some(b'=' | b':' | b'?' | b'+' | b'.' | b',') => true,
+        // A type between the name and `=`: `var apiToken string = "…"`.
+        Some(b) if b.is_ascii_alphabetic() => {
+            let Some(j) = run(i, 16, |b| b.is_ascii_alphanumeric() || b == b'_') else {
+                return false;
+            };
+            let Some(k) = run(j, 4, |b| matches!(b, b' ' | b'\t')) else {
+                return false;
+            };
+            k > j && hay.get(k) == Some(&b'=')
+        }
+        _ => false,
+    }
 }
 
 /// What must follow the name in a keyword-anchored rule whose pattern is
@@ -239,7 +258,9 @@ impl Follows {
                 Some(Follows::CallArgument)
             }
             _ if rest
-                == format!(r#"(?:>|["'][ \t]{{1,3}}(?i:value)=["']){FOLLOWS_SECRET}["'<]"#) =>
+                == format!(
+                    r#"(?:>(?:\r?\n[ \t]{{0,16}})?|["'][ \t]{{1,3}}(?i:value)=["']){FOLLOWS_SECRET}(?:["'<]|\r?\n)"#
+                ) =>
             {
                 Some(Follows::XmlElement)
             }
@@ -331,7 +352,16 @@ mod tests {
         assert!(assignment_follows(b"TOKEN\"]:", 0, 29));
         assert!(!assignment_follows(b"token test", 0, 29));
         assert!(!assignment_follows(b"token'''=", 0, 29));
-        assert!(!assignment_follows(b"token     =", 0, 29));
+        assert!(!assignment_follows(b"token             =", 0, 29));
+        // The shapes of session 12: aligned columns, make, PHP, CSV, escaped
+        // JSON quotes, a type before `=`.
+        assert!(assignment_follows(b"token     =", 0, 29));
+        assert!(assignment_follows(b"TOKEN ::= \"v\"", 0, 29));
+        assert!(assignment_follows(b"token .= 'v'", 0, 29));
+        assert!(assignment_follows(b"token,v,", 0, 29));
+        assert!(assignment_follows(b"token\\\": \\\"v", 0, 29));
+        assert!(assignment_follows(b"Token string = \"v\"", 0, 29));
+        assert!(!assignment_follows(b"token string value", 0, 29));
         assert!(!assignment_follows(b"token", 0, 29));
     }
 

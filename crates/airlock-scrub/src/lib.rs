@@ -63,6 +63,7 @@ mod head;
 mod keywords;
 mod known;
 mod mask;
+mod names;
 mod ner;
 mod phone;
 mod rules;

@@ -277,12 +277,19 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
 
 /// Name bytes a `context` pattern allows between the name and the quotes
 /// or operator (`head::assignment_follows` relies on the same bound).
+///
+/// The shapes after the name are those configs and code write
+/// (gitleaks' `GenerateSampleSecrets` lists them): `=`, `:`, `:=`, `::=`,
+/// `:::=` (make), `=>`, `?=`, `+=`, `.=` (PHP), `,` (CSV), a type between
+/// name and `=` (`var apiToken string = "…"`), quotes escaped inside JSON
+/// strings (`\"api_token\": \"…\"`), aligned columns (up to 12 blanks)
+/// and YAML block scalars (`token: |` with the value on the next line).
 const NAME_STRETCH: usize = 24;
 
 fn context_pattern(names: &[String], secret: &str) -> String {
     let alts: Vec<String> = names.iter().map(|n| regex_syntax::escape(n)).collect();
     format!(
-        r#"(?i:{})[A-Za-z0-9_.\-]{{0,{NAME_STRETCH}}}["'\]]{{0,2}}[ \t]{{0,4}}(?:=|:=|:|=>|\?=)[ \t]{{0,4}}["'`]?(?P<secret>(?:{}))(?:[^A-Za-z0-9_\-]|$)"#,
+        r#"(?i:{})[A-Za-z0-9_.\-]{{0,{NAME_STRETCH}}}(?:\\?["'\]]){{0,2}}[ \t]{{0,12}}(?:(?:=|:{{1,3}}=|:|=>|[?+.]=|,)[ \t]{{0,12}}(?:[|>][\-+]?[ \t]{{0,4}}\r?\n[ \t]{{1,16}})?|[A-Za-z][A-Za-z0-9_]{{0,15}}[ \t]{{1,4}}=[ \t]{{0,4}})\\?["'`]?(?P<secret>(?:{}))(?:[^A-Za-z0-9_\-]|$)"#,
         alts.join("|"),
         secret
     )

@@ -264,3 +264,115 @@ fn street_addresses_us_uk_and_military() {
         assert_eq!(pii_of(text, "ADDRESS"), Vec::<String>::new(), "{text}");
     }
 }
+
+/// Names that say what a value is about (an id, a file, a size, a public
+/// or primary key, a CSRF token) or ordinary words holding a keyword are
+/// not secret names, whatever the value looks like (external check set,
+/// session 12: the gitleaks generic-api-key false positives as a class).
+#[test]
+fn names_about_a_secret_do_not_make_a_secret() {
+    let v = rand(21, AN, 30);
+    for text in [
+        format!("signing_key_id = \"{v}\""),
+        format!("SECRET_NAME={v}"),
+        format!("tls.KeyFile=/etc/tls/{v}.pem"),
+        format!("cfg.keySize = {v}"),
+        format!("publicKey: \"{v}\""),
+        format!("partitionKey = \"{v}\""),
+        format!("csrf_token: {v}"),
+        format!("credentialsId: '{v}'"),
+        format!("oauth_token_url = \"https://login.example.org/{v}\""),
+        format!("author = \"{v}\""),
+        format!("monkeys-island:{v}"),
+        "Authentication-Results: mx4.mail.example.org".to_string(),
+        "<entry key=\"build.cache.v2_enabled\" value=\"true\"/>".to_string(),
+        "notes = \"artifact io.jsonwebtoken:jjwt-impl-0.12.6\"".to_string(),
+        "KeyPair = Curve25519.KeyPair".to_string(),
+    ] {
+        assert_eq!(secret_values(&text), Vec::<String>::new(), "{text}");
+    }
+}
+
+/// The same values after secret names stay findings; a UUID is a secret
+/// when the name ends in a secret word (Heroku, HubSpot and Snyk API keys
+/// are UUIDs), and an identifier otherwise.
+#[test]
+fn uuids_after_secret_names_are_keys() {
+    let u = format!(
+        "{}-{}-4{}-a{}-{}",
+        rand(31, HEX, 8),
+        rand(32, HEX, 4),
+        rand(33, HEX, 3),
+        rand(34, HEX, 3),
+        rand(35, HEX, 12)
+    );
+    for text in [
+        format!("HEROKU_API_KEY={u}"),
+        format!("hubspotToken = \"{u}\""),
+        format!("snyk secret {u}"),
+    ] {
+        assert!(secret_values(&text).contains(&u), "{text}");
+    }
+    for text in [
+        format!("report_access_id: {u}"),
+        format!("jobCredentialsId: '{u}'"),
+    ] {
+        assert_eq!(secret_values(&text), Vec::<String>::new(), "{text}");
+    }
+}
+
+/// Assignment shapes of make, PHP, Go, CSV, escaped JSON, aligned columns,
+/// YAML block scalars, XML elements on their own line, and long-tail
+/// vendors' `<vendor> key <value>` lines.
+#[test]
+fn assignment_shapes_configs_and_code_write() {
+    let v = rand(41, AN, 32);
+    for text in [
+        format!("ACME_TOKEN ::= \"{v}\""),
+        format!("ACME_TOKEN :::= \"{v}\""),
+        format!("ACME_TOKEN += \"{v}\""),
+        format!("$acmeToken .= \"{v}\";"),
+        format!("var acmeToken string = \"{v}\""),
+        format!("acmeToken,{v},"),
+        format!("{{\\\"acme_token\\\": \\\"{v}\\\"}}"),
+        format!(":api_key          => '{v}',"),
+        format!("acme_token: |\n  {v}\n"),
+        format!("acme_token: >-\n    {v}\n"),
+        format!("<acmeToken>\n    {v}\n</acmeToken>"),
+        format!("acme secret {v}"),
+        format!("acmeAccessKey \"{v}\""),
+    ] {
+        let got = secret_values(&text);
+        assert!(got.iter().any(|g| g.contains(&v)), "{text}: {got:?}");
+    }
+    // Prose after the word is not a value; nor is a type name.
+    for text in [
+        "Rotate the secret regularly and store it in the vault.",
+        "the api key field is required for this request",
+        "var acmeToken string = getToken()",
+        "for key, value in pairs(config) do",
+    ] {
+        assert_eq!(secret_values(text), Vec::<String>::new(), "{text}");
+    }
+}
+
+/// Passwords in documentation prose and in .NET credential constructors.
+#[test]
+fn passwords_in_prose_and_credential_constructors() {
+    let pw = format!("{}{}", rand(51, AN, 8), 7);
+    for text in [
+        format!("The default password is '{pw}'."),
+        format!("Make sure the password for user 'deploy' is \"{pw}\"."),
+        format!("var c = new NetworkCredential(\"svc-backup\", \"{pw}\");"),
+        format!("new DirectoryEntry(\"LDAP://dc1.corp.example\", \"CORP\\\\svc\", \"{pw}\")"),
+    ] {
+        assert!(secret_values(&text).contains(&pw), "{text}");
+    }
+    for text in [
+        "The password is '<your password>'.",
+        "new NetworkCredential(\"user\", \"${PASSWORD}\")",
+        "The password is required.",
+    ] {
+        assert_eq!(secret_values(text), Vec::<String>::new(), "{text}");
+    }
+}
