@@ -673,11 +673,9 @@ impl SqliteStore {
             .contains_key(&(tenant.as_str().to_string(), call.scopes.clone()));
         let (conn, leases) = self.conn_and_leases();
         if held {
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(&err)?;
+            set_sync(conn, false).map_err(&err)?;
             let r = begin_inner(conn, leases, tenant, call, false);
-            conn.pragma_update(None, "synchronous", "FULL")
-                .map_err(&err)?;
+            set_sync(conn, true).map_err(&err)?;
             if let Some(b) = r.map_err(&err)? {
                 return Ok(b);
             }
@@ -710,10 +708,9 @@ impl SqliteStore {
         // `FULL`, and a `FULL` commit makes every earlier one durable too).
         // A lost settlement leaves its row pending at its worst-case
         // reservation, so spending is over-counted, never under-counted.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(&err)?;
+        set_sync(conn, false).map_err(&err)?;
         let r = finish_in(conn, id, settled_micros, end, now);
-        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        let restored = set_sync(conn, true);
         r.map_err(&err)?;
         restored.map_err(err)?;
         Ok(())
