@@ -11,7 +11,7 @@
 use crate::auth::Authed;
 use crate::state::AppState;
 use crate::{ApiError, ApiPath, JsonBody};
-use airlock_store::{AccountStore, UserRow};
+use airlock_store::{AccountStore, UserDeleted, UserRow};
 use airlock_types::{Action, Actor, ActorKind, AuditEvent, EventResult, Reason, Secret, TenantId};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Json;
@@ -297,10 +297,14 @@ pub async fn remove(
         .await?;
     let (t, u) = (a.tenant.clone(), username.clone());
     let now = airlock_types::Timestamp::now().as_micros();
-    if st.db(move |s| s.user_delete(&t, &u, now)).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound)
+    // The store checks again in the deletion's own transaction: of two
+    // concurrent deletions of the last two administrators, one is refused.
+    match st.db(move |s| s.user_delete(&t, &u, now)).await? {
+        UserDeleted::Deleted => Ok(StatusCode::NO_CONTENT),
+        UserDeleted::NotFound => Err(ApiError::NotFound),
+        UserDeleted::LastAdmin => Err(ApiError::Conflict(
+            "the tenant's last administrator is not deleted".into(),
+        )),
     }
 }
 

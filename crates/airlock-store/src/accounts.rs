@@ -7,10 +7,11 @@
 //! microseconds since the Unix epoch. PostgreSQL implements the same trait
 //! (`postgres/accounts.rs`, migration 0004) under row-level security.
 
+use crate::DbError;
 use crate::control_sqlite::tenant_of;
 use crate::{SqliteStore, StoreError};
 use airlock_types::TenantId;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 /// One local dashboard user.
 #[derive(Clone, PartialEq, Eq)]
@@ -62,7 +63,18 @@ pub struct SessionRow {
     pub revoked_at: Option<i64>,
 }
 
-/// Storage of dashboard users and sessions. Each write is one statement.
+/// What [`AccountStore::user_delete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserDeleted {
+    /// The user and its sessions are gone.
+    Deleted,
+    /// No such user in the tenant.
+    NotFound,
+    /// The user is the tenant's last administrator: nothing was changed.
+    LastAdmin,
+}
+
+/// Storage of dashboard users and sessions. Each write is one transaction.
 pub trait AccountStore: Send + std::fmt::Debug {
     /// Create a user; `Ok(false)` when the username is taken.
     fn user_create(&mut self, row: &UserRow) -> Result<bool, StoreError>;
@@ -71,13 +83,16 @@ pub trait AccountStore: Send + std::fmt::Debug {
     /// The tenant's users, by name.
     fn users(&self, tenant: &TenantId) -> Result<Vec<UserRow>, StoreError>;
     /// Delete the tenant's user `username` and revoke its sessions at
-    /// `now`; `Ok(false)` when there is no such user in `tenant`.
+    /// `now`, unless it is the tenant's last administrator. One
+    /// transaction that holds the tenant's administrators still while it
+    /// counts them, so two concurrent deletions of the last two
+    /// administrators cannot both succeed.
     fn user_delete(
         &mut self,
         tenant: &TenantId,
         username: &str,
         now: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<UserDeleted, StoreError>;
     /// Replace the user's password hash (and clear `must_change_password`);
     /// `Ok(false)` when there is no such user in `tenant`.
     fn user_set_password(
@@ -168,19 +183,56 @@ impl AccountStore for SqliteStore {
         tenant: &TenantId,
         username: &str,
         now: i64,
-    ) -> Result<bool, StoreError> {
-        // Sessions first: should the second statement fail, the user still
-        // exists but can no longer act (the safe half).
-        self.ctl_exec(
-            "user sessions revoke",
+    ) -> Result<UserDeleted, StoreError> {
+        self.writable()?;
+        let path = self.path().to_owned();
+        let err = move |source| StoreError::Control {
+            path: path.clone(),
+            what: "user delete",
+            source: DbError::sqlite(source),
+        };
+        // IMMEDIATE: the write lock is taken before the count, so no other
+        // deletion can change the administrators in between.
+        let tx = self
+            .conn_mut()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let t = tenant.as_str();
+        let admin: Option<i64> = tx
+            .query_row(
+                "SELECT admin FROM dashboard_users WHERE tenant = ?1 AND username = ?2",
+                params![t, username],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&err)?;
+        let Some(admin) = admin else {
+            return Ok(UserDeleted::NotFound);
+        };
+        if admin != 0 {
+            let admins: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM dashboard_users WHERE tenant = ?1 AND admin = 1",
+                    params![t],
+                    |r| r.get(0),
+                )
+                .map_err(&err)?;
+            if admins <= 1 {
+                return Ok(UserDeleted::LastAdmin);
+            }
+        }
+        tx.execute(
             "UPDATE dashboard_sessions SET revoked_at = ?3 WHERE tenant = ?1 AND username = ?2 AND revoked_at IS NULL",
-            params![tenant.as_str(), username, now],
-        )?;
-        self.ctl_exec(
-            "user delete",
-            "DELETE FROM dashboard_users WHERE tenant = ?1 AND username = ?2",
-            params![tenant.as_str(), username],
+            params![t, username, now],
         )
+        .map_err(&err)?;
+        tx.execute(
+            "DELETE FROM dashboard_users WHERE tenant = ?1 AND username = ?2",
+            params![t, username],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(UserDeleted::Deleted)
     }
 
     fn user_set_password(
@@ -349,8 +401,9 @@ mod tests {
             revoked_at: None,
         };
         s.session_insert(&live).expect("insert");
-        assert!(
-            !s.user_delete(&t("globex"), "a@acme", 5).expect("delete"),
+        assert_eq!(
+            s.user_delete(&t("globex"), "a@acme", 5).expect("delete"),
+            UserDeleted::NotFound,
             "another tenant's user stays"
         );
         assert_eq!(
@@ -359,8 +412,14 @@ mod tests {
                 .and_then(|r| r.revoked_at),
             None
         );
-        assert!(s.user_delete(&t("acme"), "a@acme", 5).expect("delete"));
-        assert!(!s.user_delete(&t("acme"), "a@acme", 6).expect("again"));
+        assert_eq!(
+            s.user_delete(&t("acme"), "a@acme", 5).expect("delete"),
+            UserDeleted::Deleted
+        );
+        assert_eq!(
+            s.user_delete(&t("acme"), "a@acme", 6).expect("again"),
+            UserDeleted::NotFound
+        );
         assert_eq!(names(&s, &t("acme")), ["b@acme"]);
         assert_eq!(names(&s, &t("globex")), ["c@globex"]);
         assert_eq!(
@@ -370,5 +429,44 @@ mod tests {
             Some(5),
             "its sessions end with it"
         );
+    }
+
+    #[test]
+    fn the_last_administrator_is_kept_and_sessions_stay() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s = SqliteStore::open(&dir.path().join("a.db")).expect("open");
+        for (name, admin) in [("root@acme", true), ("ops@acme", true), ("dev@acme", false)] {
+            let u = UserRow {
+                username: name.into(),
+                tenant: t("acme"),
+                password_hash: "h".into(),
+                admin,
+                created_at: 1,
+                must_change_password: false,
+            };
+            assert!(s.user_create(&u).expect("create"));
+        }
+        let live = SessionRow {
+            sha256: [2; 32],
+            tenant: t("acme"),
+            username: "root@acme".into(),
+            created_at: 1,
+            last_seen_at: 1,
+            expires_at: 100,
+            revoked_at: None,
+        };
+        s.session_insert(&live).expect("insert");
+        let del = |s: &mut SqliteStore, u: &str| s.user_delete(&t("acme"), u, 5).expect("delete");
+        assert_eq!(del(&mut s, "ops@acme"), UserDeleted::Deleted);
+        assert_eq!(del(&mut s, "root@acme"), UserDeleted::LastAdmin);
+        assert_eq!(
+            s.session_by_hash(&[2; 32])
+                .expect("get")
+                .and_then(|r| r.revoked_at),
+            None,
+            "a refused deletion ends no session"
+        );
+        assert_eq!(del(&mut s, "dev@acme"), UserDeleted::Deleted);
+        assert_eq!(del(&mut s, "root@acme"), UserDeleted::LastAdmin);
     }
 }

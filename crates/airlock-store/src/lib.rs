@@ -34,7 +34,7 @@ mod postgres;
 mod secrets;
 mod sqlite;
 
-pub use accounts::{AccountStore, SessionRow, UserRow};
+pub use accounts::{AccountStore, SessionRow, UserDeleted, UserRow};
 pub use approvals::{ApprovalRow, ApprovalState, NewApproval, TaintRow};
 pub use budget::{BudgetState, BudgetStore, Reserve};
 pub use control::{

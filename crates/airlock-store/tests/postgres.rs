@@ -8,7 +8,7 @@ mod pg_support;
 
 use airlock_store::{
     AccountStore, ApiTokenRow, AuditStore, CheckpointRow, ControlStore, NewRecord,
-    PgConnectOptions, PgStore, RunRow, RunState, SessionRow, StoreError, UserRow,
+    PgConnectOptions, PgStore, RunRow, RunState, SessionRow, StoreError, UserDeleted, UserRow,
 };
 use airlock_types::TenantId;
 use pg_support::{APP, OWNER, TestDb, admin_url};
@@ -340,7 +340,10 @@ fn tenants_never_see_each_other() {
             [format!("admin@{me}")]
         );
         let other_user = format!("admin@{other}");
-        assert!(!s.user_delete(me, &other_user, 50).expect("delete other's"));
+        assert_eq!(
+            s.user_delete(me, &other_user, 50).expect("delete other's"),
+            UserDeleted::NotFound
+        );
         assert!(
             !s.user_set_password(me, &other_user, "mine")
                 .expect("password of other's")
@@ -379,7 +382,27 @@ fn tenants_never_see_each_other() {
     }
     assert!(s.session_revoke(&[0xa ^ 0xff; 32], 30).expect("revoke"));
     assert!(!s.session_revoke(&[0xa ^ 0xff; 32], 31).expect("again"));
-    assert!(s.user_delete(&a, "admin@tenant-a", 40).expect("delete own"));
+    // The last administrator is kept (the deletion's transaction locks the
+    // administrators while it counts them); with a second one it goes.
+    assert_eq!(
+        s.user_delete(&a, "admin@tenant-a", 40).expect("delete own"),
+        UserDeleted::LastAdmin
+    );
+    assert!(
+        s.user_create(&UserRow {
+            username: "ops@tenant-a".into(),
+            tenant: a.clone(),
+            password_hash: "h".into(),
+            admin: true,
+            must_change_password: false,
+            created_at: 39,
+        })
+        .expect("second admin")
+    );
+    assert_eq!(
+        s.user_delete(&a, "admin@tenant-a", 40).expect("delete own"),
+        UserDeleted::Deleted
+    );
     assert_eq!(s.user("admin@tenant-a").expect("user"), None);
     assert!(s.user("admin@tenant-b").expect("user").is_some());
     // The other tenant's token was neither revoked nor touched.

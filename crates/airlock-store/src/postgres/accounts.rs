@@ -4,7 +4,7 @@
 //! everything else runs under the tenant's row-level security.
 
 use super::{PgStore, TxError, tenant_eq};
-use crate::{AccountStore, SessionRow, StoreError, UserRow};
+use crate::{AccountStore, SessionRow, StoreError, UserDeleted, UserRow};
 use airlock_types::TenantId;
 use postgres::Row;
 
@@ -94,8 +94,26 @@ impl AccountStore for PgStore {
         tenant: &TenantId,
         username: &str,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<UserDeleted, StoreError> {
         self.tx(Some(tenant), true, "user delete", |c| {
+            // Lock the tenant's administrators (and the user) before
+            // counting: a concurrent deletion waits here, then sees this
+            // one's result, so the last two cannot both go.
+            let rows = c.query(
+                concat!(
+                    "SELECT username, admin FROM dashboard_users WHERE ",
+                    tenant_eq!("tenant", "$1"),
+                    " AND (admin OR username = $2) FOR UPDATE"
+                ),
+                &[&tenant.as_str(), &username],
+            )?;
+            let Some(me) = rows.iter().find(|r| r.get::<_, String>(0) == username) else {
+                return Ok(UserDeleted::NotFound);
+            };
+            let admins = rows.iter().filter(|r| r.get::<_, bool>(1)).count();
+            if me.get::<_, bool>(1) && admins <= 1 {
+                return Ok(UserDeleted::LastAdmin);
+            }
             c.execute(
                 concat!(
                     "UPDATE dashboard_sessions SET revoked_at = $3 WHERE ",
@@ -104,7 +122,7 @@ impl AccountStore for PgStore {
                 ),
                 &[&tenant.as_str(), &username, &now],
             )?;
-            let n = c.execute(
+            c.execute(
                 concat!(
                     "DELETE FROM dashboard_users WHERE ",
                     tenant_eq!("tenant", "$1"),
@@ -112,7 +130,7 @@ impl AccountStore for PgStore {
                 ),
                 &[&tenant.as_str(), &username],
             )?;
-            Ok(n == 1)
+            Ok(UserDeleted::Deleted)
         })
     }
 
