@@ -1,8 +1,9 @@
 //! The front: how an agent's MCP client reaches the gateway. Stdio:
 //! newline-delimited JSON-RPC on the process's stdin/stdout, one session.
-//! Streamable HTTP: `POST` a message, get JSON (or, for `tools/call` when
-//! the client accepts it, an event stream carrying progress notifications
-//! and then the answer); `Mcp-Session-Id` names the session (a run);
+//! Streamable HTTP: `POST` a message, get JSON (or, for a `tools/call` that
+//! sends progress while it waits when the client accepts it, an event
+//! stream carrying the progress notifications and then the answer);
+//! `Mcp-Session-Id` names the session (a run);
 //! `DELETE` ends it; `GET` is 405 (no server-initiated stream).
 
 use crate::gateway::{Gateway, Session};
@@ -272,8 +273,15 @@ async fn http_one(
         };
     }
     if method.as_deref() == Some("tools/call") && sse_ok {
-        // An event stream: progress while it waits, then the answer.
-        let (tx, rx) = mpsc::unbounded_channel::<Value>();
+        // Progress while the call waits (for an approval), then the
+        // answer. The spec lets the server answer a POST with either JSON
+        // or an event stream: a call whose answer comes before anything
+        // else gets plain JSON (one write with a length, no chunked
+        // stream); a call that sends progress first becomes an event
+        // stream there and then. The call runs in a task of its own, so a
+        // client that goes away does not cut it short between the tool
+        // server and its audit record.
+        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
         let s = Session {
             ctx,
             notify: Some(tx.clone()),
@@ -283,7 +291,17 @@ async fn http_one(
                 let _ = tx.send(resp);
             }
         });
-        let stream = futures_stream(rx);
+        let head = match rx.recv().await {
+            Some(m) if !is_answer(&m) => m,
+            answer => {
+                return with_sid(full(
+                    http::StatusCode::OK,
+                    "application/json",
+                    serde_json::to_vec(&answer.unwrap_or(Value::Null)).unwrap_or_default(),
+                ));
+            }
+        };
+        let stream = futures_stream(head, rx);
         let mut r = http::Response::new(BodyExt_boxed(stream));
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -304,6 +322,11 @@ async fn http_one(
     ))
 }
 
+/// Whether `m` is a response (an id and no method), not a notification.
+fn is_answer(m: &Value) -> bool {
+    m.get("id").is_some() && m.get("method").is_none()
+}
+
 /// An SSE body from a channel of messages; ends after the first response
 /// (a message with an id and no method).
 #[allow(non_snake_case)]
@@ -312,6 +335,8 @@ fn BodyExt_boxed(s: StreamBody<SseStream>) -> Body {
 }
 
 struct SseStream {
+    /// A message already taken from `rx`, sent first.
+    head: Option<Value>,
     rx: mpsc::UnboundedReceiver<Value>,
     done: bool,
 }
@@ -325,9 +350,13 @@ impl futures_core_stream::Stream for SseStream {
         if self.done {
             return std::task::Poll::Ready(None);
         }
-        match self.rx.poll_recv(cx) {
+        let next = match self.head.take() {
+            Some(v) => std::task::Poll::Ready(Some(v)),
+            None => self.rx.poll_recv(cx),
+        };
+        match next {
             std::task::Poll::Ready(Some(v)) => {
-                if v.get("id").is_some() && v.get("method").is_none() {
+                if is_answer(&v) {
                     self.done = true;
                 }
                 let mut b = b"event: message\ndata: ".to_vec();
@@ -341,8 +370,12 @@ impl futures_core_stream::Stream for SseStream {
     }
 }
 
-fn futures_stream(rx: mpsc::UnboundedReceiver<Value>) -> StreamBody<SseStream> {
-    StreamBody::new(SseStream { rx, done: false })
+fn futures_stream(head: Value, rx: mpsc::UnboundedReceiver<Value>) -> StreamBody<SseStream> {
+    StreamBody::new(SseStream {
+        head: Some(head),
+        rx,
+        done: false,
+    })
 }
 
 mod futures_core_stream {

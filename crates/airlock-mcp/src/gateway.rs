@@ -38,31 +38,94 @@ pub trait PinStore: Send + Sync + std::fmt::Debug {
 }
 
 /// Pins in the tenant's SQLite database.
+///
+/// A pin read is remembered with the database's pin change stamp
+/// ([`airlock_store::PinStamp`]) read before it: while the stamp is the
+/// same and the read is younger than a second (`PIN_REMEMBERED`), the
+/// next call is judged by the remembered pin without a query (one
+/// `pread`). Any pin
+/// written through `airlock-store` — `airlock mcp pin` in another process,
+/// a first-use pin here — moves the stamp after its commit, so the next
+/// call reads the database again. The age bound only ever adds reads: a
+/// stamp that could not be moved (the writer is told) holds for at most
+/// that long. A stamp that cannot be read means a query, as without it;
+/// a query that fails refuses the call.
 #[derive(Debug)]
 pub struct SqlitePins {
     store: Mutex<airlock_store::SqliteStore>,
     tenant: TenantId,
+    stamp: Option<airlock_store::PinStamp>,
+    seen: Mutex<HashMap<String, HashMap<String, SeenPin>>>,
+}
+
+/// How long a remembered pin read is used (while the stamp is unchanged).
+const PIN_REMEMBERED: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Debug)]
+struct SeenPin {
+    stamp: [u8; 16],
+    at: std::time::Instant,
+    sha256: Option<String>,
 }
 
 impl SqlitePins {
     /// Pins of `tenant` in `store`.
     pub fn new(store: airlock_store::SqliteStore, tenant: TenantId) -> Self {
+        let stamp = store
+            .mcp_pin_stamp()
+            .inspect_err(|e| tracing::warn!("pins are read on every call: {e}"))
+            .ok();
         SqlitePins {
             store: Mutex::new(store),
             tenant,
+            stamp,
+            seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn remembered(&self, server: &str, tool: &str, stamp: &[u8; 16]) -> Option<Option<String>> {
+        let seen = self.seen.lock().ok()?;
+        let p = seen.get(server)?.get(tool)?;
+        (p.stamp == *stamp && p.at.elapsed() < PIN_REMEMBERED).then(|| p.sha256.clone())
     }
 }
 
 impl PinStore for SqlitePins {
     fn get(&self, server: &str, tool: &str) -> Result<Option<String>, String> {
-        let s = self
-            .store
-            .lock()
-            .map_err(|_| "pin store poisoned".to_owned())?;
-        s.mcp_pin(&self.tenant, server, tool)
-            .map(|p| p.map(|p| p.sha256))
-            .map_err(|e| e.to_string())
+        // The stamp first: a pin committed after this read moves it again.
+        let stamp = self.stamp.as_ref().and_then(|s| {
+            s.read()
+                .inspect_err(|e| tracing::warn!("pin read from the database: {e}"))
+                .ok()
+        });
+        if let Some(st) = &stamp
+            && let Some(p) = self.remembered(server, tool, st)
+        {
+            return Ok(p);
+        }
+        let at = std::time::Instant::now();
+        let pinned = {
+            let s = self
+                .store
+                .lock()
+                .map_err(|_| "pin store poisoned".to_owned())?;
+            s.mcp_pin(&self.tenant, server, tool)
+                .map(|p| p.map(|p| p.sha256))
+                .map_err(|e| e.to_string())?
+        };
+        if let Some(stamp) = stamp
+            && let Ok(mut seen) = self.seen.lock()
+        {
+            seen.entry(server.to_owned()).or_default().insert(
+                tool.to_owned(),
+                SeenPin {
+                    stamp,
+                    at,
+                    sha256: pinned.clone(),
+                },
+            );
+        }
+        Ok(pinned)
     }
     fn pin_if_absent(
         &self,
@@ -1083,6 +1146,42 @@ fn redacted(sc: &airlock_scrub::Scrubber, s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remembered_pin_gives_way_to_a_re_pin_from_another_connection() {
+        let dir = tempfile::tempdir().expect("test");
+        let db = dir.path().join("a.db");
+        let tenant = TenantId::new("t1").expect("test");
+        let pins = SqlitePins::new(
+            airlock_store::SqliteStore::open(&db).expect("test"),
+            tenant.clone(),
+        );
+        assert_eq!(pins.get("fs", "read"), Ok(None));
+        assert_eq!(pins.pin_if_absent("fs", "read", "aa", "{}"), Ok(true));
+        assert_eq!(pins.get("fs", "read"), Ok(Some("aa".into())));
+        // Remembered: the next read is not a query.
+        let stamp = pins.stamp.as_ref().expect("a stamp").read().expect("test");
+        assert_eq!(
+            pins.remembered("fs", "read", &stamp),
+            Some(Some("aa".into()))
+        );
+        // An operator re-pins it, in another process (here: connection).
+        let mut other = airlock_store::SqliteStore::open(&db).expect("test");
+        other
+            .mcp_set_pin(
+                &tenant,
+                &airlock_store::ToolPin {
+                    server: "fs".into(),
+                    tool: "read".into(),
+                    sha256: "bb".into(),
+                    definition: "{}".into(),
+                    pinned_by: "operator".into(),
+                    pinned_at: 2,
+                },
+            )
+            .expect("test");
+        assert_eq!(pins.get("fs", "read"), Ok(Some("bb".into())));
+    }
 
     #[test]
     fn results_are_scrubbed_in_values_and_keys_and_left_alone_when_clean() {

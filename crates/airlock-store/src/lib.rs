@@ -45,7 +45,7 @@ pub use gateway::{
     KeyRow, NewCall, StoredResponse,
 };
 pub use limited::read_limited;
-pub use mcp::ToolPin;
+pub use mcp::{PinStamp, ToolPin};
 pub use postgres::{LATEST_PG_VERSION, PgBudget, PgConnectOptions, PgStore, migrate as pg_migrate};
 pub use secrets::{DataKeyRow, MasterRow, SecretRow, SecretStore};
 pub use sqlite::SqliteStore;
@@ -225,6 +225,13 @@ pub enum StoreError {
         path: PathBuf,
         what: &'static str,
         source: DbError,
+    },
+    /// The tool pins' change stamp (a file beside the database) could not
+    /// be read or written.
+    #[error("{}: MCP pin change stamp: {source}", path.display())]
+    PinStamp {
+        path: PathBuf,
+        source: std::io::Error,
     },
 }
 

@@ -3,6 +3,9 @@
 use crate::{DbError, SqliteStore, StoreError};
 use airlock_types::TenantId;
 use rusqlite::{OptionalExtension as _, params};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A pinned tool definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +24,96 @@ pub struct ToolPin {
     pub pinned_at: i64,
 }
 
+/// The pins' change stamp: 16 bytes in a file beside the database
+/// (`DB-mcp-pins`), overwritten with a new value after every pin this
+/// crate writes, in any process. A reader that remembers a pin with the
+/// stamp it read *before* reading the pin knows the pin is unchanged while
+/// the stamp is: one `pread` instead of a database query. Only writes
+/// through this crate move it (every pin write goes through
+/// [`SqliteStore`]'s `write_pin`).
+#[derive(Debug)]
+pub struct PinStamp {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+/// The stamp's length: time (ns) since the epoch, the process id, and a
+/// counter within the process (two writes never leave the same value).
+const STAMP_LEN: usize = 16;
+
+fn stamp_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-mcp-pins");
+    PathBuf::from(p)
+}
+
+fn new_stamp() -> [u8; STAMP_LEN] {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut b = [0u8; STAMP_LEN];
+    b[..8].copy_from_slice(&nanos.to_le_bytes());
+    b[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    b[12..].copy_from_slice(&SEQ.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    b
+}
+
+/// Open (creating, owner-only like the database) the stamp file.
+fn open_stamp(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
+impl PinStamp {
+    /// The current stamp. A stamp file that holds none yet (a database
+    /// whose pins were written before stamps existed) gets one first.
+    pub fn read(&self) -> Result<[u8; STAMP_LEN], StoreError> {
+        let err = |source| StoreError::PinStamp {
+            path: self.path.clone(),
+            source,
+        };
+        let mut b = [0u8; STAMP_LEN];
+        match self.file.read_exact_at(&mut b, 0) {
+            Ok(()) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                // Written before the caller reads any pin: a writer that
+                // commits meanwhile moves the stamp after its commit.
+                let b = new_stamp();
+                self.file.write_all_at(&b, 0).map_err(err)?;
+                Ok(b)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
 impl SqliteStore {
+    /// The pins' change stamp of this database (the file is created if
+    /// missing).
+    pub fn mcp_pin_stamp(&self) -> Result<PinStamp, StoreError> {
+        let path = stamp_path(self.path());
+        let file = open_stamp(&path).map_err(|source| StoreError::PinStamp {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(PinStamp { file, path })
+    }
+
+    /// Move the pins' change stamp (after a pin write committed).
+    fn mcp_move_stamp(&self) -> Result<(), StoreError> {
+        let path = stamp_path(self.path());
+        open_stamp(&path)
+            .and_then(|f| f.write_all_at(&new_stamp(), 0))
+            .map_err(|source| StoreError::PinStamp { path, source })
+    }
+
     fn mcp_err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Mcp {
             path: self.path().to_owned(),
@@ -88,7 +180,9 @@ impl SqliteStore {
     }
 
     /// Insert `pin`; on an existing pin of the tool, `on_conflict` (a fixed
-    /// clause, never input). Returns the rows changed.
+    /// clause, never input). Returns the rows changed. A change moves the
+    /// pins' change stamp once it is committed (an error then says the pin
+    /// was stored but running gateways may not see it until theirs expire).
     fn write_pin(
         &mut self,
         tenant: &TenantId,
@@ -101,7 +195,8 @@ impl SqliteStore {
             "INSERT INTO mcp_tool_pins (tenant, server, tool, sha256, definition, pinned_by, pinned_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tenant, server, tool) {on_conflict}"
         );
-        self.conn_mut()
+        let changed = self
+            .conn_mut()
             .execute(
                 &sql,
                 params![
@@ -118,7 +213,11 @@ impl SqliteStore {
                 path,
                 what: "pin write",
                 source: DbError::sqlite(source),
-            })
+            })?;
+        if changed > 0 {
+            self.mcp_move_stamp()?;
+        }
+        Ok(changed)
     }
 }
 
@@ -162,5 +261,36 @@ mod tests {
         let t2 = TenantId::new("t2").unwrap();
         assert_eq!(s.mcp_pin(&t2, "fs", "read").unwrap(), None);
         assert_eq!(s.mcp_pins(&t).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_change_stamp_moves_on_every_pin_write_from_any_connection_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.db");
+        let reader = SqliteStore::open(&db).unwrap();
+        let stamp = reader.mcp_pin_stamp().unwrap();
+        let s0 = stamp.read().unwrap();
+        assert_eq!(stamp.read().unwrap(), s0);
+        let mut writer = SqliteStore::open(&db).unwrap();
+        let t = TenantId::new("t1").unwrap();
+        let pin = ToolPin {
+            server: "fs".into(),
+            tool: "read".into(),
+            sha256: "aa".into(),
+            definition: "{}".into(),
+            pinned_by: "tofu".into(),
+            pinned_at: 1,
+        };
+        assert!(writer.mcp_pin_if_absent(&t, &pin).unwrap());
+        let s1 = stamp.read().unwrap();
+        assert_ne!(s1, s0);
+        // Nothing changed: the stamp stays.
+        assert!(!writer.mcp_pin_if_absent(&t, &pin).unwrap());
+        assert_eq!(stamp.read().unwrap(), s1);
+        // Two re-pins in a row move it twice.
+        writer.mcp_set_pin(&t, &pin).unwrap();
+        let s2 = stamp.read().unwrap();
+        writer.mcp_set_pin(&t, &pin).unwrap();
+        assert!(s2 != s1 && stamp.read().unwrap() != s2);
     }
 }
