@@ -81,6 +81,9 @@ fn placeholders_templates_and_redactions_are_not_secrets() {
         "PUSHER_KEY=abcdefghijklmnopqrstuvwxyz",
         "--api-key=<your_api_key>",
         "curl -u admin:changeme https://api.example.net/",
+        "db_password = \"$(cat /run/secrets/db)\"",
+        "apiKey: \"{{ .Values.api.key }}\"",
+        "token = \"${env:DEPLOY_TOKEN}\"",
     ] {
         assert_eq!(secret_values(text), Vec::<String>::new(), "{text}");
     }
