@@ -6,7 +6,9 @@
 Without VENV_BIN (or with --airlock-only) only Airlock runs. When the
 labels carry a `tier` (bench/scan/evalset.py writes them), Airlock's recall
 is also printed per tier (self-identifying shape, keyword-anchored, PII)
-and per type, with the share of negative samples flagged, by class.
+and per type, with the share of negative samples flagged, by class. With
+EVAL_SHOW=1 it also lists every missed or flagged sample, and the PII types
+reported on samples that hold none (or besides the labelled ones).
 
 OUT_DIR is what gen.py wrote (labelled/, labels.json). Each sample is one
 file; a tool "flags" a file when it reports anything in it. For secrets, the
@@ -102,6 +104,15 @@ def breakdown():
             if bad:
                 print(n, l["tier"], l["kind"], "FLAGGED" if l["category"] == "none" else "MISSED",
                       repr(open(os.path.join(lab_dir, n), encoding="utf-8").read()[:160]))
+        # What lowers PII precision or counts as a wrong type: PII types
+        # reported on samples that hold none, or besides the labelled ones.
+        for n in sorted(pii_types):
+            l = labels[n]
+            extra = pii_types[n] - set(l.get("types", []))
+            if extra:
+                why = "PII_ON_NON_PII" if l["category"] != "pii" else "WRONG_TYPE"
+                print(n, l["tier"], l["kind"], why, ",".join(sorted(extra)),
+                      repr(open(os.path.join(lab_dir, n), encoding="utf-8").read()[:120]))
 
 
 def gitleaks_flags():

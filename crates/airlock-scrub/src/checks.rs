@@ -19,7 +19,14 @@ pub(crate) enum Check {
     /// A phone candidate libphonenumber's metadata must also accept (rules
     /// whose regex has no national shape of its own).
     PhoneValid,
+    /// A number a phone word states ("Mobile: …"): valid for any region
+    /// libphonenumber knows, and ascending digit runs are accepted.
+    PhoneStated,
     Ssn,
+    /// A number an SSN keyword states: the SSA's structural rules (a number
+    /// someone gives as their SSN is masked even when it is one made
+    /// famous by advertising); only the filler `123-45-6789` is refused.
+    SsnStated,
     Card,
     Iban,
     Ipv4,
@@ -38,7 +45,9 @@ impl Check {
             "email" => Check::Email,
             "phone" => Check::Phone,
             "phone_valid" => Check::PhoneValid,
+            "phone_stated" => Check::PhoneStated,
             "ssn" => Check::Ssn,
+            "ssn_stated" => Check::SsnStated,
             "card" => Check::Card,
             "iban" => Check::Iban,
             "ipv4" => Check::Ipv4,
@@ -47,6 +56,11 @@ impl Check {
             "address" => Check::Address,
             _ => return None,
         })
+    }
+
+    /// Whether this is one of the phone-number checks.
+    pub(crate) fn is_phone(self) -> bool {
+        matches!(self, Check::Phone | Check::PhoneValid | Check::PhoneStated)
     }
 
     /// Does `value` (the part to mask) pass this check? `regions` are the
@@ -61,7 +75,13 @@ impl Check {
             Check::Email => email_ok(value),
             Check::Phone => phone_ok(value),
             Check::PhoneValid => phone_ok(value) && phone::valid(value, regions),
+            Check::PhoneStated => {
+                phone_shape_ok(value, true) && phone::valid_anywhere(value, regions)
+            }
             Check::Ssn => ssn_ok(value),
+            Check::SsnStated => {
+                ssn_structure_ok(value) && digits(value) != [1, 2, 3, 4, 5, 6, 7, 8, 9]
+            }
             Check::Card => card_ok(value),
             Check::Iban => iban_ok(value),
             Check::Ipv4 => ipv4_ok(value),
@@ -566,26 +586,63 @@ fn digits(value: &[u8]) -> Vec<u8> {
 }
 
 fn phone_ok(value: &[u8]) -> bool {
+    phone_shape_ok(value, false)
+}
+
+/// The digits of a phone candidate (without its extension) are 8 to 15,
+/// not one digit repeated, not written as an SSN, and — unless a phone
+/// word states the number (`stated`) — not an ascending run.
+fn phone_shape_ok(value: &[u8], stated: bool) -> bool {
     // The number without its extension (`x204`, `ext. 9`).
     let end = value
         .iter()
         .position(|b| matches!(b.to_ascii_lowercase(), b'x' | b'e' | b'#'))
         .unwrap_or(value.len());
-    let d = digits(&value[..end]);
+    let main = &value[..end];
+    let d = digits(main);
     if !(8..=15).contains(&d.len()) {
         return false;
     }
-    // Runs like 0000000000 or 1234567890 are filler, not numbers.
+    // Runs like 0000000000 are filler, not numbers.
     if d.windows(2).all(|w| w[0] == w[1]) {
         return false;
     }
-    let ascending = d.windows(2).all(|w| w[1] == (w[0] + 1) % 10);
-    !ascending
+    if ssn_written(main) {
+        return false;
+    }
+    // 1234567890 is filler too, unless someone gives it as their number.
+    stated || !d.windows(2).all(|w| w[1] == (w[0] + 1) % 10)
+}
+
+/// Nine digits grouped 3-2-4 with one separator throughout (`078-05-1120`,
+/// `078 05 1120`, `078.05.1120`): the way SSNs are written (SSA), valid or
+/// not, and no national numbering plan's usual grouping; such a value is
+/// never read as a phone number.
+/// Source: https://www.ssa.gov/history/ssn/geocard.html (the AAA-GG-SSSS form).
+fn ssn_written(value: &[u8]) -> bool {
+    let v = value.trim_ascii();
+    v.len() == 11
+        && matches!(v[3], b'-' | b' ' | b'.')
+        && v[6] == v[3]
+        && v.iter()
+            .enumerate()
+            .all(|(i, b)| i == 3 || i == 6 || b.is_ascii_digit())
 }
 
 /// SSA rules: area not 000, 666 or 900-999; group not 00; serial not 0000;
 /// and not one of the numbers famously used in advertising.
 fn ssn_ok(value: &[u8]) -> bool {
+    if !ssn_structure_ok(value) {
+        return false;
+    }
+    let d = digits(value);
+    let all: String = d.iter().map(|x| char::from(b'0' + x)).collect();
+    !matches!(all.as_str(), "078051120" | "219099999" | "123456789")
+}
+
+/// SSA rules alone: nine digits, area not 000, 666 or 900-999; group not
+/// 00; serial not 0000.
+fn ssn_structure_ok(value: &[u8]) -> bool {
     let d = digits(value);
     if d.len() != 9 {
         return false;
@@ -593,11 +650,7 @@ fn ssn_ok(value: &[u8]) -> bool {
     let area = u32::from(d[0]) * 100 + u32::from(d[1]) * 10 + u32::from(d[2]);
     let group = u32::from(d[3]) * 10 + u32::from(d[4]);
     let serial = d[5..].iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
-    if area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0 {
-        return false;
-    }
-    let all: String = d.iter().map(|x| char::from(b'0' + x)).collect();
-    !matches!(all.as_str(), "078051120" | "219099999" | "123456789")
+    !(area == 0 || area == 666 || area >= 900 || group == 0 || serial == 0)
 }
 
 pub fn luhn_ok(d: &[u8]) -> bool {
@@ -850,6 +903,44 @@ mod tests {
     fn github_like(prefix: &str, random: &str) -> String {
         let sum = base62_checksum(crc32(random.as_bytes()));
         format!("{prefix}_{random}{}", String::from_utf8_lossy(&sum))
+    }
+
+    #[test]
+    fn ssn_written_values_are_not_phones() {
+        for v in ["078-05-1120", "512 00 7781", "512.44.0000"] {
+            assert!(ssn_written(v.as_bytes()), "{v}");
+            assert!(!phone_shape_ok(v.as_bytes(), true), "{v}");
+        }
+        // Other groupings of nine or ten digits stay phone-shaped.
+        for v in [
+            "0301 23 4567",
+            "078-051-1200",
+            "512-00-77810",
+            "(030) 12-3456",
+        ] {
+            assert!(!ssn_written(v.as_bytes()), "{v}");
+        }
+        assert!(phone_shape_ok(b"0301 23 4567", false));
+    }
+
+    #[test]
+    fn ascending_digits_need_a_phone_word() {
+        assert!(!phone_shape_ok(b"01 23 45 67 89", false));
+        assert!(phone_shape_ok(b"01 23 45 67 89", true));
+        // One digit repeated never is a number.
+        assert!(!phone_shape_ok(b"00 00 00 00 00", true));
+    }
+
+    #[test]
+    fn stated_ssns_skip_only_the_advertising_list() {
+        assert!(!Check::Ssn.passes(b"219-09-9999", &Regions::default()));
+        assert!(Check::SsnStated.passes(b"219-09-9999", &Regions::default()));
+        for v in ["123-45-6789", "512-00-7781", "666-12-3456", "900-12-3456"] {
+            assert!(
+                !Check::SsnStated.passes(v.as_bytes(), &Regions::default()),
+                "{v}"
+            );
+        }
     }
 
     #[test]

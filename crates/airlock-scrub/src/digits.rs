@@ -763,15 +763,15 @@ pub(crate) mod tests {
         assert_eq!(
             shaped,
             [
+                "us_ssn",
+                "payment_card",
+                "iban",
+                "us_ssn_spaced",
                 "phone_international",
                 "phone_nanp",
                 "phone_uk",
                 "phone_fr",
                 "phone_de",
-                "us_ssn",
-                "payment_card",
-                "iban",
-                "us_ssn_spaced",
                 "phone_national",
                 "phone_extension",
                 "uk_postcode"

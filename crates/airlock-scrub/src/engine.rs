@@ -1151,6 +1151,12 @@ impl Engine {
         // context a stream keeps).
         let checked = if rule.check == checks::Check::Generic {
             generic_with_name(value, hay, full.0)
+        } else if rule.check.is_phone() {
+            // A phone candidate that continues a chain of groups (a card,
+            // an IBAN in groups of four) is the tail of another number
+            // (bounded look-behind of `phone::LOOK_BACK` bytes).
+            !crate::phone::continues_chain(hay, span.0)
+                && rule.check.passes(value, &self.phone_regions)
         } else {
             rule.check.passes(value, &self.phone_regions)
         };

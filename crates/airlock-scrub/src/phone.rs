@@ -102,6 +102,96 @@ pub(crate) fn valid(value: &[u8], regions: &Regions) -> bool {
     regions.0.iter().any(|&r| valid_in(Some(r), &digits))
 }
 
+/// Whether `value` is a valid phone number for any region libphonenumber
+/// knows: used when a phone word states it ("Mobile: …", "call …"), so a
+/// national number of a region outside the configured list is still
+/// recognized. Without such a word the configured list alone is tried,
+/// since most digit groups are valid somewhere.
+/// Source: libphonenumber's per-region metadata (`PhoneNumberMetadata.xml`).
+pub(crate) fn valid_anywhere(value: &[u8], regions: &Regions) -> bool {
+    if valid(value, regions) {
+        return true;
+    }
+    let Some((intl, digits)) = canonical(value) else {
+        return false;
+    };
+    !intl && all_regions().iter().any(|&r| valid_in(Some(r), &digits))
+}
+
+/// Every region of libphonenumber's metadata, in a fixed order.
+fn all_regions() -> &'static [Id] {
+    static ALL: std::sync::OnceLock<Vec<Id>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut v = Vec::new();
+        for a in b'A'..=b'Z' {
+            for b in b'A'..=b'Z' {
+                let code = [a, b];
+                if let Ok(id) = std::str::from_utf8(&code).unwrap_or_default().parse::<Id>() {
+                    v.push(id);
+                }
+            }
+        }
+        v
+    })
+}
+
+/// Bytes before a phone candidate that [`continues_chain`] reads: an
+/// IBAN's head is at most eight groups of four (and their blanks) back.
+pub(crate) const LOOK_BACK: usize = 48;
+
+/// Whether a phone candidate starting at `at` only continues a chain of
+/// groups written before it, so that it is the tail of a longer number
+/// and not a phone number of its own: the group right before it (joined
+/// by one space, dot or dash; the candidate opens with no parenthesis) holds a digit (`4111 1111 …`, a bank
+/// account), or a chain of four-character upper-case groups leads back
+/// to one that does (an IBAN written in groups: `NL91 ABNA 0417 …`, the
+/// grouping of ISO 13616's paper format). Reads at most 48 bytes before
+/// `at`, well inside the context a stream keeps.
+/// Source: ISO 13616-1 §5 (IBAN paper format in groups of four).
+pub(crate) fn continues_chain(hay: &[u8], at: usize) -> bool {
+    let floor = at.saturating_sub(LOOK_BACK);
+    let group = |end: usize| -> usize {
+        let mut s = end;
+        while s > floor && end - s < 8 && hay[s - 1].is_ascii_alphanumeric() {
+            s -= 1;
+        }
+        s
+    };
+    // An area code in parentheses opens a number of its own, after a
+    // trunk prefix or country code (`8 (912) …`, `1 (415) …`).
+    if at < 2 || hay.get(at) == Some(&b'(') || !matches!(hay[at - 1], b' ' | b'.' | b'-') {
+        return false;
+    }
+    let mut end = at - 1;
+    let s = group(end);
+    if s == end {
+        return false;
+    }
+    if hay[s..end].iter().any(u8::is_ascii_digit) {
+        return true;
+    }
+    // Upper-case groups of four: walk back while they last.
+    for _ in 0..8 {
+        let s = group(end);
+        let g = &hay[s..end];
+        let iban_group = g.len() == 4
+            && g.iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && (s == floor || !hay[s - 1].is_ascii_alphanumeric());
+        if !iban_group {
+            return false;
+        }
+        if g.iter().any(u8::is_ascii_digit) {
+            return true;
+        }
+        if s < floor + 2 || hay[s - 1] != b' ' {
+            return false;
+        }
+        end = s - 1;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,10 +244,55 @@ mod tests {
         assert!(!valid(b"01 42 68 53 00", &us));
     }
 
+    #[test]
+    fn stated_numbers_are_valid_for_any_region() {
+        let us = Regions::parse(&["US"]).expect("US");
+        // Danish (eight digits, no trunk prefix): not American.
+        assert!(!valid(b"33 12 45 78", &us));
+        assert!(valid_anywhere(b"33 12 45 78", &us));
+        // Still no number anywhere: too short, or an unknown country code.
+        assert!(!valid_anywhere(b"12 34", &us));
+        assert!(!valid_anywhere(b"+999 123 456 789", &us));
+    }
+
+    #[test]
+    fn chains_of_groups_are_not_phone_starts() {
+        let at = |text: &str, cand: &str| {
+            let i = text.find(cand).expect("candidate");
+            continues_chain(text.as_bytes(), i)
+        };
+        // The tail of a grouped card or account number.
+        assert!(at("card 5412 7534 0001 0402", "0001 0402"));
+        assert!(at("acct 12-0401-555", "0401-555"));
+        // Groups of an IBAN whose head is letters-and-digits further back.
+        assert!(at("GB29 NWBK 0401 2345", "0401 2345"));
+        assert!(at("XX12 ABCD EFGH 0401 2345", "0401 2345"));
+        // Words before a number do not chain, nor a parenthesized area code.
+        assert!(!at("call 0401 2345", "0401 2345"));
+        assert!(!at("CALL 0401 2345", "0401 2345"));
+        assert!(!at("PLEASE CALL 0401 2345", "0401 2345"));
+        assert!(!at("tel: 0401 2345", "0401 2345"));
+        assert!(!at("1 (415) 867-5309", "(415) 867-5309"));
+        assert!(!at("0401 2345", "0401 2345"));
+        // Bounded: a head more than LOOK_BACK bytes back is not read.
+        let far = format!("AB12 {}0401 2345", "CDEF ".repeat(10));
+        assert!(!at(&far, "0401 2345"));
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in "[0-9 +().\\-x#]{0,40}") {
             let _ = valid(s.as_bytes(), &Regions::default());
+        }
+
+        #[test]
+        fn chain_look_behind_is_bounded(s in "[A-Z0-9 .\\-]{0,120}", tail in "[0-9 ]{1,12}") {
+            let text = format!("{s}{tail}");
+            let at = s.len();
+            prop_assert_eq!(
+                continues_chain(text.as_bytes(), at),
+                continues_chain(&text.as_bytes()[at.saturating_sub(LOOK_BACK)..], at.min(LOOK_BACK))
+            );
         }
     }
 }

@@ -254,10 +254,12 @@ impl ScrubberBuilder {
     }
 
     /// Regions (ISO 3166-1 alpha-2, e.g. `["US", "GB"]`) whose national
-    /// formats a phone number found by context or by a generic national
-    /// shape (written without a country code) is validated against (default: US, GB, DE, FR, IN, AU, CA, ES, IT, NL, IE, BR,
-    /// MX). Numbers written with `+` or `00` are validated for their own
-    /// country whatever this list holds.
+    /// formats a phone number found by a generic national shape (written
+    /// without a country code) is validated against (default: US, GB, DE,
+    /// FR, IN, AU, CA, ES, IT, NL, IE, BR, MX). Numbers written with `+`
+    /// or `00` are validated for their own country, and numbers a phone
+    /// word states (`Mobile: …`, `call …`) for any region, whatever this
+    /// list holds.
     pub fn phone_regions<S: AsRef<str>>(mut self, regions: &[S]) -> Self {
         self.phone_regions = Some(regions.iter().map(|r| r.as_ref().to_string()).collect());
         self

@@ -81,6 +81,9 @@ fn placeholders_templates_and_redactions_are_not_secrets() {
         "PUSHER_KEY=abcdefghijklmnopqrstuvwxyz",
         "--api-key=<your_api_key>",
         "curl -u admin:changeme https://api.example.net/",
+        "db_password = \"$(cat /run/secrets/db)\"",
+        "apiKey: \"{{ .Values.api.key }}\"",
+        "token = \"${env:DEPLOY_TOKEN}\"",
     ] {
         assert_eq!(secret_values(text), Vec::<String>::new(), "{text}");
     }
@@ -160,6 +163,10 @@ fn phones_as_written_around_the_world() {
         ("office +61 2 9374 4000", "+61 2 9374 4000"),
         ("cell: 98765 43210", "98765 43210"),
         ("+1-415-867-5309 ext. 204", "+1-415-867-5309"),
+        // Stated by a phone word: an area code in parentheses, digits that
+        // happen to ascend.
+        ("Contact: (07) 3124 5567 (desk)", "(07) 3124 5567"),
+        ("Mobile: 01 23 45 67 89", "01 23 45 67 89"),
     ] {
         let got = pii_of(text, "PHONE");
         assert!(got.iter().any(|g| g.contains(want)), "{text}: {got:?}");
@@ -169,6 +176,7 @@ fn phones_as_written_around_the_world() {
         "order 1234567890 shipped",
         "call 0000 000 000",
         "Read chapter 12 in section 4.2 on page 118.",
+        "Invoice 051170-3921 total 18.40 EUR",
     ] {
         assert_eq!(pii_of(text, "PHONE"), Vec::<String>::new(), "{text}");
     }
@@ -180,10 +188,21 @@ fn phone_regions_are_configurable() {
         .phone_regions(&["US"])
         .build()
         .expect("US is a region");
-    // Found by its context word and validated: German, not American.
-    let text = "Telefon: 030 901820";
+    // A bare national number is validated for the configured regions:
+    // German, not American.
+    let text = "Büro 030 901820";
     assert_eq!(pii_of(text, "PHONE"), vec!["030 901820".to_string()]);
     assert!(us_only.scan_bytes(text.as_bytes()).is_empty());
+    // One a phone word states is validated for any region: a Danish
+    // number is found by a US-only scrubber after "Phone:", not bare.
+    let stated = "Phone: 33 12 45 78";
+    let got: Vec<String> = us_only
+        .scan_bytes(stated.as_bytes())
+        .into_iter()
+        .map(|f| String::from_utf8_lossy(f.value(stated.as_bytes())).into_owned())
+        .collect();
+    assert_eq!(got, vec!["33 12 45 78".to_string()]);
+    assert!(us_only.scan_bytes(b"Order 33 12 45 78 shipped").is_empty());
     let err = Scrubber::builder()
         .phone_regions(&["XX"])
         .build()
@@ -192,6 +211,93 @@ fn phone_regions_are_configurable() {
         err.to_string(),
         "phone region \"XX\" is not a known ISO 3166-1 alpha-2 code"
     );
+}
+
+/// An IBAN with check digits computed here (ISO 13616 mod 97-10), in
+/// groups of four; `wrong` makes the check digits off by one.
+fn iban(cc: &str, bban: &str, wrong: bool) -> String {
+    let rearranged = format!("{bban}{cc}00");
+    let mut rem = 0u32;
+    for c in rearranged.chars() {
+        let v = c.to_digit(36).expect("alphanumeric");
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    let check = 98 - rem + u32::from(wrong);
+    let compact = format!("{cc}{check:02}{bban}");
+    compact
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn checksummed_numbers_outrank_phone_shapes_inside_them() {
+    // Each BBAN holds groups a national phone shape also reads
+    // (`0111 0200 4000`, `0401 …`); the IBAN wins the merged finding.
+    for (cc, bban) in [
+        ("LT", "7300011102004000"),
+        ("PT", "003504010002345678912"),
+        ("MC", "30004012340111025648127"),
+        ("MT", "VALL22013000000040012345123"),
+    ] {
+        let good = iban(cc, bban, false);
+        let text = format!("Pay to {good} by Friday");
+        assert_eq!(
+            found(&text, Category::Pii),
+            vec![("IBAN".to_string(), good.clone())],
+            "{text}"
+        );
+        // Wrong check digits: no IBAN, and its groups are no phone number.
+        let bad = iban(cc, bban, true);
+        let text = format!("Pay to {bad} by Friday");
+        assert_eq!(found(&text, Category::Pii), vec![], "{text}");
+    }
+    // A card number that fails Luhn is no card, and its tail no phone.
+    for text in [
+        "Card: 3056 9312 0402 0007 exp 01/29",
+        "card 5412 7534 0001 0402",
+    ] {
+        assert_eq!(found(text, Category::Pii), vec![], "{text}");
+    }
+    // A trunk prefix or country code before a parenthesized area code
+    // still leaves a phone number.
+    assert!(!pii_of("call 8 (916) 527-14-83 after six", "PHONE").is_empty());
+}
+
+#[test]
+fn ssn_shapes_are_never_phones() {
+    // Invalid SSNs (group 00, serial 0000) are nothing at all.
+    for text in ["ref 512-00-7781", "ref 512-44-0000", "ref 512 00 7781"] {
+        assert_eq!(found(text, Category::Pii), vec![], "{text}");
+    }
+    // A number given as an SSN is masked even when it is one famous from
+    // advertising; bare, it is not flagged; the filler 123-45-6789 never.
+    assert_eq!(
+        pii_of("his social security number is 219-09-9999", "US_SSN"),
+        vec!["219-09-9999".to_string()]
+    );
+    assert_eq!(found("sample 219-09-9999 printed", Category::Pii), vec![]);
+    assert_eq!(found("SSN: 123-45-6789", Category::Pii), vec![]);
+}
+
+#[test]
+fn ip_addresses_in_prose() {
+    assert_eq!(
+        pii_of("mapped from ::ffff:192.0.2.33 today", "IP_ADDRESS"),
+        vec!["::ffff:192.0.2.33".to_string()]
+    );
+    assert_eq!(
+        pii_of("client fe80::1ff:fe23:4567:890a.", "IP_ADDRESS"),
+        vec!["fe80::1ff:fe23:4567:890a".to_string()]
+    );
+    // An embedded dotted quad out of range is no address, nor its head.
+    assert_eq!(found("bogus ::ffff:300.1.2.3 here", Category::Pii), vec![]);
 }
 
 #[test]
