@@ -46,6 +46,20 @@ pub(crate) struct Begin {
     pub window_start: i64,
 }
 
+impl Begin {
+    /// The store's view of the reservation.
+    fn call(&self) -> NewCall<'_> {
+        NewCall {
+            idem_key: &self.idem_key,
+            body_hash: &self.body_hash,
+            scopes: &self.scopes,
+            reserve_micros: self.reserve_micros,
+            now: self.now,
+            window_start: self.window_start,
+        }
+    }
+}
+
 /// A failure, as text (the store's error names the database and the step).
 pub(crate) type JobResult<T> = Result<T, String>;
 
@@ -196,15 +210,7 @@ fn begin_alone(s: &mut SqliteStore, b: &Begin) -> JobResult<Begun> {
             Err(e) => return Err(e.to_string()),
         }
     }
-    let call = NewCall {
-        idem_key: &b.idem_key,
-        body_hash: &b.body_hash,
-        scopes: &b.scopes,
-        reserve_micros: b.reserve_micros,
-        now: b.now,
-        window_start: b.window_start,
-    };
-    s.gateway_begin(&b.tenant, &call)
+    s.gateway_begin(&b.tenant, &b.call())
         .map(Begun::Store)
         .map_err(|e| e.to_string())
 }
@@ -256,17 +262,7 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
     let ops: Vec<GatewayOp<'_>> = writes
         .iter()
         .filter_map(|j| match j {
-            Job::Begin(b, _) => Some(GatewayOp::Begin(
-                &b.tenant,
-                NewCall {
-                    idem_key: &b.idem_key,
-                    body_hash: &b.body_hash,
-                    scopes: &b.scopes,
-                    reserve_micros: b.reserve_micros,
-                    now: b.now,
-                    window_start: b.window_start,
-                },
-            )),
+            Job::Begin(b, _) => Some(GatewayOp::Begin(&b.tenant, b.call())),
             Job::Finish(id, settled, end, now, _) => {
                 Some(GatewayOp::Finish(*id, *settled, end, *now))
             }
