@@ -173,9 +173,19 @@ pub(crate) fn assignment_follows(hay: &[u8], p: usize, max_run: usize) -> bool {
         }
         Some(i)
     };
-    let Some(i) = run(p, max_run, is_name_byte) else {
+    // The type of `var apiToken string = …` may follow the name's stretch
+    // with no blank between (its bytes are name bytes too): a run up to 16
+    // bytes longer than a name is then that type, and only blanks and `=`
+    // may follow it.
+    let Some(i) = run(p, max_run + 16, is_name_byte) else {
         return false;
     };
+    if i - p > max_run {
+        let Some(k) = run(i, 4, |b| matches!(b, b' ' | b'\t')) else {
+            return false;
+        };
+        return k > i && hay.get(k) == Some(&b'=');
+    }
     let q = i;
     let Some(i) = run(i, 4, |b| matches!(b, b'"' | b'\'' | b']' | b'\\')) else {
         return false;
@@ -363,6 +373,15 @@ mod tests {
         assert!(assignment_follows(b"Token string = \"v\"", 0, 29));
         assert!(!assignment_follows(b"token string value", 0, 29));
         assert!(!assignment_follows(b"token", 0, 29));
+        // A type glued to a name of the longest stretch: `key` + 24 name
+        // bytes + `aa0a000a0`, then ` = `.
+        let glued = format!("key{}aa0a000a0 = 0AaAA00AAAaAaa", "-0".repeat(12));
+        assert!(assignment_follows(glued.as_bytes(), 0, 27));
+        assert!(!assignment_follows(
+            format!("{glued}x").replace(" = ", "x=").as_bytes(),
+            0,
+            27
+        ));
     }
 
     /// Patterns with every kind of node, over a small alphabet.
