@@ -200,15 +200,21 @@ impl Writer {
     }
 }
 
+/// The answer for a reservation whose virtual key is no longer live (or
+/// could not be checked); `None` when it may go on.
+fn key_refusal(s: &SqliteStore, b: &Begin) -> Option<JobResult<Begun>> {
+    match b.scopes.key.as_deref().map(|id| s.gateway_key_live(id)) {
+        None | Some(Ok(true)) => None,
+        Some(Ok(false)) => Some(Ok(Begun::KeyRevoked)),
+        Some(Err(e)) => Some(Err(e.to_string())),
+    }
+}
+
 /// A reservation done inline: the key check, then the reservation, as the
 /// batch does each.
 fn begin_alone(s: &mut SqliteStore, b: &Begin) -> JobResult<Begun> {
-    if let Some(id) = b.scopes.key.as_deref() {
-        match s.gateway_key_live(id) {
-            Ok(true) => {}
-            Ok(false) => return Ok(Begun::KeyRevoked),
-            Err(e) => return Err(e.to_string()),
-        }
+    if let Some(refused) = key_refusal(s, b) {
+        return refused;
     }
     s.gateway_begin(&b.tenant, &b.call())
         .map(Begun::Store)
@@ -244,13 +250,10 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
             Job::Key(k, tx) => {
                 let _ = tx.send(crate::keys::verify_key(s, &k).ok().flatten());
             }
-            Job::Begin(b, tx) => match b.scopes.key.as_deref().map(|id| s.gateway_key_live(id)) {
-                None | Some(Ok(true)) => writes.push(Job::Begin(b, tx)),
-                Some(Ok(false)) => {
-                    let _ = tx.send(Ok(Begun::KeyRevoked));
-                }
-                Some(Err(e)) => {
-                    let _ = tx.send(Err(e.to_string()));
+            Job::Begin(b, tx) => match key_refusal(s, &b) {
+                None => writes.push(Job::Begin(b, tx)),
+                Some(refused) => {
+                    let _ = tx.send(refused);
                 }
             },
             w => writes.push(w),

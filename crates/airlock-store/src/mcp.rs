@@ -108,10 +108,14 @@ impl SqliteStore {
 
     /// Move the pins' change stamp (after a pin write committed).
     fn mcp_move_stamp(&self) -> Result<(), StoreError> {
-        let path = stamp_path(self.path());
-        open_stamp(&path)
-            .and_then(|f| f.write_all_at(&new_stamp(), 0))
-            .map_err(|source| StoreError::PinStamp { path, source })
+        let stamp = self.mcp_pin_stamp()?;
+        stamp
+            .file
+            .write_all_at(&new_stamp(), 0)
+            .map_err(|source| StoreError::PinStamp {
+                path: stamp.path.clone(),
+                source,
+            })
     }
 
     fn mcp_err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -236,19 +240,24 @@ fn row_pin(r: &rusqlite::Row<'_>) -> rusqlite::Result<ToolPin> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn pins_are_per_tenant_and_first_use_does_not_overwrite() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(&dir.path().join("a.db")).unwrap();
-        let t = TenantId::new("t1").unwrap();
-        let pin = ToolPin {
+    /// A first-use pin of `fs.read`.
+    fn fs_read_pin() -> ToolPin {
+        ToolPin {
             server: "fs".into(),
             tool: "read".into(),
             sha256: "aa".into(),
             definition: "{}".into(),
             pinned_by: "tofu".into(),
             pinned_at: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn pins_are_per_tenant_and_first_use_does_not_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&dir.path().join("a.db")).unwrap();
+        let t = TenantId::new("t1").unwrap();
+        let pin = fs_read_pin();
         assert!(s.mcp_pin_if_absent(&t, &pin).unwrap());
         let other = ToolPin {
             sha256: "bb".into(),
@@ -273,14 +282,7 @@ mod tests {
         assert_eq!(stamp.read().unwrap(), s0);
         let mut writer = SqliteStore::open(&db).unwrap();
         let t = TenantId::new("t1").unwrap();
-        let pin = ToolPin {
-            server: "fs".into(),
-            tool: "read".into(),
-            sha256: "aa".into(),
-            definition: "{}".into(),
-            pinned_by: "tofu".into(),
-            pinned_at: 1,
-        };
+        let pin = fs_read_pin();
         assert!(writer.mcp_pin_if_absent(&t, &pin).unwrap());
         let s1 = stamp.read().unwrap();
         assert_ne!(s1, s0);
