@@ -294,10 +294,11 @@ async fn http_one(
         let head = match rx.recv().await {
             Some(m) if !is_answer(&m) => m,
             answer => {
+                let answer = answer.unwrap_or_else(|| no_answer(parsed.as_ref()));
                 return with_sid(full(
                     http::StatusCode::OK,
                     "application/json",
-                    serde_json::to_vec(&answer.unwrap_or(Value::Null)).unwrap_or_default(),
+                    serde_json::to_vec(&answer).unwrap_or_default(),
                 ));
             }
         };
@@ -314,12 +315,30 @@ async fn http_one(
         return with_sid(r);
     }
     let s = Session { ctx, notify: None };
-    let resp = gw.handle(&s, &body).await.unwrap_or(Value::Null);
+    let resp = match gw.handle(&s, &body).await {
+        Some(resp) => resp,
+        None => no_answer(parsed.as_ref()),
+    };
     with_sid(full(
         http::StatusCode::OK,
         "application/json",
         serde_json::to_vec(&resp).unwrap_or_default(),
     ))
+}
+
+/// The answer to a request whose handling ended without one (its task
+/// failed): a JSON-RPC internal error with the request's id, so the
+/// client gets an error it can read instead of a bare `null`.
+fn no_answer(request: Option<&Value>) -> Value {
+    tracing::error!("an MCP request ended without an answer");
+    let id = request.and_then(|m| m.get("id")).unwrap_or(&Value::Null);
+    crate::jsonrpc::error(
+        id,
+        crate::jsonrpc::INTERNAL_ERROR,
+        "the request ended without an answer; it may not have run",
+        airlock_types::Reason::CheckFailed,
+        Value::Null,
+    )
 }
 
 /// Whether `m` is a response (an id and no method), not a notification.
@@ -380,4 +399,21 @@ fn futures_stream(head: Value, rx: mpsc::UnboundedReceiver<Value>) -> StreamBody
 
 mod futures_core_stream {
     pub use futures_util::Stream;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_request_left_without_an_answer_gets_an_error_with_its_id() {
+        let req = json!({"jsonrpc": "2.0", "id": "c-7", "method": "tools/call"});
+        let e = no_answer(Some(&req));
+        assert_eq!(e["id"], "c-7");
+        assert_eq!(e["error"]["code"], crate::jsonrpc::INTERNAL_ERROR);
+        assert_eq!(e["error"]["data"]["reason"], "check_failed");
+        assert!(e.get("result").is_none());
+        assert_eq!(no_answer(None)["id"], Value::Null);
+    }
 }
