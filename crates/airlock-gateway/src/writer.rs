@@ -13,7 +13,7 @@
 //! **Alone, inline.** When no other call holds a reservation, nothing is
 //! waiting for the thread and the store is free, an operation is done
 //! right on the caller's thread instead
-//! (`SqliteStore::gateway_begin` / `gateway_finish` / the key lookup: the
+//! (`SqliteStore::gateway_begin` / the key lookup: the
 //! same code the batch runs per operation, so the same guarantees): one
 //! call at a time has nothing to batch with, and the two thread hand-offs
 //! per operation (a channel send, a wake-up on another core, a oneshot
@@ -22,11 +22,23 @@
 //! FULL commit, ≈ 3 ms, once per lease) — only when no other call is
 //! between its reservation and its settlement ([`Open`]), so under load
 //! every operation still goes to the thread and its group commit.
+//!
+//! **Settlements are not waited for.** A settlement and its call's audit
+//! record are queued ([`Writer::finish`]) and the answer ends at once; the
+//! thread commits, then emits the record. The queue is one FIFO and the
+//! inline path is taken only when it is empty, so whatever this process does
+//! next (a retry with the same idempotency key, the next reservation against
+//! the same budget) is applied after the settlement. Until then the store
+//! holds the reservation, which is at least the settled cost: another
+//! process may see more spent than the final figure for a moment, never
+//! less. The last [`Writer`] to go joins the thread, so nothing queued is
+//! lost when the gateway is dropped (`airlock gateway` stopping, `airlock
+//! run` ending).
 
 use airlock_store::{
     CallBegin, CallEnd, CallScopes, GatewayDone, GatewayOp, KeyRow, NewCall, SqliteStore,
 };
-use airlock_types::TenantId;
+use airlock_types::{AuditEvent, EventSink, TenantId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,16 +85,52 @@ pub(crate) enum Begun {
     KeyRevoked,
 }
 
+/// A settlement to commit, and the call's audit record to emit once it is
+/// committed.
+pub(crate) struct Finish {
+    pub id: i64,
+    pub settled: i64,
+    pub end: CallEnd,
+    pub now: i64,
+    pub event: AuditEvent,
+}
+
 enum Job {
     Key(String, oneshot::Sender<Option<(String, KeyRow)>>),
     Begin(Box<Begin>, oneshot::Sender<JobResult<Begun>>),
-    Finish(i64, i64, CallEnd, i64, oneshot::Sender<JobResult<()>>),
+    Finish(Box<Finish>),
+    /// Answered once every job queued before it is done.
+    Flush(mpsc::Sender<()>),
 }
 
-/// The sending side; the thread ends when every clone of it is dropped.
+/// Joins the store thread when the last [`Writer`] is dropped, so that
+/// every queued settlement is committed and audited before the gateway is
+/// gone (e.g. before `airlock gateway` or `airlock run` exits).
+struct Joiner(Mutex<Option<std::thread::JoinHandle<()>>>);
+
+impl Drop for Joiner {
+    fn drop(&mut self) {
+        let handle = match self.0.get_mut() {
+            Ok(h) => h.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(h) = handle
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The sending side; the thread ends when every clone of it is dropped
+/// (and the last clone waits for it: [`Joiner`]).
 #[derive(Clone)]
 pub(crate) struct Writer {
+    // Field order matters: `tx` is dropped (closing the channel) before
+    // the last `_thread` reference joins the thread.
     tx: mpsc::Sender<Job>,
+    _thread: Arc<Joiner>,
+    sink: Arc<dyn EventSink>,
     store: Arc<Mutex<SqliteStore>>,
     /// Jobs sent to the thread and not yet answered.
     queued: Arc<AtomicUsize>,
@@ -107,15 +155,25 @@ impl std::fmt::Debug for Open {
 
 impl Writer {
     /// Start the thread for `store`.
-    pub fn start(store: Arc<Mutex<SqliteStore>>) -> std::io::Result<Writer> {
+    /// Start the thread for `store`; it emits settled calls' audit
+    /// records to `sink`.
+    pub fn start(
+        store: Arc<Mutex<SqliteStore>>,
+        sink: Arc<dyn EventSink>,
+    ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let (s, q) = (store.clone(), queued.clone());
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("airlock-gateway-store".into())
-            .spawn(move || run(&s, &rx, &q))?;
+            .spawn({
+                let sink = sink.clone();
+                move || run(&s, &rx, &q, sink.as_ref())
+            })?;
         Ok(Writer {
             tx,
+            _thread: Arc::new(Joiner(Mutex::new(Some(handle)))),
+            sink,
             store,
             queued,
             open: Arc::new(AtomicUsize::new(0)),
@@ -176,27 +234,42 @@ impl Writer {
             .map_err(|_| "gateway store thread gone".to_string())?
     }
 
-    /// Queue a settlement (see [`SqliteStore::gateway_finish`]); the
-    /// receiver says when it is committed.
-    pub fn finish(
-        &self,
-        id: i64,
-        settled: i64,
-        end: CallEnd,
-        now: i64,
-    ) -> oneshot::Receiver<JobResult<()>> {
-        let (tx, rx) = oneshot::channel();
-        // The settling call's own reservation is still counted.
-        if let Some(mut s) = self.alone(1) {
-            let r = s
-                .gateway_finish(id, settled, &end, now)
-                .map_err(|e| e.to_string());
-            let _ = tx.send(r);
-            return rx;
+    /// Queue a settlement (see [`SqliteStore::gateway_finish`]) and the
+    /// call's audit record, without waiting: the store thread commits the
+    /// settlement, then emits the record. Never inline, so the answer does
+    /// not wait for a commit. Ordering holds all the same: the channel is
+    /// one FIFO queue and an operation is done inline only when nothing is
+    /// queued ([`Writer::alone`]), so the next reservation of this process
+    /// (a retry with the same idempotency key, the next call against the
+    /// same budget) is applied after this settlement. Until it commits, the
+    /// store holds the reservation (≥ the settled cost): a reader sees too
+    /// much spent, never too little.
+    pub fn finish(&self, f: Finish) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::SendError(job)) = self.tx.send(Job::Finish(Box::new(f))) {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            tracing::error!("gateway store thread gone; the reservation stands");
+            if let Job::Finish(f) = job {
+                self.emit_lost(f.event);
+            }
         }
-        // A send to a gone thread drops `tx`: the receiver reports it.
-        let _ = self.send(Job::Finish(id, settled, end, now, tx));
-        rx
+    }
+
+    /// The thread is gone: the record is still emitted (the settlement is
+    /// not, so the reservation stands — too much charged, never too little).
+    fn emit_lost(&self, event: AuditEvent) {
+        if let Err(err) = self.sink.emit(event) {
+            tracing::error!(error = %err, "gateway audit record refused");
+        }
+    }
+
+    /// Wait (blocking the caller) until every operation queued so far is
+    /// done: settlements committed and their audit records emitted.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.send(Job::Flush(tx)) {
+            let _ = rx.recv();
+        }
     }
 }
 
@@ -221,7 +294,12 @@ fn begin_alone(s: &mut SqliteStore, b: &Begin) -> JobResult<Begun> {
         .map_err(|e| e.to_string())
 }
 
-fn run(store: &Mutex<SqliteStore>, rx: &mpsc::Receiver<Job>, queued: &AtomicUsize) {
+fn run(
+    store: &Mutex<SqliteStore>,
+    rx: &mpsc::Receiver<Job>,
+    queued: &AtomicUsize,
+    sink: &dyn EventSink,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         jobs.push(first);
@@ -232,16 +310,45 @@ fn run(store: &Mutex<SqliteStore>, rx: &mpsc::Receiver<Job>, queued: &AtomicUsiz
             }
         }
         let n = jobs.len();
+        let mut done = Done::default();
         match store.lock() {
-            Ok(mut s) => batch(&mut s, &mut jobs),
-            // Poisoned: every job fails (dropping its sender says so).
-            Err(_) => jobs.clear(),
+            Ok(mut s) => batch(&mut s, &mut jobs, &mut done),
+            // Poisoned: every job fails (dropping its sender says so); the
+            // reservations stand and the calls are still audited.
+            Err(_) => {
+                for j in jobs.drain(..) {
+                    match j {
+                        Job::Finish(f) => {
+                            tracing::error!("gateway store unavailable; the reservation stands");
+                            done.events.push(f.event);
+                        }
+                        Job::Flush(tx) => done.flushes.push(tx),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        // Committed (or failed and logged): now the audit records.
+        for e in done.events.drain(..) {
+            if let Err(err) = sink.emit(e) {
+                tracing::error!(error = %err, "gateway audit record refused");
+            }
         }
         queued.fetch_sub(n, Ordering::AcqRel);
+        for tx in done.flushes.drain(..) {
+            let _ = tx.send(());
+        }
     }
 }
 
-fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
+/// What a batch leaves to do after its transaction.
+#[derive(Default)]
+struct Done {
+    events: Vec<AuditEvent>,
+    flushes: Vec<mpsc::Sender<()>>,
+}
+
+fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>, done: &mut Done) {
     // Key lookups and key checks first: reads, no transaction needed. A
     // call whose key was revoked since it was looked up reserves nothing.
     let mut writes = Vec::with_capacity(jobs.len());
@@ -256,6 +363,7 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
                     let _ = tx.send(refused);
                 }
             },
+            Job::Flush(tx) => done.flushes.push(tx),
             w => writes.push(w),
         }
     }
@@ -266,10 +374,8 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
         .iter()
         .filter_map(|j| match j {
             Job::Begin(b, _) => Some(GatewayOp::Begin(&b.tenant, b.call())),
-            Job::Finish(id, settled, end, now, _) => {
-                Some(GatewayOp::Finish(*id, *settled, end, *now))
-            }
-            Job::Key(..) => None,
+            Job::Finish(f) => Some(GatewayOp::Finish(f.id, f.settled, &f.end, f.now)),
+            Job::Key(..) | Job::Flush(_) => None,
         })
         .collect();
     let results = s.gateway_batch(&ops);
@@ -281,16 +387,16 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
                     (Job::Begin(_, tx), Ok(GatewayDone::Begin(b))) => {
                         let _ = tx.send(Ok(Begun::Store(b)));
                     }
-                    (Job::Finish(.., tx), Ok(GatewayDone::Finished)) => {
-                        let _ = tx.send(Ok(()));
-                    }
+                    (Job::Finish(f), Ok(GatewayDone::Finished)) => done.events.push(f.event),
                     (Job::Begin(_, tx), r) => {
                         let _ = tx.send(Err(err_text(r.err())));
                     }
-                    (Job::Finish(.., tx), r) => {
-                        let _ = tx.send(Err(err_text(r.err())));
+                    (Job::Finish(f), r) => {
+                        let e = err_text(r.err());
+                        tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
+                        done.events.push(f.event);
                     }
-                    (Job::Key(..), _) => {}
+                    (Job::Key(..) | Job::Flush(_), _) => {}
                 }
             }
         }
@@ -301,10 +407,11 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
                     Job::Begin(_, tx) => {
                         let _ = tx.send(Err(e.clone()));
                     }
-                    Job::Finish(.., tx) => {
-                        let _ = tx.send(Err(e.clone()));
+                    Job::Finish(f) => {
+                        tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
+                        done.events.push(f.event);
                     }
-                    Job::Key(..) => {}
+                    Job::Key(..) | Job::Flush(_) => {}
                 }
             }
         }
