@@ -103,18 +103,32 @@ enum Job {
     Flush(mpsc::Sender<()>),
 }
 
-/// Joins the store thread when the last [`Writer`] is dropped, so that
-/// every queued settlement is committed and audited before the gateway is
-/// gone (e.g. before `airlock gateway` or `airlock run` exits).
-struct Joiner(Mutex<Option<std::thread::JoinHandle<()>>>);
+/// Settlements handed to [`Writer::finish`] and not yet sent to the
+/// thread (see there).
+type Held = Arc<Mutex<Vec<Box<Finish>>>>;
+
+/// Joins the store thread when the last [`Writer`] is dropped, after
+/// sending it what is still held, so that every settlement is committed
+/// and audited before the gateway is gone (e.g. before `airlock gateway`
+/// or `airlock run` exits).
+struct Joiner {
+    held: Held,
+    tx: Option<mpsc::Sender<Job>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
 
 impl Drop for Joiner {
     fn drop(&mut self) {
-        let handle = match self.0.get_mut() {
-            Ok(h) => h.take(),
-            Err(p) => p.into_inner().take(),
-        };
-        if let Some(h) = handle
+        if let Some(tx) = self.tx.take() {
+            let held = match self.held.lock() {
+                Ok(mut h) => std::mem::take(&mut *h),
+                Err(p) => std::mem::take(&mut *p.into_inner()),
+            };
+            for f in held {
+                let _ = tx.send(Job::Finish(f));
+            }
+        }
+        if let Some(h) = self.handle.take()
             && h.thread().id() != std::thread::current().id()
         {
             let _ = h.join();
@@ -126,13 +140,12 @@ impl Drop for Joiner {
 /// (and the last clone waits for it: [`Joiner`]).
 #[derive(Clone)]
 pub(crate) struct Writer {
-    // Field order matters: `tx` is dropped (closing the channel) before
-    // the last `_thread` reference joins the thread.
     tx: mpsc::Sender<Job>,
+    held: Held,
     _thread: Arc<Joiner>,
     sink: Arc<dyn EventSink>,
     store: Arc<Mutex<SqliteStore>>,
-    /// Jobs sent to the thread and not yet answered.
+    /// Jobs sent to the thread or held for it, and not yet answered.
     queued: Arc<AtomicUsize>,
     /// Calls holding a reservation not yet settled (or dropped).
     open: Arc<AtomicUsize>,
@@ -154,7 +167,6 @@ impl std::fmt::Debug for Open {
 }
 
 impl Writer {
-    /// Start the thread for `store`.
     /// Start the thread for `store`; it emits settled calls' audit
     /// records to `sink`.
     pub fn start(
@@ -170,9 +182,15 @@ impl Writer {
                 let sink = sink.clone();
                 move || run(&s, &rx, &q, sink.as_ref())
             })?;
+        let held: Held = Arc::new(Mutex::new(Vec::new()));
         Ok(Writer {
-            tx,
-            _thread: Arc::new(Joiner(Mutex::new(Some(handle)))),
+            tx: tx.clone(),
+            held: held.clone(),
+            _thread: Arc::new(Joiner {
+                held,
+                tx: Some(tx),
+                handle: Some(handle),
+            }),
             sink,
             store,
             queued,
@@ -197,13 +215,43 @@ impl Writer {
         self.store.try_lock().ok()
     }
 
+    /// Send `job` to the thread, after every settlement held so far (one
+    /// order: held settlements first).
     fn send(&self, job: Job) -> bool {
         self.queued.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(job).is_ok() {
-            return true;
+        let sent = match self.held.lock() {
+            Ok(mut held) => {
+                self.release_locked(&mut held);
+                self.tx.send(job).is_ok()
+            }
+            // Poisoned: nothing can be ordered after what it holds.
+            Err(_) => false,
+        };
+        if !sent {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
         }
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        false
+        sent
+    }
+
+    /// Send every held settlement to the thread, in order.
+    fn release(&self) {
+        if let Ok(mut held) = self.held.lock() {
+            self.release_locked(&mut held);
+        }
+    }
+
+    // Boxed as `Job::Finish` carries them: moved in without a copy.
+    #[allow(clippy::vec_box)]
+    fn release_locked(&self, held: &mut Vec<Box<Finish>>) {
+        for f in held.drain(..) {
+            if let Err(mpsc::SendError(job)) = self.tx.send(Job::Finish(f)) {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!("gateway store thread gone; the reservation stands");
+                if let Job::Finish(f) = job {
+                    self.emit_lost(f.event);
+                }
+            }
+        }
     }
 
     /// The live key row for a presented key (`None`: unknown, revoked, or
@@ -244,14 +292,38 @@ impl Writer {
     /// same budget) is applied after this settlement. Until it commits, the
     /// store holds the reservation (≥ the settled cost): a reader sees too
     /// much spent, never too little.
+    ///
+    /// Held, then sent: the settlement is held here and handed to the
+    /// thread by a task spawned on the caller's runtime, which runs once
+    /// the caller's task has yielded — after the answer's last bytes are
+    /// written. Sent at once, the thread woke on the same core and often
+    /// ran the commit before them. Any operation sent meanwhile sends the
+    /// held settlements first, and `queued` counts them from here, so
+    /// nothing is done inline or ahead of them.
     pub fn finish(&self, f: Finish) {
         self.queued.fetch_add(1, Ordering::AcqRel);
-        if let Err(mpsc::SendError(job)) = self.tx.send(Job::Finish(Box::new(f))) {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            tracing::error!("gateway store thread gone; the reservation stands");
-            if let Job::Finish(f) = job {
-                self.emit_lost(f.event);
+        let first = match self.held.lock() {
+            Ok(mut held) => {
+                held.push(Box::new(f));
+                held.len() == 1
             }
+            Err(_) => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!("gateway settlement queue poisoned; the reservation stands");
+                self.emit_lost(f.event);
+                return;
+            }
+        };
+        if !first {
+            // A release is already on its way.
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let w = self.clone();
+                drop(rt.spawn(async move { w.release() }));
+            }
+            Err(_) => self.release(),
         }
     }
 
