@@ -76,6 +76,7 @@ fi
 if [ -f "$PORTKEY" ] && command -v node >/dev/null; then
   taskset -c 1 node "$PORTKEY" --port=18787 >"$W/portkey.log" 2>&1 &
   PIDS+=($!)
+  PORTKEY_PID=$!
   HAVE_PORTKEY=1
 else
   echo "skipping Portkey: not found (npm install @portkey-ai/gateway@1.15.2, or set PORTKEY=)"
@@ -85,11 +86,13 @@ taskset -c 0 "$BIN" upstream "$UP" >"$W/upstream.log" 2>&1 &
 PIDS+=($!)
 taskset -c 1 "$BIN" gateway "http://$UP" 127.0.0.1:18100 off "$W/key-off" >"$W/gw-off.log" 2>&1 &
 PIDS+=($!)
+PID_OFF=$!
 taskset -c 1 "$BIN" gateway "http://$UP" 127.0.0.1:18101 on "$W/key-on" >"$W/gw-on.log" 2>&1 &
 PIDS+=($!)
+PID_ON=$!
 wait_port 18080 30 && wait_port 18100 30 && wait_port 18101 30 || { cat "$W"/*.log; exit 1; }
-TARGETS+=("airlock redaction off|http://127.0.0.1:18100/v1|authorization: Bearer $(cat "$W/key-off")")
-TARGETS+=("airlock redaction on|http://127.0.0.1:18101/v1|authorization: Bearer $(cat "$W/key-on")")
+TARGETS+=("airlock redaction off|http://127.0.0.1:18100/v1|authorization: Bearer $(cat "$W/key-off")|pid=$PID_OFF")
+TARGETS+=("airlock redaction on|http://127.0.0.1:18101/v1|authorization: Bearer $(cat "$W/key-on")|pid=$PID_ON")
 if [ -n "${HAVE_LITELLM:-}" ]; then
   if wait_port 14000 180; then
     TARGETS+=("litellm|http://127.0.0.1:14000/v1|authorization: Bearer sk-bench")
@@ -99,7 +102,7 @@ if [ -n "${HAVE_LITELLM:-}" ]; then
 fi
 if [ -n "${HAVE_PORTKEY:-}" ]; then
   if wait_port 18787 60; then
-    TARGETS+=("portkey|http://127.0.0.1:18787/v1|x-portkey-provider: openai|x-portkey-custom-host: http://$UP/v1|authorization: Bearer sk-local")
+    TARGETS+=("portkey|http://127.0.0.1:18787/v1|x-portkey-provider: openai|x-portkey-custom-host: http://$UP/v1|authorization: Bearer sk-local|pid=$PORTKEY_PID")
   else
     echo "Portkey did not start:"; tail -20 "$W/portkey.log"
   fi

@@ -10,6 +10,9 @@
 # BIN_*: paths to gateway_bench binaries (build one with
 #   cargo build --release -p airlock-gateway --example gateway_bench
 # and copy it aside before changing the code).
+# The load generator is BIN_B's (or $LOADGEN): it reports each gateway's
+# requests per CPU-second (`pid=` in its targets), which older builds of
+# the example do not.
 set -euo pipefail
 A="$1"; B="$2"; ROUNDS="${3:-3}"; SECS="${4:-3}"; C="${5:-16}"; STREAMS="${6:-0}"
 if [ -z "${GATEWAY_AB_INNER:-}" ]; then
@@ -41,9 +44,10 @@ for bin in A B; do
   for mode in off on; do
     taskset -c 1 "$path" gateway "http://$UP" "127.0.0.1:$port" "$mode" "$W/key-$bin-$mode" >"$W/gw-$bin-$mode.log" 2>&1 &
     PIDS+=($!)
+    gpid=$!
     wait_port "$port" || { cat "$W"/*.log; exit 1; }
     for _ in $(seq 50); do [ -s "$W/key-$bin-$mode" ] && break; sleep 0.1; done
-    T+=("$bin redaction $mode|http://127.0.0.1:$port/v1|authorization: Bearer $(cat "$W/key-$bin-$mode")")
+    T+=("$bin redaction $mode|http://127.0.0.1:$port/v1|authorization: Bearer $(cat "$W/key-$bin-$mode")|pid=$gpid")
     port=$((port + 1))
   done
 done
@@ -53,5 +57,5 @@ for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) -eq 1 ]; then order=(0 1 2 3 4); else order=(0 3 4 1 2); fi
   args=()
   for i in "${order[@]}"; do args+=("${T[$i]}"); done
-  taskset -c 0 "$A" load "$SECS" "$C" "$STREAMS" "${args[@]}" | grep -v '^ratios'
+  taskset -c 0 "${LOADGEN:-$B}" load "$SECS" "$C" "$STREAMS" "${args[@]}" | grep -v '^ratios'
 done

@@ -14,7 +14,11 @@
 //!       p50/p99 at concurrency 1 and req/s at CONCURRENCY for a
 //!       non-streamed chat completion (SECONDS each), then time to first
 //!       byte and total time of STREAMS 200-chunk SSE answers, one at a
-//!       time. The first target is the baseline ("added" = minus it).
+//!       time. The first target is the baseline ("added" = minus it). A
+//!       part `pid=N` names the process serving the target: the req/s at
+//!       CONCURRENCY is then also given per CPU-second that process used
+//!       in that phase (utime + stime of all its threads, /proc/N/stat):
+//!       requests per core, whatever else shares the core.
 
 use airlock_gateway::{Gateway, GatewayConfig, Provider, ProviderKind, create_key};
 use airlock_store::SqliteStore;
@@ -35,6 +39,8 @@ struct Target {
     /// path prefix before `/chat/completions`, e.g. `/v1`
     prefix: String,
     headers: Vec<(String, String)>,
+    /// The serving process, when known (for CPU-seconds).
+    pid: Option<u32>,
 }
 
 fn parse_target(s: &str) -> Target {
@@ -45,7 +51,14 @@ fn parse_target(s: &str) -> Target {
         Some(i) => (url[..i].to_string(), url[i..].trim_end_matches('/').into()),
         None => (url.to_string(), String::new()),
     };
+    let parts: Vec<&str> = parts.collect();
+    let pid = parts
+        .iter()
+        .find_map(|p| p.strip_prefix("pid="))
+        .and_then(|p| p.trim().parse().ok());
     let headers = parts
+        .iter()
+        .filter(|p| !p.starts_with("pid="))
         .filter_map(|h| h.split_once(':'))
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect();
@@ -54,7 +67,20 @@ fn parse_target(s: &str) -> Target {
         addr,
         prefix,
         headers,
+        pid,
     }
+}
+
+/// CPU-seconds process `pid` has used so far (all threads, user + system),
+/// from /proc/PID/stat in clock ticks (USER_HZ, 100 on Linux).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses: state is
+    // field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -157,6 +183,10 @@ struct Row {
     p50: f64,
     p99: f64,
     rps: f64,
+    /// Requests per CPU-second of the serving process (NaN: unknown).
+    per_core: f64,
+    /// CPUs the serving process kept busy in that phase.
+    busy: f64,
     ttfb: f64,
     total: f64,
 }
@@ -192,6 +222,7 @@ async fn load(secs: f64, conc: usize, streams: usize, targets: Vec<Target>) {
         .await;
         let mut lat = run_until(t.clone(), body.clone(), Instant::now() + dur).await;
         let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+        let cpu0 = t.pid.and_then(cpu_secs);
         let start = Instant::now();
         let until = start + dur;
         let tasks: Vec<_> = (0..conc)
@@ -201,7 +232,12 @@ async fn load(secs: f64, conc: usize, streams: usize, targets: Vec<Target>) {
         for task in tasks {
             done += task.await.expect("task").len();
         }
-        let rps = done as f64 / start.elapsed().as_secs_f64();
+        let wall = start.elapsed().as_secs_f64();
+        let rps = done as f64 / wall;
+        let cpu = match (cpu0, t.pid.and_then(cpu_secs)) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
         let mut s = connect(&t).await;
         let (mut ttfb, mut total) = (Vec::new(), Vec::new());
         // A peer that cannot stream is reported (NaN), not fatal.
@@ -220,27 +256,36 @@ async fn load(secs: f64, conc: usize, streams: usize, targets: Vec<Target>) {
             p50,
             p99,
             rps,
+            per_core: done as f64 / cpu,
+            busy: cpu / wall,
             ttfb: pct(&mut ttfb, 0.5),
             total: pct(&mut total, 0.5),
         };
         println!(
-            "{:22} p50 {:7.3} ms  p99 {:7.3} ms  {:7.0} req/s (c={conc})  SSE ttfb {:7.3} ms  total {:7.1} ms",
-            row.name, row.p50, row.p99, row.rps, row.ttfb, row.total
+            "{:22} p50 {:7.3} ms  p99 {:7.3} ms  {:7.0} req/s (c={conc})  {:7.0} req/CPU-s ({:.2} CPUs)  SSE ttfb {:7.3} ms  total {:7.1} ms",
+            row.name, row.p50, row.p99, row.rps, row.per_core, row.busy, row.ttfb, row.total
         );
         rows.push(row);
     }
     let Some(base) = rows.first() else { return };
     println!(
-        "\n{:22} {:>13} {:>13} {:>9} {:>15} {:>15}",
-        "vs first row", "added p50 ms", "added p99 ms", "req/s", "added ttfb ms", "added total ms"
+        "\n{:22} {:>13} {:>13} {:>9} {:>11} {:>15} {:>15}",
+        "vs first row",
+        "added p50 ms",
+        "added p99 ms",
+        "req/s",
+        "req/CPU-s",
+        "added ttfb ms",
+        "added total ms"
     );
     for r in &rows[1..] {
         println!(
-            "{:22} {:>13.3} {:>13.3} {:>9.0} {:>15.3} {:>15.1}",
+            "{:22} {:>13.3} {:>13.3} {:>9.0} {:>11.0} {:>15.3} {:>15.1}",
             r.name,
             r.p50 - base.p50,
             r.p99 - base.p99,
             r.rps,
+            r.per_core,
             r.ttfb - base.ttfb,
             r.total - base.total
         );

@@ -5,7 +5,7 @@ use crate::price::{Price, PriceTable};
 use crate::provider::{Endpoint, ProviderKind, Usage, error_response};
 use crate::redact::{self, Walk};
 use crate::restore::{Format, Restorer, SseRestore};
-use crate::writer::{Begin, Begun, Writer};
+use crate::writer::{Begin, Begun, Finish, Writer};
 use airlock_hook::{BoxError, HookBody};
 use airlock_scrub::{Category, Mask, Scrubber, Session, Stats};
 use airlock_store::{CallBegin, CallEnd, CallScopes, SqliteStore, StoredResponse};
@@ -321,7 +321,8 @@ impl Gateway {
         let before = now - i64::try_from(cfg.replay_retention.as_micros()).unwrap_or(i64::MAX);
         store.gateway_purge_responses(before)?;
         let store = Arc::new(Mutex::new(store));
-        let writer = Writer::start(store.clone()).map_err(GatewayError::StoreThread)?;
+        let writer =
+            Writer::start(store.clone(), sink.clone()).map_err(GatewayError::StoreThread)?;
         Ok(Gateway {
             inner: Arc::new(Inner {
                 cfg,
@@ -973,10 +974,11 @@ impl Gateway {
         }
     }
 
-    /// Settle and audit one call: its settlement is committed (by the
-    /// store thread) before its audit record is emitted and before this
-    /// returns, so the caller's answer ends only after both.
-    async fn settle(
+    /// Settle and audit one call. A settlement is queued on the store
+    /// thread without waiting ([`Writer::finish`]): the thread commits it,
+    /// then emits the audit record, so the answer's last byte does not
+    /// wait for a commit. A call with nothing to settle is audited here.
+    fn settle(
         &self,
         call: &Call,
         outcome: &str,
@@ -985,33 +987,29 @@ impl Gateway {
         end: CallEnd,
         replay: bool,
     ) {
-        let (pending, event) = self.settle_start(call, outcome, status, usage, end, replay);
-        if let Some(rx) = pending {
-            let r = match rx.await {
-                Ok(r) => r,
-                Err(_) => Err("gateway store thread gone".to_string()),
-            };
-            if let Err(e) = r {
-                tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
-            }
-        }
-        if let Err(err) = self.inner.sink.emit(event) {
+        if let Some(event) = self.settle_start(call, outcome, status, usage, end, replay)
+            && let Err(err) = self.inner.sink.emit(event)
+        {
             tracing::error!(error = %err, "gateway audit record refused");
         }
     }
 
-    /// Settle a call in the background (its answer is already decided).
+    /// Settle a call whose answer is already decided.
     fn settle_later(&self, call: Call, outcome: &'static str, status: u16, replay: bool) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            this.settle(&call, outcome, status, None, CallEnd::Failed, replay)
-                .await
-        });
+        self.settle(&call, outcome, status, None, CallEnd::Failed, replay);
     }
 
-    /// The synchronous part of [`Gateway::settle`]: meters, sealing, the
-    /// settlement queued on the store thread (its receiver, when there is
-    /// a row to settle) and the audit record to emit once it is committed.
+    /// Wait (blocking) until every settlement queued so far is committed
+    /// and its audit record emitted. Dropping the last clone of a gateway
+    /// does the same; tests and tools that read spend or audit records
+    /// right after a call use this.
+    pub fn flush(&self) {
+        self.inner.writer.flush();
+    }
+
+    /// Meters, sealing, and the audit record: queued with the settlement
+    /// on the store thread when there is a row to settle, else returned to
+    /// be emitted now.
     fn settle_start(
         &self,
         call: &Call,
@@ -1020,10 +1018,7 @@ impl Gateway {
         usage: Option<Usage>,
         end: CallEnd,
         replay: bool,
-    ) -> (
-        Option<tokio::sync::oneshot::Receiver<crate::writer::JobResult<()>>>,
-        AuditEvent,
-    ) {
+    ) -> Option<AuditEvent> {
         let settled = match (&end, usage, call.price) {
             (_, _, None) => 0,
             (CallEnd::Done(_), Some(u), Some(p)) => p.cost_micros(u.input, u.output),
@@ -1045,18 +1040,7 @@ impl Gateway {
             CallEnd::Done(r) => CallEnd::Done(self.seal_stored(call, r)),
             e => e,
         };
-        let mut pending = None;
-        if let Some(row) = call.row
-            && !replay
-        {
-            pending = Some(self.inner.writer.finish(
-                row,
-                settled,
-                end,
-                Timestamp::now().as_micros(),
-            ));
-            self.maybe_purge();
-        }
+        let row = call.row.filter(|_| !replay);
         let ok = outcome == "ok" || outcome == "replayed";
         let mut e = self
             .event(
@@ -1108,7 +1092,16 @@ impl Gateway {
         if !call.idem_key.is_empty() {
             e = e.with_detail("idempotency_key", call.idem_key.clone());
         }
-        (pending, e)
+        let Some(id) = row else { return Some(e) };
+        self.inner.writer.finish(Finish {
+            id,
+            settled,
+            end,
+            now: Timestamp::now().as_micros(),
+            event: e,
+        });
+        self.maybe_purge();
+        None
     }
 
     fn replay(&self, call: Call, stored: StoredResponse) -> Response<HookBody> {
@@ -1263,8 +1256,7 @@ impl BodyState {
     async fn end(&mut self, outcome: &'static str, usage: Option<Usage>, end: CallEnd) {
         if let Some(call) = self.call.take() {
             self.gw
-                .settle(&call, outcome, self.status, usage, end, false)
-                .await;
+                .settle(&call, outcome, self.status, usage, end, false);
         }
     }
 

@@ -13,7 +13,7 @@
 //! **Alone, inline.** When no other call holds a reservation, nothing is
 //! waiting for the thread and the store is free, an operation is done
 //! right on the caller's thread instead
-//! (`SqliteStore::gateway_begin` / `gateway_finish` / the key lookup: the
+//! (`SqliteStore::gateway_begin` / the key lookup: the
 //! same code the batch runs per operation, so the same guarantees): one
 //! call at a time has nothing to batch with, and the two thread hand-offs
 //! per operation (a channel send, a wake-up on another core, a oneshot
@@ -22,11 +22,23 @@
 //! FULL commit, ≈ 3 ms, once per lease) — only when no other call is
 //! between its reservation and its settlement ([`Open`]), so under load
 //! every operation still goes to the thread and its group commit.
+//!
+//! **Settlements are not waited for.** A settlement and its call's audit
+//! record are queued ([`Writer::finish`]) and the answer ends at once; the
+//! thread commits, then emits the record. The queue is one FIFO and the
+//! inline path is taken only when it is empty, so whatever this process does
+//! next (a retry with the same idempotency key, the next reservation against
+//! the same budget) is applied after the settlement. Until then the store
+//! holds the reservation, which is at least the settled cost: another
+//! process may see more spent than the final figure for a moment, never
+//! less. The last [`Writer`] to go joins the thread, so nothing queued is
+//! lost when the gateway is dropped (`airlock gateway` stopping, `airlock
+//! run` ending).
 
 use airlock_store::{
     CallBegin, CallEnd, CallScopes, GatewayDone, GatewayOp, KeyRow, NewCall, SqliteStore,
 };
-use airlock_types::TenantId;
+use airlock_types::{AuditEvent, EventSink, TenantId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,18 +85,67 @@ pub(crate) enum Begun {
     KeyRevoked,
 }
 
+/// A settlement to commit, and the call's audit record to emit once it is
+/// committed.
+pub(crate) struct Finish {
+    pub id: i64,
+    pub settled: i64,
+    pub end: CallEnd,
+    pub now: i64,
+    pub event: AuditEvent,
+}
+
 enum Job {
     Key(String, oneshot::Sender<Option<(String, KeyRow)>>),
     Begin(Box<Begin>, oneshot::Sender<JobResult<Begun>>),
-    Finish(i64, i64, CallEnd, i64, oneshot::Sender<JobResult<()>>),
+    Finish(Box<Finish>),
+    /// Answered once every job queued before it is done.
+    Flush(mpsc::Sender<()>),
 }
 
-/// The sending side; the thread ends when every clone of it is dropped.
+/// Settlements handed to [`Writer::finish`] and not yet sent to the
+/// thread (see there).
+type Held = Arc<Mutex<Vec<Box<Finish>>>>;
+
+/// Joins the store thread when the last [`Writer`] is dropped, after
+/// sending it what is still held, so that every settlement is committed
+/// and audited before the gateway is gone (e.g. before `airlock gateway`
+/// or `airlock run` exits).
+struct Joiner {
+    held: Held,
+    tx: Option<mpsc::Sender<Job>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Joiner {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let held = match self.held.lock() {
+                Ok(mut h) => std::mem::take(&mut *h),
+                Err(p) => std::mem::take(&mut *p.into_inner()),
+            };
+            for f in held {
+                let _ = tx.send(Job::Finish(f));
+            }
+        }
+        if let Some(h) = self.handle.take()
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The sending side; the thread ends when every clone of it is dropped
+/// (and the last clone waits for it: [`Joiner`]).
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
+    held: Held,
+    _thread: Arc<Joiner>,
+    sink: Arc<dyn EventSink>,
     store: Arc<Mutex<SqliteStore>>,
-    /// Jobs sent to the thread and not yet answered.
+    /// Jobs sent to the thread or held for it, and not yet answered.
     queued: Arc<AtomicUsize>,
     /// Calls holding a reservation not yet settled (or dropped).
     open: Arc<AtomicUsize>,
@@ -106,16 +167,31 @@ impl std::fmt::Debug for Open {
 }
 
 impl Writer {
-    /// Start the thread for `store`.
-    pub fn start(store: Arc<Mutex<SqliteStore>>) -> std::io::Result<Writer> {
+    /// Start the thread for `store`; it emits settled calls' audit
+    /// records to `sink`.
+    pub fn start(
+        store: Arc<Mutex<SqliteStore>>,
+        sink: Arc<dyn EventSink>,
+    ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let (s, q) = (store.clone(), queued.clone());
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("airlock-gateway-store".into())
-            .spawn(move || run(&s, &rx, &q))?;
+            .spawn({
+                let sink = sink.clone();
+                move || run(&s, &rx, &q, sink.as_ref())
+            })?;
+        let held: Held = Arc::new(Mutex::new(Vec::new()));
         Ok(Writer {
-            tx,
+            tx: tx.clone(),
+            held: held.clone(),
+            _thread: Arc::new(Joiner {
+                held,
+                tx: Some(tx),
+                handle: Some(handle),
+            }),
+            sink,
             store,
             queued,
             open: Arc::new(AtomicUsize::new(0)),
@@ -139,13 +215,43 @@ impl Writer {
         self.store.try_lock().ok()
     }
 
+    /// Send `job` to the thread, after every settlement held so far (one
+    /// order: held settlements first).
     fn send(&self, job: Job) -> bool {
         self.queued.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(job).is_ok() {
-            return true;
+        let sent = match self.held.lock() {
+            Ok(mut held) => {
+                self.release_locked(&mut held);
+                self.tx.send(job).is_ok()
+            }
+            // Poisoned: nothing can be ordered after what it holds.
+            Err(_) => false,
+        };
+        if !sent {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
         }
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        false
+        sent
+    }
+
+    /// Send every held settlement to the thread, in order.
+    fn release(&self) {
+        if let Ok(mut held) = self.held.lock() {
+            self.release_locked(&mut held);
+        }
+    }
+
+    // Boxed as `Job::Finish` carries them: moved in without a copy.
+    #[allow(clippy::vec_box)]
+    fn release_locked(&self, held: &mut Vec<Box<Finish>>) {
+        for f in held.drain(..) {
+            if let Err(mpsc::SendError(job)) = self.tx.send(Job::Finish(f)) {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!("gateway store thread gone; the reservation stands");
+                if let Job::Finish(f) = job {
+                    self.emit_lost(f.event);
+                }
+            }
+        }
     }
 
     /// The live key row for a presented key (`None`: unknown, revoked, or
@@ -176,27 +282,66 @@ impl Writer {
             .map_err(|_| "gateway store thread gone".to_string())?
     }
 
-    /// Queue a settlement (see [`SqliteStore::gateway_finish`]); the
-    /// receiver says when it is committed.
-    pub fn finish(
-        &self,
-        id: i64,
-        settled: i64,
-        end: CallEnd,
-        now: i64,
-    ) -> oneshot::Receiver<JobResult<()>> {
-        let (tx, rx) = oneshot::channel();
-        // The settling call's own reservation is still counted.
-        if let Some(mut s) = self.alone(1) {
-            let r = s
-                .gateway_finish(id, settled, &end, now)
-                .map_err(|e| e.to_string());
-            let _ = tx.send(r);
-            return rx;
+    /// Queue a settlement (see [`SqliteStore::gateway_finish`]) and the
+    /// call's audit record, without waiting: the store thread commits the
+    /// settlement, then emits the record. Never inline, so the answer does
+    /// not wait for a commit. Ordering holds all the same: the channel is
+    /// one FIFO queue and an operation is done inline only when nothing is
+    /// queued ([`Writer::alone`]), so the next reservation of this process
+    /// (a retry with the same idempotency key, the next call against the
+    /// same budget) is applied after this settlement. Until it commits, the
+    /// store holds the reservation (≥ the settled cost): a reader sees too
+    /// much spent, never too little.
+    ///
+    /// Held, then sent: the settlement is held here and handed to the
+    /// thread by a task spawned on the caller's runtime, which runs once
+    /// the caller's task has yielded — after the answer's last bytes are
+    /// written. Sent at once, the thread woke on the same core and often
+    /// ran the commit before them. Any operation sent meanwhile sends the
+    /// held settlements first, and `queued` counts them from here, so
+    /// nothing is done inline or ahead of them.
+    pub fn finish(&self, f: Finish) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let first = match self.held.lock() {
+            Ok(mut held) => {
+                held.push(Box::new(f));
+                held.len() == 1
+            }
+            Err(_) => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!("gateway settlement queue poisoned; the reservation stands");
+                self.emit_lost(f.event);
+                return;
+            }
+        };
+        if !first {
+            // A release is already on its way.
+            return;
         }
-        // A send to a gone thread drops `tx`: the receiver reports it.
-        let _ = self.send(Job::Finish(id, settled, end, now, tx));
-        rx
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let w = self.clone();
+                drop(rt.spawn(async move { w.release() }));
+            }
+            Err(_) => self.release(),
+        }
+    }
+
+    /// The thread is gone: the record is still emitted (the settlement is
+    /// not, so the reservation stands — too much charged, never too little).
+    fn emit_lost(&self, event: AuditEvent) {
+        if let Err(err) = self.sink.emit(event) {
+            tracing::error!(error = %err, "gateway audit record refused");
+        }
+    }
+
+    /// Wait (blocking the caller) until every operation queued so far is
+    /// done: settlements committed and their audit records emitted.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.send(Job::Flush(tx)) {
+            let _ = rx.recv();
+        }
     }
 }
 
@@ -221,7 +366,12 @@ fn begin_alone(s: &mut SqliteStore, b: &Begin) -> JobResult<Begun> {
         .map_err(|e| e.to_string())
 }
 
-fn run(store: &Mutex<SqliteStore>, rx: &mpsc::Receiver<Job>, queued: &AtomicUsize) {
+fn run(
+    store: &Mutex<SqliteStore>,
+    rx: &mpsc::Receiver<Job>,
+    queued: &AtomicUsize,
+    sink: &dyn EventSink,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         jobs.push(first);
@@ -232,16 +382,45 @@ fn run(store: &Mutex<SqliteStore>, rx: &mpsc::Receiver<Job>, queued: &AtomicUsiz
             }
         }
         let n = jobs.len();
+        let mut done = Done::default();
         match store.lock() {
-            Ok(mut s) => batch(&mut s, &mut jobs),
-            // Poisoned: every job fails (dropping its sender says so).
-            Err(_) => jobs.clear(),
+            Ok(mut s) => batch(&mut s, &mut jobs, &mut done),
+            // Poisoned: every job fails (dropping its sender says so); the
+            // reservations stand and the calls are still audited.
+            Err(_) => {
+                for j in jobs.drain(..) {
+                    match j {
+                        Job::Finish(f) => {
+                            tracing::error!("gateway store unavailable; the reservation stands");
+                            done.events.push(f.event);
+                        }
+                        Job::Flush(tx) => done.flushes.push(tx),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        // Committed (or failed and logged): now the audit records.
+        for e in done.events.drain(..) {
+            if let Err(err) = sink.emit(e) {
+                tracing::error!(error = %err, "gateway audit record refused");
+            }
         }
         queued.fetch_sub(n, Ordering::AcqRel);
+        for tx in done.flushes.drain(..) {
+            let _ = tx.send(());
+        }
     }
 }
 
-fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
+/// What a batch leaves to do after its transaction.
+#[derive(Default)]
+struct Done {
+    events: Vec<AuditEvent>,
+    flushes: Vec<mpsc::Sender<()>>,
+}
+
+fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>, done: &mut Done) {
     // Key lookups and key checks first: reads, no transaction needed. A
     // call whose key was revoked since it was looked up reserves nothing.
     let mut writes = Vec::with_capacity(jobs.len());
@@ -256,6 +435,7 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
                     let _ = tx.send(refused);
                 }
             },
+            Job::Flush(tx) => done.flushes.push(tx),
             w => writes.push(w),
         }
     }
@@ -266,10 +446,8 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
         .iter()
         .filter_map(|j| match j {
             Job::Begin(b, _) => Some(GatewayOp::Begin(&b.tenant, b.call())),
-            Job::Finish(id, settled, end, now, _) => {
-                Some(GatewayOp::Finish(*id, *settled, end, *now))
-            }
-            Job::Key(..) => None,
+            Job::Finish(f) => Some(GatewayOp::Finish(f.id, f.settled, &f.end, f.now)),
+            Job::Key(..) | Job::Flush(_) => None,
         })
         .collect();
     let results = s.gateway_batch(&ops);
@@ -281,16 +459,16 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
                     (Job::Begin(_, tx), Ok(GatewayDone::Begin(b))) => {
                         let _ = tx.send(Ok(Begun::Store(b)));
                     }
-                    (Job::Finish(.., tx), Ok(GatewayDone::Finished)) => {
-                        let _ = tx.send(Ok(()));
-                    }
+                    (Job::Finish(f), Ok(GatewayDone::Finished)) => done.events.push(f.event),
                     (Job::Begin(_, tx), r) => {
                         let _ = tx.send(Err(err_text(r.err())));
                     }
-                    (Job::Finish(.., tx), r) => {
-                        let _ = tx.send(Err(err_text(r.err())));
+                    (Job::Finish(f), r) => {
+                        let e = err_text(r.err());
+                        tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
+                        done.events.push(f.event);
                     }
-                    (Job::Key(..), _) => {}
+                    (Job::Key(..) | Job::Flush(_), _) => {}
                 }
             }
         }
@@ -301,10 +479,11 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>) {
                     Job::Begin(_, tx) => {
                         let _ = tx.send(Err(e.clone()));
                     }
-                    Job::Finish(.., tx) => {
-                        let _ = tx.send(Err(e.clone()));
+                    Job::Finish(f) => {
+                        tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
+                        done.events.push(f.event);
                     }
-                    Job::Key(..) => {}
+                    Job::Key(..) | Job::Flush(_) => {}
                 }
             }
         }

@@ -28,6 +28,7 @@ struct Env {
     sink: Arc<MemorySink>,
     addr: std::net::SocketAddr,
     key: String,
+    gw: Gateway,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -111,8 +112,9 @@ async fn env_with(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let served = gw.clone();
     let server = tokio::spawn(async move {
-        let _ = airlock_gateway::serve(listener, gw).await;
+        let _ = airlock_gateway::serve(listener, served).await;
     });
     Env {
         _dir: dir,
@@ -121,18 +123,23 @@ async fn env_with(
         sink,
         addr,
         key: key.expose().clone(),
+        gw,
         _server: server,
     }
 }
 
 impl Env {
+    /// Spend as another process reads it, once the gateway's queued
+    /// settlements are committed.
     fn spent(&self) -> i64 {
+        self.gw.flush();
         SqliteStore::open(&self.db)
             .expect("reopen")
             .gateway_spent(&TenantId::default_tenant(), 0)
             .expect("spent")
     }
     fn calls(&self) -> Vec<AuditEvent> {
+        self.gw.flush();
         self.sink
             .events()
             .into_iter()
@@ -558,6 +565,69 @@ async fn a_completed_call_is_replayed_not_repeated_and_streams_replay_as_streams
     assert!(String::from_utf8_lossy(&b2).ends_with("data: [DONE]\n\n"));
 }
 
+/// Settlements are queued without the answer waiting for them; the next
+/// operation is still applied after them. A retry sent the moment the first
+/// answer ends is replayed (not refused as in flight, not called twice),
+/// the spend, once drained, is the first call's settled cost (once), and
+/// each call has exactly one audit record.
+#[tokio::test]
+async fn an_immediate_retry_after_a_success_is_replayed_and_charged_once() {
+    let e = env(&[], 1 << 20).await;
+    for round in 0..20 {
+        let body = json!({"model": "gpt-4o-mini", "max_tokens": 50,
+            "messages": [{"role": "user", "content": format!("round {round}: mail {EMAIL}")}]});
+        let send = || {
+            let req = http::Request::post(format!("http://{}/v1/chat/completions", e.addr))
+                .header("authorization", format!("Bearer {}", e.key))
+                .header("content-type", "application/json")
+                .header("idempotency-key", format!("retry-{round}"))
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("request");
+            async move {
+                let tcp = tokio::net::TcpStream::connect(e.addr)
+                    .await
+                    .expect("connect");
+                let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                    .await
+                    .expect("handshake");
+                tokio::spawn(c);
+                let r = s.send_request(req).await.expect("send");
+                let replayed = r.headers().contains_key("x-airlock-replayed");
+                let status = r.status().as_u16();
+                let b = r.into_body().collect().await.expect("body").to_bytes();
+                (status, replayed, b)
+            }
+        };
+        let (s1, r1, b1) = send().await;
+        let (s2, r2, b2) = send().await;
+        assert_eq!((s1, r1), (200, false), "{}", String::from_utf8_lossy(&b1));
+        assert_eq!((s2, r2), (200, true), "{}", String::from_utf8_lossy(&b2));
+        assert_eq!(b1, b2);
+        assert!(String::from_utf8_lossy(&b1).contains(EMAIL));
+    }
+    assert_eq!(e.upstream.received().len(), 20, "a retry went upstream");
+    let calls = e.calls();
+    assert_eq!(calls.len(), 40, "one audit record per call");
+    let charged: i64 = calls
+        .iter()
+        .filter(|c| d(c, "outcome") == "ok")
+        .map(|c| d(c, "settled_micros").as_i64().expect("settled"))
+        .sum();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| d(c, "outcome") == "replayed")
+            .count(),
+        20
+    );
+    assert!(charged > 0);
+    assert_eq!(
+        e.spent(),
+        charged,
+        "spend once drained is the settled cost, once"
+    );
+}
+
 /// The hook on `airlock run`'s intercepted path: the same engine, keyed by
 /// the provider host; the request continues (redacted, with its
 /// Idempotency-Key) to the real upstream, and the answer is restored.
@@ -594,6 +664,7 @@ async fn run_hook_redacts_on_the_way_out_restores_on_the_way_back_and_refuses_ov
         sink.clone(),
     )
     .expect("gateway");
+    let settled = gw.clone();
     let hook = GatewayHook::new(
         gw,
         Caller {
@@ -701,6 +772,7 @@ async fn run_hook_redacts_on_the_way_out_restores_on_the_way_back_and_refuses_ov
     let resp = refusal.response.expect("provider-shaped answer");
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["x-airlock-reason"], "budget_exceeded");
+    settled.flush();
     let events = sink.events();
     assert!(events.iter().any(|e| e.reason.code() == "budget_exceeded"
         && e.run_id.as_ref().map(|r| r.as_str()) == Some("run-1")));
