@@ -76,50 +76,50 @@ macro_rules! fenced {
 pub(crate) static FENCED: [Fenced; 8] = [
     fenced!(
         "-----BEGIN RSA PRIVATE KEY-----",
-        r"A-Za-z0-9+/=\s:,\-",
-        b":,-",
+        r#"A-Za-z0-9+/=\s:,\-\\"'"#,
+        b":,-\\\"'",
         "-----END RSA PRIVATE KEY-----"
     ),
     fenced!(
         "-----BEGIN EC PRIVATE KEY-----",
-        r"A-Za-z0-9+/=\s:,\-",
-        b":,-",
+        r#"A-Za-z0-9+/=\s:,\-\\"'"#,
+        b":,-\\\"'",
         "-----END EC PRIVATE KEY-----"
     ),
     fenced!(
         "-----BEGIN DSA PRIVATE KEY-----",
-        r"A-Za-z0-9+/=\s:,\-",
-        b":,-",
+        r#"A-Za-z0-9+/=\s:,\-\\"'"#,
+        b":,-\\\"'",
         "-----END DSA PRIVATE KEY-----"
     ),
     fenced!(
         "-----BEGIN PRIVATE KEY-----",
-        r"A-Za-z0-9+/=\s\\n",
-        b"\\",
+        r#"A-Za-z0-9+/=\s\\n"'"#,
+        b"\\\"'",
         "-----END PRIVATE KEY-----"
     ),
     fenced!(
         "-----BEGIN ENCRYPTED PRIVATE KEY-----",
-        r"A-Za-z0-9+/=\s\\n",
-        b"\\",
+        r#"A-Za-z0-9+/=\s\\n"'"#,
+        b"\\\"'",
         "-----END ENCRYPTED PRIVATE KEY-----"
     ),
     fenced!(
         "-----BEGIN OPENSSH PRIVATE KEY-----",
-        r"A-Za-z0-9+/=\s\\n",
-        b"\\",
+        r#"A-Za-z0-9+/=\s\\n"'"#,
+        b"\\\"'",
         "-----END OPENSSH PRIVATE KEY-----"
     ),
     fenced!(
         "-----BEGIN PGP PRIVATE KEY BLOCK-----",
-        r"A-Za-z0-9+/=\s:.,()\-\\n",
-        b":.,()-\\",
+        r#"A-Za-z0-9+/=\s:.,()\-\\n"'"#,
+        b":.,()-\\\"'",
         "-----END PGP PRIVATE KEY BLOCK-----"
     ),
     fenced!(
         "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----",
-        r#"A-Za-z0-9+/=\s:"\-"#,
-        b":\"-",
+        r#"A-Za-z0-9+/=\s:"\-\\'"#,
+        b":\"-\\'",
         "---- END SSH2 ENCRYPTED PRIVATE KEY ----"
     ),
 ];

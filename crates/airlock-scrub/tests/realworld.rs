@@ -482,3 +482,102 @@ fn passwords_in_prose_and_credential_constructors() {
         assert_eq!(secret_values(text), Vec::<String>::new(), "{text}");
     }
 }
+
+/// The PEM body class: base64 lines as a file holds them.
+const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+#[test]
+fn private_keys_pasted_into_source_as_string_literals() {
+    let lines: Vec<String> = (0..6).map(|i| rand(900 + i, B64, 64)).collect();
+    let (begin, end) = (
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "-----END RSA PRIVATE KEY-----",
+    );
+    // Concatenated literals, one line each (Java, JavaScript, C#).
+    let concat = format!(
+        "String key = \"{begin}\" +\n{}\n    \"{end}\";\n",
+        lines
+            .iter()
+            .map(|l| format!("    \"{l}\" +"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // One literal with escaped line breaks (JSON, .env, YAML flow strings).
+    let escaped = format!(
+        "\"key\": \"{begin}\\r\\n{}\\r\\n{end}\"\n",
+        lines.join("\\r\\n")
+    );
+    let pkcs8 = escaped
+        .replace("RSA PRIVATE", "PRIVATE")
+        .replace("\\r\\n", "\\n");
+    for text in [&concat, &escaped, &pkcs8] {
+        let f = found(text, Category::Secret);
+        assert_eq!(f.len(), 1, "{text}: {f:?}");
+        assert_eq!(f[0].0, "private_key", "{text}");
+        assert!(f[0].1.contains(&lines[3]), "{text}");
+    }
+    // A header quoted in prose with no key material is not a key.
+    assert!(
+        secret_values(&format!(
+            "the file starts with \"{begin}\" and ends with \"{end}\"\n"
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn checksummed_tokens_with_a_random_body_and_a_bad_checksum_are_still_tokens() {
+    // The exact GitHub shape with a body that looks random: a fixture's fake
+    // or a token copied with a typo; the checksum cannot vouch, the shape does.
+    for (i, p) in ["ghp", "gho", "ghu", "ghs"].iter().enumerate() {
+        let t = format!("{p}_{}", rand(70 + i as u64, AN, 36));
+        assert_eq!(
+            secret_values(&format!("token: {t}\n")),
+            vec![t.clone()],
+            "{t}"
+        );
+        let url = format!("git clone https://{t}@github.com/o/r.git\n");
+        assert!(secret_values(&url).contains(&t), "{url}");
+    }
+    // Shapes that say they are placeholders stay unflagged.
+    for t in [
+        "ghp_".to_owned() + &"x".repeat(36),
+        "ghp_".to_owned() + &"0".repeat(36),
+    ] {
+        assert!(secret_values(&format!("token: {t}\n")).is_empty(), "{t}");
+    }
+}
+
+#[test]
+fn vendor_token_shapes_as_issuers_and_scanners_write_them() {
+    let lower = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let upper = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let cases = [
+        // Slack's legacy bot token: team id, then the random part.
+        format!("xoxb-{}-{}", rand(1, b"0123456789", 12), rand(2, AN, 24)),
+        format!("xai-{}", rand(3, b"ABCDEFabcdef0123456789_", 80)),
+        format!("bkua_{}", rand(4, lower, 40)),
+        format!("CCIPAT_{}_{}", rand(5, AN, 22), rand(6, lower, 40)),
+        format!("pk_{}_{}", rand(7, b"0123456789", 8), rand(8, upper, 32)),
+        format!("pk.{}.{}", rand(9, lower, 60), rand(10, lower, 22)),
+        format!("A3T{}{}", rand(11, upper, 1), rand(12, upper, 16)),
+    ];
+    for t in &cases {
+        let text = format!("value = {t}\n");
+        assert_eq!(secret_values(&text), vec![t.clone()], "{text}");
+    }
+    let secret = rand(13, B64, 44);
+    let conn = format!(
+        "Endpoint=https://shop-prod.azconfig.io;Id={}:{};Secret={secret}\n",
+        rand(14, AN, 4),
+        rand(15, AN, 20)
+    );
+    assert_eq!(secret_values(&conn), vec![secret], "{conn}");
+    // Near misses: too short, or a public key id of another shape.
+    for t in [
+        format!("pk_{}_{}", rand(16, b"0123456789", 8), rand(17, upper, 20)),
+        "pk.test.value".to_owned(),
+    ] {
+        assert!(secret_values(&format!("value = {t}\n")).is_empty(), "{t}");
+    }
+}
