@@ -467,6 +467,34 @@ fn versioned_name(value: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
+/// Whether `hay` starts with `prefix` (lower case), ASCII
+/// case-insensitively.
+#[inline]
+fn starts_with_ignore_case(hay: &[u8], prefix: &[u8]) -> bool {
+    hay.get(..prefix.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+}
+
+/// Whether `value` holds `password`, `passwd`, `secret`, `token`, `apikey`,
+/// `api_key`, `api-key` or `key`, ASCII case-insensitively. The three
+/// `api…key` words hold `key`, so `key` stands for them. One pass over the
+/// bytes, without a lower-cased copy: this runs for every generic
+/// candidate (a reference test holds it equal to the word list).
+fn names_a_secret(value: &[u8]) -> bool {
+    value.iter().enumerate().any(|(i, &b)| {
+        let r = &value[i..];
+        match b | 0x20 {
+            b'k' => starts_with_ignore_case(r, b"key"),
+            b't' => starts_with_ignore_case(r, b"token"),
+            b's' => starts_with_ignore_case(r, b"secret"),
+            b'p' => {
+                starts_with_ignore_case(r, b"passwd") || starts_with_ignore_case(r, b"password")
+            }
+            _ => false,
+        }
+    })
+}
+
 /// Generic `name = value` secrets: not a placeholder, not an identifier,
 /// a path, a UUID or resource name, high enough entropy, more than one
 /// character class.
@@ -474,7 +502,6 @@ fn generic_ok(value: &[u8]) -> bool {
     if value.len() < 8 || low_information(value) {
         return false;
     }
-    let lower = value.to_ascii_lowercase();
     // Identifiers that sit next to secret-ish keywords without being
     // secrets: UUID credential ids, cloud resource names, hashes named by
     // their algorithm, URLs, and values that only name the thing
@@ -500,12 +527,8 @@ fn generic_ok(value: &[u8]) -> bool {
             "urn:",
         ]
         .iter()
-        .any(|p| lower.starts_with(p.as_bytes()))
-        || [
-            "password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "key",
-        ]
-        .iter()
-        .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()))
+        .any(|p| starts_with_ignore_case(value, p.as_bytes()))
+        || names_a_secret(value)
     {
         return false;
     }
@@ -1125,6 +1148,34 @@ mod tests {
         fn placeholder_automaton_equals_the_word_search(v in word_soup()) {
             proptest::prop_assert_eq!(has_placeholder_word(&v), words_by_search(&v));
         }
+
+        #[test]
+        fn secret_words_equal_the_word_list(v in secret_word_soup()) {
+            // The list `generic_ok` searched a lower-cased copy for.
+            let lower = v.to_ascii_lowercase();
+            let listed = [
+                "password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "key",
+            ]
+            .iter()
+            .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()));
+            proptest::prop_assert_eq!(names_a_secret(&v), listed);
+        }
+    }
+
+    /// Pieces of the secret words in both cases, near misses and any byte.
+    fn secret_word_soup() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            proptest::sample::select(
+                &[
+                    "pass", "PassW", "ord", "wd", "d", "sec", "SECRET", "ret", "tok", "en",
+                    "Token", "api", "_", "-", "key", "KeY", "ke", "y", "k", "p", "s", "t",
+                ][..]
+            )
+            .prop_map(|s| s.as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..3),
+        ];
+        proptest::collection::vec(piece, 0..10).prop_map(|v| v.concat())
     }
 
     #[test]

@@ -301,6 +301,11 @@ impl Shape {
             Shape::Iban => iban_fits(hay, start),
             Shape::UkPostcode => postcode_fits(hay, end),
             Shape::PhoneInternational => hay.get(start..end).is_some_and(|r| r.contains(&b'+')),
+            // Its two-digit minimum lets nearly every run through (the
+            // digit pieces of hex ids): the marker after the run does not.
+            Shape::PhoneExtension => {
+                matches!(hay.get(end), Some(b'x' | b'X' | b'e' | b'E' | b'\t'))
+            }
             _ => true,
         }
     }
@@ -831,8 +836,10 @@ pub(crate) mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
 
-        /// `may_fit` is a necessary condition of `fits` on the runs the
-        /// anchor pass cuts: it tries only the shapes `may_fit` selects.
+        /// `may_fit` and `fits_start` are necessary conditions of `fits` on
+        /// the runs the anchor pass cuts: it tries only the shapes
+        /// `may_fit` selects, and walks a short run only if `fits_start`
+        /// passes for a shape that can fit it.
         /// Random bytes around the soup.
         #[test]
         fn fits_implies_may_fit(
@@ -850,6 +857,11 @@ pub(crate) mod tests {
                             prop_assert!(
                                 shape.may_fit(st.digits, flags),
                                 "{shape:?} fits {:?} but may_fit says no",
+                                String::from_utf8_lossy(&hay[s..e])
+                            );
+                            prop_assert!(
+                                shape.fits_start(&hay, s, e),
+                                "{shape:?} fits {:?} but fits_start says no",
                                 String::from_utf8_lossy(&hay[s..e])
                             );
                         }
