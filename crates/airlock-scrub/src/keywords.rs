@@ -22,6 +22,11 @@
 //! four-byte prefix shared with many keywords (" for" with the street
 //! suffixes " ford", " forge", " fork.", ...) passes both; the bucket's set
 //! of allowed fifth bytes rejects it before the bucket is walked.
+//!
+//! Only every second position is hashed (the hashing loop was most of the
+//! pass): each keyword is also entered under its window of the other
+//! parity (see [`Table`]), so a tested window stands for a keyword
+//! starting one byte before it, at it, or one byte after it.
 
 /// Bits of the prefix hash: 2^18 bits = 32 KiB of table.
 const HASH_BITS: u32 = 18;
@@ -68,22 +73,36 @@ fn window8(hay: &[u8], i: usize) -> u64 {
 /// Words of one table's bucket bitmap.
 const WORDS: usize = BUCKETS / 64;
 
-/// A hashed-prefix table: which keywords each bucket holds.
-/// Keywords of 4+ bytes are entered under their first four folded bytes;
-/// a three-byte keyword under each of the 128 folded values the byte after
-/// it can take, so one lookup per position serves both.
+/// A table entry: `key << KEY_SHIFT | keyword id`, where the keyword
+/// starts at `q + key - 1` for the window at `q` (key 0: one byte before
+/// the window, 1: at it, 2: one byte after it). Sorting entries sorts a
+/// bucket by start, so a bucket's keywords are reported in start order.
+const KEY_SHIFT: u32 = 30;
+const ID_MASK: u32 = (1 << KEY_SHIFT) - 1;
+
+/// A hashed-window table: which keywords each bucket holds.
 ///
-/// Each non-empty bucket also keeps the set of folded fifth bytes its
-/// keywords can be followed by (every value when a keyword is shorter than
-/// five bytes): common words share a four-byte prefix with many keywords
-/// (" for" with the street suffixes " ford", " forge", " fork.", ...) and
-/// are told apart by the next byte before the bucket is walked.
+/// The pass tests every second position, so each keyword is entered under
+/// two windows: the one at its start (its first four folded bytes; a
+/// three-byte keyword under each of the 128 folded values the byte after
+/// it can take), and the one at the other parity: the window one byte
+/// after its start for keywords of 5+ bytes (bytes 1..5, exact), one byte
+/// before it for keywords of 3 or 4 bytes (any byte, then its first three:
+/// 128 entries). Whichever parity an occurrence has, exactly one of its
+/// two windows lies on the tested positions.
+///
+/// Each non-empty bucket also keeps the set of folded bytes right after
+/// the window its keywords can be followed by (every value when a keyword
+/// ends inside the window): common words share a four-byte window with
+/// many keywords (" for" with the street suffixes " ford", " forge",
+/// " fork.", ...) and are told apart by the next byte before the bucket is
+/// walked.
 #[derive(Debug)]
 struct Table {
     /// Per bucket: the index of its entry in `spans`, `u32::MAX` if empty.
     slot: Vec<u32>,
-    /// Per non-empty bucket: `ids[start..end]` are its keywords, and the
-    /// bit set of the folded fifth bytes they allow (`fifth`).
+    /// Per non-empty bucket: `ids[start..end]` are its entries, and the
+    /// bit set of the folded bytes after the window they allow (`fifth`).
     spans: Vec<(u32, u32, [u64; 2])>,
     ids: Vec<u32>,
 }
@@ -95,22 +114,25 @@ fn fifth(c: u8) -> usize {
 }
 
 impl Table {
-    /// `entries`: (bucket, keyword id), sorted; `words`: the lower-cased
+    /// `entries`: (bucket, entry), sorted; `words`: the lower-cased
     /// keywords.
     fn new(entries: &[(usize, u32)], words: &[Vec<u8>]) -> Table {
         let mut slot = vec![u32::MAX; BUCKETS];
         let mut spans: Vec<(u32, u32, [u64; 2])> = Vec::new();
         let mut ids = Vec::with_capacity(entries.len());
-        for &(h, id) in entries {
+        for &(h, code) in entries {
             if slot[h] == u32::MAX {
                 slot[h] = spans.len() as u32;
                 let at = ids.len() as u32;
                 spans.push((at, at, [0; 2]));
             }
             let span = &mut spans[slot[h] as usize];
-            ids.push(id);
+            ids.push(code);
             span.1 += 1;
-            match words[id as usize].get(4) {
+            // The keyword byte right after the window: index 4 from the
+            // window's start, i.e. `5 - key` from the keyword's.
+            let after = 5 - (code >> KEY_SHIFT) as usize;
+            match words[(code & ID_MASK) as usize].get(after) {
                 Some(&b) => {
                     let f = fifth(b | 0x20);
                     span.2[f / 64] |= 1 << (f % 64);
@@ -121,7 +143,7 @@ impl Table {
         Table { slot, spans, ids }
     }
 
-    /// The keywords of bucket `h` that can be followed by the folded byte
+    /// The entries of bucket `h` that can be followed by the folded byte
     /// `c` (empty when none).
     #[inline]
     fn bucket(&self, h: usize, c: u8) -> &[u32] {
@@ -156,7 +178,7 @@ pub(crate) struct Keywords {
 
 impl Keywords {
     /// `None` when a keyword is shorter than 3 bytes (rule loading already
-    /// refuses those).
+    /// refuses those) or there are 2^30 of them.
     pub(crate) fn new(words: &[String]) -> Option<Keywords> {
         let words: Vec<Vec<u8>> = words
             .iter()
@@ -164,26 +186,33 @@ impl Keywords {
             .collect();
         let mut entries = Vec::new();
         let mut bits2 = Box::new([0u64; WORDS]);
-        let mut set2 = |x: u32| {
+        let mut enter = |x: u32, key: u32, id: u32| {
+            entries.push((hash(x), key << KEY_SHIFT | id));
             let h = hash2(x);
             bits2[h / 64] |= 1 << (h % 64);
         };
+        let mut any: Vec<u32> = (0..=255u32).map(|b| b | 0x20).collect();
+        any.dedup();
         for (id, w) in words.iter().enumerate() {
-            let id = u32::try_from(id).ok()?;
+            let id = u32::try_from(id).ok().filter(|&id| id <= ID_MASK)?;
             let head = window8(w, 0) as u32;
-            match w.len() {
-                0..=2 => return None,
-                3 => {
-                    let mut next: Vec<u32> = (0..=255u32).map(|b| b | 0x20).collect();
-                    next.dedup();
-                    for b in next {
-                        entries.push((hash((head & LOW3) | b << 24), id));
-                        set2((head & LOW3) | b << 24);
-                    }
+            if w.len() < 3 {
+                return None;
+            }
+            // The window at the keyword's start.
+            if w.len() == 3 {
+                for &b in &any {
+                    enter((head & LOW3) | b << 24, 1, id);
                 }
-                _ => {
-                    entries.push((hash(head), id));
-                    set2(head);
+            } else {
+                enter(head, 1, id);
+            }
+            // The window at the other parity.
+            if w.len() >= 5 {
+                enter((window8(w, 0) >> 8) as u32, 0, id);
+            } else {
+                for &b in &any {
+                    enter(b | (head & LOW3) << 8, 2, id);
                 }
             }
         }
@@ -225,17 +254,28 @@ impl Keywords {
     ) {
         let len = hay.len();
         let bits: &[u64; WORDS] = &self.bits;
-        // Positions with four bytes ahead, in blocks of up to 64: one
-        // candidate bit each, computed without branches, then the set bits
-        // are verified.
+        // Every second window with four bytes, from one before `from` (a
+        // short keyword at `from` is entered under the window before it),
+        // in blocks of up to 64: one candidate bit each, computed without
+        // branches, then the set bits are verified.
         let body = len.saturating_sub(3);
-        let mut i = from;
+        let q0 = from.saturating_sub(1);
+        // The first tested position at or past `body`: every occurrence
+        // starting before `tail` has its window at a tested position
+        // below it; the few after are checked one by one.
+        let qend = if body > q0 {
+            q0 + (body - q0).div_ceil(2) * 2
+        } else {
+            q0
+        };
+        let tail = qend.saturating_sub(1).max(from);
+        let mut i = q0;
         while i < body {
-            let n = (body - i).min(64);
-            // Bit 63 receives each position's result and moves down one
-            // place per position (constant shifts only).
+            let n = (body - i).div_ceil(2).min(64);
+            // Bit 63 receives each window's result and moves down one
+            // place per window (constant shifts only).
             let mut mask = 0u64;
-            for w in hay[i..i + n + 3].windows(4) {
+            for w in hay[i..i + 2 * n + 2].windows(4).step_by(2) {
                 let h = hash(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) | FOLD4);
                 mask = mask >> 1 | (bits[h / 64] >> (h % 64)) << 63;
             }
@@ -243,17 +283,17 @@ impl Keywords {
                 mask >>= 64 - n;
             }
             while mask != 0 {
-                let p = i + mask.trailing_zeros() as usize;
+                let q = i + 2 * mask.trailing_zeros() as usize;
                 mask &= mask - 1;
-                if self.second_hit(hay, p) {
-                    self.verify(hay, p, found);
+                if self.second_hit(hay, q) {
+                    self.verify(hay, q, from, tail, found);
                 }
             }
-            i += n;
+            i += 2 * n;
         }
-        // The last three positions (zero-padded windows).
-        for p in i.max(from)..len {
-            self.verify(hay, p, found);
+        // The last few starts (zero-padded windows), each at its own.
+        for p in tail..len {
+            self.verify(hay, p, p, p + 1, found);
         }
     }
 
@@ -268,21 +308,38 @@ impl Keywords {
         (self.bits2[h / 64] >> (h % 64)) & 1 == 1
     }
 
-    /// Report the keywords that really occur at `p`.
-    fn verify(&self, hay: &[u8], p: usize, found: &mut dyn FnMut(usize, usize, usize)) {
-        let w8 = window8(hay, p);
-        for &id in self.table.bucket(hash(w8 as u32), (w8 >> 32) as u8) {
-            let (key, mask) = self.head8[id as usize];
-            if w8 & mask != key {
+    /// Report the keywords that really occur in the window at `q` and
+    /// start in `lo..hi`, in start order.
+    fn verify(
+        &self,
+        hay: &[u8],
+        q: usize,
+        lo: usize,
+        hi: usize,
+        found: &mut dyn FnMut(usize, usize, usize),
+    ) {
+        let w8 = window8(hay, q);
+        for &code in self.table.bucket(hash(w8 as u32), (w8 >> 32) as u8) {
+            let key = (code >> KEY_SHIFT) as usize;
+            let Some(p) = (q + key).checked_sub(1) else {
+                continue;
+            };
+            if p < lo || p >= hi {
+                continue;
+            }
+            let id = (code & ID_MASK) as usize;
+            let (head, mask) = self.head8[id];
+            let wp = if key == 1 { w8 } else { window8(hay, p) };
+            if wp & mask != head {
                 continue;
             }
             // The fold merges a few non-letters: compare exactly.
-            let word = &self.words[id as usize];
+            let word = &self.words[id];
             if hay
                 .get(p..p + word.len())
                 .is_some_and(|s| s.eq_ignore_ascii_case(word))
             {
-                found(id as usize, p, p + word.len());
+                found(id, p, p + word.len());
             }
         }
     }
