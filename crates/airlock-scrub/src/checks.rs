@@ -223,13 +223,10 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "0000000",
     "1234567",
     "abcdefg",
-    // template syntax and references
-    "<",
-    ">",
-    "${",
-    "$(",
-    "{{",
-    "}}",
+    // template syntax and references (`${VAR}`, `{{ x }}`, `<token>` and
+    // `$(cmd)` are read by `has_template`: a brace or bracket alone is a
+    // byte random values and passwords hold too)
+    "<%",
     "{%",
     "#{",
     "%s",
@@ -287,6 +284,70 @@ pub(crate) fn is_placeholder(value: &[u8]) -> bool {
         .iter()
         .any(|w| value.eq_ignore_ascii_case(w.as_bytes()))
         || is_reference(value)
+        || has_template(value)
+}
+
+/// Template or shell syntax standing for a value kept elsewhere: `${VAR}`,
+/// `${VAR:-default}`, `${{ secrets.X }}`, `$(command)`, `{{ name }}`,
+/// `{{{ name }}}`, `<token>`, `<YOUR KEY>`. Only the well-formed pieces
+/// count: a password such as `{{h}o)p${e]nob(ody}}` holds the same
+/// bytes without being any of them.
+fn has_template(value: &[u8]) -> bool {
+    let ident_start = |b: u8| b.is_ascii_alphabetic() || b == b'_';
+    let at = |i: usize| value.get(i).copied().unwrap_or(0);
+    for i in memchr::memchr3_iter(b'$', b'{', b'<', value) {
+        match value[i] {
+            b'$' => match at(i + 1) {
+                b'{' => {
+                    // `${{ … }}` (GitHub Actions), or `${NAME` then an end
+                    // or a parameter-expansion operator.
+                    if at(i + 2) == b'{' {
+                        return true;
+                    }
+                    let mut j = i + 2;
+                    if !ident_start(at(j)) {
+                        continue;
+                    }
+                    while at(j).is_ascii_alphanumeric() || matches!(at(j), b'_' | b'.') {
+                        j += 1;
+                    }
+                    if matches!(at(j), b'}' | b':' | b'-' | b'?' | b'=' | b'+' | b'[' | b'|') {
+                        return true;
+                    }
+                }
+                b'(' if ident_start(at(i + 2)) || at(i + 2) == b' ' || at(i + 2) == b'(' => {
+                    return true;
+                }
+                _ => {}
+            },
+            b'{' if at(i + 1) == b'{' => {
+                // `{{ … }}` with no brace between.
+                let rest = &value[i + 2..];
+                if let Some(k) = memchr::memchr2(b'{', b'}', rest)
+                    && rest[k] == b'}'
+                    && rest.get(k + 1) == Some(&b'}')
+                {
+                    return true;
+                }
+            }
+            b'<' => {
+                // `<name …>`: a letter first, then only name bytes.
+                if ident_start(at(i + 1))
+                    && value[i + 1..]
+                        .iter()
+                        .take(64)
+                        .position(|&b| {
+                            !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ' | b'.'))
+                        })
+                        .is_some_and(|k| value[i + 1 + k] == b'>')
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether the value holds one of [`PLACEHOLDER_WORDS`], ASCII
@@ -398,6 +459,18 @@ pub(crate) fn low_information(value: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// How many different punctuation bytes of the kinds passwords hold and
+/// names do not (`!$%^&*()[]{}<>?~@+`) `value` holds.
+fn password_punct_kinds(value: &[u8]) -> usize {
+    let mut seen = 0u32;
+    for &b in value {
+        if let Some(k) = b"!$%^&*()[]{}<>?~@+".iter().position(|&p| p == b) {
+            seen |= 1 << k;
+        }
+    }
+    seen.count_ones() as usize
 }
 
 /// Is this the shape of a UUID (8-4-4-4-12 hex)?
@@ -544,11 +617,15 @@ fn generic_ok(value: &[u8]) -> bool {
     // (`.password-field`, `/etc/ssl/private`, `app.kubernetes.io/name`) —
     // unless the punctuation is of the kind passwords hold and names do
     // not (`super$ecret`, `open!sesame?`).
-    let name_punct = !(value[0].is_ascii_alphanumeric()
-        && value[n_last(value)].is_ascii_alphanumeric())
-        || value.iter().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b':' | b'#' | b'=')
-        });
+    // A value opening or closing with punctuation is a name too, unless it
+    // mixes three or more kinds of the punctuation passwords hold
+    // (`{{h}o)p${e]nob(ody}}`).
+    let is_name_punct = |b: &u8| matches!(b, b'.' | b'-' | b'_' | b'/' | b':' | b'#' | b'=');
+    let name_punct = value
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || is_name_punct(b))
+        || (!(value[0].is_ascii_alphanumeric() && value[n_last(value)].is_ascii_alphanumeric())
+            && password_punct_kinds(value) < 3);
     if classes < 2 || (!has_digit && !has_upper && name_punct) {
         return false;
     }

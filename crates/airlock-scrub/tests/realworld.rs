@@ -581,3 +581,42 @@ fn vendor_token_shapes_as_issuers_and_scanners_write_them() {
         assert!(secret_values(&format!("value = {t}\n")).is_empty(), "{t}");
     }
 }
+
+#[test]
+fn passwords_holding_brackets_are_secrets_and_templates_are_not() {
+    // Passwords of printable punctuation, as generators and people write
+    // them: wrapped in brackets, holding more of them.
+    let punct = b"abcdefghijkmnpqrstuvwxyz(){}[]<>$#!";
+    for (i, (open, close)) in [("{{", "}}"), ("(", ")"), ("[", "]"), ("<", ">"), ("{", "}")]
+        .iter()
+        .enumerate()
+    {
+        let pw = format!("{open}{}{close}", rand(300 + i as u64, punct, 18));
+        for line in [
+            format!("db_password = \"{pw}\"\n"),
+            format!("api_key: {pw}\n"),
+            format!("settings[\"secret\"] = '{pw}'\n"),
+        ] {
+            assert_eq!(secret_values(&line), vec![pw.clone()], "{line}");
+        }
+    }
+    // Templates, references and code stay unflagged, with brackets or not.
+    for line in [
+        "password={{db_password}}\n",
+        "password: \"{{{vault_db_password}}}\"\n",
+        "api_key: ${{ secrets.API_KEY }}\n",
+        "token=${API_TOKEN:-unset}\n",
+        "token=${CI_JOB_TOKEN}\n",
+        "password=<your-password>\n",
+        "api_key = \"<API_KEY>\"\n",
+        "secret=<%= ENV['SECRET'] %>\n",
+        "password=$(cat /run/secrets/db_password)\n",
+        "password = (get_db_password())\n",
+        "secret = [redacted]\n",
+        "token = {token}\n",
+        "password = [hidden-in-vault]\n",
+        "apikey = (optional)\n",
+    ] {
+        assert!(secret_values(line).is_empty(), "{line}");
+    }
+}
