@@ -75,6 +75,17 @@ def pem():
     return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----"
 
 
+def pem_in_source():
+    """A key pasted into source: concatenated literals or escaped breaks."""
+    lines = [r(B64, 64) for _ in range(rng.randrange(8, 14))]
+    kind = rng.choice(["RSA PRIVATE KEY", "PRIVATE KEY", "OPENSSH PRIVATE KEY"])
+    if rng.random() < 0.5:
+        body = " +\n".join(f'"{l}"' for l in lines)
+        return f'"-----BEGIN {kind}-----" +\n{body} +\n"-----END {kind}-----"'
+    nl = rng.choice(["\\n", "\\r\\n"])
+    return f'"-----BEGIN {kind}-----{nl}' + nl.join(lines) + f'{nl}-----END {kind}-----"'
+
+
 # Credentials whose shape identifies them (documented prefixes/structure).
 SHAPED = {
     "github_pat": lambda: crc_token("ghp"),
@@ -101,6 +112,10 @@ SHAPED = {
     "age": lambda: f"AGE-SECRET-KEY-1{r('QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L', 58)}",
     "jwt": jwt,
     "private_key": pem,
+    "private_key_in_source": pem_in_source,
+    # The exact shape with a checksum that fails (a fixture's fake, a typo).
+    "github_pat_bad_checksum": lambda: f"ghp_{r(AN, 36)}",
+    "slack_bot_legacy": lambda: f"xoxb-{r(string.digits, 12)}-{r(AN, 24)}",
     "db_url": lambda: f"{rng.choice(['postgres', 'postgresql', 'mysql', 'mongodb', 'redis', 'amqp'])}://{fk.user_name()}:{r(AN, rng.randrange(10, 24))}@{fk.domain_name()}:{rng.randrange(1000, 9999)}/{fk.word()}",
     "url_credentials": lambda: f"{rng.choice(['https', 'ftp', 'sftp', 'smtp', 'ldap', 'git+ssh', 'svn+ssh', 'webdav'])}://{fk.user_name()}:{r(AN + '!$', rng.randrange(10, 20))}@{fk.domain_name()}/{fk.word()}",
 }
@@ -131,6 +146,10 @@ def random_value():
         return r(AN, rng.choice([20, 24, 32, 40]))
     if k < 0.8:
         return base64.b64encode(rng.randbytes(rng.choice([24, 30, 33]))).decode()
+    if k < 0.85:
+        # Generated passwords wrapped in and holding brackets.
+        o, c = rng.choice(["{}", "()", "[]", "<>"])
+        return o + r(LOW + "(){}[]<>$#!", rng.randrange(12, 24)) + c
     # Passwords people set.
     return r(AN, rng.randrange(6, 10)) + rng.choice("!@#$%^&*") + r(string.digits, 2) + r(AN, 2)
 
@@ -187,6 +206,8 @@ PLACEHOLDERS = [
     lambda: "1234567890abcdef", lambda: "abcdefghijklmnopqrstuvwxyz", lambda: "0123456789", lambda: "ghp_" + "x" * 36,
     lambda: "process.env.API_KEY", lambda: "os.getenv('SECRET')", lambda: "null", lambda: "undefined",
     lambda: "secrets.GITHUB_TOKEN", lambda: "${{ secrets.NPM_TOKEN }}", lambda: "sample-password",
+    lambda: "{{db_password}}", lambda: "{{{vault_api_key}}}", lambda: "<%= ENV['API_KEY'] %>",
+    lambda: "$(cat /run/secrets/api_key)", lambda: "${API_TOKEN:-unset}", lambda: "<YOUR_API_KEY>",
 ]
 
 IDENTIFIER_NEGATIVES = [
