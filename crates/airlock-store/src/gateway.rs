@@ -1110,6 +1110,38 @@ mod tests {
         (d, s)
     }
 
+    /// The cached-statement transaction keeps `Transaction`'s contract: a
+    /// commit is durable, and one dropped uncommitted (an error on the way)
+    /// leaves nothing behind and the connection usable.
+    #[test]
+    fn immediate_tx_commits_or_rolls_back_when_dropped() {
+        let (_d, mut s) = store();
+        let conn = s.conn_mut();
+        let budgets = |c: &rusqlite::Connection| -> i64 {
+            c.query_row("SELECT count(*) FROM gateway_budgets", [], |r| r.get(0))
+                .expect("count")
+        };
+        let insert = |c: &rusqlite::Connection, scope: &str| {
+            c.execute(
+                "INSERT INTO gateway_budgets (tenant, scope, period, limit_micros) VALUES ('default', ?1, 'day', 1)",
+                [scope],
+            )
+            .expect("insert");
+        };
+        {
+            let tx = ImmediateTx::begin(conn).expect("begin");
+            insert(&tx, "org");
+            assert!(!tx.is_autocommit());
+        }
+        assert!(conn.is_autocommit());
+        assert_eq!(budgets(conn), 0);
+        let tx = ImmediateTx::begin(conn).expect("begin again");
+        insert(&tx, "org");
+        tx.commit().expect("commit");
+        assert!(conn.is_autocommit());
+        assert_eq!(budgets(conn), 1);
+    }
+
     #[test]
     fn budget_spend_splits_settled_from_reserved_and_sums_per_day() {
         let (_d, mut s) = store();
