@@ -330,19 +330,17 @@ fn has_template(value: &[u8]) -> bool {
                     return true;
                 }
             }
-            b'<' => {
-                // `<name …>`: a letter first, then only name bytes.
-                if ident_start(at(i + 1))
-                    && value[i + 1..]
-                        .iter()
-                        .take(64)
-                        .position(|&b| {
-                            !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ' | b'.'))
-                        })
-                        .is_some_and(|k| value[i + 1 + k] == b'>')
-                {
-                    return true;
-                }
+            // `<name …>`: a letter first, then only name bytes.
+            b'<' if ident_start(at(i + 1))
+                && value[i + 1..]
+                    .iter()
+                    .take(64)
+                    .position(|&b| {
+                        !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ' | b'.'))
+                    })
+                    .is_some_and(|k| value[i + 1 + k] == b'>') =>
+            {
+                return true;
             }
             _ => {}
         }
