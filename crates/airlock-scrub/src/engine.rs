@@ -1383,8 +1383,8 @@ mod tests {
     }
 
     /// Per anchored-only built-in rule: its label and its forward matcher
-    /// in each of its three modes (see `forward::tests::variants`).
-    static FORWARDS: LazyLock<Vec<(u32, [crate::forward::Forward; 3])>> = LazyLock::new(|| {
+    /// in each of its modes (see `forward::tests::variants`).
+    static FORWARDS: LazyLock<Vec<(u32, [crate::forward::Forward; 4])>> = LazyLock::new(|| {
         let e = &*ANCHORED;
         (0..e.rules.len())
             .filter(|&ri| e.rules[ri].anchored_only())
@@ -1399,7 +1399,7 @@ mod tests {
     /// `p`, what its regex reports for an anchored search of `hay[p..]`.
     fn forward_agrees(
         li: u32,
-        fwd: &[crate::forward::Forward; 3],
+        fwd: &[crate::forward::Forward; 4],
         hay: &[u8],
         p: usize,
     ) -> Result<(), TestCaseError> {
