@@ -20,6 +20,7 @@
 //! `Input::new(hay).range(p..).anchored(Anchored::Yes)`; the differential
 //! test below checks this for every built-in anchored rule.
 
+use regex_automata::dfa::onepass;
 use regex_automata::nfa::thompson::{self, NFA, WhichCaptures, backtrack, pikevm};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
@@ -34,6 +35,9 @@ struct Engines {
     /// `None` when the lazy DFA cannot be built (its cache capacity cannot
     /// hold the few states it needs): every search then takes the fallback.
     dfa: Option<hybrid::dfa::DFA>,
+    /// `None` when the pattern is not one-pass (or its one-pass DFA would
+    /// be too big): capture searches then take the backtracker.
+    onepass: Option<onepass::DFA>,
     backtrack: backtrack::BoundedBacktracker,
     pikevm: pikevm::PikeVM,
     /// Whether capture searches may use the backtracker (false only in
@@ -45,6 +49,7 @@ struct Engines {
 #[derive(Debug)]
 struct Caches {
     dfa: Option<hybrid::dfa::Cache>,
+    onepass: Option<onepass::Cache>,
     backtrack: backtrack::Cache,
     /// Created on first use: most rules never need the PikeVM.
     pikevm: Option<pikevm::Cache>,
@@ -75,18 +80,26 @@ pub(crate) struct AnchoredMatch {
 const DFA_CACHE: usize = 2 * (1 << 20);
 /// NFA size limit, as `meta::Regex` uses by default.
 const NFA_LIMIT: usize = 10 * (1 << 20);
+/// One-pass DFA size limit, as `meta::Regex` uses by default.
+const ONEPASS_LIMIT: usize = 1 << 20;
 
 impl Forward {
     /// Compile `pattern` the way `rules::build_regex` does (bytes, Unicode
     /// off, no UTF-8 requirement, leftmost-first, all capture groups).
     pub(crate) fn build(pattern: &str) -> Result<Forward, String> {
-        Forward::build_with(pattern, true, true)
+        Forward::build_with(pattern, true, true, true)
     }
 
     /// [`Forward::build`], optionally without the lazy DFA (every search
-    /// takes the give-up fallback) or the backtracker (every capture search
-    /// takes the PikeVM): tests compare each path against the regex.
-    fn build_with(pattern: &str, use_dfa: bool, use_backtrack: bool) -> Result<Forward, String> {
+    /// takes the give-up fallback), the one-pass DFA (capture searches take
+    /// the backtracker) or the backtracker (capture searches take the
+    /// PikeVM): tests compare each path against the regex.
+    fn build_with(
+        pattern: &str,
+        use_dfa: bool,
+        use_onepass: bool,
+        use_backtrack: bool,
+    ) -> Result<Forward, String> {
         let nfa: NFA = thompson::Compiler::new()
             .syntax(syntax::Config::new().unicode(false).utf8(false))
             .configure(
@@ -115,12 +128,26 @@ impl Forward {
             .build_from_nfa(nfa.clone())
             .ok()
             .filter(|_| use_dfa);
+        // Most anchored rules are one-pass (at each byte at most one way
+        // on): their capture searches then run in one pass over the match
+        // with no visited set to clear, which the backtracker clears on
+        // every search (its size: the NFA's states times the span).
+        let onepass = onepass::Builder::new()
+            .configure(
+                onepass::Config::new()
+                    .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                    .size_limit(Some(ONEPASS_LIMIT)),
+            )
+            .build_from_nfa(nfa.clone())
+            .ok()
+            .filter(|_| use_onepass);
         let backtrack = backtrack::BoundedBacktracker::new_from_nfa(nfa.clone())
             .map_err(|e| format!("backtracker does not build: {e}"))?;
         let pikevm =
             pikevm::PikeVM::new_from_nfa(nfa).map_err(|e| format!("pikevm does not build: {e}"))?;
         let engines = Arc::new(Engines {
             dfa,
+            onepass,
             backtrack,
             pikevm,
             use_backtrack,
@@ -128,6 +155,7 @@ impl Forward {
         let shared = Arc::clone(&engines);
         let create: CacheFn = Box::new(move || Caches {
             dfa: shared.dfa.as_ref().map(hybrid::dfa::DFA::create_cache),
+            onepass: shared.onepass.as_ref().map(onepass::DFA::create_cache),
             backtrack: shared.backtrack.create_cache(),
             pikevm: None,
             caps: shared.pikevm.create_captures(),
@@ -204,11 +232,17 @@ impl Forward {
         }
     }
 
-    /// Run a capture search over `input` into `caches.caps`: the bounded
+    /// Run a capture search over `input` (anchored) into `caches.caps`: the
+    /// one-pass DFA when the pattern has one, else the bounded
     /// backtracker when the span fits its visited set, else the PikeVM
     /// (both bounded by span length times NFA size). Whether it matched.
     fn captures(&self, caches: &mut Caches, input: &Input<'_>) -> bool {
         let e = &self.engines;
+        if let (Some(dfa), Some(cache)) = (&e.onepass, caches.onepass.as_mut())
+            && dfa.try_search(cache, input, &mut caches.caps).is_ok()
+        {
+            return caches.caps.is_match();
+        }
         let span = input.get_span().len();
         if e.use_backtrack
             && span <= e.backtrack.max_haystack_len()
@@ -228,11 +262,18 @@ impl Forward {
 pub(crate) mod tests {
     use super::*;
 
-    /// The three ways a [`Forward`] can answer: lazy DFA then backtracker,
-    /// capture engines only (the DFA gave up), PikeVM only.
-    pub(crate) fn variants(pattern: &str) -> [Forward; 3] {
-        let build = |dfa, bt| Forward::build_with(pattern, dfa, bt).expect("pattern builds");
-        [build(true, true), build(false, true), build(false, false)]
+    /// The ways a [`Forward`] can answer: lazy DFA then one-pass DFA (or,
+    /// for a pattern that is not one-pass, the backtracker), lazy DFA then
+    /// backtracker, capture engines only (the DFA gave up), PikeVM only.
+    pub(crate) fn variants(pattern: &str) -> [Forward; 4] {
+        let build =
+            |dfa, op, bt| Forward::build_with(pattern, dfa, op, bt).expect("pattern builds");
+        [
+            build(true, true, true),
+            build(true, false, true),
+            build(false, true, true),
+            build(false, false, false),
+        ]
     }
 
     /// What the engine asked a rule's `meta::Regex` before forward

@@ -246,6 +246,10 @@ impl Keywords {
     /// Every occurrence of every keyword that lies within `hay[from..]`, in
     /// order of start position: `found(keyword, start, end)`. Keywords that
     /// start at the same position are reported in no particular order.
+    /// Inlined into its one caller (the engine's scan) as a grown caller
+    /// had stopped doing by itself: the pass then costs ≈ 2 M instructions
+    /// more per 2 MB (an opaque `found` per occurrence).
+    #[inline(always)]
     pub(crate) fn for_each(
         &self,
         hay: &[u8],

@@ -464,7 +464,13 @@ impl Scrubber {
                 widen(text, &mut h.start, &mut h.end);
             }
         }
-        let mut out = Vec::with_capacity(bytes.len());
+        // Room for the placeholders too: a placeholder is longer than most
+        // values, and growing a buffer of the whole input copies all of it.
+        let room = hits
+            .iter()
+            .map(|h| PLACEHOLDER_ROOM + self.inner.engine.labels[h.label as usize].kind.len())
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(bytes.len().saturating_add(room));
         self.inner
             .apply(bytes, 0, bytes.len(), &hits, masker, &mut out);
         out
@@ -480,6 +486,11 @@ impl Scrubber {
         }
     }
 }
+
+/// A placeholder's bytes besides its type name: `[SECRET:` or `[`, then
+/// `_` and a decimal number (at most 20 digits) or `:` and 16 hex digits,
+/// then `]`.
+const PLACEHOLDER_ROOM: usize = 8 + 21 + 1;
 
 fn widen(text: &str, start: &mut usize, end: &mut usize) {
     while *start > 0 && !text.is_char_boundary(*start) {
