@@ -148,6 +148,19 @@ impl Env {
     }
 }
 
+/// Send one request on a new HTTP/1 connection to `addr`.
+async fn send(
+    addr: impl tokio::net::ToSocketAddrs,
+    req: http::Request<Full<Bytes>>,
+) -> http::Response<hyper::body::Incoming> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(c);
+    s.send_request(req).await.expect("send")
+}
+
 /// POST raw bytes; returns status, X-Airlock-Reason and body.
 async fn post(
     addr: std::net::SocketAddr,
@@ -155,18 +168,13 @@ async fn post(
     path: &str,
     body: Vec<u8>,
 ) -> (u16, String, Vec<u8>) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(c);
     let req = http::Request::post(path)
         .header("host", "gw")
         .header("authorization", format!("Bearer {key}"))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .expect("request");
-    let resp = s.send_request(req).await.expect("send");
+    let resp = send(addr, req).await;
     let status = resp.status().as_u16();
     let reason = resp
         .headers()
@@ -584,14 +592,7 @@ async fn an_immediate_retry_after_a_success_is_replayed_and_charged_once() {
                 .body(Full::new(Bytes::from(body.to_string())))
                 .expect("request");
             async move {
-                let tcp = tokio::net::TcpStream::connect(e.addr)
-                    .await
-                    .expect("connect");
-                let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                    .await
-                    .expect("handshake");
-                tokio::spawn(c);
-                let r = s.send_request(req).await.expect("send");
+                let r = send(e.addr, req).await;
                 let replayed = r.headers().contains_key("x-airlock-replayed");
                 let status = r.status().as_u16();
                 let b = r.into_body().collect().await.expect("body").to_bytes();
@@ -730,17 +731,10 @@ async fn run_hook_redacts_on_the_way_out_restores_on_the_way_back_and_refuses_ov
         sent.len().to_string().as_str()
     );
     // Forward it to the local provider for a real SSE answer.
-    let tcp = tokio::net::TcpStream::connect(up.url().trim_start_matches("http://"))
-        .await
-        .expect("connect");
-    let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(c);
     let mut fwd = http::Request::from_parts(parts, Full::new(sent));
     fwd.headers_mut()
         .insert("host", "api.openai.com".parse().expect("host"));
-    let resp = s.send_request(fwd).await.expect("upstream");
+    let resp = send(up.url().trim_start_matches("http://"), fwd).await;
     let resp = resp.map(|b| -> HookBody {
         b.map_err(|e| -> airlock_hook::BoxError { Box::new(e) })
             .boxed()
@@ -1015,19 +1009,12 @@ async fn a_remembered_key_revoked_elsewhere_gets_no_call_through() {
         .collect();
     assert_eq!(refused.len(), 1, "{refused:?}");
     // GET /v1/models is looked up every time: refused as well.
-    let tcp = tokio::net::TcpStream::connect(e.addr)
-        .await
-        .expect("connect");
-    let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(c);
     let req = http::Request::get("/v1/models")
         .header("host", "gw")
         .header("authorization", format!("Bearer {}", e.key))
         .body(Full::new(Bytes::new()))
         .expect("request");
-    let resp = s.send_request(req).await.expect("send");
+    let resp = send(e.addr, req).await;
     assert_eq!(resp.status().as_u16(), 401);
     assert_eq!(e.upstream.received().len(), 1, "nothing forwarded");
 }
