@@ -729,6 +729,7 @@ import json, os, sys, time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 def chrome():
@@ -738,6 +739,12 @@ def chrome():
               "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1400,1000"]:
         o.add_argument(a)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+
+def waiter(d):
+    # The pages re-render parts of themselves (notices after a POST, live
+    # updates): an element found a moment ago may be replaced before its
+    # text is read, which is a reason to look again, not a failure.
+    return WebDriverWait(d, 20, ignored_exceptions=(StaleElementReferenceException,))
 "#
     };
 }
@@ -750,7 +757,7 @@ base, user, pw, run, shots = sys.argv[1:6]
 d = chrome()
 out = {}
 try:
-    wait = WebDriverWait(d, 20)
+    wait = waiter(d)
     d.get(base + "/runs")
     wait.until(lambda d: d.current_url.endswith("/login"))
     d.find_element(By.ID, "username").send_keys(user)
@@ -900,7 +907,7 @@ base, cookie, run, shots = sys.argv[1:5]
 d = chrome()
 out = {}
 try:
-    wait = WebDriverWait(d, 30)
+    wait = WebDriverWait(d, 30, ignored_exceptions=(StaleElementReferenceException,))
     d.get(base + "/login")
     d.add_cookie({"name": "__Host-airlock_session", "value": cookie, "path": "/", "secure": True, "httpOnly": True, "sameSite": "Strict"})
     d.get(base + "/runs/" + run)
@@ -1303,7 +1310,7 @@ base, user, pw, good, tampered, shots = sys.argv[1:7]
 d = chrome()
 out = {}
 try:
-    wait = WebDriverWait(d, 20)
+    wait = waiter(d)
     d.get(base + "/login")
     d.find_element(By.ID, "username").send_keys(user)
     d.find_element(By.ID, "password").send_keys(pw)
