@@ -134,26 +134,6 @@ impl<'h> Cursor<'h> {
         len
     }
 
-    /// The first position in `i..end` whose byte is in one of the classes
-    /// `pick` selects, or `end` (`end <= hay.len()`): [`Cursor::next`]
-    /// that looks no further than `end`.
-    #[inline]
-    pub(crate) fn next_in(
-        &mut self,
-        mut i: usize,
-        end: usize,
-        pick: impl Fn(&Block) -> u64,
-    ) -> usize {
-        while i < end {
-            let m = pick(&self.at(i)) & (!0u64 << (i % 64));
-            if m != 0 {
-                return ((i & !63) + m.trailing_zeros() as usize).min(end);
-            }
-            i = (i & !63) + 64;
-        }
-        end
-    }
-
     /// The number of positions in `a..b` whose byte is in the classes
     /// `pick` selects.
     #[inline]
@@ -216,8 +196,6 @@ mod tests {
             let b = (a + n).min(hay.len());
             let want = hay.get(a..b).map_or(0, |s| s.iter().filter(|x| x.is_ascii_digit()).count());
             prop_assert_eq!(c.count(a, b, |b| b.digit), want);
-            let want = hay.get(a..b).and_then(|s| s.iter().position(|x| SEPARATORS.contains(x))).map_or(b, |j| a + j);
-            prop_assert_eq!(c.next_in(a, b, |b| b.sep), want);
         }
     }
 }

@@ -993,33 +993,23 @@ impl Engine {
                     }
                     // Leading separators, then the run proper.
                     let (mut seen, mut digits, mut dots) = (0u8, 0usize, 0usize);
-                    let mut longest_group = 0usize;
+                    let (mut group, mut longest_group) = (0usize, 0usize);
                     let mut zero_led = false;
                     for &b in &hay[start..i] {
                         let f = RUN[usize::from(b)];
                         seen |= f;
                         dots += usize::from(f & R_DOT != 0);
                     }
-                    // The run's bytes up to the end the bitmaps found: its
-                    // digits come in groups between separators, so only the
-                    // separators (found in the bitmaps) and the first byte
-                    // of each group are read.
-                    let mut g = i;
-                    loop {
-                        let s = bits.next_in(g, end, |b| b.sep);
-                        if s > g {
-                            let n = s - g;
-                            digits += n;
-                            longest_group = longest_group.max(n);
-                            zero_led |= hay[g] == b'0';
-                        }
-                        let Some(&b) = hay.get(s).filter(|_| s < end) else {
-                            break;
-                        };
+                    // The run's bytes up to the end the bitmaps found.
+                    for &b in hay.get(i..end).unwrap_or_default() {
                         let f = RUN[usize::from(b)];
                         seen |= f;
+                        let digit = usize::from(f & R_DIGIT);
+                        digits += digit;
+                        zero_led |= (group == 0) & (b == b'0');
+                        group = (group + 1) * digit;
+                        longest_group = longest_group.max(group);
                         dots += usize::from(f & R_DOT != 0);
-                        g = s + 1;
                     }
                     i = end;
                     let (plus, dash) = (seen & R_PLUS != 0, seen & R_DASH != 0);
