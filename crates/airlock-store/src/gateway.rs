@@ -274,9 +274,9 @@ fn budgets_of(tx: &rusqlite::Connection, tenant: &str) -> rusqlite::Result<Vec<B
 
 /// An `IMMEDIATE` transaction opened and ended by cached prepared
 /// statements. rusqlite's `Transaction` runs `BEGIN`/`COMMIT` through
-/// `execute_batch`, which parses them again on every call; on the
-/// gateway's per-call path that parsing was a sixth of its CPU. Same
-/// semantics: dropped without a successful commit, it rolls back.
+/// `execute_batch`, which parses them again on every call, on the
+/// gateway's per-call path. Same semantics: dropped without a successful
+/// commit, it rolls back.
 struct ImmediateTx<'c>(&'c rusqlite::Connection);
 
 impl<'c> ImmediateTx<'c> {
