@@ -930,7 +930,7 @@ impl Gateway {
                 };
                 return Prepared::Answer(self.replay(call, stored));
             }
-            Ok(Begun::KeyRevoked) => {
+            Ok(Begun::KeyRevoked | Begun::Store(CallBegin::KeyRevoked)) => {
                 return refuse(
                     StatusCode::UNAUTHORIZED,
                     Reason::VirtualKeyInvalid,

@@ -23,15 +23,20 @@
 //! between its reservation and its settlement ([`Open`]), so under load
 //! every operation still goes to the thread and its group commit.
 //!
-//! **Settlements are not waited for.** A settlement and its call's audit
-//! record are queued ([`Writer::finish`]) and the answer ends at once; the
-//! thread commits, then emits the record. The queue is one FIFO and the
-//! inline path is taken only when it is empty, so whatever this process does
-//! next (a retry with the same idempotency key, the next reservation against
-//! the same budget) is applied after the settlement. Until then the store
+//! **Settlements are not waited for, and share a commit.** A settlement
+//! and its call's audit record are held ([`Writer::finish`]) and the answer
+//! ends at once. The next operation takes what is held along into its own
+//! transaction: a reservation done inline commits the held settlements in
+//! front of it; anything sent to the thread sends them first; the thread
+//! takes what is held once it has taken everything sent. So one FIFO order
+//! holds — whatever this process does next (a retry with the same
+//! idempotency key, the next reservation against the same budget) is
+//! applied after the settlement — and a call costs one commit, not two.
+//! What no operation takes along within [`SETTLE_WAIT`] the thread commits
+//! alone. The record is emitted after the commit. Until then the store
 //! holds the reservation, which is at least the settled cost: another
 //! process may see more spent than the final figure for a moment, never
-//! less. The last [`Writer`] to go joins the thread, so nothing queued is
+//! less. The last [`Writer`] to go joins the thread, so nothing held is
 //! lost when the gateway is dropped (`airlock gateway` stopping, `airlock
 //! run` ending).
 
@@ -39,13 +44,18 @@ use airlock_store::{
     CallBegin, CallEnd, CallScopes, GatewayDone, GatewayOp, KeyRow, NewCall, SqliteStore,
 };
 use airlock_types::{AuditEvent, EventSink, TenantId};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most operations done in one transaction.
 const MAX_BATCH: usize = 256;
+
+/// How long held settlements wait for another operation to share its
+/// commit before the thread commits them alone.
+const SETTLE_WAIT: Duration = Duration::from_millis(2);
 
 /// A reservation to make (owned [`NewCall`]).
 pub(crate) struct Begin {
@@ -101,6 +111,9 @@ enum Job {
     Finish(Box<Finish>),
     /// Answered once every job queued before it is done.
     Flush(mpsc::Sender<()>),
+    /// Settlements are held: commit them within [`SETTLE_WAIT`] unless
+    /// another operation takes them along first. Not counted in `queued`.
+    Wake,
 }
 
 /// Settlements handed to [`Writer::finish`] and not yet sent to the
@@ -147,6 +160,8 @@ pub(crate) struct Writer {
     store: Arc<Mutex<SqliteStore>>,
     /// Jobs sent to the thread or held for it, and not yet answered.
     queued: Arc<AtomicUsize>,
+    /// A [`Job::Wake`] is on its way or the thread is waiting on one.
+    armed: Arc<AtomicBool>,
     /// Calls holding a reservation not yet settled (or dropped).
     open: Arc<AtomicUsize>,
 }
@@ -175,14 +190,18 @@ impl Writer {
     ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let (s, q) = (store.clone(), queued.clone());
+        let held: Held = Arc::new(Mutex::new(Vec::new()));
+        let armed = Arc::new(AtomicBool::new(false));
+        let shared = Shared {
+            store: store.clone(),
+            queued: queued.clone(),
+            held: held.clone(),
+            armed: armed.clone(),
+            sink: sink.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name("airlock-gateway-store".into())
-            .spawn({
-                let sink = sink.clone();
-                move || run(&s, &rx, &q, sink.as_ref())
-            })?;
-        let held: Held = Arc::new(Mutex::new(Vec::new()));
+            .spawn(move || run(&shared, &rx))?;
         Ok(Writer {
             tx: tx.clone(),
             held: held.clone(),
@@ -194,6 +213,7 @@ impl Writer {
             sink,
             store,
             queued,
+            armed,
             open: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -215,6 +235,27 @@ impl Writer {
         self.store.try_lock().ok()
     }
 
+    /// [`Writer::alone`], except that settlements may be held (nothing is
+    /// in the channel): they are taken out, to be committed with the
+    /// caller's operation, in front of it.
+    #[allow(clippy::vec_box)]
+    fn alone_with_held(
+        &self,
+        open: usize,
+    ) -> Option<(MutexGuard<'_, SqliteStore>, Vec<Box<Finish>>)> {
+        if self.open.load(Ordering::Acquire) > open {
+            return None;
+        }
+        let store = self.store.try_lock().ok()?;
+        let mut held = self.held.lock().ok()?;
+        // Every job counted as queued is held here (a job counts before it
+        // is sent or held, and until it is done).
+        if self.queued.load(Ordering::Acquire) != held.len() {
+            return None;
+        }
+        Some((store, std::mem::take(&mut *held)))
+    }
+
     /// Send `job` to the thread, after every settlement held so far (one
     /// order: held settlements first).
     fn send(&self, job: Job) -> bool {
@@ -233,10 +274,11 @@ impl Writer {
         sent
     }
 
-    /// Send every held settlement to the thread, in order.
-    fn release(&self) {
-        if let Ok(mut held) = self.held.lock() {
-            self.release_locked(&mut held);
+    /// Have the thread commit what is held unless the next operation
+    /// takes it along first.
+    fn wake(&self) {
+        if !self.armed.swap(true, Ordering::AcqRel) && self.tx.send(Job::Wake).is_err() {
+            self.armed.store(false, Ordering::Release);
         }
     }
 
@@ -271,8 +313,23 @@ impl Writer {
     /// that the call's virtual key, if it has one, is live.
     pub async fn begin(&self, b: Begin) -> JobResult<Begun> {
         // The caller's own call is counted ([`Writer::opened`] first).
-        if let Some(mut s) = self.alone(1) {
-            return begin_alone(&mut s, &b);
+        if let Some((mut s, held)) = self.alone_with_held(1) {
+            if held.is_empty() {
+                return begin_alone(&mut s, &b);
+            }
+            // The settlements held since the last call share this commit.
+            let n = held.len();
+            let (tx, mut rx) = oneshot::channel();
+            let mut jobs: Vec<Job> = held.into_iter().map(Job::Finish).collect();
+            jobs.push(Job::Begin(Box::new(b), tx));
+            let mut done = Done::default();
+            batch(&mut s, &mut jobs, &mut done);
+            drop(s);
+            self.emit_done(&mut done);
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return rx
+                .try_recv()
+                .unwrap_or_else(|_| Err("unexpected store answer".to_string()));
         }
         let (tx, rx) = oneshot::channel();
         if !self.send(Job::Begin(Box::new(b), tx)) {
@@ -282,24 +339,20 @@ impl Writer {
             .map_err(|_| "gateway store thread gone".to_string())?
     }
 
-    /// Queue a settlement (see [`SqliteStore::gateway_finish`]) and the
-    /// call's audit record, without waiting: the store thread commits the
-    /// settlement, then emits the record. Never inline, so the answer does
-    /// not wait for a commit. Ordering holds all the same: the channel is
-    /// one FIFO queue and an operation is done inline only when nothing is
-    /// queued ([`Writer::alone`]), so the next reservation of this process
-    /// (a retry with the same idempotency key, the next call against the
-    /// same budget) is applied after this settlement. Until it commits, the
-    /// store holds the reservation (≥ the settled cost): a reader sees too
-    /// much spent, never too little.
+    /// Hold a settlement (see [`SqliteStore::gateway_finish`]) and the
+    /// call's audit record, without waiting; the record is emitted once the
+    /// settlement is committed. Never inline, so the answer does not wait
+    /// for a commit. The next operation takes it along (see the module
+    /// doc), else the thread commits it after [`SETTLE_WAIT`]. Ordering
+    /// holds: `queued` counts it from here, so no operation is done inline
+    /// or sent ahead of it. Until it commits, the store holds the
+    /// reservation (≥ the settled cost): a reader sees too much spent,
+    /// never too little.
     ///
-    /// Held, then sent: the settlement is held here and handed to the
-    /// thread by a task spawned on the caller's runtime, which runs once
-    /// the caller's task has yielded — after the answer's last bytes are
-    /// written. Sent at once, the thread woke on the same core and often
-    /// ran the commit before them. Any operation sent meanwhile sends the
-    /// held settlements first, and `queued` counts them from here, so
-    /// nothing is done inline or ahead of them.
+    /// The thread is told by a task spawned on the caller's runtime, which
+    /// runs once the caller's task has yielded — after the answer's last
+    /// bytes are written: told at once, it woke on the same core ahead of
+    /// them.
     pub fn finish(&self, f: Finish) {
         self.queued.fetch_add(1, Ordering::AcqRel);
         let first = match self.held.lock() {
@@ -315,15 +368,24 @@ impl Writer {
             }
         };
         if !first {
-            // A release is already on its way.
+            // The thread was already told.
             return;
         }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let w = self.clone();
-                drop(rt.spawn(async move { w.release() }));
+                drop(rt.spawn(async move { w.wake() }));
             }
-            Err(_) => self.release(),
+            Err(_) => self.wake(),
+        }
+    }
+
+    /// Emit the audit records of settlements just committed.
+    fn emit_done(&self, done: &mut Done) {
+        for e in done.events.drain(..) {
+            if let Err(err) = self.sink.emit(e) {
+                tracing::error!(error = %err, "gateway audit record refused");
+            }
         }
     }
 
@@ -345,45 +407,81 @@ impl Writer {
     }
 }
 
-/// The answer for a reservation whose virtual key is no longer live (or
-/// could not be checked); `None` when it may go on.
-fn key_refusal(s: &SqliteStore, b: &Begin) -> Option<JobResult<Begun>> {
-    match b.scopes.key.as_deref().map(|id| s.gateway_key_live(id)) {
-        None | Some(Ok(true)) => None,
-        Some(Ok(false)) => Some(Ok(Begun::KeyRevoked)),
-        Some(Err(e)) => Some(Err(e.to_string())),
+/// A reservation's answer for the caller.
+fn begun(b: CallBegin) -> Begun {
+    match b {
+        CallBegin::KeyRevoked => Begun::KeyRevoked,
+        b => Begun::Store(b),
     }
 }
 
-/// A reservation done inline: the key check, then the reservation, as the
-/// batch does each.
+/// A reservation done inline, as the batch does each (the call's virtual
+/// key is checked in the same transaction).
 fn begin_alone(s: &mut SqliteStore, b: &Begin) -> JobResult<Begun> {
-    if let Some(refused) = key_refusal(s, b) {
-        return refused;
-    }
     s.gateway_begin(&b.tenant, &b.call())
-        .map(Begun::Store)
+        .map(begun)
         .map_err(|e| e.to_string())
 }
 
-fn run(
-    store: &Mutex<SqliteStore>,
-    rx: &mpsc::Receiver<Job>,
-    queued: &AtomicUsize,
-    sink: &dyn EventSink,
-) {
+/// What the store thread shares with the [`Writer`]s.
+struct Shared {
+    store: Arc<Mutex<SqliteStore>>,
+    queued: Arc<AtomicUsize>,
+    held: Held,
+    armed: Arc<AtomicBool>,
+    sink: Arc<dyn EventSink>,
+}
+
+fn run(sh: &Shared, rx: &mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        jobs.push(first);
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+    let mut live = true;
+    while live {
+        match rx.recv() {
+            Ok(Job::Wake) => {
+                // Settlements are held: give the next operation a moment to
+                // take them along (one commit for both) before doing them alone.
+                let deadline = Instant::now() + SETTLE_WAIT;
+                loop {
+                    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                        Ok(Job::Wake) => {}
+                        Ok(j) => {
+                            jobs.push(j);
+                            break;
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            live = false;
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+        // Everything sent, then (once the channel is empty) what is held:
+        // held settlements are newer than anything sent, which sends the
+        // held ones first under the same lock (`Writer::send`).
+        if let Ok(mut held) = sh.held.lock() {
+            let mut drained = false;
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Job::Wake) => {}
+                    Ok(j) => jobs.push(j),
+                    Err(_) => {
+                        drained = true;
+                        break;
+                    }
+                }
+            }
+            if drained {
+                sh.armed.store(false, Ordering::Release);
+                jobs.extend(held.drain(..).map(Job::Finish));
             }
         }
         let n = jobs.len();
         let mut done = Done::default();
-        match store.lock() {
+        match sh.store.lock() {
             Ok(mut s) => batch(&mut s, &mut jobs, &mut done),
             // Poisoned: every job fails (dropping its sender says so); the
             // reservations stand and the calls are still audited.
@@ -402,11 +500,11 @@ fn run(
         }
         // Committed (or failed and logged): now the audit records.
         for e in done.events.drain(..) {
-            if let Err(err) = sink.emit(e) {
+            if let Err(err) = sh.sink.emit(e) {
                 tracing::error!(error = %err, "gateway audit record refused");
             }
         }
-        queued.fetch_sub(n, Ordering::AcqRel);
+        sh.queued.fetch_sub(n, Ordering::AcqRel);
         for tx in done.flushes.drain(..) {
             let _ = tx.send(());
         }
@@ -421,21 +519,16 @@ struct Done {
 }
 
 fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>, done: &mut Done) {
-    // Key lookups and key checks first: reads, no transaction needed. A
-    // call whose key was revoked since it was looked up reserves nothing.
+    // Key lookups first: reads, no transaction needed. (A call whose key
+    // was revoked since it was looked up is refused by its reservation.)
     let mut writes = Vec::with_capacity(jobs.len());
     for j in jobs.drain(..) {
         match j {
             Job::Key(k, tx) => {
                 let _ = tx.send(crate::keys::verify_key(s, &k).ok().flatten());
             }
-            Job::Begin(b, tx) => match key_refusal(s, &b) {
-                None => writes.push(Job::Begin(b, tx)),
-                Some(refused) => {
-                    let _ = tx.send(refused);
-                }
-            },
             Job::Flush(tx) => done.flushes.push(tx),
+            Job::Wake => {}
             w => writes.push(w),
         }
     }
@@ -447,7 +540,7 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>, done: &mut Done) {
         .filter_map(|j| match j {
             Job::Begin(b, _) => Some(GatewayOp::Begin(&b.tenant, b.call())),
             Job::Finish(f) => Some(GatewayOp::Finish(f.id, f.settled, &f.end, f.now)),
-            Job::Key(..) | Job::Flush(_) => None,
+            Job::Key(..) | Job::Flush(_) | Job::Wake => None,
         })
         .collect();
     let results = s.gateway_batch(&ops);
@@ -457,7 +550,7 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>, done: &mut Done) {
             for (j, r) in writes.into_iter().zip(results) {
                 match (j, r) {
                     (Job::Begin(_, tx), Ok(GatewayDone::Begin(b))) => {
-                        let _ = tx.send(Ok(Begun::Store(b)));
+                        let _ = tx.send(Ok(begun(b)));
                     }
                     (Job::Finish(f), Ok(GatewayDone::Finished)) => done.events.push(f.event),
                     (Job::Begin(_, tx), r) => {
@@ -468,7 +561,7 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>, done: &mut Done) {
                         tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
                         done.events.push(f.event);
                     }
-                    (Job::Key(..) | Job::Flush(_), _) => {}
+                    (Job::Key(..) | Job::Flush(_) | Job::Wake, _) => {}
                 }
             }
         }
@@ -483,7 +576,7 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>, done: &mut Done) {
                         tracing::error!(error = %e, "gateway settlement failed; the reservation stands");
                         done.events.push(f.event);
                     }
-                    Job::Key(..) | Job::Flush(_) => {}
+                    Job::Key(..) | Job::Flush(_) | Job::Wake => {}
                 }
             }
         }

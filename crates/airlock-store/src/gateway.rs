@@ -123,6 +123,11 @@ pub enum CallBegin {
         /// The scope whose budget would be exceeded.
         scope: String,
     },
+    /// The call's virtual key (`scopes.key`) is revoked or gone: nothing
+    /// was reserved. Checked in the reservation's own transaction, so a
+    /// key revoked by another process before it commits lets nothing
+    /// through.
+    KeyRevoked,
 }
 
 /// How a call ended.
@@ -359,6 +364,13 @@ fn begin_in(
     acquire: bool,
 ) -> rusqlite::Result<(Option<CallBegin>, Taken)> {
     let t = tenant.as_str();
+    if let Some(key) = &call.scopes.key
+        && !tx
+            .prepare_cached("SELECT 1 FROM gateway_keys WHERE id = ?1 AND revoked IS NULL")?
+            .exists([key])?
+    {
+        return Ok((Some(CallBegin::KeyRevoked), None));
+    }
     let earlier: Option<Earlier> = tx
         .prepare_cached(
             "SELECT id, body_hash, state, status, content_type, response, updated FROM gateway_calls
@@ -544,15 +556,6 @@ pub enum GatewayDone {
     Finished,
 }
 
-fn set_sync(conn: &rusqlite::Connection, full: bool) -> rusqlite::Result<()> {
-    let sql = if full {
-        "PRAGMA synchronous = FULL"
-    } else {
-        "PRAGMA synchronous = NORMAL"
-    };
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
 impl SqliteStore {
     fn gw_err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Gateway {
@@ -699,7 +702,7 @@ impl SqliteStore {
         tenant: &TenantId,
         call: &NewCall<'_>,
     ) -> Result<CallBegin, StoreError> {
-        self.writable()?;
+        self.writable_relaxed()?;
         let path = self.path().to_owned();
         let err = move |source| StoreError::Gateway {
             path: path.clone(),
@@ -710,15 +713,16 @@ impl SqliteStore {
             .leases
             .0
             .contains_key(&(tenant.as_str().to_string(), call.scopes.clone()));
-        let (conn, leases) = self.conn_and_leases();
         if held {
-            set_sync(conn, false).map_err(&err)?;
-            let r = begin_inner(conn, leases, tenant, call, false);
-            set_sync(conn, true).map_err(&err)?;
-            if let Some(b) = r.map_err(&err)? {
+            self.sync_normal().map_err(&err)?;
+            let (conn, leases) = self.conn_and_leases();
+            if let Some(b) = begin_inner(conn, leases, tenant, call, false).map_err(&err)? {
                 return Ok(b);
             }
         }
+        // A new lease is durable before anything is drawn from it.
+        self.sync_full().map_err(&err)?;
+        let (conn, leases) = self.conn_and_leases();
         begin_inner(conn, leases, tenant, call, true)
             .map_err(&err)?
             .ok_or_else(|| err(rusqlite::Error::InvalidQuery))
@@ -732,26 +736,22 @@ impl SqliteStore {
         end: &CallEnd,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.writable()?;
+        self.writable_relaxed()?;
         let path = self.path().to_owned();
         let err = move |source| StoreError::Gateway {
             path: path.clone(),
             what: "call settlement",
             source: DbError::sqlite(source),
         };
-        let conn = self.conn_mut();
         // Settlements are committed without waiting for the disk
-        // (`synchronous=NORMAL` for this one transaction; WAL keeps commit
-        // order). A process crash loses nothing; an OS crash or power loss
-        // may lose the last settlements but never a reservation (those stay
-        // `FULL`, and a `FULL` commit makes every earlier one durable too).
-        // A lost settlement leaves its row pending at its worst-case
-        // reservation, so spending is over-counted, never under-counted.
-        set_sync(conn, false).map_err(&err)?;
-        let r = finish_in(conn, id, settled_micros, end, now);
-        let restored = set_sync(conn, true);
-        r.map_err(&err)?;
-        restored.map_err(err)?;
+        // (`synchronous=NORMAL`; WAL keeps commit order). A process crash
+        // loses nothing; an OS crash or power loss may lose the last
+        // settlements but never a lease (taken with `FULL`, and a `FULL`
+        // commit makes every earlier one durable too). A lost settlement
+        // leaves its row pending at its worst-case reservation, so spending
+        // is over-counted, never under-counted.
+        self.sync_normal().map_err(&err)?;
+        finish_in(self.conn_mut(), id, settled_micros, end, now).map_err(err)?;
         Ok(())
     }
 
@@ -784,12 +784,12 @@ impl SqliteStore {
                 source: DbError::sqlite(source),
             }
         };
-        self.writable()?;
+        self.writable_relaxed()?;
+        self.sync_normal().map_err(err("call batch"))?;
         let (conn, leases) = self.conn_and_leases();
         // None: not done yet (a Begin whose lease is short).
         let mut out: Vec<Option<Result<GatewayDone, StoreError>>> = Vec::with_capacity(ops.len());
         let batch = (|| -> rusqlite::Result<()> {
-            set_sync(conn, false)?;
             let tx = ImmediateTx::begin(conn)?;
             for op in ops {
                 // A settlement is one UPDATE, which SQLite applies whole or
@@ -818,8 +818,7 @@ impl SqliteStore {
             }
             tx.commit()
         })();
-        let restored = set_sync(conn, true);
-        batch.and(restored).map_err(err("call batch"))?;
+        batch.map_err(err("call batch"))?;
         Ok(ops
             .iter()
             .zip(out)
@@ -1140,6 +1139,67 @@ mod tests {
         tx.commit().expect("commit");
         assert!(conn.is_autocommit());
         assert_eq!(budgets(conn), 1);
+    }
+
+    /// A gateway operation leaves its connection at `synchronous=NORMAL`
+    /// (switching costs a parse each time), a new lease is committed at
+    /// `FULL`, and any other write makes the connection durable again
+    /// before it writes.
+    #[test]
+    fn only_the_gateways_own_writes_skip_the_disk_wait() {
+        let (_d, mut s) = store();
+        let t = TenantId::default_tenant();
+        let sync = |s: &SqliteStore| -> i64 {
+            s.conn()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .expect("pragma")
+        };
+        const FULL: i64 = 2;
+        const NORMAL: i64 = 1;
+        assert_eq!(sync(&s), FULL);
+        s.gateway_set_budget(
+            &t,
+            &BudgetRow {
+                scope: "org".into(),
+                period: "day".into(),
+                limit_micros: 1_000_000,
+            },
+        )
+        .expect("budget");
+        let scopes = CallScopes::default();
+        let call = |k: &'static str| NewCall {
+            idem_key: k,
+            body_hash: "h",
+            scopes: &scopes,
+            reserve_micros: 10,
+            now: 5,
+            window_start: 0,
+        };
+        // The first call takes a lease: committed at FULL.
+        let CallBegin::Reserved { id, .. } = s.gateway_begin(&t, &call("k1")).expect("b") else {
+            panic!("reserves")
+        };
+        assert_eq!(sync(&s), FULL, "a lease is taken durably");
+        s.gateway_finish(id, 5, &CallEnd::Failed, 6)
+            .expect("settle");
+        assert_eq!(sync(&s), NORMAL);
+        // The next draws from it and stays relaxed.
+        assert!(matches!(
+            s.gateway_begin(&t, &call("k2")).expect("b"),
+            CallBegin::Reserved { .. }
+        ));
+        assert_eq!(sync(&s), NORMAL);
+        // Any other write restores FULL first.
+        s.gateway_set_budget(
+            &t,
+            &BudgetRow {
+                scope: "agent:a".into(),
+                period: "day".into(),
+                limit_micros: 5,
+            },
+        )
+        .expect("budget");
+        assert_eq!(sync(&s), FULL);
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub struct SqliteStore {
     read_only: bool,
     /// The gateway's budget leases held by this connection.
     pub(crate) leases: crate::gateway::Leases,
+    /// The connection was left at `synchronous=NORMAL` by a gateway
+    /// operation ([`SqliteStore::sync_normal`]); the next write of any
+    /// other kind restores `FULL` first ([`SqliteStore::writable`]).
+    relaxed: std::cell::Cell<bool>,
 }
 
 impl SqliteStore {
@@ -111,6 +115,7 @@ impl SqliteStore {
             path: path.to_owned(),
             read_only: false,
             leases: Default::default(),
+            relaxed: Default::default(),
         };
         store.configure()?;
         // Switching a fresh file to WAL needs an exclusive lock, and SQLite
@@ -163,6 +168,7 @@ impl SqliteStore {
             path: path.to_owned(),
             read_only: true,
             leases: Default::default(),
+            relaxed: Default::default(),
         };
         store.configure()?;
         let found = store.schema_version()?;
@@ -381,14 +387,48 @@ impl SqliteStore {
         })
     }
 
+    /// Every write method calls this first: refused on a read-only store,
+    /// and a connection a gateway operation left at `synchronous=NORMAL`
+    /// is made durable (`FULL`) again before anything else is written.
     pub(crate) fn writable(&self) -> Result<(), StoreError> {
+        self.writable_relaxed()?;
+        self.sync_full()
+            .map_err(|e| self.configure_error("synchronous=FULL", e))
+    }
+
+    /// [`SqliteStore::writable`] for the gateway's own operations, which
+    /// choose `synchronous` themselves.
+    pub(crate) fn writable_relaxed(&self) -> Result<(), StoreError> {
         if self.read_only {
-            Err(StoreError::ReadOnly {
+            return Err(StoreError::ReadOnly {
                 path: self.path.clone(),
-            })
-        } else {
-            Ok(())
+            });
         }
+        Ok(())
+    }
+
+    /// Commits from here on wait for the disk (`synchronous=FULL`, the
+    /// store's default). A no-op unless [`SqliteStore::sync_normal`] left
+    /// the connection relaxed: `PRAGMA synchronous` is parsed again on
+    /// every run, so it is switched only when it changes.
+    pub(crate) fn sync_full(&self) -> rusqlite::Result<()> {
+        if self.relaxed.get() {
+            self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+            self.relaxed.set(false);
+        }
+        Ok(())
+    }
+
+    /// Commits from here on do not wait for the disk
+    /// (`synchronous=NORMAL`; WAL keeps their order), for the gateway's
+    /// draws and settlements, until [`SqliteStore::sync_full`] or the next
+    /// other write. Left so between gateway operations.
+    pub(crate) fn sync_normal(&self) -> rusqlite::Result<()> {
+        if !self.relaxed.get() {
+            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+            self.relaxed.set(true);
+        }
+        Ok(())
     }
 }
 
