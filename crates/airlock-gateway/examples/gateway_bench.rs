@@ -20,6 +20,10 @@
 //!       in that phase (utime + stime of all its threads, /proc/N/stat):
 //!       requests per core, whatever else shares the core.
 
+// The allocator the `airlock` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use airlock_gateway::{Gateway, GatewayConfig, Provider, ProviderKind, create_key};
 use airlock_store::SqliteStore;
 use airlock_testkit::LlmUpstream;
