@@ -426,21 +426,15 @@ pub(crate) fn low_information(value: &[u8]) -> bool {
     if n >= 8 && (1..=4).any(|p| value.iter().zip(&value[p..]).all(|(a, b)| a == b)) {
         return true;
     }
-    let lower = value.to_ascii_lowercase();
-    // (The words are ASCII: searching the bytes finds what searching their
-    // lossy UTF-8 decoding found, without the copy.)
-    if [
-        "qwerty", "asdfgh", "zxcvbn", "abc123", "letmein", "p@ssw0rd", "passw0rd",
-    ]
-    .iter()
-    .any(|w| memchr::memmem::find(&lower, w.as_bytes()).is_some())
-    {
+    if holds_keyboard_word(value) {
         return true;
     }
-    // Six or more consecutive ascending or descending symbols.
+    // Six or more consecutive ascending or descending symbols, ASCII
+    // case-insensitively (each byte lower-cased as it is read: no copy).
     let mut up = 1;
     let mut down = 1;
-    for w in lower.windows(2) {
+    for w in value.windows(2) {
+        let w = [w[0].to_ascii_lowercase(), w[1].to_ascii_lowercase()];
         let seq = w[0].is_ascii_alphanumeric() && w[1].is_ascii_alphanumeric();
         up = if seq && w[1] == w[0].wrapping_add(1) {
             up + 1
@@ -457,6 +451,28 @@ pub(crate) fn low_information(value: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// Whether `value` holds `qwerty`, `asdfgh`, `zxcvbn`, `abc123`, `letmein`,
+/// `p@ssw0rd` or `passw0rd`, ASCII case-insensitively. One pass over the
+/// bytes, without a lower-cased copy or a substring searcher built per word
+/// (this runs for every generic candidate; the copy and the seven searchers
+/// were most of `low_information`'s cost). A reference test holds it equal
+/// to searching the lower-cased value for each word.
+fn holds_keyboard_word(value: &[u8]) -> bool {
+    value.iter().enumerate().any(|(i, &b)| {
+        let r = &value[i..];
+        match b | 0x20 {
+            b'q' => starts_with_ignore_case(r, b"qwerty"),
+            b'a' => starts_with_ignore_case(r, b"asdfgh") || starts_with_ignore_case(r, b"abc123"),
+            b'z' => starts_with_ignore_case(r, b"zxcvbn"),
+            b'l' => starts_with_ignore_case(r, b"letmein"),
+            b'p' => {
+                starts_with_ignore_case(r, b"p@ssw0rd") || starts_with_ignore_case(r, b"passw0rd")
+            }
+            _ => false,
+        }
+    })
 }
 
 /// How many different punctuation bytes of the kinds passwords hold and
@@ -1235,6 +1251,35 @@ mod tests {
             .any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes()));
             proptest::prop_assert_eq!(names_a_secret(&v), listed);
         }
+
+        #[test]
+        fn keyboard_words_equal_the_word_search(v in keyboard_word_soup()) {
+            // What `low_information` searched a lower-cased copy for.
+            let lower = v.to_ascii_lowercase();
+            let listed = [
+                "qwerty", "asdfgh", "zxcvbn", "abc123", "letmein", "p@ssw0rd", "passw0rd",
+            ]
+            .iter()
+            .any(|w| memchr::memmem::find(&lower, w.as_bytes()).is_some());
+            proptest::prop_assert_eq!(holds_keyboard_word(&v), listed);
+        }
+    }
+
+    /// Pieces of the keyboard words in both cases, near misses and any byte.
+    fn keyboard_word_soup() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            proptest::sample::select(
+                &[
+                    "qwe", "QWERTY", "rty", "asd", "fgh", "AsDfGh", "zxc", "vbn", "ZXCVBN", "abc",
+                    "ABC", "123", "let", "me", "in", "LetMeIn", "p@ss", "pass", "w0rd", "P@SSW0RD",
+                    "q", "a", "z", "l", "p", "@",
+                ][..]
+            )
+            .prop_map(|s| s.as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..3),
+        ];
+        proptest::collection::vec(piece, 0..10).prop_map(|v| v.concat())
     }
 
     /// Pieces of the secret words in both cases, near misses and any byte.

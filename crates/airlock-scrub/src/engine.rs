@@ -424,6 +424,9 @@ impl ColonRun {
     }
 }
 
+/// Bytes of input per window reserved up front by `Engine::detect`.
+const WINDOW_ROOM: usize = 32;
+
 /// `wins` in `(label, start, end)` order, as `sort_unstable` would give,
 /// in linear time: a counting sort on the label (labels are small dense
 /// integers), then each label's run sorted by `(start, end)` only if it is
@@ -742,6 +745,10 @@ impl Engine {
             }
             if open.is_empty() {
                 open.resize(self.labels.len(), u32::MAX);
+                // Room for a window every `WINDOW_ROOM` bytes (mixed text
+                // has one every ~40): growing from empty copied the windows
+                // of a large input a dozen times.
+                wins.reserve(len / WINDOW_ROOM);
             }
             let slot = &mut open[label as usize];
             if let Some(w) = wins.get_mut(*slot as usize)
@@ -1217,7 +1224,11 @@ impl Engine {
                 label: r.label,
             })
             .collect();
-        v.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.label));
+        // A stable sort, for its speed here: `raws` comes as a few runs
+        // already in start order (the keyword pass's, then each rule's
+        // components), which it merges instead of partitioning anew. Hits
+        // with equal keys are equal, so the order is what any sort gives.
+        v.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.label));
         let mut out: Vec<Hit> = Vec::with_capacity(v.len());
         for h in v {
             match out.last_mut() {
