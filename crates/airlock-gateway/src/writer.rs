@@ -7,8 +7,19 @@
 //!
 //! Guarantees are the store's ([`SqliteStore::gateway_batch`]): each
 //! operation is done exactly as alone, and its answer is sent only after its
-//! transaction committed — a reservation is in the database, visible to
-//! every process, before its call is forwarded.
+//! transaction committed — a reservation made there is in the database,
+//! visible to every process, before its call is forwarded.
+//!
+//! **Draws without a write.** Most reservations need no transaction of
+//! their own: when the store is free and this connection holds a lease
+//! that covers the call, for a new idempotency key, under unchanged
+//! budgets, `SqliteStore::gateway_draw` answers at once and the draw is
+//! written by the next batch (the thread is told, and runs one within
+//! [`SETTLE_WAIT`]). The lease was committed durably after checking every
+//! budget and already counts as spent in every process, so budgets hold
+//! as before; what waits is the call's own row (its idempotency key is
+//! known to this process only until then). Everything else — a retry, a
+//! replay, a key in flight, a new lease, a refusal — is decided as below.
 //!
 //! **Alone, inline.** When no other call holds a reservation, nothing is
 //! waiting for the thread and the store is free, an operation is done
@@ -312,6 +323,16 @@ impl Writer {
     /// Reserve (see [`SqliteStore::gateway_begin`]), after checking again
     /// that the call's virtual key, if it has one, is live.
     pub async fn begin(&self, b: Begin) -> JobResult<Begun> {
+        // Drawn from a held lease without a write when the store can
+        // (`SqliteStore::gateway_draw`): the draw is written by the next
+        // batch, which the thread runs within SETTLE_WAIT.
+        if let Ok(mut s) = self.store.try_lock()
+            && let Ok(Some(d)) = s.gateway_draw(&b.tenant, &b.call())
+        {
+            drop(s);
+            self.wake_soon();
+            return Ok(begun(d));
+        }
         // The caller's own call is counted ([`Writer::opened`] first).
         if let Some((mut s, held)) = self.alone_with_held(1) {
             if held.is_empty() {
@@ -349,10 +370,7 @@ impl Writer {
     /// reservation (≥ the settled cost): a reader sees too much spent,
     /// never too little.
     ///
-    /// The thread is told by a task spawned on the caller's runtime, which
-    /// runs once the caller's task has yielded — after the answer's last
-    /// bytes are written: told at once, it woke on the same core ahead of
-    /// them.
+    /// The thread is told later ([`Writer::wake_later`]).
     pub fn finish(&self, f: Finish) {
         self.queued.fetch_add(1, Ordering::AcqRel);
         let first = match self.held.lock() {
@@ -371,12 +389,28 @@ impl Writer {
             // The thread was already told.
             return;
         }
+        self.wake_later();
+    }
+
+    /// [`Writer::wake`] from a task spawned on the caller's runtime, which
+    /// runs once the caller's task has yielded (after the answer's last
+    /// bytes are written, or while the provider is asked): told at once,
+    /// the thread woke on the same core ahead of them.
+    fn wake_later(&self) {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let w = self.clone();
                 drop(rt.spawn(async move { w.wake() }));
             }
             Err(_) => self.wake(),
+        }
+    }
+
+    /// Have draws written within [`SETTLE_WAIT`] unless the thread is
+    /// already told.
+    fn wake_soon(&self) {
+        if !self.armed.load(Ordering::Acquire) {
+            self.wake_later();
         }
     }
 
@@ -509,6 +543,12 @@ fn run(sh: &Shared, rx: &mpsc::Receiver<Job>) {
             let _ = tx.send(());
         }
     }
+    // Every Writer is gone: what was drawn is written before the thread ends.
+    if let Ok(mut s) = sh.store.lock()
+        && let Err(e) = s.gateway_flush()
+    {
+        tracing::error!(error = %e, "gateway draws not written; their leases keep the amounts");
+    }
 }
 
 /// What a batch leaves to do after its transaction.
@@ -533,6 +573,10 @@ fn batch(s: &mut SqliteStore, jobs: &mut Vec<Job>, done: &mut Done) {
         }
     }
     if writes.is_empty() {
+        // Draws answered without a write are written now.
+        if let Err(e) = s.gateway_flush() {
+            tracing::error!(error = %e, "gateway draws not written; their leases keep the amounts");
+        }
         return;
     }
     let ops: Vec<GatewayOp<'_>> = writes

@@ -244,11 +244,48 @@ struct Lease {
     day: i64,
     /// The budgets that applied when it was taken; any change ends it.
     budgets: Vec<BudgetRow>,
+    /// What is left to draw, as this connection counts it: lowered by
+    /// every draw, deferred ones included, before they are written (so it
+    /// is never above the row's `remaining` once they are).
+    avail: i64,
 }
 
-/// Leases held by one store connection, by tenant and scopes.
+/// A reservation drawn from a held lease and answered before it was
+/// written ([`SqliteStore::gateway_draw`]): the next gateway write of the
+/// connection writes it first, in its own transaction.
+#[derive(Debug)]
+struct Deferred {
+    handle: i64,
+    tenant: String,
+    idem_key: String,
+    body_hash: String,
+    scopes: CallScopes,
+    amount: i64,
+    now: i64,
+    lease: i64,
+}
+
+/// The gateway's per-connection state: leases held, draws not yet
+/// written, and the rows of written draws until they are settled.
 #[derive(Debug, Default)]
-pub(crate) struct Leases(std::collections::HashMap<(String, CallScopes), Lease>);
+pub(crate) struct Leases {
+    held: std::collections::HashMap<(String, CallScopes), Lease>,
+    deferred: Vec<Deferred>,
+    /// Row id of each written deferred draw, by its handle (< 0), until
+    /// its settlement.
+    rows: std::collections::HashMap<i64, i64>,
+    /// The last handle given out (handles count down from -1).
+    last_handle: i64,
+}
+
+/// Most draws waiting to be written; past it reservations are written
+/// before they are answered, as without deferral.
+const MAX_DEFERRED: usize = 1024;
+
+/// Most written draws awaiting their settlement. Past it the map is
+/// cleared: those settlements are skipped and their rows stay at the
+/// worst-case reservation (over-counted, never under-counted).
+const MAX_ROWS: usize = 65_536;
 
 /// Most leases one connection keeps (one per tenant and scopes: per run).
 /// Past it they are dropped; their remainders stay counted (over-counting).
@@ -338,14 +375,16 @@ fn begin_inner(
     acquire: bool,
 ) -> rusqlite::Result<Option<CallBegin>> {
     let tx = ImmediateTx::begin(conn)?;
+    let flushed = flush_in(&tx, leases)?;
     let (begin, taken) = begin_in(&tx, leases, tenant, call, acquire)?;
     // Commit also when refused (Exceeded): the old lease's release stands.
     tx.commit()?;
+    leases.written(flushed);
     if let Some((lkey, l)) = taken {
-        if leases.0.len() >= MAX_LEASES {
-            leases.0.clear();
+        if leases.held.len() >= MAX_LEASES {
+            leases.held.clear();
         }
-        leases.0.insert(lkey, l);
+        leases.held.insert(lkey, l);
     }
     Ok(begin)
 }
@@ -425,13 +464,19 @@ fn begin_in(
     // Draw from the held lease when it is today's, the budgets are the ones
     // it was checked against, and it covers the call.
     let mut drawn = false;
-    if let Some(l) = leases.0.get(&lkey)
+    if let Some(l) = leases.held.get_mut(&lkey)
         && l.day == day
         && l.budgets == budgets
+        && l.avail >= amount
     {
         drawn = tx.prepare_cached("UPDATE gateway_leases SET remaining = remaining - ?2 WHERE id = ?1 AND remaining >= ?2")?.execute(
             params![l.id, amount],
         )? == 1;
+        if drawn {
+            // Lowered before the commit: if it fails, this connection
+            // counts less left than there is (never more).
+            l.avail -= amount;
+        }
     }
     let mut taken = None;
     if !drawn {
@@ -440,7 +485,7 @@ fn begin_in(
         }
         // Release what is left of the old lease, then check every budget
         // (leases included) and take a new one.
-        if let Some(old) = leases.0.remove(&lkey) {
+        if let Some(old) = leases.held.remove(&lkey) {
             tx.prepare_cached("UPDATE gateway_leases SET remaining = 0 WHERE id = ?1")?
                 .execute([old.id])?;
         }
@@ -481,6 +526,7 @@ fn begin_in(
                     id: tx.last_insert_rowid(),
                     day,
                     budgets,
+                    avail: chunk - amount,
                 },
             ));
         }
@@ -535,6 +581,139 @@ fn finish_in(
             params![id, settled_micros, now],
         )),
     }
+}
+
+impl Leases {
+    /// Record the rows of draws written by a transaction that committed.
+    fn written(&mut self, rows: Vec<(i64, i64)>) {
+        if rows.is_empty() {
+            return;
+        }
+        if self.rows.len() + rows.len() > MAX_ROWS {
+            self.rows.clear();
+        }
+        self.rows.extend(rows);
+    }
+
+    /// The row a settlement is for: `id` itself, or the row of a deferred
+    /// draw's handle (written by the current transaction, in `flushed`, or
+    /// by an earlier one). `None`: that draw was never written (it was
+    /// lost with a transaction that failed).
+    fn resolve(&mut self, id: i64, flushed: &mut Vec<(i64, i64)>) -> Option<i64> {
+        if id >= 0 {
+            return Some(id);
+        }
+        if let Some(i) = flushed.iter().position(|(h, _)| *h == id) {
+            return Some(flushed.swap_remove(i).1);
+        }
+        self.rows.remove(&id)
+    }
+}
+
+/// Write every deferred draw inside the caller's transaction, ahead of its
+/// own operations (so one order holds). Returns each draw's handle and row,
+/// to be recorded with [`Leases::written`] once the transaction commits; if
+/// it does not, the draws are lost with it and their leases' rows still
+/// hold their amounts (over-counted, never under-counted).
+fn flush_in(tx: &rusqlite::Connection, leases: &mut Leases) -> rusqlite::Result<Vec<(i64, i64)>> {
+    if leases.deferred.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deferred = std::mem::take(&mut leases.deferred);
+    let mut rows = Vec::with_capacity(deferred.len());
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO gateway_calls (tenant, idem_key, body_hash, team, agent, run, vkey, reserved, state, created, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
+    )?;
+    let mut lower = tx.prepare_cached(
+        "UPDATE gateway_leases SET remaining = max(remaining - ?2, 0) WHERE id = ?1",
+    )?;
+    for d in &deferred {
+        let s = &d.scopes;
+        insert.execute(params![
+            d.tenant,
+            d.idem_key,
+            d.body_hash,
+            s.team,
+            s.agent,
+            s.run,
+            s.key,
+            d.amount,
+            d.now
+        ])?;
+        rows.push((d.handle, tx.last_insert_rowid()));
+        lower.execute(params![d.lease, d.amount])?;
+    }
+    Ok(rows)
+}
+
+/// [`SqliteStore::gateway_draw`]: reads only; changes `leases` only when
+/// it answers `Some`.
+fn draw(
+    conn: &rusqlite::Connection,
+    leases: &mut Leases,
+    tenant: &TenantId,
+    call: &NewCall<'_>,
+) -> rusqlite::Result<Option<CallBegin>> {
+    let t = tenant.as_str();
+    let amount = call.reserve_micros;
+    let lkey = (t.to_string(), call.scopes.clone());
+    let Some(l) = leases.held.get(&lkey) else {
+        return Ok(None);
+    };
+    if amount < 0
+        || l.avail < amount
+        || l.day != call.now.div_euclid(DAY_MICROS)
+        || leases.deferred.len() >= MAX_DEFERRED
+        || leases
+            .deferred
+            .iter()
+            .any(|d| d.idem_key == call.idem_key && d.tenant == t)
+    {
+        return Ok(None);
+    }
+    if let Some(key) = &call.scopes.key
+        && !conn
+            .prepare_cached("SELECT 1 FROM gateway_keys WHERE id = ?1 AND revoked IS NULL")?
+            .exists([key])?
+    {
+        return Ok(None);
+    }
+    if conn
+        .prepare_cached(
+            "SELECT 1 FROM gateway_calls WHERE tenant = ?1 AND idem_key = ?2 AND created >= ?3",
+        )?
+        .exists(params![t, call.idem_key, call.window_start])?
+    {
+        return Ok(None);
+    }
+    let mut budgets = budgets_of(conn, t)?;
+    budgets.retain(|b| call.scopes.applies(&b.scope));
+    budgets.sort_by_key(|b| level(&b.scope));
+    if budgets != l.budgets {
+        return Ok(None);
+    }
+    let lease = l.id;
+    if let Some(l) = leases.held.get_mut(&lkey) {
+        l.avail -= amount;
+    }
+    leases.last_handle -= 1;
+    let handle = leases.last_handle;
+    let (tenant, scopes) = lkey;
+    leases.deferred.push(Deferred {
+        handle,
+        tenant,
+        idem_key: call.idem_key.to_string(),
+        body_hash: call.body_hash.to_string(),
+        scopes,
+        amount,
+        now: call.now,
+        lease,
+    });
+    Ok(Some(CallBegin::Reserved {
+        id: handle,
+        retry: false,
+    }))
 }
 
 /// One piece of work for [`SqliteStore::gateway_batch`].
@@ -711,7 +890,7 @@ impl SqliteStore {
         };
         let held = self
             .leases
-            .0
+            .held
             .contains_key(&(tenant.as_str().to_string(), call.scopes.clone()));
         if held {
             self.sync_normal().map_err(&err)?;
@@ -751,8 +930,71 @@ impl SqliteStore {
         // leaves its row pending at its worst-case reservation, so spending
         // is over-counted, never under-counted.
         self.sync_normal().map_err(&err)?;
-        finish_in(self.conn_mut(), id, settled_micros, end, now).map_err(err)?;
+        let (conn, leases) = self.conn_and_leases();
+        if id >= 0 && leases.deferred.is_empty() {
+            finish_in(conn, id, settled_micros, end, now).map_err(err)?;
+            return Ok(());
+        }
+        // Deferred draws are written first, in the same transaction.
+        let tx = ImmediateTx::begin(conn).map_err(&err)?;
+        let mut flushed = flush_in(&tx, leases).map_err(&err)?;
+        if let Some(row) = leases.resolve(id, &mut flushed) {
+            finish_in(&tx, row, settled_micros, end, now).map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
+        leases.written(flushed);
         Ok(())
+    }
+
+    /// Reserve without writing, when that is safe: this connection holds a
+    /// lease for the call's scopes that covers it (taken today, against
+    /// the budgets that apply now), the idempotency key is new (no row, no
+    /// draw waiting) and the virtual key, if any, is live. The answer is
+    /// `Reserved` with a handle (< 0) that settles the call like a row id;
+    /// the draw is written by this connection's next gateway write
+    /// ([`SqliteStore::gateway_flush`], a batch, a reservation, a
+    /// settlement), ahead of it. `None`: not so (nothing changed) — reserve
+    /// with [`SqliteStore::gateway_begin`] or a batch, which decide every
+    /// other case.
+    ///
+    /// Budgets hold across processes as with a written draw: the lease's
+    /// amount already counts as spent in every process's budget checks,
+    /// and a draw only moves part of it to the call's row. Until the draw
+    /// is written, other processes see the lease instead of the row (the
+    /// same total), the idempotency key is known to this connection only,
+    /// and a crash loses the row while the lease keeps the amount
+    /// (over-counted, never under-counted).
+    pub fn gateway_draw(
+        &mut self,
+        tenant: &TenantId,
+        call: &NewCall<'_>,
+    ) -> Result<Option<CallBegin>, StoreError> {
+        self.writable_relaxed()?;
+        let (conn, leases) = self.conn_and_leases();
+        draw(conn, leases, tenant, call).map_err(self.gw_err("call reservation"))
+    }
+
+    /// Write the draws [`SqliteStore::gateway_draw`] deferred, in one
+    /// transaction (`synchronous=NORMAL`); returns how many.
+    pub fn gateway_flush(&mut self) -> Result<usize, StoreError> {
+        if self.leases.deferred.is_empty() {
+            return Ok(0);
+        }
+        self.writable_relaxed()?;
+        let path = self.path().to_owned();
+        let err = move |source| StoreError::Gateway {
+            path: path.clone(),
+            what: "draw write",
+            source: DbError::sqlite(source),
+        };
+        self.sync_normal().map_err(&err)?;
+        let (conn, leases) = self.conn_and_leases();
+        let tx = ImmediateTx::begin(conn).map_err(&err)?;
+        let rows = flush_in(&tx, leases).map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        let n = rows.len();
+        leases.written(rows);
+        Ok(n)
     }
 
     /// Do many reservations and settlements (of concurrent calls) in one
@@ -767,10 +1009,12 @@ impl SqliteStore {
     /// draw from a held lease and a lone settlement use; a `Begin` that
     /// its lease does not cover is done after the batch, alone, with a
     /// `FULL` commit (it takes a new lease, checking every budget; the
-    /// next ones short of a lease draw from that one). Every
-    /// result is returned only after its commit, so a reservation is
-    /// visible to every process before its caller goes on. If the commit
-    /// fails, the whole batch is `Err` (nothing of it was written).
+    /// next ones short of a lease draw from that one). Draws that
+    /// [`SqliteStore::gateway_draw`] answered without a write are written
+    /// first, in the same transaction. Every result is returned only after
+    /// its commit, so a reservation made here is visible to every process
+    /// before its caller goes on. If the commit fails, the whole batch is
+    /// `Err` (nothing of it was written).
     pub fn gateway_batch(
         &mut self,
         ops: &[GatewayOp<'_>],
@@ -789,8 +1033,10 @@ impl SqliteStore {
         let (conn, leases) = self.conn_and_leases();
         // None: not done yet (a Begin whose lease is short).
         let mut out: Vec<Option<Result<GatewayDone, StoreError>>> = Vec::with_capacity(ops.len());
+        let mut flushed = Vec::new();
         let batch = (|| -> rusqlite::Result<()> {
             let tx = ImmediateTx::begin(conn)?;
+            flushed = flush_in(&tx, leases)?;
             for op in ops {
                 // A settlement is one UPDATE, which SQLite applies whole or
                 // not at all: it needs no savepoint of its own.
@@ -803,9 +1049,14 @@ impl SqliteStore {
                         .map(|(b, _)| b.map(GatewayDone::Begin))
                         .map_err(err("call reservation")),
                     GatewayOp::Finish(id, settled, end, now) => {
-                        finish_in(&tx, *id, *settled, end, *now)
-                            .map(|_| Some(GatewayDone::Finished))
-                            .map_err(err("call settlement"))
+                        match leases.resolve(*id, &mut flushed) {
+                            Some(row) => finish_in(&tx, row, *settled, end, *now)
+                                .map(|_| Some(GatewayDone::Finished))
+                                .map_err(err("call settlement")),
+                            // Its draw was lost with a failed transaction:
+                            // nothing to settle (its lease keeps the amount).
+                            None => Ok(Some(GatewayDone::Finished)),
+                        }
                     }
                 };
                 if own_savepoint {
@@ -819,6 +1070,7 @@ impl SqliteStore {
             tx.commit()
         })();
         batch.map_err(err("call batch"))?;
+        self.leases.written(flushed);
         Ok(ops
             .iter()
             .zip(out)
@@ -1442,7 +1694,21 @@ mod tests {
                 now: 1_000_000 + i,
                 window_start: 0,
             };
-            match s.gateway_begin(&t, &call).expect("begin") {
+            // `a` draws without writing where it can, and writes its draws
+            // every few calls, as the gateway's store thread does.
+            let drawn = if i % 2 == 0 {
+                s.gateway_draw(&t, &call).expect("draw")
+            } else {
+                None
+            };
+            if i % 14 == 0 {
+                s.gateway_flush().expect("flush");
+            }
+            let begun = match drawn {
+                Some(b) => b,
+                None => s.gateway_begin(&t, &call).expect("begin"),
+            };
+            match begun {
                 CallBegin::Reserved { id, .. } => {
                     reserved += 37;
                     ids.push((i % 2, id));
@@ -1478,6 +1744,225 @@ mod tests {
             b.gateway_begin(&t, &call).expect("begin"),
             CallBegin::Reserved { .. }
         ));
+    }
+
+    fn budget(s: &mut SqliteStore, limit_micros: i64) {
+        s.gateway_set_budget(
+            &TenantId::default_tenant(),
+            &BudgetRow {
+                scope: "org".into(),
+                period: "total".into(),
+                limit_micros,
+            },
+        )
+        .expect("set");
+    }
+
+    fn new_call<'a>(key: &'a str, scopes: &'a CallScopes, now: i64) -> NewCall<'a> {
+        NewCall {
+            idem_key: key,
+            body_hash: "h",
+            scopes,
+            reserve_micros: 100,
+            now,
+            window_start: 0,
+        }
+    }
+
+    fn row_of(s: &SqliteStore, key: &str) -> Option<(String, i64, Option<i64>)> {
+        s.conn()
+            .query_row(
+                "SELECT state, reserved, settled FROM gateway_calls WHERE idem_key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .expect("row")
+    }
+
+    /// A draw is answered before it is written: another connection sees
+    /// the lease, not the row, and the same total counted against the
+    /// budget; the next write (here a flush) writes it, and its handle
+    /// settles it like a row id. A retry of its key is decided by the
+    /// full reservation, which sees it.
+    #[test]
+    fn a_draw_is_written_by_the_next_write_and_settled_by_its_handle() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("db");
+        let mut a = SqliteStore::open(&path).expect("open a");
+        let b = SqliteStore::open(&path).expect("open b");
+        budget(&mut a, 1_000_000);
+        let t = TenantId::default_tenant();
+        let scopes = CallScopes {
+            agent: "a".into(),
+            ..Default::default()
+        };
+        let now = 1_000_000;
+        // No lease yet: nothing is drawn; the reservation takes one.
+        assert_eq!(
+            a.gateway_draw(&t, &new_call("k1", &scopes, now))
+                .expect("draw"),
+            None
+        );
+        assert!(matches!(
+            a.gateway_begin(&t, &new_call("k1", &scopes, now)).expect("begin"),
+            CallBegin::Reserved { id, retry: false } if id > 0
+        ));
+        let counted =
+            |s: &SqliteStore| used(s.conn(), t.as_str(), "org", 0, -1, true).expect("used");
+        let before = counted(&b);
+        let Some(CallBegin::Reserved {
+            id: handle,
+            retry: false,
+        }) = a
+            .gateway_draw(&t, &new_call("k2", &scopes, now + 1))
+            .expect("draw")
+        else {
+            panic!("not drawn");
+        };
+        assert!(handle < 0);
+        assert_eq!(row_of(&b, "k2"), None, "written before the next write");
+        assert_eq!(counted(&b), before, "the lease already counts it");
+        // The same key again is not drawn (the full path says in flight).
+        assert_eq!(
+            a.gateway_draw(&t, &new_call("k2", &scopes, now + 2))
+                .expect("draw"),
+            None
+        );
+        assert_eq!(a.gateway_flush().expect("flush"), 1);
+        assert_eq!(row_of(&b, "k2"), Some(("pending".into(), 100, None)));
+        assert_eq!(counted(&b), before, "moved from the lease to the row");
+        assert_eq!(
+            a.gateway_begin(&t, &new_call("k2", &scopes, now + 2))
+                .expect("begin"),
+            CallBegin::InFlight
+        );
+        let answer = StoredResponse {
+            status: 200,
+            content_type: "application/json".into(),
+            body: b"{}".to_vec(),
+        };
+        a.gateway_finish(handle, 40, &CallEnd::Done(answer.clone()), now + 3)
+            .expect("finish");
+        assert_eq!(row_of(&b, "k2"), Some(("done".into(), 100, Some(40))));
+        assert_eq!(counted(&b), before - 60, "settled below the reservation");
+        assert_eq!(
+            a.gateway_begin(&t, &new_call("k2", &scopes, now + 4))
+                .expect("begin"),
+            CallBegin::Replay(answer)
+        );
+    }
+
+    /// A batch writes what was drawn before its own operations, so a
+    /// settlement by handle in the same batch finds the row.
+    #[test]
+    fn a_batch_writes_draws_first() {
+        let (_d, mut s) = store();
+        budget(&mut s, 1_000_000);
+        let t = TenantId::default_tenant();
+        let scopes = CallScopes {
+            agent: "a".into(),
+            ..Default::default()
+        };
+        s.gateway_begin(&t, &new_call("k1", &scopes, 10))
+            .expect("begin");
+        let Some(CallBegin::Reserved { id: handle, .. }) = s
+            .gateway_draw(&t, &new_call("k2", &scopes, 11))
+            .expect("draw")
+        else {
+            panic!("not drawn");
+        };
+        let end = CallEnd::Failed;
+        let done = s
+            .gateway_batch(&[GatewayOp::Finish(handle, 7, &end, 12)])
+            .expect("batch");
+        assert!(matches!(done[..], [Ok(GatewayDone::Finished)]));
+        assert_eq!(row_of(&s, "k2"), Some(("failed".into(), 100, Some(7))));
+        // A retry takes the failed row over (charged once).
+        let Some(row) = s
+            .conn()
+            .query_row(
+                "SELECT id FROM gateway_calls WHERE idem_key = 'k2'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .expect("id")
+        else {
+            panic!("no row");
+        };
+        assert_eq!(
+            s.gateway_begin(&t, &new_call("k2", &scopes, 13))
+                .expect("begin"),
+            CallBegin::Reserved {
+                id: row,
+                retry: true
+            }
+        );
+    }
+
+    /// Anything a draw cannot decide alone goes to the full reservation:
+    /// no lease for these scopes, a changed budget, a lease that does not
+    /// cover the call, a revoked virtual key.
+    #[test]
+    fn a_draw_declines_what_it_cannot_decide() {
+        let (_d, mut s) = store();
+        budget(&mut s, 1_000_000);
+        let t = TenantId::default_tenant();
+        let a = CallScopes {
+            agent: "a".into(),
+            ..Default::default()
+        };
+        s.gateway_begin(&t, &new_call("k1", &a, 10)).expect("begin");
+        let other = CallScopes {
+            agent: "b".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.gateway_draw(&t, &new_call("k2", &other, 11))
+                .expect("draw"),
+            None
+        );
+        let mut big = new_call("k3", &a, 11);
+        big.reserve_micros = 1_000_000;
+        assert_eq!(s.gateway_draw(&t, &big).expect("draw"), None);
+        budget(&mut s, 2_000_000);
+        assert_eq!(
+            s.gateway_draw(&t, &new_call("k4", &a, 11)).expect("draw"),
+            None
+        );
+        // With a virtual key: drawn while it is live, not once revoked.
+        let key = KeyRow {
+            id: "vk1".into(),
+            sha256: "00".into(),
+            agent: "a".into(),
+            team: None,
+            created: 1,
+            revoked: None,
+        };
+        s.gateway_create_key(&t, &key).expect("key");
+        let k = CallScopes {
+            agent: "a".into(),
+            key: Some("vk1".into()),
+            ..Default::default()
+        };
+        s.gateway_begin(&t, &new_call("k5", &k, 12)).expect("begin");
+        assert!(
+            s.gateway_draw(&t, &new_call("k6", &k, 13))
+                .expect("draw")
+                .is_some()
+        );
+        s.conn()
+            .execute("UPDATE gateway_keys SET revoked = 1 WHERE id = 'vk1'", [])
+            .expect("revoke");
+        assert_eq!(
+            s.gateway_draw(&t, &new_call("k7", &k, 14)).expect("draw"),
+            None
+        );
+        assert_eq!(
+            s.gateway_begin(&t, &new_call("k7", &k, 14)).expect("begin"),
+            CallBegin::KeyRevoked
+        );
     }
 
     #[test]
