@@ -543,11 +543,12 @@ fn run(sh: &Shared, rx: &mpsc::Receiver<Job>) {
             let _ = tx.send(());
         }
     }
-    // Every Writer is gone: what was drawn is written before the thread ends.
+    // Every Writer is gone: what was drawn is written, and what the leases
+    // still hold is given back, before the thread ends.
     if let Ok(mut s) = sh.store.lock()
-        && let Err(e) = s.gateway_flush()
+        && let Err(e) = s.gateway_release_leases(None)
     {
-        tracing::error!(error = %e, "gateway draws not written; their leases keep the amounts");
+        tracing::error!(error = %e, "gateway leases not released; they count until they expire");
     }
 }
 

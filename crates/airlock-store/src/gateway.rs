@@ -172,13 +172,16 @@ fn period_start(period: &str, now: i64) -> i64 {
     }
 }
 
+/// Spending counted against `scope` since `since`: calls (settled, else
+/// reserved; `except` left out), plus, with `leases: Some(now)`, what
+/// leases taken since then and within [`LEASE_TTL`] of `now` still hold.
 fn used(
     tx: &rusqlite::Connection,
     tenant: &str,
     scope: &str,
     since: i64,
     except: i64,
-    leases: bool,
+    leases: Option<i64>,
 ) -> rusqlite::Result<i64> {
     let (sql, name): (&str, Option<&str>) = match scope.split_once(':') {
         None => (
@@ -224,13 +227,17 @@ fn used(
         None => st.query_row(params![tenant, since, except], |r| r.get(0))?,
         Some(n) => st.query_row(params![tenant, since, except, n], |r| r.get(0))?,
     };
-    if !leases {
+    let Some(now) = leases else {
         return Ok(calls);
-    }
+    };
+    // A lease older than LEASE_TTL is not drawn from any more (its holder
+    // takes a new one well before), so what it still holds is a dead
+    // process's and no longer counts.
+    let lsince = since.max(now.saturating_sub(LEASE_TTL));
     let mut st = tx.prepare_cached(lsql)?;
     let leased: i64 = match name {
-        None => st.query_row(params![tenant, since], |r| r.get(0))?,
-        Some(n) => st.query_row(params![tenant, since, n], |r| r.get(0))?,
+        None => st.query_row(params![tenant, lsince], |r| r.get(0))?,
+        Some(n) => st.query_row(params![tenant, lsince, n], |r| r.get(0))?,
     };
     Ok(calls.saturating_add(leased))
 }
@@ -244,6 +251,9 @@ struct Lease {
     day: i64,
     /// The budgets that applied when it was taken; any change ends it.
     budgets: Vec<BudgetRow>,
+    /// When it was taken (microseconds): drawn from only until
+    /// [`LEASE_REUSE`] later.
+    taken: i64,
     /// What is left to draw, as this connection counts it: lowered by
     /// every draw, deferred ones included, before they are written (so it
     /// is never above the row's `remaining` once they are).
@@ -290,6 +300,17 @@ const MAX_ROWS: usize = 65_536;
 /// Most leases one connection keeps (one per tenant and scopes: per run).
 /// Past it they are dropped; their remainders stay counted (over-counting).
 const MAX_LEASES: usize = 4096;
+
+/// How long a lease counts as spent in budget checks (microseconds). A
+/// process releases its leases when its gateway stops and a run's when the
+/// run ends; this bounds what a process that died holding one keeps
+/// counted.
+const LEASE_TTL: i64 = 15 * 60 * 1_000_000;
+
+/// How long after it was taken a lease is drawn from; then a new one is
+/// taken (well inside [`LEASE_TTL`], so a lease being drawn from always
+/// counts).
+const LEASE_REUSE: i64 = LEASE_TTL / 3;
 
 /// How many worst-case calls one lease covers at most.
 const LEASE_CALLS: i64 = 32;
@@ -466,6 +487,7 @@ fn begin_in(
     let mut drawn = false;
     if let Some(l) = leases.held.get_mut(&lkey)
         && l.day == day
+        && call.now.saturating_sub(l.taken) < LEASE_REUSE
         && l.budgets == budgets
         && l.avail >= amount
     {
@@ -497,7 +519,7 @@ fn begin_in(
                 &b.scope,
                 period_start(&b.period, call.now),
                 retry_of.unwrap_or(-1),
-                true,
+                Some(call.now),
             )?;
             let room = b.limit_micros.saturating_sub(spent);
             if room < amount {
@@ -526,6 +548,7 @@ fn begin_in(
                     id: tx.last_insert_rowid(),
                     day,
                     budgets,
+                    taken: call.now,
                     avail: chunk - amount,
                 },
             ));
@@ -664,6 +687,7 @@ fn draw(
     if amount < 0
         || l.avail < amount
         || l.day != call.now.div_euclid(DAY_MICROS)
+        || call.now.saturating_sub(l.taken) >= LEASE_REUSE
         || leases.deferred.len() >= MAX_DEFERRED
         || leases
             .deferred
@@ -784,7 +808,7 @@ impl SqliteStore {
                     &b.scope,
                     period_start(&b.period, now),
                     -1,
-                    false,
+                    None,
                 )
                 .map_err(self.gw_err("budget usage"))?;
                 Ok(BudgetUsage {
@@ -997,6 +1021,45 @@ impl SqliteStore {
         Ok(n)
     }
 
+    /// Give back what this connection's leases still hold — every lease,
+    /// or those of one run — after writing the deferred draws: called when
+    /// a gateway stops and when a run ends, so an unused remainder is not
+    /// counted as spent until [`LEASE_TTL`] passes. Returns how many.
+    pub fn gateway_release_leases(&mut self, run: Option<&str>) -> Result<usize, StoreError> {
+        let mine = |s: &CallScopes| run.is_none() || s.run.as_deref() == run;
+        if self.leases.deferred.is_empty() && !self.leases.held.keys().any(|(_, s)| mine(s)) {
+            return Ok(0);
+        }
+        self.writable_relaxed()?;
+        let path = self.path().to_owned();
+        let err = move |source| StoreError::Gateway {
+            path: path.clone(),
+            what: "lease release",
+            source: DbError::sqlite(source),
+        };
+        self.sync_normal().map_err(&err)?;
+        let (conn, leases) = self.conn_and_leases();
+        let tx = ImmediateTx::begin(conn).map_err(&err)?;
+        let rows = flush_in(&tx, leases).map_err(&err)?;
+        let ids: Vec<((String, CallScopes), i64)> = leases
+            .held
+            .iter()
+            .filter(|((_, s), _)| mine(s))
+            .map(|(k, l)| (k.clone(), l.id))
+            .collect();
+        for (_, id) in &ids {
+            tx.prepare_cached("UPDATE gateway_leases SET remaining = 0 WHERE id = ?1")
+                .and_then(|mut st| st.execute([id]))
+                .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
+        leases.written(rows);
+        for (k, _) in &ids {
+            leases.held.remove(k);
+        }
+        Ok(ids.len())
+    }
+
     /// Do many reservations and settlements (of concurrent calls) in one
     /// transaction, so they share one commit: each op exactly as
     /// [`SqliteStore::gateway_begin`] / [`SqliteStore::gateway_finish`]
@@ -1116,7 +1179,7 @@ impl SqliteStore {
     /// (unused lease headroom is not spending and is not included here; the
     /// budget checks count it).
     pub fn gateway_spent(&self, tenant: &TenantId, since: i64) -> Result<i64, StoreError> {
-        used(self.conn(), tenant.as_str(), "org", since, -1, false).map_err(self.gw_err("spend"))
+        used(self.conn(), tenant.as_str(), "org", since, -1, None).map_err(self.gw_err("spend"))
     }
 
     /// Store a new virtual key (its SHA-256 only).
@@ -1302,8 +1365,15 @@ impl crate::BudgetStore for SqliteStore {
             .iter()
             .filter(|b| b.scope == scope || b.scope == "org")
         {
-            let used =
-                used(&tx, t, &b.scope, period_start(&b.period, now), -1, true).map_err(&err)?;
+            let used = used(
+                &tx,
+                t,
+                &b.scope,
+                period_start(&b.period, now),
+                -1,
+                Some(now),
+            )
+            .map_err(&err)?;
             if used.saturating_add(micros) > b.limit_micros {
                 return Ok(crate::Reserve::Exceeded(state(b, used)));
             }
@@ -1323,7 +1393,8 @@ impl crate::BudgetStore for SqliteStore {
         )
         .map_err(&err)?;
         let id = tx.last_insert_rowid();
-        let after = used(&tx, t, scope, period_start(&own.period, now), -1, true).map_err(&err)?;
+        let after =
+            used(&tx, t, scope, period_start(&own.period, now), -1, Some(now)).map_err(&err)?;
         tx.commit().map_err(&err)?;
         Ok(crate::Reserve::Reserved {
             id,
@@ -1719,7 +1790,7 @@ mod tests {
             // Counted spending (calls + leases) never exceeds the limit,
             // seen from either connection.
             for s in [&a, &b] {
-                let counted = used(s.conn(), t.as_str(), "org", 0, -1, true).expect("used");
+                let counted = used(s.conn(), t.as_str(), "org", 0, -1, Some(0)).expect("used");
                 assert!(counted <= 10_000, "counted {counted}");
             }
         }
@@ -1809,7 +1880,7 @@ mod tests {
             CallBegin::Reserved { id, retry: false } if id > 0
         ));
         let counted =
-            |s: &SqliteStore| used(s.conn(), t.as_str(), "org", 0, -1, true).expect("used");
+            |s: &SqliteStore| used(s.conn(), t.as_str(), "org", 0, -1, Some(0)).expect("used");
         let before = counted(&b);
         let Some(CallBegin::Reserved {
             id: handle,
@@ -1962,6 +2033,87 @@ mod tests {
         assert_eq!(
             s.gateway_begin(&t, &new_call("k7", &k, 14)).expect("begin"),
             CallBegin::KeyRevoked
+        );
+    }
+
+    /// What a lease still holds stops counting as spent when its holder
+    /// gives it back (a gateway stopping, a run ending) or, for a holder
+    /// that died, once LEASE_TTL has passed; a lease is drawn from for
+    /// LEASE_REUSE only, then given back and replaced.
+    #[test]
+    fn leases_are_given_back_or_expire() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("db");
+        let mut a = SqliteStore::open(&path).expect("open a");
+        let b = SqliteStore::open(&path).expect("open b");
+        budget(&mut a, 1_000_000);
+        let t = TenantId::default_tenant();
+        let run = |r: &str| CallScopes {
+            agent: "a".into(),
+            run: Some(r.into()),
+            ..Default::default()
+        };
+        let (r1, r2) = (run("r1"), run("r2"));
+        let now = 1_000_000;
+        let counted = |at: i64| used(b.conn(), t.as_str(), "org", 0, -1, Some(at)).expect("used");
+        let held = |r: &str| -> i64 {
+            b.conn()
+                .query_row(
+                    "SELECT coalesce(sum(remaining), 0) FROM gateway_leases WHERE run = ?1",
+                    [r],
+                    |x| x.get(0),
+                )
+                .expect("leases")
+        };
+        a.gateway_begin(&t, &new_call("k1", &r1, now))
+            .expect("begin");
+        a.gateway_begin(&t, &new_call("k2", &r2, now))
+            .expect("begin");
+        assert!(held("r1") > 0 && held("r2") > 0);
+        assert!(counted(now) > 200);
+        assert!(
+            a.gateway_draw(&t, &new_call("k3", &r1, now + 1))
+                .expect("draw")
+                .is_some()
+        );
+        // One run's leases: the draw is written first, then r1's lease
+        // gives back what it holds; r2's still counts.
+        assert_eq!(a.gateway_release_leases(Some("r1")).expect("release"), 1);
+        assert_eq!(row_of(&b, "k3"), Some(("pending".into(), 100, None)));
+        assert_eq!(held("r1"), 0);
+        assert!(held("r2") > 0);
+        // All of them: only the calls count.
+        assert_eq!(a.gateway_release_leases(None).expect("release"), 1);
+        assert_eq!(counted(now + 1), 300);
+        // A lease never given back (its process died) counts until it
+        // expires.
+        a.gateway_begin(&t, &new_call("k4", &r1, now + 2))
+            .expect("begin");
+        assert!(counted(now + 2) > 400);
+        assert_eq!(counted(now + 2 + LEASE_TTL + 1), 400);
+        // Past LEASE_REUSE a lease is not drawn from: the next reservation
+        // gives it back and takes a new one.
+        let later = now + 2 + LEASE_REUSE;
+        assert_eq!(
+            a.gateway_draw(&t, &new_call("k5", &r1, later))
+                .expect("draw"),
+            None
+        );
+        a.gateway_begin(&t, &new_call("k5", &r1, later))
+            .expect("begin");
+        let live: i64 = b
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM gateway_leases WHERE remaining > 0",
+                [],
+                |x| x.get(0),
+            )
+            .expect("count");
+        assert_eq!(live, 1);
+        assert!(
+            a.gateway_draw(&t, &new_call("k6", &r1, later + 1))
+                .expect("draw")
+                .is_some()
         );
     }
 
