@@ -1001,63 +1001,62 @@ impl SqliteStore {
     /// Write the draws [`SqliteStore::gateway_draw`] deferred, in one
     /// transaction (`synchronous=NORMAL`); returns how many.
     pub fn gateway_flush(&mut self) -> Result<usize, StoreError> {
-        if self.leases.deferred.is_empty() {
-            return Ok(0);
-        }
-        self.writable_relaxed()?;
-        let path = self.path().to_owned();
-        let err = move |source| StoreError::Gateway {
-            path: path.clone(),
-            what: "draw write",
-            source: DbError::sqlite(source),
-        };
-        self.sync_normal().map_err(&err)?;
-        let (conn, leases) = self.conn_and_leases();
-        let tx = ImmediateTx::begin(conn).map_err(&err)?;
-        let rows = flush_in(&tx, leases).map_err(&err)?;
-        tx.commit().map_err(&err)?;
-        let n = rows.len();
-        leases.written(rows);
-        Ok(n)
+        self.write_and_release("draw write", |_| false)
+            .map(|(written, _)| written)
     }
 
     /// Give back what this connection's leases still hold — every lease,
     /// or those of one run — after writing the deferred draws: called when
-    /// a gateway stops and when a run ends, so an unused remainder is not
-    /// counted as spent until [`LEASE_TTL`] passes. Returns how many.
+    /// a gateway stops (and fit for when a run ends), so an unused
+    /// remainder is not counted as spent until [`LEASE_TTL`] passes.
+    /// Returns how many leases.
     pub fn gateway_release_leases(&mut self, run: Option<&str>) -> Result<usize, StoreError> {
-        let mine = |s: &CallScopes| run.is_none() || s.run.as_deref() == run;
-        if self.leases.deferred.is_empty() && !self.leases.held.keys().any(|(_, s)| mine(s)) {
-            return Ok(0);
+        self.write_and_release("lease release", |s| {
+            run.is_none() || s.run.as_deref() == run
+        })
+        .map(|(_, released)| released)
+    }
+
+    /// One transaction (`synchronous=NORMAL`) that writes the deferred
+    /// draws, then gives back the held leases whose scopes `release`
+    /// picks. Returns (draws written, leases released).
+    fn write_and_release(
+        &mut self,
+        what: &'static str,
+        release: impl Fn(&CallScopes) -> bool,
+    ) -> Result<(usize, usize), StoreError> {
+        if self.leases.deferred.is_empty() && !self.leases.held.keys().any(|(_, s)| release(s)) {
+            return Ok((0, 0));
         }
         self.writable_relaxed()?;
         let path = self.path().to_owned();
         let err = move |source| StoreError::Gateway {
             path: path.clone(),
-            what: "lease release",
+            what,
             source: DbError::sqlite(source),
         };
         self.sync_normal().map_err(&err)?;
         let (conn, leases) = self.conn_and_leases();
         let tx = ImmediateTx::begin(conn).map_err(&err)?;
         let rows = flush_in(&tx, leases).map_err(&err)?;
-        let ids: Vec<((String, CallScopes), i64)> = leases
+        let given: Vec<((String, CallScopes), i64)> = leases
             .held
             .iter()
-            .filter(|((_, s), _)| mine(s))
+            .filter(|((_, s), _)| release(s))
             .map(|(k, l)| (k.clone(), l.id))
             .collect();
-        for (_, id) in &ids {
+        for (_, id) in &given {
             tx.prepare_cached("UPDATE gateway_leases SET remaining = 0 WHERE id = ?1")
                 .and_then(|mut st| st.execute([id]))
                 .map_err(&err)?;
         }
         tx.commit().map_err(&err)?;
+        let written = rows.len();
         leases.written(rows);
-        for (k, _) in &ids {
+        for (k, _) in &given {
             leases.held.remove(k);
         }
-        Ok(ids.len())
+        Ok((written, given.len()))
     }
 
     /// Do many reservations and settlements (of concurrent calls) in one
@@ -1829,6 +1828,17 @@ mod tests {
         .expect("set");
     }
 
+    /// Two connections to one new database (two processes), the first
+    /// having set an org budget.
+    fn two_with_budget(limit_micros: i64) -> (tempfile::TempDir, SqliteStore, SqliteStore) {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("db");
+        let mut a = SqliteStore::open(&path).expect("open a");
+        let b = SqliteStore::open(&path).expect("open b");
+        budget(&mut a, limit_micros);
+        (d, a, b)
+    }
+
     fn new_call<'a>(key: &'a str, scopes: &'a CallScopes, now: i64) -> NewCall<'a> {
         NewCall {
             idem_key: key,
@@ -1858,11 +1868,7 @@ mod tests {
     /// full reservation, which sees it.
     #[test]
     fn a_draw_is_written_by_the_next_write_and_settled_by_its_handle() {
-        let d = tempfile::tempdir().expect("tempdir");
-        let path = d.path().join("db");
-        let mut a = SqliteStore::open(&path).expect("open a");
-        let b = SqliteStore::open(&path).expect("open b");
-        budget(&mut a, 1_000_000);
+        let (_d, mut a, b) = two_with_budget(1_000_000);
         let t = TenantId::default_tenant();
         let scopes = CallScopes {
             agent: "a".into(),
@@ -2042,11 +2048,7 @@ mod tests {
     /// LEASE_REUSE only, then given back and replaced.
     #[test]
     fn leases_are_given_back_or_expire() {
-        let d = tempfile::tempdir().expect("tempdir");
-        let path = d.path().join("db");
-        let mut a = SqliteStore::open(&path).expect("open a");
-        let b = SqliteStore::open(&path).expect("open b");
-        budget(&mut a, 1_000_000);
+        let (_d, mut a, b) = two_with_budget(1_000_000);
         let t = TenantId::default_tenant();
         let run = |r: &str| CallScopes {
             agent: "a".into(),
