@@ -1018,3 +1018,60 @@ async fn a_remembered_key_revoked_elsewhere_gets_no_call_through() {
     assert_eq!(resp.status().as_u16(), 401);
     assert_eq!(e.upstream.received().len(), 1, "nothing forwarded");
 }
+
+/// A gateway that stops gives back the budget headroom its lease still
+/// holds: another process can then reserve all that is left, which it
+/// could not while the lease was held (counted as spent by everyone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_gateway_gives_its_lease_back() {
+    let limit = 20_000;
+    let e = env(&[("org", "total", limit)], 1 << 20).await;
+    let (s, _, b) = post(
+        e.addr,
+        &e.key,
+        "/v1/chat/completions",
+        chat("gpt-4o-mini", "hello", Some(100)),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let spent = e.spent();
+    let t = TenantId::default_tenant();
+    let scopes = airlock_store::CallScopes {
+        agent: "elsewhere".into(),
+        ..Default::default()
+    };
+    let rest = |key: &'static str| airlock_store::NewCall {
+        idem_key: key,
+        body_hash: "h",
+        scopes: &scopes,
+        reserve_micros: limit - spent,
+        now: airlock_types::Timestamp::now().as_micros(),
+        window_start: 0,
+    };
+    let mut other = SqliteStore::open(&e.db).expect("other process");
+    assert!(
+        matches!(
+            other.gateway_begin(&t, &rest("while-held")).expect("begin"),
+            airlock_store::CallBegin::Exceeded { .. }
+        ),
+        "the running gateway's lease counts as spent"
+    );
+    let Env {
+        gw, _server, db, ..
+    } = e;
+    _server.abort();
+    let _ = _server.await;
+    drop(gw);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut other = SqliteStore::open(&db).expect("other process");
+        match other.gateway_begin(&t, &rest("after-stop")).expect("begin") {
+            airlock_store::CallBegin::Reserved { .. } => break,
+            b => assert!(
+                std::time::Instant::now() < deadline,
+                "lease not given back: {b:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
