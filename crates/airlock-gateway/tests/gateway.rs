@@ -1075,3 +1075,39 @@ async fn a_stopped_gateway_gives_its_lease_back() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Concurrent calls, most of them drawn from the lease without a write of
+/// their own: once drained, every call's row is settled at the cost its
+/// audit record gives (a settlement that found another call's row, or
+/// none, would leave a reservation standing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_each_settle_their_own_row() {
+    let e = env(&[("org", "total", 100_000_000)], 1 << 20).await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (addr, key) = (e.addr, e.key.clone());
+        tasks.push(tokio::spawn(async move {
+            let text = "word ".repeat(1 + i * 7);
+            post(
+                addr,
+                &key,
+                "/v1/chat/completions",
+                chat("gpt-4o-mini", &text, Some(50 + i as u64)),
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        let (s, _, b) = t.await.expect("task");
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    }
+    let calls = e.calls();
+    assert_eq!(calls.len(), 64, "one audit record per call");
+    let settled: Vec<i64> = calls
+        .iter()
+        .map(|c| d(c, "settled_micros").as_i64().expect("settled"))
+        .collect();
+    // Each call reserved its own worst case (max_tokens differs), above
+    // what it settled: a row left pending would count its reservation.
+    assert_eq!(e.spent(), settled.iter().sum::<i64>());
+}
