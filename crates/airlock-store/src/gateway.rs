@@ -1008,7 +1008,7 @@ impl SqliteStore {
     /// Give back what this connection's leases still hold — every lease,
     /// or those of one run — after writing the deferred draws: called when
     /// a gateway stops (and fit for when a run ends), so an unused
-    /// remainder is not counted as spent until [`LEASE_TTL`] passes.
+    /// remainder is not counted as spent for the 15 minutes a lease counts.
     /// Returns how many leases.
     pub fn gateway_release_leases(&mut self, run: Option<&str>) -> Result<usize, StoreError> {
         self.write_and_release("lease release", |s| {
