@@ -8,6 +8,9 @@
 //! library is caught and counts as a phone number (fail closed: mask).
 
 use phonenumber::country::Id;
+use phonenumber::metadata::Database;
+use phonenumber::metadata::loader::Metadata as Loaded;
+use std::sync::OnceLock;
 
 /// Regions tried for numbers written without a country code, when the
 /// caller does not choose (`ScrubberBuilder::phone_regions`): the
@@ -83,27 +86,76 @@ fn canonical(value: &[u8]) -> Option<(bool, String)> {
     Some((intl, digits))
 }
 
-/// Build libphonenumber's metadata on a thread of its own, once per
-/// process, when a scrubber with phone rules is built. Building it checks
-/// the syntax of every pattern of every region (≈ 0.1 s of CPU), which
-/// otherwise falls on the first phone candidate scanned: a gateway's or
-/// proxy's first request, a CLI scan's first chunk. A validation that
-/// comes first waits for the same build (it is one lazily built value);
-/// if the thread cannot start, the first validation builds it as before.
-pub(crate) fn preload() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("airlock-phone-metadata".into())
-            .spawn(|| {
-                let _ = phonenumber::metadata::DATABASE.cache();
-            });
-    });
+/// libphonenumber's metadata split by calling code (written by build.rs).
+mod meta {
+    include!(concat!(env!("OUT_DIR"), "/phone_meta.rs"));
+}
+
+/// The metadata of one calling code's regions, built the first time a
+/// candidate needs it (≈ 0.4 ms for a code, where the whole database
+/// took ≈ 0.1 s). `None`: no such code, or its metadata did not load.
+fn code_db(code: u16) -> Option<&'static Database> {
+    const N: usize = meta::BY_CODE.len();
+    static DBS: [OnceLock<Option<Database>>; N] = [const { OnceLock::new() }; N];
+    let i = meta::BY_CODE
+        .binary_search_by_key(&code, |(c, _)| *c)
+        .ok()?;
+    DBS[i]
+        .get_or_init(|| {
+            let metas: Vec<Loaded> = serde_json::from_str(meta::BY_CODE[i].1).ok()?;
+            Database::from(metas).ok()
+        })
+        .as_ref()
+}
+
+/// The calling code of a region.
+fn region_code(region: Id) -> Option<u16> {
+    let r: &str = region.as_ref();
+    meta::REGION_CODE
+        .binary_search_by_key(&r, |(id, _)| id)
+        .ok()
+        .map(|i| meta::REGION_CODE[i].1)
+}
+
+/// The smallest database that decides `text` exactly as the whole one
+/// does, as libphonenumber's parser reads it (`parser::helper::
+/// country_code`):
+/// - `+digits`: the calling code is the first prefix of one to three
+///   digits that is a code; only that code's metadata is read.
+/// - national digits for `region`: only the region's code is read, unless
+///   the digits start with the region's international (IDD) prefix, after
+///   which any code may follow: then the whole database.
+fn database_for(region: Option<Id>, text: &str) -> Option<&'static Database> {
+    let Some(region) = region else {
+        let digits = text.strip_prefix('+').unwrap_or(text);
+        if digits.starts_with('0') {
+            return None;
+        }
+        let code = (1..=3)
+            .filter_map(|n| digits.get(..n)?.parse::<u16>().ok())
+            .find(|c| meta::BY_CODE.binary_search_by_key(c, |(x, _)| *x).is_ok())?;
+        return code_db(code);
+    };
+    let db = code_db(region_code(region)?)?;
+    let idd = db
+        .by_id(region.as_ref())
+        .and_then(|m| m.international_prefix())
+        .and_then(|re| re.find(text))
+        .is_some_and(|m| m.start() == 0);
+    if idd {
+        return Some(&phonenumber::metadata::DATABASE);
+    }
+    Some(db)
 }
 
 fn valid_in(region: Option<Id>, text: &str) -> bool {
     std::panic::catch_unwind(|| {
-        phonenumber::parse(region, text).is_ok_and(|n| phonenumber::is_valid(&n))
+        // No database: no calling code fits (the whole database's parser
+        // refuses it too).
+        database_for(region, text).is_some_and(|db| {
+            phonenumber::parse_with(db, region, text)
+                .is_ok_and(|n| phonenumber::is_valid_with(db, &n))
+        })
     })
     .unwrap_or(true)
 }
@@ -215,8 +267,91 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// What the whole database decides (the crate's own entry points).
+    fn whole(region: Option<Id>, text: &str) -> bool {
+        phonenumber::parse(region, text).is_ok_and(|n| phonenumber::is_valid(&n))
+    }
+
+    /// The per-code databases decide every region's example numbers
+    /// exactly as the whole database does: nationally (with and without
+    /// the trunk prefix), internationally (`+CC`), and dialled from the US
+    /// and the UK through their IDD prefixes (which send the parser to
+    /// the whole database); also with a digit changed (mostly invalid).
+    #[test]
+    fn per_code_metadata_decides_as_the_whole_database() {
+        let db = &*phonenumber::metadata::DATABASE;
+        let us: Id = "US".parse().expect("US");
+        let gb: Id = "GB".parse().expect("GB");
+        let mut cases = 0;
+        let mut valid_seen = 0;
+        for m in db.iter() {
+            let region: Option<Id> = m.id().parse().ok();
+            let d = m.descriptors();
+            let examples = [
+                d.fixed_line(),
+                d.mobile(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.voip(),
+                d.uan(),
+                d.personal_number(),
+                d.pager(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.example());
+            for ex in examples {
+                let code = m.country_code();
+                let altered = {
+                    let mut b = ex.as_bytes().to_vec();
+                    if let Some(last) = b.last_mut() {
+                        *last = if *last == b'9' { b'0' } else { *last + 1 };
+                    }
+                    String::from_utf8(b).expect("digits")
+                };
+                for n in [ex.to_string(), altered] {
+                    let mut texts: Vec<(Option<Id>, String)> = vec![
+                        (None, format!("+{code}{n}")),
+                        (Some(us), format!("011{code}{n}")),
+                        (Some(gb), format!("00{code}{n}")),
+                    ];
+                    if let Some(r) = region {
+                        texts.push((Some(r), n.clone()));
+                        if let Some(p) = m.national_prefix() {
+                            texts.push((Some(r), format!("{p}{n}")));
+                        }
+                    }
+                    for (r, t) in texts {
+                        let want = whole(r, &t);
+                        assert_eq!(valid_in(r, &t), want, "{r:?} {t}");
+                        cases += 1;
+                        valid_seen += usize::from(want);
+                    }
+                }
+            }
+        }
+        assert!(
+            cases > 3000 && valid_seen > 1000,
+            "{cases} cases, {valid_seen} valid"
+        );
+    }
+
     fn ok(v: &str) -> bool {
         valid(v.as_bytes(), &Regions::default())
+    }
+
+    proptest! {
+        /// Any digit string, international or national in a default
+        /// region, is decided as the whole database decides it.
+        #[test]
+        fn per_code_metadata_decides_random_digits_alike(
+            digits in "[0-9]{6,17}",
+            r in 0..DEFAULT_REGIONS.len() + 1,
+        ) {
+            let region: Option<Id> = DEFAULT_REGIONS.get(r).and_then(|c| c.parse().ok());
+            let text = if region.is_some() { digits } else { format!("+{digits}") };
+            prop_assert_eq!(valid_in(region, &text), whole(region, &text));
+        }
     }
 
     #[test]

@@ -320,9 +320,6 @@ impl ScrubberBuilder {
             }
             known.push((name.clone(), known::encodings(value.expose())));
         }
-        if all.iter().any(|r| r.check.is_phone()) {
-            crate::phone::preload();
-        }
         let mut engine = Engine::new(all, known)?;
         if let Some(regions) = &self.phone_regions {
             engine.phone_regions = crate::phone::Regions::parse(regions)
