@@ -97,15 +97,18 @@ mod meta {
 fn code_db(code: u16) -> Option<&'static Database> {
     const N: usize = meta::BY_CODE.len();
     static DBS: [OnceLock<Option<Database>>; N] = [const { OnceLock::new() }; N];
-    let i = meta::BY_CODE
-        .binary_search_by_key(&code, |(c, _)| *c)
-        .ok()?;
+    let i = code_index(code)?;
     DBS[i]
         .get_or_init(|| {
             let metas: Vec<Loaded> = serde_json::from_str(meta::BY_CODE[i].1).ok()?;
             Database::from(metas).ok()
         })
         .as_ref()
+}
+
+/// Where a calling code stands in [`meta::BY_CODE`] (`None`: no such code).
+fn code_index(code: u16) -> Option<usize> {
+    meta::BY_CODE.binary_search_by_key(&code, |(c, _)| *c).ok()
 }
 
 /// The calling code of a region.
@@ -133,7 +136,7 @@ fn database_for(region: Option<Id>, text: &str) -> Option<&'static Database> {
         }
         let code = (1..=3)
             .filter_map(|n| digits.get(..n)?.parse::<u16>().ok())
-            .find(|c| meta::BY_CODE.binary_search_by_key(c, |(x, _)| *x).is_ok())?;
+            .find(|&c| code_index(c).is_some())?;
         return code_db(code);
     };
     let db = code_db(region_code(region)?)?;
@@ -148,16 +151,19 @@ fn database_for(region: Option<Id>, text: &str) -> Option<&'static Database> {
     Some(db)
 }
 
-fn valid_in(region: Option<Id>, text: &str) -> bool {
+/// Whether `text` parses and is valid for `region` with `db`. Any panic
+/// inside the library counts as valid (fail closed: mask).
+fn decide(db: &Database, region: Option<Id>, text: &str) -> bool {
     std::panic::catch_unwind(|| {
-        // No database: no calling code fits (the whole database's parser
-        // refuses it too).
-        database_for(region, text).is_some_and(|db| {
-            phonenumber::parse_with(db, region, text)
-                .is_ok_and(|n| phonenumber::is_valid_with(db, &n))
-        })
+        phonenumber::parse_with(db, region, text).is_ok_and(|n| phonenumber::is_valid_with(db, &n))
     })
     .unwrap_or(true)
+}
+
+fn valid_in(region: Option<Id>, text: &str) -> bool {
+    // No database: no calling code fits (the whole database's parser
+    // refuses it too).
+    database_for(region, text).is_some_and(|db| decide(db, region, text))
 }
 
 /// Whether `value` is a valid phone number: for its own country code when
@@ -186,15 +192,11 @@ pub(crate) fn valid_anywhere(value: &[u8], regions: &Regions) -> bool {
         return false;
     };
     // Every region's metadata is read: the whole database, built once.
+    let whole = &*phonenumber::metadata::DATABASE;
     !intl
         && all_regions()
             .iter()
-            .any(|&r| std::panic::catch_unwind(|| whole_db_valid(Some(r), &digits)).unwrap_or(true))
-}
-
-/// What the crate's whole database decides.
-fn whole_db_valid(region: Option<Id>, text: &str) -> bool {
-    phonenumber::parse(region, text).is_ok_and(|n| phonenumber::is_valid(&n))
+            .any(|&r| decide(whole, Some(r), &digits))
 }
 
 /// Every region of libphonenumber's metadata, in a fixed order.
@@ -276,7 +278,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    use super::whole_db_valid as whole;
+    /// What the crate's own entry points (its whole database) decide.
+    fn whole(region: Option<Id>, text: &str) -> bool {
+        phonenumber::parse(region, text).is_ok_and(|n| phonenumber::is_valid(&n))
+    }
 
     /// The per-code databases decide every region's example numbers
     /// exactly as the whole database does: nationally (with and without

@@ -335,6 +335,56 @@ fn budgets_of(tx: &rusqlite::Connection, tenant: &str) -> rusqlite::Result<Vec<B
     .collect()
 }
 
+/// The budgets that apply to a call's scopes, in checking order (org >
+/// team > agent > run > key).
+fn budgets_for(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    scopes: &CallScopes,
+) -> rusqlite::Result<Vec<BudgetRow>> {
+    let mut budgets = budgets_of(conn, tenant)?;
+    budgets.retain(|b| scopes.applies(&b.scope));
+    budgets.sort_by_key(|b| level(&b.scope));
+    Ok(budgets)
+}
+
+/// Whether the virtual key with this id exists and is not revoked.
+fn key_live(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM gateway_keys WHERE id = ?1 AND revoked IS NULL")?
+        .exists([id])
+}
+
+/// Insert a new call's row, pending at its reservation; returns its id.
+fn insert_call(
+    tx: &rusqlite::Connection,
+    tenant: &str,
+    idem_key: &str,
+    body_hash: &str,
+    s: &CallScopes,
+    amount: i64,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO gateway_calls (tenant, idem_key, body_hash, team, agent, run, vkey, reserved, state, created, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
+    )?
+    .execute(params![tenant, idem_key, body_hash, s.team, s.agent, s.run, s.key, amount, now])?;
+    Ok(tx.last_insert_rowid())
+}
+
+impl Lease {
+    /// Whether a call of `amount` at `now`, under `budgets` (those that
+    /// apply now, in checking order), may draw from this lease: taken
+    /// today and less than [`LEASE_REUSE`] ago, against the same budgets,
+    /// with enough left.
+    fn covers(&self, now: i64, budgets: &[BudgetRow], amount: i64) -> bool {
+        self.day == now.div_euclid(DAY_MICROS)
+            && now.saturating_sub(self.taken) < LEASE_REUSE
+            && self.budgets == budgets
+            && self.avail >= amount
+    }
+}
+
 /// An `IMMEDIATE` transaction opened and ended by cached prepared
 /// statements. rusqlite's `Transaction` runs `BEGIN`/`COMMIT` through
 /// `execute_batch`, which parses them again on every call, on the
@@ -425,9 +475,7 @@ fn begin_in(
 ) -> rusqlite::Result<(Option<CallBegin>, Taken)> {
     let t = tenant.as_str();
     if let Some(key) = &call.scopes.key
-        && !tx
-            .prepare_cached("SELECT 1 FROM gateway_keys WHERE id = ?1 AND revoked IS NULL")?
-            .exists([key])?
+        && !key_live(tx, key)?
     {
         return Ok((Some(CallBegin::KeyRevoked), None));
     }
@@ -476,9 +524,7 @@ fn begin_in(
             _ => retry_of = Some(id),
         }
     }
-    let mut budgets = budgets_of(tx, t)?;
-    budgets.retain(|b| call.scopes.applies(&b.scope));
-    budgets.sort_by_key(|b| level(&b.scope));
+    let budgets = budgets_for(tx, t, call.scopes)?;
     let day = call.now.div_euclid(DAY_MICROS);
     let lkey = (t.to_string(), call.scopes.clone());
     let amount = call.reserve_micros;
@@ -486,10 +532,7 @@ fn begin_in(
     // it was checked against, and it covers the call.
     let mut drawn = false;
     if let Some(l) = leases.held.get_mut(&lkey)
-        && l.day == day
-        && call.now.saturating_sub(l.taken) < LEASE_REUSE
-        && l.budgets == budgets
-        && l.avail >= amount
+        && l.covers(call.now, &budgets, amount)
     {
         drawn = tx.prepare_cached("UPDATE gateway_leases SET remaining = remaining - ?2 WHERE id = ?1 AND remaining >= ?2")?.execute(
             params![l.id, amount],
@@ -562,16 +605,10 @@ fn begin_in(
             )?;
             CallBegin::Reserved { id, retry: true }
         }
-        None => {
-            tx.prepare_cached("INSERT INTO gateway_calls (tenant, idem_key, body_hash, team, agent, run, vkey, reserved, state, created, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)")?.execute(
-                params![t, call.idem_key, call.body_hash, s.team, s.agent, s.run, s.key, amount, call.now],
-            )?;
-            CallBegin::Reserved {
-                id: tx.last_insert_rowid(),
-                retry: false,
-            }
-        }
+        None => CallBegin::Reserved {
+            id: insert_call(tx, t, call.idem_key, call.body_hash, s, amount, call.now)?,
+            retry: false,
+        },
     };
     Ok((Some(begin), taken))
 }
@@ -644,27 +681,20 @@ fn flush_in(tx: &rusqlite::Connection, leases: &mut Leases) -> rusqlite::Result<
     }
     let deferred = std::mem::take(&mut leases.deferred);
     let mut rows = Vec::with_capacity(deferred.len());
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO gateway_calls (tenant, idem_key, body_hash, team, agent, run, vkey, reserved, state, created, updated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9)",
-    )?;
     let mut lower = tx.prepare_cached(
         "UPDATE gateway_leases SET remaining = max(remaining - ?2, 0) WHERE id = ?1",
     )?;
     for d in &deferred {
-        let s = &d.scopes;
-        insert.execute(params![
-            d.tenant,
-            d.idem_key,
-            d.body_hash,
-            s.team,
-            s.agent,
-            s.run,
-            s.key,
+        let row = insert_call(
+            tx,
+            &d.tenant,
+            &d.idem_key,
+            &d.body_hash,
+            &d.scopes,
             d.amount,
-            d.now
-        ])?;
-        rows.push((d.handle, tx.last_insert_rowid()));
+            d.now,
+        )?;
+        rows.push((d.handle, row));
         lower.execute(params![d.lease, d.amount])?;
     }
     Ok(rows)
@@ -684,10 +714,9 @@ fn draw(
     let Some(l) = leases.held.get(&lkey) else {
         return Ok(None);
     };
+    // Checked again below against the budgets as they are now.
     if amount < 0
-        || l.avail < amount
-        || l.day != call.now.div_euclid(DAY_MICROS)
-        || call.now.saturating_sub(l.taken) >= LEASE_REUSE
+        || !l.covers(call.now, &l.budgets, amount)
         || leases.deferred.len() >= MAX_DEFERRED
         || leases
             .deferred
@@ -697,9 +726,7 @@ fn draw(
         return Ok(None);
     }
     if let Some(key) = &call.scopes.key
-        && !conn
-            .prepare_cached("SELECT 1 FROM gateway_keys WHERE id = ?1 AND revoked IS NULL")?
-            .exists([key])?
+        && !key_live(conn, key)?
     {
         return Ok(None);
     }
@@ -711,10 +738,7 @@ fn draw(
     {
         return Ok(None);
     }
-    let mut budgets = budgets_of(conn, t)?;
-    budgets.retain(|b| call.scopes.applies(&b.scope));
-    budgets.sort_by_key(|b| level(&b.scope));
-    if budgets != l.budgets {
+    if budgets_for(conn, t, call.scopes)? != l.budgets {
         return Ok(None);
     }
     let lease = l.id;
@@ -1233,10 +1257,7 @@ impl SqliteStore {
 
     /// Whether the key with this id exists and is not revoked.
     pub fn gateway_key_live(&self, id: &str) -> Result<bool, StoreError> {
-        self.conn()
-            .prepare_cached("SELECT 1 FROM gateway_keys WHERE id = ?1 AND revoked IS NULL")
-            .and_then(|mut st| st.exists([id]))
-            .map_err(self.gw_err("key check"))
+        key_live(self.conn(), id).map_err(self.gw_err("key check"))
     }
 
     /// Revoke a key; `false` if there was no live key with that id.
