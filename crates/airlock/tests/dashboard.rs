@@ -729,7 +729,7 @@ import json, os, sys, time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
 
 def chrome():
@@ -740,11 +740,24 @@ def chrome():
         o.add_argument(a)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
 
-def waiter(d):
+class waiter:
     # The pages re-render parts of themselves (notices after a POST, live
     # updates): an element found a moment ago may be replaced before its
     # text is read, which is a reason to look again, not a failure.
-    return WebDriverWait(d, 20, ignored_exceptions=(StaleElementReferenceException,))
+    # Chromium reports some of those as an inspector error rather than a
+    # stale element ("Node with given id does not belong to the document").
+    def __init__(self, d):
+        self.w = WebDriverWait(d, 20, ignored_exceptions=(StaleElementReferenceException,))
+
+    def until(self, f):
+        def look(d):
+            try:
+                return f(d)
+            except WebDriverException as e:
+                if "does not belong to the document" in str(e):
+                    return False
+                raise
+        return self.w.until(look)
 "#
     };
 }
