@@ -26,7 +26,7 @@ use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, hybrid};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The compiled engines of one rule, shared with the cache pool's
 /// constructor.
@@ -35,9 +35,16 @@ struct Engines {
     /// `None` when the lazy DFA cannot be built (its cache capacity cannot
     /// hold the few states it needs): every search then takes the fallback.
     dfa: Option<hybrid::dfa::DFA>,
+    /// Built at the first capture search (most rules tried at a keyword
+    /// never match, and building it was ≈ 45 % of a rule's compile).
     /// `None` when the pattern is not one-pass (or its one-pass DFA would
     /// be too big): capture searches then take the backtracker.
-    onepass: Option<onepass::DFA>,
+    onepass: OnceLock<Option<onepass::DFA>>,
+    /// The NFA the one-pass DFA is built from (shared, cheap to clone).
+    nfa: NFA,
+    /// Whether capture searches may use the one-pass DFA (false only in
+    /// tests, to exercise the backtracker path).
+    use_onepass: bool,
     backtrack: backtrack::BoundedBacktracker,
     pikevm: pikevm::PikeVM,
     /// Whether capture searches may use the backtracker (false only in
@@ -45,10 +52,36 @@ struct Engines {
     use_backtrack: bool,
 }
 
+impl Engines {
+    /// The one-pass DFA, built on first use. Most anchored rules are
+    /// one-pass (at each byte at most one way on): their capture searches
+    /// then run in one pass over the match with no visited set to clear,
+    /// which the backtracker clears on every search (its size: the NFA's
+    /// states times the span).
+    fn onepass(&self) -> Option<&onepass::DFA> {
+        self.onepass
+            .get_or_init(|| {
+                if !self.use_onepass {
+                    return None;
+                }
+                onepass::Builder::new()
+                    .configure(
+                        onepass::Config::new()
+                            .match_kind(regex_automata::MatchKind::LeftmostFirst)
+                            .size_limit(Some(ONEPASS_LIMIT)),
+                    )
+                    .build_from_nfa(self.nfa.clone())
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
 /// Per-thread mutable search state of one rule's engines.
 #[derive(Debug)]
 struct Caches {
     dfa: Option<hybrid::dfa::Cache>,
+    /// Created at the first capture search, with the one-pass DFA.
     onepass: Option<onepass::Cache>,
     backtrack: backtrack::Cache,
     /// Created on first use: most rules never need the PikeVM.
@@ -128,26 +161,15 @@ impl Forward {
             .build_from_nfa(nfa.clone())
             .ok()
             .filter(|_| use_dfa);
-        // Most anchored rules are one-pass (at each byte at most one way
-        // on): their capture searches then run in one pass over the match
-        // with no visited set to clear, which the backtracker clears on
-        // every search (its size: the NFA's states times the span).
-        let onepass = onepass::Builder::new()
-            .configure(
-                onepass::Config::new()
-                    .match_kind(regex_automata::MatchKind::LeftmostFirst)
-                    .size_limit(Some(ONEPASS_LIMIT)),
-            )
-            .build_from_nfa(nfa.clone())
-            .ok()
-            .filter(|_| use_onepass);
         let backtrack = backtrack::BoundedBacktracker::new_from_nfa(nfa.clone())
             .map_err(|e| format!("backtracker does not build: {e}"))?;
-        let pikevm =
-            pikevm::PikeVM::new_from_nfa(nfa).map_err(|e| format!("pikevm does not build: {e}"))?;
+        let pikevm = pikevm::PikeVM::new_from_nfa(nfa.clone())
+            .map_err(|e| format!("pikevm does not build: {e}"))?;
         let engines = Arc::new(Engines {
             dfa,
-            onepass,
+            onepass: OnceLock::new(),
+            nfa,
+            use_onepass,
             backtrack,
             pikevm,
             use_backtrack,
@@ -155,7 +177,7 @@ impl Forward {
         let shared = Arc::clone(&engines);
         let create: CacheFn = Box::new(move || Caches {
             dfa: shared.dfa.as_ref().map(hybrid::dfa::DFA::create_cache),
-            onepass: shared.onepass.as_ref().map(onepass::DFA::create_cache),
+            onepass: None,
             backtrack: shared.backtrack.create_cache(),
             pikevm: None,
             caps: shared.pikevm.create_captures(),
@@ -238,8 +260,14 @@ impl Forward {
     /// (both bounded by span length times NFA size). Whether it matched.
     fn captures(&self, caches: &mut Caches, input: &Input<'_>) -> bool {
         let e = &self.engines;
-        if let (Some(dfa), Some(cache)) = (&e.onepass, caches.onepass.as_mut())
-            && dfa.try_search(cache, input, &mut caches.caps).is_ok()
+        if let Some(dfa) = e.onepass()
+            && dfa
+                .try_search(
+                    caches.onepass.get_or_insert_with(|| dfa.create_cache()),
+                    input,
+                    &mut caches.caps,
+                )
+                .is_ok()
         {
             return caches.caps.is_match();
         }

@@ -113,6 +113,14 @@ impl Inner {
             }
             all.sort_by_key(|x| (x.0, std::cmp::Reverse(x.1)));
         }
+        // Room for the placeholders too: a placeholder is longer than most
+        // values, and growing a buffer of the whole input copies all of it
+        // (a stream's 1 MiB steps were copied once each).
+        let room = all
+            .iter()
+            .map(|x| PLACEHOLDER_ROOM + x.3.len())
+            .sum::<usize>();
+        out.reserve(to.saturating_sub(from).saturating_add(room));
         let mut pos = from;
         for (s, e, cat, kind) in all {
             if s < pos {
@@ -464,13 +472,7 @@ impl Scrubber {
                 widen(text, &mut h.start, &mut h.end);
             }
         }
-        // Room for the placeholders too: a placeholder is longer than most
-        // values, and growing a buffer of the whole input copies all of it.
-        let room = hits
-            .iter()
-            .map(|h| PLACEHOLDER_ROOM + self.inner.engine.labels[h.label as usize].kind.len())
-            .sum::<usize>();
-        let mut out = Vec::with_capacity(bytes.len().saturating_add(room));
+        let mut out = Vec::new();
         self.inner
             .apply(bytes, 0, bytes.len(), &hits, masker, &mut out);
         out

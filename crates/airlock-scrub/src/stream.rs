@@ -112,7 +112,7 @@ impl StreamScrubber {
             });
         }
         let hits = Engine::merge(&raws, cut);
-        let mut out = Vec::with_capacity(cut - from);
+        let mut out = Vec::new();
         inner.apply(&self.buf, from, cut, &hits, &mut self.masker, &mut out);
         // Keep `context` bytes before the cut as look-behind.
         let keep_from = cut.saturating_sub(engine.context);
