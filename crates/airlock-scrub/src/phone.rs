@@ -86,111 +86,111 @@ fn canonical(value: &[u8]) -> Option<(bool, String)> {
     Some((intl, digits))
 }
 
-/// libphonenumber's metadata split by calling code (written by build.rs).
+/// libphonenumber's metadata split by region (written by build.rs).
 mod meta {
     include!(concat!(env!("OUT_DIR"), "/phone_meta.rs"));
 }
 
-/// The metadata of one calling code's regions, built the first time a
-/// candidate needs it (≈ 0.4 ms for a code, where the whole database
-/// took ≈ 0.1 s). `None`: no such code, or its metadata did not load.
+const N_REGIONS: usize = meta::REGIONS.len();
+
+/// The metadata of one region alone, built the first time a candidate
+/// needs it (the crate's whole database took ≈ 0.1 s to build, the 25
+/// regions of calling code 1 ≈ 20 ms). `None`: it did not load.
+fn region_db(i: usize) -> Option<&'static Database> {
+    static DBS: [OnceLock<Option<Database>>; N_REGIONS] = [const { OnceLock::new() }; N_REGIONS];
+    DBS.get(i)?
+        .get_or_init(|| {
+            let m: Loaded = serde_json::from_str(meta::REGIONS[i].3).ok()?;
+            Database::from(vec![m]).ok()
+        })
+        .as_ref()
+}
+
+/// The metadata of a calling code's regions together, for the rare
+/// international number no single region decides.
 fn code_db(code: u16) -> Option<&'static Database> {
     const N: usize = meta::BY_CODE.len();
     static DBS: [OnceLock<Option<Database>>; N] = [const { OnceLock::new() }; N];
-    let i = code_index(code)?;
-    DBS[i]
+    let c = code_index(code)?;
+    DBS[c]
         .get_or_init(|| {
-            let metas: Vec<Loaded> = serde_json::from_str(meta::BY_CODE[i].1).ok()?;
+            let (_, a, b) = meta::BY_CODE[c];
+            let metas: Vec<Loaded> = meta::REGIONS[a..b]
+                .iter()
+                .map(|r| serde_json::from_str(r.3).ok())
+                .collect::<Option<_>>()?;
             Database::from(metas).ok()
+        })
+        .as_ref()
+}
+
+/// The one region's metadata in [`region_db`].
+fn region_meta(i: usize) -> Option<&'static phonenumber::metadata::Metadata> {
+    region_db(i)?.iter().next()
+}
+
+/// Region `i`'s leading digits pattern, compiled as the crate compiles
+/// its patterns (`regex` syntax, whitespace ignored), on first use.
+fn leading(i: usize) -> Option<&'static regex_automata::meta::Regex> {
+    static RES: [OnceLock<Option<regex_automata::meta::Regex>>; N_REGIONS] =
+        [const { OnceLock::new() }; N_REGIONS];
+    RES.get(i)?
+        .get_or_init(|| {
+            regex_automata::meta::Regex::builder()
+                .syntax(regex_automata::util::syntax::Config::new().ignore_whitespace(true))
+                .build(meta::REGIONS[i].2?)
+                .ok()
         })
         .as_ref()
 }
 
 /// Where a calling code stands in [`meta::BY_CODE`] (`None`: no such code).
 fn code_index(code: u16) -> Option<usize> {
-    meta::BY_CODE.binary_search_by_key(&code, |(c, _)| *c).ok()
+    meta::BY_CODE
+        .binary_search_by_key(&code, |(c, _, _)| *c)
+        .ok()
 }
 
-/// The calling code of a region.
-fn region_code(region: Id) -> Option<u16> {
+/// Where a region stands in [`meta::REGIONS`].
+fn region_index(region: Id) -> Option<usize> {
     let r: &str = region.as_ref();
-    meta::REGION_CODE
+    meta::REGION_INDEX
         .binary_search_by_key(&r, |(id, _)| id)
         .ok()
-        .map(|i| meta::REGION_CODE[i].1)
+        .map(|i| meta::REGION_INDEX[i].1)
 }
 
-/// The smallest database that decides `text` exactly as the whole one
-/// does, as libphonenumber's parser reads it (`parser::helper::
-/// country_code`):
-/// - `+digits`: the calling code is the first prefix of one to three
-///   digits that is a code; only that code's metadata is read.
-/// - national digits for `region`: only the region's code is read, unless
-///   the digits start with the region's international (IDD) prefix, after
-///   which any code may follow: then the whole database.
-fn database_for(region: Option<Id>, text: &str) -> Option<&'static Database> {
-    let Some(region) = region else {
-        let digits = text.strip_prefix('+').unwrap_or(text);
-        if digits.starts_with('0') {
-            return None;
-        }
-        let code = (1..=3)
-            .filter_map(|n| digits.get(..n)?.parse::<u16>().ok())
-            .find(|&c| code_index(c).is_some())?;
-        return code_db(code);
-    };
-    let db = code_db(region_code(region)?)?;
-    let idd = db
-        .by_id(region.as_ref())
-        .and_then(|m| m.international_prefix())
-        .and_then(|re| re.find(text))
-        .is_some_and(|m| m.start() == 0);
-    if idd {
-        return Some(&phonenumber::metadata::DATABASE);
+/// Which region's metadata decides about `national` under calling code
+/// `code`, as the crate's `validator::source_for` picks it: the code's
+/// only region, else the first (in the crate's order) whose leading
+/// digits fit, or that has no leading digits and whose number types fit.
+/// Each region's metadata is built only when it is asked about its types.
+fn deciding(code: u16, national: &str) -> Option<usize> {
+    let (_, a, b) = meta::BY_CODE[code_index(code)?];
+    if b - a == 1 {
+        return Some(a);
     }
-    Some(db)
-}
-
-/// Whether `text` parses and is valid for `region` with `db`. Any panic
-/// inside the library counts as valid (fail closed: mask).
-fn decide(db: &Database, region: Option<Id>, text: &str) -> bool {
-    std::panic::catch_unwind(|| {
-        phonenumber::parse_with(db, region, text).is_ok_and(|n| valid_number(db, &n))
+    (a..b).find(|&i| match meta::REGIONS[i].2 {
+        Some(_) => leading(i)
+            .and_then(|re| re.find(national))
+            .is_some_and(|m| m.start() == 0),
+        None => region_meta(i).is_some_and(|m| has_type(m, national)),
     })
-    .unwrap_or(true)
 }
 
-/// `phonenumber::is_valid_with`, decided alike (the tests below hold it to
-/// the crate's own answer) with fewer patterns compiled: the crate asks a
-/// number's type of every descriptor in turn, premium rate first and fixed
-/// line and mobile last, and compiles each pattern (≈ 1.6 M instructions
-/// apiece, a one-shot `airlock scan` paid ≈ 0.11 G of them) the first time
-/// it asks. Validity only needs *some* type to match, so the common ones
-/// are asked first and most numbers stop there.
-fn valid_number(db: &Database, n: &phonenumber::PhoneNumber) -> bool {
-    let code = n.country().code();
+/// `phonenumber::is_valid_with` against the whole database, decided alike
+/// (the tests below hold it to the crate's own answer) with less built
+/// and compiled: the deciding region is found as the crate finds it, but
+/// only its metadata is built; and the crate asks a number's type of every
+/// descriptor in turn, premium rate first and fixed line and mobile last,
+/// compiling each pattern (≈ 1.6 M instructions apiece) the first time it
+/// asks, where validity only needs *some* type to match, so the common
+/// ones are asked first and most numbers stop there.
+fn valid_number(n: &phonenumber::PhoneNumber) -> bool {
     let national = n.national().to_string();
-    let Some(regions) = db.region(&code) else {
-        return false;
-    };
-    // Which region's metadata decides, as the crate's `source_for` picks
-    // it: the only one, or the first whose leading digits fit (a region
-    // without leading digits: whose types fit).
-    let meta = match regions.as_slice() {
-        [only] if *only == "001" => db.by_code(&code).and_then(|m| m.into_iter().next()),
-        [only] => only.parse::<Id>().ok().and_then(|id| db.by_id(id.as_ref())),
-        _ => regions.iter().find_map(|&r| {
-            let m = db.by_id(r)?;
-            match m.leading_digits() {
-                Some(p) => p
-                    .find(&national)
-                    .is_some_and(|x| x.start() == 0)
-                    .then_some(m),
-                None => has_type(m, &national).then_some(m),
-            }
-        }),
-    };
-    meta.is_some_and(|m| has_type(m, &national))
+    deciding(n.country().code(), &national)
+        .and_then(region_meta)
+        .is_some_and(|m| has_type(m, &national))
 }
 
 /// Whether `national` has any number type in `m` (the crate's
@@ -216,10 +216,60 @@ fn has_type(m: &phonenumber::metadata::Metadata, national: &str) -> bool {
         .any(|t| t.is_match(national))
 }
 
+/// Whether `text` parses with `db` for `region` and is valid. Any panic
+/// inside the library counts as valid (fail closed: mask).
+fn decide(db: &Database, region: Option<Id>, text: &str) -> bool {
+    std::panic::catch_unwind(|| {
+        phonenumber::parse_with(db, region, text).is_ok_and(|n| valid_number(&n))
+    })
+    .unwrap_or(true)
+}
+
+/// Whether `text` is a valid number for `region` (national digits), or
+/// for its own calling code (`None`: `+digits`), as libphonenumber's
+/// parser decides with its whole database (`parser::helper::
+/// country_code`), reading the least metadata that decides alike:
+/// - national digits: the parser reads only the region's own metadata,
+///   unless the digits start with the region's international (IDD)
+///   prefix, after which any code may follow: then the whole database.
+/// - `+digits`: the calling code is the first prefix of one to three
+///   digits that is a code; the parser then reads the one region that
+///   decides about the rest with its leading zeros dropped (alone in a
+///   database, that region is the one the parser picks), or, when none
+///   does, the code's regions together.
 fn valid_in(region: Option<Id>, text: &str) -> bool {
-    // No database: no calling code fits (the whole database's parser
-    // refuses it too).
-    database_for(region, text).is_some_and(|db| decide(db, region, text))
+    let Some(region) = region else {
+        let digits = text.strip_prefix('+').unwrap_or(text);
+        if digits.starts_with('0') {
+            return false;
+        }
+        let Some((code, len)) = (1..=3)
+            .filter_map(|n| Some((digits.get(..n)?.parse::<u16>().ok()?, n)))
+            .find(|&(c, _)| code_index(c).is_some())
+        else {
+            return false;
+        };
+        let rest = digits[len..].trim_start_matches('0');
+        let db = match deciding(code, rest) {
+            Some(i) => region_db(i),
+            None => code_db(code),
+        };
+        return db.is_some_and(|db| decide(db, None, text));
+    };
+    let Some(i) = region_index(region) else {
+        return false;
+    };
+    let Some(m) = region_meta(i) else {
+        return false;
+    };
+    let idd = m
+        .international_prefix()
+        .and_then(|re| re.find(text))
+        .is_some_and(|m| m.start() == 0);
+    if idd {
+        return decide(&phonenumber::metadata::DATABASE, Some(region), text);
+    }
+    region_db(i).is_some_and(|db| decide(db, Some(region), text))
 }
 
 /// Whether `value` is a valid phone number: for its own country code when
@@ -339,13 +389,13 @@ mod tests {
         phonenumber::parse(region, text).is_ok_and(|n| phonenumber::is_valid(&n))
     }
 
-    /// The per-code databases decide every region's example numbers
+    /// The per-region databases decide every region's example numbers
     /// exactly as the whole database does: nationally (with and without
     /// the trunk prefix), internationally (`+CC`), and dialled from the US
     /// and the UK through their IDD prefixes (which send the parser to
     /// the whole database); also with a digit changed (mostly invalid).
     #[test]
-    fn per_code_metadata_decides_as_the_whole_database() {
+    fn per_region_metadata_decides_as_the_whole_database() {
         let db = &*phonenumber::metadata::DATABASE;
         let us: Id = "US".parse().expect("US");
         let gb: Id = "GB".parse().expect("GB");
@@ -411,7 +461,7 @@ mod tests {
         /// Any digit string, international or national in a default
         /// region, is decided as the whole database decides it.
         #[test]
-        fn per_code_metadata_decides_random_digits_alike(
+        fn per_region_metadata_decides_random_digits_alike(
             digits in "[0-9]{6,17}",
             r in 0..DEFAULT_REGIONS.len() + 1,
         ) {
