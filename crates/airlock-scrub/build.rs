@@ -96,7 +96,13 @@ fn main() {
         let start = n;
         // In the crate's order for the code (its main region first).
         for m in db.by_code(&code).unwrap_or_default() {
-            let m = metadata(m);
+            let mut m = metadata(m);
+            // Formats only say how to print a number: libphonenumber's
+            // parser and validator never read them, and they are most of a
+            // region's patterns, each syntax-checked when its metadata is
+            // built.
+            m.formats.clear();
+            m.international_formats.clear();
             let id = m.id.clone().expect("region id");
             let json = serde_json::to_string(&m).expect("metadata as JSON");
             writeln!(
