@@ -24,7 +24,6 @@ use regex_automata::dfa::onepass;
 use regex_automata::nfa::thompson::{self, NFA, WhichCaptures, backtrack, pikevm};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
-use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, hybrid};
 use std::sync::{Arc, OnceLock};
 
@@ -120,7 +119,13 @@ impl Forward {
     /// Compile `pattern` the way `rules::build_regex` does (bytes, Unicode
     /// off, no UTF-8 requirement, leftmost-first, all capture groups).
     pub(crate) fn build(pattern: &str) -> Result<Forward, String> {
-        Forward::build_with(pattern, true, true, true)
+        Forward::build_with(&crate::rules::parse(pattern)?, true, true, true)
+    }
+
+    /// [`Forward::build`] from the pattern already parsed (a rule keeps
+    /// its parse from load, which saves parsing it again here).
+    pub(crate) fn build_from_hir(hir: &regex_syntax::hir::Hir) -> Result<Forward, String> {
+        Forward::build_with(hir, true, true, true)
     }
 
     /// [`Forward::build`], optionally without the lazy DFA (every search
@@ -128,13 +133,12 @@ impl Forward {
     /// the backtracker) or the backtracker (capture searches take the
     /// PikeVM): tests compare each path against the regex.
     fn build_with(
-        pattern: &str,
+        hir: &regex_syntax::hir::Hir,
         use_dfa: bool,
         use_onepass: bool,
         use_backtrack: bool,
     ) -> Result<Forward, String> {
         let nfa: NFA = thompson::Compiler::new()
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
             .configure(
                 thompson::Config::new()
                     .utf8(false)
@@ -142,7 +146,7 @@ impl Forward {
                     .nfa_size_limit(Some(NFA_LIMIT))
                     .which_captures(WhichCaptures::All),
             )
-            .build(pattern)
+            .build_from_hir(hir)
             .map_err(|e| format!("regex does not compile: {e}"))?;
         let dfa = hybrid::dfa::Builder::new()
             .configure(
@@ -294,8 +298,10 @@ pub(crate) mod tests {
     /// for a pattern that is not one-pass, the backtracker), lazy DFA then
     /// backtracker, capture engines only (the DFA gave up), PikeVM only.
     pub(crate) fn variants(pattern: &str) -> [Forward; 4] {
-        let build =
-            |dfa, op, bt| Forward::build_with(pattern, dfa, op, bt).expect("pattern builds");
+        let build = |dfa, op, bt| {
+            let hir = crate::rules::parse(pattern).expect("pattern parses");
+            Forward::build_with(&hir, dfa, op, bt).expect("pattern builds")
+        };
         [
             build(true, true, true),
             build(true, false, true),

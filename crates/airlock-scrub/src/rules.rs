@@ -88,6 +88,8 @@ pub(crate) struct Rule {
     compiled: OnceLock<meta::Regex>,
     /// Compiled on first use; see [`Rule::forward`].
     forward: OnceLock<Forward>,
+    /// The pattern as parsed at load, which both compile from.
+    hir: regex_syntax::hir::Hir,
     /// Capture group index of `secret`, when the rule has one.
     pub secret_group: Option<usize>,
     /// Longest possible match in bytes.
@@ -150,7 +152,7 @@ impl Rule {
     /// here cannot fail.
     pub(crate) fn regex(&self) -> &meta::Regex {
         self.compiled.get_or_init(|| {
-            build_regex(&self.pattern)
+            build_regex_from_hir(&self.hir)
                 .expect("invariant: every rule pattern compiled in tests or at load")
         })
     }
@@ -180,7 +182,7 @@ impl Rule {
     /// same pattern with the same settings as the regex's forward NFA.
     pub(crate) fn forward(&self) -> &Forward {
         self.forward.get_or_init(|| {
-            Forward::build(&self.pattern)
+            Forward::build_from_hir(&self.hir)
                 .expect("invariant: every rule pattern compiled in tests or at load")
         })
     }
@@ -208,6 +210,15 @@ pub(crate) fn build_regex(pattern: &str) -> Result<meta::Regex, String> {
         .map_err(|e| format!("regex does not compile: {e}"))
 }
 
+/// [`build_regex`] from the pattern already parsed with the same syntax
+/// ([`parse`]).
+fn build_regex_from_hir(hir: &regex_syntax::hir::Hir) -> Result<meta::Regex, String> {
+    meta::Regex::builder()
+        .configure(meta::Config::new().utf8_empty(false))
+        .build_from_hir(hir)
+        .map_err(|e| format!("regex does not compile: {e}"))
+}
+
 /// The index of the capture group named `secret` (numbered as the compiled
 /// regex numbers its groups: group 0 is the whole match).
 fn secret_index(hir: &regex_syntax::hir::Hir) -> Option<usize> {
@@ -223,6 +234,8 @@ fn secret_index(hir: &regex_syntax::hir::Hir) -> Option<usize> {
 
 /// What parsing a pattern tells about it.
 pub(crate) struct Parsed {
+    /// The parsed pattern.
+    hir: regex_syntax::hir::Hir,
     /// The compiled regex, when compiled eagerly.
     regex: Option<meta::Regex>,
     /// Longest possible match, `None` when unbounded.
@@ -237,10 +250,10 @@ pub(crate) struct Parsed {
     head: Vec<ByteSet>,
 }
 
-/// Parse a pattern the way every rule is compiled. With `eager`, also
-/// compile it (else it is compiled on first use).
-pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
-    let hir = regex_syntax::ParserBuilder::new()
+/// Parse a pattern with the syntax every rule is compiled with (bytes,
+/// Unicode off, no UTF-8 requirement: `build_regex`'s settings).
+pub(crate) fn parse(pattern: &str) -> Result<regex_syntax::hir::Hir, String> {
+    regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
@@ -250,7 +263,13 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
                 "invalid regex: {}",
                 e.to_string().lines().last().unwrap_or("")
             )
-        })?;
+        })
+}
+
+/// Parse a pattern the way every rule is compiled. With `eager`, also
+/// compile it (else it is compiled on first use).
+pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
+    let hir = parse(pattern)?;
     let max = hir.properties().maximum_len();
     let min = hir.properties().minimum_len().unwrap_or(0);
     let group = secret_index(&hir);
@@ -261,11 +280,12 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
         .map(|ls| ls.iter().map(|l| l.as_bytes().to_vec()).collect());
     let head = head::head(&hir, head::HEAD_LEN);
     let re = if eager {
-        Some(build_regex(pattern)?)
+        Some(build_regex_from_hir(&hir)?)
     } else {
         None
     };
     Ok(Parsed {
+        hir,
         regex: re,
         max,
         min,
@@ -395,6 +415,7 @@ pub(crate) fn load(
             Some(other) => return Err(bad(format!("unknown anchor {other:?}"))),
         };
         let Parsed {
+            hir,
             regex,
             max,
             min,
@@ -502,6 +523,7 @@ pub(crate) fn load(
             anchor,
             compiled: regex.map(OnceLock::from).unwrap_or_default(),
             forward: OnceLock::new(),
+            hir,
             secret_group,
             max_len,
             check,
@@ -516,7 +538,7 @@ pub(crate) fn load(
             follows,
         };
         if eager && rule.anchored_only() {
-            let fwd = Forward::build(&rule.pattern).map_err(&bad)?;
+            let fwd = Forward::build_from_hir(&rule.hir).map_err(&bad)?;
             let _ = rule.forward.set(fwd);
         }
         out.push(rule);
