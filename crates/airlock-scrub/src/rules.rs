@@ -244,8 +244,6 @@ pub(crate) struct Parsed {
     min: usize,
     /// Index of the `secret` capture group.
     secret_group: Option<usize>,
-    /// Literals one of which begins every match, `None` when unknown.
-    prefixes: Option<Vec<Vec<u8>>>,
     /// Byte sets of the first offsets of every match.
     head: Vec<ByteSet>,
 }
@@ -273,11 +271,6 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
     let max = hir.properties().maximum_len();
     let min = hir.properties().minimum_len().unwrap_or(0);
     let group = secret_index(&hir);
-    let prefixes = regex_syntax::hir::literal::Extractor::new()
-        .kind(regex_syntax::hir::literal::ExtractKind::Prefix)
-        .extract(&hir)
-        .literals()
-        .map(|ls| ls.iter().map(|l| l.as_bytes().to_vec()).collect());
     let head = head::head(&hir, head::HEAD_LEN);
     let re = if eager {
         Some(build_regex_from_hir(&hir)?)
@@ -290,9 +283,20 @@ pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
         max,
         min,
         secret_group: group,
-        prefixes,
         head,
     })
+}
+
+/// Literals one of which begins every match of `hir`, `None` when unknown
+/// (the extraction regex uses for its own prefilters). Asked only of
+/// keyword rules that nothing else shows to start with a keyword: the
+/// extraction was a third of loading the built-in rules.
+fn prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+    regex_syntax::hir::literal::Extractor::new()
+        .kind(regex_syntax::hir::literal::ExtractKind::Prefix)
+        .extract(hir)
+        .literals()
+        .map(|ls| ls.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
 /// Name bytes a `context` pattern allows between the name and the quotes
@@ -420,7 +424,6 @@ pub(crate) fn load(
             max,
             min,
             secret_group,
-            prefixes,
             head,
         } = compile(&pattern, eager).map_err(&bad)?;
         // A context pattern opens with `(?i:name|…)` and its names are
@@ -450,7 +453,7 @@ pub(crate) fn load(
                             })
                         })
                     })
-                    || prefixes.as_ref().is_some_and(|ps| {
+                    || prefixes(&hir).is_some_and(|ps| {
                         !ps.is_empty()
                             && ps.iter().all(|p| {
                                 kws.iter().any(|k| {
