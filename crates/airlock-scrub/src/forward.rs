@@ -119,7 +119,7 @@ impl Forward {
     /// Compile `pattern` the way `rules::build_regex` does (bytes, Unicode
     /// off, no UTF-8 requirement, leftmost-first, all capture groups).
     pub(crate) fn build(pattern: &str) -> Result<Forward, String> {
-        Forward::build_with(&crate::rules::parse(pattern)?, true, true, true)
+        Forward::build_with(&crate::syntax::parse(pattern)?, true, true, true)
     }
 
     /// [`Forward::build`] from the pattern already parsed (a rule keeps
@@ -299,7 +299,7 @@ pub(crate) mod tests {
     /// backtracker, capture engines only (the DFA gave up), PikeVM only.
     pub(crate) fn variants(pattern: &str) -> [Forward; 4] {
         let build = |dfa, op, bt| {
-            let hir = crate::rules::parse(pattern).expect("pattern parses");
+            let hir = crate::syntax::parse(pattern).expect("pattern parses");
             Forward::build_with(&hir, dfa, op, bt).expect("pattern builds")
         };
         [

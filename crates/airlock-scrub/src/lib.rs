@@ -70,6 +70,7 @@ mod rules;
 mod scan;
 mod scrubber;
 mod stream;
+mod syntax;
 
 pub use error::ScrubError;
 pub use mask::{Mask, Stats};

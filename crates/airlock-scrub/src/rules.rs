@@ -211,7 +211,7 @@ pub(crate) fn build_regex(pattern: &str) -> Result<meta::Regex, String> {
 }
 
 /// [`build_regex`] from the pattern already parsed with the same syntax
-/// ([`parse`]).
+/// ([`crate::syntax::parse`]).
 fn build_regex_from_hir(hir: &regex_syntax::hir::Hir) -> Result<meta::Regex, String> {
     meta::Regex::builder()
         .configure(meta::Config::new().utf8_empty(false))
@@ -248,26 +248,10 @@ pub(crate) struct Parsed {
     head: Vec<ByteSet>,
 }
 
-/// Parse a pattern with the syntax every rule is compiled with (bytes,
-/// Unicode off, no UTF-8 requirement: `build_regex`'s settings).
-pub(crate) fn parse(pattern: &str) -> Result<regex_syntax::hir::Hir, String> {
-    regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern)
-        .map_err(|e| {
-            format!(
-                "invalid regex: {}",
-                e.to_string().lines().last().unwrap_or("")
-            )
-        })
-}
-
 /// Parse a pattern the way every rule is compiled. With `eager`, also
 /// compile it (else it is compiled on first use).
 pub(crate) fn compile(pattern: &str, eager: bool) -> Result<Parsed, String> {
-    let hir = parse(pattern)?;
+    let hir = crate::syntax::parse(pattern)?;
     let max = hir.properties().maximum_len();
     let min = hir.properties().minimum_len().unwrap_or(0);
     let group = secret_index(&hir);
