@@ -1243,17 +1243,45 @@ impl Engine {
     }
 
     /// The largest cut point `<= c0` that no raw match straddles.
-    pub(crate) fn cut(raws: &mut [Raw], c0: usize) -> usize {
-        raws.sort_unstable_by_key(|r| std::cmp::Reverse(r.full.1));
-        let mut c = c0;
-        for r in raws.iter() {
-            if r.full.0 < c && c < r.full.1 {
-                c = r.full.0;
+    ///
+    /// Walking the matches by descending end and moving the cut to the
+    /// start of each one that straddles it gives the answer. Only matches
+    /// that end past `c0 - CUT_NEAR` are sorted for that walk first: one
+    /// that ends at or before a cut it has reached cannot straddle it, so
+    /// when the walk stops at or above that bound the rest cannot move it
+    /// (a stream step held ≈ 10 k matches, all sorted to find a cut a few
+    /// hundred bytes back). A chain of overlapping matches that reaches
+    /// further back takes the walk over all of them. `raws` keeps its
+    /// order (its runs in start order are what [`Engine::merge`] sorts
+    /// fastest).
+    pub(crate) fn cut(raws: &[Raw], c0: usize) -> usize {
+        fn walk(mut ends: Vec<(usize, usize)>, c0: usize) -> usize {
+            ends.sort_unstable_by_key(|&(_, end)| std::cmp::Reverse(end));
+            let mut c = c0;
+            for (start, end) in ends {
+                if start < c && c < end {
+                    c = start;
+                }
             }
+            c
         }
-        c
+        let lo = c0.saturating_sub(CUT_NEAR);
+        let near: Vec<(usize, usize)> = raws
+            .iter()
+            .filter(|r| r.full.1 > lo)
+            .map(|r| r.full)
+            .collect();
+        let c = walk(near, c0);
+        if c >= lo {
+            return c;
+        }
+        walk(raws.iter().map(|r| r.full).collect(), c0)
     }
 }
+
+/// How far below the wanted cut [`Engine::cut`] first looks for matches
+/// that straddle it.
+const CUT_NEAR: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -1380,6 +1408,43 @@ mod tests {
         fn anchored_keyword_rules_match_window_search(hay in keyword_soup(), from in 0usize..400) {
             let from = from.min(hay.len());
             prop_assert_eq!(sorted(ANCHORED.detect(&hay, from)), sorted(WINDOWED.detect(&hay, from)));
+        }
+    }
+
+    /// The cut as found before [`Engine::cut`] looked near the wanted cut
+    /// first: every match sorted by descending end, then walked.
+    fn cut_by_full_sort(raws: &[Raw], c0: usize) -> usize {
+        let mut v = raws.to_vec();
+        v.sort_unstable_by_key(|r| std::cmp::Reverse(r.full.1));
+        let mut c = c0;
+        for r in &v {
+            if r.full.0 < c && c < r.full.1 {
+                c = r.full.0;
+            }
+        }
+        c
+    }
+
+    proptest! {
+        /// The cut is the one the full sort finds: with matches anywhere,
+        /// and with chains of overlapping matches that lead further back
+        /// than the near matches the cut looks at first.
+        #[test]
+        fn cut_is_what_sorting_every_match_gives(
+            spans in prop::collection::vec((0usize..20_000, 1usize..3_000), 0..300),
+            chain in prop::collection::vec(1usize..2_500, 0..12),
+            c0 in 0usize..22_000,
+        ) {
+            let raw = |s: usize, e: usize| Raw { full: (s, e), span: (s, e), label: 0, valid: true };
+            let mut raws: Vec<Raw> = spans.iter().map(|&(s, n)| raw(s, s + n)).collect();
+            // Each link overlaps the one after it, ending past c0 at the top.
+            let mut end = c0 + 1;
+            for n in chain {
+                let start = end.saturating_sub(n + 1);
+                raws.push(raw(start, end));
+                end = start + 1;
+            }
+            prop_assert_eq!(Engine::cut(&raws, c0), cut_by_full_sort(&raws, c0));
         }
     }
 

@@ -96,12 +96,12 @@ impl StreamScrubber {
         let engine = &inner.engine;
         let len = self.buf.len();
         let from = self.ctx;
-        let mut raws = engine.detect(&self.buf, from);
+        let raws = engine.detect(&self.buf, from);
         let cut = if last {
             len
         } else {
             let c0 = len.saturating_sub(engine.hold).max(from);
-            Engine::cut(&mut raws, c0).max(from)
+            Engine::cut(&raws, c0).max(from)
         };
         if !last && len - cut > self.limit {
             self.failed = true;

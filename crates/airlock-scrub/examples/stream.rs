@@ -1,0 +1,32 @@
+//! `airlock scan FILE` without the binary: the built-in scrubber streams
+//! FILE in 1 MiB reads to stdout, with the binary's allocator. Profile it
+//! under valgrind (`valgrind --tool=cachegrind --cache-sim=no`) to see what
+//! a one-shot scan pays, start-up and first-use compiles included, without
+//! building the whole binary:
+//! `cargo build --release -p airlock-scrub --example stream`.
+use airlock_scrub::Scrubber;
+use std::io::{Read, Write};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let path = std::env::args().nth(1).expect("usage: stream FILE");
+    let mut file = std::fs::File::open(&path).expect("open FILE");
+    let scrubber = Scrubber::builtin();
+    let mut stream = scrubber.stream();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).expect("read FILE");
+        if n == 0 {
+            break;
+        }
+        let emitted = stream.push(&buf[..n]).expect("scrub");
+        out.write_all(&emitted).expect("write");
+    }
+    let (tail, stats) = stream.finish().expect("scrub");
+    out.write_all(&tail).expect("write");
+    out.flush().expect("write");
+    eprintln!("{} findings", stats.total());
+}
