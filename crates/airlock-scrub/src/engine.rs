@@ -1449,14 +1449,17 @@ mod tests {
     }
 
     /// Per anchored-only built-in rule: its label and its forward matcher
-    /// in each of its modes (see `forward::tests::variants`).
-    static FORWARDS: LazyLock<Vec<(u32, [crate::forward::Forward; 4])>> = LazyLock::new(|| {
+    /// in each of its modes (see `forward::tests::variants`), then the one
+    /// the rule builds (for a `context` rule, its names and shared tail).
+    static FORWARDS: LazyLock<Vec<(u32, Vec<crate::forward::Forward>)>> = LazyLock::new(|| {
         let e = &*ANCHORED;
         (0..e.rules.len())
             .filter(|&ri| e.rules[ri].anchored_only())
             .map(|ri| {
                 let li = (e.known_count + ri) as u32;
-                (li, crate::forward::tests::variants(&e.rules[ri].pattern))
+                let mut modes = crate::forward::tests::variants(&e.rules[ri].pattern);
+                modes.push(e.rules[ri].build_forward().expect("rule's matcher builds"));
+                (li, modes)
             })
             .collect()
     });
@@ -1465,7 +1468,7 @@ mod tests {
     /// `p`, what its regex reports for an anchored search of `hay[p..]`.
     fn forward_agrees(
         li: u32,
-        fwd: &[crate::forward::Forward; 4],
+        fwd: &[crate::forward::Forward],
         hay: &[u8],
         p: usize,
     ) -> Result<(), TestCaseError> {

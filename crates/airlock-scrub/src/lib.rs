@@ -65,6 +65,7 @@ mod known;
 mod mask;
 mod names;
 mod ner;
+mod pattern;
 mod phone;
 mod rules;
 mod scan;

@@ -10,6 +10,7 @@ use crate::checks::Check;
 use crate::error::ScrubError;
 use crate::forward::Forward;
 use crate::head::{self, ByteSet};
+use crate::pattern::{NAME_STRETCH, context_pattern};
 use crate::scan::Scanner;
 use regex_automata::meta;
 use regex_automata::util::syntax;
@@ -90,6 +91,9 @@ pub(crate) struct Rule {
     forward: OnceLock<Forward>,
     /// The pattern as parsed at load, which both compile from.
     hir: regex_syntax::hir::Hir,
+    /// For a `context` rule: its names and secret pattern, which its
+    /// forward matcher is built from ([`Forward::context`]).
+    context: Option<(Vec<String>, String)>,
     /// Capture group index of `secret`, when the rule has one.
     pub secret_group: Option<usize>,
     /// Longest possible match in bytes.
@@ -182,9 +186,19 @@ impl Rule {
     /// same pattern with the same settings as the regex's forward NFA.
     pub(crate) fn forward(&self) -> &Forward {
         self.forward.get_or_init(|| {
-            Forward::build_from_hir(&self.hir)
+            self.build_forward()
                 .expect("invariant: every rule pattern compiled in tests or at load")
         })
+    }
+
+    /// A new forward matcher for this rule: a `context` rule's is its
+    /// names followed by the matcher of its tail, which rules with the same
+    /// secret pattern share.
+    pub(crate) fn build_forward(&self) -> Result<Forward, String> {
+        match &self.context {
+            Some((names, secret)) => Forward::context(names, secret),
+            None => Forward::build_from_hir(&self.hir),
+        }
     }
 
     pub(crate) fn info(&self) -> RuleInfo {
@@ -214,7 +228,7 @@ pub(crate) fn build_regex(pattern: &str) -> Result<meta::Regex, String> {
 /// ([`crate::syntax::parse`]).
 fn build_regex_from_hir(hir: &regex_syntax::hir::Hir) -> Result<meta::Regex, String> {
     meta::Regex::builder()
-        .configure(meta::Config::new().utf8_empty(false))
+        .configure(meta::Config::new().utf8_empty(false).auto_prefilter(false))
         .build_from_hir(hir)
         .map_err(|e| format!("regex does not compile: {e}"))
 }
@@ -281,26 +295,6 @@ fn prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
         .extract(hir)
         .literals()
         .map(|ls| ls.iter().map(|l| l.as_bytes().to_vec()).collect())
-}
-
-/// Name bytes a `context` pattern allows between the name and the quotes
-/// or operator (`head::assignment_follows` relies on the same bound).
-///
-/// The shapes after the name are those configs and code write
-/// (gitleaks' `GenerateSampleSecrets` lists them): `=`, `:`, `:=`, `::=`,
-/// `:::=` (make), `=>`, `?=`, `+=`, `.=` (PHP), `,` (CSV), a type between
-/// name and `=` (`var apiToken string = "…"`), quotes escaped inside JSON
-/// strings (`\"api_token\": \"…\"`), aligned columns (up to 12 blanks)
-/// and YAML block scalars (`token: |` with the value on the next line).
-const NAME_STRETCH: usize = 24;
-
-fn context_pattern(names: &[String], secret: &str) -> String {
-    let alts: Vec<String> = names.iter().map(|n| regex_syntax::escape(n)).collect();
-    format!(
-        r#"(?i:{})[A-Za-z0-9_.\-]{{0,{NAME_STRETCH}}}(?:\\?["'\]]){{0,2}}[ \t]{{0,12}}(?:(?:=|:{{1,3}}=|:|=>|[?+.]=|,)[ \t]{{0,12}}(?:[|>][\-+]?[ \t]{{0,4}}\r?\n[ \t]{{1,16}})?|[A-Za-z][A-Za-z0-9_]{{0,15}}[ \t]{{1,4}}=[ \t]{{0,4}})\\?["'`]?(?P<secret>(?:{}))(?:[^A-Za-z0-9_\-]|$)"#,
-        alts.join("|"),
-        secret
-    )
 }
 
 /// For the compile-cost benchmark: each built-in rule's id and whether
@@ -511,6 +505,9 @@ pub(crate) fn load(
             compiled: regex.map(OnceLock::from).unwrap_or_default(),
             forward: OnceLock::new(),
             hir,
+            context: context_names
+                .then(|| spec.secret.clone().map(|s| (spec.context.clone(), s)))
+                .flatten(),
             secret_group,
             max_len,
             check,
@@ -525,7 +522,7 @@ pub(crate) fn load(
             follows,
         };
         if eager && rule.anchored_only() {
-            let fwd = Forward::build_from_hir(&rule.hir).map_err(&bad)?;
+            let fwd = rule.build_forward().map_err(&bad)?;
             let _ = rule.forward.set(fwd);
         }
         out.push(rule);
