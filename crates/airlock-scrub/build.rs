@@ -103,6 +103,15 @@ fn main() {
             // built.
             m.formats.clear();
             m.international_formats.clear();
+            // Neither does anything read these descriptors: the parser reads
+            // the general one, validity the number types (`phone::has_type`,
+            // and the crate's `number_type` where a code's regions are
+            // built together).
+            m.emergency = None;
+            m.short_code = None;
+            m.standard_rate = None;
+            m.carrier = None;
+            m.no_international = None;
             let id = m.id.clone().expect("region id");
             let json = serde_json::to_string(&m).expect("metadata as JSON");
             writeln!(
