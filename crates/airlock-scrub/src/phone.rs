@@ -115,13 +115,39 @@ fn code_db(code: u16) -> Option<&'static Database> {
     DBS[c]
         .get_or_init(|| {
             let (_, a, b) = meta::BY_CODE[c];
-            let metas: Vec<Loaded> = meta::REGIONS[a..b]
-                .iter()
-                .map(|r| serde_json::from_str(r.3).ok())
-                .collect::<Option<_>>()?;
+            let metas: Vec<Loaded> = (a..b).map(with_types).collect::<Option<_>>()?;
             Database::from(metas).ok()
         })
         .as_ref()
+}
+
+/// Region `i`'s whole metadata, its number types put back: the crate
+/// reads them to decide which of a code's regions a number belongs to.
+fn with_types(i: usize) -> Option<Loaded> {
+    use phonenumber::metadata::loader::Descriptor;
+    let (_, _, _, json, types) = meta::REGIONS[i];
+    let mut m: Loaded = serde_json::from_str(json).ok()?;
+    for &(kind, pattern, lengths, local) in types {
+        let d = Some(Descriptor {
+            national_number: Some(pattern.to_string()),
+            possible_length: lengths.to_vec(),
+            possible_local_length: local.to_vec(),
+            example: None,
+        });
+        match kind {
+            0 => m.fixed_line = d,
+            1 => m.mobile = d,
+            2 => m.toll_free = d,
+            3 => m.premium_rate = d,
+            4 => m.shared_cost = d,
+            5 => m.voip = d,
+            6 => m.personal_number = d,
+            7 => m.pager = d,
+            8 => m.uan = d,
+            _ => m.voicemail = d,
+        }
+    }
+    Some(m)
 }
 
 /// The one region's metadata in [`region_db`].
@@ -174,7 +200,7 @@ fn deciding(code: u16, national: &str) -> Option<usize> {
         Some(_) => leading(i)
             .and_then(|re| re.find(national))
             .is_some_and(|m| m.start() == 0),
-        None => region_meta(i).is_some_and(|m| has_type(m, national)),
+        None => has_type(i, national),
     })
 }
 
@@ -188,32 +214,20 @@ fn deciding(code: u16, national: &str) -> Option<usize> {
 /// ones are asked first and most numbers stop there.
 fn valid_number(n: &phonenumber::PhoneNumber) -> bool {
     let national = n.national().to_string();
-    deciding(n.country().code(), &national)
-        .and_then(region_meta)
-        .is_some_and(|m| has_type(m, &national))
+    deciding(n.country().code(), &national).is_some_and(|i| has_type(i, &national))
 }
 
-/// Whether `national` has any number type in `m` (the crate's
+/// Whether `national` has any number type in region `i` (the crate's
 /// `number_type(m, national) != Unknown`): the general pattern fits and
-/// so does some type's.
-fn has_type(m: &'static phonenumber::metadata::Metadata, national: &str) -> bool {
-    let d = m.descriptors();
-    fits(d.general(), national)
-        && [
-            d.fixed_line(),
-            d.mobile(),
-            d.toll_free(),
-            d.premium_rate(),
-            d.shared_cost(),
-            d.voip(),
-            d.personal_number(),
-            d.pager(),
-            d.uan(),
-            d.voicemail(),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|t| fits(t, national))
+/// so does some type's (fixed line and mobile asked first).
+fn has_type(i: usize, national: &str) -> bool {
+    region_meta(i).is_some_and(|m| {
+        let g = m.descriptors().general();
+        fits(g.national_number().as_str(), g.possible_length(), national)
+            .unwrap_or_else(|| g.is_match(national))
+    }) && meta::REGIONS[i].4.iter().any(|&(_, pattern, lengths, _)| {
+        fits(pattern, lengths, national).unwrap_or_else(|| full_match(pattern, national))
+    })
 }
 
 /// A descriptor's pattern compiled only for what [`fits`] asks: a forward
@@ -258,33 +272,58 @@ impl Anchored {
     }
 }
 
-/// `Descriptor::is_match` (the possible lengths, then a match of the
-/// pattern that starts at the start: the crate takes the leftmost match
-/// and compares its start with 0, which is the same question), answered
-/// by a matcher that compiles far cheaper than the crate's full regex
-/// (≈ 1.6 M instructions apiece, a one-shot `airlock scan` compiled
-/// dozens): forward only, no prefilter or reverse search, and `\d` as
-/// ASCII digits, which is all a national number holds. Matchers are kept
-/// per pattern for the process's life (the metadata is `'static`, so a
-/// pattern's address names it).
-fn fits(d: &'static phonenumber::metadata::Descriptor, national: &str) -> bool {
+/// `Descriptor::is_match` of a descriptor with this pattern and these
+/// possible lengths (the lengths, then a match of the pattern that starts
+/// at the start: the crate takes the leftmost match and compares its
+/// start with 0, which is the same question), answered by a matcher that
+/// compiles far cheaper than the crate's full regex (≈ 1.6 M instructions
+/// apiece, a one-shot `airlock scan` compiled dozens): forward only, no
+/// prefilter or reverse search, and `\d` as ASCII digits, which is all a
+/// national number holds. `None` when that matcher does not build or
+/// gives up (or `national` is not all digits): the caller asks a full
+/// regex then. Matchers are kept per pattern for the process's life (the
+/// patterns are `'static`, so a pattern's address names it).
+fn fits(pattern: &'static str, lengths: &[u16], national: &str) -> Option<bool> {
     type Matchers = std::collections::HashMap<(usize, usize), Option<&'static Anchored>>;
     static MATCHERS: OnceLock<std::sync::Mutex<Matchers>> = OnceLock::new();
-    let lens = d.possible_length();
-    if !lens.is_empty() && !u16::try_from(national.len()).is_ok_and(|n| lens.contains(&n)) {
+    if !lengths.is_empty() && !u16::try_from(national.len()).is_ok_and(|n| lengths.contains(&n)) {
+        return Some(false);
+    }
+    if !national.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let key = (pattern.as_ptr() as usize, pattern.len());
+    let matcher = *MATCHERS
+        .get_or_init(Default::default)
+        .lock()
+        .ok()?
+        .entry(key)
+        .or_insert_with(|| Anchored::build(pattern).map(|a| &*Box::leak(Box::new(a))));
+    matcher?.at_start(national)
+}
+
+/// The crate's own question for a type's pattern, with the crate's regex
+/// settings (`regex` syntax, whitespace ignored): a match starting at the
+/// start. A pattern that does not compile matches nothing, as a region
+/// whose metadata did not load has no types. Compiled once per pattern.
+fn full_match(pattern: &'static str, national: &str) -> bool {
+    type Regexes =
+        std::collections::HashMap<(usize, usize), Option<&'static regex_automata::meta::Regex>>;
+    static REGEXES: OnceLock<std::sync::Mutex<Regexes>> = OnceLock::new();
+    let key = (pattern.as_ptr() as usize, pattern.len());
+    let Ok(mut map) = REGEXES.get_or_init(Default::default).lock() else {
         return false;
-    }
-    let pattern = d.national_number().as_str();
-    let matcher = national.bytes().all(|b| b.is_ascii_digit()).then(|| {
-        let key = (pattern.as_ptr() as usize, pattern.len());
-        let mut map = MATCHERS.get_or_init(Default::default).lock().ok()?;
-        *map.entry(key)
-            .or_insert_with(|| Anchored::build(pattern).map(|a| &*Box::leak(Box::new(a))))
+    };
+    let re = *map.entry(key).or_insert_with(|| {
+        regex_automata::meta::Regex::builder()
+            .syntax(regex_automata::util::syntax::Config::new().ignore_whitespace(true))
+            .build(pattern)
+            .ok()
+            .map(|re| &*Box::leak(Box::new(re)))
     });
-    match matcher.flatten().and_then(|m| m.at_start(national)) {
-        Some(hit) => hit,
-        None => d.is_match(national),
-    }
+    drop(map);
+    re.and_then(|re| re.find(national))
+        .is_some_and(|m| m.start() == 0)
 }
 
 /// Whether `text` parses with `db` for `region` and is valid. Any panic
@@ -526,6 +565,46 @@ mod tests {
             cases > 3000 && valid_seen > 1000,
             "{cases} cases, {valid_seen} valid"
         );
+    }
+
+    /// A region's metadata with its types put back ([`with_types`], what a
+    /// code's regions built together read) has the crate's own types.
+    #[test]
+    fn types_put_back_are_the_crates() {
+        let db = &*phonenumber::metadata::DATABASE;
+        let view = |d: Option<&phonenumber::metadata::Descriptor>| {
+            d.map(|d| {
+                (
+                    d.national_number().as_str().to_string(),
+                    d.possible_length().to_vec(),
+                )
+            })
+        };
+        for (i, r) in meta::REGIONS.iter().enumerate() {
+            let ours = Database::from(vec![with_types(i).expect("metadata")]).expect("builds");
+            let ours = ours.iter().next().expect("one region").descriptors();
+            let theirs = db
+                .by_code(&r.0)
+                .into_iter()
+                .flatten()
+                .find(|m| m.id() == r.1 && (r.1 != "001" || m.country_code() == r.0))
+                .expect("the crate's region")
+                .descriptors();
+            for (a, b) in [
+                (ours.fixed_line(), theirs.fixed_line()),
+                (ours.mobile(), theirs.mobile()),
+                (ours.toll_free(), theirs.toll_free()),
+                (ours.premium_rate(), theirs.premium_rate()),
+                (ours.shared_cost(), theirs.shared_cost()),
+                (ours.voip(), theirs.voip()),
+                (ours.personal_number(), theirs.personal_number()),
+                (ours.pager(), theirs.pager()),
+                (ours.uan(), theirs.uan()),
+                (ours.voicemail(), theirs.voicemail()),
+            ] {
+                assert_eq!(view(a), view(b), "region {} (+{})", r.1, r.0);
+            }
+        }
     }
 
     fn ok(v: &str) -> bool {
