@@ -24,8 +24,8 @@ if [ ! -x "$VENV/bin/gitleaks" ] || [ ! -x "$VENV/bin/kingfisher" ] || ! "$VENV/
 fi
 
 cargo build --release -q -p airlock -p airlock-scrub --example ceiling
-AIRLOCK=target/release/airlock
-CEILING=target/release/examples/ceiling
+AIRLOCK="${CARGO_TARGET_DIR:-target}/release/airlock"
+CEILING="${CARGO_TARGET_DIR:-target}/release/examples/ceiling"
 
 python3 bench/scan/gen.py "$OUT" "$MB"
 CORPUS="$OUT/mixed.txt"

@@ -1,5 +1,6 @@
 //! `airlock scan FILE` without the binary: the built-in scrubber streams
-//! FILE in 1 MiB reads to stdout, with the binary's allocator. Profile it
+//! FILE in 4 MiB reads (`STREAM_CHUNK` bytes if set) to stdout, with the
+//! binary's allocator. Profile it
 //! under valgrind (`valgrind --tool=cachegrind --cache-sim=no`) to see what
 //! a one-shot scan pays, start-up and first-use compiles included, without
 //! building the whole binary:
@@ -29,7 +30,11 @@ fn once(scrubber: &Scrubber, path: &str) {
     let mut file = std::fs::File::open(path).expect("open FILE");
     let mut stream = scrubber.stream();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut buf = vec![0u8; 1 << 20];
+    let chunk: usize = std::env::var("STREAM_CHUNK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1 << 20);
+    let mut buf = vec![0u8; chunk];
     loop {
         let n = file.read(&mut buf).expect("read FILE");
         if n == 0 {
