@@ -85,8 +85,9 @@ fn main() {
          /// Every region: calling code, region id, leading digits pattern\n\
          /// (the crate's `leadingDigits`), the JSON of its\n\
          /// `phonenumber::metadata::loader::Metadata` without its number\n\
-         /// types, and the types: (`TYPE_ORDER` index, pattern, possible\n\
-         /// lengths, possible local lengths); grouped by calling code\n\
+         /// types, and the types: (kind, pattern, possible lengths,\n\
+         /// possible local lengths), kind 0 fixed line to 9 voicemail as\n\
+         /// `phone::with_types` puts them back; grouped by calling code\n\
          /// (ascending), each code's main region first, as the crate\n\
          /// orders them.\n\
          #[allow(clippy::type_complexity)]\n\
@@ -115,7 +116,8 @@ fn main() {
             m.standard_rate = None;
             m.carrier = None;
             m.no_international = None;
-            // The number types are written apart (`TYPES`): validity
+            // The number types are written apart (REGIONS' last field, in
+            // the order `phone::with_types` reads their kind): validity
             // matches them itself (`phone::has_type`), and each pattern
             // left in the metadata is syntax-checked every time a region's
             // metadata is built. Only a code's regions built together

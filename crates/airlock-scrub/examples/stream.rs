@@ -33,7 +33,7 @@ fn once(scrubber: &Scrubber, path: &str) {
     let chunk: usize = std::env::var("STREAM_CHUNK")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1 << 20);
+        .unwrap_or(4 << 20);
     let mut buf = vec![0u8; chunk];
     loop {
         let n = file.read(&mut buf).expect("read FILE");

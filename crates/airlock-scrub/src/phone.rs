@@ -284,22 +284,14 @@ impl Anchored {
 /// regex then. Matchers are kept per pattern for the process's life (the
 /// patterns are `'static`, so a pattern's address names it).
 fn fits(pattern: &'static str, lengths: &[u16], national: &str) -> Option<bool> {
-    type Matchers = std::collections::HashMap<(usize, usize), Option<&'static Anchored>>;
-    static MATCHERS: OnceLock<std::sync::Mutex<Matchers>> = OnceLock::new();
+    static MATCHERS: Compiled<Anchored> = OnceLock::new();
     if !lengths.is_empty() && !u16::try_from(national.len()).is_ok_and(|n| lengths.contains(&n)) {
         return Some(false);
     }
     if !national.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let key = (pattern.as_ptr() as usize, pattern.len());
-    let matcher = *MATCHERS
-        .get_or_init(Default::default)
-        .lock()
-        .ok()?
-        .entry(key)
-        .or_insert_with(|| Anchored::build(pattern).map(|a| &*Box::leak(Box::new(a))));
-    matcher?.at_start(national)
+    compiled(&MATCHERS, pattern, Anchored::build)?.at_start(national)
 }
 
 /// The crate's own question for a type's pattern, with the crate's regex
@@ -307,23 +299,36 @@ fn fits(pattern: &'static str, lengths: &[u16], national: &str) -> Option<bool> 
 /// start. A pattern that does not compile matches nothing, as a region
 /// whose metadata did not load has no types. Compiled once per pattern.
 fn full_match(pattern: &'static str, national: &str) -> bool {
-    type Regexes =
-        std::collections::HashMap<(usize, usize), Option<&'static regex_automata::meta::Regex>>;
-    static REGEXES: OnceLock<std::sync::Mutex<Regexes>> = OnceLock::new();
-    let key = (pattern.as_ptr() as usize, pattern.len());
-    let Ok(mut map) = REGEXES.get_or_init(Default::default).lock() else {
-        return false;
-    };
-    let re = *map.entry(key).or_insert_with(|| {
+    static REGEXES: Compiled<regex_automata::meta::Regex> = OnceLock::new();
+    compiled(&REGEXES, pattern, |p| {
         regex_automata::meta::Regex::builder()
             .syntax(regex_automata::util::syntax::Config::new().ignore_whitespace(true))
-            .build(pattern)
+            .build(p)
             .ok()
-            .map(|re| &*Box::leak(Box::new(re)))
-    });
-    drop(map);
-    re.and_then(|re| re.find(national))
-        .is_some_and(|m| m.start() == 0)
+    })
+    .and_then(|re| re.find(national))
+    .is_some_and(|m| m.start() == 0)
+}
+
+/// Matchers compiled from `'static` metadata patterns, kept for the
+/// process's life and named by the pattern's address.
+type Compiled<T> =
+    OnceLock<std::sync::Mutex<std::collections::HashMap<(usize, usize), Option<&'static T>>>>;
+
+/// `pattern`'s matcher in `cache`, built on first use; `None` when it did
+/// not build (or the cache's lock is poisoned).
+fn compiled<T: Send + Sync>(
+    cache: &'static Compiled<T>,
+    pattern: &'static str,
+    build: impl FnOnce(&str) -> Option<T>,
+) -> Option<&'static T> {
+    let key = (pattern.as_ptr() as usize, pattern.len());
+    *cache
+        .get_or_init(Default::default)
+        .lock()
+        .ok()?
+        .entry(key)
+        .or_insert_with(|| build(pattern).map(|t| &*Box::leak(Box::new(t))))
 }
 
 /// Whether `text` parses with `db` for `region` and is valid. Any panic

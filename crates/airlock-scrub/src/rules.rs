@@ -13,7 +13,6 @@ use crate::head::{self, ByteSet};
 use crate::pattern::{NAME_STRETCH, context_pattern};
 use crate::scan::Scanner;
 use regex_automata::meta;
-use regex_automata::util::syntax;
 use serde::Deserialize;
 use std::sync::OnceLock;
 
@@ -215,17 +214,16 @@ impl Rule {
 }
 
 /// Compile a pattern the way every rule is compiled: bytes, Unicode off,
-/// no UTF-8 requirement.
+/// no UTF-8 requirement ([`crate::syntax::parse`]), then
+/// [`build_regex_from_hir`].
 pub(crate) fn build_regex(pattern: &str) -> Result<meta::Regex, String> {
-    meta::Regex::builder()
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
-        .configure(meta::Config::new().utf8_empty(false))
-        .build(pattern)
-        .map_err(|e| format!("regex does not compile: {e}"))
+    build_regex_from_hir(&crate::syntax::parse(pattern)?)
 }
 
-/// [`build_regex`] from the pattern already parsed with the same syntax
-/// ([`crate::syntax::parse`]).
+/// A rule's full regex from its parsed pattern. Without prefilters: a
+/// rule's regex searches windows of a few hundred bytes, where building
+/// and starting a prefilter (and the reverse-inner literal search it
+/// brings) costs more than it skips.
 fn build_regex_from_hir(hir: &regex_syntax::hir::Hir) -> Result<meta::Regex, String> {
     meta::Regex::builder()
         .configure(meta::Config::new().utf8_empty(false).auto_prefilter(false))
