@@ -886,9 +886,14 @@ impl Engine {
             }
             // A declared precondition that the window fails rules out every
             // match inside it (a match lies inside its window).
-            if let Some(n) = self.rule(li).min_colons
+            let rule = self.rule(li);
+            if let Some(n) = rule.min_colons
                 && !has_colon_run(&hay[s..e], n)
             {
+                continue;
+            }
+            // Nor can a window without one of the bytes every match holds.
+            if rule.needs.is_some_and(|n| !n.found_in(&hay[s..e])) {
                 continue;
             }
             self.search(hay, li, s, e, &mut out);

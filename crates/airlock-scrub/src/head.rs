@@ -141,6 +141,181 @@ fn padded(h: &Hir, len: usize, k: usize) -> Vec<ByteSet> {
     v
 }
 
+/// At most this many bytes in a [`Needs`] (what `memchr3` looks for).
+const NEEDS_MAX: u32 = 3;
+/// Candidate sets kept per sub-pattern while [`needs`] folds a pattern.
+const NEEDS_KEEP: usize = 8;
+
+/// A few bytes at least one of which every match of a pattern holds: a
+/// window that holds none of them holds no match, whatever the regex would
+/// do there (the bytes a match consumes lie inside the range searched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Needs {
+    bytes: [u8; NEEDS_MAX as usize],
+    n: u8,
+}
+
+impl Needs {
+    /// Whether `hay` holds one of the bytes.
+    #[inline]
+    pub(crate) fn found_in(&self, hay: &[u8]) -> bool {
+        let [a, b, c] = self.bytes;
+        match self.n {
+            1 => memchr::memchr(a, hay).is_some(),
+            2 => memchr::memchr2(a, b, hay).is_some(),
+            _ => memchr::memchr3(a, b, c, hay).is_some(),
+        }
+    }
+
+    /// Whether every occurrence of `word` (ASCII case-insensitive) holds
+    /// one of the bytes: a window around a keyword then always passes.
+    pub(crate) fn in_every_occurrence_of(&self, word: &str) -> bool {
+        let has = |b: u8| self.bytes[..usize::from(self.n)].contains(&b);
+        word.bytes()
+            .any(|b| has(b.to_ascii_lowercase()) && has(b.to_ascii_uppercase()))
+    }
+
+    /// Whether `b` is one of the bytes.
+    pub(crate) fn contains(&self, b: u8) -> bool {
+        self.bytes[..usize::from(self.n)].contains(&b)
+    }
+}
+
+impl ByteSet {
+    fn len(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
+
+    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.0.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                let b = w.trailing_zeros();
+                (b < 64).then(|| {
+                    w &= w - 1;
+                    (i * 64) as u8 + b as u8
+                })
+            })
+        })
+    }
+
+    /// How often text is expected to hold one of the bytes (rough, higher
+    /// is more often): the rarest set makes the cheapest-to-pass filter.
+    fn commonness(&self) -> u32 {
+        self.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b' ' => 8,
+                b'0'..=b'9' => 6,
+                b'A'..=b'Z' | b'\n' => 3,
+                _ => 2,
+            })
+            .sum()
+    }
+}
+
+/// The [`Needs`] of `h`: the rarest set of at most three bytes found such
+/// that every match of `h` holds one of them, or `None` (a pattern that
+/// can match with any bytes, or whose required bytes are too many).
+/// Look-around is zero-width and requires nothing.
+pub(crate) fn needs(h: &Hir) -> Option<Needs> {
+    let best = required(h)
+        .into_iter()
+        .min_by_key(|s| (s.commonness(), s.len()))?;
+    let mut bytes = [0u8; NEEDS_MAX as usize];
+    let mut n = 0u8;
+    for b in best.bytes() {
+        bytes[usize::from(n)] = b;
+        n += 1;
+    }
+    Some(Needs { bytes, n })
+}
+
+/// Byte sets of at most `NEEDS_MAX` bytes, each of which every match of
+/// `h` meets (holds a byte of): the few rarest found.
+fn required(h: &Hir) -> Vec<ByteSet> {
+    let set_of = |ranges: &mut dyn Iterator<Item = (u32, u32)>| {
+        let mut s = ByteSet::NONE;
+        for (lo, hi) in ranges {
+            if hi >= 0x100 || hi - lo >= NEEDS_MAX {
+                return None;
+            }
+            s.insert_range(lo as u8, hi as u8);
+        }
+        (s.len() <= NEEDS_MAX && s.len() > 0).then_some(s)
+    };
+    let sets = match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => Vec::new(),
+        HirKind::Literal(lit) => lit
+            .0
+            .iter()
+            .map(|&b| {
+                let mut s = ByteSet::NONE;
+                s.insert_range(b, b);
+                s
+            })
+            .collect(),
+        HirKind::Class(Class::Bytes(c)) => set_of(
+            &mut c
+                .ranges()
+                .iter()
+                .map(|r| (u32::from(r.start()), u32::from(r.end()))),
+        )
+        .into_iter()
+        .collect(),
+        HirKind::Class(Class::Unicode(c)) => set_of(
+            &mut c
+                .ranges()
+                .iter()
+                .map(|r| (u32::from(r.start()), u32::from(r.end()))),
+        )
+        // A non-ASCII scalar is more than one byte: only all-ASCII sets.
+        .filter(|s| s.bytes().all(|b| b < 0x80))
+        .into_iter()
+        .collect(),
+        HirKind::Capture(c) => required(&c.sub),
+        HirKind::Repetition(r) if r.min == 0 => Vec::new(),
+        HirKind::Repetition(r) => required(&r.sub),
+        // Every part is matched: any part's set will do.
+        HirKind::Concat(parts) => parts.iter().flat_map(required).collect(),
+        // One branch is matched: a set is required when it contains one
+        // required set of each branch.
+        HirKind::Alternation(alts) => {
+            let mut acc: Vec<ByteSet> = vec![ByteSet::NONE];
+            for a in alts {
+                let mine = required(a);
+                let mut next = Vec::new();
+                for x in &acc {
+                    for y in &mine {
+                        let u = x.union(*y);
+                        if u.len() <= NEEDS_MAX {
+                            next.push(u);
+                        }
+                    }
+                }
+                acc = keep_rarest(next);
+                if acc.is_empty() {
+                    break;
+                }
+            }
+            acc
+        }
+    };
+    keep_rarest(sets)
+}
+
+fn keep_rarest(sets: Vec<ByteSet>) -> Vec<ByteSet> {
+    // Keyed once (the key reads every byte of a set), by the set last so
+    // that equal sets end up next to each other.
+    let mut keyed: Vec<(u32, u32, [u64; 4])> = sets
+        .into_iter()
+        .map(|s| (s.commonness(), s.len(), s.0))
+        .collect();
+    keyed.sort_unstable();
+    keyed.dedup();
+    keyed.truncate(NEEDS_KEEP);
+    keyed.into_iter().map(|k| ByteSet(k.2)).collect()
+}
+
 /// Whether `hay[p..]` can open a match by the bytes at its first offsets.
 #[inline]
 pub(crate) fn head_ok(sets: &[ByteSet], hay: &[u8], p: usize) -> bool {
@@ -426,6 +601,129 @@ mod tests {
                 if re.search(&input).is_some() {
                     prop_assert!(head_ok(&sets, hay, p), "{pat} at {p} in {:?}: {:?}", hay, shown(&sets));
                 }
+            }
+        }
+    }
+
+    fn needs_of(p: &str) -> Option<String> {
+        let n = needs(&parse(p))?;
+        Some(
+            n.bytes[..usize::from(n.n)]
+                .iter()
+                .map(|&b| char::from(b))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn needs_examples() {
+        // An extension's marker: every branch holds an x.
+        assert_eq!(
+            needs_of(r"\d{7}[ \t]{0,2}(?i:x|ext\.?|extension)[ \t]{0,2}\d{1,6}").as_deref(),
+            Some("Xx")
+        );
+        // The rarest part of a concatenation; an optional part requires nothing.
+        assert_eq!(needs_of(r"[a-z]+@?[a-z]+\.com").as_deref(), Some("."));
+        assert_eq!(needs_of(r"abc").as_deref(), Some("a"));
+        assert_eq!(needs_of(r"a|b|c").as_deref(), Some("abc"));
+        // Four bytes are too many to look for at once.
+        assert_eq!(needs_of(r"a|b|c|d"), None);
+        assert_eq!(needs_of(r"(?i:ab|cd)"), None);
+        // What can match anywhere, or match nothing, needs nothing.
+        assert_eq!(needs_of(r"\d{4,8}"), None);
+        assert_eq!(needs_of(r"x?"), None);
+        assert_eq!(needs_of(r"^|,"), None);
+        // A repetition that must happen keeps its body's needs.
+        assert_eq!(needs_of(r"(?:k=){2,3}").as_deref(), Some("="));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// Wherever the regex matches, the match holds one of the needed
+        /// bytes.
+        #[test]
+        fn every_match_holds_its_needs(pat in pattern(), hay in "[abcAB .]{0,16}") {
+            let re = meta::Regex::builder()
+                .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
+                .build(&pat)
+                .expect("compiles");
+            let Some(n) = needs(&parse(&pat)) else {
+                return Ok(());
+            };
+            let hay = hay.as_bytes();
+            for p in 0..=hay.len() {
+                let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
+                if let Some(m) = re.search(&input) {
+                    prop_assert!(n.found_in(&hay[m.range()]), "{pat} at {p} in {:?}: {:?}", hay, n);
+                }
+            }
+        }
+    }
+
+    /// Every built-in rule whose pattern strings can be generated, with
+    /// those strings (look-around dropped) wrapped in random bytes.
+    fn builtin_rule_soup() -> impl Strategy<Value = (usize, Vec<u8>)> {
+        let rules = all_builtin_rules();
+        let gens: Vec<proptest::strategy::BoxedStrategy<(usize, Vec<u8>)>> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| needs(&parse(&r.pattern)).is_some())
+            .filter_map(|(k, r)| {
+                let p = r.pattern.replace("\\b", "").replace("|$)", ")");
+                proptest::string::bytes_regex(&p)
+                    .ok()
+                    .map(|s| s.prop_map(move |b| (k, b)).boxed())
+            })
+            .collect();
+        assert!(gens.len() > 40, "{} rules generate", gens.len());
+        (
+            proptest::strategy::Union::new(gens),
+            prop::collection::vec(any::<u8>(), 0..4),
+            prop::collection::vec(any::<u8>(), 0..4),
+        )
+            .prop_map(|((k, sample), pre, post)| {
+                let mut hay = pre;
+                hay.extend_from_slice(&sample);
+                hay.extend_from_slice(&post);
+                (k, hay)
+            })
+    }
+
+    fn all_builtin_rules() -> &'static [crate::rules::Rule] {
+        static RULES: std::sync::OnceLock<Vec<crate::rules::Rule>> = std::sync::OnceLock::new();
+        RULES.get_or_init(|| {
+            let mut v = crate::rules::load(
+                "secrets.toml",
+                crate::rules::BUILTIN_SECRETS,
+                crate::Category::Secret,
+                false,
+            )
+            .expect("secrets load");
+            v.extend(
+                crate::rules::load(
+                    "pii.toml",
+                    crate::rules::BUILTIN_PII,
+                    crate::Category::Pii,
+                    false,
+                )
+                .expect("pii load"),
+            );
+            v
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Every match of a built-in rule, on strings of its own pattern,
+        /// holds one of the bytes its pattern needs.
+        #[test]
+        fn builtin_matches_hold_their_needs((k, hay) in builtin_rule_soup()) {
+            let rule = &all_builtin_rules()[k];
+            let n = needs(&parse(&rule.pattern)).expect("filtered");
+            for m in rule.regex().find_iter(&hay) {
+                prop_assert!(n.found_in(&hay[m.range()]), "{} in {:?}", rule.id, String::from_utf8_lossy(&hay));
             }
         }
     }

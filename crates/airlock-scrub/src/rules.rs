@@ -106,6 +106,10 @@ pub(crate) struct Rule {
     /// run of hex digits, ':' and '.' that holds "::" or at least this many
     /// ':'. Windows without such a run are skipped without a search.
     pub min_colons: Option<usize>,
+    /// Bytes one of which every match holds ([`head::needs`]), when its
+    /// windows need not hold one already (an `@` rule's windows hold
+    /// `@`): a window without them is skipped without a search.
+    pub needs: Option<head::Needs>,
     /// A hand-written matcher used instead of the regex; only allowed when
     /// the pattern is the one it implements.
     pub scanner: Option<Scanner>,
@@ -402,6 +406,12 @@ pub(crate) fn load(
             secret_group,
             head,
         } = compile(&pattern, eager).map_err(&bad)?;
+        let needs = head::needs(&hir).filter(|n| match &anchor {
+            Anchor::Keywords(words) => !words.iter().all(|w| n.in_every_occurrence_of(w)),
+            Anchor::At => !n.contains(b'@'),
+            Anchor::Colon => !n.contains(b':'),
+            Anchor::Digits { run_needs, .. } => !run_needs.is_some_and(|b| n.contains(b)),
+        });
         // A context pattern opens with `(?i:name|…)` and its names are
         // keywords (`keywords.retain` above drops an empty one, which would
         // let a match start anywhere, so check them all).
@@ -513,6 +523,7 @@ pub(crate) fn load(
             low_info,
             pattern: pattern_text,
             min_colons: spec.min_colons,
+            needs,
             scanner,
             starts_with_keyword,
             head,
