@@ -401,39 +401,21 @@ pub(crate) fn low_information(value: &[u8]) -> bool {
         return true;
     }
     let n = value.len();
-    // Longest run of one byte.
+    // One pass for the longest run of one byte, the distinct bytes and
+    // the longest ascending or descending sequence (six or more
+    // consecutive symbols, ASCII case-insensitively, each byte lower-cased
+    // as it is read: no copy).
     let mut run = 1;
     let mut best = 1;
-    for w in value.windows(2) {
-        run = if w[0] == w[1] { run + 1 } else { 1 };
-        best = best.max(run);
-    }
-    if best >= 6 || (n >= 8 && best * 3 >= n) {
-        return true;
-    }
-    let mut seen = [false; 256];
-    let mut distinct = 0;
-    for &b in value {
-        if !seen[usize::from(b)] {
-            seen[usize::from(b)] = true;
-            distinct += 1;
-        }
-    }
-    if n >= 8 && distinct <= 3 {
-        return true;
-    }
-    // A short unit repeated over the whole value.
-    if n >= 8 && (1..=4).any(|p| value.iter().zip(&value[p..]).all(|(a, b)| a == b)) {
-        return true;
-    }
-    if holds_keyboard_word(value) {
-        return true;
-    }
-    // Six or more consecutive ascending or descending symbols, ASCII
-    // case-insensitively (each byte lower-cased as it is read: no copy).
     let mut up = 1;
     let mut down = 1;
+    let mut seen = [0u64; 4];
+    let mut mark = |b: u8| seen[usize::from(b >> 6)] |= 1 << (b & 63);
+    mark(value[0]);
     for w in value.windows(2) {
+        mark(w[1]);
+        run = if w[0] == w[1] { run + 1 } else { 1 };
+        best = best.max(run);
         let w = [w[0].to_ascii_lowercase(), w[1].to_ascii_lowercase()];
         let seq = w[0].is_ascii_alphanumeric() && w[1].is_ascii_alphanumeric();
         up = if seq && w[1] == w[0].wrapping_add(1) {
@@ -450,7 +432,18 @@ pub(crate) fn low_information(value: &[u8]) -> bool {
             return true;
         }
     }
-    false
+    if best >= 6 || (n >= 8 && best * 3 >= n) {
+        return true;
+    }
+    let distinct: u32 = seen.iter().map(|w| w.count_ones()).sum();
+    if n >= 8 && distinct <= 3 {
+        return true;
+    }
+    // A short unit repeated over the whole value.
+    if n >= 8 && (1..=4).any(|p| value.iter().zip(&value[p..]).all(|(a, b)| a == b)) {
+        return true;
+    }
+    holds_keyboard_word(value)
 }
 
 /// Whether `value` holds `qwerty`, `asdfgh`, `zxcvbn`, `abc123`, `letmein`,
@@ -1217,6 +1210,80 @@ mod tests {
         PLACEHOLDER_WORDS.iter().any(|w| s.contains(w))
     }
 
+    /// `low_information` as it was, one pass per test.
+    fn low_information_by_passes(value: &[u8]) -> bool {
+        if value.is_empty() || is_placeholder(value) {
+            return true;
+        }
+        let n = value.len();
+        // Longest run of one byte.
+        let mut run = 1;
+        let mut best = 1;
+        for w in value.windows(2) {
+            run = if w[0] == w[1] { run + 1 } else { 1 };
+            best = best.max(run);
+        }
+        if best >= 6 || (n >= 8 && best * 3 >= n) {
+            return true;
+        }
+        let mut seen = [false; 256];
+        let mut distinct = 0;
+        for &b in value {
+            if !seen[usize::from(b)] {
+                seen[usize::from(b)] = true;
+                distinct += 1;
+            }
+        }
+        if n >= 8 && distinct <= 3 {
+            return true;
+        }
+        // A short unit repeated over the whole value.
+        if n >= 8 && (1..=4).any(|p| value.iter().zip(&value[p..]).all(|(a, b)| a == b)) {
+            return true;
+        }
+        if holds_keyboard_word(value) {
+            return true;
+        }
+        // Six or more consecutive ascending or descending symbols, ASCII
+        // case-insensitively (each byte lower-cased as it is read: no copy).
+        let mut up = 1;
+        let mut down = 1;
+        for w in value.windows(2) {
+            let w = [w[0].to_ascii_lowercase(), w[1].to_ascii_lowercase()];
+            let seq = w[0].is_ascii_alphanumeric() && w[1].is_ascii_alphanumeric();
+            up = if seq && w[1] == w[0].wrapping_add(1) {
+                up + 1
+            } else {
+                1
+            };
+            down = if seq && w[1].wrapping_add(1) == w[0] {
+                down + 1
+            } else {
+                1
+            };
+            if up >= 6 || down >= 6 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Values with runs, repeated units, sequences and few distinct bytes
+    /// in them, and random bytes.
+    fn filler_soup() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            "[a-cA-C0-2]{1,10}",
+            (any::<u8>(), 1usize..9)
+                .prop_map(|(b, n)| vec![b; n])
+                .prop_map(|v| String::from_utf8_lossy(&v).into_owned()),
+            "(?:abc|123|xyz|ZYX|987|qwe|Ab){1,3}",
+            "[a-zA-Z0-9]{1,12}",
+            "[ -~]{1,6}",
+        ];
+        proptest::collection::vec(piece, 0..5).prop_map(|v| v.concat().into_bytes())
+    }
+
     fn word_soup() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         use proptest::prelude::*;
         let piece = prop_oneof![
@@ -1235,6 +1302,13 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        #[test]
+        fn one_pass_low_information_equals_the_passes(v in filler_soup()) {
+            proptest::prop_assert_eq!(low_information(&v), low_information_by_passes(&v));
+        }
+
         #[test]
         fn placeholder_automaton_equals_the_word_search(v in word_soup()) {
             proptest::prop_assert_eq!(has_placeholder_word(&v), words_by_search(&v));

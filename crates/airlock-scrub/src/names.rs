@@ -279,9 +279,37 @@ fn words(ident: &[u8]) -> Vec<(usize, String)> {
         .collect()
 }
 
-fn in_list(list: &[&str], w: &[u8]) -> bool {
-    list.iter().any(|x| x.as_bytes() == w)
+fn in_list(list: &Words, w: &[u8]) -> bool {
+    list.sorted
+        .get_or_init(|| {
+            let mut v: Vec<&'static [u8]> = list.words.iter().map(|x| x.as_bytes()).collect();
+            v.sort_unstable();
+            v
+        })
+        .binary_search_by(|x| (*x).cmp(w))
+        .is_ok()
 }
+
+/// A word list, searched through a sorted copy made on first use
+/// (`classify` runs for every generic candidate, and a linear scan of the
+/// longer lists was most of its cost).
+struct Words {
+    words: &'static [&'static str],
+    sorted: std::sync::OnceLock<Vec<&'static [u8]>>,
+}
+
+impl Words {
+    const fn new(words: &'static [&'static str]) -> Words {
+        Words {
+            words,
+            sorted: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+static AFTER_WORDS: Words = Words::new(AFTER);
+static BEFORE_WORDS: Words = Words::new(BEFORE);
+static ORDINARY_WORDS: Words = Words::new(ORDINARY);
 
 fn has_stem(w: &[u8]) -> bool {
     STEMS
@@ -294,12 +322,14 @@ fn has_stem(w: &[u8]) -> bool {
 fn glued(w: &[u8]) -> bool {
     STEMS.iter().any(|s| {
         let s = s.as_bytes();
-        (w.len() > s.len() && w.starts_with(s) && in_list(AFTER, &w[s.len()..]))
-            || (w.len() > s.len() && w.ends_with(s) && in_list(BEFORE, &w[..w.len() - s.len()]))
+        (w.len() > s.len() && w.starts_with(s) && in_list(&AFTER_WORDS, &w[s.len()..]))
+            || (w.len() > s.len()
+                && w.ends_with(s)
+                && in_list(&BEFORE_WORDS, &w[..w.len() - s.len()]))
             || (w.len() > s.len() + 1
                 && w.ends_with(b"s")
                 && w[..w.len() - 1].ends_with(s)
-                && in_list(BEFORE, &w[..w.len() - 1 - s.len()]))
+                && in_list(&BEFORE_WORDS, &w[..w.len() - 1 - s.len()]))
     })
 }
 
@@ -331,15 +361,15 @@ pub(crate) fn classify(hay: &[u8], at: usize) -> Name {
         };
     }
     let last = w(n - 1);
-    let secret_tail = has_stem(last) && !in_list(ORDINARY, last) && !glued(last);
-    let mut not_secret = in_list(AFTER, last);
+    let secret_tail = has_stem(last) && !in_list(&ORDINARY_WORDS, last) && !glued(last);
+    let mut not_secret = in_list(&AFTER_WORDS, last);
     for i in 0..n {
         let word = w(i);
-        if !has_stem(word) || in_list(ORDINARY, word) {
+        if !has_stem(word) || in_list(&ORDINARY_WORDS, word) {
             continue;
         }
-        if (i + 1 < n && in_list(AFTER, w(i + 1)))
-            || (i > 0 && in_list(BEFORE, w(i - 1)))
+        if (i + 1 < n && in_list(&AFTER_WORDS, w(i + 1)))
+            || (i > 0 && in_list(&BEFORE_WORDS, w(i - 1)))
             || glued(word)
         {
             not_secret = true;
@@ -348,7 +378,7 @@ pub(crate) fn classify(hay: &[u8], at: usize) -> Name {
     // The word the match starts in is an ordinary word (`monkeys`, `author`).
     let rel = at - s;
     if let Some(i) = (0..n).find(|&i| sp[i].0 <= rel && rel < sp[i].1)
-        && in_list(ORDINARY, w(i))
+        && in_list(&ORDINARY_WORDS, w(i))
     {
         not_secret = true;
     }
