@@ -233,16 +233,6 @@ pub(crate) fn needs(h: &Hir) -> Option<Needs> {
 /// Byte sets of at most `NEEDS_MAX` bytes, each of which every match of
 /// `h` meets (holds a byte of): the few rarest found.
 fn required(h: &Hir) -> Vec<ByteSet> {
-    let set_of = |ranges: &mut dyn Iterator<Item = (u32, u32)>| {
-        let mut s = ByteSet::NONE;
-        for (lo, hi) in ranges {
-            if hi >= 0x100 || hi - lo >= NEEDS_MAX {
-                return None;
-            }
-            s.insert_range(lo as u8, hi as u8);
-        }
-        (s.len() <= NEEDS_MAX && s.len() > 0).then_some(s)
-    };
     let sets = match h.kind() {
         HirKind::Empty | HirKind::Look(_) => Vec::new(),
         HirKind::Literal(lit) => lit
@@ -254,24 +244,30 @@ fn required(h: &Hir) -> Vec<ByteSet> {
                 s
             })
             .collect(),
-        HirKind::Class(Class::Bytes(c)) => set_of(
-            &mut c
-                .ranges()
-                .iter()
-                .map(|r| (u32::from(r.start()), u32::from(r.end()))),
-        )
-        .into_iter()
-        .collect(),
-        HirKind::Class(Class::Unicode(c)) => set_of(
-            &mut c
-                .ranges()
-                .iter()
-                .map(|r| (u32::from(r.start()), u32::from(r.end()))),
-        )
-        // A non-ASCII scalar is more than one byte: only all-ASCII sets.
-        .filter(|s| s.bytes().all(|b| b < 0x80))
-        .into_iter()
-        .collect(),
+        // A class's bytes, when there are few. A class of scalars (an
+        // alternation of single characters becomes one even with Unicode
+        // off) counts only when all are ASCII: beyond, a scalar is more
+        // than one byte.
+        HirKind::Class(c) => {
+            let mut s = ByteSet::NONE;
+            let few = match c {
+                Class::Bytes(c) => add_few(
+                    &mut s,
+                    c.ranges().iter().map(|r| (r.start(), r.end())),
+                    0xFF,
+                ),
+                Class::Unicode(c) => add_few(
+                    &mut s,
+                    c.ranges().iter().map(|r| (r.start(), r.end())),
+                    0x7F,
+                ),
+            };
+            if few && s.len() > 0 {
+                vec![s]
+            } else {
+                Vec::new()
+            }
+        }
         HirKind::Capture(c) => required(&c.sub),
         HirKind::Repetition(r) if r.min == 0 => Vec::new(),
         HirKind::Repetition(r) => required(&r.sub),
@@ -301,6 +297,21 @@ fn required(h: &Hir) -> Vec<ByteSet> {
         }
     };
     keep_rarest(sets)
+}
+
+/// Adds a class's ranges to `s`: false when they hold more than
+/// `NEEDS_MAX` values, or one above `top`.
+fn add_few<T: Into<u32>>(s: &mut ByteSet, ranges: impl Iterator<Item = (T, T)>, top: u32) -> bool {
+    let mut count = 0;
+    for (lo, hi) in ranges {
+        let (lo, hi) = (lo.into(), hi.into());
+        count += hi - lo + 1;
+        if count > NEEDS_MAX || hi > top {
+            return false;
+        }
+        s.insert_range(lo as u8, hi as u8);
+    }
+    true
 }
 
 fn keep_rarest(sets: Vec<ByteSet>) -> Vec<ByteSet> {
@@ -587,19 +598,24 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
 
-        /// Wherever the regex matches (anchored), the head conditions hold.
+        /// Wherever the regex matches (anchored), the head conditions hold
+        /// and the match holds one of the bytes its pattern needs.
         #[test]
-        fn every_match_passes_its_head(pat in pattern(), hay in "[abcAB .]{0,16}") {
+        fn every_match_passes_its_head_and_holds_its_needs(pat in pattern(), hay in "[abcAB .]{0,16}") {
             let re = meta::Regex::builder()
                 .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
                 .build(&pat)
                 .expect("compiles");
             let sets = head(&parse(&pat), HEAD_LEN);
+            let needed = needs(&parse(&pat));
             let hay = hay.as_bytes();
             for p in 0..=hay.len() {
                 let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
-                if re.search(&input).is_some() {
+                if let Some(m) = re.search(&input) {
                     prop_assert!(head_ok(&sets, hay, p), "{pat} at {p} in {:?}: {:?}", hay, shown(&sets));
+                    if let Some(n) = needed {
+                        prop_assert!(n.found_in(&hay[m.range()]), "{pat} at {p} in {:?}: {:?}", hay, n);
+                    }
                 }
             }
         }
@@ -635,30 +651,6 @@ mod tests {
         assert_eq!(needs_of(r"^|,"), None);
         // A repetition that must happen keeps its body's needs.
         assert_eq!(needs_of(r"(?:k=){2,3}").as_deref(), Some("="));
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
-
-        /// Wherever the regex matches, the match holds one of the needed
-        /// bytes.
-        #[test]
-        fn every_match_holds_its_needs(pat in pattern(), hay in "[abcAB .]{0,16}") {
-            let re = meta::Regex::builder()
-                .syntax(regex_automata::util::syntax::Config::new().unicode(false).utf8(false))
-                .build(&pat)
-                .expect("compiles");
-            let Some(n) = needs(&parse(&pat)) else {
-                return Ok(());
-            };
-            let hay = hay.as_bytes();
-            for p in 0..=hay.len() {
-                let input = Input::new(hay).range(p..).anchored(Anchored::Yes);
-                if let Some(m) = re.search(&input) {
-                    prop_assert!(n.found_in(&hay[m.range()]), "{pat} at {p} in {:?}: {:?}", hay, n);
-                }
-            }
-        }
     }
 
     /// Every built-in rule whose pattern strings can be generated, with
