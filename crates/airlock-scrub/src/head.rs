@@ -17,6 +17,13 @@ impl ByteSet {
     const ALL: ByteSet = ByteSet([u64::MAX; 4]);
     const NONE: ByteSet = ByteSet([0; 4]);
 
+    /// The set of one byte.
+    fn of(b: u8) -> ByteSet {
+        let mut s = ByteSet::NONE;
+        s.insert_range(b, b);
+        s
+    }
+
     fn insert_range(&mut self, lo: u8, hi: u8) {
         for b in lo..=hi {
             self.0[usize::from(b / 64)] |= 1 << (b % 64);
@@ -49,16 +56,7 @@ pub(crate) fn head(h: &Hir, k: usize) -> Vec<ByteSet> {
     }
     match h.kind() {
         HirKind::Empty | HirKind::Look(_) => Vec::new(),
-        HirKind::Literal(lit) => lit
-            .0
-            .iter()
-            .take(k)
-            .map(|&b| {
-                let mut s = ByteSet::NONE;
-                s.insert_range(b, b);
-                s
-            })
-            .collect(),
+        HirKind::Literal(lit) => lit.0.iter().take(k).map(|&b| ByteSet::of(b)).collect(),
         HirKind::Class(Class::Bytes(c)) => {
             let mut s = ByteSet::NONE;
             for r in c.ranges() {
@@ -170,9 +168,8 @@ impl Needs {
     /// Whether every occurrence of `word` (ASCII case-insensitive) holds
     /// one of the bytes: a window around a keyword then always passes.
     pub(crate) fn in_every_occurrence_of(&self, word: &str) -> bool {
-        let has = |b: u8| self.bytes[..usize::from(self.n)].contains(&b);
         word.bytes()
-            .any(|b| has(b.to_ascii_lowercase()) && has(b.to_ascii_uppercase()))
+            .any(|b| self.contains(b.to_ascii_lowercase()) && self.contains(b.to_ascii_uppercase()))
     }
 
     /// Whether `b` is one of the bytes.
@@ -218,9 +215,8 @@ impl ByteSet {
 /// can match with any bytes, or whose required bytes are too many).
 /// Look-around is zero-width and requires nothing.
 pub(crate) fn needs(h: &Hir) -> Option<Needs> {
-    let best = required(h)
-        .into_iter()
-        .min_by_key(|s| (s.commonness(), s.len()))?;
+    // `required` gives its sets rarest first.
+    let best = *required(h).first()?;
     let mut bytes = [0u8; NEEDS_MAX as usize];
     let mut n = 0u8;
     for b in best.bytes() {
@@ -231,19 +227,11 @@ pub(crate) fn needs(h: &Hir) -> Option<Needs> {
 }
 
 /// Byte sets of at most `NEEDS_MAX` bytes, each of which every match of
-/// `h` meets (holds a byte of): the few rarest found.
+/// `h` meets (holds a byte of): the few rarest found, rarest first.
 fn required(h: &Hir) -> Vec<ByteSet> {
     let sets = match h.kind() {
         HirKind::Empty | HirKind::Look(_) => Vec::new(),
-        HirKind::Literal(lit) => lit
-            .0
-            .iter()
-            .map(|&b| {
-                let mut s = ByteSet::NONE;
-                s.insert_range(b, b);
-                s
-            })
-            .collect(),
+        HirKind::Literal(lit) => lit.0.iter().map(|&b| ByteSet::of(b)).collect(),
         // A class's bytes, when there are few. A class of scalars (an
         // alternation of single characters becomes one even with Unicode
         // off) counts only when all are ASCII: beyond, a scalar is more
@@ -525,10 +513,7 @@ mod tests {
                 if *s == ByteSet::ALL {
                     return "*".into();
                 }
-                (0..=255u8)
-                    .filter(|&b| s.contains(b))
-                    .map(char::from)
-                    .collect()
+                s.bytes().map(char::from).collect()
             })
             .collect()
     }
